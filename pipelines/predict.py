@@ -1,0 +1,6 @@
+"""The predict stage: `python pipelines/predict.py [overrides]` or `--params params.yaml`."""
+
+from geoensemble.cli import stage_main
+
+if __name__ == "__main__":
+    stage_main("predict")

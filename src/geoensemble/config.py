@@ -1,0 +1,314 @@
+"""The config schema (structured configs) and its validation.
+
+The YAML tree in ``conf/`` stays free of schema references so that DVC can compose it into
+``params.yaml`` on its own; the schema below is applied once, when a stage starts, by
+:func:`validate`. Errors name the full key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from geoensemble.errors import ConfigError
+
+
+class Align(StrEnum):
+    strict = "strict"
+    reproject = "reproject"
+
+
+class ModelKind(StrEnum):
+    cluster = "cluster"
+    classifier = "classifier"
+    regressor = "regressor"
+
+
+class Direction(StrEnum):
+    minimize = "minimize"
+    maximize = "maximize"
+
+
+@dataclass
+class LayerSpecConfig:
+    """How to find one layer and what to call it (see :mod:`geoensemble.io.layers`)."""
+
+    name: str = "???"
+    file: str | None = None  # regular expression on the file name
+    variable: str | None = None  # NetCDF/HDF variable or subdataset (regular expression)
+    meta_key: str | None = None  # metadata key whose value must match meta_value
+    meta_value: str | None = None
+    band: int = 1
+    nodata: list[float] = field(default_factory=list)  # extra no-data values
+    scale: float = 1.0
+    offset: float = 0.0
+    categorical: bool = False
+
+
+@dataclass
+class SceneConfig:
+    width: int = 800
+    height: int = 800
+    pixel_size: float = 30.0
+    crs: str = "EPSG:32613"
+    seed: int = 42
+    n_points: int = 600
+
+
+@dataclass
+class LabelsConfig:
+    path: str | None = None
+    attribute: str = "class_name"
+
+
+@dataclass
+class DataConfig:
+    name: str = "custom"
+    format: str = "auto"
+    path: str = "???"
+    pattern: str = "*.tif"
+    layers: list[LayerSpecConfig] = field(default_factory=list)
+    align: Align = Align.strict
+    reference: str | None = None
+    resampling: str = "bilinear"
+    chunk_size: int = 1024
+    truth: str | None = None
+    labels: LabelsConfig = field(default_factory=LabelsConfig)
+    scene: SceneConfig = field(default_factory=SceneConfig)
+
+
+@dataclass
+class SampleConfig:
+    size: int = 200_000
+    stratify: bool = False
+
+
+@dataclass
+class FeaturesConfig:
+    name: str = "custom"
+    sensor: str = "landsat8"
+    bands: list[str] = field(default_factory=list)
+    indices: list[str] = field(default_factory=list)
+    derived: dict[str, Any] = field(default_factory=dict)
+    nan_threshold: int = 0
+    impute: str | None = None
+    steps: dict[str, Any] = field(default_factory=dict)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    quicklooks: list[str] = field(default_factory=list)
+    false_colour: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ModelConfig:
+    name: str = "???"
+    kind: ModelKind = ModelKind.cluster
+    n_clusters: int | None = None
+    estimator: dict[str, Any] = field(default_factory=dict)
+    space: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EnsembleConfig:
+    size: int = 4
+    generations: int = 1
+    keep: int = 1
+    metric: str = "aic"
+    direction: Direction = Direction.minimize
+    patience: int = 2
+
+
+@dataclass
+class PredictConfig:
+    model_uri: str | None = None
+    alias: str = "champion"
+    output_dir: str = "outputs/maps"
+    block_size: int = 1024
+    compress: str = "lzw"
+    quicklook: bool = True
+    overwrite: bool = True
+
+
+@dataclass
+class TrackingConfig:
+    uri: str | None = None
+    experiment: str = "geoensemble"
+    model_name: str = "geoensemble"
+    artifact_root: str = "mlartifacts"
+
+
+@dataclass
+class ComputeConfig:
+    address: str | None = None
+    n_workers: int = 2
+    threads_per_worker: int = 1
+    processes: bool = True
+    memory_limit: str = "auto"
+
+
+@dataclass
+class PathsConfig:
+    raw: str = "data/raw"
+    stack: str = "data/stack"
+    features: str = "data/features"
+    reports: str = "reports"
+
+
+@dataclass
+class AppConfig:
+    """The whole composed configuration (``conf/config.yaml`` and its groups)."""
+
+    seed: int = 42
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
+
+
+def register_configs() -> None:
+    """Register the schema in Hydra's ConfigStore (as ``schema``) for tools that want it."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="schema", node=AppConfig)
+
+
+def _range_checks(cfg: AppConfig) -> None:
+    checks: list[tuple[str, Any, bool, str]] = [
+        ("ensemble.size", cfg.ensemble.size, cfg.ensemble.size >= 1, "an integer >= 1"),
+        (
+            "ensemble.generations",
+            cfg.ensemble.generations,
+            cfg.ensemble.generations >= 1,
+            "an integer >= 1",
+        ),
+        ("ensemble.keep", cfg.ensemble.keep, 1 <= cfg.ensemble.keep, "an integer >= 1"),
+        ("ensemble.patience", cfg.ensemble.patience, cfg.ensemble.patience >= 1, "an integer >= 1"),
+        (
+            "features.nan_threshold",
+            cfg.features.nan_threshold,
+            cfg.features.nan_threshold >= 0,
+            "an integer >= 0 (the number of NaN layers a pixel may have and still be used)",
+        ),
+        (
+            "features.sample.size",
+            cfg.features.sample.size,
+            cfg.features.sample.size >= 10,
+            "an integer >= 10",
+        ),
+        (
+            "data.chunk_size",
+            cfg.data.chunk_size,
+            16 <= cfg.data.chunk_size <= 65536,
+            "an integer between 16 and 65536",
+        ),
+        (
+            "predict.block_size",
+            cfg.predict.block_size,
+            16 <= cfg.predict.block_size <= 65536,
+            "an integer between 16 and 65536",
+        ),
+        ("compute.n_workers", cfg.compute.n_workers, cfg.compute.n_workers >= 1, "an integer >= 1"),
+        (
+            "compute.threads_per_worker",
+            cfg.compute.threads_per_worker,
+            cfg.compute.threads_per_worker >= 1,
+            "an integer >= 1",
+        ),
+        ("data.scene.width", cfg.data.scene.width, cfg.data.scene.width >= 32, "an integer >= 32"),
+        (
+            "data.scene.height",
+            cfg.data.scene.height,
+            cfg.data.scene.height >= 32,
+            "an integer >= 32",
+        ),
+        (
+            "predict.compress",
+            cfg.predict.compress,
+            cfg.predict.compress.lower() in {"lzw", "deflate", "zstd", "none"},
+            "one of lzw, deflate, zstd, none",
+        ),
+    ]
+    for key, value, ok, allowed in checks:
+        if not ok:
+            raise ConfigError(f"config key {key}={value!r} is out of range: use {allowed}")
+    if not cfg.model.estimator.get("_target_"):
+        raise ConfigError(
+            "config key model.estimator._target_ is missing: name the estimator class, "
+            "e.g. model.estimator._target_=sklearn.cluster.MiniBatchKMeans"
+        )
+
+
+def validate(cfg: DictConfig | dict[str, Any]) -> AppConfig:
+    """Check a composed config against the schema and return it as typed dataclasses.
+
+    Parameters
+    ----------
+    cfg
+        The composed config (from Hydra, from ``params.yaml`` or a plain dict).
+
+    Returns
+    -------
+    AppConfig
+        The validated config with interpolations resolved.
+
+    Raises
+    ------
+    ConfigError
+        Naming the full key, the value and the allowed values or type.
+    """
+    try:
+        src = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
+        plain = OmegaConf.to_container(src, resolve=True)
+        if isinstance(plain, dict):
+            plain.pop("hydra", None)
+        merged = OmegaConf.merge(OmegaConf.structured(AppConfig), OmegaConf.create(plain))
+        obj = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or getattr(exc, "key", None) or "?"
+        msg = str(exc).splitlines()[0]
+        raise ConfigError(
+            f"invalid config at key '{key}': {msg}. Check the spelling and type of that key "
+            f"against conf/ (python pipelines/train.py --cfg job prints the composed config)"
+        ) from None
+    assert isinstance(obj, AppConfig)  # to_object of a structured AppConfig
+    _range_checks(obj)
+    return obj
+
+
+def load_params(path: str | os.PathLike[str]) -> AppConfig:
+    """Read and validate a composed config file such as ``params.yaml``."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(
+            f"config file {p} does not exist: run from the project root or "
+            f"pass --params with the path to params.yaml"
+        )
+    return validate(OmegaConf.load(p))  # type: ignore[arg-type]
+
+
+def to_dict(cfg: AppConfig) -> dict[str, Any]:
+    """The config as plain, YAML-friendly Python objects (enums as strings)."""
+    out = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)
+    assert isinstance(out, dict)
+    return out  # type: ignore[return-value]
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested dicts to dotted keys (``model.estimator.n_clusters``)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out

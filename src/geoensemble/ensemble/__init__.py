@@ -1,0 +1,1 @@
+"""Ensembles: member pipelines from config, scoring (AIC/BIC), the generations search."""

@@ -1,0 +1,67 @@
+"""Member pipelines: the learned steps of the features config plus the model's estimator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+
+from geoensemble.errors import ConfigError
+
+
+def build_pipeline(
+    steps: dict[str, Any],
+    estimator: dict[str, Any],
+    *,
+    impute: str | None = None,
+    params: dict[str, Any] | None = None,
+    n_features: int | None = None,
+) -> Pipeline:
+    """A scikit-learn ``Pipeline``: optional imputer, the configured steps, then the model.
+
+    Parameters
+    ----------
+    steps
+        ``{name: {_target_: ..., **kwargs}}`` in order; a ``null`` value removes a step.
+    estimator
+        ``{_target_: ..., **kwargs}`` of the final estimator.
+    impute
+        ``median``, ``mean`` or ``constant``: fill NaN with statistics of the training pixels.
+    params
+        Parameters of this member that override the estimator's (``n_clusters``...).
+    n_features
+        Number of input features, to check component counts before fitting.
+    """
+    built: list[tuple[str, Any]] = []
+    if impute:
+        if impute not in {"median", "mean", "constant"}:
+            raise ConfigError(f"features.impute={impute!r}: use median, mean, constant or null")
+        built.append(("impute", SimpleImputer(strategy=impute, fill_value=0.0)))
+    for name, spec in steps.items():
+        if spec is None:
+            continue
+        if (
+            n_features is not None
+            and isinstance(spec.get("n_components"), int)
+            and spec["n_components"] > n_features
+        ):
+            raise ConfigError(
+                f"features.steps.{name}.n_components={spec['n_components']} is "
+                f"more than the {n_features} features: lower it"
+            )
+        built.append((name, _instantiate(spec, f"features.steps.{name}")))
+    built.append(("model", _instantiate(estimator, "model.estimator", params or {})))
+    return Pipeline(built)
+
+
+def _instantiate(spec: dict[str, Any], key: str, overrides: dict[str, Any] | None = None) -> Any:
+    try:
+        return instantiate(dict(spec), **(overrides or {}))
+    except InstantiationException as exc:
+        raise ConfigError(
+            f"cannot build {key} from {dict(spec)}: "
+            f"{str(exc).splitlines()[0]}. Check _target_ and its arguments"
+        ) from None

@@ -1,0 +1,59 @@
+"""The parameter space an ensemble searches, as Optuna distributions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from geoensemble.errors import ConfigError
+
+
+def distributions(space: dict[str, Any]) -> dict[str, BaseDistribution]:
+    """``{param: [choices]}`` or ``{param: {low, high, step?, log?}}`` to distributions."""
+    out: dict[str, BaseDistribution] = {}
+    for name, spec in space.items():
+        key = f"model.space.{name}"
+        if isinstance(spec, list | tuple):
+            if not spec:
+                raise ConfigError(f"{key} is an empty list: give at least one choice")
+            out[name] = CategoricalDistribution(list(spec))
+        elif isinstance(spec, dict) and {"low", "high"} <= set(spec):
+            low, high = spec["low"], spec["high"]
+            if low > high:
+                raise ConfigError(f"{key}: low={low} is above high={high}")
+            if isinstance(low, int) and isinstance(high, int) and not spec.get("float"):
+                out[name] = IntDistribution(
+                    low, high, step=int(spec.get("step", 1)), log=bool(spec.get("log", False))
+                )
+            else:
+                out[name] = FloatDistribution(
+                    float(low), float(high), step=spec.get("step"), log=bool(spec.get("log", False))
+                )
+        else:
+            raise ConfigError(
+                f"{key}={spec!r}: use a list of choices or {{low: .., high: .., step: .., log: ..}}"
+            )
+    return out
+
+
+def defaults_in_space(
+    estimator: dict[str, Any], dists: dict[str, BaseDistribution]
+) -> dict[str, Any]:
+    """The estimator's own values of the searched parameters, where the space admits them."""
+    out = {}
+    for name, dist in dists.items():
+        if name in estimator and estimator[name] is not None:
+            value = estimator[name]
+            try:
+                dist.to_internal_repr(value)
+                if dist._contains(dist.to_internal_repr(value)):
+                    out[name] = value
+            except (ValueError, TypeError):
+                continue
+    return out

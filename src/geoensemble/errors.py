@@ -1,0 +1,48 @@
+"""Every error geoensemble raises on purpose.
+
+Each class derives from :class:`GeoEnsembleError` and from the builtin that best describes it,
+so callers can catch either. Messages say what failed, name the file, key or value, and how to
+fix it; the command-line wrapper prints them without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class GeoEnsembleError(Exception):
+    """Root of all geoensemble errors."""
+
+
+class ConfigError(GeoEnsembleError, ValueError):
+    """A configuration key is unknown, missing, of the wrong type or out of range."""
+
+
+class InputFileError(GeoEnsembleError, OSError):
+    """An input file or folder is missing, unreadable or corrupt."""
+
+
+class LayerNotFoundError(GeoEnsembleError, LookupError):
+    """A layer spec matched no layer (or more than one)."""
+
+
+class GridMismatchError(GeoEnsembleError, ValueError):
+    """Layers do not share one grid (CRS, transform, shape)."""
+
+
+class EmptyLayerError(GeoEnsembleError, ValueError):
+    """A layer (or a whole scene) holds no valid pixel."""
+
+
+class FeatureMismatchError(GeoEnsembleError, ValueError):
+    """The scene's features do not match what the model was trained on."""
+
+
+class ModelNotFoundError(GeoEnsembleError, LookupError):
+    """A registered model, version or alias does not exist."""
+
+
+class TrackingError(GeoEnsembleError, RuntimeError):
+    """The MLflow tracking store or server cannot be used."""
+
+
+class OutputError(GeoEnsembleError, OSError):
+    """An output cannot be written (permissions, existing file, full disk)."""

@@ -1,0 +1,1 @@
+"""Raster-level features (bands, indices), table conversion, NaN policy and sampling."""

@@ -1,0 +1,1 @@
+"""Everything that opens files: layer specs, readers per format, grid alignment, writers."""

@@ -1,0 +1,41 @@
+"""Compose ``conf/`` into ``params.yaml`` exactly as DVC does on ``dvc exp run``.
+
+``dvc repro`` uses the committed ``params.yaml`` as it is, so after editing ``conf/`` run
+``python -m geoensemble.params`` to refresh it; a test checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+
+def compose(overrides: list[str] | None = None, *, config_dir: Path | None = None) -> Any:
+    """The composed, resolved config (a DictConfig) for ``overrides``."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from geoensemble.cli import conf_dir
+
+    with initialize_config_dir(str((config_dir or conf_dir()).resolve()), version_base=None):
+        cfg = hydra_compose(config_name="config", overrides=overrides or [])
+    OmegaConf.resolve(cfg)
+    return cfg
+
+
+def render(overrides: list[str] | None = None) -> str:
+    """``params.yaml`` text for ``overrides`` (same dumper as DVC)."""
+    return OmegaConf.to_yaml(compose(overrides))
+
+
+def main() -> None:
+    out = Path("params.yaml")
+    out.write_text(render(sys.argv[1:]), encoding="utf-8")
+    print(f"wrote {out.resolve()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,306 @@
+"""Everything MLflow: the store, parent and member runs, logged and registered models.
+
+This is the only module that imports mlflow. The default store is SQLite ``mlflow.db`` at the
+project root, given as an absolute URI; when DVC runs a stage in a temporary copy (queued and
+``--temp`` experiments) ``DVC_ROOT`` names the real project root, so runs land in the real
+store and not in the copy that DVC deletes afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geoensemble.config import TrackingConfig
+from geoensemble.errors import FeatureMismatchError, ModelNotFoundError, TrackingError
+
+PARENT_TAG = "mlflow.parentRunId"
+MAX_PARAM_LEN = 6000
+
+
+def store_root() -> Path:
+    """Where the default store lives: ``GEOENSEMBLE_ROOT``, else ``DVC_ROOT``, else the cwd."""
+    for var in ("GEOENSEMBLE_ROOT", "DVC_ROOT"):
+        if os.environ.get(var):
+            return Path(os.environ[var]).resolve()
+    return Path.cwd().resolve()
+
+
+def tracking_uri(t: TrackingConfig) -> str:
+    """The configured URI, or an absolute ``sqlite:///`` path to ``mlflow.db``."""
+    return t.uri or f"sqlite:///{store_root() / 'mlflow.db'}"
+
+
+def setup(t: TrackingConfig) -> str:
+    """Point MLflow at the store and return the experiment id (created if needed)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    uri = tracking_uri(t)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = mlflow.MlflowClient()
+    try:
+        exp = client.get_experiment_by_name(t.experiment)
+        if exp is not None:
+            return str(exp.experiment_id)
+        location = (store_root() / t.artifact_root).as_uri()
+        return str(client.create_experiment(t.experiment, artifact_location=location))
+    except MlflowException as exc:
+        raise TrackingError(
+            f"cannot use the MLflow store {uri}: {exc.message}. Check "
+            f"tracking.uri (is the server running?)"
+        ) from None
+
+
+def run_tags() -> dict[str, str]:
+    """Provenance tags: git commit of the project and the DVC experiment name when present."""
+    tags = {}
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=store_root(),
+            timeout=10,
+            check=False,
+        ).stdout.strip()
+        if sha:
+            tags["mlflow.source.git.commit"] = sha
+            tags["git_commit"] = sha
+    except (OSError, subprocess.SubprocessError):
+        pass
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    return tags
+
+
+def _params(params: Mapping[str, Any]) -> list[Any]:
+    from mlflow.entities import Param
+
+    return [Param(k, str(v)[:MAX_PARAM_LEN]) for k, v in params.items()]
+
+
+def _log_batch(
+    run_id: str,
+    *,
+    metrics: Mapping[str, float] | None = None,
+    params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> None:
+    """One batched call per 100 params/1000 metrics: single calls cost ~10 ms on SQLite."""
+    import time
+
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, RunTag
+
+    client = MlflowClient()
+    ts = int(time.time() * 1000)
+    ms = [
+        Metric(k, float(v), ts, 0)
+        for k, v in (metrics or {}).items()
+        if v is not None and np.isfinite(v)
+    ]
+    ps = _params(params or {})
+    ts_ = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+    for i in range(0, max(len(ps), 1), 100):
+        client.log_batch(
+            run_id, metrics=ms if i == 0 else [], params=ps[i : i + 100], tags=ts_ if i == 0 else []
+        )
+
+
+@contextlib.contextmanager
+def parent_run(
+    experiment_id: str, *, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]
+) -> Iterator[str]:
+    """The ensemble's parent run; marked FAILED with the reason if the body raises.
+
+    Under ``mlflow run`` the run it created (``MLFLOW_RUN_ID``) becomes the parent.
+    """
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    outer = os.environ.get("MLFLOW_RUN_ID")
+    if outer:
+        run_id = outer
+        client.set_tag(run_id, "mlflow.runName", run_name)
+    else:
+        run_id = client.create_run(experiment_id, run_name=run_name).info.run_id
+    _log_batch(run_id, params=params, tags={**tags, "geoensemble.role": "ensemble"})
+    try:
+        yield run_id
+    except BaseException as exc:
+        client.set_tag(run_id, "failure_reason", f"{type(exc).__name__}: {exc}"[:5000])
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    if not outer:
+        client.set_terminated(run_id, status="FINISHED")
+
+
+def experiment_of(run_id: str) -> str:
+    """The experiment a run belongs to (``mlflow run`` may have chosen another one)."""
+    from mlflow import MlflowClient
+
+    return str(MlflowClient().get_run(run_id).info.experiment_id)
+
+
+def log_child_run(
+    experiment_id: str,
+    parent_id: str,
+    *,
+    run_name: str,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    tags: Mapping[str, str],
+) -> str:
+    """A finished child run with its params, metrics and tags in one batched call."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    run = client.create_run(experiment_id, run_name=run_name, tags={PARENT_TAG: parent_id, **tags})
+    _log_batch(run.info.run_id, params=params, metrics=metrics)
+    client.set_terminated(run.info.run_id, status="FINISHED")
+    return str(run.info.run_id)
+
+
+def log_artifact(
+    run_id: str, path: str | os.PathLike[str], artifact_path: str | None = None
+) -> None:
+    from mlflow import MlflowClient
+
+    MlflowClient().log_artifact(run_id, str(path), artifact_path)
+
+
+def log_metrics(run_id: str, metrics: Mapping[str, float]) -> None:
+    _log_batch(run_id, metrics=metrics)
+
+
+def set_tags(run_id: str, tags: Mapping[str, str]) -> None:
+    _log_batch(run_id, tags=tags)
+
+
+def pip_requirements() -> list[str]:
+    """Pinned requirements of a logged pipeline, given so MLflow need not infer them."""
+    import sklearn
+
+    return [f"scikit-learn=={sklearn.__version__}", f"numpy=={np.__version__}"]
+
+
+def log_model(
+    run_id: str,
+    pipeline: Any,
+    *,
+    feature_names: list[str],
+    example: np.ndarray,
+    model_name: str,
+    tags: Mapping[str, str],
+) -> str:
+    """Log a fitted pipeline into a member run and register it; return the version."""
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    frame = pd.DataFrame(example, columns=feature_names)
+    signature = infer_signature(frame, pipeline.predict(example))
+    with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            signature=signature,
+            input_example=frame,
+            pip_requirements=pip_requirements(),
+        )
+    mv = mlflow.register_model(info.model_uri, model_name, tags=dict(tags))
+    return str(mv.version)
+
+
+def set_alias(model_name: str, alias: str, version: str) -> None:
+    from mlflow import MlflowClient
+
+    MlflowClient().set_registered_model_alias(model_name, alias, version)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model from the registry with what predict needs to check and record."""
+
+    uri: str
+    model: Any
+    feature_names: list[str]
+    name: str | None
+    version: str | None
+    run_id: str | None
+
+
+def model_uri(t: TrackingConfig, uri: str | None, alias: str) -> str:
+    """``uri`` if given, else ``models:/<tracking.model_name>@<alias>``."""
+    return uri or f"models:/{t.model_name}@{alias}"
+
+
+def load_model(uri: str) -> LoadedModel:
+    """Load a logged scikit-learn model (its own flavour) and its signature's feature names."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    name = version = run_id = None
+    try:
+        if uri.startswith("models:/"):
+            ref = uri[len("models:/") :]
+            if "@" in ref:
+                name, alias = ref.split("@", 1)
+                mv = client.get_model_version_by_alias(name, alias)
+            else:
+                name, version = ref.rsplit("/", 1)
+                mv = client.get_model_version(name, version)
+            version, run_id = str(mv.version), mv.run_id
+        info = mlflow.models.get_model_info(uri)
+        model = mlflow.sklearn.load_model(uri)
+    except MlflowException as exc:
+        raise ModelNotFoundError(
+            f"cannot load {uri}: {exc.message.splitlines()[0]}. Run the "
+            f"train stage first, or check tracking.model_name and "
+            f"predict.alias"
+        ) from None
+    if info.signature is None:
+        raise FeatureMismatchError(
+            f"{uri} has no signature naming its input features: "
+            f"log it with one (the train stage does)"
+        )
+    names = list(info.signature.inputs.input_names())
+    return LoadedModel(
+        uri=uri,
+        model=model,
+        feature_names=[str(n) for n in names],
+        name=name,
+        version=version,
+        run_id=run_id,
+    )
+
+
+def start_predict_run(
+    experiment_id: str, *, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]
+) -> str:
+    from mlflow import MlflowClient
+
+    run = MlflowClient().create_run(
+        experiment_id, run_name=run_name, tags={**tags, "geoensemble.role": "predict"}
+    )
+    _log_batch(run.info.run_id, params=params)
+    return str(run.info.run_id)
+
+
+def end_run(run_id: str, *, failed: BaseException | None = None) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    if failed is not None:
+        client.set_tag(run_id, "failure_reason", f"{type(failed).__name__}: {failed}"[:5000])
+    client.set_terminated(run_id, status="FAILED" if failed is not None else "FINISHED")

@@ -1,0 +1,123 @@
+"""Shared fixtures: tiny seeded scenes with a real CRS, composed configs, tool paths."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from geoensemble.config import AppConfig, validate
+from geoensemble.params import compose
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+BIN = Path(sys.executable).parent
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runslow", action="store_true", default=False, help="run slow tests")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--runslow") or os.environ.get("GEOENSEMBLE_RUNSLOW"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def tool(name: str) -> str:
+    """A console script of this environment (dvc, mlflow, dask), else from PATH."""
+    p = BIN / name
+    if p.exists():
+        return str(p)
+    found = shutil.which(name)
+    if not found:
+        pytest.skip(f"{name} is not installed")
+    return found
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    """Environment for subprocesses: this venv first on PATH, a git identity, no telemetry."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env.update(
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        DVC_NO_ANALYTICS="1",
+        GIT_AUTHOR_NAME="geoensemble-tests",
+        GIT_AUTHOR_EMAIL="tests@example.com",
+        GIT_COMMITTER_NAME="geoensemble-tests",
+        GIT_COMMITTER_EMAIL="tests@example.com",
+        PYTHONWARNINGS="ignore",
+    )
+    env.update(extra)
+    return env
+
+
+def run(
+    cmd: list[str], cwd: Path, *, timeout: float = 600, check: bool = True, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run a command, failing the test with its output if it fails."""
+    proc = subprocess.run(
+        cmd,
+        cwd=cwd,
+        env=tool_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        pytest.fail(
+            f"{' '.join(cmd)} exited {proc.returncode}\nSTDOUT:\n{proc.stdout[-4000:]}"
+            f"\nSTDERR:\n{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
+TINY = [
+    "data.scene.width=128",
+    "data.scene.height=112",
+    "data.scene.n_points=120",
+    "features.sample.size=6000",
+    "ensemble.size=3",
+    "data.chunk_size=64",
+    "predict.block_size=64",
+    "compute.n_workers=1",
+    "compute.processes=false",
+]
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path) -> Callable[..., AppConfig]:
+    """Compose ``conf/`` with overrides; every path points into ``tmp_path``."""
+
+    def _make(*overrides: str) -> AppConfig:
+        paths = [
+            f"paths.raw={tmp_path}/raw",
+            f"paths.stack={tmp_path}/stack",
+            f"paths.features={tmp_path}/features",
+            f"paths.reports={tmp_path}/reports",
+            f"data.path={tmp_path}/raw/scene",
+            f"data.truth={tmp_path}/raw/labels/truth.tif",
+            f"data.labels.path={tmp_path}/raw/labels/points.geojson",
+            f"predict.output_dir={tmp_path}/maps",
+            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        ]
+        return validate(compose([*TINY, *paths, *overrides], config_dir=ROOT / "conf"))
+
+    return _make
+
+
+@pytest.fixture
+def rmnp() -> Path:
+    """The real RMNP GeoTiffs from ../shared/data (skipped when absent)."""
+    folder = SHARED_DATA / "rmnp"
+    if not (folder / "red.tif").exists():
+        pytest.skip("../shared/data/rmnp is not available")
+    return folder

@@ -1,0 +1,147 @@
+"""The whole pipeline with real DVC in a temporary git repo and a real SQLite MLflow store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import rasterio
+import yaml
+
+from tests.conftest import ROOT, TINY, run, tool
+
+pytestmark = pytest.mark.integration
+
+
+def copy_project(dst: Path) -> Path:
+    """The project's tracked (and untracked, not ignored) files, as a fresh clone would have."""
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for f in files:
+        src = ROOT / f
+        if (
+            src.is_file()
+            and not f.startswith(("data/", "reports/", "outputs/"))
+            and f != "dvc.lock"
+        ):
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / f)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A git repo holding the project, with a tiny scene in params.yaml, after dvc repro."""
+    d = copy_project(tmp_path_factory.mktemp("project"))
+    run(["git", "init", "-q", "-b", "main"], d)
+    py = str(Path(tool("python")))
+    # A tiny scene: same conf/, composed with overrides, exactly as DVC composes it.
+    run([py, "-m", "geoensemble.params", *TINY], d)
+    run(["git", "add", "-A"], d)
+    run(["git", "commit", "-qm", "project"], d)
+    run([tool("dvc"), "repro"], d, timeout=900)
+    return d
+
+
+def test_repro_writes_a_map_on_the_input_grid(repo: Path) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    train = json.loads((repo / "reports/train.json").read_text())
+    maps = sorted((repo / "outputs/maps").glob("*.tif"))
+    assert [m.name for m in maps] == ["synthetic_geoensemble_champion.tif"]
+    assert (repo / "outputs/maps/synthetic_geoensemble_champion.png").stat().st_size > 1000
+    with rasterio.open(repo / "data/raw/scene/B1.TIF") as src:
+        band, grid = src.read(1), (src.crs, src.transform, src.shape)
+    with rasterio.open(maps[0]) as m:
+        classes = m.read(1)
+        assert (m.crs, m.transform, m.shape) == grid
+        assert m.dtypes[0] == "uint8" and m.nodata == 255
+        assert m.profile["compress"].lower() == "lzw"
+        assert m.tags()["model_version"] == train["champion"]["version"]
+    border = band == 0
+    assert border.any() and (classes[border] == 255).all()
+    k = train["members"][
+        [m["member"] for m in train["members"]].index(train["champion"]["member"])
+    ]["params"]["n_clusters"]
+    assert (classes[~border] < k).all()
+    assert len(np.unique(classes[~border])) == k
+    assert params["ensemble"]["size"] == 3
+
+
+def test_mlflow_holds_parent_children_and_champion(repo: Path) -> None:
+    train = json.loads((repo / "reports/train.json").read_text())
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name("geoensemble")
+    parent = client.get_run(train["parent_run_id"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["ensemble.size"] == "3"
+    children = client.search_runs(
+        [exp.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert len(children) == 3
+    aics = {c.info.run_name: c.data.metrics["aic"] for c in children}
+    assert len(set(aics.values())) == 3
+    best = min(aics, key=aics.get)
+    assert train["champion"]["member"] == best
+    mv = client.get_model_version_by_alias("geoensemble", "champion")
+    assert mv.run_id == train["champion"]["run_id"]
+    assert client.get_run(mv.run_id).data.metrics["aic"] == pytest.approx(min(aics.values()))
+    model = mlflow.sklearn.load_model("models:/geoensemble@champion")
+    assert model.predict(np.zeros((2, len(train["feature_names"])), np.float32)).shape == (2,)
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert metrics["n_members"] == 3 and metrics["champion"] == best
+    assert metrics["champion_adjusted_rand"] > 0.3
+
+
+def test_repro_again_is_up_to_date_and_exp_run_recomposes(repo: Path) -> None:
+    out = run([tool("dvc"), "status"], repo).stdout
+    assert "up to date" in out.lower() or "changed" not in out.lower()
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "baseline"], repo)
+    run(
+        [
+            tool("dvc"),
+            "exp",
+            "run",
+            "-S",
+            "model.n_clusters=5",
+            "-S",
+            "ensemble.size=2",
+            "-S",
+            "data.scene.width=128",
+            "-S",
+            "data.scene.height=112",
+            "-S",
+            "features.sample.size=6000",
+            "-S",
+            "compute.n_workers=1",
+            "-S",
+            "compute.processes=false",
+            "-S",
+            "data.scene.n_points=120",
+            "-S",
+            "data.chunk_size=64",
+            "-S",
+            "predict.block_size=64",
+        ],
+        repo,
+        timeout=900,
+    )
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert params["model"]["n_clusters"] == 5
+    assert params["model"]["estimator"]["n_clusters"] == 5  # interpolation resolved by DVC
+    train = json.loads((repo / "reports/train.json").read_text())
+    assert len(train["members"]) == 2
+    assert {"n_clusters": 5} in [m["params"] for m in train["members"]]
+    shown = run([tool("dvc"), "exp", "show", "--json"], repo).stdout
+    assert "champion_aic" in shown
