@@ -43,12 +43,17 @@ class LayerSpecConfig:
     file: str | None = None  # regular expression on the file name
     variable: str | None = None  # NetCDF/HDF variable or subdataset (regular expression)
     meta_key: str | None = None  # metadata key whose value must match meta_value
-    meta_value: str | None = None
-    band: int = 1
+    meta_value: str | None = None  # regular expression on that metadata value
+    band: int = 1  # band (GeoTiff) or index along the extra dimension (NetCDF/HDF), from 1
     nodata: list[float] = field(default_factory=list)  # extra no-data values
-    scale: float = 1.0
+    scale: float = 1.0  # value = raw * scale + offset (after the file's own scale/offset)
     offset: float = 0.0
-    categorical: bool = False
+    categorical: bool = False  # resampled with nearest neighbour only
+    window: list[int] | None = None  # [row_off, col_off, height, width] in source pixels
+    bbox: list[float] | None = None  # [xmin, ymin, xmax, ymax] in the layer's CRS
+    out_shape: list[int] | None = None  # [rows, cols] to resample to on read (buf_ysize/xsize)
+    resolution: list[float] | None = None  # [xres, yres] (or [res]) to resample to on read
+    resampling: str | None = None  # for out_shape/resolution/reproject; default data.resampling
 
 
 @dataclass
@@ -68,6 +73,15 @@ class LabelsConfig:
 
 
 @dataclass
+class TargetGridConfig:
+    """An explicit grid for ``align: reproject`` (unset parts come from the reference layer)."""
+
+    crs: str | None = None
+    resolution: list[float] | None = None  # [xres, yres] or [res], in target CRS units
+    bounds: list[float] | None = None  # [xmin, ymin, xmax, ymax] in the target CRS
+
+
+@dataclass
 class DataConfig:
     name: str = "custom"
     format: str = "auto"
@@ -76,8 +90,11 @@ class DataConfig:
     layers: list[LayerSpecConfig] = field(default_factory=list)
     align: Align = Align.strict
     reference: str | None = None
+    target: TargetGridConfig = field(default_factory=TargetGridConfig)
     resampling: str = "bilinear"
     chunk_size: int = 1024
+    crs: str | None = None  # CRS for sources that carry none (HDF4/HDF5 without metadata)
+    geotransform: list[float] | None = None  # GDAL order, for sources without geolocation
     truth: str | None = None
     labels: LabelsConfig = field(default_factory=LabelsConfig)
     scene: SceneConfig = field(default_factory=SceneConfig)
@@ -240,11 +257,19 @@ def _range_checks(cfg: AppConfig) -> None:
     for key, value, ok, allowed in checks:
         if not ok:
             raise ConfigError(f"config key {key}={value!r} is out of range: use {allowed}")
+    _data_checks(cfg.data)
     if not cfg.model.estimator.get("_target_"):
         raise ConfigError(
             "config key model.estimator._target_ is missing: name the estimator class, "
             "e.g. model.estimator._target_=sklearn.cluster.MiniBatchKMeans"
         )
+
+
+def _data_checks(d: DataConfig) -> None:
+    # Lives in io/ so that the format list and the checks stay beside the readers.
+    from geoensemble.io.checks import check_data_config
+
+    check_data_config(d)
 
 
 def validate(cfg: DictConfig | dict[str, Any]) -> AppConfig:

@@ -63,17 +63,20 @@ def scene(cfg: AppConfig) -> dict[str, Path]:
 # --------------------------------------------------------------------------- ingest
 def ingest(cfg: AppConfig) -> dict[str, Any]:
     """Read the layers named by ``data`` onto one grid and store them as ``paths.stack``."""
-    from geoensemble.io.stack import build_stack, layer_report, write_store
+    from geoensemble.io.layers import detect_format
+    from geoensemble.io.stack import build_stack, write_stack
 
     ds = build_stack(cfg.data)
-    report = layer_report(ds)
-    meta = {
-        "layers": report,
+    meta: dict[str, Any] = {
         "source": cfg.data.path,
-        "format": cfg.data.format,
+        "format": detect_format(Path(cfg.data.path), cfg.data.format),
         "shape": [int(ds.sizes["y"]), int(ds.sizes["x"])],
+        "geotransform": ds.attrs["geotransform"],
+        "categorical": [str(n) for n, v in ds.data_vars.items() if v.attrs.get("categorical")],
     }
-    write_store(ds, cfg.paths.stack, meta=meta)
+    # One pass over the data: the store is written chunk by chunk while the report is summed.
+    report = write_stack(ds, cfg.paths.stack, meta=meta)
+    meta = {"layers": report, **meta}
     write_json(reports_dir(cfg) / "ingest.json", meta)
     for name, r in report.items():
         log.info(

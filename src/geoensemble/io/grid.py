@@ -1,16 +1,23 @@
-"""One grid for every layer: compare grids, or reproject onto a reference."""
+"""One grid for every layer: compare grids, derive a target grid, decide what to resample."""
 
 from __future__ import annotations
 
+import math
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import xarray as xr
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.enums import Resampling
+from rasterio.warp import calculate_default_transform, transform_bounds
 
 from geoensemble.errors import GridMismatchError
+
+if TYPE_CHECKING:
+    from geoensemble.io.window import Layer
 
 
 @dataclass(frozen=True)
@@ -23,19 +30,25 @@ class Grid:
 
     @property
     def res(self) -> tuple[float, float]:
-        return (abs(self.transform.a), abs(self.transform.e))
+        t = self.transform
+        return (math.hypot(t.a, t.d), math.hypot(t.b, t.e))
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         h, w = self.shape
-        x0, y0 = self.transform @ (0, 0)
-        x1, y1 = self.transform @ (w, h)
-        return (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+        xs, ys = zip(*(self.transform @ (c, r) for c in (0, w) for r in (0, h)), strict=True)
+        return (min(xs), min(ys), max(xs), max(ys))
+
+    @property
+    def crs_name(self) -> str:
+        if self.crs is None:
+            return "no CRS"
+        epsg = self.crs.to_epsg()
+        return f"EPSG:{epsg}" if epsg else self.crs.to_string()[:80]
 
     def describe(self) -> str:
-        crs = self.crs.to_string() if self.crs else "no CRS"
         return (
-            f"CRS {crs}, resolution {self.res[0]:g} x {self.res[1]:g}, "
+            f"CRS {self.crs_name}, resolution {self.res[0]:g} x {self.res[1]:g}, "
             f"shape {self.shape[0]} x {self.shape[1]}, bounds "
             f"({', '.join(f'{b:.6g}' for b in self.bounds)})"
         )
@@ -55,7 +68,14 @@ def same_crs(a: CRS | None, b: CRS | None) -> bool:
     if a == b:
         return True
     ea, eb = a.to_epsg(), b.to_epsg()
-    return ea is not None and ea == eb
+    if ea is not None and ea == eb:
+        return True
+    from pyproj import CRS as ProjCRS
+
+    try:
+        return bool(ProjCRS(a.to_wkt()).equals(ProjCRS(b.to_wkt()), ignore_axis_order=True))
+    except Exception:  # pyproj raises CRSError and others on exotic WKT
+        return False
 
 
 def same_grid(a: Grid, b: Grid, *, tol: float = 1e-6) -> bool:
@@ -63,58 +83,117 @@ def same_grid(a: Grid, b: Grid, *, tol: float = 1e-6) -> bool:
     if a.shape != b.shape or not same_crs(a.crs, b.crs):
         return False
     px = max(a.res[0], a.res[1], 1e-12)
-    return bool(np.allclose(a.transform[:6], b.transform[:6], atol=tol * px))
+    return bool(np.allclose(a.transform[:6], b.transform[:6], rtol=0, atol=tol * px))
 
 
-def align_layers(
-    layers: dict[str, xr.DataArray],
+def target_grid(
+    ref: Grid,
+    *,
+    crs: CRS | None,
+    resolution: list[float] | None,
+    bounds: list[float] | None,
+) -> Grid:
+    """An explicit target grid; parts left out come from the reference grid ``ref``.
+
+    Without ``bounds`` the reference's bounds are transformed into ``crs``; without
+    ``resolution`` the reference's resolution is kept (same CRS) or estimated by GDAL.
+    """
+    crs = crs or ref.crs
+    if bounds:
+        xmin, ymin, xmax, ymax = (float(v) for v in bounds)
+    elif same_crs(crs, ref.crs):
+        xmin, ymin, xmax, ymax = ref.bounds
+    else:
+        xmin, ymin, xmax, ymax = transform_bounds(ref.crs, crs, *ref.bounds, densify_pts=21)
+    if resolution:
+        xres, yres = float(resolution[0]), float(resolution[-1])
+    elif same_crs(crs, ref.crs):
+        xres, yres = ref.res
+    else:
+        t, _, _ = calculate_default_transform(ref.crs, crs, ref.shape[1], ref.shape[0], *ref.bounds)
+        xres = yres = min(abs(t.a), abs(t.e))
+    w = max(1, round((xmax - xmin) / xres))
+    h = max(1, round((ymax - ymin) / yres))
+    return Grid(crs, Affine(xres, 0, xmin, 0, -yres, ymax), (h, w))
+
+
+def align(
+    layers: Mapping[str, Layer],
     *,
     policy: str,
     reference: str | None = None,
+    target: Grid | None = None,
     categorical: frozenset[str] = frozenset(),
-    resampling: str = "bilinear",
-) -> dict[str, xr.DataArray]:
+    resampling: Mapping[str, str] | str = "bilinear",
+) -> tuple[dict[str, Layer], Grid]:
     """Put every layer on one grid, or fail naming the layer that does not fit.
 
     Parameters
     ----------
     layers
-        Named single-band layers, each with CRS and transform (rioxarray).
+        Named lazy layers (see :mod:`geoensemble.io.window`).
     policy
-        ``strict``: all grids must already be equal; ``reproject``: resample onto the
-        reference grid (nearest for ``categorical`` layers, ``resampling`` otherwise).
+        ``strict``: every grid must already equal the reference; ``reproject``: resample
+        each other layer onto it, block by block (nearest for ``categorical`` layers).
     reference
         The layer whose grid is the reference; default the first layer.
+    target
+        An explicit target grid, used instead of a reference layer's.
+    resampling
+        The method for continuous layers, one for all or per layer name.
+
+    Returns
+    -------
+    The layers, each on the common grid, and that grid.
     """
+    from geoensemble.io.window import WarpLayer
+
     names = list(layers)
     ref_name = reference or names[0]
     if ref_name not in layers:
-        raise GridMismatchError(f"data.reference={ref_name!r} is not a layer; layers: {names}")
-    ref = grid_of(layers[ref_name])
-    crs_count = sum(grid_of(da).crs is not None for da in layers.values())
-    if 0 < crs_count < len(layers):
-        missing = [n for n, da in layers.items() if da.rio.crs is None]
         raise GridMismatchError(
-            f"layers {missing} have no CRS while others have one: assign "
-            f"the CRS to those files (gdal_edit.py -a_srs) first"
+            f"data.reference={ref_name!r} is not a layer: choose one of {names}"
         )
-    out = {}
-    for name, da in layers.items():
-        g = grid_of(da)
+    with_crs = [n for n, lay in layers.items() if lay.grid.crs is not None]
+    if 0 < len(with_crs) < len(layers):
+        missing = [n for n in names if n not in with_crs]
+        raise GridMismatchError(
+            f"layers {missing} have no CRS while {with_crs} have one: assign the CRS to those "
+            f"files (gdal_edit.py -a_srs EPSG:xxxx), or set data.crs/data.geotransform for "
+            f"HDF/NetCDF sources without geolocation"
+        )
+    ref_label = "the target grid (data.target)" if target is not None else f"'{ref_name}'"
+    ref = target if target is not None else layers[ref_name].grid
+    if not with_crs:
+        for name, lay in layers.items():
+            if not same_grid(lay.grid, ref):
+                raise GridMismatchError(
+                    f"layer '{name}' has no CRS and is not on the grid of {ref_label}: it has "
+                    f"{lay.grid.describe()}; {ref_label} has {ref.describe()}. Without a CRS "
+                    f"it cannot be reprojected: give the files a CRS (or data.crs and "
+                    f"data.geotransform)"
+                )
+        warnings.warn(
+            "no layer has a CRS: the stack and the maps will have none either (their grids "
+            "agree, so they are used in pixel coordinates)",
+            stacklevel=2,
+        )
+        return dict(layers), ref
+    out: dict[str, Layer] = {}
+    for name, lay in layers.items():
+        g = lay.grid
         if same_grid(g, ref):
-            out[name] = da
+            out[name] = lay
             continue
         if policy == "strict":
             raise GridMismatchError(
-                f"layer '{name}' is not on the grid of '{ref_name}': it has {g.describe()}; "
-                f"'{ref_name}' has {ref.describe()}. Set data.align=reproject to resample it "
-                f"onto the reference grid, or reproject the file"
+                f"layer '{name}' is not on the grid of {ref_label}: it has {g.describe()}; "
+                f"{ref_label} has {ref.describe()}. Set data.align=reproject to resample it "
+                f"onto that grid, or reproject the file (gdalwarp) first"
             )
-        if crs_count == 0:
-            raise GridMismatchError(
-                f"layer '{name}' has no CRS and a grid different from "
-                f"'{ref_name}': without a CRS it cannot be reprojected"
-            )
-        method = Resampling.nearest if name in categorical else Resampling[resampling]
-        out[name] = da.rio.reproject_match(layers[ref_name], resampling=method)
-    return out
+        if isinstance(resampling, str):
+            method = resampling
+        else:
+            method = resampling.get(name, "bilinear")
+        out[name] = WarpLayer(lay, ref, "nearest" if name in categorical else method)
+    return out, ref

@@ -1,27 +1,97 @@
-"""Layer specs: which file (or variable, or band) becomes which named layer."""
+"""Layer specs: which file, variable, dataset or band becomes which named layer.
+
+The format comes from the path (a folder, the extension, the file's first bytes) unless
+``data.format`` names it. Each format lists *candidates* (files, variables, datasets or bands,
+each with its metadata); each spec in ``data.layers`` must match exactly one candidate by its
+regular expressions (``file``, ``variable``, ``meta_key``/``meta_value``). Without specs every
+candidate becomes a layer.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from geoensemble.config import DataConfig, LayerSpecConfig
 from geoensemble.errors import InputFileError, LayerNotFoundError
+from geoensemble.io import georef
+from geoensemble.io.checks import FORMATS
+from geoensemble.io.sources import RasterSource, gdal_bands, subdatasets
+
+_EXTENSIONS = {
+    ".tif": "geotiff",
+    ".tiff": "geotiff",
+    ".gtif": "geotiff",
+    ".nc": "netcdf",
+    ".nc4": "netcdf",
+    ".cdf": "netcdf",
+    ".netcdf": "netcdf",
+    ".h5": "hdf5",
+    ".hdf5": "hdf5",
+    ".he5": "hdf5",
+    ".hdf": "hdf4",
+    ".hdf4": "hdf4",
+    ".h4": "hdf4",
+}
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_HDF4_MAGIC = b"\x0e\x03\x13\x01"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A readable array before matching: its key (matched by specs), metadata and bands."""
+
+    key: str
+    name: str  # the layer name when no spec names it
+    meta: dict[str, str]
+    sources: list[RasterSource]
 
 
 @dataclass(frozen=True)
 class LayerSource:
-    """Where one named layer comes from, once its spec has been matched."""
+    """One named layer once its spec has been matched: the source and what to do with it."""
 
     name: str
-    path: Path
-    band: int = 1
-    variable: str | None = None
-    nodata: tuple[float, ...] = field(default_factory=tuple)
+    source: RasterSource
+    nodata: tuple[float, ...] = ()
     scale: float = 1.0
     offset: float = 0.0
     categorical: bool = False
+    window: tuple[int, ...] | None = None
+    bbox: tuple[float, ...] | None = None
+    out_shape: tuple[int, ...] | None = None
+    resolution: tuple[float, ...] | None = None
+    resampling: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.source.label
+
+
+def detect_format(path: Path, fmt: str = "auto") -> str:
+    """The reader for ``path``: ``fmt`` unless it is ``auto``, else from the path itself."""
+    if not path.exists():
+        raise InputFileError(
+            f"input {path} does not exist: set data.path to your folder of rasters or to "
+            f"your NetCDF/HDF/GeoTiff file (relative paths start at the project root)"
+        )
+    if fmt != "auto":
+        return fmt
+    if path.is_dir():
+        return "geotiff_dir"
+    with path.open("rb") as fh:
+        head = fh.read(8)
+    if head.startswith(_HDF4_MAGIC):
+        return "hdf4"
+    ext = _EXTENSIONS.get(path.suffix.lower())
+    if head.startswith(_HDF5_MAGIC):
+        # netCDF-4 files are HDF5 inside: the extension tells which reader the user means.
+        return "netcdf" if ext == "netcdf" else "hdf5"
+    if head[:3] == b"CDF":
+        return "netcdf"
+    return ext or "gdal"
 
 
 def find_files(folder: Path, pattern: str) -> list[Path]:
@@ -32,97 +102,212 @@ def find_files(folder: Path, pattern: str) -> list[Path]:
             f"folder holding your rasters"
         )
     if not folder.is_dir():
-        raise InputFileError(f"data.path {folder} is a file, but data.format expects a folder")
+        raise InputFileError(
+            f"data.path {folder} is a file, but data.format=geotiff_dir expects a folder: set "
+            f"data.format=auto"
+        )
     files = sorted(p for p in folder.rglob(pattern) if p.is_file() and not p.name.startswith("."))
     if not files:
         raise LayerNotFoundError(
             f"no file in {folder} matches data.pattern={pattern!r}: "
-            f"check the pattern (it is case-sensitive)"
+            f"check the pattern (it is case-sensitive, e.g. '*.TIF')"
         )
     return files
 
 
-def match_specs(files: list[Path], specs: list[LayerSpecConfig]) -> list[LayerSource]:
-    """Pair each spec with exactly one file by its ``file`` regular expression.
+def candidates(data: DataConfig) -> tuple[str, list[Candidate]]:
+    """The format of ``data.path`` and every array it offers."""
+    path = Path(data.path)
+    fmt = detect_format(path, data.format)
+    if fmt != "geotiff_dir" and path.is_dir():
+        raise InputFileError(
+            f"data.path {path} is a folder, but data.format={fmt} expects a file: point "
+            f"data.path at the file, or set data.format=geotiff_dir"
+        )
+    if fmt == "geotiff_dir":
+        out = []
+        for p in find_files(path, data.pattern):
+            bands = gdal_bands(str(p), label=str(p))
+            out.append(Candidate(p.name, p.stem, dict(bands[0].meta), list(bands)))
+        return fmt, out
+    if fmt in ("geotiff", "gdal"):
+        subs = subdatasets(str(path), label=str(path))
+        if fmt == "gdal" and subs:
+            return fmt, [
+                Candidate(
+                    _sub_name(s),
+                    _sub_name(s).rsplit("/", 1)[-1],
+                    dict(bands[0].meta),
+                    list(bands),
+                )
+                for s in subs
+                for bands in [gdal_bands(s, label=f"{path} subdataset {_sub_name(s)}", locked=True)]
+            ]
+        bands = gdal_bands(str(path), label=str(path))
+        return fmt, [
+            Candidate(
+                b.meta.get("description") or f"band_{i}",
+                b.meta.get("description") or f"band_{i}",
+                dict(b.meta),
+                [b],
+            )
+            for i, b in enumerate(bands, start=1)
+        ]
+    if fmt == "netcdf":
+        from geoensemble.io.netcdf import netcdf_candidates
 
-    Without specs every file becomes a layer named after its stem.
-    """
-    if not specs:
-        names = [p.stem for p in files]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        found = netcdf_candidates(
+            str(path), label=str(path), crs=data.crs, geotransform=data.geotransform
+        )
+    elif fmt == "hdf5":
+        from geoensemble.io.hdf5 import hdf5_candidates
+
+        found = hdf5_candidates(
+            str(path), label=str(path), crs=data.crs, geotransform=data.geotransform
+        )
+    elif fmt == "hdf4":
+        from geoensemble.io.hdf4 import hdf4_candidates
+
+        found = hdf4_candidates(
+            str(path), label=str(path), crs=data.crs, geotransform=data.geotransform
+        )
+    else:
+        raise LayerNotFoundError(
+            f"data.format={data.format!r} is not supported: use one of {list(FORMATS)}"
+        )
+    return fmt, [Candidate(k, k.rsplit("/", 1)[-1], m, s) for k, m, s in found]
+
+
+def _sub_name(uri: str) -> str:
+    # 'HDF5:"f.h5"://grp/red' -> '/grp/red';  'netcdf:f.nc:red' -> 'red'
+    tail = uri.rsplit(":", 1)[-1]
+    return tail[1:] if tail.startswith("//") else tail
+
+
+def _compile(text: str, *, key: str) -> re.Pattern[str]:
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise LayerNotFoundError(
+            f"{key}={text!r} is not a valid regular expression: {exc}"
+        ) from None
+
+
+def _match(spec: LayerSpecConfig, fmt: str, cands: list[Candidate], i: int) -> Candidate:
+    """The one candidate that ``spec`` names, or an error listing what there is."""
+    field = "file" if fmt == "geotiff_dir" else "variable"
+    text = getattr(spec, field)
+    if fmt == "geotiff" and text is None and spec.meta_key is None:
+        return cands[0]  # a multi-band file: the spec's band picks the band
+    where = f"data.layers[{i}] (layer '{spec.name}')"
+    if text is None and spec.meta_key is None:
+        text = re.escape(spec.name)
+    hits = list(cands)
+    rx = None
+    if text is not None:
+        rx = _compile(text, key=f"{where}.{field}")
+        hits = [c for c in hits if rx.search(c.key)]
+    if spec.meta_key is not None:
+        mv = _compile(spec.meta_value or ".*", key=f"{where}.meta_value")
+        hits = [c for c in hits if spec.meta_key in c.meta and mv.search(c.meta[spec.meta_key])]
+    if len(hits) > 1 and rx is not None:
+        # 'B1' searched finds B1, B10 and B11: an exact match of the name settles it.
+        exact = [c for c in hits if rx.fullmatch(c.key) or rx.fullmatch(c.name)]
+        hits = exact if len(exact) == 1 else hits
+    how = " and ".join(
+        s
+        for s in (
+            f"{field} {text!r}" if text is not None else "",
+            f"metadata {spec.meta_key}~{spec.meta_value!r}" if spec.meta_key else "",
+        )
+        if s
+    )
+    if not hits:
+        keys = [c.key for c in cands]
+        raise LayerNotFoundError(
+            f"{where}: nothing matches {how}; there are {len(keys)} {_kind(fmt)}: "
+            f"{keys[:12]}{' ...' if len(keys) > 12 else ''}. Fix data.layers[{i}].{field}"
+        )
+    if len(hits) > 1:
+        raise LayerNotFoundError(
+            f"{where}: {len(hits)} {_kind(fmt)} match {how}: {[c.key for c in hits][:8]}; "
+            f"make the expression match exactly one (anchor it, e.g. '^red\\.tif$')"
+        )
+    return hits[0]
+
+
+def _kind(fmt: str) -> str:
+    return {
+        "geotiff_dir": "files",
+        "geotiff": "bands",
+        "netcdf": "variables",
+        "hdf5": "datasets",
+        "hdf4": "datasets",
+    }.get(fmt, "subdatasets")
+
+
+def _fill_georef(src: RasterSource, data: DataConfig) -> RasterSource:
+    """Give a source without CRS or geotransform the ones named in the config."""
+    changes: dict[str, object] = {}
+    if src.crs is None and data.crs:
+        changes["crs"] = georef.parse_crs(data.crs, where="data.crs")
+    if src.transform.is_identity and data.geotransform:
+        changes["transform"] = georef.from_gdal(data.geotransform)
+    return dataclasses.replace(src, **changes) if changes else src  # type: ignore[arg-type]
+
+
+def resolve_sources(data: DataConfig) -> list[LayerSource]:
+    """The layers named by a ``data`` config, each matched to exactly one 2-D source."""
+    fmt, cands = candidates(data)
+    if not cands:
+        raise LayerNotFoundError(
+            f"{data.path} holds no raster {_kind(fmt)} (2-D numeric arrays) that "
+            f"data.format={fmt} can read"
+        )
+    if not data.layers:
+        out = []
+        for c in cands:
+            names = (
+                [c.name]
+                if len(c.sources) == 1
+                else [f"{c.name}_{b}" for b in range(1, len(c.sources) + 1)]
+            )
+            out += [
+                LayerSource(name=n, source=_fill_georef(s, data))
+                for n, s in zip(names, c.sources, strict=True)
+            ]
+        dupes = sorted({s.name for s in out if [o.name for o in out].count(s.name) > 1})
         if dupes:
             raise LayerNotFoundError(
-                f"several files share the layer name(s) {dupes}: name "
-                f"layers explicitly with data.layers"
+                f"several {_kind(fmt)} share the layer name(s) {dupes}: name the layers "
+                f"explicitly with data.layers"
             )
-        return [LayerSource(name=p.stem, path=p) for p in files]
+        return out
     out = []
-    for spec in specs:
-        rx = re.compile(spec.file or re.escape(spec.name))
-        hits = [p for p in files if rx.search(p.name)]
-        if not hits:
+    for i, spec in enumerate(data.layers):
+        cand = _match(spec, fmt, cands, i)
+        if fmt == "geotiff" and spec.variable is None and spec.meta_key is None:
+            pool = [s for c in cands for s in c.sources]
+        else:
+            pool = cand.sources
+        if not 1 <= spec.band <= len(pool):
             raise LayerNotFoundError(
-                f"layer '{spec.name}': no file matches {rx.pattern!r} among "
-                f"{[p.name for p in files][:10]}: fix data.layers[].file"
-            )
-        if len(hits) > 1:
-            raise LayerNotFoundError(
-                f"layer '{spec.name}': {len(hits)} files match {rx.pattern!r} "
-                f"({[p.name for p in hits][:5]}): make the expression match one file"
+                f"data.layers[{i}] (layer '{spec.name}'): band={spec.band} was asked for, but "
+                f"{cand.sources[0].label} has {len(pool)} band(s)/plane(s)"
             )
         out.append(
             LayerSource(
                 name=spec.name,
-                path=hits[0],
-                band=spec.band,
-                variable=spec.variable,
-                nodata=tuple(spec.nodata),
+                source=_fill_georef(pool[spec.band - 1], data),
+                nodata=tuple(float(v) for v in spec.nodata),
                 scale=spec.scale,
                 offset=spec.offset,
                 categorical=spec.categorical,
+                window=tuple(spec.window) if spec.window else None,
+                bbox=tuple(spec.bbox) if spec.bbox else None,
+                out_shape=tuple(spec.out_shape) if spec.out_shape else None,
+                resolution=tuple(spec.resolution) if spec.resolution else None,
+                resampling=spec.resampling,
             )
         )
     return out
-
-
-def resolve_sources(data: DataConfig) -> list[LayerSource]:
-    """The layer sources named by a ``data`` config (GeoTiff folder or single file)."""
-    path = Path(data.path)
-    fmt = data.format
-    if fmt == "auto":
-        fmt = "geotiff_dir" if path.is_dir() else "geotiff"
-    if fmt == "geotiff_dir":
-        return match_specs(find_files(path, data.pattern), list(data.layers))
-    if fmt == "geotiff":
-        if not path.is_file():
-            raise InputFileError(f"input file {path} does not exist: set data.path")
-        if not data.layers:
-            return [
-                LayerSource(name=f"band_{i}", path=path, band=i)
-                for i in range(1, _band_count(path) + 1)
-            ]
-        return [
-            LayerSource(
-                name=s.name,
-                path=path,
-                band=s.band,
-                nodata=tuple(s.nodata),
-                scale=s.scale,
-                offset=s.offset,
-                categorical=s.categorical,
-            )
-            for s in data.layers
-        ]
-    raise LayerNotFoundError(
-        f"data.format={data.format!r} is not supported here: use auto, geotiff_dir or geotiff"
-    )
-
-
-def _band_count(path: Path) -> int:
-    import rasterio
-
-    try:
-        with rasterio.open(path) as src:
-            return int(src.count)
-    except rasterio.errors.RasterioIOError as exc:
-        raise InputFileError(f"cannot read {path}: {exc}") from None

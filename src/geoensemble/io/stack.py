@@ -1,79 +1,166 @@
-"""Build the stack (every layer on one grid, float32, NaN = nodata) and store it as Zarr."""
+"""Build the stack (every layer on one grid, float32, NaN = nodata) and store it as Zarr.
+
+Layers stay lazy until the store is written: each dask chunk reads only the window of the
+file (or, when resampling, of the source) it needs, and the store is written chunk by chunk
+in the same pass that computes the per-layer report, so memory does not grow with the scene.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dask.array as dsa
 import numpy as np
-import rasterio
-import rioxarray
+import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from affine import Affine
+from dask.base import tokenize
 from rasterio.crs import CRS
 
 from geoensemble.config import DataConfig
-from geoensemble.errors import EmptyLayerError, InputFileError
+from geoensemble.errors import EmptyLayerError, InputFileError, LayerNotFoundError
 from geoensemble.io.atomic import atomic_path
-from geoensemble.io.grid import align_layers
+from geoensemble.io.georef import parse_crs
+from geoensemble.io.grid import Grid, align, target_grid
 from geoensemble.io.layers import LayerSource, resolve_sources
+from geoensemble.io.window import (
+    CropLayer,
+    Layer,
+    SourceLayer,
+    WarpLayer,
+    bbox_window,
+    crop_window,
+    resampled_grid,
+)
+
+
+def prepare_layer(src: LayerSource, *, default_resampling: str = "bilinear") -> Layer:
+    """The lazy float layer of one matched spec: no-data, scaling, crop, resample on read."""
+    layer: Layer = SourceLayer(src.source, src.nodata, src.scale, src.offset)
+    where = f"layer '{src.name}' ({src.label})"
+    if src.window is not None:
+        r, c, h, w = crop_window(layer.grid, list(src.window), where=where)
+        layer = CropLayer(layer, r, c, (h, w))
+    elif src.bbox is not None:
+        r, c, h, w = bbox_window(layer.grid, list(src.bbox), where=where)
+        layer = CropLayer(layer, r, c, (h, w))
+    if src.out_shape is not None or src.resolution is not None:
+        grid = resampled_grid(
+            layer.grid,
+            out_shape=list(src.out_shape) if src.out_shape else None,
+            resolution=list(src.resolution) if src.resolution else None,
+        )
+        layer = WarpLayer(layer, grid, _method(src, default_resampling))
+    return layer
+
+
+def _method(src: LayerSource, default: str) -> str:
+    if src.categorical:
+        return "nearest"
+    return src.resampling or default
+
+
+@dataclass(frozen=True)
+class _Blocks:
+    """The array interface dask's ``from_array`` needs, reading through a layer."""
+
+    layer: Layer
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.layer.grid.shape
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return np.dtype("float32")
+
+    @property
+    def ndim(self) -> int:
+        return 2
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        h, w = self.shape
+        r0, r1, _ = key[0].indices(h)
+        c0, c1, _ = key[1].indices(w)
+        return self.layer.read(slice(r0, r1), slice(c0, c1))
+
+
+def to_dataarray(layer: Layer, name: str, *, chunk_size: int) -> xr.DataArray:
+    """A lazy (dask) ``y, x`` DataArray of ``layer`` with coordinates, CRS and transform."""
+    grid = layer.grid
+    arr = dsa.from_array(
+        _Blocks(layer),
+        chunks=(chunk_size, chunk_size),
+        name=f"ingest-{name}-{tokenize(repr(layer))}",
+        meta=np.empty((0, 0), dtype="float32"),
+        lock=False,
+    )
+    h, w = grid.shape
+    t = grid.transform
+    da = xr.DataArray(
+        arr,
+        dims=("y", "x"),
+        coords={"y": t.f + t.e * (np.arange(h) + 0.5), "x": t.c + t.a * (np.arange(w) + 0.5)},
+        name=name,
+    )
+    if grid.crs is not None:
+        da = da.rio.write_crs(grid.crs)
+    return da.rio.write_transform(t)
 
 
 def read_layer(src: LayerSource, *, chunk_size: int) -> xr.DataArray:
-    """One layer, lazily (dask), as float32 with NaN where the file says nodata."""
-    try:
-        da = rioxarray.open_rasterio(
-            src.path, chunks={"x": chunk_size, "y": chunk_size}, masked=False, lock=False
-        )
-    except (rasterio.errors.RasterioIOError, OSError) as exc:
-        raise InputFileError(
-            f"cannot read layer '{src.name}' from {src.path}: {exc}. Check "
-            f"that the file is a complete, readable raster"
-        ) from None
-    assert isinstance(da, xr.DataArray)
-    if src.band < 1 or src.band > da.sizes["band"]:
-        raise InputFileError(
-            f"layer '{src.name}': {src.path.name} has {da.sizes['band']} "
-            f"band(s), band={src.band} was asked for"
-        )
-    da = da.isel(band=src.band - 1, drop=True)
-    nodata = [v for v in (da.rio.nodata, *src.nodata) if v is not None]
-    out = da.astype("float32")
-    for v in nodata:
-        # Float rasters store nodata like -3.4e38 inexactly: compare at float32 precision.
-        out = out.where(out != np.float32(v))
-    if src.scale != 1.0 or src.offset != 0.0:
-        out = out * np.float32(src.scale) + np.float32(src.offset)
-    out.attrs = {"source": str(src.path), "band": src.band}
-    out.rio.write_crs(da.rio.crs, inplace=True)
-    out.rio.write_transform(da.rio.transform(), inplace=True)
-    return out.rename(src.name)
+    """One layer on its own grid, lazily, as float32 with NaN where the file says nodata."""
+    return to_dataarray(prepare_layer(src), src.name, chunk_size=chunk_size)
 
 
 def build_stack(data: DataConfig) -> xr.Dataset:
-    """Read every layer named by ``data`` and put them on one grid (lazily)."""
+    """Read every layer named by ``data`` and put them on one grid (lazily).
+
+    Raises
+    ------
+    InputFileError, LayerNotFoundError, GridMismatchError
+        Naming the file, the spec or the layer and how to fix it.
+    """
     sources = resolve_sources(data)
-    layers = {s.name: read_layer(s, chunk_size=data.chunk_size) for s in sources}
-    if all(da.rio.crs is None for da in layers.values()):
-        warnings.warn(
-            f"no layer of {data.path} has a CRS: the stack and the maps will have none either",
-            stacklevel=2,
+    layers = {s.name: prepare_layer(s, default_resampling=data.resampling) for s in sources}
+    t = data.target
+    target: Grid | None = None
+    if t.crs is not None or t.resolution or t.bounds:
+        ref_name = data.reference or sources[0].name
+        if ref_name not in layers:
+            raise LayerNotFoundError(
+                f"data.reference={ref_name!r} is not a layer: choose one of {list(layers)}"
+            )
+        target = target_grid(
+            layers[ref_name].grid,
+            crs=parse_crs(t.crs, where="data.target.crs") if t.crs else None,
+            resolution=t.resolution,
+            bounds=t.bounds,
         )
-    aligned = align_layers(
-        layers,
-        policy=data.align.value,
-        reference=data.reference,
-        categorical=frozenset(s.name for s in sources if s.categorical),
-        resampling=data.resampling,
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")  # the no-CRS warning must reach the user once
+        aligned, grid = align(
+            layers,
+            policy=data.align.value,
+            reference=data.reference,
+            target=target,
+            categorical=frozenset(s.name for s in sources if s.categorical),
+            resampling={s.name: s.resampling or data.resampling for s in sources},
+        )
     ds = xr.Dataset(
-        {k: v.chunk({"y": data.chunk_size, "x": data.chunk_size}) for k, v in aligned.items()}
+        {
+            name: to_dataarray(lay, name, chunk_size=data.chunk_size).assign_attrs(
+                source=src.label, categorical=int(src.categorical)
+            )
+            for (name, lay), src in zip(aligned.items(), sources, strict=True)
+        }
     )
-    first = next(iter(aligned.values()))
-    return set_grid(ds, first.rio.crs, first.rio.transform())
+    return set_grid(ds, grid.crs, grid.transform)
 
 
 def set_grid(ds: xr.Dataset, crs: CRS | None, transform: Affine) -> xr.Dataset:
@@ -92,23 +179,49 @@ def grid_attrs(ds: xr.Dataset) -> tuple[CRS | None, Affine]:
     return (CRS.from_wkt(wkt) if wkt else None), Affine(*ds.attrs["geotransform"])
 
 
-def layer_report(ds: xr.Dataset) -> dict[str, dict[str, float]]:
-    """Per layer: valid fraction, min and max (the notebook's sanity check), computed once."""
-    import dask
+def _stats(ds: xr.Dataset) -> dict[str, tuple[Any, Any, Any]]:
+    return {
+        str(name): (da.notnull().mean(), da.min(skipna=True), da.max(skipna=True))
+        for name, da in ds.data_vars.items()
+    }
 
-    stats = {}
-    for name, da in ds.data_vars.items():
-        stats[str(name)] = (da.notnull().mean(), da.min(), da.max())
-    (computed,) = dask.compute(stats)
+
+def _report(ds: xr.Dataset, computed: dict[str, Any]) -> dict[str, dict[str, float]]:
     report = {}
     for name, (frac, lo, hi) in computed.items():
-        report[name] = {"valid_fraction": float(frac), "min": float(lo), "max": float(hi)}
         if float(frac) == 0.0:
+            src = ds[name].attrs.get("source", "its file")
             raise EmptyLayerError(
-                f"layer '{name}' holds no valid pixel (all no-data): check "
-                f"its nodata value, its window, or drop it from data.layers"
+                f"layer '{name}' ({src}) holds no valid pixel (all no-data): check its "
+                f"no-data values (data.layers[].nodata), its window or bbox, or drop it "
+                f"from data.layers"
             )
+        report[name] = {"valid_fraction": float(frac), "min": float(lo), "max": float(hi)}
     return report
+
+
+def layer_report(ds: xr.Dataset) -> dict[str, dict[str, float]]:
+    """Per layer: valid fraction, min and max (the notebook's sanity check), computed once.
+
+    Raises
+    ------
+    EmptyLayerError
+        If a layer holds no valid pixel, naming it and its source.
+    """
+    import dask
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN chunks
+        (computed,) = dask.compute(_stats(ds))
+    return _report(ds, computed)
+
+
+def _storable(ds: xr.Dataset) -> xr.Dataset:
+    ds = ds.drop_vars("spatial_ref", errors="ignore")
+    for v in ds.data_vars.values():
+        v.attrs.pop("grid_mapping", None)
+        v.encoding.clear()
+    return ds
 
 
 def write_store(
@@ -116,15 +229,39 @@ def write_store(
 ) -> Path:
     """Write a dataset as a chunked Zarr store (atomically) with a JSON sidecar."""
     target = Path(path)
-    ds = ds.drop_vars("spatial_ref", errors="ignore")
-    for v in ds.data_vars.values():
-        v.attrs.pop("grid_mapping", None)
-        v.encoding.clear()
+    ds = _storable(ds)
     with atomic_path(target) as tmp:
         ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2)
         if meta is not None:
             (tmp / "geoensemble.json").write_text(json.dumps(meta, indent=2))
     return target
+
+
+def write_stack(
+    ds: xr.Dataset, path: str | os.PathLike[str], *, meta: dict[str, Any] | None = None
+) -> dict[str, dict[str, float]]:
+    """Write the stack chunk by chunk and compute its report in the same single read.
+
+    The sidecar ``geoensemble.json`` holds ``meta`` plus ``layers`` (the report). Nothing is
+    left behind when a layer turns out empty: the store is written under a temporary name.
+
+    Returns
+    -------
+    The per-layer report (valid fraction, min, max).
+    """
+    import dask
+
+    target = Path(path)
+    ds = _storable(ds)
+    with atomic_path(target) as tmp:
+        store = ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2, compute=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN chunks
+            _, computed = dask.compute(store, _stats(ds))
+        report = _report(ds, computed)
+        side = {**(meta or {}), "layers": report}
+        (tmp / "geoensemble.json").write_text(json.dumps(side, indent=2))
+    return report
 
 
 def open_store(path: str | os.PathLike[str]) -> xr.Dataset:

@@ -1,0 +1,95 @@
+"""Validation of the ``data`` config group (called by :func:`geoensemble.config.validate`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.errors import CRSError
+
+from geoensemble.errors import ConfigError
+
+FORMATS = ("auto", "geotiff_dir", "geotiff", "netcdf", "hdf5", "hdf4", "gdal")
+RESAMPLING = tuple(
+    m.name
+    for m in Resampling
+    if m.name not in {"gauss"}  # GDAL's warper has no gauss kernel
+)
+
+
+def _fail(key: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(f"config key {key}={value!r} is invalid: use {allowed}")
+
+
+def _positive(key: str, values: list[Any] | None, lengths: tuple[int, ...], what: str) -> None:
+    if values is None:
+        return
+    if len(values) not in lengths or any(v <= 0 for v in values):
+        raise _fail(key, list(values), what)
+
+
+def _bounds(key: str, b: list[float] | None) -> None:
+    if b is None:
+        return
+    if len(b) != 4 or not (b[0] < b[2] and b[1] < b[3]):
+        raise _fail(key, list(b), "[xmin, ymin, xmax, ymax] with xmin < xmax and ymin < ymax")
+
+
+def _crs(key: str, text: str | None) -> None:
+    if text is None:
+        return
+    try:
+        CRS.from_user_input(text)
+    except CRSError:
+        raise _fail(key, text, "an EPSG code such as EPSG:32613, a WKT or a PROJ string") from None
+
+
+def _resampling(key: str, method: str | None) -> None:
+    if method is not None and method not in RESAMPLING:
+        raise _fail(key, method, f"one of {', '.join(RESAMPLING)}")
+
+
+def check_data_config(d: Any) -> None:
+    """Check every ``data`` key that the schema's types cannot check alone."""
+    if d.format not in FORMATS:
+        raise _fail("data.format", d.format, f"one of {', '.join(FORMATS)}")
+    _resampling("data.resampling", d.resampling)
+    _crs("data.crs", d.crs)
+    _crs("data.target.crs", d.target.crs)
+    _positive("data.target.resolution", d.target.resolution, (1, 2), "[xres, yres] or [res] > 0")
+    _bounds("data.target.bounds", d.target.bounds)
+    if d.geotransform is not None and (
+        len(d.geotransform) != 6 or d.geotransform[1] == 0 or d.geotransform[5] == 0
+    ):
+        raise _fail(
+            "data.geotransform",
+            list(d.geotransform),
+            "6 numbers in GDAL order [x_min, pixel_width, 0, y_max, 0, -pixel_height]",
+        )
+    names = [s.name for s in d.layers]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise _fail("data.layers", dupes, "a different name for every layer")
+    if d.reference is not None and d.layers and d.reference not in names:
+        raise _fail("data.reference", d.reference, f"one of the layer names {names}")
+    for i, s in enumerate(d.layers):
+        key = f"data.layers[{i}]"
+        if not s.name or "/" in s.name:
+            raise _fail(f"{key}.name", s.name, "a non-empty name without '/'")
+        if s.band < 1:
+            raise _fail(f"{key}.band", s.band, "a band number >= 1")
+        if s.meta_value is not None and s.meta_key is None:
+            raise _fail(f"{key}.meta_key", None, "the metadata key that meta_value matches")
+        if s.window is not None and (
+            len(s.window) != 4 or min(s.window[:2]) < 0 or min(s.window[2:]) < 1
+        ):
+            raise _fail(f"{key}.window", list(s.window), "[row_off, col_off, height, width]")
+        if s.window is not None and s.bbox is not None:
+            raise _fail(f"{key}.bbox", list(s.bbox), "either window or bbox, not both")
+        _bounds(f"{key}.bbox", s.bbox)
+        _positive(f"{key}.out_shape", s.out_shape, (2,), "[rows, cols] > 0")
+        _positive(f"{key}.resolution", s.resolution, (1, 2), "[xres, yres] or [res] > 0")
+        if s.out_shape is not None and s.resolution is not None:
+            raise _fail(f"{key}.resolution", list(s.resolution), "either out_shape or resolution")
+        _resampling(f"{key}.resampling", s.resampling)
