@@ -125,6 +125,7 @@ def align(
     target: Grid | None = None,
     categorical: frozenset[str] = frozenset(),
     resampling: Mapping[str, str] | str = "bilinear",
+    labels: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Layer], Grid]:
     """Put every layer on one grid, or fail naming the layer that does not fit.
 
@@ -141,6 +142,8 @@ def align(
         An explicit target grid, used instead of a reference layer's.
     resampling
         The method for continuous layers, one for all or per layer name.
+    labels
+        Where each layer comes from (file, variable), for error messages.
 
     Returns
     -------
@@ -162,13 +165,18 @@ def align(
             f"files (gdal_edit.py -a_srs EPSG:xxxx), or set data.crs/data.geotransform for "
             f"HDF/NetCDF sources without geolocation"
         )
-    ref_label = "the target grid (data.target)" if target is not None else f"'{ref_name}'"
+    labels = labels or {}
+
+    def named(n: str) -> str:
+        return f"'{n}' ({labels[n]})" if n in labels else f"'{n}'"
+
+    ref_label = "the target grid (data.target)" if target is not None else named(ref_name)
     ref = target if target is not None else layers[ref_name].grid
     if not with_crs:
         for name, lay in layers.items():
             if not same_grid(lay.grid, ref):
                 raise GridMismatchError(
-                    f"layer '{name}' has no CRS and is not on the grid of {ref_label}: it has "
+                    f"layer {named(name)} has no CRS and is not on the grid of {ref_label}: it has "
                     f"{lay.grid.describe()}; {ref_label} has {ref.describe()}. Without a CRS "
                     f"it cannot be reprojected: give the files a CRS (or data.crs and "
                     f"data.geotransform)"
@@ -187,7 +195,7 @@ def align(
             continue
         if policy == "strict":
             raise GridMismatchError(
-                f"layer '{name}' is not on the grid of {ref_label}: it has {g.describe()}; "
+                f"layer {named(name)} is not on the grid of {ref_label}: it has {g.describe()}; "
                 f"{ref_label} has {ref.describe()}. Set data.align=reproject to resample it "
                 f"onto that grid, or reproject the file (gdalwarp) first"
             )

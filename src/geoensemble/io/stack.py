@@ -151,6 +151,7 @@ def build_stack(data: DataConfig) -> xr.Dataset:
             target=target,
             categorical=frozenset(s.name for s in sources if s.categorical),
             resampling={s.name: s.resampling or data.resampling for s in sources},
+            labels={s.name: s.label for s in sources},
         )
     ds = xr.Dataset(
         {
