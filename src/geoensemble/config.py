@@ -140,15 +140,51 @@ class EnsembleConfig:
     patience: int = 2
 
 
+class PredictScheduler(StrEnum):
+    threads = "threads"
+    distributed = "distributed"
+
+
+@dataclass
+class ExternalModelConfig:
+    """A scikit-learn-compatible model file trained elsewhere (pickle or joblib)."""
+
+    path: str | None = None
+    allow_pickle: bool = False  # loading a pickle runs code from the file: opt in explicitly
+    feature_names: list[str] = field(default_factory=list)  # its inputs, in its order
+    label: str | None = None  # name in output file names (default: the file's stem)
+
+
+@dataclass
+class PredictOutputsConfig:
+    """Which maps to write besides each member's class map."""
+
+    members: bool = True  # one map per member when there are several
+    vote: bool = True  # majority vote of the members
+    agreement: bool = True  # share of members voting for the winner (uint8 percent)
+    probabilities: bool = False  # mean class probabilities, one uint8-percent band per class
+    max_probability: bool = True  # the highest mean class probability (uint8 percent)
+
+
 @dataclass
 class PredictConfig:
-    model_uri: str | None = None
+    """Which models predict which scenes, and what is written (see README "Prediction")."""
+
+    model_uri: str | None = None  # default: models:/<tracking.model_name>@<alias>
     alias: str = "champion"
+    models: list[str] = field(default_factory=list)  # more model URIs (members)
+    ensemble: str | None = None  # every kept member: parent run id, key=value tag, or latest
+    external: ExternalModelConfig = field(default_factory=ExternalModelConfig)
+    scenes: list[DataConfig] = field(default_factory=list)  # default: the training features
+    outputs: PredictOutputsConfig = field(default_factory=PredictOutputsConfig)
     output_dir: str = "outputs/maps"
-    block_size: int = 1024
+    block_size: int = 1024  # block edge in pixels; a multiple of the 512-px tiles
+    scheduler: PredictScheduler = PredictScheduler.threads
+    threads: int = 0  # 0 = one per core
     compress: str = "lzw"
     quicklook: bool = True
-    overwrite: bool = True
+    progress: bool = True
+    overwrite: bool = False  # replace maps outside DVC-managed outputs
 
 
 @dataclass
@@ -247,6 +283,7 @@ def _range_checks(cfg: AppConfig) -> None:
             cfg.data.scene.height >= 32,
             "an integer >= 32",
         ),
+        ("predict.threads", cfg.predict.threads, cfg.predict.threads >= 0, "an integer >= 0"),
         (
             "predict.compress",
             cfg.predict.compress,

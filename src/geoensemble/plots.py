@@ -42,20 +42,32 @@ def class_map_png(
     names: Sequence[str],
     colours: Sequence[tuple[int, int, int]],
     title: str,
+    codes: Sequence[int] | None = None,
 ) -> Path:
-    """A class map with one legend entry per class code ``0..len(names)-1``."""
+    """A class map with one legend entry per class.
+
+    ``codes`` are the map values of ``names`` (default ``0..len(names)-1``); codes need not
+    be contiguous. Legends of more than 40 classes are cut, with a note.
+    """
     arr = _thin(classes)
+    code_list = list(range(len(names))) if codes is None else [int(c) for c in codes]
+    # Map codes to positions so that sparse codes (e.g. 10, 20, 90) still get their colours.
+    lut = np.full(int(max([*code_list, int(nodata)])) + 1, -1, dtype=np.int64)
+    lut[code_list] = np.arange(len(code_list))
+    pos = lut[np.clip(arr.astype(np.int64), 0, lut.size - 1)]
     cmap = ListedColormap([tuple(c / 255 for c in col) for col in colours])
     cmap.set_bad(alpha=0.0)
-    shown = np.ma.masked_where(arr == nodata, arr)
+    shown = np.ma.masked_where((arr == nodata) | (pos < 0), pos)
     fig, ax = plt.subplots(figsize=(8, 7))
     ax.imshow(shown, cmap=cmap, vmin=-0.5, vmax=len(names) - 0.5, interpolation="nearest")
     ax.set_title(title)
     ax.set_axis_off()
     handles = [
         Patch(facecolor=(col[0] / 255, col[1] / 255, col[2] / 255), edgecolor="k", label=name)
-        for name, col in zip(names, colours, strict=True)
+        for name, col in list(zip(names, colours, strict=True))[:40]
     ]
+    if len(names) > 40:
+        handles.append(Patch(facecolor="white", label=f"... {len(names) - 40} more"))
     ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return _save(fig, path)
 

@@ -326,87 +326,23 @@ def evaluate(cfg: AppConfig) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- predict
 def predict(cfg: AppConfig) -> dict[str, Any]:
-    """Load the registered model and write the classified GeoTiff and its quicklook."""
-    from geoensemble import plots, tracking
-    from geoensemble.classes import palette
-    from geoensemble.io.profiles import class_dtype
-    from geoensemble.io.stack import open_store, store_meta
-    from geoensemble.predict import check_features, n_classes_of, predict_map
+    """Every selected model on every scene: COG maps, quicklooks and an MLflow predict run.
 
-    exp_id = tracking.setup(cfg.tracking)
-    uri = tracking.model_uri(cfg.tracking, cfg.predict.model_uri, cfg.predict.alias)
-    loaded = tracking.load_model(uri)
-    feats = open_store(cfg.paths.features)
-    scene_names = store_meta(cfg.paths.features).get("feature_names") or list(feats.data_vars)
-    names = check_features(loaded.feature_names, scene_names, where=str(cfg.paths.features))
-    n_classes = n_classes_of(loaded.model)
-    colours = palette(n_classes)
-    out_dir = Path(cfg.predict.output_dir)
-    stem = f"{cfg.data.name}_{cfg.tracking.model_name}_{cfg.predict.alias}"
-    tags = {
-        **tracking.run_tags(),
-        "model_uri": uri,
-        "model_name": loaded.name or "",
-        "model_version": loaded.version or "",
-        "model_run_id": loaded.run_id or "",
-    }
-    run_id = tracking.start_predict_run(
-        exp_id,
-        run_name=f"predict-{stem}",
-        params={"model_uri": uri, "scene": cfg.data.name},
-        tags=tags,
-    )
-    try:
-        summary = predict_map(
-            feats,
-            loaded.model,
-            names,
-            out_dir / f"{stem}.tif",
-            block_rows=cfg.predict.block_size,
-            compress=cfg.predict.compress,
-            nan_threshold=cfg.features.nan_threshold,
-            overwrite=cfg.predict.overwrite,
-            tags={**tags, "predict_run_id": run_id, "n_classes": str(n_classes)},
-            colormap=dict(enumerate(colours)),
-        )
-        if cfg.predict.quicklook:
-            from geoensemble.io.geotiff import read_band
+    See :func:`geoensemble.predict.run.predict_many`.
+    """
+    from geoensemble.predict import predict_many
 
-            arr, *_ = read_band(summary.path)
-            plots.class_map_png(
-                out_dir / f"{stem}.png",
-                arr,
-                nodata=class_dtype(n_classes)[1],
-                names=[f"class {i}" for i in range(n_classes)],
-                colours=colours,
-                title=f"{stem} ({uri})",
-            )
-        tracking.log_metrics(
-            run_id,
-            {
-                "pixels": summary.pixels,
-                "valid_fraction": summary.valid_fraction,
-                "seconds": summary.seconds,
-                **{f"class_{k}_pixels": v for k, v in summary.histogram.items()},
-            },
+    out = predict_many(cfg)
+    for name, s in out["scenes"].items():
+        log.info(
+            "predict: %s: wrote %s (%d valid of %d px, %.2f s)",
+            name,
+            ", ".join(s["maps"].values()),
+            s["valid_pixels"],
+            s["pixels"],
+            s["seconds"],
         )
-    except BaseException as exc:
-        tracking.end_run(run_id, failed=exc)
-        raise
-    tracking.end_run(run_id)
-    log.info(
-        "predict: wrote %s (%d valid of %d px, %.2f s)",
-        summary.path,
-        summary.valid_pixels,
-        summary.pixels,
-        summary.seconds,
-    )
-    return {
-        "path": str(summary.path),
-        "valid_pixels": summary.valid_pixels,
-        "histogram": summary.histogram,
-        "run_id": run_id,
-    }
+    return out
 
 
 def run_all(cfg: AppConfig) -> dict[str, Any]:

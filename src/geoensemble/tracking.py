@@ -304,3 +304,109 @@ def end_run(run_id: str, *, failed: BaseException | None = None) -> None:
     if failed is not None:
         client.set_tag(run_id, "failure_reason", f"{type(failed).__name__}: {failed}"[:5000])
     client.set_terminated(run_id, status="FAILED" if failed is not None else "FINISHED")
+
+
+# --------------------------------------------------------------------------- predict: models
+def find_ensemble_run(spec: str, experiment_id: str) -> str:
+    """The parent run of one ensemble: a run id, ``latest``, or a ``key=value`` tag.
+
+    ``latest`` and tags pick the most recent ensemble parent run of the experiment.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    if spec != "latest" and "=" not in spec:
+        try:
+            return str(client.get_run(spec).info.run_id)
+        except MlflowException:
+            raise ModelNotFoundError(
+                f"predict.ensemble={spec!r}: no such run in the store "
+                f"{mlflow_uri()}; give the parent run id from reports/train.json, "
+                f"'latest', or a key=value tag of the ensemble run"
+            ) from None
+    query = "tags.`geoensemble.role` = 'ensemble'"
+    if "=" in spec:
+        key, value = (p.strip() for p in spec.split("=", 1))
+        query += f" and tags.`{key}` = '{value}'"
+    runs = client.search_runs(
+        [experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1
+    )
+    if not runs:
+        raise ModelNotFoundError(
+            f"predict.ensemble={spec!r}: no ensemble run matches in experiment "
+            f"{experiment_id}; run the train stage first or check the tag"
+        )
+    return str(runs[0].info.run_id)
+
+
+def mlflow_uri() -> str:
+    import mlflow
+
+    return str(mlflow.get_tracking_uri())
+
+
+def kept_member_uris(model_name: str, parent_run_id: str) -> list[str]:
+    """``models:/<name>/<version>`` of every kept member of one ensemble, best rank first."""
+    from mlflow import MlflowClient
+
+    versions = [
+        mv
+        for mv in MlflowClient().search_model_versions(f"name = '{model_name}'")
+        if mv.tags.get("ensemble_run_id") == parent_run_id
+    ]
+    if not versions:
+        raise ModelNotFoundError(
+            f"ensemble run {parent_run_id} registered no version of model "
+            f"'{model_name}': check tracking.model_name, or that its train run finished"
+        )
+
+    def order(mv: Any) -> tuple[int, int]:
+        rank = mv.tags.get("rank", "")
+        return (int(rank) if rank.isdigit() else 1_000_000, int(mv.version))
+
+    return [f"models:/{model_name}/{mv.version}" for mv in sorted(versions, key=order)]
+
+
+def model_id_of(name: str, version: str) -> str | None:
+    """The MLflow 3 logged-model id behind a registered version (for run-model links)."""
+    from mlflow import MlflowClient
+
+    mv = MlflowClient().get_model_version(name, version)
+    if getattr(mv, "model_id", None):
+        return str(mv.model_id)
+    src = str(mv.source or "")
+    return src.split("models:/", 1)[1].split("/", 1)[0] if src.startswith("models:/m-") else None
+
+
+def link_models(run_id: str, model_ids: list[str]) -> None:
+    """Record the logged models a run used as its model inputs (shown in the MLflow UI)."""
+    from mlflow import MlflowClient
+    from mlflow.entities import LoggedModelInput
+
+    if model_ids:
+        MlflowClient().log_inputs(run_id, models=[LoggedModelInput(m) for m in model_ids])
+
+
+# --------------------------------------------------------------------------- sweeps
+def start_sweep_run(
+    experiment_id: str, *, sweep_id: str, params: Mapping[str, Any], tags: Mapping[str, str]
+) -> tuple[str, bool]:
+    """The run every job of a Hydra sweep nests under; return ``(run_id, created)``.
+
+    Under ``mlflow run`` (``MLFLOW_RUN_ID`` set) that run is the sweep run and ``mlflow run``
+    ends it, so ``created`` is False.
+    """
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    outer = os.environ.get("MLFLOW_RUN_ID")
+    if outer:
+        run_id = outer
+        client.set_tag(run_id, "mlflow.runName", f"sweep-{sweep_id}")
+    else:
+        run_id = client.create_run(experiment_id, run_name=f"sweep-{sweep_id}").info.run_id
+    _log_batch(
+        run_id, params=params, tags={**tags, "sweep_id": sweep_id, "geoensemble.role": "sweep"}
+    )
+    return str(run_id), not outer

@@ -71,3 +71,83 @@ def read_tags(path: str | os.PathLike[str]) -> dict[str, str]:
     """The dataset-level metadata tags of a raster."""
     with rasterio.open(path) as src:
         return dict(src.tags())
+
+
+def to_cog(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    compress: str = "lzw",
+    categorical: bool = True,
+) -> Path:
+    """Copy a finished GeoTiff to a Cloud-Optimized GeoTiff (tiles, overviews, compression).
+
+    The colour table, nodata, band descriptions, scales and metadata tags are carried over.
+    """
+    import rasterio.shutil
+
+    from geoensemble.io.profiles import cog_options
+
+    with rasterio.open(src) as s:
+        dtype = s.dtypes[0]
+    opts = cog_options(compress=compress, dtype=dtype, categorical=categorical)
+    rasterio.shutil.copy(str(src), str(dst), driver="COG", **opts)
+    return Path(dst)
+
+
+def write_category_names(path: str | os.PathLike[str], names: Mapping[int, str]) -> Path:
+    """Class names as GDAL category names in the map's ``.aux.xml`` (read by GDAL and QGIS)."""
+    from xml.sax.saxutils import escape
+
+    target = Path(f"{path}.aux.xml")
+    table = [""] * (max(names) + 1 if names else 0)
+    for code, name in names.items():
+        table[code] = name
+    cats = "\n".join(f"      <Category>{escape(n)}</Category>" for n in table)
+    xml = (
+        '<PAMDataset>\n  <PAMRasterBand band="1">\n    <CategoryNames>\n'
+        f"{cats}\n    </CategoryNames>\n  </PAMRasterBand>\n</PAMDataset>\n"
+    )
+    with atomic_path(target) as tmp:
+        tmp.write_text(xml, encoding="utf-8")
+    return target
+
+
+def write_qml(
+    path: str | os.PathLike[str],
+    entries: Mapping[int, tuple[str, tuple[int, int, int]]],
+) -> Path:
+    """A QGIS style beside the map (``map.qml``): QGIS applies it when the map is opened,
+    as a paletted renderer with one labelled colour per class."""
+    from xml.sax.saxutils import quoteattr
+
+    target = Path(path).with_suffix(".qml")
+    rows = "\n".join(
+        f'        <paletteEntry value="{code}" color="#{r:02x}{g:02x}{b:02x}" alpha="255" '
+        f"label={quoteattr(name)}/>"
+        for code, (name, (r, g, b)) in sorted(entries.items())
+    )
+    xml = (
+        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+        '<qgis version="3.28" styleCategories="Symbology">\n  <pipe>\n'
+        '    <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1">\n'
+        "      <rasterTransparency/>\n      <colorPalette>\n"
+        f"{rows}\n      </colorPalette>\n    </rasterrenderer>\n  </pipe>\n</qgis>\n"
+    )
+    with atomic_path(target) as tmp:
+        tmp.write_text(xml, encoding="utf-8")
+    return target
+
+
+def read_thumbnail(
+    path: str | os.PathLike[str], *, max_px: int = 1024, band: int = 1
+) -> tuple[np.ndarray, float | None]:
+    """A band decimated so its longer side is at most ``max_px`` (read from the overviews,
+    so memory does not depend on the map size), with its nodata value."""
+    from rasterio.enums import Resampling
+
+    with rasterio.open(path) as src:
+        step = max(1, int(np.ceil(max(src.height, src.width) / max_px)))
+        shape = (max(1, src.height // step), max(1, src.width // step))
+        arr = src.read(band, out_shape=shape, resampling=Resampling.nearest)
+        return arr, src.nodata

@@ -54,3 +54,23 @@ def geotiff_profile(
         if compress.lower() in {"lzw", "deflate", "zstd"} and dtype != "uint8":
             prof["predictor"] = 3 if dtype.startswith("float") else 2
     return prof
+
+
+def cog_options(*, compress: str, dtype: str, categorical: bool) -> dict[str, str]:
+    """Creation options of a Cloud-Optimized GeoTiff (GDAL's COG driver).
+
+    512-px tiles, overviews down to one tile (nearest-neighbour for class codes so that an
+    overview never invents a class, average for continuous layers), the chosen compression
+    (LZW default; DEFLATE, ZSTD or NONE), a predictor for non-byte data.
+    """
+    opts = {
+        "BLOCKSIZE": str(TILE),
+        "COMPRESS": compress.upper(),
+        "OVERVIEWS": "IF_NEEDED",
+        "OVERVIEW_RESAMPLING": "NEAREST" if categorical else "AVERAGE",
+        "BIGTIFF": "IF_SAFER",
+        "NUM_THREADS": "ALL_CPUS",
+    }
+    if compress.lower() != "none" and dtype != "uint8":
+        opts["PREDICTOR"] = "YES"
+    return opts

@@ -1,0 +1,217 @@
+"""Which models predict: registered versions, an ensemble's kept members, an external file.
+
+Every member carries the feature names it was trained on (from its MLflow signature, or
+declared for an external model), what kind of model it is, and where it came from, so that
+each map can name its sources.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geoensemble.config import AppConfig, ExternalModelConfig
+from geoensemble.errors import ConfigError, FeatureMismatchError, InputFileError
+
+CLUSTER, CLASSIFIER, REGRESSOR = "cluster", "classifier", "regressor"
+
+
+@dataclass
+class Member:
+    """One model of the prediction, with its provenance."""
+
+    label: str  # used in file names
+    model: Any
+    feature_names: list[str]
+    uri: str
+    name: str | None = None  # registered model name
+    version: str | None = None
+    run_id: str | None = None
+    model_id: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return model_kind(self.model)
+
+
+def final_step(model: Any) -> Any:
+    """The estimator at the end of a pipeline (or the model itself)."""
+    return model[-1] if hasattr(model, "steps") else model
+
+
+def model_kind(model: Any) -> str:
+    """``cluster``, ``classifier`` or ``regressor``, from scikit-learn's estimator tags."""
+    from sklearn.base import is_classifier, is_regressor
+
+    est = final_step(model)
+    if is_regressor(est):
+        return REGRESSOR
+    if is_classifier(est) or hasattr(est, "classes_"):
+        return CLASSIFIER
+    return CLUSTER
+
+
+def n_classes_of(model: Any) -> int:
+    """How many class codes a classifier or clusterer can output."""
+    est = final_step(model)
+    if hasattr(est, "classes_"):
+        return len(est.classes_)
+    for attr in ("n_clusters", "n_components"):
+        if isinstance(getattr(est, attr, None), int | np.integer):
+            return int(getattr(est, attr))
+    raise TypeError(f"cannot tell how many classes {type(est).__name__} predicts")
+
+
+def check_features(model_names: list[str], scene_names: list[str], *, where: str) -> list[str]:
+    """The scene's features in the model's order, or an error listing missing and extra.
+
+    Extra scene features are only an error when the model lacks some: a scene may carry more
+    layers than a model uses, and the order is always taken from the model.
+    """
+    missing = [n for n in model_names if n not in scene_names]
+    extra = [n for n in scene_names if n not in model_names]
+    if missing:
+        raise FeatureMismatchError(
+            f"{where} lacks feature(s) {missing} that the model was trained on "
+            f"(extra in the scene: {extra or 'none'}): build the scene with the same "
+            f"features config as the training run"
+        )
+    return list(model_names)
+
+
+def _stem(uri: str, name: str | None, version: str | None) -> str:
+    if uri.startswith("models:/") and "@" in uri:
+        return uri[len("models:/") :].replace("@", "_")
+    if name and version:
+        return f"{name}_v{version}"
+    return uri.replace(":/", "_").replace("/", "_").strip("_")
+
+
+def registered_member(uri: str) -> Member:
+    """A logged or registered model, loaded with its signature's feature names."""
+    from geoensemble import tracking
+
+    loaded = tracking.load_model(uri)
+    model_id = None
+    if loaded.name and loaded.version:
+        model_id = tracking.model_id_of(loaded.name, loaded.version)
+    return Member(
+        label=_stem(uri, loaded.name, loaded.version),
+        model=loaded.model,
+        feature_names=list(loaded.feature_names),
+        uri=uri,
+        name=loaded.name,
+        version=loaded.version,
+        run_id=loaded.run_id,
+        model_id=model_id,
+    )
+
+
+def external_member(ext: ExternalModelConfig) -> Member:
+    """A pickled or joblib model trained elsewhere; refused unless explicitly enabled.
+
+    Raises
+    ------
+    ConfigError
+        Without ``predict.external.allow_pickle=true`` (unpickling runs code from the file),
+        or without the declared ``predict.external.feature_names``.
+    InputFileError
+        If the file is missing or cannot be unpickled.
+    """
+    assert ext.path is not None
+    path = Path(ext.path)
+    if not ext.allow_pickle:
+        raise ConfigError(
+            f"predict.external.path={str(path)!r} is a pickled model, and loading a pickle "
+            f"runs code stored in the file. Only if you trust its source, set "
+            f"predict.external.allow_pickle=true (and declare its inputs with "
+            f"predict.external.feature_names)"
+        )
+    if not ext.feature_names:
+        raise ConfigError(
+            f"predict.external.feature_names is empty: declare the input features of "
+            f"{path.name} in the order it was trained on, e.g. [B2, B3, B4, B5, ndvi]"
+        )
+    if not path.is_file():
+        raise InputFileError(f"external model {path} does not exist: check predict.external.path")
+    model = _unpickle(path)
+    if not hasattr(model, "predict"):
+        raise ConfigError(
+            f"{path.name} holds a {type(model).__name__}, not a model with .predict(): "
+            f"export the fitted scikit-learn estimator or pipeline itself"
+        )
+    names = [str(n) for n in ext.feature_names]
+    fitted = getattr(model, "feature_names_in_", None)
+    if fitted is not None and list(map(str, fitted)) != names:
+        raise FeatureMismatchError(
+            f"predict.external.feature_names {names} differ from the names {path.name} was "
+            f"fitted with {list(map(str, fitted))}: declare those, in that order"
+        )
+    return Member(
+        label=ext.label or path.stem,
+        model=model,
+        feature_names=names,
+        uri=path.resolve().as_uri(),
+    )
+
+
+def _unpickle(path: Path) -> Any:
+    try:
+        if path.suffix.lower() in {".joblib", ".jbl"}:
+            import joblib
+
+            return joblib.load(path)
+        with open(path, "rb") as f:
+            return pickle.load(f)  # the user opted in (allow_pickle)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
+        raise InputFileError(
+            f"cannot load external model {path}: {type(exc).__name__}: {exc}. Export it "
+            f"again with pickle or joblib under the same scikit-learn version"
+        ) from None
+
+
+def resolve_members(cfg: AppConfig, experiment_id: str | None) -> list[Member]:
+    """Every model of this prediction, in a fixed order, without duplicates.
+
+    The members are the union of ``predict.models``, the kept members of
+    ``predict.ensemble`` and ``predict.external``; when none is set, ``predict.model_uri``
+    (default ``models:/<tracking.model_name>@<predict.alias>``).
+    """
+    from geoensemble import tracking
+
+    p = cfg.predict
+    uris = list(p.models)
+    if p.ensemble:
+        assert experiment_id is not None
+        parent = tracking.find_ensemble_run(p.ensemble, experiment_id)
+        uris += tracking.kept_member_uris(cfg.tracking.model_name, parent)
+    if p.model_uri or (not uris and not p.external.path):
+        uris.insert(0, tracking.model_uri(cfg.tracking, p.model_uri, p.alias))
+    members = [registered_member(u) for u in dict.fromkeys(uris)]
+    if p.external.path:
+        members.append(external_member(p.external))
+    labels = [m.label for m in members]
+    for i, m in enumerate(members):
+        if labels.count(m.label) > 1:
+            m.label = f"{m.label}_{i}"
+    kinds = {m.kind for m in members}
+    if len(kinds) > 1:
+        raise ConfigError(
+            f"the members mix model kinds {sorted(kinds)} "
+            f"({', '.join(f'{m.label}: {m.kind}' for m in members)}): predict "
+            f"classifiers, clusterers and regressors in separate runs"
+        )
+    return members
+
+
+def env_threads() -> int:
+    """Cores available to this process."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

@@ -1,0 +1,472 @@
+"""predict_many: every member on every scene, blockwise, into COGs with provenance.
+
+One MLflow predict run records the models it used (linked as its model inputs), the scenes,
+and per scene the pixel count, valid fraction, seconds and class histogram.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import xarray as xr
+from tqdm import tqdm
+
+from geoensemble.config import AppConfig, PredictScheduler
+from geoensemble.errors import OutputError
+from geoensemble.io.stack import grid_attrs
+from geoensemble.predict.blocks import (
+    block_edge,
+    blocks,
+    feature_array,
+    read_block,
+    run_distributed,
+    run_threads,
+)
+from geoensemble.predict.combine import (
+    REGRESSOR,
+    BlockPredictor,
+    ClassScheme,
+    output_keys,
+)
+from geoensemble.predict.models import Member, check_features, env_threads, resolve_members
+from geoensemble.predict.writer import GDAL_ENV, MapWriter
+
+log = logging.getLogger("geoensemble")
+
+SUFFIX = {
+    "vote": "vote",
+    "agreement": "agreement",
+    "probabilities": "probabilities",
+    "max_probability": "max_probability",
+    "mean": "mean",
+}
+DESCRIPTION = {
+    "vote": "majority vote of the members",
+    "agreement": "share of members voting for the winning class (percent)",
+    "probabilities": "mean class probability of the members (percent)",
+    "max_probability": "highest mean class probability (percent)",
+    "mean": "mean prediction of the members",
+}
+
+
+@dataclass
+class SceneSummary:
+    """What predicting one scene produced."""
+
+    scene: str
+    maps: dict[str, Path]
+    pixels: int
+    valid_pixels: int
+    seconds: float
+    histogram: dict[int, int] = field(default_factory=dict)
+    quicklooks: list[Path] = field(default_factory=list)
+
+    @property
+    def valid_fraction(self) -> float:
+        return self.valid_pixels / self.pixels if self.pixels else 0.0
+
+    @property
+    def path(self) -> Path:
+        """The main map: the vote, or the only member's map."""
+        return self.maps.get("vote") or next(iter(self.maps.values()))
+
+
+def map_paths(
+    out_dir: Path, scene: str, members: list[Member], keys: list[str], set_label: str
+) -> dict[str, Path]:
+    """Output path of every output key of one scene."""
+    out = {}
+    for key in keys:
+        if key.startswith("member:"):
+            out[key] = out_dir / f"{scene}_{members[int(key[7:])].label}.tif"
+        else:
+            label = set_label if len(members) > 1 else members[0].label
+            out[key] = out_dir / f"{scene}_{label}_{SUFFIX[key]}.tif"
+    return out
+
+
+def predict_scene(
+    features: xr.Dataset,
+    predictor: BlockPredictor,
+    paths: dict[str, Path],
+    *,
+    block_size: int = 1024,
+    threads: int = 1,
+    client: Any = None,
+    compress: str = "lzw",
+    tags: dict[str, str] | None = None,
+    progress: bool = False,
+    scene: str = "scene",
+) -> SceneSummary:
+    """Predict every valid pixel of one scene block by block and write its maps.
+
+    Parameters
+    ----------
+    features
+        The scene's feature layers (lazy or in memory) with its grid (``set_grid``).
+    predictor
+        The members and outputs (:class:`~geoensemble.predict.combine.BlockPredictor`).
+    paths
+        Target path of each output key.
+    block_size
+        Block edge in pixels; rounded to whole 512-px tiles from 512 up.
+    threads
+        Blocks predicted in parallel (ignored with ``client``).
+    client
+        A ``distributed.Client``: run the blocks as tasks on its cluster.
+    """
+    t0 = time.perf_counter()
+    height, width = int(features.sizes["y"]), int(features.sizes["x"])
+    crs, transform = grid_attrs(features)
+    arr = feature_array(features, predictor.features)
+    todo = blocks(height, width, block_edge(block_size))
+    scheme = predictor.scheme
+    hist = np.zeros(max(scheme.labels.size, 1), dtype=np.int64)
+    valid = 0
+    writers: dict[str, MapWriter] = {}
+    with rasterio.Env(**GDAL_ENV):
+        try:
+            for key, path in paths.items():
+                writers[key] = _writer(
+                    key, path, predictor, width, height, crs, transform, compress, tags
+                )
+            results: Iterator[tuple[Any, Any]]
+            if client is not None:
+                results = run_distributed(client, predictor, arr, todo, in_flight=4)
+            else:
+                fn: Callable[[Any], Any] = lambda b: predictor(read_block(arr, b))  # noqa: E731
+                results = run_threads(fn, todo, threads=threads)
+            bar = tqdm(
+                results,
+                total=len(todo),
+                unit="block",
+                desc=f"predict {scene}",
+                disable=not progress,
+            )
+            for b, res in bar:
+                for key, a in res.arrays.items():
+                    writers[key].write(b, a)
+                valid += res.n_valid
+                if res.histogram is not None:
+                    hist += res.histogram
+            maps = {key: w.finish() for key, w in writers.items()}
+        except BaseException:
+            for w in writers.values():
+                w.abort()
+            raise
+    histogram = (
+        {}
+        if scheme.kind == REGRESSOR
+        else {int(c): int(n) for c, n in zip(scheme.codes, hist, strict=False)}
+    )
+    return SceneSummary(
+        scene=scene,
+        maps=maps,
+        pixels=height * width,
+        valid_pixels=valid,
+        seconds=time.perf_counter() - t0,
+        histogram=histogram,
+    )
+
+
+def _writer(
+    key: str,
+    path: Path,
+    predictor: BlockPredictor,
+    width: int,
+    height: int,
+    crs: Any,
+    transform: Any,
+    compress: str,
+    tags: dict[str, str] | None,
+) -> MapWriter:
+    dtype, nodata, bands = predictor.layout(key)
+    scheme = predictor.scheme
+    out_tags = {**(tags or {}), "geoensemble_output": key.split(":")[0]}
+    if key.startswith("member:"):
+        m = predictor.members[int(key[7:])]
+        out_tags.update(
+            model_uri=m.uri,
+            model_name=m.name or "",
+            model_version=m.version or "",
+            model_run_id=m.run_id or "",
+            description=f"{scheme.kind} map of {m.uri}",
+        )
+    else:
+        out_tags["description"] = DESCRIPTION[key]
+    classes = None
+    band_names = None
+    scales = None
+    if scheme.kind != REGRESSOR and (key == "vote" or key.startswith("member:")):
+        colours = scheme.colour_table()
+        classes = {
+            int(c): (n, colours[int(c)]) for c, n in zip(scheme.codes, scheme.names, strict=True)
+        }
+    if key in ("agreement", "max_probability"):
+        scales = [0.01]
+        band_names = [key]
+    if key == "probabilities":
+        scales = [0.01] * bands
+        band_names = list(scheme.names)
+    return MapWriter(
+        path,
+        width=width,
+        height=height,
+        count=bands,
+        dtype=dtype,
+        nodata=nodata,
+        crs=crs,
+        transform=transform,
+        compress=compress,
+        tags=out_tags,
+        classes=classes,
+        band_names=band_names,
+        scales=scales,
+    )
+
+
+def scene_sources(cfg: AppConfig) -> list[tuple[str, str, Callable[[], xr.Dataset]]]:
+    """``(name, input path, open)`` of each scene: the training features by default, else
+    every ``predict.scenes`` entry, ingested and featurized in memory (lazily)."""
+    from geoensemble.io.stack import open_store
+
+    if not cfg.predict.scenes:
+        return [(cfg.data.name, cfg.paths.features, lambda: open_store(cfg.paths.features))]
+
+    def opener(d: Any) -> Callable[[], xr.Dataset]:
+        def _open() -> xr.Dataset:
+            from geoensemble.features.build import build_features
+            from geoensemble.io.stack import build_stack
+
+            return build_features(build_stack(d), cfg.features)
+
+        return _open
+
+    names = [d.name for d in cfg.predict.scenes]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        from geoensemble.errors import ConfigError
+
+        raise ConfigError(
+            f"predict.scenes has several scenes named {dupes}: give each a distinct name "
+            f"(it prefixes the map file names)"
+        )
+    return [(d.name, d.path, opener(d)) for d in cfg.predict.scenes]
+
+
+def scene_feature_names(cfg: AppConfig, ds: xr.Dataset, path: str) -> list[str]:
+    from geoensemble.io.stack import store_meta
+
+    if not cfg.predict.scenes:
+        return list(store_meta(path).get("feature_names") or ds.data_vars)
+    return [str(n) for n in ds.data_vars]
+
+
+def check_outputs(paths: list[Path], overwrite: bool) -> None:
+    """Refuse to replace existing maps outside DVC-managed outputs unless asked."""
+    from geoensemble.predict.provenance import dvc_managed
+
+    existing = [p for p in paths if p.exists() and not dvc_managed(p)]
+    if existing and not overwrite:
+        raise OutputError(
+            f"map(s) {', '.join(str(p) for p in existing[:3])}"
+            f"{' ...' if len(existing) > 3 else ''} already exist outside DVC-managed "
+            f"outputs: delete them, choose another predict.output_dir, or set "
+            f"predict.overwrite=true"
+        )
+
+
+@contextlib.contextmanager
+def _client(cfg: AppConfig) -> Iterator[Any]:
+    if cfg.predict.scheduler != PredictScheduler.distributed:
+        yield None
+        return
+    from geoensemble.compute import dask_client
+
+    with dask_client(cfg.compute) as client:
+        yield client
+
+
+def predict_many(cfg: AppConfig) -> dict[str, Any]:
+    """Every member on every scene: maps, quicklooks and one MLflow predict run.
+
+    Returns
+    -------
+    dict
+        ``run_id``, and per scene the map paths, pixel counts, seconds and class histogram;
+        ``path``/``valid_pixels``/``histogram`` repeat the first scene's main map.
+    """
+    from geoensemble import tracking
+    from geoensemble.predict.provenance import config_hash, dvc_hashes
+
+    p = cfg.predict
+    exp_id = tracking.setup(cfg.tracking)
+    members = resolve_members(cfg, exp_id)
+    scheme = ClassScheme.of(members)
+    keys = output_keys(members, p.outputs)
+    set_label = f"{cfg.tracking.model_name}_ensemble"
+    sources = scene_sources(cfg)
+    out_dir = Path(p.output_dir)
+    all_paths = {name: map_paths(out_dir, name, members, keys, set_label) for name, *_ in sources}
+    check_outputs([q for d in all_paths.values() for q in d.values()], p.overwrite)
+
+    base_tags = {
+        **tracking.run_tags(),
+        "config_sha256": config_hash(cfg),
+        "model_uris": ",".join(m.uri for m in members),
+        "model_names": ",".join(m.name or "" for m in members),
+        "model_versions": ",".join(m.version or "" for m in members),
+        "member_run_ids": ",".join(m.run_id or "" for m in members),
+        "n_members": str(len(members)),
+        "model_kind": scheme.kind,
+    }
+    first = members[0]
+    run_tags = {
+        **base_tags,
+        "model_uri": first.uri,
+        "model_name": first.name or "",
+        "model_version": first.version or "",
+        "model_run_id": first.run_id or "",
+    }
+    who = first.label if len(members) == 1 else set_label
+    run_name = f"predict-{'+'.join(n for n, *_ in sources)}-{who}"
+    run_id = tracking.start_predict_run(
+        exp_id,
+        run_name=run_name[:250],
+        params={
+            "models": run_tags["model_uris"],
+            "scenes": ",".join(n for n, *_ in sources),
+            "outputs": ",".join(keys),
+            "block_size": block_edge(p.block_size),
+            "scheduler": p.scheduler.value,
+        },
+        tags=run_tags,
+    )
+    summaries: list[SceneSummary] = []
+    try:
+        with contextlib.suppress(Exception):  # older stores cannot link models to runs
+            tracking.link_models(run_id, [m.model_id for m in members if m.model_id])
+        threads = p.threads or env_threads()
+        with _client(cfg) as client:
+            for name, in_path, open_scene in sources:
+                ds = open_scene()
+                scene_names = scene_feature_names(cfg, ds, in_path)
+                union: list[str] = []
+                for m in members:
+                    for n in check_features(
+                        m.feature_names, scene_names, where=f"scene '{name}' ({in_path})"
+                    ):
+                        if n not in union:
+                            union.append(n)
+                predictor = BlockPredictor(
+                    members, union, scheme, keys, nan_threshold=cfg.features.nan_threshold
+                )
+                tags = {
+                    **base_tags,
+                    "scene": name,
+                    "scene_path": str(in_path),
+                    "predict_run_id": run_id,
+                    "dvc_inputs": json.dumps(dvc_hashes([str(in_path)])),
+                    "n_classes": str(scheme.labels.size),
+                }
+                summary = predict_scene(
+                    ds,
+                    predictor,
+                    all_paths[name],
+                    block_size=p.block_size,
+                    threads=threads,
+                    client=client,
+                    compress=p.compress,
+                    tags=tags,
+                    progress=p.progress,
+                    scene=name,
+                )
+                if p.quicklook:
+                    summary.quicklooks = quicklooks(summary, scheme, members)
+                summaries.append(summary)
+                log.info(
+                    "predict: %s: %d of %d px valid (%.1f %%), %.2f s, %d map(s) in %s",
+                    name,
+                    summary.valid_pixels,
+                    summary.pixels,
+                    100 * summary.valid_fraction,
+                    summary.seconds,
+                    len(summary.maps),
+                    out_dir,
+                )
+        metrics: dict[str, float] = {}
+        for s in summaries:
+            pre = f"{s.scene}/" if len(summaries) > 1 else ""
+            metrics.update(
+                {
+                    f"{pre}pixels": s.pixels,
+                    f"{pre}valid_pixels": s.valid_pixels,
+                    f"{pre}valid_fraction": s.valid_fraction,
+                    f"{pre}seconds": s.seconds,
+                    **{f"{pre}class_{k}_pixels": v for k, v in s.histogram.items()},
+                }
+            )
+            for q in s.quicklooks:
+                tracking.log_artifact(run_id, q, "maps")
+        tracking.log_metrics(run_id, metrics)
+    except BaseException as exc:
+        tracking.end_run(run_id, failed=exc)
+        raise
+    tracking.end_run(run_id)
+    main = summaries[0]
+    return {
+        "run_id": run_id,
+        "path": str(main.path),
+        "valid_pixels": main.valid_pixels,
+        "histogram": main.histogram,
+        "scenes": {
+            s.scene: {
+                "maps": {k: str(v) for k, v in s.maps.items()},
+                "pixels": s.pixels,
+                "valid_pixels": s.valid_pixels,
+                "valid_fraction": s.valid_fraction,
+                "seconds": s.seconds,
+                "histogram": s.histogram,
+            }
+            for s in summaries
+        },
+    }
+
+
+def quicklooks(summary: SceneSummary, scheme: ClassScheme, members: list[Member]) -> list[Path]:
+    """A PNG with legend beside each class map (or a colour-bar PNG for regression maps),
+    drawn from the COG's overviews."""
+    from geoensemble import plots
+    from geoensemble.io.geotiff import read_thumbnail
+
+    out = []
+    colours = scheme.colour_table()
+    for key, path in summary.maps.items():
+        if not (key.startswith("member:") or key in ("vote", "mean")):
+            continue
+        arr, nodata = read_thumbnail(path)
+        title = f"{path.stem}"
+        png = path.with_suffix(".png")
+        if scheme.kind == REGRESSOR:
+            plots.layer_png(png, arr.astype(np.float32), title=title, cmap="viridis")
+        else:
+            plots.class_map_png(
+                png,
+                arr,
+                nodata=int(nodata if nodata is not None else scheme.nodata),
+                names=scheme.names,
+                colours=[colours[int(c)] for c in scheme.codes],
+                codes=[int(c) for c in scheme.codes],
+                title=title,
+            )
+        out.append(png)
+    return out

@@ -1,0 +1,118 @@
+"""One output map: windows written as blocks finish, then a Cloud-Optimized GeoTiff.
+
+Blocks go to an uncompressed, tiled scratch GeoTiff beside the target (a hidden
+``.name.partial-xxxx`` file), which is converted to a COG (compression and overviews) under
+another temporary name and moved into place only when complete. The colour table, class names
+and provenance tags travel with it; class maps also get an ``.aux.xml`` with GDAL category
+names and a ``.qml`` QGIS style, so they open labelled and coloured.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from geoensemble.io.atomic import atomic_path, tmp_name
+from geoensemble.io.geotiff import to_cog, write_category_names, write_qml
+from geoensemble.io.profiles import TILE, geotiff_profile
+from geoensemble.predict.blocks import Block
+
+# GDAL's block cache: small and fixed, so writing does not grow with the scene.
+GDAL_ENV = {"GDAL_CACHEMAX": 256, "GDAL_NUM_THREADS": "ALL_CPUS"}
+
+
+class MapWriter:
+    """Write one map window by window; :meth:`finish` makes it a COG in place.
+
+    Parameters
+    ----------
+    target
+        Final path of the map.
+    count, dtype, nodata
+        Bands, data type and no-data value.
+    classes
+        ``{code: (name, rgb)}`` for class maps: colour table, names and QGIS style.
+    scales
+        Per-band scale (e.g. 0.01 for percent layers, so GDAL reads fractions).
+    """
+
+    def __init__(
+        self,
+        target: Path,
+        *,
+        width: int,
+        height: int,
+        count: int,
+        dtype: str,
+        nodata: float,
+        crs: Any,
+        transform: Any,
+        compress: str,
+        tags: Mapping[str, str],
+        classes: Mapping[int, tuple[str, tuple[int, int, int]]] | None = None,
+        band_names: Sequence[str] | None = None,
+        scales: Sequence[float] | None = None,
+    ) -> None:
+        self.target = Path(target)
+        self.compress = compress
+        self.classes = classes
+        self.categorical = classes is not None
+        self.scratch = tmp_name(self.target)
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        prof = geotiff_profile(
+            width=width,
+            height=height,
+            count=count,
+            dtype=dtype,
+            crs=crs,
+            transform=transform,
+            nodata=nodata,
+            compress="none",
+        )
+        prof.update(tiled=True, blockxsize=TILE, blockysize=TILE, BIGTIFF="IF_SAFER")
+        self.dst = rasterio.open(self.scratch, "w", **prof)
+        if classes and dtype == "uint8":
+            # Before any pixel is written, or GDAL refuses.
+            self.dst.write_colormap(1, {c: rgb for c, (_, rgb) in classes.items()})
+        all_tags = dict(tags)
+        if classes:
+            all_tags["class_names"] = json.dumps({str(c): n for c, (n, _) in classes.items()})
+        self.dst.update_tags(**all_tags)
+        if band_names:
+            for i, name in enumerate(band_names, start=1):
+                self.dst.set_band_description(i, name)
+        if scales:
+            self.dst.scales = tuple(scales)
+
+    def write(self, block: Block, arr: np.ndarray) -> None:
+        """Write a ``(rows, cols)`` or ``(bands, rows, cols)`` array at ``block``."""
+        win = Window(block.col, block.row, block.width, block.height)
+        if arr.ndim == 2:
+            self.dst.write(arr, 1, window=win)
+        else:
+            self.dst.write(arr, window=win)
+
+    def finish(self) -> Path:
+        """Convert to a COG under a temporary name, move it into place, add the sidecars."""
+        self.dst.close()
+        try:
+            with atomic_path(self.target) as tmp:
+                to_cog(self.scratch, tmp, compress=self.compress, categorical=self.categorical)
+        finally:
+            self.scratch.unlink(missing_ok=True)
+        if self.classes:
+            write_category_names(self.target, {c: n for c, (n, _) in self.classes.items()})
+            write_qml(self.target, self.classes)
+        return self.target
+
+    def abort(self) -> None:
+        """Drop the scratch file (after an error)."""
+        if not self.dst.closed:
+            self.dst.close()
+        self.scratch.unlink(missing_ok=True)

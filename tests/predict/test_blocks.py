@@ -1,0 +1,79 @@
+"""Blockwise prediction equals one in-memory ``model.predict`` on the same pixels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from hypothesis import given
+from hypothesis import strategies as st
+
+from geoensemble.config import PredictOutputsConfig
+from geoensemble.predict import BlockPredictor, ClassScheme, Member, output_keys, predict_scene
+from geoensemble.predict.blocks import block_edge, blocks
+from tests.predict.conftest import NAMES, fit_forest, fit_kmeans, make_scene, valid_table
+
+MODELS = {"kmeans": fit_kmeans(NAMES), "forest": fit_forest(NAMES)}
+
+
+def run_scene(tmp_path: Path, ds, model, *, edge: int, threads: int) -> dict[str, Path]:
+    members = [Member("m", model, list(NAMES), "test:m")]
+    keys = output_keys(members, PredictOutputsConfig())
+    pred = BlockPredictor(members, list(NAMES), ClassScheme.of(members), keys)
+    paths = {k: tmp_path / f"{k.replace(':', '_')}.tif" for k in keys}
+    summary = predict_scene(ds, pred, paths, block_size=edge, threads=threads)
+    assert summary.pixels == ds.sizes["y"] * ds.sizes["x"]
+    return summary.maps
+
+
+@pytest.mark.parametrize("model", ["kmeans", "forest"])
+@pytest.mark.parametrize(
+    ("edge", "chunks", "threads"),
+    [(16, None, 1), (48, 32, 2), (64, None, 2), (1024, 50, 2)],
+)
+def test_blockwise_map_equals_in_memory_predict(
+    tmp_path: Path, model: str, edge: int, chunks: int | None, threads: int
+) -> None:
+    ds = make_scene(chunks=chunks)
+    est = MODELS[model]
+    X, mask = valid_table(ds, NAMES)
+    expected = np.full(mask.shape, 255, dtype=np.uint8)
+    expected[mask] = est.predict(X)
+    if edge <= 64:  # the top 64 rows are no-data: whole blocks without a valid pixel
+        empty = [b for b in blocks(*mask.shape, edge) if not mask[b.slices].any()]
+        assert len(empty) >= mask.shape[1] // edge
+    maps = run_scene(tmp_path, ds, est, edge=edge, threads=threads)
+    with rasterio.open(maps["member:0"]) as src:
+        got = src.read(1)
+        assert src.dtypes[0] == "uint8" and src.nodata == 255
+    np.testing.assert_array_equal(got, expected)
+    if model == "forest":
+        with rasterio.open(maps["max_probability"]) as src:
+            maxp = src.read(1)
+            assert src.scales == (0.01,)
+        ref = np.full(mask.shape, 255, dtype=np.uint8)
+        ref[mask] = np.rint(100 * est.predict_proba(X).max(axis=1)).astype(np.uint8)
+        np.testing.assert_array_equal(maxp, ref)
+
+
+def test_scene_without_any_valid_pixel_gives_an_all_nodata_map(tmp_path: Path) -> None:
+    ds = make_scene(height=40, width=40)  # rows < 64 are all no-data
+    maps = run_scene(tmp_path, ds, MODELS["kmeans"], edge=16, threads=2)
+    with rasterio.open(maps["member:0"]) as src:
+        assert (src.read(1) == 255).all()
+
+
+@given(h=st.integers(1, 3000), w=st.integers(1, 3000), edge=st.sampled_from([16, 64, 512, 1024]))
+def test_blocks_cover_the_scene_once_and_align_with_tiles(h: int, w: int, edge: int) -> None:
+    bs = blocks(h, w, edge)
+    assert sum(b.height * b.width for b in bs) == h * w
+    assert all(b.row % edge == 0 and b.col % edge == 0 for b in bs)
+    assert all(0 < b.height <= edge and 0 < b.width <= edge for b in bs)
+    assert max(b.row + b.height for b in bs) == h and max(b.col + b.width for b in bs) == w
+
+
+@pytest.mark.parametrize(("size", "edge"), [(64, 64), (512, 512), (700, 512), (1000, 1024)])
+def test_block_edge_is_whole_tiles_from_512(size: int, edge: int) -> None:
+    assert block_edge(size) == edge
