@@ -35,6 +35,16 @@ class Direction(StrEnum):
     maximize = "maximize"
 
 
+class LabelTarget(StrEnum):
+    classes = "classes"
+    value = "value"
+
+
+class SampleMode(StrEnum):
+    shared = "shared"
+    per_member = "per_member"
+
+
 @dataclass
 class LayerSpecConfig:
     """How to find one layer and what to call it (see :mod:`geoensemble.io.layers`)."""
@@ -68,8 +78,15 @@ class SceneConfig:
 
 @dataclass
 class LabelsConfig:
-    path: str | None = None
-    attribute: str = "class_name"
+    """Training labels: a label raster or a vector file (see :mod:`geoensemble.io.labels`)."""
+
+    path: str | None = None  # label raster (.tif) or vector file (.gpkg, .shp, .geojson)
+    attribute: str = "class_name"  # the vector attribute holding the class (or the value)
+    code_attribute: str | None = None  # integer codes from this attribute (else names sorted)
+    target: LabelTarget = LabelTarget.classes  # classes (codes) or value (regression)
+    layer: str | None = None  # layer of a multi-layer vector file (GeoPackage)
+    buffer: float = 0.0  # map units around points, so a point labels a small disc
+    all_touched: bool = False  # rasterize every pixel a polygon touches
 
 
 @dataclass
@@ -135,6 +152,31 @@ class EnsembleConfig:
     size: int = 4
     generations: int = 1
     keep: int = 1
+@dataclass
+class ObjectiveConfig:
+    """One more selection metric for a multi-objective (NSGA-II) search."""
+
+    metric: str = "???"
+    direction: Direction = Direction.minimize
+
+
+@dataclass
+class ConsensusConfig:
+    """An extra K-Means member from the pooled centroids of the best members (elm)."""
+
+    enabled: bool = False
+    top: int = 3  # how many of the best members pool their centroids
+    n_clusters: int | None = None  # default: the best member's
+
+
+@dataclass
+class CVConfig:
+    """Spatial block cross-validation of supervised members."""
+
+    folds: int = 5
+    block_size: int = 32  # pixels per side of a square block; a block is never split
+
+
     metric: str = "aic"
     direction: Direction = Direction.minimize
     patience: int = 2
@@ -142,7 +184,15 @@ class EnsembleConfig:
 
 class PredictScheduler(StrEnum):
     threads = "threads"
+    objectives: list[ObjectiveConfig] = field(default_factory=list)
     distributed = "distributed"
+    sample: SampleMode = SampleMode.shared
+    member_fraction: float = 0.5
+    partial_fit_batches: int = 0
+    consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
+    cv: CVConfig = field(default_factory=CVConfig)
+    previews: bool = True
+    preview_size: int = 200
 
 
 @dataclass
@@ -197,11 +247,14 @@ class TrackingConfig:
 
 @dataclass
 class ComputeConfig:
-    address: str | None = None
-    n_workers: int = 2
-    threads_per_worker: int = 1
-    processes: bool = True
-    memory_limit: str = "auto"
+    """A LocalCluster (``address`` null) or an existing dask scheduler (see README)."""
+
+    address: str | None = None  # tcp://host:8786 of a running `dask scheduler`
+    n_workers: int = 2  # LocalCluster only
+    threads_per_worker: int = 1  # LocalCluster only
+    processes: bool = True  # LocalCluster only: worker processes (true) or threads
+    memory_limit: str = "auto"  # LocalCluster only, per worker
+    timeout: float = 30.0  # seconds to wait for the scheduler and its first worker
 
 
 @dataclass
@@ -214,6 +267,7 @@ class PathsConfig:
 
 @dataclass
 class AppConfig:
+    labels: str = "data/labels"
     """The whole composed configuration (``conf/config.yaml`` and its groups)."""
 
     seed: int = 42

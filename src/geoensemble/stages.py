@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from geoensemble.config import AppConfig, flatten, to_dict
-from geoensemble.errors import GridMismatchError
+from geoensemble.config import AppConfig
 from geoensemble.io.atomic import atomic_path
 
 log = logging.getLogger("geoensemble")
@@ -119,209 +118,59 @@ def featurize(cfg: AppConfig) -> list[str]:
     return names
 
 
+# --------------------------------------------------------------------------- labels
+def labels(cfg: AppConfig) -> dict[str, Any]:
+    """Training labels from ``data.labels`` rasterized onto the features' grid, or none."""
+    from geoensemble.io.labels import Grid, read_labels, write_labels, write_no_labels
+    from geoensemble.io.stack import grid_attrs, open_store
+
+    lc = cfg.data.labels
+    out = Path(cfg.paths.labels)
+    if not lc.path:
+        write_no_labels(out)
+        log.info("labels: data.labels.path is null: no labels (unsupervised models only)")
+        return {"labelled_pixels": 0}
+    feats = open_store(cfg.paths.features)
+    crs, transform = grid_attrs(feats)
+    grid = Grid(crs, transform, (int(feats.sizes["y"]), int(feats.sizes["x"])))
+    lab = read_labels(
+        lc.path,
+        grid,
+        attribute=lc.attribute,
+        code_attribute=lc.code_attribute,
+        target=lc.target.value,
+        layer=lc.layer,
+        buffer=lc.buffer,
+        all_touched=lc.all_touched,
+    )
+    write_labels(lab, out, grid)
+    counts = lab.counts()
+    log.info(
+        "labels: %d labelled pixels from %s (%s)%s",
+        int(lab.mask.sum()),
+        lc.path,
+        ", ".join(f"{k}: {v}" for k, v in counts.items()),
+        f"; {lab.outside} feature(s) off the grid" if lab.outside else "",
+    )
+    return {"labelled_pixels": int(lab.mask.sum()), "counts": counts, "outside": lab.outside}
+
+
 # --------------------------------------------------------------------------- train
 def train(cfg: AppConfig) -> dict[str, Any]:
-    """Fit the ensemble on a sample of valid pixels, log every member, register the kept."""
-    from geoensemble import tracking
-    from geoensemble.compute import dask_client
-    from geoensemble.ensemble.search import Member, run_ensemble
-    from geoensemble.features.sample import sample_pixels
-    from geoensemble.io.stack import open_store, store_meta
+    """Fit the ensemble (see :mod:`geoensemble.ensemble.train`) and write ``train.json``."""
+    from geoensemble.ensemble.train import train_ensemble
 
-    feats = open_store(cfg.paths.features)
-    names = store_meta(cfg.paths.features).get("feature_names") or list(feats.data_vars)
-    sample = sample_pixels(
-        feats,
-        names,
-        size=cfg.features.sample.size,
-        seed=cfg.seed,
-        nan_threshold=cfg.features.nan_threshold,
-    )
-    log.info("train: %d sample pixels x %d features", len(sample), len(names))
-    exp_id = tracking.setup(cfg.tracking)
-    tags = tracking.run_tags()
-    flat = flatten(to_dict(cfg))
-    member_runs: dict[int, str] = {}
-
-    with tracking.parent_run(
-        exp_id,
-        run_name=f"ensemble-{cfg.model.name}",
-        params=flat,
-        tags={**tags, "model_family": cfg.model.name},
-    ) as parent_id:
-        exp_id = tracking.experiment_of(parent_id)
-
-        def log_generation(gen: int, members: list[Member]) -> None:
-            for m in members:
-                params = {
-                    **{f"model.{k}": v for k, v in m.params.items()},
-                    "model.family": cfg.model.name,
-                    "generation": gen,
-                }
-                metrics = {**m.scores, "fit_seconds": m.fit_seconds, "generation": gen}
-                member_runs[m.number] = tracking.log_child_run(
-                    exp_id,
-                    parent_id,
-                    run_name=m.name,
-                    params=params,
-                    metrics=metrics,
-                    tags={**tags, "geoensemble.role": "member", "ensemble_run_id": parent_id},
-                )
-
-        with dask_client(cfg.compute) as client:
-            result = run_ensemble(sample.X, cfg, client, on_generation=log_generation)
-
-        example = sample.X[:5]
-        versions: dict[int, str] = {}
-        for m in result.kept:
-            versions[m.number] = tracking.log_model(
-                member_runs[m.number],
-                m.pipeline,
-                feature_names=names,
-                example=example,
-                model_name=cfg.tracking.model_name,
-                tags={
-                    "ensemble_run_id": parent_id,
-                    "member": m.name,
-                    "rank": str(m.rank),
-                    cfg.ensemble.metric: f"{m.scores[cfg.ensemble.metric]:.6g}",
-                },
-            )
-        for m in result.members:
-            tracking.set_tags(
-                member_runs[m.number], {"rank": str(m.rank), "kept": str(m.number in versions)}
-            )
-            tracking.log_metrics(member_runs[m.number], {"rank": m.rank})
-        champion = result.kept[0]
-        tracking.set_alias(cfg.tracking.model_name, cfg.predict.alias, versions[champion.number])
-        tracking.log_metrics(
-            parent_id,
-            {
-                f"best_{result.metric}": champion.scores[result.metric],
-                "n_members": len(result.members),
-                "sample_pixels": len(sample),
-            },
-        )
-
-    report = {
-        "experiment_id": exp_id,
-        "parent_run_id": parent_id,
-        "model_name": cfg.tracking.model_name,
-        "metric": result.metric,
-        "direction": cfg.ensemble.direction.value,
-        "feature_names": names,
-        "sample_pixels": len(sample),
-        "champion": {
-            "member": champion.name,
-            "version": versions[champion.number],
-            "run_id": member_runs[champion.number],
-            "alias": cfg.predict.alias,
-            "uri": f"models:/{cfg.tracking.model_name}@{cfg.predict.alias}",
-            **champion.scores,
-        },
-        "members": [
-            {
-                "member": m.name,
-                "run_id": member_runs[m.number],
-                "generation": m.generation,
-                "rank": m.rank,
-                "params": m.params,
-                "version": versions.get(m.number),
-                "fit_seconds": m.fit_seconds,
-                **m.scores,
-            }
-            for m in result.members
-        ],
-        "history": result.history,
-    }
+    report = train_ensemble(cfg)
     write_json(reports_dir(cfg) / "train.json", report)
-    log.info(
-        "train: %d members, champion %s (%s=%.6g) registered as %s version %s",
-        len(result.members),
-        champion.name,
-        result.metric,
-        champion.scores[result.metric],
-        cfg.tracking.model_name,
-        versions[champion.number],
-    )
     return report
 
 
 # --------------------------------------------------------------------------- evaluate
 def evaluate(cfg: AppConfig) -> dict[str, Any]:
-    """Scores of every member and, where ground truth exists, agreement of the champion."""
-    from geoensemble import plots, tracking
-    from geoensemble.features.sample import sample_pixels
-    from geoensemble.io.geotiff import read_band
-    from geoensemble.io.stack import grid_attrs, open_store
+    """Metrics and plots of the ensemble (see :mod:`geoensemble.ensemble.evaluate`)."""
+    from geoensemble.ensemble.evaluate import evaluate_ensemble
 
-    rep = json.loads((reports_dir(cfg) / "train.json").read_text())
-    metric = rep["metric"]
-    members = sorted(rep["members"], key=lambda m: m["rank"])
-    metrics: dict[str, Any] = {
-        "n_members": len(members),
-        "metric": metric,
-        "champion": rep["champion"]["member"],
-        f"champion_{metric}": rep["champion"][metric],
-        f"best_{metric}": members[0][metric],
-        f"worst_{metric}": members[-1][metric],
-    }
-    plot_rows = [
-        {
-            "member": m["member"],
-            "generation": m["generation"],
-            "aic": m.get("aic"),
-            "bic": m.get("bic"),
-            **{f"param_{k}": v for k, v in m["params"].items()},
-        }
-        for m in sorted(rep["members"], key=lambda m: m["member"])
-    ]
-    plot_dir = reports_dir(cfg) / "plots"
-    write_json(plot_dir / "members.json", plot_rows)
-    names = [r["member"] for r in plot_rows]
-    fig = plots.bar_png(
-        reports_dir(cfg) / "figures" / f"{metric}_by_member.png",
-        names,
-        [r[metric] for r in plot_rows],
-        title=f"{metric.upper()} by member",
-        ylabel=metric.upper(),
-        highlight=names.index(rep["champion"]["member"]),
-    )
-
-    tracking.setup(cfg.tracking)
-    if cfg.data.truth and Path(cfg.data.truth).exists():
-        from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
-
-        feats = open_store(cfg.paths.features)
-        truth, _, t_transform, t_nodata = read_band(cfg.data.truth)
-        _, f_transform = grid_attrs(feats)
-        if truth.shape != (feats.sizes["y"], feats.sizes["x"]) or t_transform != f_transform:
-            raise GridMismatchError(
-                f"truth raster {cfg.data.truth} is not on the features' "
-                f"grid: resample it, or set data.truth=null"
-            )
-        nodata = 255 if t_nodata is None else int(t_nodata)
-        labels = np.where(truth == nodata, -1, truth.astype(np.int64))
-        sample = sample_pixels(
-            feats,
-            rep["feature_names"],
-            size=cfg.features.sample.size,
-            seed=cfg.seed + 7,
-            nan_threshold=cfg.features.nan_threshold,
-            labels=labels,
-        )
-        model = tracking.load_model(rep["champion"]["uri"]).model
-        pred = model.predict(sample.X)
-        assert sample.y is not None
-        metrics["champion_adjusted_rand"] = float(adjusted_rand_score(sample.y, pred))
-        metrics["champion_nmi"] = float(normalized_mutual_info_score(sample.y, pred))
-        metrics["truth_pixels"] = len(sample)
-    write_json(reports_dir(cfg) / "metrics.json", metrics)
-    numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
-    tracking.log_metrics(rep["parent_run_id"], {f"eval_{k}": v for k, v in numeric.items()})
-    tracking.log_artifact(rep["parent_run_id"], fig, "figures")
-    log.info("evaluate: %s", json.dumps(metrics))
-    return metrics
+    return evaluate_ensemble(cfg)
 
 
 # --------------------------------------------------------------------------- predict
@@ -354,6 +203,7 @@ PIPELINE = {
     "scene": scene,
     "ingest": ingest,
     "featurize": featurize,
+    "labels": labels,
     "train": train,
     "evaluate": evaluate,
     "predict": predict,

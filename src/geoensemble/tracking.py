@@ -410,3 +410,46 @@ def start_sweep_run(
         run_id, params=params, tags={**tags, "sweep_id": sweep_id, "geoensemble.role": "sweep"}
     )
     return str(run_id), not outer
+
+
+# --------------------------------------------------------------------------- ensembles (issue 5)
+def log_image(run_id: str, image: np.ndarray, artifact_file: str) -> None:
+    """An RGB(A) uint8 array saved as a PNG artifact of the run (a member's map preview)."""
+    from mlflow import MlflowClient
+
+    MlflowClient().log_image(run_id, image, artifact_file=artifact_file)
+
+
+def log_metric_steps(run_id: str, series: Mapping[str, list[tuple[int, float]]]) -> None:
+    """Metrics with one value per step (e.g. the best AIC per generation), in one batch."""
+    import time
+
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    ts = int(time.time() * 1000)
+    ms = [
+        Metric(key, float(v), ts, int(step))
+        for key, points in series.items()
+        for step, v in points
+        if v is not None and np.isfinite(v)
+    ]
+    client = MlflowClient()
+    for i in range(0, len(ms), 1000):
+        client.log_batch(run_id, metrics=ms[i : i + 1000])
+
+
+def log_dict(run_id: str, obj: Any, artifact_file: str) -> None:
+    """A JSON/YAML-serialisable object as an artifact (e.g. the search history)."""
+    from mlflow import MlflowClient
+
+    MlflowClient().log_dict(run_id, obj, artifact_file)
+
+
+def set_version_tags(model_name: str, version: str, tags: Mapping[str, str]) -> None:
+    """Tags on a registered model version (e.g. its final rank in the ensemble)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    for k, v in tags.items():
+        client.set_model_version_tag(model_name, version, k, str(v))

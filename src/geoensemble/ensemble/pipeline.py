@@ -31,7 +31,9 @@ def build_pipeline(
     impute
         ``median``, ``mean`` or ``constant``: fill NaN with statistics of the training pixels.
     params
-        Parameters of this member that override the estimator's (``n_clusters``...).
+        Parameters of this member: plain names override the estimator's (``n_clusters``);
+        ``<step>__<param>`` names set a learned step's parameter through
+        ``Pipeline.set_params`` (``pca__n_components``, ``model__tol``).
     n_features
         Number of input features, to check component counts before fitting.
     """
@@ -53,8 +55,32 @@ def build_pipeline(
                 f"more than the {n_features} features: lower it"
             )
         built.append((name, _instantiate(spec, f"features.steps.{name}")))
-    built.append(("model", _instantiate(estimator, "model.estimator", params or {})))
-    return Pipeline(built)
+    params = params or {}
+    own = {k: v for k, v in params.items() if "__" not in k}
+    nested = {k: v for k, v in params.items() if "__" in k}
+    built.append(("model", _instantiate(estimator, "model.estimator", own)))
+    pipe = Pipeline(built)
+    for key, value in nested.items():
+        step = key.split("__", 1)[0]
+        if step not in pipe.named_steps:
+            raise ConfigError(
+                f"model.space.{key}: the member pipeline has no step {step!r} "
+                f"(steps: {list(pipe.named_steps)}); name a step of features.steps or model"
+            )
+        try:
+            pipe.set_params(**{key: value})
+        except ValueError as exc:
+            raise ConfigError(f"model.space.{key}={value!r}: {exc}") from None
+        if (
+            n_features is not None
+            and key.endswith("__n_components")
+            and isinstance(value, int)
+            and value > n_features
+        ):
+            raise ConfigError(
+                f"model.space.{key}={value} is more than the {n_features} features: lower it"
+            )
+    return pipe
 
 
 def _instantiate(spec: dict[str, Any], key: str, overrides: dict[str, Any] | None = None) -> Any:

@@ -43,13 +43,24 @@ def distributions(space: dict[str, Any]) -> dict[str, BaseDistribution]:
 
 
 def defaults_in_space(
-    estimator: dict[str, Any], dists: dict[str, BaseDistribution]
+    estimator: dict[str, Any],
+    dists: dict[str, BaseDistribution],
+    steps: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The estimator's own values of the searched parameters, where the space admits them."""
+    """The configured values of the searched parameters, where the space admits them.
+
+    Plain names are looked up in the estimator, ``<step>__<param>`` names in the step's
+    config (``model__<param>`` in the estimator).
+    """
     out = {}
     for name, dist in dists.items():
-        if name in estimator and estimator[name] is not None:
-            value = estimator[name]
+        source: dict[str, Any] | None = estimator
+        key = name
+        if "__" in name:
+            step, key = name.split("__", 1)
+            source = estimator if step == "model" else (steps or {}).get(step)
+        if source and key in source and source[key] is not None:
+            value = source[key]
             try:
                 dist.to_internal_repr(value)
                 if dist._contains(dist.to_internal_repr(value)):

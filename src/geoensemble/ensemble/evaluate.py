@@ -1,0 +1,375 @@
+"""The evaluate stage: metrics of every member, plots, and the champion's accuracy assessment.
+
+Always: AIC/BIC (and the selection metric) of every member by generation, the search history,
+and the agreement between the kept members (consensus labelling). Supervised runs add, from
+held-out predictions under the same spatial block folds as training: the confusion matrix,
+per-class precision/recall/F1, overall accuracy and Cohen's kappa, the area-weighted accuracy
+and class areas with 95 % confidence intervals (:mod:`geoensemble.ensemble.assessment`, class
+areas from the champion's map) and permutation feature importance. Clustering runs with a
+ground-truth raster (``data.truth``) add the adjusted Rand index, NMI and the truth-by-cluster
+contingency table. Everything is written under ``reports/`` for DVC and logged to the parent
+run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from geoensemble.config import AppConfig
+from geoensemble.errors import GridMismatchError
+
+log = logging.getLogger("geoensemble")
+
+MAX_MAP_PIXELS = 1_000_000
+PLOTS = "plots"
+FIGURES = "figures/evaluate"
+
+
+def _write_json(path: Path, obj: Any) -> Path:
+    from geoensemble.io.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=_plain) + "\n")
+    return path
+
+
+def _plain(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def mapped_counts(
+    ds: xr.Dataset,
+    names: list[str],
+    model: Any,
+    *,
+    nan_threshold: int = 0,
+    max_pixels: int = MAX_MAP_PIXELS,
+    strip_rows: int = 256,
+) -> tuple[dict[int, int], int]:
+    """Pixels per predicted class over the map (every ``step``-th pixel on large scenes).
+
+    Returns the counts (scaled to the full grid) and the step used.
+    """
+    from geoensemble.features.table import to_table, valid_mask
+
+    h, w = int(ds.sizes["y"]), int(ds.sizes["x"])
+    step = max(1, int(np.ceil(np.sqrt(h * w / max_pixels))))
+    thin = ds[names].isel(y=slice(None, None, step), x=slice(None, None, step))
+    counts: dict[int, int] = {}
+    for start in range(0, int(thin.sizes["y"]), strip_rows):
+        part = thin.isel(y=slice(start, start + strip_rows))
+        block = np.stack([part[n].to_numpy() for n in names]).astype(np.float32)
+        mask = valid_mask(block, nan_threshold=nan_threshold)
+        if not mask.any():
+            continue
+        codes, n = np.unique(np.asarray(model.predict(to_table(block, mask))), return_counts=True)
+        for c, k in zip(codes, n, strict=True):
+            counts[int(c)] = counts.get(int(c), 0) + int(k) * step * step
+    return counts, step
+
+
+def evaluate_ensemble(cfg: AppConfig) -> dict[str, Any]:
+    """Write ``reports/metrics.json`` and the plots; log them to the ensemble's parent run."""
+    from geoensemble import tracking
+    from geoensemble.ensemble import figures
+
+    reports = Path(cfg.paths.reports)
+    rep = json.loads((reports / "train.json").read_text())
+    metric, kind = rep["metric"], rep.get("kind", "cluster")
+    members = sorted(rep["members"], key=lambda m: m["rank"])
+    metrics: dict[str, Any] = {
+        "kind": kind,
+        "n_members": len(members),
+        "n_generations": len(rep.get("history", [])),
+        "metric": metric,
+        "champion": rep["champion"]["member"],
+        f"champion_{metric}": rep["champion"][metric],
+        f"best_{metric}": members[0][metric],
+        f"worst_{metric}": members[-1][metric],
+    }
+    for key in ("aic", "bic"):
+        if key in rep["champion"]:
+            metrics[f"champion_{key}"] = rep["champion"][key]
+    rows = [
+        {
+            "member": m["member"],
+            "generation": m["generation"],
+            "rank": m["rank"],
+            "aic": m.get("aic"),
+            "bic": m.get("bic"),
+            metric: m.get(metric),
+            **{f"param_{k}": v for k, v in m["params"].items()},
+        }
+        for m in sorted(rep["members"], key=lambda m: m["member"])
+    ]
+    plot_dir, fig_dir = reports / PLOTS, reports / FIGURES
+    files = [
+        _write_json(plot_dir / "members.json", rows),
+        _write_json(plot_dir / "generations.json", rep.get("history", [])),
+        figures.members_png(
+            fig_dir / "members.png",
+            rows,
+            champion=rep["champion"]["member"],
+            keys=[k for k in ("aic", "bic") if any(r[k] is not None for r in rows)] or [metric],
+        ),
+    ]
+    tracking.setup(cfg.tracking)
+    kept = [
+        tracking.load_model(f"models:/{rep['model_name']}/{k['version']}").model
+        for k in rep.get("kept", [])
+    ]
+    champion = tracking.load_model(rep["champion"]["uri"]).model if not kept else kept[0]
+    if kind == "cluster":
+        files += _cluster_assessment(cfg, rep, champion, kept, metrics)
+    else:
+        files += _supervised_assessment(cfg, rep, champion, metrics)
+    _write_json(reports / "metrics.json", metrics)
+    numeric = {
+        f"eval_{k}": float(v)
+        for k, v in metrics.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    tracking.log_metrics(rep["parent_run_id"], numeric)
+    for f in files:
+        tracking.log_artifact(
+            rep["parent_run_id"], f, "evaluate/" + f.parent.relative_to(reports).as_posix()
+        )
+    log.info("evaluate: %s", json.dumps({k: v for k, v in metrics.items() if k != "per_class"}))
+    return metrics
+
+
+def _cluster_assessment(
+    cfg: AppConfig, rep: dict[str, Any], champion: Any, kept: list[Any], metrics: dict[str, Any]
+) -> list[Path]:
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    from geoensemble.ensemble import figures
+    from geoensemble.ensemble.consensus import consensus_labels
+    from geoensemble.features.sample import sample_pixels
+    from geoensemble.io.geotiff import read_band, read_tags
+    from geoensemble.io.stack import grid_attrs, open_store
+
+    reports = Path(cfg.paths.reports)
+    feats = open_store(cfg.paths.features)
+    truth_path = cfg.data.truth
+    labels = None
+    names_of: dict[int, str] = {}
+    if truth_path and Path(truth_path).exists():
+        truth, _, t_transform, t_nodata = read_band(truth_path)
+        _, f_transform = grid_attrs(feats)
+        if truth.shape != (feats.sizes["y"], feats.sizes["x"]) or t_transform != f_transform:
+            raise GridMismatchError(
+                f"truth raster {truth_path} is not on the features' grid: resample it, "
+                f"or set data.truth=null"
+            )
+        nodata = 255 if t_nodata is None else int(t_nodata)
+        labels = np.where(truth == nodata, -1, truth.astype(np.int64))
+        tags = read_tags(truth_path)
+        names_of = {int(k[6:]): v for k, v in tags.items() if k.startswith("CLASS_")}
+    sample = sample_pixels(
+        feats,
+        rep["feature_names"],
+        size=min(cfg.features.sample.size, 50_000),
+        seed=cfg.seed + 7,
+        nan_threshold=cfg.features.nan_threshold,
+        labels=labels,
+    )
+    pred = np.asarray(champion.predict(sample.X))
+    files: list[Path] = []
+    if len(kept) > 1:
+        _, agreement = consensus_labels([np.asarray(m.predict(sample.X)) for m in kept])
+        metrics["kept_agreement"] = float(agreement.mean())
+    if sample.y is not None:
+        metrics["champion_adjusted_rand"] = float(adjusted_rand_score(sample.y, pred))
+        metrics["champion_nmi"] = float(normalized_mutual_info_score(sample.y, pred))
+        metrics["truth_pixels"] = len(sample)
+        ref_codes, clusters = np.unique(sample.y), np.unique(pred)
+        table = np.zeros((ref_codes.size, clusters.size), dtype=np.int64)
+        np.add.at(table, (np.searchsorted(ref_codes, sample.y), np.searchsorted(clusters, pred)), 1)
+        ref_names = [names_of.get(int(c), f"class_{int(c)}") for c in ref_codes]
+        col_names = [f"cluster_{int(c)}" for c in clusters]
+        records = [
+            {"actual": ref_names[i], "predicted": col_names[j]}
+            for (i, j), k in np.ndenumerate(table)
+            for _ in range(min(int(k), 200))  # capped: the plot shows proportions
+        ]
+        files.append(_write_json(reports / PLOTS / "confusion.json", records))
+        files.append(
+            figures.confusion_png(
+                reports / FIGURES / "confusion.png",
+                table,
+                ref_names,
+                col_names=col_names,
+                title="truth by cluster (champion)",
+                xlabel="cluster",
+                ylabel="truth",
+            )
+        )
+    return files
+
+
+def _supervised_assessment(
+    cfg: AppConfig, rep: dict[str, Any], champion: Any, metrics: dict[str, Any]
+) -> list[Path]:
+    from sklearn.metrics import (
+        accuracy_score,
+        cohen_kappa_score,
+        f1_score,
+        mean_absolute_error,
+        mean_squared_error,
+        precision_recall_fscore_support,
+        r2_score,
+    )
+
+    from geoensemble.ensemble import figures
+    from geoensemble.ensemble.assessment import (
+        area_weighted_accuracy,
+        error_matrix,
+        fold_permutation_importance,
+    )
+    from geoensemble.ensemble.train import training_data
+    from geoensemble.io.stack import grid_attrs, open_store
+
+    reports = Path(cfg.paths.reports)
+    quiet = dataclasses.replace(cfg, ensemble=dataclasses.replace(cfg.ensemble, previews=False))
+    data, names, _ = training_data(quiet)
+    assert data.y is not None and data.folds is not None
+    kind = rep["kind"]
+    pred, imp, imp_sd = fold_permutation_importance(
+        champion,
+        data.X,
+        data.y,
+        data.folds,
+        scoring="accuracy" if kind == "classifier" else "r2",
+        seed=cfg.seed,
+    )
+    order = np.argsort(-imp)
+    importance = [
+        {"feature": names[i], "importance": float(imp[i]), "std": float(imp_sd[i])} for i in order
+    ]
+    metrics["top_feature"] = names[int(order[0])]
+    files = [
+        _write_json(reports / PLOTS / "importance.json", importance),
+        figures.bars_png(
+            reports / FIGURES / "importance.png",
+            [r["feature"] for r in importance],
+            {"importance": [r["importance"] for r in importance]},
+            errors={"importance": [r["std"] for r in importance]},
+            title="permutation importance (held-out, spatial folds)",
+            ylabel="drop of " + ("accuracy" if kind == "classifier" else "R2"),
+        ),
+    ]
+    if kind == "regressor":
+        metrics.update(
+            rmse=float(np.sqrt(mean_squared_error(data.y, pred))),
+            mae=float(mean_absolute_error(data.y, pred)),
+            r2=float(r2_score(data.y, pred)),
+            labelled_pixels=int(data.y.size),
+        )
+        scatter = [
+            {"actual": float(a), "predicted": float(p)} for a, p in zip(data.y, pred, strict=True)
+        ]
+        files.append(_write_json(reports / PLOTS / "predicted_vs_actual.json", scatter))
+        return files
+
+    y = data.y.astype(np.int64)
+    pred = pred.astype(np.int64)
+    class_names = {int(k): v for k, v in rep.get("classes", {}).items()}
+    feats = open_store(cfg.paths.features)
+    map_counts, step = mapped_counts(
+        feats, names, champion, nan_threshold=cfg.features.nan_threshold
+    )
+    classes = np.array(sorted(set(np.unique(y)) | set(np.unique(pred)) | set(map_counts)))
+    labels = [class_names.get(int(c), f"class_{int(c)}") for c in classes]
+    p, r, f, support = precision_recall_fscore_support(y, pred, labels=classes, zero_division=0)
+    per_class = [
+        {
+            "class": labels[k],
+            "code": int(c),
+            "precision": float(p[k]),
+            "recall": float(r[k]),
+            "f1": float(f[k]),
+            "support": int(support[k]),
+        }
+        for k, c in enumerate(classes)
+    ]
+    _, transform = grid_attrs(feats)
+    pixel_area = abs(transform.a * transform.e)
+    counts = error_matrix(pred, y, classes)
+    mapped = np.array([map_counts.get(int(c), 0) for c in classes])
+    aw = area_weighted_accuracy(counts, mapped, pixel_area=pixel_area)
+    areas = [
+        {
+            "class": labels[k],
+            "mapped_area": aw["mapped_area"][k],
+            "estimated_area": aw["area"][k],
+            "ci95": aw["area_ci95"][k],
+            "users_accuracy": aw["users_accuracy"][k],
+            "producers_accuracy": aw["producers_accuracy"][k],
+        }
+        for k in range(classes.size)
+    ]
+    metrics.update(
+        accuracy=float(accuracy_score(y, pred)),
+        kappa=float(cohen_kappa_score(y, pred)),
+        f1_macro=float(f1_score(y, pred, average="macro", zero_division=0)),
+        labelled_pixels=int(y.size),
+        area_weighted_accuracy=aw["overall_accuracy"],
+        area_weighted_accuracy_ci95=aw["overall_accuracy_ci95"],
+        area_weighted_accuracy_low=aw["overall_accuracy"] - aw["overall_accuracy_ci95"],
+        area_weighted_accuracy_high=aw["overall_accuracy"] + aw["overall_accuracy_ci95"],
+        unsampled_map_classes=aw["unsampled_map_classes"],
+        map_step=step,
+        area_unit="map units squared",
+        per_class={
+            row["class"]: {k: row[k] for k in ("precision", "recall", "f1", "support")}
+            for row in per_class
+        },
+    )
+    for row in per_class:
+        metrics[f"f1_{row['class']}"] = row["f1"]
+    ref_matrix = counts.T  # reference in rows for the figure
+    records = [
+        {"actual": labels[j], "predicted": labels[i]}
+        for i, j in zip(np.searchsorted(classes, pred), np.searchsorted(classes, y), strict=True)
+    ]
+    files += [
+        _write_json(reports / PLOTS / "confusion.json", records),
+        _write_json(reports / PLOTS / "per_class.json", per_class),
+        _write_json(reports / PLOTS / "areas.json", areas),
+        figures.confusion_png(
+            reports / FIGURES / "confusion.png",
+            ref_matrix,
+            labels,
+            title=f"held-out confusion (accuracy {metrics['accuracy']:.3f}, "
+            f"kappa {metrics['kappa']:.3f})",
+        ),
+        figures.bars_png(
+            reports / FIGURES / "per_class.png",
+            labels,
+            {k: [row[k] for row in per_class] for k in ("precision", "recall", "f1")},
+            title="per-class precision, recall and F1 (held-out)",
+            ylabel="score",
+        ),
+        figures.bars_png(
+            reports / FIGURES / "areas.png",
+            labels,
+            {"mapped": aw["mapped_area"], "estimated": aw["area"]},
+            errors={"estimated": aw["area_ci95"]},
+            title=f"class areas (area-weighted accuracy {aw['overall_accuracy']:.3f} "
+            f"+- {aw['overall_accuracy_ci95']:.3f})",
+            ylabel="area (map units squared)",
+        ),
+    ]
+    return files

@@ -1,0 +1,199 @@
+"""The train stage: assemble the training data, fit the ensemble on dask, log it to MLflow."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from geoensemble.config import AppConfig, flatten, to_dict
+from geoensemble.ensemble.search import EnsembleResult, TrainingData, run_ensemble
+from geoensemble.errors import ConfigError
+
+log = logging.getLogger("geoensemble")
+
+
+def training_data(cfg: AppConfig) -> tuple[TrainingData, list[str], dict[str, Any]]:
+    """The members' training data, the feature names, and facts for the report.
+
+    Clusterers get a seeded sample of valid pixels; supervised models the labelled pixels of
+    the labels stage with their spatial block folds.
+    """
+    from geoensemble.ensemble.folds import spatial_folds
+    from geoensemble.ensemble.preview import preview_grid
+    from geoensemble.ensemble.training import labelled_sample
+    from geoensemble.features.sample import sample_pixels
+    from geoensemble.io.labels import load_labels
+    from geoensemble.io.stack import open_store, store_meta
+
+    feats = open_store(cfg.paths.features)
+    names = store_meta(cfg.paths.features).get("feature_names") or [str(v) for v in feats.data_vars]
+    kind = cfg.model.kind.value
+    facts: dict[str, Any] = {"kind": kind}
+    if kind == "cluster":
+        sample = sample_pixels(
+            feats,
+            names,
+            size=cfg.features.sample.size,
+            seed=cfg.seed,
+            nan_threshold=cfg.features.nan_threshold,
+        )
+        data = TrainingData(X=sample.X)
+        facts["sample_pixels"] = len(sample)
+    else:
+        labels = load_labels(cfg.paths.labels)
+        if labels is None:
+            raise ConfigError(
+                f"model={cfg.model.name} (kind {kind}) needs labels, but the labels stage "
+                f"found none: set data.labels.path to a label raster or vector file and "
+                f"run the labels stage"
+            )
+        want = "value" if kind == "regressor" else "classes"
+        if labels.target != want:
+            raise ConfigError(
+                f"model.kind={kind} needs data.labels.target={want}, but the labels in "
+                f"{cfg.paths.labels} are {labels.target}: set data.labels.target={want}"
+            )
+        ls = labelled_sample(
+            feats,
+            names,
+            labels,
+            size=cfg.features.sample.size,
+            seed=cfg.seed,
+            nan_threshold=cfg.features.nan_threshold,
+        )
+        folds = spatial_folds(
+            ls.rows,
+            ls.cols,
+            n_folds=cfg.ensemble.cv.folds,
+            block_size=cfg.ensemble.cv.block_size,
+            seed=cfg.seed,
+        )
+        classes = np.unique(ls.y) if kind == "classifier" else None
+        data = TrainingData(X=ls.X, y=ls.y, folds=folds, classes=classes)
+        facts.update(
+            sample_pixels=len(ls),
+            classes={str(k): v for k, v in labels.classes.items()},
+            folds=[int(f.test.size) for f in folds],
+        )
+    if cfg.ensemble.previews:
+        grid = preview_grid(
+            feats, names, size=cfg.ensemble.preview_size, nan_threshold=cfg.features.nan_threshold
+        )
+        data.preview_X, data.preview_mask = grid.X, grid.mask
+    return data, names, facts
+
+
+def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
+    """Fit, log and register the ensemble; return the ``reports/train.json`` content."""
+    from geoensemble import tracking
+    from geoensemble.compute import dask_client
+    from geoensemble.ensemble.runlog import MemberLogger, timed_call
+
+    t0 = time.perf_counter()
+    data, names, facts = training_data(cfg)
+    log.info(
+        "train: %s model %s on %d pixels x %d features",
+        facts["kind"],
+        cfg.model.name,
+        facts["sample_pixels"],
+        len(names),
+    )
+    exp_id = tracking.setup(cfg.tracking)
+    tags = tracking.run_tags()
+    run_name = f"ensemble-{cfg.model.name}"
+    with tracking.parent_run(
+        exp_id,
+        run_name=run_name,
+        params=flatten(to_dict(cfg)),
+        tags={**tags, "model_family": cfg.model.name, "model_kind": facts["kind"]},
+    ) as parent_id:
+        exp_id = tracking.experiment_of(parent_id)
+        logger = MemberLogger(
+            exp_id, parent_id, family=cfg.model.name, space_keys=list(cfg.model.space), tags=tags
+        )
+        with dask_client(cfg.compute) as client:
+            result: EnsembleResult = run_ensemble(data, cfg, client, on_generation=logger)
+        versions = logger.finish(
+            result,
+            feature_names=names,
+            example=data.X[:5],
+            model_name=cfg.tracking.model_name,
+            alias=cfg.predict.alias,
+            ensemble_name=f"{run_name}-{parent_id[:8]}",
+        )
+        champion = result.kept[0]
+        wall = time.perf_counter() - t0
+        timed_call(
+            logger,
+            tracking.log_metrics,
+            parent_id,
+            {
+                f"best_{result.metric}": champion.scores[result.metric],
+                "n_members": len(result.members),
+                "n_generations": len(result.history),
+                "sample_pixels": facts["sample_pixels"],
+                "mlflow_seconds": logger.seconds,
+                "mlflow_share": logger.seconds / wall,
+                "train_seconds": wall,
+            },
+        )
+    runs = logger.runs
+    report = {
+        "experiment_id": exp_id,
+        "parent_run_id": parent_id,
+        "model_name": cfg.tracking.model_name,
+        "model": cfg.model.name,
+        "kind": facts["kind"],
+        "metric": result.metric,
+        "direction": cfg.ensemble.direction.value,
+        "objectives": [{"metric": m, "direction": d} for m, d in result.objectives],
+        "feature_names": names,
+        "sample_pixels": facts["sample_pixels"],
+        "classes": facts.get("classes", {}),
+        "fold_sizes": facts.get("folds", []),
+        "mlflow_seconds": logger.seconds,
+        "champion": {
+            "member": champion.name,
+            "version": versions[champion.number],
+            "run_id": runs[champion.number],
+            "alias": cfg.predict.alias,
+            "uri": f"models:/{cfg.tracking.model_name}@{cfg.predict.alias}",
+            **champion.scores,
+        },
+        "kept": [
+            {"member": m.name, "version": versions[m.number], "rank": m.rank} for m in result.kept
+        ],
+        "members": [
+            {
+                "member": m.name,
+                "run_id": runs[m.number],
+                "generation": m.generation,
+                "rank": m.rank,
+                "front": m.front,
+                "consensus": m.consensus,
+                "params": m.params,
+                "version": versions.get(m.number),
+                "fit_seconds": m.fit_seconds,
+                **m.scores,
+            }
+            for m in result.members
+        ],
+        "history": result.history,
+    }
+    log.info(
+        "train: %d members in %d generation(s), champion %s (%s=%.6g) registered as %s "
+        "version %s; %.1f s, %.0f %% in MLflow",
+        len(result.members),
+        len(result.history),
+        champion.name,
+        result.metric,
+        champion.scores[result.metric],
+        cfg.tracking.model_name,
+        versions[champion.number],
+        wall,
+        100 * logger.seconds / wall,
+    )
+    return report

@@ -1,0 +1,364 @@
+"""Training labels on the features' grid, from a label raster or a vector file.
+
+Vector files (GeoPackage, Shapefile, GeoJSON... anything OGR reads, through pyogrio) hold
+points or polygons with a class attribute; they are reprojected to the grid's CRS, points are
+optionally buffered, and everything is rasterized (later features win where they overlap).
+Class names are mapped to integer codes, either from a code attribute or by sorting the names;
+the mapping is stored beside the label raster as ``classes.json``. A label raster is taken as
+is when it is on the grid and resampled by nearest neighbour when it is not; its codes are
+named from ``CLASS_<code>`` tags when present.
+
+Class labels are stored as uint8 with 255 = unlabelled; values (regression targets) as float32
+with NaN = unlabelled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+
+from geoensemble.errors import ConfigError, EmptyLayerError, GridMismatchError, InputFileError
+from geoensemble.io.atomic import atomic_path
+from geoensemble.io.geotiff import write_geotiff
+
+NODATA = 255
+RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".img", ".nc", ".jp2"}
+LABELS_FILE = "labels.tif"
+CLASSES_FILE = "classes.json"
+
+
+@dataclass
+class Labels:
+    """Labels on a grid: codes (uint8, 255 = none) or values (float32, NaN = none)."""
+
+    array: np.ndarray
+    target: str = "classes"
+    classes: dict[int, str] = field(default_factory=dict)
+    source: str = ""
+    outside: int = 0  # features or labelled pixels that fell off the grid
+
+    @property
+    def mask(self) -> np.ndarray:
+        """Where a pixel is labelled."""
+        if self.target == "value":
+            return np.isfinite(self.array)
+        return self.array != NODATA
+
+    def counts(self) -> dict[str, int]:
+        """Labelled pixels per class name (or the total for values)."""
+        if self.target == "value":
+            return {"labelled": int(self.mask.sum())}
+        codes, n = np.unique(self.array[self.mask], return_counts=True)
+        return {
+            self.classes.get(int(c), str(int(c))): int(k) for c, k in zip(codes, n, strict=True)
+        }
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The target grid: CRS, transform and ``(rows, cols)``."""
+
+    crs: CRS | None
+    transform: Affine
+    shape: tuple[int, int]
+
+
+def read_labels(
+    path: str | os.PathLike[str],
+    grid: Grid,
+    *,
+    attribute: str = "class_name",
+    code_attribute: str | None = None,
+    target: str = "classes",
+    layer: str | None = None,
+    buffer: float = 0.0,
+    all_touched: bool = False,
+) -> Labels:
+    """Labels from ``path`` (raster or vector) on ``grid``.
+
+    Parameters
+    ----------
+    path
+        A label raster or a vector file.
+    grid
+        The features' grid.
+    attribute
+        Vector attribute holding the class name (or the value when ``target="value"``).
+    code_attribute
+        Vector attribute holding integer class codes; without it codes are the sorted
+        class names' positions (or the attribute's own values when it is an integer).
+    target
+        ``classes`` or ``value``.
+    layer
+        Layer of a multi-layer vector file.
+    buffer
+        Distance in map units drawn around points (and polygons).
+    all_touched
+        Rasterize every pixel a geometry touches, not only those whose centre it covers.
+
+    Raises
+    ------
+    InputFileError
+        The file is missing or unreadable.
+    ConfigError
+        The attribute is missing, codes are inconsistent, or there are too many classes.
+    EmptyLayerError
+        No label falls on the grid.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputFileError(
+            f"label file {p} does not exist: set data.labels.path to a label raster or a "
+            f"vector file (GeoPackage, Shapefile, GeoJSON), or null for unsupervised models"
+        )
+    if target not in {"classes", "value"}:
+        raise ConfigError(f"data.labels.target={target!r}: use classes or value")
+    if p.suffix.lower() in RASTER_SUFFIXES:
+        labels = _from_raster(p, grid, target)
+    else:
+        labels = _from_vector(
+            p,
+            grid,
+            attribute=attribute,
+            code_attribute=code_attribute,
+            target=target,
+            layer=layer,
+            buffer=buffer,
+            all_touched=all_touched,
+        )
+    if not labels.mask.any():
+        raise EmptyLayerError(
+            f"no label of {p} falls on the features' grid (CRS {grid.crs}): check the "
+            f"file's CRS and extent against the scene"
+        )
+    return labels
+
+
+def _from_raster(p: Path, grid: Grid, target: str) -> Labels:
+    from rasterio.warp import Resampling, reproject
+
+    try:
+        with rasterio.open(p) as src:
+            arr, nodata, tags = src.read(1), src.nodata, src.tags()
+            same = (src.crs == grid.crs or grid.crs is None) and (
+                src.transform == grid.transform and src.shape == grid.shape
+            )
+            if not same:
+                if src.crs is None or grid.crs is None:
+                    raise GridMismatchError(
+                        f"label raster {p} is not on the features' grid and one of them has "
+                        f"no CRS: resample it onto the scene's grid first"
+                    )
+                out = np.full(grid.shape, np.nan, dtype=np.float64)
+                reproject(
+                    arr.astype(np.float64),
+                    out,
+                    src_transform=src.transform,
+                    src_crs=src.crs,
+                    src_nodata=nodata,
+                    dst_transform=grid.transform,
+                    dst_crs=grid.crs,
+                    dst_nodata=np.nan,
+                    resampling=Resampling.nearest,
+                )
+                arr, nodata = out, np.nan
+    except rasterio.errors.RasterioIOError as exc:
+        raise InputFileError(f"cannot read label raster {p}: {exc}") from None
+    values = arr.astype(np.float64)
+    unlabelled = ~np.isfinite(values)
+    if nodata is not None and np.isfinite(nodata):
+        unlabelled |= values == nodata
+    if target == "value":
+        return Labels(np.where(unlabelled, np.nan, values).astype(np.float32), "value", {}, str(p))
+    codes = np.unique(values[~unlabelled]).astype(np.int64)
+    if codes.size and (codes.min() < 0 or codes.max() >= NODATA):
+        raise ConfigError(
+            f"label raster {p} holds codes {int(codes.min())}..{int(codes.max())}: class codes "
+            f"must be 0..254 (set its nodata value, or use data.labels.target=value)"
+        )
+    names = {int(c): tags.get(f"CLASS_{int(c)}", f"class_{int(c)}") for c in codes}
+    out8 = np.where(unlabelled, NODATA, values).astype(np.uint8)
+    return Labels(out8, "classes", names, str(p))
+
+
+def _from_vector(
+    p: Path,
+    grid: Grid,
+    *,
+    attribute: str,
+    code_attribute: str | None,
+    target: str,
+    layer: str | None,
+    buffer: float,
+    all_touched: bool,
+) -> Labels:
+    import geopandas as gpd
+    from rasterio.features import rasterize
+
+    try:
+        gdf = gpd.read_file(p, layer=layer, engine="pyogrio")
+    except Exception as exc:  # pyogrio raises its own DataSourceError/DataLayerError
+        raise InputFileError(
+            f"cannot read label file {p}"
+            + (f" (layer {layer!r})" if layer else "")
+            + f": {str(exc).splitlines()[0]}. Check the file and data.labels.layer"
+        ) from None
+    for key, col in (("attribute", attribute), ("code_attribute", code_attribute)):
+        if col is not None and col not in gdf.columns:
+            raise ConfigError(
+                f"data.labels.{key}={col!r} is not an attribute of {p}: it has "
+                f"{[c for c in gdf.columns if c != 'geometry']}"
+            )
+    gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty & gdf[attribute].notna()]
+    if gdf.crs is not None and grid.crs is not None:
+        gdf = gdf.to_crs(grid.crs)
+    elif gdf.crs is None and grid.crs is not None:
+        raise GridMismatchError(
+            f"label file {p} has no CRS while the scene is in {grid.crs.to_string()}: "
+            f"assign the CRS to the file (e.g. ogr2ogr -a_srs)"
+        )
+    geoms = gdf.geometry.buffer(buffer) if buffer > 0 else gdf.geometry
+    shape = grid.shape
+    if target == "value":
+        try:
+            vals = gdf[attribute].astype(np.float64).to_numpy()
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"data.labels.attribute={attribute!r} of {p} is not numeric: "
+                f"data.labels.target=value needs numbers"
+            ) from None
+        arr = rasterize(
+            zip(geoms, vals, strict=True),
+            out_shape=shape,
+            transform=grid.transform,
+            fill=np.nan,
+            dtype="float32",
+            all_touched=all_touched,
+        )
+        inside = _inside(geoms, grid)
+        return Labels(arr, "value", {}, str(p), int((~inside).sum()))
+    codes, classes = _class_codes(gdf, attribute, code_attribute, p)
+    arr = rasterize(
+        zip(geoms, codes, strict=True),
+        out_shape=shape,
+        transform=grid.transform,
+        fill=NODATA,
+        dtype="uint8",
+        all_touched=all_touched,
+    )
+    inside = _inside(geoms, grid)
+    return Labels(arr, "classes", classes, str(p), int((~inside).sum()))
+
+
+def _inside(geoms: Any, grid: Grid) -> np.ndarray:
+    from shapely.geometry import box
+
+    rows, cols = grid.shape
+    left, top = grid.transform * (0, 0)
+    right, bottom = grid.transform * (cols, rows)
+    frame = box(min(left, right), min(top, bottom), max(left, right), max(top, bottom))
+    return np.asarray(geoms.intersects(frame), dtype=bool)
+
+
+def _class_codes(
+    gdf: Any, attribute: str, code_attribute: str | None, p: Path
+) -> tuple[np.ndarray, dict[int, str]]:
+    import pandas as pd
+
+    names = gdf[attribute]
+    if code_attribute is not None:
+        codes = gdf[code_attribute].to_numpy()
+        pairs = {(int(c), str(n)) for c, n in zip(codes, names, strict=True)}
+        by_code: dict[int, str] = {}
+        for c, n in sorted(pairs):
+            if c in by_code:
+                raise ConfigError(
+                    f"{p}: code {c} of data.labels.code_attribute={code_attribute!r} has "
+                    f"more than one {attribute!r} ({by_code[c]!r}, {n!r}): fix the file"
+                )
+            by_code[c] = n
+        classes = by_code
+        out = codes.astype(np.int64)
+    elif pd.api.types.is_integer_dtype(names.dtype):
+        out = names.to_numpy().astype(np.int64)
+        classes = {int(c): f"class_{int(c)}" for c in np.unique(out)}
+    else:
+        uniq = sorted({str(n) for n in names})
+        index = {n: i for i, n in enumerate(uniq)}
+        out = np.array([index[str(n)] for n in names], dtype=np.int64)
+        classes = dict(enumerate(uniq))
+    if out.size and (out.min() < 0 or out.max() >= NODATA):
+        raise ConfigError(
+            f"{p}: class codes must be 0..254, found {int(out.min())}..{int(out.max())}: "
+            f"recode the classes or drop data.labels.code_attribute"
+        )
+    return out, classes
+
+
+def write_labels(labels: Labels, folder: str | os.PathLike[str], grid: Grid) -> dict[str, Path]:
+    """``labels.tif`` (on ``grid``) and ``classes.json`` (the code-to-name mapping) in folder."""
+    from geoensemble.classes import palette
+
+    out = Path(folder)
+    colormap = None
+    if labels.target == "classes" and labels.classes:
+        colours = palette(max(labels.classes) + 1)
+        colormap = {c: colours[c] for c in labels.classes}
+    tif = write_geotiff(
+        out / LABELS_FILE,
+        labels.array,
+        crs=grid.crs,
+        transform=grid.transform,
+        nodata=np.nan if labels.target == "value" else NODATA,
+        tags={f"CLASS_{k}": v for k, v in labels.classes.items()},
+        colormap=colormap,
+    )
+    meta = {
+        "source": labels.source,
+        "target": labels.target,
+        "classes": {str(k): v for k, v in sorted(labels.classes.items())},
+        "counts": labels.counts(),
+        "labelled_pixels": int(labels.mask.sum()),
+        "outside_grid": labels.outside,
+    }
+    js = out / CLASSES_FILE
+    with atomic_path(js) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    return {"labels": tif, "classes": js}
+
+
+def write_no_labels(folder: str | os.PathLike[str]) -> Path:
+    """``classes.json`` saying there are no labels (unsupervised runs)."""
+    js = Path(folder) / CLASSES_FILE
+    with atomic_path(js) as tmp:
+        tmp.write_text(json.dumps({"target": None, "classes": {}, "labelled_pixels": 0}) + "\n")
+    (Path(folder) / LABELS_FILE).unlink(missing_ok=True)
+    return js
+
+
+def load_labels(folder: str | os.PathLike[str]) -> Labels | None:
+    """Labels written by :func:`write_labels`, or ``None`` when the run has none."""
+    f = Path(folder)
+    js = f / CLASSES_FILE
+    if not js.exists():
+        raise InputFileError(f"{js} does not exist: run the labels stage (dvc repro labels) first")
+    meta = json.loads(js.read_text())
+    if not meta.get("target"):
+        return None
+    with rasterio.open(f / LABELS_FILE) as src:
+        arr = src.read(1)
+    return Labels(
+        arr,
+        meta["target"],
+        {int(k): v for k, v in meta["classes"].items()},
+        meta.get("source", ""),
+        int(meta.get("outside_grid", 0)),
+    )
