@@ -97,17 +97,17 @@ def netcdf_candidates(
     out: list[tuple[str, dict[str, str], list[RasterSource]]] = []
     with ds:
         for name, da in ds.data_vars.items():
-            try:
-                x_dim, y_dim = da.rio.x_dim, da.rio.y_dim
-            except Exception:  # rioxarray raises several types when no spatial dims exist
+            dims = _spatial_dims(ds, da)
+            if dims is None:
                 continue
+            y_dim, x_dim = dims
             extra = [d for d in da.dims if d not in (x_dim, y_dim)]
             if len(extra) > 1 or da.dtype.kind not in "iuf":
                 continue
             where = f"{label} variable {name!r}"
             h, w = int(da.sizes[y_dim]), int(da.sizes[x_dim])
             flip = False
-            if geotransform:
+            if geotransform or x_dim not in ds.variables or y_dim not in ds.variables:
                 g = georef.resolve(
                     None, shape=(h, w), crs=crs, geotransform=geotransform, where=where
                 )
@@ -118,7 +118,7 @@ def netcdf_candidates(
                 flip = dy > 0
                 top = y0 + dy * (h - 1) if flip else y0
                 transform = Affine(dx, 0, x0 - dx / 2, 0, -abs(dy), top + abs(dy) / 2)
-                file_crs = _crs_of(da, {str(x_dim), str(y_dim)}, crs, where)
+                file_crs = _crs_of(da, {x_dim.lower(), y_dim.lower()}, crs, where)
             attrs = dict(da.attrs)
             n = int(da.sizes[extra[0]]) if extra else 1
             sources: list[RasterSource] = [
@@ -146,8 +146,33 @@ def netcdf_candidates(
     return out
 
 
+_X_NAMES = ("x", "lon", "longitude", "easting")
+_Y_NAMES = ("y", "lat", "latitude", "northing")
+
+
+def _spatial_dims(ds: Any, da: Any) -> tuple[str, str] | None:
+    """The ``(y, x)`` dimensions of a variable, by name or by CF coordinate attributes."""
+
+    def find(names: tuple[str, ...], axis: str, std: tuple[str, ...], units: str) -> str | None:
+        for d in da.dims:
+            if str(d).lower() in names:
+                return str(d)
+        for d in da.dims:
+            a = ds[d].attrs if d in ds.variables else {}
+            if a.get("axis") == axis or a.get("standard_name") in std or a.get("units") == units:
+                return str(d)
+        return None
+
+    x = find(_X_NAMES, "X", ("projection_x_coordinate", "longitude"), "degrees_east")
+    y = find(_Y_NAMES, "Y", ("projection_y_coordinate", "latitude"), "degrees_north")
+    return (y, x) if x and y and x != y else None
+
+
 def _crs_of(da: Any, dims: set[str], crs: str | None, where: str) -> CRS | None:
-    found = da.rio.crs
+    try:
+        found = da.rio.crs
+    except Exception:  # rioxarray raises several types on malformed grid mappings
+        found = None
     if found is not None:
         return CRS.from_wkt(found.to_wkt())
     if crs:

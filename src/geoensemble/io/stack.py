@@ -83,11 +83,24 @@ class _Blocks:
     def ndim(self) -> int:
         return 2
 
-    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
-        h, w = self.shape
-        r0, r1, _ = key[0].indices(h)
-        c0, c1, _ = key[1].indices(w)
-        return self.layer.read(slice(r0, r1), slice(c0, c1))
+    def __getitem__(self, key: Any) -> np.ndarray:
+        # dask passes slices for chunks, but fuses plain indexing (ints, steps) into reads.
+        key = key if isinstance(key, tuple) else (key,)
+        key = key + (slice(None),) * (2 - len(key))
+        bounds, picks = [], []
+        for k, n in zip(key, self.shape, strict=True):
+            if isinstance(k, slice):
+                start, stop, step = k.indices(n)
+                if step < 0:
+                    raise IndexError("negative steps are not supported when reading layers")
+                stop = max(start, stop)
+                bounds.append(slice(start, stop))
+                picks.append(slice(None, None, step))
+            else:
+                i = int(k) + (n if int(k) < 0 else 0)
+                bounds.append(slice(i, i + 1))
+                picks.append(0)
+        return self.layer.read(bounds[0], bounds[1])[tuple(picks)]
 
 
 def to_dataarray(layer: Layer, name: str, *, chunk_size: int) -> xr.DataArray:
