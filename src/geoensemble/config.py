@@ -119,20 +119,25 @@ class DataConfig:
 
 @dataclass
 class SampleConfig:
+    """The training sample: at most ``size`` valid pixels, seeded, optionally class-balanced."""
+
     size: int = 200_000
-    stratify: bool = False
+    stratify: bool = False  # with labels: an equal share per class (as far as classes allow)
 
 
 @dataclass
 class FeaturesConfig:
+    """Raster-level features, the NaN policy and the learned steps (see README "Features")."""
+
     name: str = "custom"
-    sensor: str = "landsat8"
-    bands: list[str] = field(default_factory=list)
-    indices: list[str] = field(default_factory=list)
-    derived: dict[str, Any] = field(default_factory=dict)
-    nan_threshold: int = 0
-    impute: str | None = None
-    steps: dict[str, Any] = field(default_factory=dict)
+    sensor: str = "landsat8"  # one of geoensemble.features.indices.SENSORS
+    bands: list[str] = field(default_factory=list)  # layer names or roles; ["*"] = all
+    indices: list[str] = field(default_factory=list)  # ndvi, ndwi, ndsi, nbr
+    derived: dict[str, Any] = field(default_factory=dict)  # name: [a, b] or {op, a, b}
+    custom: list[Any] = field(default_factory=list)  # [{_target_: fn, **kwargs}]
+    nan_threshold: int = 0  # pixels with more NaN features than this are dropped
+    impute: str | None = None  # median | mean | constant (0), fitted on training pixels
+    steps: dict[str, Any] = field(default_factory=dict)  # learned steps by _target_
     sample: SampleConfig = field(default_factory=SampleConfig)
     quicklooks: list[str] = field(default_factory=list)
     false_colour: list[str] = field(default_factory=list)
@@ -348,6 +353,7 @@ def _range_checks(cfg: AppConfig) -> None:
     for key, value, ok, allowed in checks:
         if not ok:
             raise ConfigError(f"config key {key}={value!r} is out of range: use {allowed}")
+    _features_checks(cfg.features)
     _data_checks(cfg.data)
     if not cfg.model.estimator.get("_target_"):
         raise ConfigError(
@@ -361,6 +367,31 @@ def _data_checks(d: DataConfig) -> None:
     from geoensemble.io.checks import check_data_config
 
     check_data_config(d)
+
+
+def _features_checks(f: FeaturesConfig) -> None:
+    from geoensemble.features.indices import SENSORS
+
+    if f.sensor not in SENSORS:
+        raise ConfigError(
+            f"config key features.sensor={f.sensor!r} is unknown: use one of {list(SENSORS)}"
+        )
+    if f.impute not in {None, "median", "mean", "constant"}:
+        raise ConfigError(
+            f"config key features.impute={f.impute!r} is unknown: use median, mean, "
+            f"constant or null"
+        )
+    if f.nan_threshold > 0 and f.impute is None:
+        raise ConfigError(
+            f"config key features.nan_threshold={f.nan_threshold} lets pixels with NaN features "
+            f"reach the model but features.impute is null: set features.impute=median (or "
+            f"mean, constant), or features.nan_threshold=0"
+        )
+    if f.false_colour and len(f.false_colour) != 3:
+        raise ConfigError(
+            f"config key features.false_colour={f.false_colour} must name exactly three "
+            f"features (red, green, blue), or be empty"
+        )
 
 
 def validate(cfg: DictConfig | dict[str, Any]) -> AppConfig:

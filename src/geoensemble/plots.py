@@ -12,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import xarray as xr
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
@@ -72,35 +73,69 @@ def class_map_png(
     return _save(fig, path)
 
 
+def thin_layer(layer: np.ndarray | xr.DataArray) -> np.ndarray:
+    """Every n-th pixel of a layer (or ``(bands, rows, cols)`` stack) as float numpy.
+
+    A dask-backed ``DataArray`` is thinned before it is computed, so a quicklook of a large
+    scene holds one chunk at a time plus the thinned picture, never the whole layer.
+    """
+    if isinstance(layer, xr.DataArray):
+        step = max(1, int(np.ceil(max(layer.shape[-2:]) / MAX_PX)))
+        dims = layer.dims[-2:]
+        layer = layer.isel({dims[0]: slice(None, None, step), dims[1]: slice(None, None, step)})
+        return np.asarray(layer.to_numpy(), dtype=np.float64)
+    return np.asarray(_thin(layer), dtype=np.float64)
+
+
+def stretch(band: np.ndarray, valid: np.ndarray | None = None) -> tuple[float, float]:
+    """The 2nd and 98th percentiles of the finite (and ``valid``) values; (0, 1) if none."""
+    ok = np.isfinite(band) if valid is None else valid & np.isfinite(band)
+    if not ok.any():
+        return 0.0, 1.0
+    lo, hi = np.percentile(band[ok], [2, 98])
+    return float(lo), float(hi)
+
+
 def layer_png(
-    path: str | os.PathLike[str], layer: np.ndarray, *, title: str, cmap: str = "RdYlGn"
+    path: str | os.PathLike[str],
+    layer: np.ndarray | xr.DataArray,
+    *,
+    title: str,
+    cmap: str = "RdYlGn",
 ) -> Path:
-    """A continuous layer with a colour bar (2nd-98th percentile stretch)."""
-    arr = _thin(layer)
-    finite = arr[np.isfinite(arr)]
-    lo, hi = np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0)
+    """A continuous layer with a colour bar (2nd-98th percentile stretch), no-data white."""
+    arr = thin_layer(layer)
+    lo, hi = stretch(arr)
     fig, ax = plt.subplots(figsize=(8, 7))
-    cm = plt.get_cmap(cmap).copy()
-    cm.set_bad(alpha=0.0)
-    im = ax.imshow(np.ma.masked_invalid(arr), cmap=cm, vmin=lo, vmax=hi)
+    cm = plt.get_cmap(cmap).with_extremes(bad=(0.0, 0.0, 0.0, 0.0))
+    im = ax.imshow(np.ma.masked_invalid(arr), cmap=cm, vmin=lo, vmax=max(hi, lo + 1e-12))
     fig.colorbar(im, ax=ax, shrink=0.8)
     ax.set_title(title)
     ax.set_axis_off()
     return _save(fig, path)
 
 
-def false_colour_png(path: str | os.PathLike[str], rgb: np.ndarray, *, title: str) -> Path:
-    """Three layers ``(3, rows, cols)`` as RGB, each stretched 2-98 %, no-data transparent."""
-    arr = _thin(rgb).astype(np.float64)
+def false_colour_rgba(rgb: np.ndarray) -> np.ndarray:
+    """``(3, rows, cols)`` layers as an RGBA image: each stretched 2-98 %, alpha 0 where any
+    layer is NaN."""
+    arr = np.asarray(rgb, dtype=np.float64)
     out = np.zeros((*arr.shape[1:], 4))
     valid = np.all(np.isfinite(arr), axis=0)
     for i in range(3):
-        band = arr[i]
-        lo, hi = np.percentile(band[valid], [2, 98]) if valid.any() else (0.0, 1.0)
-        out[..., i] = np.clip((band - lo) / max(hi - lo, 1e-12), 0, 1)
+        lo, hi = stretch(arr[i], valid)
+        with np.errstate(invalid="ignore"):
+            out[..., i] = np.clip((arr[i] - lo) / max(hi - lo, 1e-12), 0, 1)
+    out[~valid, :3] = 0.0
     out[..., 3] = valid
+    return out
+
+
+def false_colour_png(
+    path: str | os.PathLike[str], rgb: np.ndarray | xr.DataArray, *, title: str
+) -> Path:
+    """Three layers ``(3, rows, cols)`` as RGB, each stretched 2-98 %, no-data transparent."""
     fig, ax = plt.subplots(figsize=(8, 7))
-    ax.imshow(out)
+    ax.imshow(false_colour_rgba(thin_layer(rgb)))
     ax.set_title(title)
     ax.set_axis_off()
     return _save(fig, path)
@@ -123,3 +158,18 @@ def bar_png(
     ax.set_ylabel(ylabel)
     ax.tick_params(axis="x", rotation=60)
     return _save(fig, path)
+
+
+#: Colour maps of the quicklooks by feature name (others: ``viridis``).
+FEATURE_CMAPS: dict[str, str] = {
+    "ndvi": "RdYlGn",
+    "ndwi": "BrBG",
+    "ndsi": "Blues_r",
+    "nbr": "RdYlGn",
+    "savi": "RdYlGn",
+}
+
+
+def cmap_for(name: str) -> str:
+    """The colour map a feature's quicklook uses."""
+    return FEATURE_CMAPS.get(name.lower(), "viridis")

@@ -90,7 +90,11 @@ def ingest(cfg: AppConfig) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- featurize
 def featurize(cfg: AppConfig) -> list[str]:
-    """Bands and indices from the stack, stored as ``paths.features``, plus quicklooks."""
+    """Bands and indices from the stack, stored as ``paths.features``, plus quicklooks.
+
+    The features are computed and written chunk by chunk (the stack's chunks); the quicklooks
+    read thinned views of the written store, so memory stays bounded by the chunk size.
+    """
     from geoensemble import plots
     from geoensemble.features.build import build_features
     from geoensemble.io.stack import open_store, write_store
@@ -98,22 +102,34 @@ def featurize(cfg: AppConfig) -> list[str]:
     feats = build_features(open_store(cfg.paths.stack), cfg.features)
     names = [str(n) for n in feats.data_vars]
     write_store(
-        feats, cfg.paths.features, meta={"feature_names": names, "features": cfg.features.name}
+        feats,
+        cfg.paths.features,
+        meta={
+            "feature_names": names,
+            "features": cfg.features.name,
+            "sensor": cfg.features.sensor,
+        },
     )
+    written = open_store(cfg.paths.features)
     fig_dir = reports_dir(cfg) / "figures" / "features"
     for name in cfg.features.quicklooks:
-        if name in feats:
-            plots.layer_png(
-                fig_dir / f"{name}.png",
-                feats[name].to_numpy(),
-                title=name.upper(),
-                cmap="RdYlGn" if name != "ndwi" else "BrBG",
-            )
-    if len(cfg.features.false_colour) == 3 and all(n in feats for n in cfg.features.false_colour):
-        rgb = np.stack([feats[n].to_numpy() for n in cfg.features.false_colour])
-        plots.false_colour_png(
-            fig_dir / "false_colour.png", rgb, title="RGB = " + ", ".join(cfg.features.false_colour)
+        if name not in written:
+            log.warning("featurize: no quicklook of %r: not a feature (%s)", name, names)
+            continue
+        plots.layer_png(
+            fig_dir / f"{name}.png", written[name], title=name.upper(), cmap=plots.cmap_for(name)
         )
+    rgb = cfg.features.false_colour
+    if rgb:
+        missing = [n for n in rgb if n not in written]
+        if missing:
+            log.warning("featurize: no false-colour picture: %s are not features", missing)
+        else:
+            plots.false_colour_png(
+                fig_dir / "false_colour.png",
+                written[list(rgb)].to_dataarray("band"),
+                title="RGB = " + ", ".join(rgb),
+            )
     log.info("featurize: %d features: %s", len(names), ", ".join(names))
     return names
 

@@ -216,6 +216,7 @@ def log_model(
             signature=signature,
             input_example=frame,
             pip_requirements=pip_requirements(),
+            skops_trusted_types=skops_trusted_types(pipeline),
         )
     mv = mlflow.register_model(info.model_uri, model_name, tags=dict(tags))
     return str(mv.version)
@@ -453,3 +454,16 @@ def set_version_tags(model_name: str, version: str, tags: Mapping[str, str]) -> 
     client = MlflowClient()
     for k, v in tags.items():
         client.set_model_version_tag(model_name, version, k, str(v))
+
+
+def skops_trusted_types(pipeline: Any) -> list[str]:
+    """Types a pipeline we just fitted needs trusted for MLflow's skops format to load it.
+
+    skops refuses types outside its default allow-list on load, and MLflow checks this when
+    saving: ``SimpleImputer`` (``numpy.dtype``), geoensemble's own transformers and
+    ``SelectKBest``'s score function all need it. The list is written into the model's
+    ``MLmodel`` file; it names only what this pipeline, built from our own config, contains.
+    """
+    import skops.io
+
+    return sorted(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)))

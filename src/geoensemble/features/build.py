@@ -8,34 +8,57 @@ import xarray as xr
 
 from geoensemble.config import FeaturesConfig
 from geoensemble.errors import ConfigError
-from geoensemble.features.indices import NAMED_INDICES, compute, derived_spec, resolve_layer
+from geoensemble.features.custom import apply_custom
+from geoensemble.features.indices import NAMED_INDICES, apply_op, derived_spec, resolve_layer
 
 
 def feature_names(stack_layers: list[str], fcfg: FeaturesConfig) -> list[str]:
-    """The ordered feature names a config produces from a stack with ``stack_layers``."""
+    """The ordered feature names a config produces from a stack with ``stack_layers``.
+
+    Layers of ``features.custom`` functions are only known once the functions run, so they
+    are not included here (:func:`build_features` appends them).
+    """
     bands = stack_layers if "*" in fcfg.bands else list(fcfg.bands)
     names = [*bands, *fcfg.indices, *fcfg.derived]
+    _check_names(names, custom=bool(fcfg.custom))
+    return names
+
+
+def _check_names(names: list[str], *, custom: bool) -> None:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(
             f"feature name(s) {dupes} appear twice across features.bands, "
-            f"features.indices and features.derived: rename one"
+            f"features.indices, features.derived and features.custom: rename one"
         )
-    if not names:
+    if not names and not custom:
         raise ConfigError(
             "the features config selects no feature: set features.bands, "
-            "features.indices or features.derived"
+            "features.indices, features.derived or features.custom"
         )
-    return names
 
 
 def build_features(stack: xr.Dataset, fcfg: FeaturesConfig) -> xr.Dataset:
-    """Bands, named indices and derived layers as one lazily computed dataset."""
-    names = feature_names([str(v) for v in stack.data_vars], fcfg)
+    """Bands, named indices, derived layers and custom layers as one lazy dataset.
+
+    Parameters
+    ----------
+    stack
+        The ingested stack (float32, NaN = no-data), numpy- or dask-backed.
+    fcfg
+        The ``features`` config.
+
+    Returns
+    -------
+    xarray.Dataset
+        One float32 layer per feature, in the order bands, indices, derived, custom, with the
+        stack's grid attributes; dask-backed inputs stay lazy with the stack's chunks.
+    """
+    feature_names([str(v) for v in stack.data_vars], fcfg)
     out: dict[str, xr.DataArray] = {}
-    bands = list(stack.data_vars) if "*" in fcfg.bands else fcfg.bands
+    bands = [str(v) for v in stack.data_vars] if "*" in fcfg.bands else fcfg.bands
     for b in bands:
-        out[str(b)] = resolve_layer(stack, str(b), fcfg.sensor).astype(np.float32)
+        out[str(b)] = resolve_layer(stack, str(b), fcfg.sensor).astype(np.float32, copy=False)
     for idx in fcfg.indices:
         if idx not in NAMED_INDICES:
             raise ConfigError(
@@ -43,10 +66,25 @@ def build_features(stack: xr.Dataset, fcfg: FeaturesConfig) -> xr.Dataset:
                 f"{sorted(NAMED_INDICES)} or define it under features.derived"
             )
         op, a, b = NAMED_INDICES[idx]
-        out[idx] = compute(stack, op, a, b, sensor=fcfg.sensor)
+        out[idx] = apply_op(
+            op, resolve_layer(stack, a, fcfg.sensor), resolve_layer(stack, b, fcfg.sensor)
+        )
     for name, spec in fcfg.derived.items():
         op, a, b = derived_spec(name, spec)
-        out[name] = compute(stack, op, a, b, sensor=fcfg.sensor)
-    ds = xr.Dataset({n: out[n].drop_vars("spatial_ref", errors="ignore") for n in names})
+        out[name] = apply_op(
+            op, resolve_layer(stack, a, fcfg.sensor), resolve_layer(stack, b, fcfg.sensor)
+        )
+    custom = apply_custom(stack, fcfg.custom, sensor=fcfg.sensor)
+    clash = sorted(set(custom) & set(out))
+    if clash:
+        raise ConfigError(
+            f"features.custom returns layer(s) {clash} that already exist as bands, indices "
+            f"or derived features: rename them (most custom functions take a 'name' argument)"
+        )
+    out.update(custom)
+    _check_names(list(out), custom=False)
+    ds = xr.Dataset(
+        {n: da.drop_vars("spatial_ref", errors="ignore").rename(n) for n, da in out.items()}
+    )
     ds.attrs.update(stack.attrs)
     return ds

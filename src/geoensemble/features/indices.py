@@ -1,7 +1,9 @@
 """Band indices and other two-layer arithmetic, computed lazily on the stack.
 
 Band roles (``nir``, ``red``...) map to the stack's layer names through a sensor preset, so the
-same index config works for Landsat 5/7 (``B4`` is NIR) and Landsat 8/9 (``B5`` is NIR).
+same index config works for Landsat 4/5 TM and 7 ETM+ (``B4`` is NIR) and Landsat 8/9 OLI
+(``B5`` is NIR). Each operation is one numpy kernel applied chunk by chunk, so an index costs
+one pass over its two inputs and no temporary masks.
 """
 
 from __future__ import annotations
@@ -14,41 +16,24 @@ import xarray as xr
 
 from geoensemble.errors import ConfigError, LayerNotFoundError
 
+_TM = {"blue": "B1", "green": "B2", "red": "B3", "nir": "B4", "swir1": "B5", "swir2": "B7"}
+_OLI = {
+    "coastal": "B1",
+    "blue": "B2",
+    "green": "B3",
+    "red": "B4",
+    "nir": "B5",
+    "swir1": "B6",
+    "swir2": "B7",
+}
+
+#: Band role -> layer name per sensor (USGS band numbering; ``none``: layers named by role).
 SENSORS: dict[str, dict[str, str]] = {
-    "landsat8": {
-        "coastal": "B1",
-        "blue": "B2",
-        "green": "B3",
-        "red": "B4",
-        "nir": "B5",
-        "swir1": "B6",
-        "swir2": "B7",
-    },
-    "landsat9": {
-        "coastal": "B1",
-        "blue": "B2",
-        "green": "B3",
-        "red": "B4",
-        "nir": "B5",
-        "swir1": "B6",
-        "swir2": "B7",
-    },
-    "landsat7": {
-        "blue": "B1",
-        "green": "B2",
-        "red": "B3",
-        "nir": "B4",
-        "swir1": "B5",
-        "swir2": "B7",
-    },
-    "landsat5": {
-        "blue": "B1",
-        "green": "B2",
-        "red": "B3",
-        "nir": "B4",
-        "swir1": "B5",
-        "swir2": "B7",
-    },
+    "landsat9": dict(_OLI),
+    "landsat8": dict(_OLI),
+    "landsat7": dict(_TM),
+    "landsat5": dict(_TM),
+    "landsat4": dict(_TM),
     "none": {},
 }
 
@@ -62,48 +47,119 @@ NAMED_INDICES: dict[str, tuple[str, str, str]] = {
 }
 
 
-def _safe_div(num: xr.DataArray, den: xr.DataArray) -> xr.DataArray:
+def _undefined_where_zero(out: np.ndarray, den: np.ndarray) -> np.ndarray:
     # A zero denominator has no defined index: NaN, not inf.
-    return num / den.where(den != 0)
+    out[den == 0] = np.nan
+    return out
 
 
-OPS: dict[str, Callable[[xr.DataArray, xr.DataArray], xr.DataArray]] = {
-    "normalized_difference": lambda a, b: _safe_div(a - b, a + b),
-    "ratio": _safe_div,
-    "difference": lambda a, b: a - b,
-    "sum": lambda a, b: a + b,
+def _floats(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    dtype = np.result_type(a, b, np.float32)
+    return np.asarray(a, dtype=dtype), np.asarray(b, dtype=dtype)
+
+
+def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(a - b) / (a + b)``; NaN where ``a + b == 0`` or an input is NaN."""
+    a, b = _floats(a, b)
+    den = a + b
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.subtract(a, b)
+        np.divide(out, den, out=out)
+    return _undefined_where_zero(out, den)
+
+
+def ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a / b``; NaN where ``b == 0``."""
+    a, b = _floats(a, b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.divide(a, b)
+    return _undefined_where_zero(out, b)
+
+
+def difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a - b``."""
+    return np.subtract(a, b)
+
+
+def total(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a + b``."""
+    return np.add(a, b)
+
+
+#: The two-layer operations ``features.derived`` can name.
+OPS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "normalized_difference": normalized_difference,
+    "ratio": ratio,
+    "difference": difference,
+    "sum": total,
 }
+
+
+def layer_name(ds: xr.Dataset, role: str, sensor: str) -> str:
+    """The stack layer that plays ``role`` (``nir``) for ``sensor``, or is named ``role``.
+
+    Besides exact names, a single layer whose name ends in ``_<name>`` matches, so Landsat
+    Collection 2 names such as ``SR_B5`` or ``LC08_..._B5`` work with the presets.
+    """
+    if sensor not in SENSORS:
+        raise ConfigError(f"features.sensor={sensor!r} is unknown: use one of {list(SENSORS)}")
+    name = SENSORS[sensor].get(role, role)
+    layers = [str(v) for v in ds.data_vars]
+    for wanted in dict.fromkeys((name, role)):
+        if wanted in layers:
+            return wanted
+    suffixed = [n for n in layers if n.upper().endswith("_" + name.upper())]
+    if len(suffixed) == 1:
+        return suffixed[0]
+    raise LayerNotFoundError(
+        f"feature needs layer '{role}'"
+        + (f" (= {name} for {sensor})" if name != role else "")
+        + f" but the stack has {layers}"
+        + (f" ({suffixed} are ambiguous)" if suffixed else "")
+        + ": fix features.sensor or the layer names"
+    )
 
 
 def resolve_layer(ds: xr.Dataset, role: str, sensor: str) -> xr.DataArray:
     """A layer by role (``nir``) through the sensor preset, or by its own name (``B5``)."""
-    if sensor not in SENSORS:
-        raise ConfigError(f"features.sensor={sensor!r} is unknown: use one of {list(SENSORS)}")
-    name = SENSORS[sensor].get(role, role)
-    if name not in ds.data_vars:
-        raise LayerNotFoundError(
-            f"feature needs layer '{role}'"
-            + (f" (= {name} for {sensor})" if name != role else "")
-            + f" but the stack has {list(ds.data_vars)}: fix features.sensor or the layer names"
-        )
-    return ds[name]
+    return ds[layer_name(ds, role, sensor)]
+
+
+def apply_op(op: str, a: xr.DataArray, b: xr.DataArray) -> xr.DataArray:
+    """Apply a named two-layer operation elementwise (lazily when the inputs are dask)."""
+    if op not in OPS:
+        raise ConfigError(f"unknown feature operation {op!r}: use one of {list(OPS)}")
+    out = xr.apply_ufunc(
+        OPS[op],
+        a.astype(np.float32, copy=False),
+        b.astype(np.float32, copy=False),
+        dask="parallelized",
+        output_dtypes=[np.float32],
+        keep_attrs=False,
+    )
+    return out
 
 
 def compute(ds: xr.Dataset, op: str, a: str, b: str, *, sensor: str) -> xr.DataArray:
     """Apply a two-layer operation to layers given by role or name."""
     if op not in OPS:
         raise ConfigError(f"unknown feature operation {op!r}: use one of {list(OPS)}")
-    out = OPS[op](resolve_layer(ds, a, sensor), resolve_layer(ds, b, sensor))
-    return out.astype(np.float32)
+    return apply_op(op, resolve_layer(ds, a, sensor), resolve_layer(ds, b, sensor))
 
 
 def derived_spec(name: str, spec: Any) -> tuple[str, str, str]:
     """Normalise a derived-feature spec: ``[a, b]`` or ``{op, a, b}``."""
     if isinstance(spec, list | tuple) and len(spec) == 2:
         return ("normalized_difference", str(spec[0]), str(spec[1]))
-    if isinstance(spec, Mapping) and {"a", "b"} <= set(spec):
-        return (str(spec.get("op", "normalized_difference")), str(spec["a"]), str(spec["b"]))
+    if isinstance(spec, Mapping) and {"a", "b"} <= set(spec) and set(spec) <= {"op", "a", "b"}:
+        op = str(spec.get("op", "normalized_difference"))
+        if op not in OPS:
+            raise ConfigError(
+                f"features.derived.{name}.op={op!r} is unknown: use one of {list(OPS)}"
+            )
+        return (op, str(spec["a"]), str(spec["b"]))
     raise ConfigError(
         f"features.derived.{name}={spec!r} is not a feature spec: use [a, b] "
-        f"for a normalized difference or {{op: ratio, a: B5, b: B4}}"
+        f"for a normalized difference or {{op: ratio, a: B5, b: B4}} "
+        f"(op: one of {list(OPS)})"
     )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import xarray as xr
 
-from geoensemble.errors import EmptyLayerError
+from geoensemble.errors import ConfigError, EmptyLayerError, GridMismatchError
 from geoensemble.features.table import to_table, valid_mask
 
 
@@ -30,6 +30,54 @@ def row_strips(height: int, step: int) -> list[slice]:
     return [slice(r, min(r + step, height)) for r in range(0, height, step)]
 
 
+def chunk_rows(ds: xr.Dataset, names: list[str], default: int = 512) -> int:
+    """Rows per strip matching the dataset's ``y`` chunks, so no chunk is read twice."""
+    chunks = ds[names[0]].chunksizes.get("y") if names else None
+    return int(chunks[0]) if chunks else default
+
+
+@dataclass
+class _Reservoir:
+    """The ``size`` candidates with the smallest random keys seen so far."""
+
+    n_features: int
+    keys: np.ndarray = field(default_factory=lambda: np.empty(0))
+    X: np.ndarray = field(init=False)
+    rc: np.ndarray = field(default_factory=lambda: np.empty((0, 2), dtype=np.int64))
+    y: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+
+    def __post_init__(self) -> None:
+        self.X = np.empty((0, self.n_features), dtype=np.float32)
+
+    def add(self, keys: np.ndarray, X: np.ndarray, rc: np.ndarray, y: np.ndarray) -> None:
+        self.keys = np.concatenate([self.keys, keys])
+        self.X = np.concatenate([self.X, X])
+        self.rc = np.concatenate([self.rc, rc])
+        self.y = np.concatenate([self.y, y])
+
+    def trim(self, size: int) -> None:
+        if self.keys.size > size:
+            idx = np.argpartition(self.keys, size)[:size]
+            self.keys, self.X, self.rc, self.y = (
+                self.keys[idx],
+                self.X[idx],
+                self.rc[idx],
+                self.y[idx],
+            )
+
+
+def balanced_quotas(available: dict[int, int], size: int) -> dict[int, int]:
+    """An equal share of ``size`` per class; classes with fewer pixels give the rest away."""
+    quotas: dict[int, int] = {}
+    left = size
+    order = sorted(available, key=lambda k: (available[k], k))
+    for i, k in enumerate(order):
+        share = left // (len(order) - i)
+        quotas[k] = min(available[k], share)
+        left -= quotas[k]
+    return quotas
+
+
 def sample_pixels(
     ds: xr.Dataset,
     names: list[str],
@@ -37,50 +85,102 @@ def sample_pixels(
     size: int,
     seed: int,
     nan_threshold: int = 0,
-    strip_rows: int = 512,
+    strip_rows: int | None = None,
     labels: np.ndarray | None = None,
+    stratify: bool = False,
 ) -> Sample:
-    """Uniform sample of at most ``size`` valid pixels, read strip by strip.
+    """Uniform (or class-balanced) sample of at most ``size`` valid pixels, strip by strip.
 
     Each valid pixel gets a seeded random key and the ``size`` smallest keys are kept, so the
     result is a uniform sample that depends only on the data and the seed, and memory stays
     at one strip plus the sample. With ``labels`` (a ``(rows, cols)`` array, negative or 255 =
-    unlabelled) only labelled valid pixels are candidates.
+    unlabelled) only labelled valid pixels are candidates; with ``stratify`` as well, every
+    class gets an equal share of ``size`` (classes with fewer pixels keep all of theirs and the
+    rest is shared among the others), which keeps rare classes in the sample.
+
+    Parameters
+    ----------
+    ds
+        Feature layers with dims ``(y, x)``, numpy- or dask-backed.
+    names
+        Feature names, the columns of ``Sample.X``.
+    size
+        Most pixels to keep.
+    seed
+        Seed of the random keys.
+    nan_threshold
+        Pixels with more NaN features than this are not candidates.
+    strip_rows
+        Rows read at a time (default: the dataset's ``y`` chunk size).
+    labels
+        Optional class codes on the grid of ``ds``.
+    stratify
+        Balance classes (needs ``labels``).
+
+    Raises
+    ------
+    EmptyLayerError
+        When no pixel is a candidate.
     """
+    if size < 1:
+        raise ConfigError(f"features.sample.size={size} must be >= 1")
+    if stratify and labels is None:
+        raise ConfigError(
+            "features.sample.stratify=true needs class labels (a truth raster or labelled "
+            "points): give labels or set features.sample.stratify=false"
+        )
+    height, width = int(ds.sizes["y"]), int(ds.sizes["x"])
+    if labels is not None and labels.shape != (height, width):
+        raise GridMismatchError(
+            f"labels of shape {labels.shape} are not on the features' grid "
+            f"{(height, width)}: rasterize them onto the same grid"
+        )
     rng = np.random.default_rng(seed)
-    height = int(ds.sizes["y"])
-    keep_keys = np.empty(0)
-    keep_X = np.empty((0, len(names)), dtype=np.float32)
-    keep_rc = np.empty((0, 2), dtype=np.int64)
-    keep_y = np.empty(0, dtype=np.int64)
-    for strip in row_strips(height, strip_rows):
-        block = np.stack([ds[n].isel(y=strip).to_numpy() for n in names]).astype(np.float32)
+    step = strip_rows or chunk_rows(ds, names)
+    pools: dict[int, _Reservoir] = {}
+    for strip in row_strips(height, step):
+        block = np.stack([ds[n].isel(y=strip).to_numpy() for n in names]).astype(
+            np.float32, copy=False
+        )
         mask = valid_mask(block, nan_threshold=nan_threshold)
         if labels is not None:
             lab = labels[strip]
             mask &= (lab >= 0) & (lab != 255)
         r, c = np.nonzero(mask)
+        if r.size == 0:
+            continue
         keys = rng.random(r.size)
-        keep_keys = np.concatenate([keep_keys, keys])
-        keep_X = np.concatenate([keep_X, to_table(block, mask)])
-        keep_rc = np.concatenate([keep_rc, np.stack([r + strip.start, c], axis=1)])
-        if labels is not None:
-            keep_y = np.concatenate([keep_y, labels[strip][mask].astype(np.int64)])
-        if keep_keys.size > size:
-            idx = np.argpartition(keep_keys, size)[:size]
-            keep_keys, keep_X, keep_rc = keep_keys[idx], keep_X[idx], keep_rc[idx]
-            if labels is not None:
-                keep_y = keep_y[idx]
-    if keep_keys.size == 0:
+        X = to_table(block, mask)
+        rc = np.stack([r + strip.start, c], axis=1)
+        y = labels[strip][mask].astype(np.int64) if labels is not None else None
+        if stratify and y is not None:
+            for k in np.unique(y):
+                sel = y == k
+                pool = pools.setdefault(int(k), _Reservoir(len(names)))
+                pool.add(keys[sel], X[sel], rc[sel], y[sel])
+                pool.trim(size)
+        else:
+            pool = pools.setdefault(-1, _Reservoir(len(names)))
+            pool.add(keys, X, rc, y if y is not None else np.full(keys.size, -1, dtype=np.int64))
+            pool.trim(size)
+    if not pools:
         raise EmptyLayerError(
             "the features hold no valid pixel to train on: check the "
             "no-data values and features.nan_threshold"
+            + (" (and that the labels overlap valid pixels)" if labels is not None else "")
         )
-    order = np.argsort(keep_keys, kind="stable")
+    quotas = balanced_quotas({k: p.keys.size for k, p in pools.items()}, size)
+    for k, p in pools.items():
+        p.trim(quotas[k])
+    keys = np.concatenate([p.keys for p in pools.values()])
+    order = np.argsort(keys, kind="stable")
+    X = np.concatenate([p.X for p in pools.values()])[order]
+    rc = np.concatenate([p.rc for p in pools.values()])[order]
+    y_all = np.concatenate([p.y for p in pools.values()])[order]
     return Sample(
-        X=keep_X[order],
-        rows=keep_rc[order, 0],
-        cols=keep_rc[order, 1],
+        X=X,
+        rows=rc[:, 0],
+        cols=rc[:, 1],
         names=list(names),
-        y=keep_y[order] if labels is not None else None,
+        y=y_all if labels is not None else None,
     )

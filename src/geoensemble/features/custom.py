@@ -1,0 +1,132 @@
+"""User feature functions: ``features.custom`` entries that map the stack to new named layers.
+
+Each entry is ``{_target_: package.module.function, **kwargs}``; the function is called as
+``function(stack, **kwargs)`` and returns a mapping (or an ``xarray.Dataset``) of new layer
+names to ``DataArray`` on the stack's grid. The stack it receives also holds the band roles of
+the configured sensor (``nir``, ``red``...) as aliases of the real layers, so one function works
+for every Landsat generation. Keep the arithmetic in xarray (or ``xr.apply_ufunc``) so it stays
+lazy and chunked: the same function runs again on every scene to be predicted.
+
+Two examples ship with geoensemble: :func:`savi` and :func:`brightness`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from hydra.utils import get_method
+
+from geoensemble.errors import ConfigError, LayerNotFoundError
+from geoensemble.features.indices import SENSORS, layer_name
+
+
+def with_roles(stack: xr.Dataset, sensor: str) -> xr.Dataset:
+    """The stack plus its sensor's band roles as aliases (no data is copied)."""
+    out = stack.copy()
+    for role in SENSORS.get(sensor, {}):
+        if role in out.data_vars:
+            continue
+        try:
+            out[role] = stack[layer_name(stack, role, sensor)]
+        except LookupError:
+            continue  # a role whose band is absent cannot be used, nothing to alias
+    return out
+
+
+def _function(spec: Any, key: str) -> tuple[Callable[..., Any], dict[str, Any]]:
+    if not isinstance(spec, Mapping) or not spec.get("_target_"):
+        raise ConfigError(
+            f"{key}={spec!r} is not a feature function: use "
+            f"{{_target_: package.module.function, <keyword>: <value>...}}"
+        )
+    kwargs = {str(k): v for k, v in spec.items() if k != "_target_"}
+    try:
+        fn = get_method(str(spec["_target_"]))
+    except Exception as exc:  # hydra raises ImportError, ValueError... depending on the path
+        raise ConfigError(
+            f"{key}._target_={spec['_target_']!r} cannot be imported: "
+            f"{str(exc).splitlines()[0]}. Check the module path and that it is installed"
+        ) from None
+    return fn, kwargs
+
+
+def apply_custom(
+    stack: xr.Dataset, specs: Sequence[Any], *, sensor: str
+) -> dict[str, xr.DataArray]:
+    """Run every ``features.custom`` function on ``stack``; new layers by name, in order.
+
+    Raises
+    ------
+    ConfigError
+        When a ``_target_`` cannot be imported, fails on its arguments, or returns something
+        other than named layers on the stack's grid.
+    """
+    if not specs:
+        return {}
+    view = with_roles(stack, sensor)
+    shape = (int(stack.sizes["y"]), int(stack.sizes["x"]))
+    out: dict[str, xr.DataArray] = {}
+    for i, spec in enumerate(specs):
+        key = f"features.custom[{i}]"
+        fn, kwargs = _function(spec, key)
+        try:
+            result = fn(view, **kwargs)
+        except TypeError as exc:
+            raise ConfigError(
+                f"{key} ({spec['_target_']}) rejected its arguments {kwargs}: {exc}"
+            ) from None
+        except KeyError as exc:
+            raise LayerNotFoundError(
+                f"{key} ({spec['_target_']}) asks for layer {exc} but the stack has "
+                f"{[str(v) for v in view.data_vars]}: fix its arguments or features.sensor"
+            ) from None
+        layers = result.data_vars if isinstance(result, xr.Dataset) else result
+        if not isinstance(layers, Mapping) or not layers:
+            raise ConfigError(
+                f"{key} ({spec['_target_']}) returned {type(result).__name__}: a feature "
+                f"function must return a dict (or Dataset) of name -> DataArray"
+            )
+        for name, da in layers.items():
+            if (
+                not isinstance(da, xr.DataArray)
+                or da.dims != ("y", "x")
+                or tuple(da.shape) != shape
+            ):
+                got = (
+                    f"dims {da.dims} shape {tuple(da.shape)}"
+                    if isinstance(da, xr.DataArray)
+                    else type(da).__name__
+                )
+                raise ConfigError(
+                    f"{key} ({spec['_target_']}) returned layer {name!r} with {got}: "
+                    f"it must be a DataArray with dims ('y', 'x') and shape {shape}"
+                )
+            if str(name) in out:
+                raise ConfigError(f"{key} returns layer {name!r} a second time: rename one")
+            out[str(name)] = da.astype(np.float32, copy=False)
+    return out
+
+
+def savi(
+    ds: xr.Dataset, *, nir: str = "nir", red: str = "red", L: float = 0.5, name: str = "savi"
+) -> dict[str, xr.DataArray]:
+    """Soil-adjusted vegetation index (Huete 1988): ``(1 + L) (nir - red) / (nir + red + L)``.
+
+    Reflectances are expected in 0..1; ``L = 0.5`` suits intermediate vegetation cover.
+    """
+    a, b = ds[nir].astype(np.float32), ds[red].astype(np.float32)
+    den = a + b + np.float32(L)
+    return {name: (np.float32(1 + L) * (a - b) / den.where(den != 0)).astype(np.float32)}
+
+
+def brightness(
+    ds: xr.Dataset, *, layers: Sequence[str], name: str = "brightness"
+) -> dict[str, xr.DataArray]:
+    """The mean of ``layers`` (NaN where any of them is NaN)."""
+    if not layers:
+        raise ConfigError("brightness needs at least one layer in its 'layers' argument")
+    total = sum((ds[n].astype(np.float32) for n in layers[1:]), ds[layers[0]].astype(np.float32))
+    return {name: (total / np.float32(len(layers))).astype(np.float32)}
