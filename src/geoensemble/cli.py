@@ -50,10 +50,11 @@ def conf_dir() -> Path:
 
 def _split_args(argv: list[str]) -> list[str]:
     # `mlflow run -P overrides="a=1 b=2"` passes one quoted argument: split it again.
+    # An empty parameter (the entry points' default) adds no override.
     out: list[str] = []
     for a in argv:
         out.extend(shlex.split(a) if " " in a and not a.startswith("-") else [a])
-    return out
+    return [a for a in out if a]
 
 
 def stage_main(stage: str, argv: list[str] | None = None) -> None:
@@ -73,10 +74,22 @@ def stage_main(stage: str, argv: list[str] | None = None) -> None:
         return
 
     import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
     from omegaconf import DictConfig
+
+    from geoensemble import sweep
 
     @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
     def _main(raw: DictConfig) -> Any:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            # A failed sweep job raises (Hydra records it and runs the other jobs) instead
+            # of exiting the whole sweep.
+            try:
+                return STAGES[stage](validate(raw))
+            except GeoEnsembleError as exc:
+                print(f"geoensemble {stage}: error: {exc}", file=sys.stderr)
+                raise
         try:
             cfg = validate(raw)
         except GeoEnsembleError as exc:
@@ -84,8 +97,15 @@ def stage_main(stage: str, argv: list[str] | None = None) -> None:
             raise SystemExit(EXIT_ERROR) from None
         return run_stage(stage, cfg)
 
+    from geoensemble.stages import STAGES
+
     sys.argv = [f"{stage}.py", *args]
-    _main()
+    try:
+        _main()
+    finally:
+        # Hydra skips on_multirun_end when a job failed: still write the summary.
+        if sweep.active():
+            sweep.finish(failed=True)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from typing import Any
 
 from geoensemble.config import ComputeConfig
 from geoensemble.errors import ConfigError
@@ -23,14 +24,7 @@ def dask_client(ccfg: ComputeConfig) -> Iterator[object]:
     from distributed import Client, LocalCluster
 
     if ccfg.address:
-        try:
-            client = Client(ccfg.address, timeout="10s")
-        except (OSError, TimeoutError) as exc:
-            raise ConfigError(
-                f"cannot reach the dask scheduler at compute.address="
-                f"{ccfg.address!r} ({exc}): start it, or set compute.address=null "
-                f"for a local cluster"
-            ) from None
+        client = connect(ccfg.address, timeout=ccfg.timeout)
         try:
             yield client
         finally:
@@ -59,3 +53,38 @@ def dask_client(ccfg: ComputeConfig) -> Iterator[object]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def connect(address: str, *, timeout: float = 30.0) -> Any:
+    """A client of the running scheduler at ``address``, once it has at least one worker.
+
+    Raises
+    ------
+    ConfigError
+        If the scheduler cannot be reached, or no worker joins it, within ``timeout`` s.
+    """
+    from distributed import Client
+
+    if "://" not in address and ":" not in address:
+        raise ConfigError(
+            f"compute.address={address!r} is not a scheduler address: use "
+            f"tcp://host:port (e.g. tcp://127.0.0.1:8786), or null for a local cluster"
+        )
+    try:
+        client = Client(address, timeout=f"{timeout}s")
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(
+            f"cannot reach the dask scheduler at compute.address={address!r} "
+            f"({type(exc).__name__}: {exc}): start it (dask scheduler), or set "
+            f"compute.address=null for a local cluster"
+        ) from None
+    try:
+        # Without a worker the ensemble's tasks would wait forever.
+        client.wait_for_workers(1, timeout=timeout)
+    except TimeoutError:
+        client.close()
+        raise ConfigError(
+            f"the dask scheduler at compute.address={address!r} has no worker after "
+            f"{timeout:g} s: start one (dask worker {address}), or raise compute.timeout"
+        ) from None
+    return client

@@ -335,6 +335,12 @@ def _range_checks(cfg: AppConfig) -> None:
             cfg.compute.threads_per_worker >= 1,
             "an integer >= 1",
         ),
+        (
+            "compute.timeout",
+            cfg.compute.timeout,
+            cfg.compute.timeout > 0,
+            "a number of seconds > 0",
+        ),
         ("data.scene.width", cfg.data.scene.width, cfg.data.scene.width >= 32, "an integer >= 32"),
         (
             "data.scene.height",

@@ -34,8 +34,19 @@ def store_root() -> Path:
 
 
 def tracking_uri(t: TrackingConfig) -> str:
-    """The configured URI, or an absolute ``sqlite:///`` path to ``mlflow.db``."""
-    return t.uri or f"sqlite:///{store_root() / 'mlflow.db'}"
+    """``tracking.uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///<root>/mlflow.db``.
+
+    ``mlflow run`` exports ``MLFLOW_TRACKING_URI`` with the run it created, so honouring it
+    keeps that run and ours in one store.
+    """
+    return (
+        t.uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{store_root() / 'mlflow.db'}"
+    )
+
+
+def is_local_store(uri: str) -> bool:
+    """True for stores on this machine's disk (SQLite, file), False for servers."""
+    return not uri.startswith(("http://", "https://", "databricks"))
 
 
 def setup(t: TrackingConfig) -> str:
@@ -51,7 +62,9 @@ def setup(t: TrackingConfig) -> str:
         exp = client.get_experiment_by_name(t.experiment)
         if exp is not None:
             return str(exp.experiment_id)
-        location = (store_root() / t.artifact_root).as_uri()
+        # A server chooses (and proxies) the artifact store itself; a local path would only
+        # be valid on this machine.
+        location = (store_root() / t.artifact_root).as_uri() if is_local_store(uri) else None
         return str(client.create_experiment(t.experiment, artifact_location=location))
     except MlflowException as exc:
         raise TrackingError(
@@ -79,6 +92,33 @@ def run_tags() -> dict[str, str]:
         pass
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    tags.update(sweep_tags())
+    return tags
+
+
+SWEEP_ID_VAR = "GEOENSEMBLE_SWEEP_ID"
+SWEEP_RUN_VAR = "GEOENSEMBLE_SWEEP_RUN_ID"
+
+
+def sweep_tags() -> dict[str, str]:
+    """``sweep_id``, job number and overrides of a Hydra multirun job (empty otherwise).
+
+    The sweep id comes from the environment, set by :mod:`geoensemble.sweep` in the process
+    that launches the jobs, so jobs in other processes (joblib launcher) share it.
+    """
+    sweep_id = os.environ.get(SWEEP_ID_VAR)
+    if not sweep_id:
+        return {}
+    tags = {"sweep_id": sweep_id}
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    if HydraConfig.initialized():
+        hc: Any = HydraConfig.get()  # a DictConfig at run time
+        num = OmegaConf.select(hc, "job.num")
+        if num is not None:
+            tags["sweep_job"] = str(num)
+        tags["sweep_overrides"] = " ".join(OmegaConf.select(hc, "overrides.task") or [])
     return tags
 
 
@@ -122,13 +162,19 @@ def parent_run(
 ) -> Iterator[str]:
     """The ensemble's parent run; marked FAILED with the reason if the body raises.
 
-    Under ``mlflow run`` the run it created (``MLFLOW_RUN_ID``) becomes the parent.
+    Under ``mlflow run`` the run it created (``MLFLOW_RUN_ID``) becomes the parent; in a Hydra
+    sweep each job's parent run is a child of the sweep's run instead.
     """
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    outer = os.environ.get("MLFLOW_RUN_ID")
-    if outer:
+    sweep_run = os.environ.get(SWEEP_RUN_VAR)
+    outer = None if sweep_run else os.environ.get("MLFLOW_RUN_ID")
+    if sweep_run:
+        run_id = client.create_run(
+            experiment_of(sweep_run), run_name=run_name, tags={PARENT_TAG: sweep_run}
+        ).info.run_id
+    elif outer:
         run_id = outer
         client.set_tag(run_id, "mlflow.runName", run_name)
     else:
@@ -467,3 +513,69 @@ def skops_trusted_types(pipeline: Any) -> list[str]:
     import skops.io
 
     return sorted(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)))
+
+
+# --------------------------------------------------------------------------- sweeps
+def start_sweep_run(
+    experiment_id: str, *, sweep_id: str, params: Mapping[str, Any], tags: Mapping[str, str]
+) -> tuple[str, bool]:
+    """The run every job of a Hydra sweep nests under; return ``(run_id, created)``.
+
+    Under ``mlflow run`` (``MLFLOW_RUN_ID`` set) that run is the sweep run and ``mlflow run``
+    ends it, so ``created`` is False.
+    """
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    outer = os.environ.get("MLFLOW_RUN_ID")
+    if outer:
+        run_id = outer
+        client.set_tag(run_id, "mlflow.runName", f"sweep-{sweep_id}")
+    else:
+        run_id = client.create_run(experiment_id, run_name=f"sweep-{sweep_id}").info.run_id
+    _log_batch(
+        run_id, params=params, tags={**tags, "sweep_id": sweep_id, "geoensemble.role": "sweep"}
+    )
+    return str(run_id), not outer
+
+
+def sweep_ensembles(sweep_run_id: str, sweep_id: str) -> list[dict[str, Any]]:
+    """The ensemble runs of a sweep: run id, status, job number, overrides and metrics."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    runs = client.search_runs(
+        [experiment_of(sweep_run_id)],
+        f"tags.sweep_id = '{sweep_id}' and tags.`geoensemble.role` = 'ensemble'",
+        max_results=5000,
+    )
+    return [
+        {
+            "run_id": r.info.run_id,
+            "run_name": r.info.run_name,
+            "status": r.info.status,
+            "job": int(r.data.tags.get("sweep_job", -1)),
+            "overrides": r.data.tags.get("sweep_overrides", ""),
+            "metrics": dict(r.data.metrics),
+        }
+        for r in runs
+    ]
+
+
+def finish_sweep_run(
+    run_id: str,
+    *,
+    created: bool,
+    failed: bool,
+    metrics: Mapping[str, float],
+    tags: Mapping[str, str],
+    summary: str | os.PathLike[str] | None = None,
+) -> None:
+    """Record the sweep's outcome on its run and end it (if this process created it)."""
+    from mlflow import MlflowClient
+
+    _log_batch(run_id, metrics=metrics, tags=tags)
+    if summary is not None:
+        log_artifact(run_id, summary)
+    if created:
+        MlflowClient().set_terminated(run_id, status="FAILED" if failed else "FINISHED")

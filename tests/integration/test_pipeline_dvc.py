@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import mlflow
@@ -13,30 +11,10 @@ import pytest
 import rasterio
 import yaml
 
-from tests.conftest import ROOT, TINY, run, tool
+from tests.conftest import TINY, run, tool
+from tests.integration.conftest import copy_project
 
 pytestmark = pytest.mark.integration
-
-
-def copy_project(dst: Path) -> Path:
-    """The project's tracked (and untracked, not ignored) files, as a fresh clone would have."""
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    for f in files:
-        src = ROOT / f
-        if (
-            src.is_file()
-            and not f.startswith(("data/", "reports/", "outputs/"))
-            and f != "dvc.lock"
-        ):
-            (dst / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / f)
-    return dst
 
 
 @pytest.fixture(scope="module")

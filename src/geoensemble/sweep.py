@@ -1,0 +1,246 @@
+"""Hydra multirun sweeps: one sweep id and parent run for all jobs, and a summary at the end.
+
+``python pipelines/train.py -m model=kmeans,gmm model.n_clusters=4,8`` runs one ensemble per
+job. :class:`SweepCallback` (registered in ``conf/config.yaml`` under ``hydra.callbacks``)
+runs in the launching process: before the jobs it creates the sweep's MLflow run and exports
+its id and the sweep id in the environment, which every job inherits (also the joblib
+launcher's worker processes, started later); after the jobs it names the best job by the
+ensemble metric (AIC by default) in ``<sweep dir>/sweep_summary.json``, on the sweep run and
+on stdout.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from geoensemble.config import EnsembleConfig, TrackingConfig
+from geoensemble.errors import ConfigError, GeoEnsembleError
+
+SUMMARY_NAME = "sweep_summary.json"
+T = TypeVar("T")
+
+
+@dataclass
+class _Sweep:
+    sweep_id: str
+    run_id: str
+    created: bool
+    metric: str
+    direction: str
+    sweep_dir: Path
+
+
+_active: _Sweep | None = None
+
+
+def new_sweep_id() -> str:
+    """A sortable, unique sweep id: ``YYYYmmdd-HHMMSS-<6 hex>``."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def check_launcher(config: DictConfig, uri: str) -> None:
+    """Refuse parallel jobs writing to one SQLite file: they lose runs to locking.
+
+    Raises
+    ------
+    ConfigError
+        If the launcher runs jobs in parallel and the tracking store is SQLite.
+    """
+    launcher = OmegaConf.select(config, "hydra.launcher") or {}
+    target = str(launcher.get("_target_", ""))
+    n_jobs = launcher.get("n_jobs", 1)
+    if "joblib" in target.lower() and n_jobs != 1 and uri.startswith("sqlite:"):
+        raise ConfigError(
+            f"hydra/launcher=joblib runs jobs in parallel (hydra.launcher.n_jobs={n_jobs}) but "
+            f"tracking.uri is the SQLite file {uri}, which parallel writers lock: start "
+            f"`mlflow server` and add tracking=server (tracking.uri=http://127.0.0.1:5000), or "
+            f"set hydra.launcher.n_jobs=1"
+        )
+
+
+def _section(config: DictConfig, key: str, schema: type[T]) -> T:
+    """One validated section of the launching process's config."""
+    try:
+        node = OmegaConf.to_container(config[key], resolve=True)
+        obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(
+            f"invalid config at key '{key}': {str(exc).splitlines()[0]}. Check it against "
+            f"conf/{key}/"
+        ) from None
+    assert isinstance(obj, schema)
+    return obj
+
+
+def start(config: DictConfig) -> _Sweep:
+    """Create (or adopt, under ``mlflow run``) the sweep run and export the sweep ids."""
+    global _active
+    from geoensemble import tracking
+
+    # Only what the sweep itself needs: other keys may interpolate job values
+    # (${hydra:job.num}) that exist only in the jobs, which validate everything themselves.
+    tcfg = _section(config, "tracking", TrackingConfig)
+    ecfg = _section(config, "ensemble", EnsembleConfig)
+    uri = tracking.tracking_uri(tcfg)
+    check_launcher(config, uri)
+    sweep_id = os.environ.get(tracking.SWEEP_ID_VAR) or new_sweep_id()
+    exp_id = tracking.setup(tcfg)
+    # unresolved: overrides may hold job interpolations (paths.reports=out/${hydra:job.num})
+    overrides = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
+    assert isinstance(overrides, list)
+    tags = {k: v for k, v in tracking.run_tags().items() if not k.startswith("sweep_")}
+    run_id, created = tracking.start_sweep_run(
+        exp_id,
+        sweep_id=sweep_id,
+        params={"sweep.overrides": " ".join(map(str, overrides))},
+        tags=tags,
+    )
+    os.environ[tracking.SWEEP_ID_VAR] = sweep_id
+    os.environ[tracking.SWEEP_RUN_VAR] = run_id
+    _active = _Sweep(
+        sweep_id=sweep_id,
+        run_id=run_id,
+        created=created,
+        metric=ecfg.metric,
+        direction=ecfg.direction.value,
+        sweep_dir=Path(str(OmegaConf.select(config, "hydra.sweep.dir") or ".")),
+    )
+    print(f"sweep {sweep_id}: MLflow run {run_id} at {uri}", flush=True)
+    return _active
+
+
+def summarize(
+    rows: list[dict[str, Any]], *, metric: str, direction: str
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The best finished job by ``best_<metric>`` and every job's row, ordered by job number.
+
+    Parameters
+    ----------
+    rows
+        Ensemble runs as returned by :func:`geoensemble.tracking.sweep_ensembles`.
+    metric, direction
+        The ensemble's selection metric and ``minimize`` or ``maximize``.
+    """
+    key = f"best_{metric}"
+    jobs = [
+        {
+            "job": r["job"],
+            "overrides": r["overrides"],
+            "run_id": r["run_id"],
+            "status": r["status"],
+            key: r["metrics"].get(key),
+        }
+        for r in sorted(rows, key=lambda r: (r["job"], r["run_id"]))
+    ]
+    # What tells the jobs apart: the overrides that not every job shares.
+    tokens = [j["overrides"].split(" ") for j in jobs]
+    common = set.intersection(*map(set, tokens)) if len(tokens) > 1 else set()
+    for j, toks in zip(jobs, tokens, strict=True):
+        j["changed"] = " ".join(t for t in toks if t not in common)
+    done = [j for j in jobs if j["status"] == "FINISHED" and j[key] is not None]
+    if not done:
+        return None, jobs
+    pick = min if direction == "minimize" else max
+    return pick(done, key=lambda j: j[key]), jobs
+
+
+def finish(*, failed: bool) -> dict[str, Any] | None:
+    """Write the summary, record it on the sweep run and clear the exported ids."""
+    global _active
+    from geoensemble import tracking
+    from geoensemble.stages import write_json
+
+    sweep, _active = _active, None
+    if sweep is None:
+        return None
+    try:
+        rows = tracking.sweep_ensembles(sweep.run_id, sweep.sweep_id)
+        best, jobs = summarize(rows, metric=sweep.metric, direction=sweep.direction)
+        key = f"best_{sweep.metric}"
+        failed = failed or any(j["status"] != "FINISHED" for j in jobs)
+        summary = {
+            "sweep_id": sweep.sweep_id,
+            "sweep_run_id": sweep.run_id,
+            "metric": sweep.metric,
+            "direction": sweep.direction,
+            "status": "FAILED" if failed else "FINISHED",
+            "best": best,
+            "jobs": jobs,
+        }
+        path = write_json(sweep.sweep_dir / SUMMARY_NAME, summary)
+        metrics: dict[str, float] = {"n_jobs": len(jobs)}
+        tags = {}
+        if best is not None:
+            metrics[key] = best[key]
+            tags = {
+                "best_job": str(best["job"]),
+                "best_run_id": best["run_id"],
+                "best_overrides": best["changed"],
+            }
+        tracking.finish_sweep_run(
+            sweep.run_id,
+            created=sweep.created,
+            failed=failed,
+            metrics=metrics,
+            tags=tags,
+            summary=path,
+        )
+        for j in jobs:
+            print(
+                f"sweep {sweep.sweep_id}: job {j['job']:>3} {j['status']:<8} "
+                f"{key}={'-' if j[key] is None else format(j[key], '.6g')} [{j['changed']}]",
+                flush=True,
+            )
+        if best is not None:
+            print(
+                f"sweep {sweep.sweep_id}: best job {best['job']} by {sweep.metric} "
+                f"({sweep.direction}): {key}={best[key]:.6g} [{best['changed']}] "
+                f"run {best['run_id']}; summary in {path}",
+                flush=True,
+            )
+        return summary
+    finally:
+        os.environ.pop(tracking.SWEEP_ID_VAR, None)
+        os.environ.pop(tracking.SWEEP_RUN_VAR, None)
+
+
+def active() -> bool:
+    """Whether a sweep started in this process has not been finished yet."""
+    return _active is not None
+
+
+class SweepCallback(Callback):
+    """Hydra callback that brackets a multirun with :func:`start` and :func:`finish`."""
+
+    # Hydra turns a callback's exception into a mere warning: exit instead, so a sweep never
+    # runs without its id, nor ends without its summary, unnoticed.
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            start(config)
+        except Exception as exc:
+            _exit(exc, "cannot start the sweep")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            finish(failed=False)
+        except Exception as exc:
+            _exit(exc, "cannot summarize the sweep")
+
+
+def _exit(exc: Exception, what: str) -> None:
+    if os.environ.get("GEOENSEMBLE_DEBUG"):
+        traceback.print_exc()
+    msg = str(exc) if isinstance(exc, GeoEnsembleError) else f"{what}: {type(exc).__name__}: {exc}"
+    print(f"geoensemble sweep: error: {msg}", file=sys.stderr)
+    raise SystemExit(2) from None
