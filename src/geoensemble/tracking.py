@@ -355,26 +355,28 @@ def end_run(run_id: str, *, failed: BaseException | None = None) -> None:
 
 # --------------------------------------------------------------------------- predict: models
 def find_ensemble_run(spec: str, experiment_id: str) -> str:
-    """The parent run of one ensemble: a run id, ``latest``, or a ``key=value`` tag.
+    """The parent run of one ensemble: a run id, ``latest``, or a ``key:value`` tag.
 
-    ``latest`` and tags pick the most recent ensemble parent run of the experiment.
+    ``latest`` and tags pick the most recent ensemble parent run of the experiment
+    (``key=value`` works too, quoted on a Hydra command line).
     """
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     client = MlflowClient()
-    if spec != "latest" and "=" not in spec:
+    sep = "=" if "=" in spec else ":" if ":" in spec else None
+    if spec != "latest" and sep is None:
         try:
             return str(client.get_run(spec).info.run_id)
         except MlflowException:
             raise ModelNotFoundError(
                 f"predict.ensemble={spec!r}: no such run in the store "
                 f"{mlflow_uri()}; give the parent run id from reports/train.json, "
-                f"'latest', or a key=value tag of the ensemble run"
+                f"'latest', or a key:value tag of the ensemble run"
             ) from None
     query = "tags.`geoensemble.role` = 'ensemble'"
-    if "=" in spec:
-        key, value = (p.strip() for p in spec.split("=", 1))
+    if sep is not None:
+        key, value = (p.strip() for p in spec.split(sep, 1))
         query += f" and tags.`{key}` = '{value}'"
     runs = client.search_runs(
         [experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1

@@ -66,7 +66,7 @@ def cog_options(*, compress: str, dtype: str, categorical: bool) -> dict[str, st
     opts = {
         "BLOCKSIZE": str(TILE),
         "COMPRESS": compress.upper(),
-        "OVERVIEWS": "IF_NEEDED",
+        "OVERVIEWS": "AUTO",
         "OVERVIEW_RESAMPLING": "NEAREST" if categorical else "AVERAGE",
         "BIGTIFF": "IF_SAFER",
         "NUM_THREADS": "ALL_CPUS",

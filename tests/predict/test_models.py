@@ -1,0 +1,155 @@
+"""Which models: feature checks, the external-model opt-in, and registry resolution."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+import rasterio
+
+from geoensemble.config import (
+    AppConfig,
+    ExternalModelConfig,
+    PredictOutputsConfig,
+    TrackingConfig,
+)
+from geoensemble.errors import ConfigError, FeatureMismatchError, InputFileError, ModelNotFoundError
+from geoensemble.predict import (
+    BlockPredictor,
+    ClassScheme,
+    Member,
+    check_features,
+    external_member,
+    output_keys,
+    predict_scene,
+    resolve_members,
+)
+from tests.predict.conftest import NAMES, fit_forest, fit_kmeans, make_scene, register, valid_table
+
+
+@pytest.mark.parametrize(
+    ("model", "scene", "match"),
+    [
+        (["a", "b", "c"], ["a", "b"], r"lacks feature\(s\) \['c'\].*extra in the scene: none"),
+        (["a", "b", "c"], ["a", "x", "y"], r"\['b', 'c'\].*extra in the scene: \['x', 'y'\]"),
+        (["ndvi"], ["NDVI"], r"lacks feature\(s\) \['ndvi'\].*\['NDVI'\]"),
+        (["a"], [], r"lacks feature\(s\) \['a'\]"),
+    ],
+)
+def test_feature_mismatch_lists_missing_and_extra(model: list, scene: list, match: str) -> None:
+    with pytest.raises(FeatureMismatchError, match=match):
+        check_features(model, scene, where="scene 'x'")
+
+
+def test_scene_order_and_extra_layers_are_fixed_automatically(tmp_path: Path) -> None:
+    ds = make_scene(names=["extra", *reversed(NAMES)])
+    est = fit_kmeans(NAMES)
+    names = check_features(NAMES, list(ds.data_vars), where="scene")
+    assert names == NAMES
+    members = [Member("m", est, NAMES, "test:m")]
+    pred = BlockPredictor(members, names, ClassScheme.of(members), ["member:0"])
+    s = predict_scene(ds, pred, {"member:0": tmp_path / "m.tif"}, block_size=64)
+    X, mask = valid_table(ds, NAMES)
+    with rasterio.open(s.maps["member:0"]) as src:
+        np.testing.assert_array_equal(src.read(1)[mask], est.predict(X))
+
+
+def save(model: object, path: Path) -> Path:
+    if path.suffix == ".joblib":
+        joblib.dump(model, path)
+    else:
+        path.write_bytes(pickle.dumps(model))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({}, ConfigError, r"runs code stored in the file.*predict\.external\.allow_pickle=true"),
+        ({"allow_pickle": True}, ConfigError, r"predict\.external\.feature_names is empty"),
+        (
+            {"allow_pickle": True, "feature_names": NAMES, "path": "missing.pkl"},
+            InputFileError,
+            r"missing\.pkl does not exist",
+        ),
+        (
+            {"allow_pickle": True, "feature_names": NAMES, "path": "notamodel.pkl"},
+            ConfigError,
+            r"holds a dict, not a model",
+        ),
+        (
+            {"allow_pickle": True, "feature_names": ["a", "b"], "path": "named.joblib"},
+            FeatureMismatchError,
+            r"differ from the names named\.joblib was fitted with \['p', 'q'\]",
+        ),
+    ],
+)
+def test_external_model_is_refused_without_the_opt_in_and_checked(
+    tmp_path: Path, kwargs: dict, error: type, match: str
+) -> None:
+    import pandas as pd
+    from sklearn.cluster import KMeans
+
+    save(fit_kmeans(NAMES), tmp_path / "model.pkl")
+    save({"not": "a model"}, tmp_path / "notamodel.pkl")
+    frame = pd.DataFrame({"p": [0.0, 1, 2, 3], "q": [1.0, 0, 1, 0]})
+    save(KMeans(2, n_init=1).fit(frame), tmp_path / "named.joblib")
+    ext = ExternalModelConfig(path=str(tmp_path / kwargs.pop("path", "model.pkl")), **kwargs)
+    with pytest.raises(error, match=match):
+        external_member(ext)
+
+
+def test_external_model_with_the_opt_in_predicts(tmp_path: Path) -> None:
+    est = fit_forest(NAMES)
+    ext = ExternalModelConfig(
+        path=str(save(est, tmp_path / "automl.joblib")), allow_pickle=True, feature_names=NAMES
+    )
+    m = external_member(ext)
+    assert (m.label, m.kind, m.feature_names) == ("automl", "classifier", NAMES)
+    X, _ = valid_table(make_scene(), NAMES)
+    keys = output_keys([m], PredictOutputsConfig())
+    out = BlockPredictor([m], NAMES, ClassScheme.of([m]), keys).predict_table(X[:500])
+    np.testing.assert_array_equal(out["member:0"], est.predict(X[:500]))
+
+
+def cfg_with(make_cfg, *overrides: str) -> AppConfig:
+    return make_cfg(*overrides)
+
+
+def test_models_resolve_by_alias_version_and_ensemble(make_cfg, store: TrackingConfig) -> None:
+    from geoensemble import tracking
+
+    ests = [fit_kmeans(NAMES, k) for k in (3, 4, 5)]
+    parent, versions = register(store, ests, NAMES, ensemble_tags={"campaign": "spring"})
+    register(store, [fit_kmeans(NAMES, 6)], NAMES, alias=None)  # a later, other ensemble
+    exp = tracking.setup(store)
+
+    def uris(*overrides: str) -> list[str]:
+        return [m.uri for m in resolve_members(make_cfg(*overrides), exp)]
+
+    assert uris() == ["models:/geoensemble@champion"]
+    assert uris("predict.model_uri=models:/geoensemble/2") == ["models:/geoensemble/2"]
+    kept = [f"models:/geoensemble/{v}" for v in versions]
+    assert uris(f"predict.ensemble={parent}") == kept
+    assert uris("predict.ensemble=campaign:spring") == kept
+    assert uris("predict.ensemble='campaign=spring'") == kept
+    assert uris("predict.ensemble=latest") == ["models:/geoensemble/4"]
+    ms = resolve_members(make_cfg(f"predict.ensemble={parent}"), exp)
+    assert [m.label for m in ms] == ["geoensemble_v1", "geoensemble_v2", "geoensemble_v3"]
+    assert all(m.run_id and m.model_id and m.feature_names == NAMES for m in ms)
+    with pytest.raises(ModelNotFoundError, match=r"predict\.ensemble='0123abcd'"):
+        resolve_members(make_cfg("predict.ensemble=0123abcd"), exp)
+    with pytest.raises(ModelNotFoundError, match=r"no ensemble run matches"):
+        resolve_members(make_cfg("predict.ensemble=campaign:autumn"), exp)
+
+
+def test_members_of_different_kinds_are_refused(make_cfg, store: TrackingConfig) -> None:
+    from geoensemble import tracking
+
+    register(store, [fit_kmeans(NAMES), fit_forest(NAMES)], NAMES)
+    cfg = make_cfg("predict.models=[models:/geoensemble/1,models:/geoensemble/2]")
+    with pytest.raises(ConfigError, match=r"mix model kinds \['classifier', 'cluster'\]"):
+        resolve_members(cfg, tracking.setup(store))

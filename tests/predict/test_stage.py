@@ -1,0 +1,118 @@
+"""The predict stage end to end: real Zarr features, a real SQLite MLflow store, COG maps
+with provenance, quicklooks, the predict run, overwrite rules, ensembles, other scenes."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import rasterio
+
+from geoensemble import stages
+from geoensemble.config import DataConfig, TrackingConfig
+from geoensemble.errors import OutputError
+from geoensemble.io.stack import write_store
+from tests.predict.conftest import NAMES, fit_forest, fit_kmeans, make_scene, register, valid_table
+
+H, W = 620, 700  # > 512: tiled COG with an overview
+
+
+@pytest.fixture
+def project(tmp_path: Path, store: TrackingConfig) -> Path:
+    write_store(make_scene(H, W, chunks=256), tmp_path / "features", meta={"feature_names": NAMES})
+    return tmp_path
+
+
+def test_predict_stage_writes_a_cog_with_provenance_and_a_predict_run(
+    project: Path, make_cfg, store: TrackingConfig
+) -> None:
+    est = fit_kmeans(NAMES, 6)
+    register(store, [est], NAMES)
+    cfg = make_cfg("predict.block_size=512")
+    out = stages.predict(cfg)
+    path = project / "maps" / "synthetic_geoensemble_champion.tif"
+    assert out["path"] == str(path)
+    ds = make_scene(H, W)
+    X, mask = valid_table(ds, NAMES)
+    with rasterio.open(path) as src:
+        got = src.read(1)
+        assert src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        assert src.profile["compress"] == "lzw" and src.block_shapes[0] == (512, 512)
+        assert src.overviews(1) == [2]
+        assert (src.width, src.height, src.crs.to_epsg()) == (W, H, 32613)
+        tags = src.tags()
+    np.testing.assert_array_equal(got[mask], est.predict(X))
+    assert (got[~mask] == 255).all()
+    assert tags["predict_run_id"] == out["run_id"] and tags["model_version"] == "1"
+    assert tags["model_uri"] == "models:/geoensemble@champion" and tags["member_run_ids"]
+    assert re.fullmatch(r"[0-9a-f]{64}", tags["config_sha256"])
+    assert json.loads(tags["dvc_inputs"]) == {}  # no dvc.lock knows these features
+    assert path.with_suffix(".png").stat().st_size > 1000
+    run = mlflow.MlflowClient().get_run(out["run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags["geoensemble.role"] == "predict"
+    m = run.data.metrics
+    assert m["pixels"] == H * W and m["valid_pixels"] == mask.sum()
+    assert sum(v for k, v in m.items() if k.startswith("class_")) == mask.sum()
+    assert len(run.inputs.model_inputs) == 1
+
+    with pytest.raises(OutputError, match=r"already exist outside DVC-managed.*overwrite=true"):
+        stages.predict(cfg)
+    stages.predict(make_cfg("predict.block_size=512", "predict.overwrite=true"))
+
+
+def test_ensemble_members_vote_agreement_and_probabilities(
+    project: Path, make_cfg, store: TrackingConfig
+) -> None:
+    ests = [fit_forest(NAMES, seed) for seed in (0, 1, 2)]
+    register(store, ests, NAMES)
+    out = stages.predict(make_cfg("predict=ensemble", "predict.progress=false"))
+    maps = {k: Path(v) for k, v in out["scenes"]["synthetic"]["maps"].items()}
+    assert sorted(p.name for p in maps.values()) == sorted(
+        [f"synthetic_geoensemble_v{i}.tif" for i in (1, 2, 3)]
+        + [
+            f"synthetic_geoensemble_ensemble_{k}.tif"
+            for k in ("vote", "agreement", "probabilities", "max_probability")
+        ]
+    )
+    X, mask = valid_table(make_scene(H, W), NAMES)
+    preds = np.stack([e.predict(X) for e in ests])
+    with rasterio.open(maps["vote"]) as v, rasterio.open(maps["agreement"]) as a:
+        vote, agree = v.read(1)[mask], a.read(1)[mask]
+    unanimous = (preds == preds[0]).all(axis=0)
+    np.testing.assert_array_equal(agree[unanimous], 100)
+    np.testing.assert_array_equal(vote[unanimous], preds[0][unanimous])
+    assert set(np.unique(agree)) <= {33, 67, 100}
+    with rasterio.open(maps["probabilities"]) as p:
+        probs = p.read()[:, mask]
+    mean = np.mean([e.predict_proba(X) for e in ests], axis=0)
+    np.testing.assert_array_equal(probs.T, np.rint(100 * mean).astype(np.uint8))
+
+
+def test_another_scene_is_ingested_and_featurized_in_memory(
+    tmp_path: Path, make_cfg, store: TrackingConfig
+) -> None:
+    from geoensemble.features.build import build_features
+    from geoensemble.io.stack import build_stack
+    from geoensemble.synthetic import write_scene
+
+    cfg = make_cfg("predict.scheduler=distributed")
+    write_scene(tmp_path / "other", width=300, height=260, seed=7)
+    scene = DataConfig(name="other", format="geotiff_dir", path=str(tmp_path / "other/scene"))
+    scene.pattern = "B*.TIF"
+    feats = build_features(build_stack(scene), cfg.features)
+    names = list(map(str, feats.data_vars))
+    X, mask = valid_table(feats, names)
+    from sklearn.cluster import KMeans
+
+    est = KMeans(4, n_init=1, random_state=0).fit(X[::7])
+    register(store, [est], names)
+    cfg.predict.scenes = [scene]
+    out = stages.predict(cfg)
+    with rasterio.open(out["scenes"]["other"]["maps"]["member:0"]) as src:
+        got = src.read(1)
+    np.testing.assert_array_equal(got[mask], est.predict(X))
+    assert (got[~mask] == 255).all()
