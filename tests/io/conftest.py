@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from rasterio.errors import NotGeoreferencedWarning
 
 from geoensemble.config import Align, DataConfig, LayerSpecConfig, TargetGridConfig
 from geoensemble.io.checks import check_data_config
@@ -31,18 +33,21 @@ def write_tif(
     """A plain GeoTiff (band-first if 3-D) with the given grid."""
     a = arr[np.newaxis] if arr.ndim == 2 else arr
     path.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=a.shape[2],
-        height=a.shape[1],
-        count=a.shape[0],
-        dtype=a.dtype,
-        crs=crs,
-        transform=transform,
-        nodata=nodata,
-    ) as dst:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # no-CRS files on purpose
+        dst = rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            width=a.shape[2],
+            height=a.shape[1],
+            count=a.shape[0],
+            dtype=a.dtype,
+            crs=crs,
+            transform=transform,
+            nodata=nodata,
+        )
+    with dst:
         dst.write(a)
         for i, d in enumerate(descriptions or [], start=1):
             dst.set_band_description(i, d)

@@ -14,7 +14,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.warp import calculate_default_transform, transform_bounds
 
-from geoensemble.errors import GridMismatchError
+from geoensemble.errors import GridMismatchError, LayerNotFoundError
 
 if TYPE_CHECKING:
     from geoensemble.io.window import Layer
@@ -154,7 +154,7 @@ def align(
     names = list(layers)
     ref_name = reference or names[0]
     if ref_name not in layers:
-        raise GridMismatchError(
+        raise LayerNotFoundError(
             f"data.reference={ref_name!r} is not a layer: choose one of {names}"
         )
     with_crs = [n for n, lay in layers.items() if lay.grid.crs is not None]

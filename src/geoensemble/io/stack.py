@@ -87,7 +87,8 @@ class _Blocks:
         # dask passes slices for chunks, but fuses plain indexing (ints, steps) into reads.
         key = key if isinstance(key, tuple) else (key,)
         key = key + (slice(None),) * (2 - len(key))
-        bounds, picks = [], []
+        bounds: list[slice] = []
+        picks: list[slice | int] = []
         for k, n in zip(key, self.shape, strict=True):
             if isinstance(k, slice):
                 start, stop, step = k.indices(n)

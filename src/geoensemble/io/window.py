@@ -39,8 +39,9 @@ class Layer(Protocol):
 def nodata_mask(raw: np.ndarray, value: float) -> np.ndarray:
     """Where ``raw`` equals a no-data ``value``, compared at the precision the file stores.
 
-    Integers compare exactly (65535 in uint16); floats compare at float32 precision, because
-    files often record ``-3.4e38`` for a float32 ``-3.4028235e38``.
+    Integers compare exactly (65535 in uint16); floats compare at float32 precision. Sentinels
+    near the float32 limit (``|value| >= 1e30``) match within 2 %: a spec's ``-3.4e38`` must
+    catch the ``-3.4028235e38`` that GIS software writes, and no real value is that large.
     """
     if math.isnan(value):
         return np.isnan(raw) if raw.dtype.kind == "f" else np.zeros(raw.shape, bool)
@@ -49,6 +50,10 @@ def nodata_mask(raw: np.ndarray, value: float) -> np.ndarray:
         if value != int(value) or not info.min <= value <= info.max:
             return np.zeros(raw.shape, bool)
         return raw == raw.dtype.type(value)
+    if abs(value) >= 1e30:
+        with np.errstate(invalid="ignore", over="ignore"):
+            ratio = raw.astype("float64", copy=False) / value
+        return (ratio > 0.98) & (ratio < 1.02)
     return raw.astype("float32", copy=False) == np.float32(value)
 
 
