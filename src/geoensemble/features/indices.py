@@ -47,33 +47,51 @@ NAMED_INDICES: dict[str, tuple[str, str, str]] = {
 }
 
 
-def _undefined_where_zero(out: np.ndarray, den: np.ndarray) -> np.ndarray:
-    # A zero denominator has no defined index: NaN, not inf.
-    out[den == 0] = np.nan
-    return out
+#: Elements per inner block: the kernels' temporaries stay in cache, so an index costs about
+#: as much as reading its two inputs once (faster than numpy's whole-array expression).
+BLOCK = 1 << 15
 
 
 def _floats(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     dtype = np.result_type(a, b, np.float32)
-    return np.asarray(a, dtype=dtype), np.asarray(b, dtype=dtype)
+    a, b = np.broadcast_arrays(np.asarray(a, dtype=dtype), np.asarray(b, dtype=dtype))
+    return a, b
+
+
+def _blockwise(
+    a: np.ndarray, b: np.ndarray, kernel: Callable[[np.ndarray, np.ndarray, np.ndarray], None]
+) -> np.ndarray:
+    """Run ``kernel(a, b, out)`` over flat blocks of ``BLOCK`` elements."""
+    a, b = _floats(a, b)
+    out = np.empty(a.shape, dtype=a.dtype)
+    fa, fb, fo = a.reshape(-1), b.reshape(-1), out.reshape(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for start in range(0, fo.size, BLOCK):
+            stop = min(start + BLOCK, fo.size)
+            kernel(fa[start:stop], fb[start:stop], fo[start:stop])
+    return out
+
+
+def _nd_kernel(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    den = a + b
+    np.subtract(a, b, out=out)
+    np.divide(out, den, out=out)
+    np.copyto(out, np.nan, where=den == 0)  # undefined, not inf
+
+
+def _ratio_kernel(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    np.divide(a, b, out=out)
+    np.copyto(out, np.nan, where=b == 0)
 
 
 def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``(a - b) / (a + b)``; NaN where ``a + b == 0`` or an input is NaN."""
-    a, b = _floats(a, b)
-    den = a + b
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.subtract(a, b)
-        np.divide(out, den, out=out)
-    return _undefined_where_zero(out, den)
+    return _blockwise(a, b, _nd_kernel)
 
 
 def ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a / b``; NaN where ``b == 0``."""
-    a, b = _floats(a, b)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.divide(a, b)
-    return _undefined_where_zero(out, b)
+    return _blockwise(a, b, _ratio_kernel)
 
 
 def difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
