@@ -1,0 +1,155 @@
+"""DVC experiments with real DVC in a temporary git repo: a queued grid run in temporary copies,
+``dvc exp show``, MLflow runs tagged with the experiment name in the project's own store, and
+a round trip through a local DVC remote.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+import yaml
+from omegaconf import OmegaConf
+
+from tests.conftest import ROOT, TINY, run, tool
+from tests.integration.conftest import copy_project
+
+pytestmark = pytest.mark.integration
+
+
+def gmm() -> bool:
+    return (ROOT / "conf/model/gmm.yaml").exists()
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The project in a git repo whose conf/ itself holds the tiny scene, after dvc repro.
+
+    The tiny values go into ``conf/config.yaml`` (after the groups, so they win) because
+    ``dvc exp run`` recomposes conf/ from scratch with only the ``-S`` overrides.
+    """
+    d = copy_project(tmp_path_factory.mktemp("exp-project"))
+    tiny = OmegaConf.to_yaml(OmegaConf.from_dotlist([*TINY, "ensemble.size=2"]))
+    with (d / "conf/config.yaml").open("a") as f:
+        f.write("\n# tests: a tiny scene\n" + tiny)
+    run(["git", "init", "-q", "-b", "main"], d)
+    run([tool("python"), "-m", "geoensemble.params"], d)
+    run(["git", "add", "-A"], d)
+    run(["git", "commit", "-qm", "project"], d)
+    run([tool("dvc"), "repro"], d, timeout=900)
+    run(["git", "add", "-A"], d)
+    run(["git", "commit", "-qm", "baseline"], d)
+    try:
+        yield d
+    finally:
+        run([tool("dvc"), "queue", "stop"], d, check=False, timeout=120)
+
+
+def exp_rows(shown: Any) -> list[dict[str, Any]]:
+    """Every experiment (not the baseline) of ``dvc exp show --json``, with params and metrics."""
+    rows = []
+    for base in shown:
+        for exp in base.get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                data = rev.get("data") or {}
+                params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
+                metrics = (data.get("metrics") or {}).get("reports/metrics.json", {}).get("data")
+                rows.append(
+                    {
+                        "name": rev.get("name") or exp.get("name"),
+                        "params": params,
+                        "metrics": metrics,
+                    }
+                )
+    return rows
+
+
+def wait_for_queue(repo: Path, timeout: float = 900) -> str:
+    """Poll ``dvc queue status`` until nothing is queued or running; return the last table."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = run([tool("dvc"), "queue", "status"], repo).stdout
+        if not any(w in out for w in ("Queued", "Running")):
+            return out
+        time.sleep(3)
+    pytest.fail(f"dvc queue did not finish in {timeout} s:\n{out}")
+
+
+def test_queued_grid_runs_in_temp_copies_and_logs_to_the_project_store(repo: Path) -> None:
+    family = "gmm" if gmm() else "kmeans"
+    grid = run(
+        [
+            *(tool("dvc"), "exp", "run", "--queue"),
+            *("-S", f"model={family}", "-S", "model.n_clusters=range(4,8,2)"),
+            *("-S", "ensemble.size=3"),
+        ],
+        repo,
+    )
+    assert grid.stdout.count("Queued experiment") == 2
+    run([tool("dvc"), "queue", "start"], repo)
+    status = wait_for_queue(repo)
+    assert status.count("Success") == 2, status
+
+    shown = json.loads(run([tool("dvc"), "exp", "show", "--json"], repo).stdout)
+    rows = exp_rows(shown)
+    assert len(rows) == 2, rows
+    by_name = {r["name"]: r for r in rows}
+    assert sorted(r["params"]["model"]["n_clusters"] for r in rows) == [4, 6]
+    for r in rows:
+        assert r["params"]["model"]["name"] == family and r["params"]["ensemble"]["size"] == 3
+        # AIC and the agreement with the ground truth, per experiment
+        assert r["metrics"]["champion_aic"] == pytest.approx(r["metrics"]["best_aic"])
+        assert 0 < r["metrics"]["champion_adjusted_rand"] <= 1
+    table = run([tool("dvc"), "exp", "show", "--md", "--only-changed"], repo).stdout
+    assert "champion_aic" in table and "model.n_clusters" in table
+
+    # Each experiment ran in a temporary copy (.dvc/tmp/exps) that DVC deleted afterwards; its
+    # runs are in the project's mlflow.db, tagged with the experiment's name.
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name("geoensemble")
+    assert exp.artifact_location == (repo / "mlartifacts").as_uri()
+    ensembles = client.search_runs(
+        [exp.experiment_id], "tags.`geoensemble.role` = 'ensemble' and tags.dvc_exp_name != ''"
+    )
+    assert {e.data.tags["dvc_exp_name"] for e in ensembles} == set(by_name)
+    for e in ensembles:
+        row = by_name[e.data.tags["dvc_exp_name"]]
+        assert e.info.status == "FINISHED"
+        assert e.data.params["model.n_clusters"] == str(row["params"]["model"]["n_clusters"])
+        assert e.data.params["model.name"] == row["params"]["model"]["name"]
+        assert e.data.metrics["best_aic"] == pytest.approx(row["metrics"]["best_aic"])
+        members = client.search_runs(
+            [exp.experiment_id], f"tags.mlflow.parentRunId = '{e.info.run_id}'"
+        )
+        assert len(members) == row["params"]["ensemble"]["size"]
+        assert all(m.data.tags["dvc_exp_name"] == e.data.tags["dvc_exp_name"] for m in members)
+    assert not list((repo / ".dvc").rglob("mlflow.db"))
+
+
+def test_remote_push_clone_pull_is_up_to_date(repo: Path, tmp_path: Path) -> None:
+    remote = tmp_path / "remote"
+    run([tool("dvc"), "remote", "add", "-d", "local", str(remote)], repo)
+    run(["git", "commit", "-qm", "local remote", ".dvc/config"], repo)
+    pushed = run([tool("dvc"), "push"], repo)
+    assert "pushed" in pushed.stdout and remote.is_dir()
+
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    assert not (clone / "outputs/maps").exists()
+    run([tool("dvc"), "pull"], clone)
+    status = run([tool("dvc"), "status"], clone).stdout
+    assert "up to date" in status, status
+    repro = run([tool("dvc"), "repro"], clone).stdout
+    assert "up to date" in repro.lower() and "Running stage" not in repro, repro
+    maps = sorted(p.relative_to(repo) for p in (repo / "outputs/maps").rglob("*.tif"))
+    assert maps
+    for m in maps:
+        assert (clone / m).read_bytes() == (repo / m).read_bytes()
+    lock = yaml.safe_load((clone / "dvc.lock").read_text())
+    assert set(lock["stages"]) >= {"scene", "ingest", "featurize", "train", "evaluate", "predict"}
