@@ -341,12 +341,6 @@ def _range_checks(cfg: AppConfig) -> None:
             cfg.compute.timeout > 0,
             "a number of seconds > 0",
         ),
-        (
-            "compute.timeout",
-            cfg.compute.timeout,
-            cfg.compute.timeout > 0,
-            "a number of seconds > 0",
-        ),
         ("data.scene.width", cfg.data.scene.width, cfg.data.scene.width >= 32, "an integer >= 32"),
         (
             "data.scene.height",
