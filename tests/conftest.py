@@ -102,6 +102,7 @@ def make_cfg(tmp_path: Path) -> Callable[..., AppConfig]:
             f"paths.raw={tmp_path}/raw",
             f"paths.stack={tmp_path}/stack",
             f"paths.features={tmp_path}/features",
+            f"paths.labels={tmp_path}/labels",
             f"paths.reports={tmp_path}/reports",
             f"data.path={tmp_path}/raw/scene",
             f"data.truth={tmp_path}/raw/labels/truth.tif",

@@ -153,11 +153,6 @@ class ModelConfig:
 
 
 @dataclass
-class EnsembleConfig:
-    size: int = 4
-    generations: int = 1
-    keep: int = 1
-@dataclass
 class ObjectiveConfig:
     """One more selection metric for a multi-objective (NSGA-II) search."""
 
@@ -182,15 +177,15 @@ class CVConfig:
     block_size: int = 32  # pixels per side of a square block; a block is never split
 
 
+@dataclass
+class EnsembleConfig:
+    size: int = 4
+    generations: int = 1
+    keep: int = 1
     metric: str = "aic"
     direction: Direction = Direction.minimize
-    patience: int = 2
-
-
-class PredictScheduler(StrEnum):
-    threads = "threads"
     objectives: list[ObjectiveConfig] = field(default_factory=list)
-    distributed = "distributed"
+    patience: int = 2
     sample: SampleMode = SampleMode.shared
     member_fraction: float = 0.5
     partial_fit_batches: int = 0
@@ -198,6 +193,11 @@ class PredictScheduler(StrEnum):
     cv: CVConfig = field(default_factory=CVConfig)
     previews: bool = True
     preview_size: int = 200
+
+
+class PredictScheduler(StrEnum):
+    threads = "threads"
+    distributed = "distributed"
 
 
 @dataclass
@@ -267,12 +267,12 @@ class PathsConfig:
     raw: str = "data/raw"
     stack: str = "data/stack"
     features: str = "data/features"
+    labels: str = "data/labels"
     reports: str = "reports"
 
 
 @dataclass
 class AppConfig:
-    labels: str = "data/labels"
     """The whole composed configuration (``conf/config.yaml`` and its groups)."""
 
     seed: int = 42
@@ -304,6 +304,43 @@ def _range_checks(cfg: AppConfig) -> None:
         ),
         ("ensemble.keep", cfg.ensemble.keep, 1 <= cfg.ensemble.keep, "an integer >= 1"),
         ("ensemble.patience", cfg.ensemble.patience, cfg.ensemble.patience >= 1, "an integer >= 1"),
+        (
+            "ensemble.member_fraction",
+            cfg.ensemble.member_fraction,
+            0.0 < cfg.ensemble.member_fraction <= 1.0,
+            "a fraction in (0, 1]",
+        ),
+        (
+            "ensemble.partial_fit_batches",
+            cfg.ensemble.partial_fit_batches,
+            cfg.ensemble.partial_fit_batches >= 0,
+            "an integer >= 0 (0: plain fit)",
+        ),
+        ("ensemble.cv.folds", cfg.ensemble.cv.folds, cfg.ensemble.cv.folds >= 2, "an integer >= 2"),
+        (
+            "ensemble.cv.block_size",
+            cfg.ensemble.cv.block_size,
+            cfg.ensemble.cv.block_size >= 1,
+            "an integer >= 1 (pixels)",
+        ),
+        (
+            "ensemble.consensus.top",
+            cfg.ensemble.consensus.top,
+            cfg.ensemble.consensus.top >= 2,
+            "an integer >= 2",
+        ),
+        (
+            "ensemble.preview_size",
+            cfg.ensemble.preview_size,
+            16 <= cfg.ensemble.preview_size <= 4096,
+            "an integer between 16 and 4096",
+        ),
+        (
+            "data.labels.buffer",
+            cfg.data.labels.buffer,
+            cfg.data.labels.buffer >= 0,
+            "a distance >= 0 in map units",
+        ),
         (
             "features.nan_threshold",
             cfg.features.nan_threshold,
@@ -359,20 +396,13 @@ def _range_checks(cfg: AppConfig) -> None:
     for key, value, ok, allowed in checks:
         if not ok:
             raise ConfigError(f"config key {key}={value!r} is out of range: use {allowed}")
-    _features_checks(cfg.features)
     _data_checks(cfg.data)
+    _features_checks(cfg.features)
     if not cfg.model.estimator.get("_target_"):
         raise ConfigError(
             "config key model.estimator._target_ is missing: name the estimator class, "
             "e.g. model.estimator._target_=sklearn.cluster.MiniBatchKMeans"
         )
-
-
-def _data_checks(d: DataConfig) -> None:
-    # Lives in io/ so that the format list and the checks stay beside the readers.
-    from geoensemble.io.checks import check_data_config
-
-    check_data_config(d)
 
 
 def _features_checks(f: FeaturesConfig) -> None:
@@ -398,6 +428,13 @@ def _features_checks(f: FeaturesConfig) -> None:
             f"config key features.false_colour={f.false_colour} must name exactly three "
             f"features (red, green, blue), or be empty"
         )
+
+
+def _data_checks(d: DataConfig) -> None:
+    # Lives in io/ so that the format list and the checks stay beside the readers.
+    from geoensemble.io.checks import check_data_config
+
+    check_data_config(d)
 
 
 def validate(cfg: DictConfig | dict[str, Any]) -> AppConfig:

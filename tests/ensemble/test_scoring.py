@@ -39,3 +39,93 @@ def test_more_clusters_than_structure_are_penalised() -> None:
         aic[k] = score_unsupervised(pipe, X)["aic"]
     assert aic[3] < aic[2]
     assert aic[3] < aic[12]
+
+
+def test_gaussian_mixture_aic_worked_by_hand() -> None:
+    from sklearn.mixture import GaussianMixture
+
+    # One component on {0, 2}: mean 1, variance 1; LL = 2 log N(0 | 1, 1) = -log(2 pi) - 1;
+    # parameters: one mean and one variance, so AIC = 2 * 2 - 2 LL, BIC = 2 log 2 - 2 LL.
+    X = np.array([[0.0], [2.0]])
+    pipe = Pipeline([("model", GaussianMixture(1, reg_covar=0.0, random_state=0))]).fit(X)
+    out = score_unsupervised(pipe, X)
+    ll = -math.log(2 * math.pi) - 1
+    assert out["log_likelihood"] == pytest.approx(ll)
+    assert out["aic"] == pytest.approx(4 - 2 * ll)
+    assert out["bic"] == pytest.approx(2 * math.log(2) - 2 * ll)
+
+
+def test_classifier_heldout_aic_worked_by_hand() -> None:
+    from geoensemble.ensemble.supervised import CrossValidation, classification_scores
+
+    y = np.array([0, 1, 1])
+    cv = CrossValidation(
+        predictions=np.array([0, 1, 1]),
+        probabilities=np.array([[0.8, 0.2], [0.4, 0.6], [0.1, 0.9]]),
+    )
+    out = classification_scores(y, cv, np.array([0, 1]), n_params=3)
+    ll = math.log(0.8) + math.log(0.6) + math.log(0.9)  # -0.8286...
+    assert out["log_likelihood"] == pytest.approx(ll)
+    assert out["log_loss"] == pytest.approx(-ll / 3)
+    assert out["aic"] == pytest.approx(6 - 2 * ll)
+    assert out["bic"] == pytest.approx(3 * math.log(3) - 2 * ll)
+    assert out["accuracy"] == 1.0 and out["kappa"] == 1.0 and out["f1_macro"] == 1.0
+
+
+def test_regressor_heldout_aic_worked_by_hand() -> None:
+    from geoensemble.ensemble.supervised import CrossValidation, regression_scores
+
+    y = np.array([1.0, 2.0, 3.0])
+    out = regression_scores(y, CrossValidation(np.array([1.0, 2.0, 4.0]), None), n_params=2)
+    # MSE 1/3; LL = -(3/2)(log(2 pi / 3) + 1); p = 2 + 1 (the variance).
+    ll = -1.5 * (math.log(2 * math.pi / 3) + 1)
+    assert out["rmse"] == pytest.approx(math.sqrt(1 / 3))
+    assert out["mae"] == pytest.approx(1 / 3)
+    assert out["r2"] == pytest.approx(1 - 1 / 2)
+    assert out["aic"] == pytest.approx(6 - 2 * ll)
+    assert out["n_params"] == 3
+
+
+def test_parameter_counts_per_family() -> None:
+    from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.tree import DecisionTreeClassifier
+
+    from geoensemble.ensemble.supervised import n_parameters
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)  # 3 classes
+    lr = LogisticRegression(max_iter=500).fit(X, y)
+    assert n_parameters(lr, n_features=4, n_classes=3) == (15.0, "linear")  # 3 x 4 + 3
+    tree = DecisionTreeClassifier(max_leaf_nodes=5, random_state=0).fit(X, y)
+    assert n_parameters(tree, n_features=4, n_classes=3) == (tree.get_n_leaves() * 2, "tree")
+    rf = RandomForestClassifier(4, max_leaf_nodes=6, random_state=0).fit(X, y)
+    leaves = np.mean([t.get_n_leaves() for t in rf.estimators_])
+    assert n_parameters(rf, n_features=4, n_classes=3) == (leaves * 2, "forest")
+    yb = (X[:, 0] > 0).astype(int)
+    gb = GradientBoostingClassifier(n_estimators=3, max_depth=1, random_state=0).fit(X, yb)
+    leaves = sum(t.get_n_leaves() for t in gb.estimators_.ravel())  # 3 stumps
+    assert n_parameters(gb, n_features=4, n_classes=2) == (leaves + 1, "boosting")
+    knn = KNeighborsClassifier().fit(X, y)
+    assert n_parameters(knn, n_features=4, n_classes=3) == (10.0, "other")  # (4 + 1) x 2
+
+
+def test_supervised_members_are_scored_on_held_out_blocks() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from geoensemble.ensemble.folds import spatial_folds
+    from geoensemble.ensemble.supervised import score_supervised
+
+    rng = np.random.default_rng(1)
+    rows, cols = rng.integers(0, 100, 400), rng.integers(0, 100, 400)
+    y = (cols > 50).astype(int)
+    X = np.stack([cols / 100 + rng.normal(0, 0.05, 400), rng.normal(size=400)], axis=1)
+    folds = spatial_folds(rows, cols, n_folds=4, block_size=10, seed=0)
+    pipe = Pipeline([("model", LogisticRegression())])
+    fitted, scores, family = score_supervised(pipe, X, y, folds, kind="classifier")
+    assert family == "linear" and scores["n_params"] == 3  # binary: 2 coefficients + 1
+    assert scores["accuracy"] > 0.9 and scores["kappa"] > 0.8
+    assert scores["aic"] == pytest.approx(2 * 3 - 2 * scores["log_likelihood"])
+    assert fitted.predict(X[:3]).shape == (3,)

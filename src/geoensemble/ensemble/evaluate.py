@@ -30,6 +30,9 @@ log = logging.getLogger("geoensemble")
 MAX_MAP_PIXELS = 1_000_000
 PLOTS = "plots"
 FIGURES = "figures/evaluate"
+# The JSON files dvc.yaml's plots read; the ones a run does not make are written empty so that
+# `dvc plots show` finds every file.
+PLOT_FILES = ("confusion.json", "per_class.json", "areas.json", "importance.json")
 
 
 def _write_json(path: Path, obj: Any) -> Path:
@@ -134,6 +137,10 @@ def evaluate_ensemble(cfg: AppConfig) -> dict[str, Any]:
         files += _cluster_assessment(cfg, rep, champion, kept, metrics)
     else:
         files += _supervised_assessment(cfg, rep, champion, metrics)
+    written = {f.name for f in files}
+    for name in PLOT_FILES:
+        if name not in written:  # not applicable to this kind of model: an empty plot
+            _write_json(plot_dir / name, [])
     _write_json(reports / "metrics.json", metrics)
     numeric = {
         f"eval_{k}": float(v)

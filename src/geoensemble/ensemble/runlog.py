@@ -16,6 +16,7 @@ Every call is timed, so the share of wall time spent in MLflow can be reported.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -129,22 +130,27 @@ class MemberLogger:
                     {"rank": str(m.rank), "kept": str(m in result.kept)},
                 )
             for m in result.kept:
-                self.versions[m.number] = tracking.log_model(
-                    self.runs[m.number],
-                    m.pipeline,
-                    feature_names=feature_names,
-                    example=example,
-                    model_name=model_name,
-                    tags={
-                        "ensemble_run_id": self.parent_id,
-                        "ensemble": ensemble_name,
-                        "member": m.name,
-                        "rank": str(m.rank),
-                        "generation": str(m.generation),
-                        "consensus": str(m.consensus),
-                        result.metric: f"{m.scores[result.metric]:.6g}",
-                    },
-                )
+                with warnings.catch_warnings():
+                    # MLflow checks the input example as a DataFrame against a pipeline
+                    # fitted on arrays; sklearn's feature-name warning is noise here.
+                    warnings.filterwarnings("ignore", message="X has feature names")
+                    version = tracking.log_model(
+                        self.runs[m.number],
+                        m.pipeline,
+                        feature_names=feature_names,
+                        example=example,
+                        model_name=model_name,
+                        tags={
+                            "ensemble_run_id": self.parent_id,
+                            "ensemble": ensemble_name,
+                            "member": m.name,
+                            "rank": str(m.rank),
+                            "generation": str(m.generation),
+                            "consensus": str(m.consensus),
+                            result.metric: f"{m.scores[result.metric]:.6g}",
+                        },
+                    )
+                self.versions[m.number] = version
             champion = result.kept[0]
             tracking.set_alias(model_name, alias, self.versions[champion.number])
             history = result.history

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -307,6 +308,7 @@ def run_ensemble(
         study.enqueue_trial(defaults)
     seeded = "random_state" in spec.estimator
     data_future = client.scatter(data, broadcast=True)
+    run = uuid.uuid4().hex[:8]  # task keys unique per search: a client may serve several
     seen: set[tuple[tuple[str, Any], ...]] = set()
     members: list[Member] = []
     history: list[dict[str, float]] = []
@@ -341,7 +343,7 @@ def run_ensemble(
                     params,
                     seed,
                     pure=False,
-                    key=f"fit-gen{gen}-{trial.number}",
+                    key=f"fit-{run}-gen{gen}-{trial.number}",
                 )
             )
         results: list[FitResult] = client.gather(futures)
@@ -435,7 +437,7 @@ def _consensus(
         cfg.seed,
         spec.threads,
         pure=False,
-        key="fit-consensus",
+        key=f"fit-consensus-{uuid.uuid4().hex[:8]}",
     ).result()
     return Member(
         number=max(m.number for m in members) + 1,

@@ -262,8 +262,8 @@ def _inside(geoms: Any, grid: Grid) -> np.ndarray:
     from shapely.geometry import box
 
     rows, cols = grid.shape
-    left, top = grid.transform * (0, 0)
-    right, bottom = grid.transform * (cols, rows)
+    left, top = grid.transform @ (0, 0)
+    right, bottom = grid.transform @ (cols, rows)
     frame = box(min(left, right), min(top, bottom), max(left, right), max(top, bottom))
     return np.asarray(geoms.intersects(frame), dtype=bool)
 

@@ -1,0 +1,190 @@
+"""The generations search on a real (in-process) dask LocalCluster: selection, generations,
+consensus, multi-objective ranking, ``<step>__<param>`` keys, partial_fit and per-member draws."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from geoensemble.compute import dask_client
+from geoensemble.config import AppConfig, ComputeConfig, validate
+from geoensemble.ensemble.search import (
+    Member,
+    TrainingData,
+    fit_member,
+    member_spec,
+    pareto_fronts,
+    rank_members,
+    run_ensemble,
+    select,
+)
+from geoensemble.errors import ConfigError
+from geoensemble.params import compose
+from tests.conftest import ROOT
+
+
+def cfg_of(*overrides: str) -> AppConfig:
+    return validate(compose(["features.sample.size=1000", *overrides], config_dir=ROOT / "conf"))
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    with dask_client(ComputeConfig(n_workers=1, processes=False)) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def blobs() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 4, size=(6, 11))
+    return np.concatenate([rng.normal(c, 1.0, size=(250, 11)) for c in centres]).astype(np.float32)
+
+
+def member(number: int, aic: float, **scores: float) -> Member:
+    return Member(number, 0, {"n_clusters": number}, {"aic": aic, **scores}, 0.1)
+
+
+def test_selection_keeps_the_best() -> None:
+    members = [member(i, a) for i, a in enumerate([30.0, 10.0, math.nan, 20.0, 5.0])]
+    rank_members(members, [("aic", "minimize")])
+    assert [m.number for m in select(members, 2)] == [4, 1]
+    assert members[2].rank == 5  # NaN ranks last
+    rank_members(members, [("aic", "maximize")])
+    assert [m.number for m in select(members, 1)] == [0]
+
+
+def test_multi_objective_ranks_by_front_then_primary_metric() -> None:
+    assert pareto_fronts(np.array([[1, 5], [2, 2], [3, 3], [5, 1]])).tolist() == [1, 1, 2, 1]
+    members = [
+        member(0, 1.0, fit_seconds=5.0),
+        member(1, 2.0, fit_seconds=2.0),
+        member(2, 3.0, fit_seconds=3.0),  # dominated by member 1
+        member(3, 5.0, fit_seconds=1.0),
+    ]
+    rank_members(members, [("aic", "minimize"), ("fit_seconds", "minimize")])
+    assert [(m.number, m.front, m.rank) for m in members] == [
+        (0, 1, 1),
+        (1, 1, 2),
+        (2, 2, 4),
+        (3, 1, 3),
+    ]
+
+
+def test_generations_improve_or_keep_the_best(client: Any, blobs: np.ndarray) -> None:
+    cfg = cfg_of(
+        "ensemble.size=3",
+        "ensemble.generations=4",
+        "ensemble.patience=4",
+        "ensemble.keep=2",
+        "ensemble.previews=false",
+        "model.space.n_clusters=[2,3,4,5,6,7,8,9,10,11,12,13,14]",
+    )
+    seen: list[int] = []
+    result = run_ensemble(blobs, cfg, client, on_generation=lambda g, ms: seen.append(len(ms)))
+    bests = [h["best"] for h in result.history]
+    assert len(bests) == 4 and seen == [3, 3, 3, 3]
+    assert all(b2 <= b1 for b1, b2 in itertools.pairwise(bests))
+    for h in result.history:
+        so_far = [m.scores["aic"] for m in result.members if m.generation <= h["generation"]]
+        assert h["best"] == min(so_far)
+    assert result.kept[0].scores["aic"] == min(m.scores["aic"] for m in result.members)
+    assert [m.rank for m in result.kept] == [1, 2]
+    assert len({tuple(m.params.items()) for m in result.members}) == len(result.members)
+    assert result.members[0].params == {"n_clusters": 8}  # the config's own value first
+
+
+def test_early_stop_after_patience(client: Any, blobs: np.ndarray) -> None:
+    cfg = cfg_of(
+        "ensemble.size=2",
+        "ensemble.generations=6",
+        "ensemble.patience=1",
+        "ensemble.previews=false",
+        "model.space.n_clusters=[6,7]",
+    )
+    result = run_ensemble(blobs, cfg, client)
+    assert len(result.history) < 6  # the space is exhausted or the score stale
+
+
+def test_consensus_member_exists_when_configured(client: Any, blobs: np.ndarray) -> None:
+    cfg = cfg_of(
+        "ensemble.size=4",
+        "ensemble.consensus.enabled=true",
+        "ensemble.consensus.top=3",
+        "ensemble.keep=2",
+    )
+    logged: list[Member] = []
+    data = TrainingData(X=blobs, preview_X=blobs[:100], preview_mask=np.ones((10, 10), bool))
+    result = run_ensemble(data, cfg, client, on_generation=lambda g, ms: logged.extend(ms))
+    cons = [m for m in result.members if m.consensus]
+    assert len(cons) == 1 and cons[0] in logged
+    c = cons[0]
+    best3 = [m.name for m in select([m for m in result.members if not m.consensus], 3)]
+    assert c.params["consensus_of"] == ",".join(best3)
+    assert c.params["n_clusters"] == c.pipeline[-1].cluster_centers_.shape[0]
+    assert np.isfinite(c.scores["aic"]) and c.rank >= 1
+    assert c.preview is not None and c.preview.shape == (10, 10, 4)
+    assert (c.preview[..., 3] == 255).all()
+
+
+def test_step_params_partial_fit_and_per_member_draws(blobs: np.ndarray) -> None:
+    cfg = cfg_of(
+        "+model.space.pca__n_components=[2,3]",
+        "ensemble.partial_fit_batches=4",
+        "ensemble.sample=per_member",
+        "ensemble.member_fraction=0.5",
+    )
+    spec = member_spec(cfg)
+    res = fit_member(TrainingData(X=blobs), spec, {"n_clusters": 5, "pca__n_components": 3}, 7)
+    pipe = res.pipeline
+    assert pipe.named_steps["pca"].n_components == 3
+    assert pipe[-1].n_clusters == 5 and pipe[-1].n_steps_ == 4  # four partial_fit batches
+    assert pipe.named_steps["scale"].n_samples_seen_ == len(blobs) // 2  # its own half
+    # ... but scored on the whole sample, like every other member
+    assert res.scores["inertia"] == pytest.approx(
+        float(
+            (
+                (pipe[:-1].transform(blobs) - pipe[-1].cluster_centers_[pipe.predict(blobs)]) ** 2
+            ).sum()
+        ),
+        rel=1e-4,
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        (["ensemble.metric=kappa"], r"ensemble metric\(s\) \['kappa'\] are not computed"),
+        (["+model.space.nostep__alpha=[1,2]"], r"model\.space\.nostep__alpha.*no step 'nostep'"),
+        (["+model.space.pca__n_components=[20]"], r"model\.space\.pca__n_components=20"),
+        (["~model.space.n_clusters", "+model.space.n_clusters={low: 9, high: 3}"], r"low=9"),
+        (["ensemble.member_fraction=0"], r"ensemble\.member_fraction=0"),
+        (["ensemble.cv.folds=1"], r"ensemble\.cv\.folds=1"),
+    ],
+)
+def test_bad_ensemble_config_names_the_key(
+    client: Any, blobs: np.ndarray, overrides: list[str], match: str
+) -> None:
+    with pytest.raises(ConfigError, match=match):
+        run_ensemble(blobs, cfg_of("ensemble.size=2", *overrides), client)
+
+
+def test_consensus_refuses_supervised_members(client: Any, blobs: np.ndarray) -> None:
+    from geoensemble.ensemble.folds import spatial_folds
+
+    rng = np.random.default_rng(0)
+    rows, cols = rng.integers(0, 100, len(blobs)), rng.integers(0, 100, len(blobs))
+    y = np.repeat(np.arange(6), 250)
+    data = TrainingData(
+        X=blobs,
+        y=y,
+        folds=spatial_folds(rows, cols, n_folds=3, block_size=20),
+        classes=np.arange(6),
+    )
+    cfg = cfg_of("model=logistic_regression", "ensemble.size=2", "ensemble.consensus.enabled=true")
+    with pytest.raises(ConfigError, match=r"ensemble\.consensus\.enabled=true needs clustering"):
+        run_ensemble(data, cfg, client)

@@ -1,0 +1,193 @@
+"""Two-generation ensembles on the synthetic scene, unsupervised and supervised, on a real
+dask LocalCluster and a real SQLite MLflow store, checked through the MLflow client."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+
+from geoensemble import stages
+from geoensemble.config import AppConfig, validate
+from geoensemble.params import compose
+from tests.conftest import ROOT, TINY
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., AppConfig]:
+    """The tiny synthetic scene through scene, ingest, featurize and labels, once."""
+    t = tmp_path_factory.mktemp("ensemble")
+    paths = [
+        f"paths.raw={t}/raw",
+        f"paths.stack={t}/stack",
+        f"paths.features={t}/features",
+        f"paths.labels={t}/labels",
+        f"data.path={t}/raw/scene",
+        f"data.truth={t}/raw/labels/truth.tif",
+        f"data.labels.path={t}/raw/labels/points.geojson",
+        f"tracking.uri=sqlite:///{t}/mlflow.db",
+        "data.scene.n_points=240",
+    ]
+
+    def make(*overrides: str) -> AppConfig:
+        return validate(compose([*TINY, *paths, *overrides], config_dir=ROOT / "conf"))
+
+    base = make()
+    for stage in ("scene", "ingest", "featurize", "labels"):
+        stages.PIPELINE[stage](base)
+    return make
+
+
+def client_for(cfg: AppConfig) -> mlflow.MlflowClient:
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    mlflow.set_registry_uri(cfg.tracking.uri)
+    return mlflow.MlflowClient()
+
+
+def check_structure(cfg: AppConfig, train: dict, keep: int) -> list:
+    client = client_for(cfg)
+    parent = client.get_run(train["parent_run_id"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["geoensemble.role"] == "ensemble"
+    assert parent.data.tags.get("git_commit")
+    assert parent.data.params["ensemble.generations"] == "2"
+    assert parent.data.params["model.name"] == cfg.model.name
+    assert 0 <= parent.data.metrics["mlflow_share"] < 1
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert len(children) == len(train["members"])
+    assert {c.info.run_name for c in children} == {m["member"] for m in train["members"]}
+    for c in children:
+        assert {"aic", "bic", "fit_seconds", "generation", "rank"} <= set(c.data.metrics)
+        assert {f"model.{k}" for k in cfg.model.space} <= set(c.data.params)
+        assert c.data.params["model.family"] == cfg.model.name
+        arts = [a.path for a in client.list_artifacts(c.info.run_id)]
+        assert "preview.png" in arts
+    assert {int(c.data.metrics["generation"]) for c in children} == {0, 1}
+    ranks = sorted(int(c.data.metrics["rank"]) for c in children)
+    assert ranks == list(range(1, len(children) + 1))
+    versions = [
+        mv
+        for mv in client.search_model_versions(f"name = '{cfg.tracking.model_name}'")
+        if mv.tags.get("ensemble_run_id") == parent.info.run_id
+    ]
+    assert len(versions) == keep
+    assert sorted(mv.tags["rank"] for mv in versions) == [str(r) for r in range(1, keep + 1)]
+    champ = client.get_model_version_by_alias(cfg.tracking.model_name, "champion")
+    assert champ.tags["rank"] == "1" and champ.run_id == train["champion"]["run_id"]
+    best_child = next(c for c in children if c.info.run_id == champ.run_id)
+    assert best_child.data.tags["kept"] == "True"
+    history = train["history"]
+    assert len(history) == 2
+    b0, b1 = history[0]["best"], history[1]["best"]
+    assert b1 == b0 or _better(b1, b0, train["direction"])  # improved or kept
+    return children
+
+
+def _better(a: float, b: float, direction: str) -> bool:
+    return a < b if direction == "minimize" else a > b
+
+
+def test_unsupervised_two_generations_with_consensus(scene: Callable[..., AppConfig]) -> None:
+    cfg = scene(
+        "ensemble.size=3",
+        "ensemble.generations=2",
+        "ensemble.keep=2",
+        "ensemble.patience=2",
+        "ensemble.consensus.enabled=true",
+        "ensemble.consensus.top=2",
+        "tracking.model_name=geo_kmeans",
+        "compute.n_workers=2",
+        "compute.processes=true",
+    )
+    train = stages.train(cfg)
+    children = check_structure(cfg, train, keep=2)
+    aics = {c.info.run_name: c.data.metrics["aic"] for c in children}
+    assert train["champion"]["member"] == min(aics, key=aics.get)
+    cons = [m for m in train["members"] if m["consensus"]]
+    assert len(cons) == 1 and cons[0]["params"]["consensus_of"].count("member-") == 2
+    assert {"elm_aic", "inertia"} <= set(children[0].data.metrics)
+
+    metrics = stages.evaluate(cfg)
+    reports = Path(cfg.paths.reports)
+    saved = json.loads((reports / "metrics.json").read_text())
+    assert saved["champion_aic"] == pytest.approx(min(aics.values()))
+    assert saved["n_generations"] == 2 and 0 < saved["kept_agreement"] <= 1
+    assert metrics["champion_adjusted_rand"] > 0.3
+    rows = json.loads((reports / "plots/members.json").read_text())
+    assert {r["generation"] for r in rows} == {0, 1} and all(r["bic"] for r in rows)
+    assert (reports / "figures/evaluate/members.png").stat().st_size > 1000
+    parent = client_for(cfg).get_run(train["parent_run_id"])
+    assert parent.data.metrics["eval_champion_aic"] == pytest.approx(saved["champion_aic"])
+
+
+def test_supervised_two_generations_from_scene_points(scene: Callable[..., AppConfig]) -> None:
+    cfg = scene(
+        "model=random_forest",
+        "ensemble=supervised",
+        "ensemble.size=2",
+        "ensemble.generations=2",
+        "ensemble.keep=2",
+        "ensemble.cv.folds=3",
+        "ensemble.cv.block_size=16",
+        "model.estimator.n_estimators=20",
+        "model.space.n_estimators={low: 10, high: 30, step: 10}",
+        "tracking.model_name=geo_rf",
+    )
+    train = stages.train(cfg)
+    assert train["kind"] == "classifier" and train["metric"] == "kappa"
+    assert set(train["classes"].values()) == {
+        "water",
+        "forest",
+        "cropland",
+        "bare_soil",
+        "built_up",
+        "snow",
+    }
+    assert sum(train["fold_sizes"]) == train["sample_pixels"] == 240
+    children = check_structure(cfg, train, keep=2)
+    for c in children:
+        m = c.data.metrics
+        assert {"accuracy", "kappa", "f1_macro", "log_loss", "aic", "bic", "n_params"} <= set(m)
+        assert m["aic"] == pytest.approx(2 * m["n_params"] - 2 * m["log_likelihood"])
+        assert c.data.params["model.n_params_family"] == "forest"
+    kappas = {c.info.run_name: c.data.metrics["kappa"] for c in children}
+    assert kappas[train["champion"]["member"]] == max(kappas.values())
+
+    model = mlflow.sklearn.load_model("models:/geo_rf@champion")
+    codes = model.predict(np.zeros((3, len(train["feature_names"])), np.float32))
+    assert set(codes.tolist()) <= {int(k) for k in train["classes"]}
+
+    metrics = stages.evaluate(cfg)
+    assert 0.5 < metrics["accuracy"] <= 1 and metrics["kappa"] > 0.4
+    assert metrics["labelled_pixels"] == 240
+    assert 0 < metrics["area_weighted_accuracy_ci95"] < 0.5 or metrics["accuracy"] == 1.0
+    low, high = metrics["area_weighted_accuracy_low"], metrics["area_weighted_accuracy_high"]
+    assert low <= metrics["area_weighted_accuracy"] <= high
+    reports = Path(cfg.paths.reports)
+    areas = json.loads((reports / "plots/areas.json").read_text())
+    total = sum(a["mapped_area"] for a in areas)
+    valid = 128 * 112 * 0.64  # the footprint covers ~64 % of the tiny scene
+    assert total == pytest.approx(valid * 30 * 30, rel=0.05)
+    assert sum(a["estimated_area"] for a in areas) == pytest.approx(total)
+    importance = json.loads((reports / "plots/importance.json").read_text())
+    assert len(importance) == len(train["feature_names"])
+    assert importance[0]["importance"] >= importance[-1]["importance"]
+    per_class = json.loads((reports / "plots/per_class.json").read_text())
+    assert {r["class"] for r in per_class} == set(train["classes"].values())
+    confusion = json.loads((reports / "plots/confusion.json").read_text())
+    assert len(confusion) == 240
+    client = client_for(cfg)
+    parent = client.get_run(train["parent_run_id"])
+    assert parent.data.metrics["eval_area_weighted_accuracy"] == pytest.approx(
+        metrics["area_weighted_accuracy"]
+    )
+    arts = [a.path for a in client.list_artifacts(parent.info.run_id, "evaluate/figures/evaluate")]
+    assert {Path(a).name for a in arts} >= {"confusion.png", "areas.png", "importance.png"}
