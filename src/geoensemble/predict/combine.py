@@ -102,6 +102,20 @@ def _uses_proba_for_labels(model: Any) -> bool:
     return isinstance(final_step(model), ForestClassifier | BaseDecisionTree)
 
 
+# Rows per model call: forests accumulate a (rows x classes) float64 array per tree, which
+# stays in cache at this size; on a whole 1 Mpx block they run about 2x slower.
+ROWS_PER_CALL = 65_536
+
+
+def _rows(fn: Any, x: np.ndarray) -> np.ndarray:
+    """``fn(x)`` in slices of :data:`ROWS_PER_CALL` rows, concatenated."""
+    if x.shape[0] <= ROWS_PER_CALL:
+        return np.asarray(fn(x))
+    return np.concatenate(
+        [np.asarray(fn(x[i : i + ROWS_PER_CALL])) for i in range(0, x.shape[0], ROWS_PER_CALL)]
+    )
+
+
 @dataclass
 class BlockResult:
     """One block's outputs, valid-pixel count and class histogram (by position)."""
@@ -163,13 +177,13 @@ class BlockPredictor:
         for i, m in enumerate(self.members):
             x = self._table(table, i)
             if mean_p is not None:
-                p = np.asarray(m.model.predict_proba(x))
+                p = _rows(m.model.predict_proba, x)
                 cls_pos = self.scheme.positions(final_step(m.model).classes_)
                 mean_p[:, cls_pos] += p.astype(np.float32) / len(self.members)
                 if _uses_proba_for_labels(m.model):
                     pos[i] = cls_pos[np.argmax(p, axis=1)]
                     continue
-            pos[i] = self.scheme.positions(m.model.predict(x))
+            pos[i] = self.scheme.positions(_rows(m.model.predict, x))
         for i in range(len(self.members)):
             if f"member:{i}" in self.outputs:
                 out[f"member:{i}"] = self.scheme.codes[pos[i]]
