@@ -228,7 +228,7 @@ class PredictConfig:
     model_uri: str | None = None  # default: models:/<tracking.model_name>@<alias>
     alias: str = "champion"
     models: list[str] = field(default_factory=list)  # more model URIs (members)
-    ensemble: str | None = None  # every kept member: parent run id, key=value tag, or latest
+    ensemble: str | None = None  # every kept member: parent run id, key:value tag, or latest
     external: ExternalModelConfig = field(default_factory=ExternalModelConfig)
     scenes: list[DataConfig] = field(default_factory=list)  # default: the training features
     outputs: PredictOutputsConfig = field(default_factory=PredictOutputsConfig)
