@@ -16,6 +16,7 @@ cluster run's wall time spent in MLflow calls (target: under 10 %).
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -87,11 +88,21 @@ def main() -> None:
         cluster_wall = time.perf_counter() - t0
 
         spec = member_spec(cfg)
+        load_before = os.getloadavg()[0]
         t0 = time.perf_counter()
+        seq_fit = 0.0
         for m in result.members:
-            fit_member(preview, spec, {**m.params, "random_state": m.seed}, m.seed)
+            seq_fit += fit_member(
+                preview, spec, {**m.params, "random_state": m.seed}, m.seed
+            ).seconds
         sequential = time.perf_counter() - t0
+        cluster_fit = sum(m.fit_seconds for m in result.members)
 
+    print(
+        f"load average (1 min) before the sequential loop: {load_before:.1f} "
+        f"on {os.cpu_count()} cores (other processes take cores from both runs)"
+    )
+    print(f"sum of member fit times: cluster {cluster_fit:.1f} s, sequential {seq_fit:.1f} s")
     print(f"sequential loop (no MLflow)        {sequential:8.1f} s")
     print(f"LocalCluster, all included         {cluster_wall:8.1f} s")
     print(f"  of which the search on the cluster {fit_only:6.1f} s")

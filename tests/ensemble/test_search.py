@@ -188,3 +188,27 @@ def test_consensus_refuses_supervised_members(client: Any, blobs: np.ndarray) ->
     cfg = cfg_of("model=logistic_regression", "ensemble.size=2", "ensemble.consensus.enabled=true")
     with pytest.raises(ConfigError, match=r"ensemble\.consensus\.enabled=true needs clustering"):
         run_ensemble(data, cfg, client)
+
+
+def test_regressor_members_report_rmse_mae_r2(client: Any, blobs: np.ndarray) -> None:
+    from geoensemble.ensemble.folds import spatial_folds
+
+    rng = np.random.default_rng(3)
+    rows, cols = rng.integers(0, 120, len(blobs)), rng.integers(0, 120, len(blobs))
+    y = blobs[:, 0] * 2.0 + rng.normal(0, 0.1, len(blobs))
+    data = TrainingData(X=blobs, y=y, folds=spatial_folds(rows, cols, n_folds=3, block_size=30))
+    cfg = cfg_of(
+        "model=random_forest_regressor",
+        "ensemble.size=2",
+        "ensemble.metric=rmse",
+        "ensemble.previews=false",
+        "model.estimator.n_estimators=10",
+        "model.space.n_estimators={low: 10, high: 20, step: 10}",
+        "model.space.max_depth={low: 4, high: 6}",
+        "model.space.min_samples_leaf=[2]",
+    )
+    result = run_ensemble(data, cfg, client)
+    for m in result.members:
+        assert {"rmse", "mae", "r2", "aic", "bic"} <= set(m.scores) and m.family == "forest"
+        assert m.scores["r2"] > 0.8
+    assert result.kept[0].scores["rmse"] == min(m.scores["rmse"] for m in result.members)
