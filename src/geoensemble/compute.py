@@ -41,7 +41,10 @@ def dask_client(ccfg: ComputeConfig) -> Iterator[object]:
                 threads_per_worker=ccfg.threads_per_worker,
                 processes=ccfg.processes,
                 memory_limit=ccfg.memory_limit,
-                dashboard_address=None,
+                # loopback only, and a free port: runs side by side never clash on 8787
+                # (threads-only clusters talk in-process and take no host)
+                host="127.0.0.1" if ccfg.processes else None,
+                dashboard_address="127.0.0.1:0",
                 silence_logs=40,
             ) as cluster,
             Client(cluster) as client,

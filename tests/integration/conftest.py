@@ -207,6 +207,8 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         ],
         d,
         log,
+        # no background job consumers (GenAI scorers): they cost cores and start-up time
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
     )
     server = Server(url=f"http://127.0.0.1:{port}", store=d, log=log)
 
