@@ -83,7 +83,7 @@ def run_threads(
 ) -> Iterator[tuple[Block, Any]]:
     """``fn`` over the blocks on a thread pool, yielding results as they complete.
 
-    At most ``2 * threads`` blocks are in flight, so memory is bounded by the block size.
+    At most ``threads + 1`` blocks are in flight, so memory is bounded by the block size.
     """
     if threads <= 1:
         for b in todo:
@@ -94,7 +94,7 @@ def run_threads(
         it = iter(todo)
         for b in it:
             pending[pool.submit(fn, b)] = b
-            if len(pending) >= 2 * threads:
+            if len(pending) >= threads + 1:
                 break
         while pending:
             done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)

@@ -177,11 +177,16 @@ class BlockPredictor:
         for i, m in enumerate(self.members):
             x = self._table(table, i)
             if mean_p is not None:
-                p = _rows(m.model.predict_proba, x)
                 cls_pos = self.scheme.positions(final_step(m.model).classes_)
-                mean_p[:, cls_pos] += p.astype(np.float32) / len(self.members)
-                if _uses_proba_for_labels(m.model):
-                    pos[i] = cls_pos[np.argmax(p, axis=1)]
+                from_proba = _uses_proba_for_labels(m.model)
+                # Slice by slice, so no (pixels x classes) float64 array is ever whole.
+                for r in range(0, n, ROWS_PER_CALL):
+                    sl = slice(r, r + ROWS_PER_CALL)
+                    p = np.asarray(m.model.predict_proba(x[sl]))
+                    mean_p[sl, cls_pos] += p.astype(np.float32) / len(self.members)
+                    if from_proba:
+                        pos[i, sl] = cls_pos[np.argmax(p, axis=1)]
+                if from_proba:
                     continue
             pos[i] = self.scheme.positions(_rows(m.model.predict, x))
         for i in range(len(self.members)):
