@@ -83,6 +83,25 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
+def reset_mlflow_uris() -> None:
+    """Forget process-wide MLflow URIs (and their env vars) that an earlier stage set."""
+    import mlflow
+
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        os.environ.pop(var, None)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_mlflow_uris() -> Iterator[None]:
+    """Stages run in this process set MLflow's global tracking and registry URIs: without
+    this, a test would read another test's store (e.g. a registry on a stopped server)."""
+    reset_mlflow_uris()
+    yield
+    reset_mlflow_uris()
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:

@@ -58,6 +58,7 @@ def test_repro_writes_a_map_on_the_input_grid(repo: Path) -> None:
 def test_mlflow_holds_parent_children_and_champion(repo: Path) -> None:
     train = json.loads((repo / "reports/train.json").read_text())
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    mlflow.set_registry_uri(f"sqlite:///{repo / 'mlflow.db'}")  # not one an earlier test set
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name("geoensemble")
     parent = client.get_run(train["parent_run_id"])
