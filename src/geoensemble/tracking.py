@@ -437,30 +437,6 @@ def link_models(run_id: str, model_ids: list[str]) -> None:
         MlflowClient().log_inputs(run_id, models=[LoggedModelInput(m) for m in model_ids])
 
 
-# --------------------------------------------------------------------------- sweeps
-def start_sweep_run(
-    experiment_id: str, *, sweep_id: str, params: Mapping[str, Any], tags: Mapping[str, str]
-) -> tuple[str, bool]:
-    """The run every job of a Hydra sweep nests under; return ``(run_id, created)``.
-
-    Under ``mlflow run`` (``MLFLOW_RUN_ID`` set) that run is the sweep run and ``mlflow run``
-    ends it, so ``created`` is False.
-    """
-    from mlflow import MlflowClient
-
-    client = MlflowClient()
-    outer = os.environ.get("MLFLOW_RUN_ID")
-    if outer:
-        run_id = outer
-        client.set_tag(run_id, "mlflow.runName", f"sweep-{sweep_id}")
-    else:
-        run_id = client.create_run(experiment_id, run_name=f"sweep-{sweep_id}").info.run_id
-    _log_batch(
-        run_id, params=params, tags={**tags, "sweep_id": sweep_id, "geoensemble.role": "sweep"}
-    )
-    return str(run_id), not outer
-
-
 # --------------------------------------------------------------------------- ensembles (issue 5)
 def log_image(run_id: str, image: np.ndarray, artifact_file: str) -> None:
     """An RGB(A) uint8 array saved as a PNG artifact of the run (a member's map preview)."""
