@@ -7,6 +7,7 @@ default so that dask threads x BLAS threads never exceed the cores.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -22,6 +23,10 @@ _ENV_VARS = (*_THREAD_VARS, "DASK_LOGGING__DISTRIBUTED")
 def dask_client(ccfg: ComputeConfig) -> Iterator[object]:
     """Yield a ``distributed.Client``; a LocalCluster it started is closed on exit."""
     from distributed import Client, LocalCluster
+
+    # distributed sets its loggers to INFO on import and LocalCluster(silence_logs=...)
+    # restores that level on close, flooding stage output with shutdown chatter.
+    logging.getLogger("distributed").setLevel(logging.ERROR)
 
     if ccfg.address:
         client = connect(ccfg.address, timeout=ccfg.timeout)
