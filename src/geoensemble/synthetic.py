@@ -36,10 +36,10 @@ NODATA = 0
 SPECTRA = np.array(
     [
         [0.070, 0.065, 0.060, 0.040, 0.020, 0.010, 0.006],  # water: falls off into the infrared
-        [0.025, 0.030, 0.055, 0.030, 0.380, 0.170, 0.070],  # forest: red edge, dark SWIR
-        [0.045, 0.050, 0.090, 0.070, 0.300, 0.240, 0.130],  # cropland: green, brighter SWIR
-        [0.090, 0.100, 0.140, 0.190, 0.250, 0.330, 0.290],  # bare soil: rises to SWIR
-        [0.110, 0.120, 0.135, 0.150, 0.190, 0.210, 0.190],  # built-up: flat and bright
+        [0.028, 0.032, 0.058, 0.035, 0.350, 0.180, 0.080],  # forest: red edge, dark SWIR
+        [0.040, 0.045, 0.080, 0.060, 0.320, 0.210, 0.110],  # cropland: green, brighter SWIR
+        [0.090, 0.100, 0.135, 0.170, 0.240, 0.300, 0.260],  # bare soil: rises to SWIR
+        [0.100, 0.110, 0.130, 0.150, 0.210, 0.250, 0.220],  # built-up: flat and bright
         [0.880, 0.870, 0.850, 0.820, 0.700, 0.070, 0.050],  # snow: bright VNIR, dark SWIR
     ],
     dtype=np.float32,
@@ -101,7 +101,7 @@ def land_cover(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     yy, xx = np.mgrid[0:height, 0:width]
     phase = rng.uniform(0, 2 * np.pi)
     centre = height * (0.5 + 0.18 * np.sin(2 * np.pi * xx / width * 1.5 + phase))
-    cover[np.abs(yy - centre) < max(2.0, 0.012 * height)] = 0
+    cover[np.abs(yy - centre) < max(3.0, 0.012 * height)] = 0
     cover[elev < np.quantile(elev, 0.06)] = 0
     cover[elev > np.quantile(elev, 0.92)] = 5
     return cover
@@ -115,15 +115,38 @@ def make_scene(
     pixel_size: float = 30.0,
     crs: str = "EPSG:32613",
     origin: tuple[float, float] = (440_010.0, 4_480_020.0),
-    noise: float = 0.006,
+    noise: float = 0.01,
+    variability: float = 0.3,
+    blur: float = 0.5,
+    mixing: float = 0.45,
 ) -> Scene:
-    """Build the scene in memory; the same arguments always give the same arrays."""
+    """Build the scene in memory; the same arguments always give the same arrays.
+
+    ``mixing`` is the largest share of a pixel covered by a second land cover;
+    ``variability`` is the within-class spread of each band (a smooth field per band, so
+    a class's spectral shape drifts across the scene, as with moisture, phenology or soil
+    type); ``blur`` is the sensor's point-spread (Gaussian sigma in pixels), which mixes
+    the spectra of neighbouring classes at their borders; ``noise`` is white sensor noise
+    in reflectance units. Together they keep classes separable but not trivially so.
+    """
     rng = np.random.default_rng(seed)
     cover = land_cover(rng, height, width)
     valid = footprint(height, width)
-    # Within-class brightness varies smoothly (terrain, moisture); sensor noise is white.
+    # Brightness varies smoothly (terrain, illumination); each band drifts on its own too.
     bright = 0.85 + 0.3 * _field(rng, (height, width), 3.0)
-    refl = SPECTRA[cover].transpose(2, 0, 1) * bright.astype(np.float32)
+    drift = np.stack(
+        [1 + variability * (_field(rng, (height, width), 2.0) - 0.5) for _ in SPECTRA[0]]
+    ).astype(np.float32)
+    # Sub-pixel mixing: every pixel holds up to `mixing` of another land cover (fallow in
+    # fields, trees in towns, soil between shrubs); the truth is the dominant cover.
+    other = rng.integers(1, 5, size=(height, width))
+    other = ndimage.median_filter(other, size=5).astype(np.intp)
+    frac = (mixing * _field(rng, (height, width), 1.5) ** 2).astype(np.float32)
+    frac[(cover == 0) | (cover == 5)] = 0.0  # open water and snow are pure but at their edges
+    spectra = (1 - frac)[..., None] * SPECTRA[cover] + frac[..., None] * SPECTRA[other]
+    refl = spectra.transpose(2, 0, 1) * bright.astype(np.float32) * drift
+    if blur > 0:
+        refl = ndimage.gaussian_filter(refl, sigma=(0, blur, blur), mode="nearest")
     refl += rng.normal(0.0, noise, size=refl.shape).astype(np.float32)
     dn = np.clip(np.rint(refl * SCALE), 1, 65535).astype(np.uint16)
     dn[:, ~valid] = NODATA
