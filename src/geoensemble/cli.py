@@ -2,24 +2,38 @@
 
 ``python pipelines/<stage>.py [hydra overrides]`` composes ``conf/`` with Hydra (multirun with
 ``-m``); ``python pipelines/<stage>.py --params params.yaml`` runs on an already composed file,
-which is how ``dvc repro`` calls the stages. Errors that geoensemble raises on purpose print as
-one clear line and exit with code 2; set ``GEOENSEMBLE_DEBUG=1`` for the traceback.
+which is how ``dvc repro`` calls the stages.
+
+What the user sees when something goes wrong:
+
+- an error geoensemble raises on purpose (:class:`~geoensemble.errors.GeoEnsembleError`) prints
+  one line ``geoensemble <stage>: error: <what, which file/key/value, how to fix>`` and exits
+  with code 2;
+- a bad command-line override (unknown key, group option that does not exist, syntax) prints
+  one line naming the override and exits with code 1, Hydra's own code;
+- anything else is a bug: one line saying so, exit code 1.
+
+Set ``GEOENSEMBLE_DEBUG=1`` to get the traceback as well.
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import shlex
 import sys
 import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from geoensemble.config import AppConfig, load_params, validate
 from geoensemble.errors import GeoEnsembleError
 
-EXIT_ERROR = 2
+EXIT_ERROR = 2  # a GeoEnsembleError: bad input, the user can fix it
+EXIT_USAGE = 1  # a Hydra composition error (Hydra's own exit code) or a bug
+DEBUG_VAR = "GEOENSEMBLE_DEBUG"
 
 
 def _setup_logging() -> None:
@@ -29,17 +43,46 @@ def _setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def debug() -> bool:
+    """True when ``GEOENSEMBLE_DEBUG`` asks for tracebacks."""
+    return os.environ.get(DEBUG_VAR, "").strip().lower() not in {"", "0", "false", "no"}
+
+
+def one_line(text: str) -> str:
+    """Join a multi-line message into one line (the user reads one line per error)."""
+    parts = [p.strip().rstrip(".;") for p in str(text).splitlines() if p.strip()]
+    return "; ".join(p for p in parts if p)
+
+
+def fail(stage: str, exc: BaseException) -> SystemExit:
+    """Print ``exc`` as the one-line error of ``stage``; return the SystemExit to raise.
+
+    A :class:`GeoEnsembleError` exits with code 2. Any other exception reaching the user is
+    a bug in geoensemble: it is reported as such (exit code 1), with the traceback when
+    ``GEOENSEMBLE_DEBUG=1``.
+    """
+    if debug():
+        traceback.print_exception(exc)
+    if isinstance(exc, GeoEnsembleError):
+        print(f"geoensemble {stage}: error: {one_line(str(exc))}", file=sys.stderr)
+        return SystemExit(EXIT_ERROR)
+    print(
+        f"geoensemble {stage}: internal error: {type(exc).__name__}: {one_line(str(exc))}. "
+        f"This is a bug in geoensemble: rerun with {DEBUG_VAR}=1 for the traceback and "
+        f"report it",
+        file=sys.stderr,
+    )
+    return SystemExit(EXIT_USAGE)
+
+
 def run_stage(stage: str, cfg: AppConfig) -> Any:
-    """Run one stage; on a geoensemble error print it and exit 2 (no traceback noise)."""
+    """Run one stage; on any error print one line and exit (2 for a geoensemble error)."""
     from geoensemble.stages import STAGES
 
     try:
         return STAGES[stage](cfg)
-    except GeoEnsembleError as exc:
-        if os.environ.get("GEOENSEMBLE_DEBUG"):
-            traceback.print_exc()
-        print(f"geoensemble {stage}: error: {exc}", file=sys.stderr)
-        raise SystemExit(EXIT_ERROR) from None
+    except Exception as exc:
+        raise fail(stage, exc) from None
 
 
 def conf_dir() -> Path:
@@ -57,6 +100,93 @@ def _split_args(argv: list[str]) -> list[str]:
     return [a for a in out if a]
 
 
+def _known_keys() -> list[str]:
+    """Every key of the default composed config (for "did you mean" hints)."""
+    from omegaconf import OmegaConf
+
+    from geoensemble.config import flatten
+    from geoensemble.params import compose
+
+    try:
+        plain = OmegaConf.to_container(compose([], config_dir=conf_dir()), resolve=False)
+    except Exception:  # the hint is optional: never hide the real error behind another
+        return []
+    keys = flatten({str(k): v for k, v in plain.items()}) if isinstance(plain, dict) else {}
+    out = set(keys)
+    for k in keys:  # parents too: `ensemble.cv` is a key one may mistype
+        parts = k.split(".")
+        out.update(".".join(parts[:i]) for i in range(1, len(parts)))
+    return sorted(out)
+
+
+def _override_of(key: str, args: list[str]) -> str:
+    for a in args:
+        if a.lstrip("+~").split("=", 1)[0] == key:
+            return a
+    return key
+
+
+def hydra_message(exc: BaseException, args: list[str], stage: str) -> str:
+    """One line for a Hydra composition or override error, naming the override and a fix."""
+    import re
+
+    from hydra.errors import MissingConfigException, OverrideParseException
+
+    cfg_help = f"python pipelines/{stage}.py --cfg job prints the composed config"
+    text = str(exc)
+    if isinstance(exc, MissingConfigException) and exc.options is not None:
+        m = re.search(r"Could not find '([^']+)'", text)
+        missing = exc.missing_cfg_file or (m.group(1) if m else "?")
+        group, _, option = missing.rpartition("/")
+        hint = difflib.get_close_matches(option, list(exc.options), n=1)
+        return (
+            f"no option '{option}' in the config group '{group}' (conf/{group}/)"
+            + (f": did you mean {group}={hint[0]}?" if hint else "")
+            + f" Choose one of {', '.join(exc.options)}"
+        )
+    if isinstance(exc, OverrideParseException):
+        return (
+            f"cannot parse the overrides {' '.join(args)}: {one_line(text)} (write key=value, "
+            f"quote values with spaces or brackets for the shell, no spaces inside [...] "
+            f"or {{...}})"
+        )
+    m = re.match(r"Could not override '([^']+)'", text)
+    if m and "not in struct" in str(exc.__cause__ or ""):
+        key = m.group(1)
+        hint = difflib.get_close_matches(key, _known_keys(), n=1)
+        return (
+            f"unknown config key '{key}' in the override '{_override_of(key, args)}'"
+            + (f": did you mean '{hint[0]}'?" if hint else ":")
+            + f" Check its spelling ({cfg_help}); a leading + adds a key only where the "
+            f"config is free-form, e.g. +model.estimator.tol=0.001"
+        )
+    cause = f" ({one_line(str(exc.__cause__))})" if exc.__cause__ else ""
+    return f"{one_line(text)}{cause}. Check the overrides ({cfg_help})"
+
+
+class _HydraRaises:
+    """Let Hydra raise its composition errors instead of printing them over several lines
+    (Hydra prints them itself unless HYDRA_FULL_ERROR is set)."""
+
+    def __enter__(self) -> None:
+        self.old = os.environ.get("HYDRA_FULL_ERROR")
+        os.environ["HYDRA_FULL_ERROR"] = "1"
+
+    def __exit__(self, *exc: object) -> None:
+        if self.old is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = self.old
+
+
+def _hydra_errors() -> Iterator[type[BaseException]]:
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    yield HydraException
+    yield OmegaConfBaseException
+
+
 def stage_main(stage: str, argv: list[str] | None = None) -> None:
     """Entry point of ``pipelines/<stage>.py`` and of ``geoensemble <stage>``."""
     args = _split_args(list(sys.argv[1:] if argv is None else argv))
@@ -67,9 +197,8 @@ def stage_main(stage: str, argv: list[str] | None = None) -> None:
             raise SystemExit(EXIT_ERROR)
         try:
             cfg = load_params(args[1])
-        except GeoEnsembleError as exc:
-            print(f"geoensemble {stage}: error: {exc}", file=sys.stderr)
-            raise SystemExit(EXIT_ERROR) from None
+        except Exception as exc:
+            raise fail(stage, exc) from None
         run_stage(stage, cfg)
         return
 
@@ -88,20 +217,37 @@ def stage_main(stage: str, argv: list[str] | None = None) -> None:
             try:
                 return STAGES[stage](validate(raw))
             except GeoEnsembleError as exc:
-                print(f"geoensemble {stage}: error: {exc}", file=sys.stderr)
+                print(f"geoensemble {stage}: error: {one_line(str(exc))}", file=sys.stderr)
                 raise
         try:
             cfg = validate(raw)
-        except GeoEnsembleError as exc:
-            print(f"geoensemble {stage}: error: {exc}", file=sys.stderr)
-            raise SystemExit(EXIT_ERROR) from None
+        except Exception as exc:
+            raise fail(stage, exc) from None
         return run_stage(stage, cfg)
 
     from geoensemble.stages import STAGES
 
     sys.argv = [f"{stage}.py", *args]
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    # Sweeps keep Hydra's own reporting (a failed job must not end the others); a user who
+    # set HYDRA_FULL_ERROR or GEOENSEMBLE_DEBUG gets Hydra's traceback as usual.
+    own_errors = not (multirun or debug() or os.environ.get("HYDRA_FULL_ERROR"))
+    call: Callable[[], Any] = _main
     try:
-        _main()
+        if own_errors:
+            with _HydraRaises():
+                try:
+                    call()
+                except tuple(_hydra_errors()) as exc:
+                    print(
+                        f"geoensemble {stage}: error: {hydra_message(exc, args, stage)}",
+                        file=sys.stderr,
+                    )
+                    raise SystemExit(EXIT_USAGE) from None
+                except Exception as exc:
+                    raise fail(stage, exc) from None
+        else:
+            call()
     finally:
         # Hydra skips on_multirun_end when a job failed: still write the summary.
         if sweep.active():

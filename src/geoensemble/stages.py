@@ -16,6 +16,7 @@ import numpy as np
 
 from geoensemble.config import AppConfig
 from geoensemble.io.atomic import atomic_path
+from geoensemble.io.writable import check_writable
 
 log = logging.getLogger("geoensemble")
 
@@ -45,6 +46,7 @@ def scene(cfg: AppConfig) -> dict[str, Path]:
     """Write the embedded default scene under ``paths.raw``."""
     from geoensemble.synthetic import write_scene
 
+    check_writable(cfg.paths.raw, key="paths.raw")
     s = cfg.data.scene
     out = write_scene(
         cfg.paths.raw,
@@ -65,6 +67,8 @@ def ingest(cfg: AppConfig) -> dict[str, Any]:
     from geoensemble.io.layers import detect_format
     from geoensemble.io.stack import build_stack, write_stack
 
+    check_writable(cfg.paths.stack, key="paths.stack", kind="store")
+    check_writable(cfg.paths.reports, key="paths.reports")
     ds = build_stack(cfg.data)
     meta: dict[str, Any] = {
         "source": cfg.data.path,
@@ -99,6 +103,8 @@ def featurize(cfg: AppConfig) -> list[str]:
     from geoensemble.features.build import build_features
     from geoensemble.io.stack import open_store, write_store
 
+    check_writable(cfg.paths.features, key="paths.features", kind="store")
+    check_writable(cfg.paths.reports, key="paths.reports")
     feats = build_features(open_store(cfg.paths.stack), cfg.features)
     names = [str(n) for n in feats.data_vars]
     write_store(
@@ -142,6 +148,7 @@ def labels(cfg: AppConfig) -> dict[str, Any]:
 
     lc = cfg.data.labels
     out = Path(cfg.paths.labels)
+    check_writable(out, key="paths.labels")
     if not lc.path:
         write_no_labels(out)
         log.info("labels: data.labels.path is null: no labels (unsupervised models only)")
@@ -176,6 +183,8 @@ def train(cfg: AppConfig) -> dict[str, Any]:
     """Fit the ensemble (see :mod:`geoensemble.ensemble.train`) and write ``train.json``."""
     from geoensemble.ensemble.train import train_ensemble
 
+    # before the fit: a report that cannot be written would leave registered models behind
+    check_writable(cfg.paths.reports, key="paths.reports")
     report = train_ensemble(cfg)
     write_json(reports_dir(cfg) / "train.json", report)
     return report
@@ -186,6 +195,7 @@ def evaluate(cfg: AppConfig) -> dict[str, Any]:
     """Metrics and plots of the ensemble (see :mod:`geoensemble.ensemble.evaluate`)."""
     from geoensemble.ensemble.evaluate import evaluate_ensemble
 
+    check_writable(cfg.paths.reports, key="paths.reports")
     return evaluate_ensemble(cfg)
 
 
@@ -197,6 +207,7 @@ def predict(cfg: AppConfig) -> dict[str, Any]:
     """
     from geoensemble.predict import predict_many
 
+    check_writable(cfg.predict.output_dir, key="predict.output_dir")
     out = predict_many(cfg)
     for name, s in out["scenes"].items():
         log.info(

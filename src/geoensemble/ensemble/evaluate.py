@@ -23,7 +23,7 @@ import numpy as np
 import xarray as xr
 
 from geoensemble.config import AppConfig
-from geoensemble.errors import GridMismatchError
+from geoensemble.errors import GridMismatchError, InputFileError
 
 log = logging.getLogger("geoensemble")
 
@@ -88,6 +88,11 @@ def evaluate_ensemble(cfg: AppConfig) -> dict[str, Any]:
     from geoensemble.ensemble import figures
 
     reports = Path(cfg.paths.reports)
+    if not (reports / "train.json").is_file():
+        raise InputFileError(
+            f"{reports / 'train.json'} does not exist: run the train stage first "
+            f"(dvc repro train), with the same paths.reports"
+        )
     rep = json.loads((reports / "train.json").read_text())
     metric, kind = rep["metric"], rep.get("kind", "cluster")
     members = sorted(rep["members"], key=lambda m: m["rank"])

@@ -87,7 +87,13 @@ def _instantiate(spec: dict[str, Any], key: str, overrides: dict[str, Any] | Non
     try:
         return instantiate(dict(spec), **(overrides or {}))
     except InstantiationException as exc:
-        raise ConfigError(
-            f"cannot build {key} from {dict(spec)}: "
-            f"{str(exc).splitlines()[0]}. Check _target_ and its arguments"
-        ) from None
+        target = spec.get("_target_")
+        if str(exc).startswith("Error locating target"):
+            why = f"{key}._target_={target!r} cannot be imported"
+            fix = "check the module and class name (e.g. sklearn.cluster.MiniBatchKMeans)"
+        else:
+            # The cause says which argument was refused, e.g. an unexpected keyword.
+            cause = exc.__cause__ or exc
+            why = f"{target} refused the arguments of {key}: {str(cause).splitlines()[0]}"
+            fix = f"check the keys under {key} against {target}'s parameters"
+        raise ConfigError(f"cannot build {key}: {why}; {fix}") from None

@@ -246,7 +246,15 @@ def write_store(
     target = Path(path)
     ds = _storable(ds)
     with atomic_path(target) as tmp:
-        ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2)
+        try:
+            ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2)
+        except RuntimeError as exc:
+            # numcodecs reports a corrupt chunk of an input store as a RuntimeError
+            raise InputFileError(
+                f"cannot compute {target}: reading its input failed ({exc}). An input store "
+                f"is damaged (a truncated or corrupt chunk file): rebuild it with "
+                f"dvc repro --force on the stage that writes it"
+            ) from None
         if meta is not None:
             (tmp / "geoensemble.json").write_text(json.dumps(meta, indent=2))
     return target
@@ -286,6 +294,21 @@ def open_store(path: str | os.PathLike[str]) -> xr.Dataset:
         raise InputFileError(
             f"{p} is not a finished geoensemble store: run the stage that "
             f"writes it (dvc repro) first"
+        )
+    try:
+        meta = json.loads((p / ".zmetadata").read_text())["metadata"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputFileError(
+            f"{p} is a damaged store (unreadable .zmetadata: {exc}): rebuild it with "
+            f"dvc repro --force on the stage that writes it"
+        ) from None
+    # Zarr reads a missing chunk as its fill value (NaN): a deleted array would silently
+    # become an all-no-data layer.
+    lost = sorted(k.split("/")[0] for k in meta if k.endswith("/.zarray") and not (p / k).exists())
+    if lost:
+        raise InputFileError(
+            f"{p} is a damaged store: array(s) {lost} are listed but missing on disk; "
+            f"rebuild it with dvc repro --force on the stage that writes it"
         )
     ds = xr.open_zarr(p, consolidated=True)
     crs, transform = grid_attrs(ds)

@@ -1,0 +1,71 @@
+"""Check, before a stage does any work, that its outputs can be written.
+
+A stage that computes for minutes and then finds its output folder unwritable wastes the work
+and may leave half of its outputs (and an MLflow run) behind; these checks fail first, naming
+the config key, and change nothing on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Literal
+
+from geoensemble.errors import OutputError
+
+
+def _first_existing(p: Path) -> Path:
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _probe(folder: Path) -> str | None:
+    """Why a file cannot be created in ``folder`` (None if it can); leaves nothing behind.
+
+    ``os.access`` is not enough: as root it says yes to read-only mounts and to /proc.
+    """
+    probe = folder / f".geoensemble-write-probe-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.touch(exist_ok=False)
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    probe.unlink(missing_ok=True)
+    return None
+
+
+def check_writable(
+    target: str | os.PathLike[str], *, key: str, kind: Literal["folder", "store"] = "folder"
+) -> None:
+    """Fail early if ``target`` cannot be written.
+
+    Parameters
+    ----------
+    target
+        A folder the stage writes into (``kind="folder"``), or a store (a folder written as
+        a whole: created beside it under a temporary name and moved into place).
+    key
+        The config key that names ``target``, for the message.
+
+    Raises
+    ------
+    OutputError
+        Naming the key, the path and the obstacle (a file where a folder should be, a
+        read-only or missing location).
+    """
+    p = Path(target).absolute()
+    fix = f"set {key} to a writable location"
+    if p.exists() and not p.is_dir():
+        raise OutputError(f"cannot write {key}={target}: {p} is a file, not a folder; {fix}")
+    base = _first_existing(p if kind == "folder" else p.parent)
+    if not base.is_dir():
+        raise OutputError(
+            f"cannot write {key}={target}: {base} is a file, not a folder, so nothing can be "
+            f"created under it; {fix}"
+        )
+    why = _probe(base)
+    if why is not None:
+        raise OutputError(
+            f"cannot write {key}={target}: cannot create files in {base} ({why}); {fix}"
+        )
