@@ -13,6 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -303,6 +304,13 @@ def _range_checks(cfg: AppConfig) -> None:
             "an integer >= 1",
         ),
         ("ensemble.keep", cfg.ensemble.keep, 1 <= cfg.ensemble.keep, "an integer >= 1"),
+        (
+            "ensemble.keep",
+            cfg.ensemble.keep,
+            cfg.ensemble.keep <= cfg.ensemble.size * cfg.ensemble.generations,
+            f"at most the {cfg.ensemble.size * cfg.ensemble.generations} members fitted "
+            f"(ensemble.size x ensemble.generations), or raise ensemble.size",
+        ),
         ("ensemble.patience", cfg.ensemble.patience, cfg.ensemble.patience >= 1, "an integer >= 1"),
         (
             "ensemble.member_fraction",
@@ -397,6 +405,7 @@ def _range_checks(cfg: AppConfig) -> None:
         if not ok:
             raise ConfigError(f"config key {key}={value!r} is out of range: use {allowed}")
     _data_checks(cfg.data)
+    _scene_crs_check(cfg.data.scene.crs)
     _features_checks(cfg.features)
     if not cfg.model.estimator.get("_target_"):
         raise ConfigError(
@@ -428,6 +437,19 @@ def _features_checks(f: FeaturesConfig) -> None:
             f"config key features.false_colour={f.false_colour} must name exactly three "
             f"features (red, green, blue), or be empty"
         )
+
+
+def _scene_crs_check(crs: str) -> None:
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+
+    try:
+        CRS.from_user_input(crs)
+    except CRSError:
+        raise ConfigError(
+            f"config key data.scene.crs={crs!r} is not a CRS that PROJ knows: use an EPSG "
+            f"code such as EPSG:32613 (UTM 13N)"
+        ) from None
 
 
 def _data_checks(d: DataConfig) -> None:
@@ -482,7 +504,23 @@ def load_params(path: str | os.PathLike[str]) -> AppConfig:
             f"config file {p} does not exist: run from the project root or "
             f"pass --params with the path to params.yaml"
         )
-    return validate(OmegaConf.load(p))  # type: ignore[arg-type]
+    try:
+        loaded = OmegaConf.load(p)
+    except (OSError, yaml.YAMLError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(
+            f"config file {p} is not readable YAML: {what}{where}. Fix the file, or "
+            f"regenerate params.yaml with python -m geoensemble.params"
+        ) from None
+    if not isinstance(loaded, DictConfig) or not loaded:
+        raise ConfigError(
+            f"config file {p} does not hold a mapping of config keys (it is "
+            f"{'empty' if not loaded else 'a list'}): regenerate it with "
+            f"python -m geoensemble.params"
+        )
+    return validate(loaded)
 
 
 def to_dict(cfg: AppConfig) -> dict[str, Any]:

@@ -57,8 +57,8 @@ def setup(t: TrackingConfig) -> str:
     uri = tracking_uri(t)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    client = mlflow.MlflowClient()
     try:
+        client = mlflow.MlflowClient()  # refuses unsupported URI schemes
         exp = client.get_experiment_by_name(t.experiment)
         if exp is not None:
             return str(exp.experiment_id)
@@ -70,6 +70,12 @@ def setup(t: TrackingConfig) -> str:
         raise TrackingError(
             f"cannot use the MLflow store {uri}: {exc.message}. Check "
             f"tracking.uri (is the server running?)"
+        ) from None
+    except OSError as exc:  # e.g. the folder of a sqlite:/// store does not exist
+        raise TrackingError(
+            f"cannot open the MLflow store {uri}: {exc.strerror or exc} "
+            f"({exc.filename or uri}). Set tracking.uri to sqlite:///<existing folder>/mlflow.db "
+            f"or a server's http://host:port"
         ) from None
 
 
@@ -312,7 +318,7 @@ def load_model(uri: str) -> LoadedModel:
         model = mlflow.sklearn.load_model(uri)
     except MlflowException as exc:
         raise ModelNotFoundError(
-            f"cannot load {uri}: {exc.message.splitlines()[0]}. Run the "
+            f"cannot load {uri}: {exc.message.splitlines()[0].rstrip('.')}. Run the "
             f"train stage first, or check tracking.model_name and "
             f"predict.alias"
         ) from None
