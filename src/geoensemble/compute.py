@@ -22,6 +22,7 @@ _ENV_VARS = (*_THREAD_VARS, "DASK_LOGGING__DISTRIBUTED")
 @contextlib.contextmanager
 def dask_client(ccfg: ComputeConfig) -> Iterator[object]:
     """Yield a ``distributed.Client``; a LocalCluster it started is closed on exit."""
+    import dask
     from distributed import Client, LocalCluster
 
     # distributed sets its loggers to INFO on import and LocalCluster(silence_logs=...)
@@ -41,6 +42,9 @@ def dask_client(ccfg: ComputeConfig) -> Iterator[object]:
     os.environ.update(env)  # inherited by worker processes
     try:
         with (
+            # The scheduler runs in this process: a task whose worker dies is rescheduled
+            # up to compute.retries times, then fails with KilledWorker.
+            dask.config.set({"distributed.scheduler.allowed-failures": ccfg.retries}),
             LocalCluster(
                 n_workers=ccfg.n_workers,
                 threads_per_worker=ccfg.threads_per_worker,

@@ -249,6 +249,7 @@ class TrackingConfig:
     experiment: str = "geoensemble"
     model_name: str = "geoensemble"
     artifact_root: str = "mlartifacts"
+    timeout: float = 10.0  # seconds to wait for a tracking server before giving up
 
 
 @dataclass
@@ -261,6 +262,7 @@ class ComputeConfig:
     processes: bool = True  # LocalCluster only: worker processes (true) or threads
     memory_limit: str = "auto"  # LocalCluster only, per worker
     timeout: float = 30.0  # seconds to wait for the scheduler and its first worker
+    retries: int = 2  # times a member's task is rerun after its worker died
 
 
 @dataclass
@@ -384,6 +386,13 @@ def _range_checks(cfg: AppConfig) -> None:
             "compute.timeout",
             cfg.compute.timeout,
             cfg.compute.timeout > 0,
+            "a number of seconds > 0",
+        ),
+        ("compute.retries", cfg.compute.retries, cfg.compute.retries >= 0, "an integer >= 0"),
+        (
+            "tracking.timeout",
+            cfg.tracking.timeout,
+            cfg.tracking.timeout > 0,
             "a number of seconds > 0",
         ),
         ("data.scene.width", cfg.data.scene.width, cfg.data.scene.width >= 32, "an integer >= 32"),

@@ -46,3 +46,7 @@ class TrackingError(GeoEnsembleError, RuntimeError):
 
 class OutputError(GeoEnsembleError, OSError):
     """An output cannot be written (permissions, existing file, full disk)."""
+
+
+class ComputeError(GeoEnsembleError, RuntimeError):
+    """A task of the dask cluster failed for good (e.g. it kept killing its workers)."""

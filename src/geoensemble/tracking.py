@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -49,14 +50,83 @@ def is_local_store(uri: str) -> bool:
     return not uri.startswith(("http://", "https://", "databricks"))
 
 
+def check_server(uri: str, *, timeout: float = 10.0) -> None:
+    """Fail fast when a tracking server does not answer (MLflow would retry for minutes).
+
+    Only ``http(s)://`` stores are probed, on their ``/health`` endpoint; any HTTP answer
+    (even 401/404 from a proxy) counts as reachable.
+
+    Raises
+    ------
+    TrackingError
+        If nothing answers at ``uri`` within ``timeout`` seconds.
+    """
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    if not uri.startswith(("http://", "https://")):
+        return
+    parts = urllib.parse.urlsplit(uri)
+    netloc = parts.hostname or ""
+    netloc = f"[{netloc}]" if ":" in netloc else netloc
+    if parts.port:
+        netloc += f":{parts.port}"
+    health = urllib.parse.urlunsplit((parts.scheme, netloc, "/health", "", ""))
+    try:
+        with urllib.request.urlopen(health, timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return  # something answers: MLflow's own calls will report what is wrong
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingError(
+            f"the MLflow tracking server {redact_uri(uri)} does not answer "
+            f"({type(reason).__name__}: {reason}; waited at most {timeout:g} s): start it "
+            f"(mlflow server --host 127.0.0.1 --port 5000 ...), fix tracking.uri, or use the "
+            f"local store with tracking=sqlite"
+        ) from None
+
+
+def init_sqlite_store(uri: str) -> None:
+    """Create (or migrate) a SQLite store's tables under a lock shared between processes.
+
+    Two jobs started at once on a new ``mlflow.db`` would otherwise both run MLflow's schema
+    migrations, and one fails ("duplicate column name"). The lock is taken on the store's
+    folder, so no lock file is left behind. Other stores, and folders that do not exist
+    (:func:`setup` reports those), are left alone.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        return
+    if not uri.startswith("sqlite:///"):
+        return
+    folder = Path(uri[len("sqlite:///") :]).parent
+    if not folder.is_dir():
+        return
+    import mlflow
+
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        # The first call creates the tables; any error shows again, explained, in setup.
+        with contextlib.suppress(Exception):
+            mlflow.MlflowClient(uri, uri).search_experiments(max_results=1)
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def setup(t: TrackingConfig) -> str:
     """Point MLflow at the store and return the experiment id (created if needed)."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
     uri = tracking_uri(t)
+    check_server(uri, timeout=t.timeout)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    init_sqlite_store(uri)
     try:
         client = mlflow.MlflowClient()  # refuses unsupported URI schemes
         exp = client.get_experiment_by_name(t.experiment)
@@ -65,7 +135,14 @@ def setup(t: TrackingConfig) -> str:
         # A server chooses (and proxies) the artifact store itself; a local path would only
         # be valid on this machine.
         location = (store_root() / t.artifact_root).as_uri() if is_local_store(uri) else None
-        return str(client.create_experiment(t.experiment, artifact_location=location))
+        try:
+            return str(client.create_experiment(t.experiment, artifact_location=location))
+        except MlflowException:
+            # Two jobs starting at once on a new store: the other one created it first.
+            exp = client.get_experiment_by_name(t.experiment)
+            if exp is None:
+                raise
+            return str(exp.experiment_id)
     except MlflowException as exc:
         raise TrackingError(
             f"cannot use the MLflow store {uri}: {exc.message}. Check "
@@ -128,10 +205,52 @@ def sweep_tags() -> dict[str, str]:
     return tags
 
 
+# Key names whose values are never logged (matched per dotted segment, case-insensitive).
+SECRET_KEY = re.compile(
+    r"(^|[._-])(password|passwd|pwd|secret|token|credentials?|api_?key|access_?key|"
+    r"secret_?key|private_?key|auth|key|sig|signature)($|[._-])",
+    re.IGNORECASE,
+)
+# user:password@ in URIs
+_URI_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<user>[^/@:\s]*):[^/@\s]*@")
+# name=value pairs in query strings (?token=...) and override lists (a.password=...)
+_NAME_VALUE = re.compile(r"(?P<pre>^|[?&;\s])(?P<name>[\w.+~-]+)=(?P<value>[^&;#\s]*)")
+REDACTED = "***"
+
+
+def redact_uri(text: str) -> str:
+    """``text`` with URI passwords and secret ``name=value`` pairs replaced by ``***``."""
+    text = _URI_CREDENTIALS.sub(rf"\g<scheme>\g<user>:{REDACTED}@", text)
+
+    def pair(m: re.Match[str]) -> str:
+        if not SECRET_KEY.search(m["name"].lstrip("+~")):
+            return m[0]
+        return f"{m['pre']}{m['name']}={REDACTED}"
+
+    return _NAME_VALUE.sub(pair, text)
+
+
+def redact_value(key: str, value: Any) -> str:
+    """A parameter value fit to log: secrets hidden, the home directory shown as ``~``.
+
+    Values of secret-looking keys (``password``, ``token``, ``secret``, ``api_key``, ...)
+    become ``***``; credentials inside URIs and secret query parameters too; the user's
+    home directory prefix becomes ``~`` so runs do not record who ran them, or where.
+    """
+    text = str(value)
+    if value is not None and text != "" and SECRET_KEY.search(key):
+        return REDACTED
+    text = redact_uri(text)
+    home = str(Path.home()).rstrip("/")
+    if home and home != "/" and home in text:
+        text = re.sub(rf"{re.escape(home)}(?=/|$|[\s,;:'\"\]}})])", "~", text)
+    return text
+
+
 def _params(params: Mapping[str, Any]) -> list[Any]:
     from mlflow.entities import Param
 
-    return [Param(k, str(v)[:MAX_PARAM_LEN]) for k, v in params.items()]
+    return [Param(k, redact_value(k, v)[:MAX_PARAM_LEN]) for k, v in params.items()]
 
 
 def _log_batch(
@@ -315,7 +434,7 @@ def load_model(uri: str) -> LoadedModel:
                 mv = client.get_model_version(name, version)
             version, run_id = str(mv.version), mv.run_id
         info = mlflow.models.get_model_info(uri)
-        model = mlflow.sklearn.load_model(uri)
+        model = load_sklearn_flavour(uri, info.flavors)
     except MlflowException as exc:
         raise ModelNotFoundError(
             f"cannot load {uri}: {exc.message.splitlines()[0].rstrip('.')}. Run the "
@@ -336,6 +455,48 @@ def load_model(uri: str) -> LoadedModel:
         version=version,
         run_id=run_id,
     )
+
+
+def load_sklearn_flavour(uri: str, flavors: Mapping[str, Any]) -> Any:
+    """The model through its logged ``sklearn`` flavour, only if stored with skops.
+
+    skops loads nothing but the types the model's ``MLmodel`` names as trusted, where a
+    pickle would run whatever code the file holds; so a registry model stored as a
+    (cloud)pickle is refused here.
+
+    Raises
+    ------
+    ConfigError
+        If the model has no ``sklearn`` flavour, or is stored as a pickle.
+    InputFileError
+        If its skops file holds types the ``MLmodel`` does not trust (it was altered).
+    """
+    import mlflow
+    from skops.io.exceptions import UntrustedTypesFoundException
+
+    from geoensemble.errors import ConfigError, InputFileError
+
+    conf = flavors.get("sklearn")
+    if conf is None:
+        raise ConfigError(
+            f"{uri} was logged with the {sorted(flavors)} flavour(s), not mlflow.sklearn: "
+            f"predict loads scikit-learn models only; log it with mlflow.sklearn.log_model"
+        )
+    fmt = conf.get("serialization_format", "pickle")
+    if fmt != "skops":
+        raise ConfigError(
+            f"{uri} is stored as a {fmt} file, and loading a pickle runs code stored in the "
+            f"file: log it again with serialization_format='skops' (as the train stage "
+            f"does), or, only if you trust its source, predict it as a file with "
+            f"predict.external.path and predict.external.allow_pickle=true"
+        )
+    try:
+        return mlflow.sklearn.load_model(uri)
+    except UntrustedTypesFoundException as exc:
+        raise InputFileError(
+            f"{uri}: its model.skops file holds types its MLmodel does not trust ({exc}); "
+            f"the file was changed after it was logged: retrain, or log the model again"
+        ) from None
 
 
 def start_predict_run(

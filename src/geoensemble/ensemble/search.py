@@ -35,7 +35,7 @@ from geoensemble.ensemble.preview import preview_rgba
 from geoensemble.ensemble.scoring import score_unsupervised
 from geoensemble.ensemble.space import defaults_in_space, distributions
 from geoensemble.ensemble.supervised import score_supervised
-from geoensemble.errors import ConfigError
+from geoensemble.errors import ComputeError, ConfigError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -198,6 +198,39 @@ def consensus_member(
     return FitResult(pipe, scores, seconds, "kmeans", preview)
 
 
+def member_of_key(key: Any) -> str:
+    """``member-007`` from a task key ``fit-<run>-gen<g>-7`` (else the key itself)."""
+    tail = str(key).rsplit("-", 1)[-1]
+    if str(key).startswith("fit-consensus"):
+        return "the consensus member"
+    return f"member-{int(tail):03d}" if tail.isdigit() else str(key)
+
+
+def gather_members(client: Any, futures: list[Any]) -> list[Any]:
+    """The results of member tasks; a task that kept killing its workers is a ComputeError.
+
+    Raises
+    ------
+    ComputeError
+        Naming the member, when its task was tried on more workers than the cluster allows
+        (``KilledWorker``): the fit itself crashes the process (memory, a native library).
+    """
+    from distributed.scheduler import KilledWorker
+
+    try:
+        return list(client.gather(futures))
+    except KilledWorker as exc:
+        for f in futures:
+            f.cancel()
+        raise ComputeError(
+            f"{member_of_key(exc.task)} killed every dask worker that fitted it "
+            f"({exc.allowed_failures + 1} tries): its fit crashes the worker process, most "
+            f"often for lack of memory. Lower features.sample.size or the model's size, "
+            f"give workers more memory (compute.memory_limit), or raise compute.retries if "
+            f"workers die for other reasons"
+        ) from None
+
+
 def _better(a: float, b: float, direction: str) -> bool:
     return a < b if direction == "minimize" else a > b
 
@@ -344,9 +377,12 @@ def run_ensemble(
                     seed,
                     pure=False,
                     key=f"fit-{run}-gen{gen}-{trial.number}",
+                    # reruns a member whose fit raised; a member whose worker died is
+                    # rescheduled by the scheduler (distributed.scheduler.allowed-failures)
+                    retries=cfg.compute.retries,
                 )
             )
-        results: list[FitResult] = client.gather(futures)
+        results: list[FitResult] = gather_members(client, futures)
         gen_members = []
         for trial, seed, res in zip(trials, seeds, results, strict=True):
             missing = [m for m, _ in objectives if m not in res.scores]
@@ -429,7 +465,7 @@ def _consensus(
             "use model=kmeans or set ensemble.consensus.enabled=false"
         )
     k = con.n_clusters or int(top[0].pipeline[-1].cluster_centers_.shape[0])
-    res: FitResult = client.submit(
+    future = client.submit(
         consensus_member,
         data_future,
         [m.pipeline for m in top],
@@ -438,7 +474,9 @@ def _consensus(
         spec.threads,
         pure=False,
         key=f"fit-consensus-{uuid.uuid4().hex[:8]}",
-    ).result()
+        retries=cfg.compute.retries,
+    )
+    res: FitResult = gather_members(client, [future])[0]
     return Member(
         number=max(m.number for m in members) + 1,
         generation=max(m.generation for m in members),

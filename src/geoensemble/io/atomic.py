@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from geoensemble.errors import OutputError
@@ -63,12 +64,22 @@ def atomic_path(target: str | os.PathLike[str], *, overwrite: bool = True) -> It
         raise
 
 
-def remove_stale_partials(folder: str | os.PathLike[str]) -> list[Path]:
-    """Delete leftovers of interrupted writes (``.name.partial-xxxx``) in ``folder``."""
+def remove_stale_partials(
+    folder: str | os.PathLike[str], names: Iterable[str] | None = None
+) -> list[Path]:
+    """Delete leftovers of interrupted writes (``.name.partial-xxxx``) in ``folder``.
+
+    With ``names``, only the leftovers of those outputs go (a run cleans up after its own
+    earlier, killed self without touching other writers' files in a shared folder).
+    """
     removed = []
     folder = Path(folder)
+    if names is None:
+        patterns = [f".*{TMP_MARK}*"]
+    else:
+        patterns = [glob.escape(f".{n}{TMP_MARK}") + "*" for n in names]
     if folder.is_dir():
-        for p in folder.glob(f".*{TMP_MARK}*"):
+        for p in (p for pat in patterns for p in folder.glob(pat)):
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
             else:

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from geoensemble.config import AppConfig, PredictScheduler
 from geoensemble.errors import OutputError
+from geoensemble.io.atomic import remove_stale_partials
 from geoensemble.io.stack import grid_attrs
 from geoensemble.predict.blocks import (
     block_edge,
@@ -285,6 +286,17 @@ def check_outputs(paths: list[Path], overwrite: bool) -> None:
         )
 
 
+def partial_names(all_paths: dict[str, dict[str, Path]]) -> list[str]:
+    """File names of every output of this run (maps, sidecars, quicklooks), whose
+    ``.name.partial-xxxx`` leftovers an interrupted earlier run may have left."""
+    out = []
+    for paths in all_paths.values():
+        for q in paths.values():
+            out += [q.name, f"{q.name}.aux.xml", q.with_suffix(".qml").name]
+            out.append(q.with_suffix(".png").name)
+    return out
+
+
 @contextlib.contextmanager
 def _client(cfg: AppConfig) -> Iterator[Any]:
     if cfg.predict.scheduler != PredictScheduler.distributed:
@@ -318,6 +330,9 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
     out_dir = Path(p.output_dir)
     all_paths = {name: map_paths(out_dir, name, members, keys, set_label) for name, *_ in sources}
     check_outputs([q for d in all_paths.values() for q in d.values()], p.overwrite)
+    stale = remove_stale_partials(out_dir, partial_names(all_paths))
+    if stale:
+        log.info("predict: removed %d leftover(s) of an interrupted run in %s", len(stale), out_dir)
 
     base_tags = {
         **tracking.run_tags(),

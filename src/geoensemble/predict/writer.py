@@ -104,11 +104,14 @@ class MapWriter:
         try:
             with atomic_path(self.target) as tmp:
                 to_cog(self.scratch, tmp, compress=self.compress, categorical=self.categorical)
+                # Sidecars first: a map in place always has its own class names beside it,
+                # never an older run's, even if the process dies right after the move.
+                if self.classes:
+                    names = {c: n for c, (n, _) in self.classes.items()}
+                    write_category_names(self.target, names)
+                    write_qml(self.target, self.classes)
         finally:
             self.scratch.unlink(missing_ok=True)
-        if self.classes:
-            write_category_names(self.target, {c: n for c, (n, _) in self.classes.items()})
-            write_qml(self.target, self.classes)
         return self.target
 
     def abort(self) -> None:
