@@ -204,6 +204,11 @@ case(
     r"unexpected keyword argument 'n_clusterz'; check the keys under model\.estimator",
     failed_run=r"ConfigError: .*n_clusterz",
 )(edits(model__estimator__n_clusterz=3))
+case(
+    "train",
+    r"unexpected keyword argument 'n_clusterz'.*\(and under model\.space: n_clusterz",
+    failed_run=r"ConfigError: .*n_clusterz",
+)(edits(model__space={"n_clusterz": {"low": 2, "high": 5}}))
 case("train", r"ensemble metric\(s\) \['accuracyy'\] are not computed .*choose among")(
     edits(ensemble__metric="accuracyy")
 )
@@ -385,6 +390,16 @@ def pickle_without_opt_in(proj: Path, tmp: Path) -> dict[str, Any]:
 
     joblib.dump(KMeans(2, n_init=1).fit(np.arange(20.0).reshape(10, 2)), tmp / "automl.joblib")
     return {"predict.external.path": str(tmp / "automl.joblib")}
+
+
+@case("predict", r"cannot load external model .*garbage\.joblib: .*Export it again")
+def external_model_not_a_pickle(proj: Path, tmp: Path) -> dict[str, Any]:
+    (tmp / "garbage.joblib").write_text("not a pickle")
+    return {
+        "predict.external.path": str(tmp / "garbage.joblib"),
+        "predict.external.allow_pickle": True,
+        "predict.external.feature_names": ["B1", "B2"],
+    }
 
 
 @case("predict", r"already exist outside DVC-managed outputs: .*set predict\.overwrite=true")

@@ -96,4 +96,6 @@ def _instantiate(spec: dict[str, Any], key: str, overrides: dict[str, Any] | Non
             cause = exc.__cause__ or exc
             why = f"{target} refused the arguments of {key}: {str(cause).splitlines()[0]}"
             fix = f"check the keys under {key} against {target}'s parameters"
+            if overrides:  # the searched parameters of model.space are arguments too
+                fix += f" (and under model.space: {', '.join(sorted(overrides))})"
         raise ConfigError(f"cannot build {key}: {why}; {fix}") from None

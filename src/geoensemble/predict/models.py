@@ -168,7 +168,16 @@ def _unpickle(path: Path) -> Any:
             return joblib.load(path)
         with open(path, "rb") as f:
             return pickle.load(f)  # the user opted in (allow_pickle)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
+    except (
+        OSError,
+        pickle.UnpicklingError,
+        EOFError,
+        AttributeError,
+        ImportError,
+        KeyError,  # joblib/pickle on bytes that are not a pickle at all
+        ValueError,
+        IndexError,
+    ) as exc:
         raise InputFileError(
             f"cannot load external model {path}: {type(exc).__name__}: {exc}. Export it "
             f"again with pickle or joblib under the same scikit-learn version"
