@@ -44,7 +44,15 @@ def dask_client(ccfg: ComputeConfig) -> Iterator[object]:
         with (
             # The scheduler runs in this process: a task whose worker dies is rescheduled
             # up to compute.retries times, then fails with KilledWorker.
-            dask.config.set({"distributed.scheduler.allowed-failures": ccfg.retries}),
+            # worker-saturation 1.0: a worker holds only the tasks it runs, so when one dies
+            # the blame (and the retry count) falls on the member that killed it, not on a
+            # member that merely waited in its queue.
+            dask.config.set(
+                {
+                    "distributed.scheduler.allowed-failures": ccfg.retries,
+                    "distributed.scheduler.worker-saturation": 1.0,
+                }
+            ),
             LocalCluster(
                 n_workers=ccfg.n_workers,
                 threads_per_worker=ccfg.threads_per_worker,

@@ -219,7 +219,12 @@ def gather_members(client: Any, futures: list[Any]) -> list[Any]:
 
     try:
         return list(client.gather(futures))
-    except KilledWorker as exc:
+    except Exception as err:
+        # gather may surface a side effect first (a sibling task cancelled while workers
+        # died): look among all member tasks for the one that kept killing its workers.
+        exc = err if isinstance(err, KilledWorker) else _killed_worker(futures)
+        if exc is None:
+            raise
         for f in futures:
             f.cancel()
         raise ComputeError(
@@ -229,6 +234,20 @@ def gather_members(client: Any, futures: list[Any]) -> list[Any]:
             f"give workers more memory (compute.memory_limit), or raise compute.retries if "
             f"workers die for other reasons"
         ) from None
+
+
+def _killed_worker(futures: list[Any], *, wait_s: float = 10.0) -> Any:
+    """The ``KilledWorker`` error of one of ``futures``, waiting briefly for it to land."""
+    from distributed.scheduler import KilledWorker
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        for f in futures:
+            if f.status == "error" and isinstance(f.exception(), KilledWorker):
+                return f.exception()
+        if time.monotonic() > deadline or all(f.status != "pending" for f in futures):
+            return None
+        time.sleep(0.1)
 
 
 def _better(a: float, b: float, direction: str) -> bool:
@@ -368,6 +387,15 @@ def run_ensemble(
             if seeded:
                 params["random_state"] = seed
             seeds.append(seed)
+            # Build (not fit) here first: a parameter the estimator refuses is a ConfigError
+            # now, not a task failure that dask would retry compute.retries times.
+            build_pipeline(
+                spec.steps,
+                spec.estimator,
+                impute=spec.impute,
+                params=params,
+                n_features=data.X.shape[1],
+            )
             futures.append(
                 client.submit(
                     fit_member,
