@@ -8,8 +8,10 @@ The YAML tree in ``conf/`` stays free of schema references so that DVC can compo
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -296,123 +298,67 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="schema", node=AppConfig)
 
 
+def _at_least(lo: float) -> Callable[[Any], bool]:
+    return lambda v: v >= lo
+
+
+def _between(lo: float, hi: float) -> Callable[[Any], bool]:
+    return lambda v: lo <= v <= hi
+
+
+def _positive(v: Any) -> bool:
+    return v > 0
+
+
+# key -> (test of its value, what to use instead); checked once, when a stage starts.
+RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
+    ("ensemble.size", _at_least(1), "an integer >= 1"),
+    ("ensemble.generations", _at_least(1), "an integer >= 1"),
+    ("ensemble.keep", _at_least(1), "an integer >= 1"),
+    ("ensemble.patience", _at_least(1), "an integer >= 1"),
+    ("ensemble.member_fraction", lambda v: 0.0 < v <= 1.0, "a fraction in (0, 1]"),
+    ("ensemble.partial_fit_batches", _at_least(0), "an integer >= 0 (0: plain fit)"),
+    ("ensemble.cv.folds", _at_least(2), "an integer >= 2"),
+    ("ensemble.cv.block_size", _at_least(1), "an integer >= 1 (pixels)"),
+    ("ensemble.consensus.top", _at_least(2), "an integer >= 2"),
+    ("ensemble.preview_size", _between(16, 4096), "an integer between 16 and 4096"),
+    ("data.labels.buffer", _at_least(0), "a distance >= 0 in map units"),
+    (
+        "features.nan_threshold",
+        _at_least(0),
+        "an integer >= 0 (the number of NaN layers a pixel may have and still be used)",
+    ),
+    ("features.sample.size", _at_least(10), "an integer >= 10"),
+    ("data.chunk_size", _between(16, 65536), "an integer between 16 and 65536"),
+    ("predict.block_size", _between(16, 65536), "an integer between 16 and 65536"),
+    ("compute.n_workers", _at_least(1), "an integer >= 1"),
+    ("compute.threads_per_worker", _at_least(1), "an integer >= 1"),
+    ("compute.timeout", _positive, "a number of seconds > 0"),
+    ("compute.retries", _at_least(0), "an integer >= 0"),
+    ("tracking.timeout", _positive, "a number of seconds > 0"),
+    ("data.scene.width", _at_least(32), "an integer >= 32"),
+    ("data.scene.height", _at_least(32), "an integer >= 32"),
+    ("predict.threads", _at_least(0), "an integer >= 0"),
+    (
+        "predict.compress",
+        lambda v: v.lower() in {"lzw", "deflate", "zstd", "none"},
+        "one of lzw, deflate, zstd, none",
+    ),
+]
+
+
 def _range_checks(cfg: AppConfig) -> None:
-    checks: list[tuple[str, Any, bool, str]] = [
-        ("ensemble.size", cfg.ensemble.size, cfg.ensemble.size >= 1, "an integer >= 1"),
-        (
-            "ensemble.generations",
-            cfg.ensemble.generations,
-            cfg.ensemble.generations >= 1,
-            "an integer >= 1",
-        ),
-        ("ensemble.keep", cfg.ensemble.keep, 1 <= cfg.ensemble.keep, "an integer >= 1"),
-        (
-            "ensemble.keep",
-            cfg.ensemble.keep,
-            cfg.ensemble.keep <= cfg.ensemble.size * cfg.ensemble.generations,
-            f"at most the {cfg.ensemble.size * cfg.ensemble.generations} members fitted "
-            f"(ensemble.size x ensemble.generations), or raise ensemble.size",
-        ),
-        ("ensemble.patience", cfg.ensemble.patience, cfg.ensemble.patience >= 1, "an integer >= 1"),
-        (
-            "ensemble.member_fraction",
-            cfg.ensemble.member_fraction,
-            0.0 < cfg.ensemble.member_fraction <= 1.0,
-            "a fraction in (0, 1]",
-        ),
-        (
-            "ensemble.partial_fit_batches",
-            cfg.ensemble.partial_fit_batches,
-            cfg.ensemble.partial_fit_batches >= 0,
-            "an integer >= 0 (0: plain fit)",
-        ),
-        ("ensemble.cv.folds", cfg.ensemble.cv.folds, cfg.ensemble.cv.folds >= 2, "an integer >= 2"),
-        (
-            "ensemble.cv.block_size",
-            cfg.ensemble.cv.block_size,
-            cfg.ensemble.cv.block_size >= 1,
-            "an integer >= 1 (pixels)",
-        ),
-        (
-            "ensemble.consensus.top",
-            cfg.ensemble.consensus.top,
-            cfg.ensemble.consensus.top >= 2,
-            "an integer >= 2",
-        ),
-        (
-            "ensemble.preview_size",
-            cfg.ensemble.preview_size,
-            16 <= cfg.ensemble.preview_size <= 4096,
-            "an integer between 16 and 4096",
-        ),
-        (
-            "data.labels.buffer",
-            cfg.data.labels.buffer,
-            cfg.data.labels.buffer >= 0,
-            "a distance >= 0 in map units",
-        ),
-        (
-            "features.nan_threshold",
-            cfg.features.nan_threshold,
-            cfg.features.nan_threshold >= 0,
-            "an integer >= 0 (the number of NaN layers a pixel may have and still be used)",
-        ),
-        (
-            "features.sample.size",
-            cfg.features.sample.size,
-            cfg.features.sample.size >= 10,
-            "an integer >= 10",
-        ),
-        (
-            "data.chunk_size",
-            cfg.data.chunk_size,
-            16 <= cfg.data.chunk_size <= 65536,
-            "an integer between 16 and 65536",
-        ),
-        (
-            "predict.block_size",
-            cfg.predict.block_size,
-            16 <= cfg.predict.block_size <= 65536,
-            "an integer between 16 and 65536",
-        ),
-        ("compute.n_workers", cfg.compute.n_workers, cfg.compute.n_workers >= 1, "an integer >= 1"),
-        (
-            "compute.threads_per_worker",
-            cfg.compute.threads_per_worker,
-            cfg.compute.threads_per_worker >= 1,
-            "an integer >= 1",
-        ),
-        (
-            "compute.timeout",
-            cfg.compute.timeout,
-            cfg.compute.timeout > 0,
-            "a number of seconds > 0",
-        ),
-        ("compute.retries", cfg.compute.retries, cfg.compute.retries >= 0, "an integer >= 0"),
-        (
-            "tracking.timeout",
-            cfg.tracking.timeout,
-            cfg.tracking.timeout > 0,
-            "a number of seconds > 0",
-        ),
-        ("data.scene.width", cfg.data.scene.width, cfg.data.scene.width >= 32, "an integer >= 32"),
-        (
-            "data.scene.height",
-            cfg.data.scene.height,
-            cfg.data.scene.height >= 32,
-            "an integer >= 32",
-        ),
-        ("predict.threads", cfg.predict.threads, cfg.predict.threads >= 0, "an integer >= 0"),
-        (
-            "predict.compress",
-            cfg.predict.compress,
-            cfg.predict.compress.lower() in {"lzw", "deflate", "zstd", "none"},
-            "one of lzw, deflate, zstd, none",
-        ),
-    ]
-    for key, value, ok, allowed in checks:
-        if not ok:
+    for key, ok, allowed in RANGES:
+        value = attrgetter(key)(cfg)
+        if not ok(value):
             raise ConfigError(f"config key {key}={value!r} is out of range: use {allowed}")
+    fitted = cfg.ensemble.size * cfg.ensemble.generations
+    if cfg.ensemble.keep > fitted:
+        raise ConfigError(
+            f"config key ensemble.keep={cfg.ensemble.keep!r} is out of range: use at most the "
+            f"{fitted} members fitted (ensemble.size x ensemble.generations), or raise "
+            f"ensemble.size"
+        )
     _data_checks(cfg.data)
     _scene_crs_check(cfg.data.scene.crs)
     _features_checks(cfg.features)
