@@ -63,6 +63,7 @@ def training_data(cfg: AppConfig) -> tuple[TrainingData, list[str], dict[str, An
             size=cfg.features.sample.size,
             seed=cfg.seed,
             nan_threshold=cfg.features.nan_threshold,
+            stratify=cfg.features.sample.stratify,
         )
         folds = spatial_folds(
             ls.rows,

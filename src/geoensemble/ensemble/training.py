@@ -8,6 +8,7 @@ import numpy as np
 import xarray as xr
 
 from geoensemble.errors import EmptyLayerError
+from geoensemble.features.sample import balanced_quotas
 from geoensemble.features.table import valid_mask
 from geoensemble.io.labels import Labels
 
@@ -33,14 +34,31 @@ def labelled_sample(
     size: int,
     seed: int,
     nan_threshold: int = 0,
+    stratify: bool = False,
 ) -> LabelledSample:
-    """The features at labelled pixels (at most ``size`` of them, a seeded uniform draw).
+    """The features at labelled pixels (at most ``size`` of them, a seeded draw).
 
-    Labels are sparse, so only their pixels are read (pointwise, chunk by chunk).
+    The draw is uniform, or with ``stratify`` (class labels only) an equal share per class,
+    rare classes keeping all their pixels (``features.sample.stratify``). Labels are sparse,
+    so only their pixels are read (pointwise, chunk by chunk).
     """
     rows, cols = np.nonzero(labels.mask)
-    if rows.size > size:
-        pick = np.sort(np.random.default_rng(seed).choice(rows.size, size=size, replace=False))
+    rng = np.random.default_rng(seed)
+    if stratify and labels.target != "value" and rows.size > size:
+        codes = labels.array[rows, cols]
+        classes, counts = np.unique(codes, return_counts=True)
+        quotas = balanced_quotas(dict(zip(classes.tolist(), counts.tolist(), strict=True)), size)
+        pick = np.sort(
+            np.concatenate(
+                [
+                    rng.choice(np.flatnonzero(codes == c), size=q, replace=False)
+                    for c, q in quotas.items()
+                ]
+            )
+        )
+        rows, cols = rows[pick], cols[pick]
+    elif rows.size > size:
+        pick = np.sort(rng.choice(rows.size, size=size, replace=False))
         rows, cols = rows[pick], cols[pick]
     ry, cx = xr.DataArray(rows, dims="pixel"), xr.DataArray(cols, dims="pixel")
     X = np.stack([ds[n].isel(y=ry, x=cx).to_numpy() for n in names], axis=1).astype(np.float32)
