@@ -6,35 +6,15 @@ same functions; only the wrapper in :mod:`geoensemble.cli` differs.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from geoensemble.config import AppConfig
-from geoensemble.io.atomic import atomic_path
+from geoensemble.io.atomic import write_json
 from geoensemble.io.writable import check_writable
 
 log = logging.getLogger("geoensemble")
-
-
-def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    """Write JSON atomically (reports are DVC outputs and metrics)."""
-    target = Path(path)
-    with atomic_path(target) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n")
-    return target
-
-
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def reports_dir(cfg: AppConfig) -> Path:

@@ -159,7 +159,7 @@ def finish(*, failed: bool) -> dict[str, Any] | None:
     """Write the summary, record it on the sweep run and clear the exported ids."""
     global _active
     from geoensemble import tracking
-    from geoensemble.stages import write_json
+    from geoensemble.io.atomic import write_json
 
     sweep, _active = _active, None
     if sweep is None:

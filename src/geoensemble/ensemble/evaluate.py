@@ -24,6 +24,7 @@ import xarray as xr
 
 from geoensemble.config import AppConfig
 from geoensemble.errors import GridMismatchError, InputFileError
+from geoensemble.io.atomic import write_json
 
 log = logging.getLogger("geoensemble")
 
@@ -33,22 +34,6 @@ FIGURES = "figures/evaluate"
 # The JSON files dvc.yaml's plots read; the ones a run does not make are written empty so that
 # `dvc plots show` finds every file.
 PLOT_FILES = ("confusion.json", "per_class.json", "areas.json", "importance.json")
-
-
-def _write_json(path: Path, obj: Any) -> Path:
-    from geoensemble.io.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, default=_plain) + "\n")
-    return path
-
-
-def _plain(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def mapped_counts(
@@ -123,8 +108,8 @@ def evaluate_ensemble(cfg: AppConfig) -> dict[str, Any]:
     ]
     plot_dir, fig_dir = reports / PLOTS, reports / FIGURES
     files = [
-        _write_json(plot_dir / "members.json", rows),
-        _write_json(plot_dir / "generations.json", rep.get("history", [])),
+        write_json(plot_dir / "members.json", rows),
+        write_json(plot_dir / "generations.json", rep.get("history", [])),
         figures.members_png(
             fig_dir / "members.png",
             rows,
@@ -145,8 +130,8 @@ def evaluate_ensemble(cfg: AppConfig) -> dict[str, Any]:
     written = {f.name for f in files}
     for name in PLOT_FILES:
         if name not in written:  # not applicable to this kind of model: an empty plot
-            _write_json(plot_dir / name, [])
-    _write_json(reports / "metrics.json", metrics)
+            write_json(plot_dir / name, [])
+    write_json(reports / "metrics.json", metrics)
     numeric = {
         f"eval_{k}": float(v)
         for k, v in metrics.items()
@@ -216,7 +201,7 @@ def _cluster_assessment(
             for (i, j), k in np.ndenumerate(table)
             for _ in range(min(int(k), 200))  # capped: the plot shows proportions
         ]
-        files.append(_write_json(reports / PLOTS / "confusion.json", records))
+        files.append(write_json(reports / PLOTS / "confusion.json", records))
         files.append(
             figures.confusion_png(
                 reports / FIGURES / "confusion.png",
@@ -272,7 +257,7 @@ def _supervised_assessment(
     ]
     metrics["top_feature"] = names[int(order[0])]
     files = [
-        _write_json(reports / PLOTS / "importance.json", importance),
+        write_json(reports / PLOTS / "importance.json", importance),
         figures.bars_png(
             reports / FIGURES / "importance.png",
             [r["feature"] for r in importance],
@@ -292,7 +277,7 @@ def _supervised_assessment(
         scatter = [
             {"actual": float(a), "predicted": float(p)} for a, p in zip(data.y, pred, strict=True)
         ]
-        files.append(_write_json(reports / PLOTS / "predicted_vs_actual.json", scatter))
+        files.append(write_json(reports / PLOTS / "predicted_vs_actual.json", scatter))
         return files
 
     y = data.y.astype(np.int64)
@@ -357,9 +342,9 @@ def _supervised_assessment(
         for i, j in zip(np.searchsorted(classes, pred), np.searchsorted(classes, y), strict=True)
     ]
     files += [
-        _write_json(reports / PLOTS / "confusion.json", records),
-        _write_json(reports / PLOTS / "per_class.json", per_class),
-        _write_json(reports / PLOTS / "areas.json", areas),
+        write_json(reports / PLOTS / "confusion.json", records),
+        write_json(reports / PLOTS / "per_class.json", per_class),
+        write_json(reports / PLOTS / "areas.json", areas),
         figures.confusion_png(
             reports / FIGURES / "confusion.png",
             ref_matrix,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from geoensemble.errors import OutputError
 
@@ -86,3 +88,26 @@ def remove_stale_partials(
                 p.unlink(missing_ok=True)
             removed.append(p)
     return removed
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write ``obj`` as indented JSON atomically (reports, metrics, plot data, sidecars).
+
+    numpy scalars and arrays and paths are written as plain JSON values.
+    """
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=_jsonable) + "\n")
+    return target
+
+
+def _jsonable(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

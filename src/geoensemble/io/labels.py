@@ -26,7 +26,7 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from geoensemble.errors import ConfigError, EmptyLayerError, GridMismatchError, InputFileError
-from geoensemble.io.atomic import atomic_path
+from geoensemble.io.atomic import atomic_path, write_json
 from geoensemble.io.geotiff import write_geotiff
 
 NODATA = 255
@@ -329,9 +329,7 @@ def write_labels(labels: Labels, folder: str | os.PathLike[str], grid: Grid) -> 
         "labelled_pixels": int(labels.mask.sum()),
         "outside_grid": labels.outside,
     }
-    js = out / CLASSES_FILE
-    with atomic_path(js) as tmp:
-        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    js = write_json(out / CLASSES_FILE, meta)
     return {"labels": tif, "classes": js}
 
 
