@@ -259,8 +259,10 @@ def _log_batch(
     metrics: Mapping[str, float] | None = None,
     params: Mapping[str, Any] | None = None,
     tags: Mapping[str, str] | None = None,
+    steps: Mapping[str, list[tuple[int, float]]] | None = None,
 ) -> None:
-    """One batched call per 100 params/1000 metrics: single calls cost ~10 ms on SQLite."""
+    """Batched calls of at most 100 params and 1000 metrics (MLflow's limits): single calls
+    cost ~10 ms each on SQLite. ``steps`` are metrics with one value per step."""
     import time
 
     from mlflow import MlflowClient
@@ -268,16 +270,21 @@ def _log_batch(
 
     client = MlflowClient()
     ts = int(time.time() * 1000)
+    points = [(k, v, 0) for k, v in (metrics or {}).items()]
+    points += [(k, v, step) for k, series in (steps or {}).items() for step, v in series]
     ms = [
-        Metric(k, float(v), ts, 0)
-        for k, v in (metrics or {}).items()
+        Metric(k, float(v), ts, int(step))
+        for k, v, step in points
         if v is not None and np.isfinite(v)
     ]
     ps = _params(params or {})
     ts_ = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
-    for i in range(0, max(len(ps), 1), 100):
+    for n in range(max(-(-len(ps) // 100), -(-len(ms) // 1000), 1)):
         client.log_batch(
-            run_id, metrics=ms if i == 0 else [], params=ps[i : i + 100], tags=ts_ if i == 0 else []
+            run_id,
+            metrics=ms[n * 1000 : (n + 1) * 1000],
+            params=ps[n * 100 : (n + 1) * 100],
+            tags=ts_ if n == 0 else [],
         )
 
 
@@ -613,22 +620,8 @@ def log_image(run_id: str, image: np.ndarray, artifact_file: str) -> None:
 
 
 def log_metric_steps(run_id: str, series: Mapping[str, list[tuple[int, float]]]) -> None:
-    """Metrics with one value per step (e.g. the best AIC per generation), in one batch."""
-    import time
-
-    from mlflow import MlflowClient
-    from mlflow.entities import Metric
-
-    ts = int(time.time() * 1000)
-    ms = [
-        Metric(key, float(v), ts, int(step))
-        for key, points in series.items()
-        for step, v in points
-        if v is not None and np.isfinite(v)
-    ]
-    client = MlflowClient()
-    for i in range(0, len(ms), 1000):
-        client.log_batch(run_id, metrics=ms[i : i + 1000])
+    """Metrics with one value per step (e.g. the best AIC per generation), batched."""
+    _log_batch(run_id, steps=series)
 
 
 def log_dict(run_id: str, obj: Any, artifact_file: str) -> None:
