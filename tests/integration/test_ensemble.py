@@ -28,6 +28,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., AppConfig]:
         f"paths.stack={t}/stack",
         f"paths.features={t}/features",
         f"paths.labels={t}/labels",
+        f"paths.reports={t}/reports",  # not the project's own reports/
         f"data.path={t}/raw/scene",
         f"data.truth={t}/raw/labels/truth.tif",
         f"data.labels.path={t}/raw/labels/points.geojson",
