@@ -21,9 +21,14 @@ from geoensemble.io.atomic import atomic_path
 MAX_PX = 1024
 
 
+def _step(shape: tuple[int, ...]) -> int:
+    """The stride that brings the longer of the last two sides down to at most MAX_PX."""
+    return max(1, int(np.ceil(max(shape[-2:]) / MAX_PX)))
+
+
 def _thin(arr: np.ndarray) -> np.ndarray:
     """Every n-th pixel so the longer side is at most MAX_PX (quicklooks only)."""
-    step = max(1, int(np.ceil(max(arr.shape[-2:]) / MAX_PX)))
+    step = _step(arr.shape)
     return arr[..., ::step, ::step]
 
 
@@ -80,7 +85,7 @@ def thin_layer(layer: np.ndarray | xr.DataArray) -> np.ndarray:
     scene holds one chunk at a time plus the thinned picture, never the whole layer.
     """
     if isinstance(layer, xr.DataArray):
-        step = max(1, int(np.ceil(max(layer.shape[-2:]) / MAX_PX)))
+        step = _step(layer.shape)
         dims = layer.dims[-2:]
         layer = layer.isel({dims[0]: slice(None, None, step), dims[1]: slice(None, None, step)})
         return np.asarray(layer.to_numpy(), dtype=np.float64)
