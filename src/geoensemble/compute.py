@@ -9,19 +9,33 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from geoensemble.config import ComputeConfig
-from geoensemble.errors import ConfigError
+from geoensemble.errors import ComputeError, ConfigError
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _ENV_VARS = (*_THREAD_VARS, "DASK_LOGGING__DISTRIBUTED")
+# Workers here run a few long CPU-bound tasks (ensemble members, blocks of a map). The
+# statistical profiler (a stack sample every 10 ms) and the event-loop ticks (every 20 ms) each
+# need the GIL the task holds; with every core busy each handoff waits for a time slice, and
+# member fits ran ~1.17x slower than in-process (benchmarks/ensemble_benchmark.py).
+_QUIET_WORKERS = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "500ms",
+    "distributed.admin.system-monitor.interval": "2s",
+}
 
 
 @contextlib.contextmanager
-def dask_client(ccfg: ComputeConfig) -> Iterator[object]:
-    """Yield a ``distributed.Client``; a LocalCluster it started is closed on exit."""
+def dask_client(ccfg: ComputeConfig, *, preload: Sequence[str] = ()) -> Iterator[object]:
+    """Yield a ``distributed.Client``; a LocalCluster it started is closed on exit.
+
+    The LocalCluster's workers start in the background, importing the ``preload`` modules
+    (what their tasks need, e.g. scikit-learn) while the caller does its own set-up; call
+    :func:`wait_for_workers` before sending them data.
+    """
     import dask
     from distributed import Client, LocalCluster
 
@@ -60,10 +74,14 @@ def dask_client(ccfg: ComputeConfig) -> Iterator[object]:
                         for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()
                         if k != "MALLOC_TRIM_THRESHOLD_"
                     },
+                    **_QUIET_WORKERS,
+                    **_forkserver(preload),
                 }
             ),
             LocalCluster(
-                n_workers=ccfg.n_workers,
+                # Workers are added below, without waiting: they start while the stage does
+                # its own set-up (MLflow); wait_for_workers() is called before they are needed.
+                n_workers=0,
                 threads_per_worker=ccfg.threads_per_worker,
                 processes=ccfg.processes,
                 memory_limit=ccfg.memory_limit,
@@ -71,10 +89,12 @@ def dask_client(ccfg: ComputeConfig) -> Iterator[object]:
                 # (threads-only clusters talk in-process and take no host)
                 host="127.0.0.1" if ccfg.processes else None,
                 dashboard_address="127.0.0.1:0",
+                preload=list(preload),
                 silence_logs=40,
             ) as cluster,
             Client(cluster) as client,
         ):
+            cluster.scale(ccfg.n_workers)
             yield client
     finally:
         for k, v in old.items():
@@ -82,6 +102,52 @@ def dask_client(ccfg: ComputeConfig) -> Iterator[object]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _forkserver(preload: Sequence[str]) -> dict[str, str]:
+    """Dask config to fork workers from one server process that has imported ``preload``.
+
+    Spawned workers each import distributed, numpy and scikit-learn anew (~2.5 s of CPU
+    apiece, on the cores the stage needs); forked from the server they start with them
+    loaded, and a worker restarted after a crash starts at once. The server starts with the
+    first cluster of this process and keeps its environment (thread variables) and imports.
+    """
+    import multiprocessing
+
+    import dask
+    from distributed.utils import get_mp_context
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return {}  # Windows: distributed spawns
+    config = {"distributed.worker.multiprocessing-method": "forkserver"}
+    with dask.config.set(config):
+        ctx = get_mp_context()  # distributed sets its own preloads on the first call only
+    ctx.set_forkserver_preload(["distributed", "numpy", "pandas", *preload])
+    return config
+
+
+def wait_for_workers(client: Any, timeout: float) -> None:
+    """Block until the workers of ``client``'s cluster have joined.
+
+    A LocalCluster from :func:`dask_client` starts its workers in the background; an
+    existing scheduler was already checked for a first worker by :func:`connect`.
+
+    Raises
+    ------
+    ComputeError
+        If the workers have not started within ``timeout`` seconds.
+    """
+    cluster = getattr(client, "cluster", None)
+    n = len(getattr(cluster, "worker_spec", {})) or 1
+    try:
+        client.wait_for_workers(n, timeout=timeout)
+    except TimeoutError:
+        raise ComputeError(
+            f"only {len(client.scheduler_info()['workers'])} of {n} dask workers started "
+            f"within compute.timeout={timeout:g} s (errors printed above, if any, say why): "
+            f"the machine may be short of memory or busy; raise compute.timeout or lower "
+            f"compute.n_workers"
+        ) from None
 
 
 def connect(address: str, *, timeout: float = 30.0) -> Any:

@@ -263,7 +263,7 @@ class ComputeConfig:
     threads_per_worker: int = 1  # LocalCluster only
     processes: bool = True  # LocalCluster only: worker processes (true) or threads
     memory_limit: str = "auto"  # LocalCluster only, per worker
-    timeout: float = 30.0  # seconds to wait for the scheduler and its first worker
+    timeout: float = 30.0  # seconds to wait for local workers, or a scheduler and a worker
     retries: int = 2  # times a member's task is rerun after its worker died
 
 

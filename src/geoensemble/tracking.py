@@ -12,6 +12,7 @@ import contextlib
 import os
 import re
 import subprocess
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,7 +254,7 @@ def _params(params: Mapping[str, Any]) -> list[Any]:
     return [Param(k, redact_value(k, v)[:MAX_PARAM_LEN]) for k, v in params.items()]
 
 
-def _log_batch(
+def log_batch(
     run_id: str,
     *,
     metrics: Mapping[str, float] | None = None,
@@ -311,7 +312,7 @@ def parent_run(
         client.set_tag(run_id, "mlflow.runName", run_name)
     else:
         run_id = client.create_run(experiment_id, run_name=run_name).info.run_id
-    _log_batch(run_id, params=params, tags={**tags, "geoensemble.role": "ensemble"})
+    log_batch(run_id, params=params, tags={**tags, "geoensemble.role": "ensemble"})
     try:
         yield run_id
     except BaseException as exc:
@@ -343,7 +344,7 @@ def log_child_run(
 
     client = MlflowClient()
     run = client.create_run(experiment_id, run_name=run_name, tags={PARENT_TAG: parent_id, **tags})
-    _log_batch(run.info.run_id, params=params, metrics=metrics)
+    log_batch(run.info.run_id, params=params, metrics=metrics)
     client.set_terminated(run.info.run_id, status="FINISHED")
     return str(run.info.run_id)
 
@@ -357,11 +358,7 @@ def log_artifact(
 
 
 def log_metrics(run_id: str, metrics: Mapping[str, float]) -> None:
-    _log_batch(run_id, metrics=metrics)
-
-
-def set_tags(run_id: str, tags: Mapping[str, str]) -> None:
-    _log_batch(run_id, tags=tags)
+    log_batch(run_id, metrics=metrics)
 
 
 def pip_requirements() -> list[str]:
@@ -398,6 +395,29 @@ def log_model(
         )
     mv = mlflow.register_model(info.model_uri, model_name, tags=dict(tags))
     return str(mv.version)
+
+
+def warm_model_logging() -> threading.Thread:
+    """Load what logging a model needs, in a background thread; join it before logging.
+
+    The first ``log_model`` of a process imports skops (which imports every scikit-learn
+    estimator, ~1.3 s) and has MLflow map installed packages to check the requirements
+    (~0.7 s). Started while ensemble members fit, this work no longer delays registering the
+    kept members at the end. It is only a warm-up: a failure here surfaces, if at all, in
+    ``log_model`` itself.
+    """
+
+    def warm() -> None:
+        with contextlib.suppress(Exception):
+            import mlflow.sklearn  # noqa: F401
+            import skops.io  # noqa: F401
+            from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
+
+            warn_dependency_requirement_mismatches(pip_requirements())
+
+    thread = threading.Thread(target=warm, name="geoensemble-warm-mlflow", daemon=True)
+    thread.start()
+    return thread
 
 
 def set_alias(model_name: str, alias: str, version: str) -> None:
@@ -514,7 +534,7 @@ def start_predict_run(
     run = MlflowClient().create_run(
         experiment_id, run_name=run_name, tags={**tags, "geoensemble.role": "predict"}
     )
-    _log_batch(run.info.run_id, params=params)
+    log_batch(run.info.run_id, params=params)
     return str(run.info.run_id)
 
 
@@ -621,7 +641,7 @@ def log_image(run_id: str, image: np.ndarray, artifact_file: str) -> None:
 
 def log_metric_steps(run_id: str, series: Mapping[str, list[tuple[int, float]]]) -> None:
     """Metrics with one value per step (e.g. the best AIC per generation), batched."""
-    _log_batch(run_id, steps=series)
+    log_batch(run_id, steps=series)
 
 
 def log_dict(run_id: str, obj: Any, artifact_file: str) -> None:
@@ -671,7 +691,7 @@ def start_sweep_run(
         client.set_tag(run_id, "mlflow.runName", f"sweep-{sweep_id}")
     else:
         run_id = client.create_run(experiment_id, run_name=f"sweep-{sweep_id}").info.run_id
-    _log_batch(
+    log_batch(
         run_id, params=params, tags={**tags, "sweep_id": sweep_id, "geoensemble.role": "sweep"}
     )
     return str(run_id), not outer
@@ -712,7 +732,7 @@ def finish_sweep_run(
     """Record the sweep's outcome on its run and end it (if this process created it)."""
     from mlflow import MlflowClient
 
-    _log_batch(run_id, metrics=metrics, tags=tags)
+    log_batch(run_id, metrics=metrics, tags=tags)
     if summary is not None:
         log_artifact(run_id, summary)
     if created:

@@ -98,6 +98,43 @@ def test_generations_improve_or_keep_the_best(client: Any, blobs: np.ndarray) ->
     assert result.members[0].params == {"n_clusters": 8}  # the config's own value first
 
 
+def test_members_are_reported_as_they_finish(client: Any, blobs: np.ndarray) -> None:
+    cfg = cfg_of(
+        "ensemble.size=3",
+        "ensemble.generations=2",
+        "ensemble.patience=2",
+        "ensemble.previews=false",
+        "model.space.n_clusters=[2,3,4,5,6,7,8]",
+    )
+    events: list[tuple[str, int, int]] = []
+    result = run_ensemble(
+        blobs,
+        cfg,
+        client,
+        on_member=lambda m: events.append(("member", m.generation, m.number)),
+        on_generation=lambda g, ms: events.append(("generation", g, len(ms))),
+    )
+    # Each member once, before its generation closes (so it can be logged while the
+    # others fit), with its scores already there.
+    assert events == sorted(events, key=lambda e: (e[1], e[0] == "generation"))
+    assert sorted(n for kind, _, n in events if kind == "member") == [
+        m.number for m in result.members
+    ]
+    assert [e for e in events if e[0] == "generation"] == [
+        ("generation", 0, 3),
+        ("generation", 1, 3),
+    ]
+
+
+def test_members_leave_their_sample_labels_behind(blobs: np.ndarray) -> None:
+    res = fit_member(TrainingData(X=blobs), member_spec(cfg_of()), {"n_clusters": 6}, 1)
+    est = res.pipeline[-1]
+    # One label per sample pixel would travel to the driver and into the logged model.
+    assert not hasattr(est, "labels_")
+    assert est.cluster_centers_.shape[0] == 6
+    assert set(np.unique(res.pipeline.predict(blobs))) == set(range(6))
+
+
 def test_early_stop_after_patience(client: Any, blobs: np.ndarray) -> None:
     cfg = cfg_of(
         "ensemble.size=2",

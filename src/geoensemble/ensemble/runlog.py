@@ -60,6 +60,8 @@ class MemberLogger:
         self.runs: dict[int, str] = {}
         self.versions: dict[int, str] = {}
         self.seconds = 0.0
+        # Loads model logging's modules while the members fit; finish() waits for it.
+        self._warm = tracking.warm_model_logging()
 
     @contextmanager
     def timed(self) -> Iterator[None]:
@@ -85,25 +87,25 @@ class MemberLogger:
         return params
 
     def __call__(self, generation: int, members: list[Member]) -> None:
+        """Log a generation's members (an ``on_generation`` callback)."""
+        for m in members:
+            self.log_member(m)
+
+    def log_member(self, m: Member) -> None:
+        """Log one member as a child run (an ``on_member`` callback: called as it finishes)."""
         with self.timed():
-            for m in members:
-                metrics = {**m.scores, "generation": float(generation)}
-                role = "consensus" if m.consensus else "member"
-                run_id = tracking.log_child_run(
-                    self.experiment_id,
-                    self.parent_id,
-                    run_name=m.name,
-                    params=self.params_of(m),
-                    metrics=metrics,
-                    tags={
-                        **self.tags,
-                        "geoensemble.role": role,
-                        "ensemble_run_id": self.parent_id,
-                    },
-                )
-                self.runs[m.number] = run_id
-                if m.preview is not None:
-                    tracking.log_image(run_id, m.preview, "preview.png")
+            role = "consensus" if m.consensus else "member"
+            run_id = tracking.log_child_run(
+                self.experiment_id,
+                self.parent_id,
+                run_name=m.name,
+                params=self.params_of(m),
+                metrics={**m.scores, "generation": float(m.generation)},
+                tags={**self.tags, "geoensemble.role": role, "ensemble_run_id": self.parent_id},
+            )
+            self.runs[m.number] = run_id
+            if m.preview is not None:
+                tracking.log_image(run_id, m.preview, "preview.png")
 
     def finish(
         self,
@@ -123,11 +125,12 @@ class MemberLogger:
             Member number to registered version, for the kept members.
         """
         with self.timed():
+            self._warm.join()
             for m in result.members:
-                tracking.log_metrics(self.runs[m.number], {"rank": m.rank, "front": m.front})
-                tracking.set_tags(
+                tracking.log_batch(
                     self.runs[m.number],
-                    {"rank": str(m.rank), "kept": str(m in result.kept)},
+                    metrics={"rank": m.rank, "front": m.front},
+                    tags={"rank": str(m.rank), "kept": str(m in result.kept)},
                 )
             for m in result.kept:
                 with warnings.catch_warnings():

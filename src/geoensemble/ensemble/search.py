@@ -10,7 +10,8 @@ twice. The search stops early when the best primary score has not improved for
 multi-objective: members are ranked by Pareto front, then by the primary metric.
 
 The training data (sample, labels, folds, preview grid) is scattered to the workers once; each
-member is one task that builds, fits and scores its pipeline and draws its map preview.
+member is one task (:mod:`geoensemble.ensemble.member`) that builds, fits and scores its
+pipeline and draws its map preview.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,57 +29,33 @@ from optuna.samplers import NSGAIISampler
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
+from geoensemble.compute import wait_for_workers
 from geoensemble.config import AppConfig
-from geoensemble.ensemble.folds import Fold
+from geoensemble.ensemble.member import (
+    FitResult,
+    MemberSpec,
+    TrainingData,
+    consensus_member,
+    fit_member,
+)
 from geoensemble.ensemble.pipeline import build_pipeline
-from geoensemble.ensemble.preview import preview_rgba
-from geoensemble.ensemble.scoring import score_unsupervised
 from geoensemble.ensemble.space import defaults_in_space, distributions
-from geoensemble.ensemble.supervised import score_supervised
 from geoensemble.errors import ComputeError, ConfigError
 
+__all__ = [
+    "EnsembleResult",
+    "FitResult",
+    "Member",
+    "MemberSpec",
+    "TrainingData",
+    "fit_member",
+    "member_spec",
+    "rank_members",
+    "run_ensemble",
+    "select",
+]
+
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-@dataclass
-class TrainingData:
-    """Everything members train and score on; scattered to the workers once.
-
-    ``y``, ``folds`` and ``classes`` are set for supervised members; ``preview_X`` and
-    ``preview_mask`` (the valid pixels of a thinned grid) when previews are wanted.
-    """
-
-    X: np.ndarray
-    y: np.ndarray | None = None
-    folds: list[Fold] | None = None
-    classes: np.ndarray | None = None
-    preview_X: np.ndarray | None = None
-    preview_mask: np.ndarray | None = None
-
-
-@dataclass(frozen=True)
-class MemberSpec:
-    """What every member of an ensemble shares: how to build, fit and score it."""
-
-    steps: dict[str, Any]
-    estimator: dict[str, Any]
-    impute: str | None = None
-    kind: str = "cluster"
-    threads: int = 1
-    partial_fit_batches: int = 0
-    per_member_sample: bool = False
-    member_fraction: float = 0.5
-
-
-@dataclass
-class FitResult:
-    """What a worker sends back for one member."""
-
-    pipeline: Any
-    scores: dict[str, float]
-    seconds: float
-    family: str = ""
-    preview: np.ndarray | None = None
 
 
 @dataclass
@@ -114,90 +91,6 @@ class EnsembleResult:
     objectives: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _draw(n: int, fraction: float, seed: int | None) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(n, size=max(2, round(n * fraction)), replace=False))
-
-
-def _fit_unsupervised(pipe: Any, X: np.ndarray, batches: int) -> None:
-    est = pipe[-1]
-    if batches > 0 and hasattr(est, "partial_fit"):
-        # Learned preprocessing sees the whole sample; the estimator sees it batch by batch,
-        # as elm's partial_fit over successive samples did.
-        Xt = pipe[:-1].fit_transform(X) if len(pipe) > 1 else X
-        for part in np.array_split(Xt, batches):
-            est.partial_fit(part)
-    else:
-        pipe.fit(X)
-
-
-def fit_member(
-    data: TrainingData, spec: MemberSpec, params: dict[str, Any], seed: int | None = None
-) -> FitResult:
-    """Build, fit and score one member (runs on a dask worker).
-
-    With ``spec.per_member_sample`` the member fits on its own seeded draw of
-    ``spec.member_fraction`` of the sample; it is still scored on the whole sample (held-out
-    folds for supervised members) so that scores compare across members.
-    """
-    from threadpoolctl import threadpool_limits
-
-    t0 = time.perf_counter()
-    X = data.X
-    with threadpool_limits(limits=spec.threads):
-        pipe = build_pipeline(
-            spec.steps, spec.estimator, impute=spec.impute, params=params, n_features=X.shape[1]
-        )
-        family = ""
-        if spec.kind == "cluster":
-            fit_X = X[_draw(len(X), spec.member_fraction, seed)] if spec.per_member_sample else X
-            _fit_unsupervised(pipe, fit_X, spec.partial_fit_batches)
-            seconds = time.perf_counter() - t0
-            scores = score_unsupervised(pipe, X)
-        else:
-            if data.y is None or data.folds is None:
-                raise ConfigError(
-                    f"model.kind={spec.kind} needs labels: set data.labels.path and run "
-                    f"the labels stage"
-                )
-            folds = data.folds
-            if spec.per_member_sample:
-                keep = np.zeros(len(X), dtype=bool)
-                keep[_draw(len(X), spec.member_fraction, seed)] = True
-                folds = [Fold(train=f.train[keep[f.train]], test=f.test) for f in folds]
-            pipe, scores, family = score_supervised(
-                pipe, X, data.y, folds, kind=spec.kind, classes=data.classes
-            )
-            seconds = time.perf_counter() - t0
-        scores["fit_seconds"] = seconds
-        preview = None
-        if data.preview_X is not None and data.preview_mask is not None:
-            values = pipe.predict(data.preview_X) if len(data.preview_X) else np.zeros(0)
-            preview = preview_rgba(np.asarray(values), data.preview_mask, kind=spec.kind)
-    return FitResult(pipe, scores, seconds, family, preview)
-
-
-def consensus_member(
-    data: TrainingData, pipelines: list[Any], n_clusters: int, seed: int, threads: int
-) -> FitResult:
-    """Build and score the pooled-centroid member (runs on a dask worker)."""
-    from threadpoolctl import threadpool_limits
-
-    from geoensemble.ensemble.consensus import pooled_centroid_member
-
-    t0 = time.perf_counter()
-    with threadpool_limits(limits=threads):
-        pipe = pooled_centroid_member(pipelines, data.X, n_clusters=n_clusters, seed=seed)
-        seconds = time.perf_counter() - t0
-        scores = score_unsupervised(pipe, data.X)
-        scores["fit_seconds"] = seconds
-        preview = None
-        if data.preview_X is not None and data.preview_mask is not None:
-            values = pipe.predict(data.preview_X) if len(data.preview_X) else np.zeros(0)
-            preview = preview_rgba(np.asarray(values), data.preview_mask, kind="cluster")
-    return FitResult(pipe, scores, seconds, "kmeans", preview)
-
-
 def member_of_key(key: Any) -> str:
     """``member-007`` from a task key ``fit-<run>-gen<g>-7`` (else the key itself)."""
     tail = str(key).rsplit("-", 1)[-1]
@@ -207,7 +100,16 @@ def member_of_key(key: Any) -> str:
 
 
 def gather_members(client: Any, futures: list[Any]) -> list[Any]:
-    """The results of member tasks; a task that kept killing its workers is a ComputeError.
+    """The results of member tasks, in the order of ``futures`` (see :func:`as_finished`)."""
+    results: list[Any] = [None] * len(futures)
+    for i, result in as_finished(client, futures):
+        results[i] = result
+    return results
+
+
+def as_finished(client: Any, futures: list[Any]) -> Iterator[tuple[int, Any]]:
+    """``(index, result)`` of member tasks in the order they finish, so that a member can be
+    logged while the others still fit.
 
     Raises
     ------
@@ -215,25 +117,37 @@ def gather_members(client: Any, futures: list[Any]) -> list[Any]:
         Naming the member, when its task was tried on more workers than the cluster allows
         (``KilledWorker``): the fit itself crashes the process (memory, a native library).
     """
+    from distributed import as_completed
+
+    index = {f.key: i for i, f in enumerate(futures)}
+    for future in as_completed(futures):
+        try:
+            result = future.result()
+        except Exception as err:
+            _raise_killed(err, futures)
+            raise
+        yield index[future.key], result
+
+
+def _raise_killed(err: Exception, futures: list[Any]) -> None:
+    """Raise a ComputeError naming the member that kept killing workers, if that is what
+    ``err`` (or, surfacing first, a side effect of it) comes from."""
     from distributed.scheduler import KilledWorker
 
-    try:
-        return list(client.gather(futures))
-    except Exception as err:
-        # gather may surface a side effect first (a sibling task cancelled while workers
-        # died): look among all member tasks for the one that kept killing its workers.
-        exc = err if isinstance(err, KilledWorker) else _killed_worker(futures)
-        if exc is None:
-            raise
-        for f in futures:
-            f.cancel()
-        raise ComputeError(
-            f"{member_of_key(exc.task)} killed every dask worker that fitted it "
-            f"({exc.allowed_failures + 1} tries): its fit crashes the worker process, most "
-            f"often for lack of memory. Lower features.sample.size or the model's size, "
-            f"give workers more memory (compute.memory_limit), or raise compute.retries if "
-            f"workers die for other reasons"
-        ) from None
+    # A side effect may surface first (a sibling task cancelled while workers died): look
+    # among all member tasks for the one that kept killing its workers.
+    exc = err if isinstance(err, KilledWorker) else _killed_worker(futures)
+    if exc is None:
+        return
+    for f in futures:
+        f.cancel()
+    raise ComputeError(
+        f"{member_of_key(exc.task)} killed every dask worker that fitted it "
+        f"({exc.allowed_failures + 1} tries): its fit crashes the worker process, most "
+        f"often for lack of memory. Lower features.sample.size or the model's size, "
+        f"give workers more memory (compute.memory_limit), or raise compute.retries if "
+        f"workers die for other reasons"
+    ) from None
 
 
 def _killed_worker(futures: list[Any], *, wait_s: float = 10.0) -> Any:
@@ -325,6 +239,7 @@ def run_ensemble(
     client: Any,
     *,
     on_generation: Callable[[int, list[Member]], None] | None = None,
+    on_member: Callable[[Member], None] | None = None,
 ) -> EnsembleResult:
     """Fit up to ``cfg.ensemble.generations`` generations of ``cfg.ensemble.size`` members.
 
@@ -338,8 +253,11 @@ def run_ensemble(
     client
         A ``distributed.Client``.
     on_generation
-        Called with each finished generation's members (used to log them to MLflow as soon
-        as they exist); the consensus member comes in a call of its own.
+        Called with each finished generation's members; the consensus member comes in a
+        call of its own.
+    on_member
+        Called with each member as soon as its task finishes, while the others still fit
+        (used to log members to MLflow during the search); ranks are not final yet.
     """
     if isinstance(data, np.ndarray):
         data = TrainingData(X=data)
@@ -359,6 +277,7 @@ def run_ensemble(
     if defaults:
         study.enqueue_trial(defaults)
     seeded = "random_state" in spec.estimator
+    wait_for_workers(client, cfg.compute.timeout)
     data_future = client.scatter(data, broadcast=True)
     run = uuid.uuid4().hex[:8]  # task keys unique per search: a client may serve several
     seen: set[tuple[tuple[str, Any], ...]] = set()
@@ -410,33 +329,35 @@ def run_ensemble(
                     retries=cfg.compute.retries,
                 )
             )
-        results: list[FitResult] = gather_members(client, futures)
-        gen_members = []
-        for trial, seed, res in zip(trials, seeds, results, strict=True):
+
+        done: dict[int, Member] = {}
+        for i, res in as_finished(client, futures):
             missing = [m for m, _ in objectives if m not in res.scores]
             if missing:
                 raise ConfigError(
                     f"ensemble metric(s) {missing} are not computed for model.kind="
                     f"{spec.kind}: choose among {sorted(res.scores)}"
                 )
-            values = [res.scores[m] for m, _ in objectives]
+            done[i] = Member(
+                number=trials[i].number,
+                generation=gen,
+                params=dict(trials[i].params),
+                scores=res.scores,
+                fit_seconds=res.seconds,
+                pipeline=res.pipeline,
+                seed=seeds[i],
+                family=res.family,
+                preview=res.preview,
+            )
+            if on_member:
+                on_member(done[i])
+        gen_members = [done[i] for i in range(len(trials))]
+        for trial, member in zip(trials, gen_members, strict=True):
+            values = [member.scores[m] for m, _ in objectives]
             if all(math.isfinite(v) for v in values):
                 study.tell(trial, values if len(values) > 1 else values[0])
             else:
                 study.tell(trial, state=TrialState.FAIL)
-            gen_members.append(
-                Member(
-                    number=trial.number,
-                    generation=gen,
-                    params=dict(trial.params),
-                    scores=res.scores,
-                    fit_seconds=res.seconds,
-                    pipeline=res.pipeline,
-                    seed=seed,
-                    family=res.family,
-                    preview=res.preview,
-                )
-            )
         members.extend(gen_members)
         rank_members(members, objectives)
         score = min(members, key=lambda m: _key(m.scores[metric], direction)).scores[metric]
@@ -464,6 +385,8 @@ def run_ensemble(
         if extra is not None:
             members.append(extra)
             rank_members(members, objectives)
+            if on_member:
+                on_member(extra)
             if on_generation:
                 on_generation(extra.generation, [extra])
     return EnsembleResult(

@@ -102,45 +102,50 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
         facts["sample_pixels"],
         len(names),
     )
-    exp_id = tracking.setup(cfg.tracking)
-    tags = tracking.run_tags()
-    run_name = f"ensemble-{cfg.model.name}"
-    with tracking.parent_run(
-        exp_id,
-        run_name=run_name,
-        params=flatten(to_dict(cfg)),
-        tags={**tags, "model_family": cfg.model.name, "model_kind": facts["kind"]},
-    ) as parent_id:
-        exp_id = tracking.experiment_of(parent_id)
-        logger = MemberLogger(
-            exp_id, parent_id, family=cfg.model.name, space_keys=list(cfg.model.space), tags=tags
-        )
-        with dask_client(cfg.compute) as client:
-            result: EnsembleResult = run_ensemble(data, cfg, client, on_generation=logger)
-        versions = logger.finish(
-            result,
-            feature_names=names,
-            example=data.X[:5],
-            model_name=cfg.tracking.model_name,
-            alias=cfg.predict.alias,
-            ensemble_name=f"{run_name}-{parent_id[:8]}",
-        )
-        champion = result.kept[0]
-        wall = time.perf_counter() - t0
-        timed_call(
-            logger,
-            tracking.log_metrics,
-            parent_id,
-            {
-                f"best_{result.metric}": champion.scores[result.metric],
-                "n_members": len(result.members),
-                "n_generations": len(result.history),
-                "sample_pixels": facts["sample_pixels"],
-                "mlflow_seconds": logger.seconds,
-                "mlflow_share": logger.seconds / wall,
-                "train_seconds": wall,
-            },
-        )
+    # The cluster's workers start, and import what members need, while MLflow is set up.
+    with dask_client(cfg.compute, preload=["geoensemble.ensemble.member"]) as client:
+        exp_id = tracking.setup(cfg.tracking)
+        tags = tracking.run_tags()
+        run_name = f"ensemble-{cfg.model.name}"
+        with tracking.parent_run(
+            exp_id,
+            run_name=run_name,
+            params=flatten(to_dict(cfg)),
+            tags={**tags, "model_family": cfg.model.name, "model_kind": facts["kind"]},
+        ) as parent_id:
+            exp_id = tracking.experiment_of(parent_id)
+            logger = MemberLogger(
+                exp_id,
+                parent_id,
+                family=cfg.model.name,
+                space_keys=list(cfg.model.space),
+                tags=tags,
+            )
+            result: EnsembleResult = run_ensemble(data, cfg, client, on_member=logger.log_member)
+            versions = logger.finish(
+                result,
+                feature_names=names,
+                example=data.X[:5],
+                model_name=cfg.tracking.model_name,
+                alias=cfg.predict.alias,
+                ensemble_name=f"{run_name}-{parent_id[:8]}",
+            )
+            champion = result.kept[0]
+            wall = time.perf_counter() - t0
+            timed_call(
+                logger,
+                tracking.log_metrics,
+                parent_id,
+                {
+                    f"best_{result.metric}": champion.scores[result.metric],
+                    "n_members": len(result.members),
+                    "n_generations": len(result.history),
+                    "sample_pixels": facts["sample_pixels"],
+                    "mlflow_seconds": logger.seconds,
+                    "mlflow_share": logger.seconds / wall,
+                    "train_seconds": wall,
+                },
+            )
     runs = logger.runs
     report = {
         "experiment_id": exp_id,

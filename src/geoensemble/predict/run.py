@@ -302,9 +302,10 @@ def _client(cfg: AppConfig) -> Iterator[Any]:
     if cfg.predict.scheduler != PredictScheduler.distributed:
         yield None
         return
-    from geoensemble.compute import dask_client
+    from geoensemble.compute import dask_client, wait_for_workers
 
     with dask_client(cfg.compute) as client:
+        wait_for_workers(client, cfg.compute.timeout)  # the model is broadcast to all of them
         yield client
 
 
