@@ -2,13 +2,19 @@
 
 Measured in one run, on the same sample and the same 16 parameter sets:
 
-- the generations search on a dask ``LocalCluster`` (2 worker processes x 1 thread), every
-  member logged to a fresh SQLite MLflow store as it finishes and the kept member logged as a
-  model and registered (what the train stage does);
+- the generations search on a dask ``LocalCluster`` (2 worker processes x 1 thread), as the
+  train stage runs it: the workers start while MLflow's store is opened and the parent run
+  created, every member is logged to a SQLite MLflow store as it finishes, the kept member is
+  logged as a model and registered, and the cluster is closed; all of it is timed;
 - a plain sequential loop in this process fitting and scoring the same members, no MLflow.
 
+The MLflow store is created before the timed run, once, as a project's first run does (its
+time is printed apart): every later run opens an existing store. Creating it also loads
+MLflow's store modules in this process, as the sequential loop has scikit-learn loaded.
+
 Prints the ratio of the two wall times (target: at most 0.65 on 2 cores) and the share of the
-cluster run's wall time spent in MLflow calls (target: under 10 %).
+cluster run's wall time spent in MLflow calls, store and parent run included (target: under
+10 %).
 
     python benchmarks/ensemble_benchmark.py [--pixels 1000000] [--members 16]
 """
@@ -39,7 +45,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from geoensemble import tracking
-    from geoensemble.compute import dask_client
+    from geoensemble.compute import dask_client, wait_for_workers
     from geoensemble.config import validate
     from geoensemble.ensemble.runlog import MemberLogger
     from geoensemble.ensemble.search import TrainingData, fit_member, member_spec, run_ensemble
@@ -70,22 +76,46 @@ def main() -> None:
             f"{args.pixels:,} pixels x {X.shape[1]} features"
         )
         t0 = time.perf_counter()
-        exp = tracking.setup(cfg.tracking)
-        with tracking.parent_run(exp, run_name="benchmark", params={}, tags={}) as parent:
-            logger = MemberLogger(exp, parent, family="kmeans", space_keys=["n_clusters"], tags={})
-            with dask_client(cfg.compute) as client:
-                t_fit = time.perf_counter()
-                result = run_ensemble(preview, cfg, client, on_generation=logger)
-                fit_only = time.perf_counter() - t_fit
-            logger.finish(
-                result,
-                feature_names=[f"f{i}" for i in range(X.shape[1])],
-                example=X[:5],
-                model_name="benchmark",
-                alias="champion",
-                ensemble_name="benchmark",
-            )
+        tracking.setup(cfg.tracking)
+        new_store = time.perf_counter() - t0
+
+        phases: dict[str, float] = {}
+        t0 = tick = time.perf_counter()
+
+        def phase(name: str) -> None:
+            nonlocal tick
+            now = time.perf_counter()
+            phases[name] = now - tick
+            tick = now
+
+        # As the train stage does: workers start (forked from a server that has imported
+        # scikit-learn) while MLflow is set up, members are logged as they finish, the kept
+        # member is logged and registered at the end.
+        with dask_client(cfg.compute, preload=["geoensemble.ensemble.member"]) as client:
+            phase("start the scheduler")
+            exp = tracking.setup(cfg.tracking)
+            with tracking.parent_run(exp, run_name="benchmark", params={}, tags={}) as parent:
+                logger = MemberLogger(
+                    exp, parent, family="kmeans", space_keys=["n_clusters"], tags={}
+                )
+                phase("open the MLflow store, parent run")
+                wait_for_workers(client, cfg.compute.timeout)
+                phase("workers still starting")
+                result = run_ensemble(preview, cfg, client, on_member=logger.log_member)
+                phase("search (members logged as they finish)")
+                logger.finish(
+                    result,
+                    feature_names=[f"f{i}" for i in range(X.shape[1])],
+                    example=X[:5],
+                    model_name="benchmark",
+                    alias="champion",
+                    ensemble_name="benchmark",
+                )
+                phase("log and register the kept member")
+        phase("close the cluster")
         cluster_wall = time.perf_counter() - t0
+        mlflow_seconds = phases["open the MLflow store, parent run"] + logger.seconds
+        fit_only = phases["search (members logged as they finish)"]
 
         spec = member_spec(cfg)
         load_before = os.getloadavg()[0]
@@ -102,16 +132,18 @@ def main() -> None:
         f"load average (1 min) before the sequential loop: {load_before:.1f} "
         f"on {os.cpu_count()} cores (other processes take cores from both runs)"
     )
+    print(f"one-time: creating the MLflow store    {new_store:6.1f} s (not in the run below)")
     print(f"sum of member fit times: cluster {cluster_fit:.1f} s, sequential {seq_fit:.1f} s")
-    print(f"sequential loop (no MLflow)        {sequential:8.1f} s")
-    print(f"LocalCluster, all included         {cluster_wall:8.1f} s")
-    print(f"  of which the search on the cluster {fit_only:6.1f} s")
-    print(f"  of which MLflow calls            {logger.seconds:8.1f} s")
+    print(f"sequential loop (no MLflow)            {sequential:6.1f} s")
+    print(f"LocalCluster, all included             {cluster_wall:6.1f} s")
+    for name, seconds in phases.items():
+        print(f"  {name:<36} {seconds:6.1f} s")
+    print(f"  MLflow calls (within the above)      {mlflow_seconds:6.1f} s")
     ratio = cluster_wall / sequential
-    share = logger.seconds / cluster_wall
-    print(f"ratio cluster / sequential         {ratio:8.2f}   (target <= 0.65)")
-    print(f"ratio search only / sequential     {fit_only / sequential:8.2f}")
-    print(f"MLflow share of the cluster run    {100 * share:7.1f} %  (target < 10 %)")
+    share = mlflow_seconds / cluster_wall
+    print(f"ratio cluster / sequential             {ratio:6.2f}   (target <= 0.65)")
+    print(f"ratio search only / sequential         {fit_only / sequential:6.2f}")
+    print(f"MLflow share of the cluster run        {100 * share:5.1f} %  (target < 10 %)")
 
 
 if __name__ == "__main__":
