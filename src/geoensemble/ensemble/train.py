@@ -104,6 +104,7 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
     )
     # The cluster's workers start, and import what members need, while MLflow is set up.
     with dask_client(cfg.compute, preload=["geoensemble.ensemble.member"]) as client:
+        t_mlflow = time.perf_counter()
         exp_id = tracking.setup(cfg.tracking)
         tags = tracking.run_tags()
         run_name = f"ensemble-{cfg.model.name}"
@@ -121,6 +122,7 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
                 space_keys=list(cfg.model.space),
                 tags=tags,
             )
+            logger.seconds += time.perf_counter() - t_mlflow  # the store and parent run
             result: EnsembleResult = run_ensemble(data, cfg, client, on_member=logger.log_member)
             versions = logger.finish(
                 result,
