@@ -48,3 +48,20 @@ def test_workers_that_do_not_start_in_time_name_the_key() -> None:
             ComputeError, match=r"only 0 of 2 dask workers started within compute\.timeout=2 s"
         ):
             wait_for_workers(client, timeout=2)
+
+
+def _pool_sizes() -> set[int]:
+    import threadpoolctl
+
+    return {d["num_threads"] for d in threadpoolctl.threadpool_info()}
+
+
+def test_a_later_cluster_gets_the_threads_it_asks_for() -> None:
+    # The fork server keeps the thread pools of the first cluster of the process; each
+    # worker resizes them to its own compute.threads_per_worker as it starts.
+    for threads in (1, 2):
+        cfg = ComputeConfig(n_workers=1, threads_per_worker=threads, processes=True)
+        with dask_client(cfg) as client:
+            wait_for_workers(client, timeout=60)
+            sizes = list(client.run(_pool_sizes).values())  # type: ignore[attr-defined]
+        assert sizes == [{threads}]

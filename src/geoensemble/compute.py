@@ -89,7 +89,7 @@ def dask_client(ccfg: ComputeConfig, *, preload: Sequence[str] = ()) -> Iterator
                 # (threads-only clusters talk in-process and take no host)
                 host="127.0.0.1" if ccfg.processes else None,
                 dashboard_address="127.0.0.1:0",
-                preload=list(preload),
+                preload=["geoensemble.workers", *preload],
                 silence_logs=40,
             ) as cluster,
             Client(cluster) as client,
@@ -122,7 +122,7 @@ def _forkserver(preload: Sequence[str]) -> dict[str, str]:
     config = {"distributed.worker.multiprocessing-method": "forkserver"}
     with dask.config.set(config):
         ctx = get_mp_context()  # distributed sets its own preloads on the first call only
-    ctx.set_forkserver_preload(["distributed", "numpy", "pandas", *preload])
+    ctx.set_forkserver_preload(["distributed", "numpy", "pandas", "threadpoolctl", *preload])
     return config
 
 
