@@ -313,6 +313,13 @@ def evaluate_before_train(proj: Path, tmp: Path) -> dict[str, Any]:
     return {}
 
 
+@case("evaluate", r"data\.truth=\S*gone\.tif does not exist: .*or set data\.truth=null")
+def truth_raster_missing(proj: Path, tmp: Path) -> dict[str, Any]:
+    (tmp / "reports").mkdir()
+    shutil.copy(proj / "reports" / "train.json", tmp / "reports" / "train.json")
+    return {"data.truth": str(tmp / "gone.tif")}
+
+
 @case("predict", r"nofeatures is not a finished geoensemble store: run the stage")
 def predict_before_featurize(proj: Path, tmp: Path) -> dict[str, Any]:
     return {"paths.features": str(tmp / "nofeatures")}

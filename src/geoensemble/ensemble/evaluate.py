@@ -80,6 +80,12 @@ def evaluate_ensemble(cfg: AppConfig) -> dict[str, Any]:
         )
     rep = json.loads((reports / "train.json").read_text())
     metric, kind = rep["metric"], rep.get("kind", "cluster")
+    truth = cfg.data.truth
+    if kind == "cluster" and truth and not Path(truth).exists():
+        raise InputFileError(
+            f"data.truth={truth} does not exist: give the path of a ground-truth raster on "
+            f"the features' grid, or set data.truth=null to evaluate without one"
+        )
     members = sorted(rep["members"], key=lambda m: m["rank"])
     metrics: dict[str, Any] = {
         "kind": kind,
@@ -162,7 +168,7 @@ def _cluster_assessment(
     truth_path = cfg.data.truth
     labels = None
     names_of: dict[int, str] = {}
-    if truth_path and Path(truth_path).exists():
+    if truth_path:
         truth, _, t_transform, t_nodata = read_band(truth_path)
         _, f_transform = grid_attrs(feats)
         if truth.shape != (feats.sizes["y"], feats.sizes["x"]) or t_transform != f_transform:
