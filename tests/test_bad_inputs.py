@@ -320,6 +320,12 @@ def truth_raster_missing(proj: Path, tmp: Path) -> dict[str, Any]:
     return {"data.truth": str(tmp / "gone.tif")}
 
 
+@case("predict", r"nowhere does not exist: set predict\.scenes\[0\]\.path to ")
+def predict_scene_missing(proj: Path, tmp: Path) -> dict[str, Any]:
+    scene = {"name": "other", "format": "geotiff_dir", "path": str(tmp / "nowhere")}
+    return {"predict.scenes": [scene]}
+
+
 @case("predict", r"nofeatures is not a finished geoensemble store: run the stage")
 def predict_before_featurize(proj: Path, tmp: Path) -> dict[str, Any]:
     return {"paths.features": str(tmp / "nofeatures")}

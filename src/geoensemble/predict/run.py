@@ -243,12 +243,18 @@ def scene_sources(cfg: AppConfig) -> list[tuple[str, str, Callable[[], xr.Datase
     if not cfg.predict.scenes:
         return [(cfg.data.name, cfg.paths.features, lambda: open_store(cfg.paths.features))]
 
-    def opener(d: Any) -> Callable[[], xr.Dataset]:
+    def opener(i: int, d: Any) -> Callable[[], xr.Dataset]:
         def _open() -> xr.Dataset:
+            from geoensemble.errors import GeoEnsembleError
             from geoensemble.features.build import build_features
             from geoensemble.io.stack import build_stack
 
-            return build_features(build_stack(d), cfg.features)
+            try:
+                return build_features(build_stack(d), cfg.features)
+            except GeoEnsembleError as exc:
+                # The readers name the training data's keys (data.path...); here the
+                # culprit is this scene's entry.
+                raise type(exc)(scene_keys(str(exc), f"predict.scenes[{i}]")) from None
 
         return _open
 
@@ -261,7 +267,19 @@ def scene_sources(cfg: AppConfig) -> list[tuple[str, str, Callable[[], xr.Datase
             f"predict.scenes has several scenes named {dupes}: give each a distinct name "
             f"(it prefixes the map file names)"
         )
-    return [(d.name, d.path, opener(d)) for d in cfg.predict.scenes]
+    return [(d.name, d.path, opener(i, d)) for i, d in enumerate(cfg.predict.scenes)]
+
+
+def scene_keys(message: str, prefix: str) -> str:
+    """``message`` with the config keys ``data.<field>`` renamed ``<prefix>.<field>``
+    (file paths that merely contain ``data.`` are left alone)."""
+    import dataclasses
+    import re
+
+    from geoensemble.config import DataConfig
+
+    fields = "|".join(f.name for f in dataclasses.fields(DataConfig))
+    return re.sub(rf"(?<![\w/.-])data\.(?=(?:{fields})\b)", f"{prefix}.", message)
 
 
 def scene_feature_names(cfg: AppConfig, ds: xr.Dataset, path: str) -> list[str]:
