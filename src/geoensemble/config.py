@@ -139,7 +139,8 @@ class FeaturesConfig:
     derived: dict[str, Any] = field(default_factory=dict)  # name: [a, b] or {op, a, b}
     custom: list[Any] = field(default_factory=list)  # [{_target_: fn, **kwargs}]
     nan_threshold: int = 0  # pixels with more NaN features than this are dropped
-    impute: str | None = None  # median | mean | constant (0), fitted on training pixels
+    impute: str | None = None  # median | mean | constant, fitted on training pixels
+    impute_value: float = 0.0  # the fill of impute: constant
     steps: dict[str, Any] = field(default_factory=dict)  # learned steps by _target_
     sample: SampleConfig = field(default_factory=SampleConfig)
     quicklooks: list[str] = field(default_factory=list)

@@ -37,6 +37,19 @@ def test_imputer_fills_with_training_statistics_not_the_scenes(
     np.testing.assert_allclose(filled, [[expected[0], 1000.0], [500.0, expected[1]]])
 
 
+def test_constant_imputation_fills_with_the_configured_value() -> None:
+    cfg = validate(
+        compose(["features.impute=constant", "features.impute_value=-1"], config_dir=CONF)
+    )
+    pipe = build_pipeline(
+        {},
+        {"_target_": "sklearn.preprocessing.FunctionTransformer"},
+        impute=cfg.features.impute,
+        impute_value=cfg.features.impute_value,
+    ).fit(np.array([[1.0, np.nan], [2.0, 3.0]]))
+    np.testing.assert_array_equal(pipe[:-1].transform([[np.nan, 5.0]]), [[-1.0, 5.0]])
+
+
 def test_nan_threshold_without_imputation_is_refused_by_the_config() -> None:
     with pytest.raises(ConfigError, match=r"nan_threshold=2 .*features\.impute=median"):
         validate(compose(["features.nan_threshold=2"], config_dir=CONF))

@@ -43,6 +43,7 @@ class MemberSpec:
     steps: dict[str, Any]
     estimator: dict[str, Any]
     impute: str | None = None
+    impute_value: float = 0.0
     kind: str = "cluster"
     threads: int = 1
     partial_fit_batches: int = 0
@@ -93,7 +94,12 @@ def fit_member(
     X = data.X
     with threadpool_limits(limits=spec.threads):
         pipe = build_pipeline(
-            spec.steps, spec.estimator, impute=spec.impute, params=params, n_features=X.shape[1]
+            spec.steps,
+            spec.estimator,
+            impute=spec.impute,
+            impute_value=spec.impute_value,
+            params=params,
+            n_features=X.shape[1],
         )
         family = ""
         if spec.kind == "cluster":

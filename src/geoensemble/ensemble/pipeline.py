@@ -17,6 +17,7 @@ def build_pipeline(
     estimator: dict[str, Any],
     *,
     impute: str | None = None,
+    impute_value: float = 0.0,
     params: dict[str, Any] | None = None,
     n_features: int | None = None,
 ) -> Pipeline:
@@ -29,7 +30,10 @@ def build_pipeline(
     estimator
         ``{_target_: ..., **kwargs}`` of the final estimator.
     impute
-        ``median``, ``mean`` or ``constant``: fill NaN with statistics of the training pixels.
+        ``median``, ``mean`` (statistics of the training pixels) or ``constant``: how NaN
+        features are filled.
+    impute_value
+        The fill of ``constant``.
     params
         Parameters of this member: plain names override the estimator's (``n_clusters``);
         ``<step>__<param>`` names set a learned step's parameter through
@@ -41,7 +45,7 @@ def build_pipeline(
     if impute:
         if impute not in {"median", "mean", "constant"}:
             raise ConfigError(f"features.impute={impute!r}: use median, mean, constant or null")
-        built.append(("impute", SimpleImputer(strategy=impute, fill_value=0.0)))
+        built.append(("impute", SimpleImputer(strategy=impute, fill_value=impute_value)))
     for name, spec in steps.items():
         if spec is None:
             continue

@@ -225,6 +225,7 @@ def member_spec(cfg: AppConfig) -> MemberSpec:
         steps={k: (dict(v) if v is not None else None) for k, v in cfg.features.steps.items()},
         estimator=dict(cfg.model.estimator),
         impute=cfg.features.impute,
+        impute_value=cfg.features.impute_value,
         kind=cfg.model.kind.value,
         threads=cfg.compute.threads_per_worker,
         partial_fit_batches=cfg.ensemble.partial_fit_batches,
@@ -312,6 +313,7 @@ def run_ensemble(
                 spec.steps,
                 spec.estimator,
                 impute=spec.impute,
+                impute_value=spec.impute_value,
                 params=params,
                 n_features=data.X.shape[1],
             )
