@@ -74,6 +74,11 @@ def dask_client(ccfg: ComputeConfig, *, preload: Sequence[str] = ()) -> Iterator
                         for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()
                         if k != "MALLOC_TRIM_THRESHOLD_"
                     },
+                    # The training data is scattered to every worker so that a member's
+                    # worker can die without losing it; the memory manager's ReduceReplicas
+                    # would drop the copies it deems extra, and a death then forgets the data
+                    # and every member task waiting on it (seen as "already forgotten").
+                    "distributed.scheduler.active-memory-manager.start": False,
                     **_QUIET_WORKERS,
                     **_forkserver(preload),
                 }
