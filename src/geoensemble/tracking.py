@@ -9,8 +9,10 @@ store and not in the copy that DVC deletes afterwards.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator, Mapping
@@ -22,6 +24,8 @@ import numpy as np
 
 from geoensemble.config import TrackingConfig
 from geoensemble.errors import FeatureMismatchError, ModelNotFoundError, TrackingError
+
+log = logging.getLogger("geoensemble")
 
 PARENT_TAG = "mlflow.parentRunId"
 MAX_PARAM_LEN = 6000
@@ -132,6 +136,14 @@ def setup(t: TrackingConfig) -> str:
         client = mlflow.MlflowClient()  # refuses unsupported URI schemes
         exp = client.get_experiment_by_name(t.experiment)
         if exp is not None:
+            closed = close_orphaned_runs(exp.experiment_id)
+            if closed:
+                log.info(
+                    "MLflow: marked KILLED %d run(s) left RUNNING by processes that no longer "
+                    "exist: %s",
+                    len(closed),
+                    ", ".join(closed),
+                )
             return str(exp.experiment_id)
         # A server chooses (and proxies) the artifact store itself; a local path would only
         # be valid on this machine.
@@ -305,13 +317,15 @@ def parent_run(
     outer = None if sweep_run else os.environ.get("MLFLOW_RUN_ID")
     if sweep_run:
         run_id = client.create_run(
-            experiment_of(sweep_run), run_name=run_name, tags={PARENT_TAG: sweep_run}
+            experiment_of(sweep_run),
+            run_name=run_name,
+            tags={PARENT_TAG: sweep_run, **owner_tags()},
         ).info.run_id
     elif outer:
         run_id = outer
         client.set_tag(run_id, "mlflow.runName", run_name)
     else:
-        run_id = client.create_run(experiment_id, run_name=run_name).info.run_id
+        run_id = client.create_run(experiment_id, run_name=run_name, tags=owner_tags()).info.run_id
     log_batch(run_id, params=params, tags={**tags, "geoensemble.role": "ensemble"})
     try:
         yield run_id
@@ -532,10 +546,67 @@ def start_predict_run(
     from mlflow import MlflowClient
 
     run = MlflowClient().create_run(
-        experiment_id, run_name=run_name, tags={**tags, "geoensemble.role": "predict"}
+        experiment_id,
+        run_name=run_name,
+        tags={**tags, **owner_tags(), "geoensemble.role": "predict"},
     )
     log_batch(run.info.run_id, params=params)
     return str(run.info.run_id)
+
+
+OWNER_HOST, OWNER_PID = "geoensemble.host", "geoensemble.pid"
+
+
+def owner_tags() -> dict[str, str]:
+    """The host and process that own a run they create and end (train, predict)."""
+    return {OWNER_HOST: socket.gethostname(), OWNER_PID: str(os.getpid())}
+
+
+def close_orphaned_runs(experiment_id: str) -> list[str]:
+    """Mark KILLED the RUNNING runs whose owning process on this host no longer exists.
+
+    A stage killed outright (SIGKILL, out of memory, power loss) cannot end its run, which
+    would stay RUNNING in the MLflow UI for ever. Runs of other hosts, of live processes and
+    runs without owner tags (``mlflow run``'s own, sweeps) are left alone.
+
+    Returns
+    -------
+    list of str
+        The ids of the runs closed.
+    """
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    host = socket.gethostname().replace("'", "")
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"attributes.status = 'RUNNING' and tags.`{OWNER_HOST}` = '{host}'",
+        max_results=1000,
+    )
+    closed = []
+    for run in runs:
+        pid = run.data.tags.get(OWNER_PID, "")
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        client.set_tag(
+            run.info.run_id,
+            "failure_reason",
+            f"its process ({pid} on {host}) ended without closing the run: it was killed "
+            f"or crashed; found by a later run",
+        )
+        client.set_terminated(run.info.run_id, status="KILLED")
+        closed.append(run.info.run_id)
+    return closed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def end_run(run_id: str, *, failed: BaseException | None = None) -> None:

@@ -118,6 +118,12 @@ def test_predict_killed_mid_write_leaves_no_finished_map_and_a_rerun_cleans_up(
     model = pickle.loads((tmp_path / "slow.pkl").read_bytes())
     np.testing.assert_array_equal(got[mask], model.predict(cube[:, mask].T))
     assert (got[~mask] == 255).all()
+    # The killed run's MLflow run does not stay RUNNING: the rerun marked it KILLED.
+    client = mlflow.MlflowClient()
+    [exp] = [x for x in client.search_experiments() if x.name == cfg.tracking.experiment]
+    runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+    assert [r.info.status for r in runs] == ["KILLED", "FINISHED"]
+    assert "ended without closing the run" in runs[0].data.tags["failure_reason"]
     assert target.with_suffix(".png").exists() and Path(f"{target}.aux.xml").exists()
 
 
