@@ -94,7 +94,8 @@ def dask_client(ccfg: ComputeConfig, *, preload: Sequence[str] = ()) -> Iterator
                 # (threads-only clusters talk in-process and take no host)
                 host="127.0.0.1" if ccfg.processes else None,
                 dashboard_address="127.0.0.1:0",
-                preload=["geoensemble.workers", *preload],
+                # Thread workers live in this process: their pools are this process's.
+                preload=["geoensemble.workers", *preload] if ccfg.processes else list(preload),
                 silence_logs=40,
             ) as cluster,
             Client(cluster) as client,

@@ -28,7 +28,7 @@ from geoensemble.ensemble.search import EnsembleResult, Member
 
 
 class MemberLogger:
-    """Logs each generation's members as child runs of one parent run as they finish.
+    """Logs each member as a child run of one parent run as soon as it finishes.
 
     Parameters
     ----------
@@ -85,11 +85,6 @@ class MemberLogger:
         if m.family:
             params["model.n_params_family"] = m.family
         return params
-
-    def __call__(self, generation: int, members: list[Member]) -> None:
-        """Log a generation's members (an ``on_generation`` callback)."""
-        for m in members:
-            self.log_member(m)
 
     def log_member(self, m: Member) -> None:
         """Log one member as a child run (an ``on_member`` callback: called as it finishes)."""
