@@ -330,11 +330,10 @@ def parent_run(
     try:
         yield run_id
     except BaseException as exc:
-        client.set_tag(run_id, "failure_reason", f"{type(exc).__name__}: {exc}"[:5000])
-        client.set_terminated(run_id, status="FAILED")
+        end_run(run_id, failed=exc)
         raise
     if not outer:
-        client.set_terminated(run_id, status="FINISHED")
+        end_run(run_id)
 
 
 def experiment_of(run_id: str) -> str:
@@ -588,13 +587,12 @@ def close_orphaned_runs(experiment_id: str) -> list[str]:
         pid = run.data.tags.get(OWNER_PID, "")
         if not pid.isdigit() or _alive(int(pid)):
             continue
-        client.set_tag(
+        _terminate(
             run.info.run_id,
-            "failure_reason",
+            "KILLED",
             f"its process ({pid} on {host}) ended without closing the run: it was killed "
             f"or crashed; found by a later run",
         )
-        client.set_terminated(run.info.run_id, status="KILLED")
         closed.append(run.info.run_id)
     return closed
 
@@ -610,12 +608,20 @@ def _alive(pid: int) -> bool:
 
 
 def end_run(run_id: str, *, failed: BaseException | None = None) -> None:
+    """End a run: FINISHED, or FAILED with ``failed`` as its ``failure_reason``."""
+    if failed is None:
+        _terminate(run_id, "FINISHED")
+    else:
+        _terminate(run_id, "FAILED", f"{type(failed).__name__}: {failed}")
+
+
+def _terminate(run_id: str, status: str, reason: str | None = None) -> None:
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    if failed is not None:
-        client.set_tag(run_id, "failure_reason", f"{type(failed).__name__}: {failed}"[:5000])
-    client.set_terminated(run_id, status="FAILED" if failed is not None else "FINISHED")
+    if reason is not None:
+        client.set_tag(run_id, "failure_reason", reason[:5000])
+    client.set_terminated(run_id, status=status)
 
 
 # --------------------------------------------------------------------------- predict: models

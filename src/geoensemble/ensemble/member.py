@@ -50,6 +50,17 @@ class MemberSpec:
     per_member_sample: bool = False
     member_fraction: float = 0.5
 
+    def build(self, params: dict[str, Any], *, n_features: int) -> Any:
+        """This member's unfitted pipeline (a refused parameter is a ConfigError)."""
+        return build_pipeline(
+            self.steps,
+            self.estimator,
+            impute=self.impute,
+            impute_value=self.impute_value,
+            params=params,
+            n_features=n_features,
+        )
+
 
 @dataclass
 class FitResult:
@@ -93,14 +104,7 @@ def fit_member(
     t0 = time.perf_counter()
     X = data.X
     with threadpool_limits(limits=spec.threads):
-        pipe = build_pipeline(
-            spec.steps,
-            spec.estimator,
-            impute=spec.impute,
-            impute_value=spec.impute_value,
-            params=params,
-            n_features=X.shape[1],
-        )
+        pipe = spec.build(params, n_features=X.shape[1])
         family = ""
         if spec.kind == "cluster":
             fit_X = X[_draw(len(X), spec.member_fraction, seed)] if spec.per_member_sample else X
@@ -123,12 +127,17 @@ def fit_member(
             )
             seconds = time.perf_counter() - t0
         scores["fit_seconds"] = seconds
-        preview = None
-        if data.preview_X is not None and data.preview_mask is not None:
-            values = pipe.predict(data.preview_X) if len(data.preview_X) else np.zeros(0)
-            preview = preview_rgba(np.asarray(values), data.preview_mask, kind=spec.kind)
+        preview = _preview(pipe, data, spec.kind)
     _drop_sample_labels(pipe)
     return FitResult(pipe, scores, seconds, family, preview)
+
+
+def _preview(pipe: Any, data: TrainingData, kind: str) -> np.ndarray | None:
+    """The member's map over the preview grid, when ``data`` has one."""
+    if data.preview_X is None or data.preview_mask is None:
+        return None
+    values = pipe.predict(data.preview_X) if len(data.preview_X) else np.zeros(0)
+    return preview_rgba(np.asarray(values), data.preview_mask, kind=kind)
 
 
 def _drop_sample_labels(pipe: Any) -> None:
@@ -156,8 +165,5 @@ def consensus_member(
         seconds = time.perf_counter() - t0
         scores = score_unsupervised(pipe, data.X)
         scores["fit_seconds"] = seconds
-        preview = None
-        if data.preview_X is not None and data.preview_mask is not None:
-            values = pipe.predict(data.preview_X) if len(data.preview_X) else np.zeros(0)
-            preview = preview_rgba(np.asarray(values), data.preview_mask, kind="cluster")
+        preview = _preview(pipe, data, "cluster")
     return FitResult(pipe, scores, seconds, "kmeans", preview)

@@ -38,7 +38,6 @@ from geoensemble.ensemble.member import (
     consensus_member,
     fit_member,
 )
-from geoensemble.ensemble.pipeline import build_pipeline
 from geoensemble.ensemble.space import defaults_in_space, distributions
 from geoensemble.errors import ComputeError, ConfigError
 
@@ -99,15 +98,15 @@ def member_of_key(key: Any) -> str:
     return f"member-{int(tail):03d}" if tail.isdigit() else str(key)
 
 
-def gather_members(client: Any, futures: list[Any]) -> list[Any]:
+def gather_members(futures: list[Any]) -> list[Any]:
     """The results of member tasks, in the order of ``futures`` (see :func:`as_finished`)."""
     results: list[Any] = [None] * len(futures)
-    for i, result in as_finished(client, futures):
+    for i, result in as_finished(futures):
         results[i] = result
     return results
 
 
-def as_finished(client: Any, futures: list[Any]) -> Iterator[tuple[int, Any]]:
+def as_finished(futures: list[Any]) -> Iterator[tuple[int, Any]]:
     """``(index, result)`` of member tasks in the order they finish, so that a member can be
     logged while the others still fit.
 
@@ -309,14 +308,7 @@ def run_ensemble(
             seeds.append(seed)
             # Build (not fit) here first: a parameter the estimator refuses is a ConfigError
             # now, not a task failure that dask would retry compute.retries times.
-            build_pipeline(
-                spec.steps,
-                spec.estimator,
-                impute=spec.impute,
-                impute_value=spec.impute_value,
-                params=params,
-                n_features=data.X.shape[1],
-            )
+            spec.build(params, n_features=data.X.shape[1])
             futures.append(
                 client.submit(
                     fit_member,
@@ -333,7 +325,7 @@ def run_ensemble(
             )
 
         done: dict[int, Member] = {}
-        for i, res in as_finished(client, futures):
+        for i, res in as_finished(futures):
             missing = [m for m, _ in objectives if m not in res.scores]
             if missing:
                 raise ConfigError(
@@ -429,7 +421,7 @@ def _consensus(
         key=f"fit-consensus-{uuid.uuid4().hex[:8]}",
         retries=cfg.compute.retries,
     )
-    res: FitResult = gather_members(client, [future])[0]
+    res: FitResult = gather_members([future])[0]
     return Member(
         number=max(m.number for m in members) + 1,
         generation=max(m.generation for m in members),
