@@ -8,6 +8,7 @@ The YAML tree in ``conf/`` stays free of schema references so that DVC can compo
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -269,6 +270,18 @@ class ComputeConfig:
 
 
 @dataclass
+class TrustConfig:
+    """Code and model types trusted beyond geoensemble's own (see :mod:`geoensemble.trust`).
+
+    A params file names code that runs: ``_target_`` entries may only name scikit-learn
+    classes and geoensemble's own functions and transformers, or a module listed here.
+    """
+
+    modules: list[str] = field(default_factory=list)  # modules a _target_ may name (yours)
+    types: list[str] = field(default_factory=list)  # more types a registered model may hold
+
+
+@dataclass
 class PathsConfig:
     raw: str = "data/raw"
     stack: str = "data/stack"
@@ -290,6 +303,7 @@ class AppConfig:
     predict: PredictConfig = field(default_factory=PredictConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
+    trust: TrustConfig = field(default_factory=TrustConfig)
 
 
 def register_configs() -> None:
@@ -368,6 +382,60 @@ def _range_checks(cfg: AppConfig) -> None:
             "config key model.estimator._target_ is missing: name the estimator class, "
             "e.g. model.estimator._target_=sklearn.cluster.MiniBatchKMeans"
         )
+    _target_checks(cfg)
+    _name_checks(cfg)
+
+
+def _target_checks(cfg: AppConfig) -> None:
+    """Every ``_target_`` of the config against the one trust policy (nothing imported)."""
+    from geoensemble import trust
+
+    mods = cfg.trust.modules
+    trust.check_modules(mods)
+    trust.check_types(cfg.trust.types)
+    trust.check_spec(cfg.model.estimator, "model.estimator", modules=mods)
+    trust.check_spec(cfg.model.space, "model.space", modules=mods)
+    for name, spec in cfg.features.steps.items():
+        trust.check_spec(spec, f"features.steps.{name}", modules=mods)
+    for i, spec in enumerate(cfg.features.custom):
+        if isinstance(spec, dict) and spec.get("_target_"):  # else: custom.py says what
+            trust.check_custom(spec, f"features.custom[{i}]", modules=mods)
+
+
+# A name that becomes (part of) a file or folder name: no separator, no "..", no hidden file.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+NAME_FORM = (
+    "1-100 letters, digits, '_', '-' or '.', starting with a letter or digit (no '/', no spaces)"
+)
+
+
+def check_name(key: str, value: Any) -> None:
+    """Refuse a config value that would escape its folder (or hide) as a file name part.
+
+    Raises
+    ------
+    ConfigError
+        Naming the key, the value and the allowed form.
+    """
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
+        raise ConfigError(
+            f"config key {key}={value!r} becomes part of a file name and is not a safe "
+            f"name: use {NAME_FORM}"
+        )
+
+
+def _name_checks(cfg: AppConfig) -> None:
+    names: list[tuple[str, Any]] = [
+        ("data.name", cfg.data.name),
+        ("tracking.model_name", cfg.tracking.model_name),
+        ("predict.alias", cfg.predict.alias),
+    ]
+    if cfg.predict.external.label is not None:
+        names.append(("predict.external.label", cfg.predict.external.label))
+    names += [(f"predict.scenes[{i}].name", d.name) for i, d in enumerate(cfg.predict.scenes)]
+    names += [(f"features.derived.{k}", k) for k in cfg.features.derived]
+    for key, value in names:
+        check_name(key, value)
 
 
 def _features_checks(f: FeaturesConfig) -> None:

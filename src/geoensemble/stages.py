@@ -85,7 +85,9 @@ def featurize(cfg: AppConfig) -> list[str]:
 
     check_writable(cfg.paths.features, key="paths.features", kind="store")
     check_writable(cfg.paths.reports, key="paths.reports")
-    feats = build_features(open_store(cfg.paths.stack), cfg.features)
+    feats = build_features(
+        open_store(cfg.paths.stack), cfg.features, trusted_modules=cfg.trust.modules
+    )
     names = [str(n) for n in feats.data_vars]
     write_store(
         feats,

@@ -15,7 +15,7 @@ import re
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -406,8 +406,37 @@ def log_model(
             pip_requirements=pip_requirements(),
             skops_trusted_types=skops_trusted_types(pipeline),
         )
-    mv = mlflow.register_model(info.model_uri, model_name, tags=dict(tags))
+    # The digest of the file as stored, so that predict can tell a changed file.
+    digest = logged_skops_sha256(info.model_uri)
+    mlflow.MlflowClient().set_logged_model_tags(info.model_id, {SKOPS_SHA256_TAG: digest})
+    mv = mlflow.register_model(info.model_uri, model_name, tags={**tags, SKOPS_SHA256_TAG: digest})
     return str(mv.version)
+
+
+SKOPS_SHA256_TAG = "geoensemble.skops_sha256"
+SKOPS_FILE = "model.skops"  # where mlflow.sklearn stores a skops model in its folder
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 hex digest of a file, read in 1 MiB pieces."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for piece in iter(lambda: f.read(1 << 20), b""):
+            h.update(piece)
+    return h.hexdigest()
+
+
+def logged_skops_sha256(model_uri: str) -> str:
+    """The sha256 of a logged model's ``model.skops``, read back from the store."""
+    import tempfile
+
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="geoensemble-model-") as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
+        return file_sha256(Path(local) / SKOPS_FILE)
 
 
 def warm_model_logging() -> threading.Thread:
@@ -456,13 +485,30 @@ def model_uri(t: TrackingConfig, uri: str | None, alias: str) -> str:
     return uri or f"models:/{t.model_name}@{alias}"
 
 
-def load_model(uri: str) -> LoadedModel:
-    """Load a logged scikit-learn model (its own flavour) and its signature's feature names."""
+def load_model(uri: str, *, trusted_types: Sequence[str] = ()) -> LoadedModel:
+    """Load a logged scikit-learn model and its signature's feature names.
+
+    Parameters
+    ----------
+    uri
+        ``models:/<name>/<version>``, ``models:/<name>@<alias>``, ``runs:/<id>/model``...
+    trusted_types
+        ``trust.types``: types the model file may hold besides geoensemble's allow-list.
+
+    Raises
+    ------
+    ModelNotFoundError
+        If there is no such model.
+    InputFileError
+        If its ``model.skops`` differs from the file registered, is damaged, or holds types
+        that are not trusted (see :func:`load_sklearn_flavour`).
+    """
     import mlflow
     from mlflow.exceptions import MlflowException
 
     client = mlflow.MlflowClient()
     name = version = run_id = None
+    expected: str | None = None
     try:
         if uri.startswith("models:/"):
             ref = uri[len("models:/") :]
@@ -473,8 +519,11 @@ def load_model(uri: str) -> LoadedModel:
                 name, version = ref.rsplit("/", 1)
                 mv = client.get_model_version(name, version)
             version, run_id = str(mv.version), mv.run_id
+            expected = (mv.tags or {}).get(SKOPS_SHA256_TAG)
         info = mlflow.models.get_model_info(uri)
-        model = load_sklearn_flavour(uri, info.flavors)
+        model = load_sklearn_flavour(
+            uri, info.flavors, trusted_types=trusted_types, expected_sha256=expected
+        )
     except MlflowException as exc:
         raise ModelNotFoundError(
             f"cannot load {uri}: {exc.message.splitlines()[0].rstrip('.')}. Run the "
@@ -497,24 +546,36 @@ def load_model(uri: str) -> LoadedModel:
     )
 
 
-def load_sklearn_flavour(uri: str, flavors: Mapping[str, Any]) -> Any:
-    """The model through its logged ``sklearn`` flavour, only if stored with skops.
+def load_sklearn_flavour(
+    uri: str,
+    flavors: Mapping[str, Any],
+    *,
+    trusted_types: Sequence[str] = (),
+    expected_sha256: str | None = None,
+) -> Any:
+    """The model of a logged ``sklearn`` flavour stored with skops, built only from trusted types.
 
-    skops loads nothing but the types the model's ``MLmodel`` names as trusted, where a
-    pickle would run whatever code the file holds; so a registry model stored as a
-    (cloud)pickle is refused here.
+    Trust comes from geoensemble, never from the artifact: the types the file may hold are
+    :data:`geoensemble.trust.SKOPS_TYPES` (beyond skops' own defaults) plus
+    ``trusted_types``; the ``skops_trusted_types`` the model's ``MLmodel`` lists are ignored.
+    A pickle would run whatever code the file holds, so a model stored as a (cloud)pickle is
+    refused; so is a file whose sha256 is not the one recorded at registration.
 
     Raises
     ------
     ConfigError
         If the model has no ``sklearn`` flavour, or is stored as a pickle.
     InputFileError
-        If its skops file holds types the ``MLmodel`` does not trust (it was altered).
+        If its ``model.skops`` is not the file registered, is damaged or truncated, or holds
+        types that are not trusted (the message names them and ``trust.types``).
     """
+    import tempfile
+
     import mlflow
-    from skops.io.exceptions import UntrustedTypesFoundException
+    import skops.io
 
     from geoensemble.errors import ConfigError, InputFileError
+    from geoensemble.trust import skops_trusted
 
     conf = flavors.get("sklearn")
     if conf is None:
@@ -530,13 +591,45 @@ def load_sklearn_flavour(uri: str, flavors: Mapping[str, Any]) -> Any:
             f"does), or, only if you trust its source, predict it as a file with "
             f"predict.external.path and predict.external.allow_pickle=true"
         )
-    try:
-        return mlflow.sklearn.load_model(uri)
-    except UntrustedTypesFoundException as exc:
-        raise InputFileError(
-            f"{uri}: its model.skops file holds types its MLmodel does not trust ({exc}); "
-            f"the file was changed after it was logged: retrain, or log the model again"
-        ) from None
+    damaged = (
+        f"its {SKOPS_FILE} is damaged or truncated: retrain (python pipelines/train.py), or "
+        f"register an intact copy of the model again"
+    )
+    allowed = skops_trusted(trusted_types)
+    with tempfile.TemporaryDirectory(prefix="geoensemble-model-") as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+        path = local / SKOPS_FILE
+        if not path.is_file():
+            raise InputFileError(f"cannot load {uri}: {damaged} (the file is missing)")
+        if expected_sha256 and file_sha256(path) != expected_sha256:
+            raise InputFileError(
+                f"cannot load {uri}: its {SKOPS_FILE} is not the file registered (its sha256 "
+                f"differs from the tag {SKOPS_SHA256_TAG}), so it was changed or damaged "
+                f"after train logged it: retrain (python pipelines/train.py), or register "
+                f"the intended model again"
+            )
+        try:
+            # Reads the file's schema only: nothing is imported or built yet.
+            found = skops.io.get_untrusted_types(file=path)
+        except Exception as exc:  # zip, JSON and schema errors of a damaged file
+            raise InputFileError(
+                f"cannot load {uri}: {damaged} ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})"
+            ) from None
+        untrusted = sorted(set(found) - set(allowed))
+        if untrusted:
+            raise InputFileError(
+                f"cannot load {uri}: its {SKOPS_FILE} holds types geoensemble does not trust "
+                f"{untrusted}: retrain, or, only if you trust where this model comes from, "
+                f"list them in trust.types (e.g. trust.types=[{untrusted[0]}])"
+            )
+        try:
+            return skops.io.load(path, trusted=allowed)
+        except Exception as exc:  # arrays or attributes of a damaged file
+            raise InputFileError(
+                f"cannot load {uri}: {damaged} ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})"
+            ) from None
 
 
 def start_predict_run(
@@ -743,7 +836,8 @@ def skops_trusted_types(pipeline: Any) -> list[str]:
     skops refuses types outside its default allow-list on load, and MLflow checks this when
     saving: ``SimpleImputer`` (``numpy.dtype``), geoensemble's own transformers and
     ``SelectKBest``'s score function all need it. The list is written into the model's
-    ``MLmodel`` file; it names only what this pipeline, built from our own config, contains.
+    ``MLmodel`` file for MLflow's own check when saving; loading never reads it (trust comes
+    from :mod:`geoensemble.trust` and ``trust.types``, see :func:`load_sklearn_flavour`).
     """
     import skops.io
 

@@ -37,7 +37,7 @@ def test_custom_functions_add_named_layers(chunks: int | None) -> None:
             {"_target_": f"{__name__}.tasseled_wetness", "weight": 3.0},
         ],
     )
-    out = build_features(ds, fcfg)
+    out = build_features(ds, fcfg, trusted_modules=["tests"])  # the user's own module
     assert list(out.data_vars) == ["B5", "savi", "brightness", "wet", "dry"]
     assert all(out[n].dtype == np.float32 for n in out.data_vars)
     if chunks:
@@ -92,4 +92,6 @@ def test_bad_custom_functions_name_the_entry(
     spec: dict[str, object], error: type[Exception], match: str
 ) -> None:
     with pytest.raises(error, match=match):
-        build_features(stack_dataset(), FeaturesConfig(bands=["B5"], custom=[spec]))
+        build_features(
+            stack_dataset(), FeaturesConfig(bands=["B5"], custom=[spec]), trusted_modules=["tests"]
+        )

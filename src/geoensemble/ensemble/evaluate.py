@@ -124,11 +124,18 @@ def evaluate_ensemble(cfg: AppConfig) -> dict[str, Any]:
         ),
     ]
     tracking.setup(cfg.tracking)
+    trusted = cfg.trust.types
     kept = [
-        tracking.load_model(f"models:/{rep['model_name']}/{k['version']}").model
+        tracking.load_model(
+            f"models:/{rep['model_name']}/{k['version']}", trusted_types=trusted
+        ).model
         for k in rep.get("kept", [])
     ]
-    champion = tracking.load_model(rep["champion"]["uri"]).model if not kept else kept[0]
+    champion = (
+        tracking.load_model(rep["champion"]["uri"], trusted_types=trusted).model
+        if not kept
+        else kept[0]
+    )
     if kind == "cluster":
         files += _cluster_assessment(cfg, rep, champion, kept, metrics)
     else:

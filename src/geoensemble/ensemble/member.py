@@ -49,6 +49,7 @@ class MemberSpec:
     partial_fit_batches: int = 0
     per_member_sample: bool = False
     member_fraction: float = 0.5
+    trusted_modules: tuple[str, ...] = ()  # trust.modules, for the _target_ policy
 
     def build(self, params: dict[str, Any], *, n_features: int) -> Any:
         """This member's unfitted pipeline (a refused parameter is a ConfigError)."""
@@ -59,6 +60,7 @@ class MemberSpec:
             impute_value=self.impute_value,
             params=params,
             n_features=n_features,
+            trusted_modules=self.trusted_modules,
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from hydra.errors import InstantiationException
@@ -10,6 +11,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 
 from geoensemble.errors import ConfigError
+from geoensemble.trust import check_spec
 
 
 def build_pipeline(
@@ -20,6 +22,7 @@ def build_pipeline(
     impute_value: float = 0.0,
     params: dict[str, Any] | None = None,
     n_features: int | None = None,
+    trusted_modules: Sequence[str] = (),
 ) -> Pipeline:
     """A scikit-learn ``Pipeline``: optional imputer, the configured steps, then the model.
 
@@ -40,6 +43,14 @@ def build_pipeline(
         ``Pipeline.set_params`` (``pca__n_components``, ``model__tol``).
     n_features
         Number of input features, to check component counts before fitting.
+    trusted_modules
+        ``trust.modules``: modules beyond geoensemble's allow-list whose classes a
+        ``_target_`` may name (see :mod:`geoensemble.trust`).
+
+    Raises
+    ------
+    ConfigError
+        If a ``_target_`` is refused by the trust policy, cannot be imported or built.
     """
     built: list[tuple[str, Any]] = []
     if impute:
@@ -58,11 +69,11 @@ def build_pipeline(
                 f"features.steps.{name}.n_components={spec['n_components']} is "
                 f"more than the {n_features} features: lower it"
             )
-        built.append((name, _instantiate(spec, f"features.steps.{name}")))
+        built.append((name, _instantiate(spec, f"features.steps.{name}", trusted_modules)))
     params = params or {}
     own = {k: v for k, v in params.items() if "__" not in k}
     nested = {k: v for k, v in params.items() if "__" in k}
-    built.append(("model", _instantiate(estimator, "model.estimator", own)))
+    built.append(("model", _instantiate(estimator, "model.estimator", trusted_modules, own)))
     pipe = Pipeline(built)
     for key, value in nested.items():
         step = key.split("__", 1)[0]
@@ -87,7 +98,17 @@ def build_pipeline(
     return pipe
 
 
-def _instantiate(spec: dict[str, Any], key: str, overrides: dict[str, Any] | None = None) -> Any:
+def _instantiate(
+    spec: dict[str, Any],
+    key: str,
+    trusted_modules: Sequence[str],
+    overrides: dict[str, Any] | None = None,
+) -> Any:
+    # Every _target_ hydra would import, the searched values (model.space) included, passes
+    # the one trust policy before anything is imported or called.
+    check_spec(dict(spec), key, modules=trusted_modules, resolve_targets=True)
+    for name, value in (overrides or {}).items():
+        check_spec(value, f"model.space.{name}", modules=trusted_modules, resolve_targets=True)
     try:
         return instantiate(dict(spec), **(overrides or {}))
     except InstantiationException as exc:

@@ -230,6 +230,7 @@ def member_spec(cfg: AppConfig) -> MemberSpec:
         partial_fit_batches=cfg.ensemble.partial_fit_batches,
         per_member_sample=cfg.ensemble.sample.value == "per_member",
         member_fraction=cfg.ensemble.member_fraction,
+        trusted_modules=tuple(cfg.trust.modules),
     )
 
 

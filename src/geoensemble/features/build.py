@@ -3,6 +3,8 @@ scene to be predicted, so the model always sees identically built inputs."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import xarray as xr
 
@@ -38,7 +40,9 @@ def _check_names(names: list[str], *, custom: bool) -> None:
         )
 
 
-def build_features(stack: xr.Dataset, fcfg: FeaturesConfig) -> xr.Dataset:
+def build_features(
+    stack: xr.Dataset, fcfg: FeaturesConfig, *, trusted_modules: Sequence[str] = ()
+) -> xr.Dataset:
     """Bands, named indices, derived layers and custom layers as one lazy dataset.
 
     Parameters
@@ -47,6 +51,9 @@ def build_features(stack: xr.Dataset, fcfg: FeaturesConfig) -> xr.Dataset:
         The ingested stack (float32, NaN = no-data), numpy- or dask-backed.
     fcfg
         The ``features`` config.
+    trusted_modules
+        ``trust.modules``: modules whose functions ``features.custom`` may name besides
+        geoensemble's own (see :mod:`geoensemble.trust`).
 
     Returns
     -------
@@ -74,7 +81,7 @@ def build_features(stack: xr.Dataset, fcfg: FeaturesConfig) -> xr.Dataset:
         out[name] = apply_op(
             op, resolve_layer(stack, a, fcfg.sensor), resolve_layer(stack, b, fcfg.sensor)
         )
-    custom = apply_custom(stack, fcfg.custom, sensor=fcfg.sensor)
+    custom = apply_custom(stack, fcfg.custom, sensor=fcfg.sensor, trusted_modules=trusted_modules)
     clash = sorted(set(custom) & set(out))
     if clash:
         raise ConfigError(

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from hydra.utils import get_method
 
 from geoensemble.errors import ConfigError, LayerNotFoundError
 from geoensemble.features.indices import SENSORS, layer_name
+from geoensemble.trust import check_custom
 
 
 def with_roles(stack: xr.Dataset, sensor: str) -> xr.Dataset:
@@ -36,33 +36,46 @@ def with_roles(stack: xr.Dataset, sensor: str) -> xr.Dataset:
     return out
 
 
-def _function(spec: Any, key: str) -> tuple[Callable[..., Any], dict[str, Any]]:
+def _function(
+    spec: Any, key: str, trusted_modules: Sequence[str]
+) -> tuple[Callable[..., Any], dict[str, Any]]:
     if not isinstance(spec, Mapping) or not spec.get("_target_"):
         raise ConfigError(
             f"{key}={spec!r} is not a feature function: use "
             f"{{_target_: package.module.function, <keyword>: <value>...}}"
         )
     kwargs = {str(k): v for k, v in spec.items() if k != "_target_"}
-    try:
-        fn = get_method(str(spec["_target_"]))
-    except Exception as exc:  # hydra raises ImportError, ValueError... depending on the path
-        raise ConfigError(
-            f"{key}._target_={spec['_target_']!r} cannot be imported: "
-            f"{str(exc).splitlines()[0]}. Check the module path and that it is installed"
-        ) from None
+    # The trust policy: geoensemble's functions, or a module listed in trust.modules.
+    fn = check_custom(spec, key, modules=trusted_modules, resolve_targets=True)
     return fn, kwargs
 
 
 def apply_custom(
-    stack: xr.Dataset, specs: Sequence[Any], *, sensor: str
+    stack: xr.Dataset,
+    specs: Sequence[Any],
+    *,
+    sensor: str,
+    trusted_modules: Sequence[str] = (),
 ) -> dict[str, xr.DataArray]:
     """Run every ``features.custom`` function on ``stack``; new layers by name, in order.
+
+    Parameters
+    ----------
+    stack
+        The ingested stack.
+    specs
+        ``features.custom``: ``[{_target_: package.module.function, **kwargs}, ...]``.
+    sensor
+        ``features.sensor``, whose band roles the functions may use.
+    trusted_modules
+        ``trust.modules``: modules beyond geoensemble's own whose functions may be named.
 
     Raises
     ------
     ConfigError
-        When a ``_target_`` cannot be imported, fails on its arguments, or returns something
-        other than named layers on the stack's grid.
+        When a ``_target_`` is refused by the trust policy (:mod:`geoensemble.trust`), cannot
+        be imported, fails on its arguments, or returns something other than named layers on
+        the stack's grid.
     """
     if not specs:
         return {}
@@ -71,7 +84,7 @@ def apply_custom(
     out: dict[str, xr.DataArray] = {}
     for i, spec in enumerate(specs):
         key = f"features.custom[{i}]"
-        fn, kwargs = _function(spec, key)
+        fn, kwargs = _function(spec, key, trusted_modules)
         try:
             result = fn(view, **kwargs)
         except TypeError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,11 +93,15 @@ def _stem(uri: str, name: str | None, version: str | None) -> str:
     return uri.replace(":/", "_").replace("/", "_").strip("_")
 
 
-def registered_member(uri: str) -> Member:
-    """A logged or registered model, loaded with its signature's feature names."""
+def registered_member(uri: str, *, trusted_types: Sequence[str] = ()) -> Member:
+    """A logged or registered model, loaded with its signature's feature names.
+
+    ``trusted_types`` (``trust.types``) are the types its file may hold beyond geoensemble's
+    allow-list.
+    """
     from geoensemble import tracking
 
-    loaded = tracking.load_model(uri)
+    loaded = tracking.load_model(uri, trusted_types=trusted_types)
     model_id = None
     if loaded.name and loaded.version:
         model_id = tracking.model_id_of(loaded.name, loaded.version)
@@ -201,7 +206,8 @@ def resolve_members(cfg: AppConfig, experiment_id: str | None) -> list[Member]:
         uris += tracking.kept_member_uris(cfg.tracking.model_name, parent)
     if p.model_uri or (not uris and not p.external.path):
         uris.insert(0, tracking.model_uri(cfg.tracking, p.model_uri, p.alias))
-    members = [registered_member(u) for u in dict.fromkeys(uris)]
+    trusted = cfg.trust.types
+    members = [registered_member(u, trusted_types=trusted) for u in dict.fromkeys(uris)]
     if p.external.path:
         members.append(external_member(p.external))
     labels = [m.label for m in members]

@@ -250,7 +250,9 @@ def scene_sources(cfg: AppConfig) -> list[tuple[str, str, Callable[[], xr.Datase
             from geoensemble.io.stack import build_stack
 
             try:
-                return build_features(build_stack(d), cfg.features)
+                return build_features(
+                    build_stack(d), cfg.features, trusted_modules=cfg.trust.modules
+                )
             except GeoEnsembleError as exc:
                 # The readers name the training data's keys (data.path...); here the
                 # culprit is this scene's entry.

@@ -1,0 +1,375 @@
+"""What a config may make geoensemble import and run, and what a model file may hold.
+
+A params file names code: every ``_target_`` (``model.estimator``, ``features.steps``,
+``features.custom`` and anything nested in them) is imported and called. A registered model's
+``model.skops`` names the types skops builds when it is loaded. Both are decided here, by
+geoensemble's own allow-lists plus what the user lists in the ``trust`` config section; never
+by the file that is being read.
+
+The one policy for ``_target_`` (:func:`check_target`, :func:`resolve`):
+
+- a module on :data:`BLOCKED` (``os``, ``subprocess``, ``pydoc``, ``builtins``...) can never be
+  named, not even through ``trust.modules``;
+- estimators, steps and every other instantiated ``_target_`` are classes from
+  :data:`CLASS_MODULES` (scikit-learn, geoensemble's transformers...);
+- ``features.custom`` functions come from :data:`FUNCTION_MODULES` (geoensemble's examples);
+- ``hydra.utils.get_method`` / ``get_class`` / ``get_object`` references (``score_func`` of
+  ``SelectKBest``) name objects of :data:`REFERENCE_MODULES`;
+- anything else only from a module the user lists in ``trust.modules`` (and its submodules).
+
+The written path and the module that really defines the object are both checked, so a
+re-export (``sklearn.something.os.system``) does not pass.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from geoensemble.errors import ConfigError
+
+# Modules (and their submodules) that run commands, touch files, import or unpickle code.
+BLOCKED: frozenset[str] = frozenset(
+    {
+        "__main__",
+        "_io",
+        "_pickle",
+        "_posixsubprocess",
+        "_thread",
+        "asyncio",
+        "atexit",
+        "bdb",
+        "builtins",
+        "code",
+        "codeop",
+        "compileall",
+        "concurrent",
+        "cloudpickle",
+        "ctypes",
+        "dask",
+        "dbm",
+        "dill",
+        "distributed",
+        "distutils",
+        "doctest",
+        "ensurepip",
+        "fileinput",
+        "fsspec",
+        "ftplib",
+        "functools",
+        "gc",
+        "glob",
+        "http",
+        "hydra",
+        "importlib",
+        "inspect",
+        "io",
+        "joblib",
+        "logging",
+        "marshal",
+        "mlflow",
+        "multiprocessing",
+        "nt",
+        "ntpath",
+        "omegaconf",
+        "operator",
+        "os",
+        "pathlib",
+        "pdb",
+        "pickle",
+        "pip",
+        "pkgutil",
+        "platform",
+        "posix",
+        "posixpath",
+        "pty",
+        "py_compile",
+        "pydoc",
+        "requests",
+        "runpy",
+        "setuptools",
+        "shelve",
+        "shutil",
+        "signal",
+        "site",
+        "smtplib",
+        "socket",
+        "sqlite3",
+        "ssl",
+        "subprocess",
+        "sys",
+        "sysconfig",
+        "tarfile",
+        "telnetlib",
+        "tempfile",
+        "threading",
+        "timeit",
+        "types",
+        "urllib",
+        "venv",
+        "webbrowser",
+        "zipfile",
+        "zipimport",
+    }
+)
+
+# Classes a config may instantiate: estimators, transformers and their arguments.
+CLASS_MODULES: tuple[str, ...] = (
+    "sklearn",
+    "geoensemble.features.transformers",
+    "xgboost",
+    "lightgbm",
+)
+# Functions ``features.custom`` may call as ``fn(stack, **kwargs)``.
+FUNCTION_MODULES: tuple[str, ...] = ("geoensemble.features.custom",)
+# Objects a config may pass as an argument through ``hydra.utils.get_method`` and friends.
+REFERENCE_MODULES: tuple[str, ...] = ("sklearn", "geoensemble.features")
+# The only Hydra functions a config may name: they look up their ``path``, checked as well.
+REFERENCE_TARGETS: frozenset[str] = frozenset(
+    {"hydra.utils.get_method", "hydra.utils.get_class", "hydra.utils.get_object"}
+)
+
+CLASS, FUNCTION, REFERENCE = "class", "function", "reference"
+_ROOTS = {CLASS: CLASS_MODULES, FUNCTION: FUNCTION_MODULES, REFERENCE: REFERENCE_MODULES}
+_WHAT = {CLASS: "a class", FUNCTION: "a function", REFERENCE: "a function or class"}
+
+# Types a registered model's model.skops may hold beyond skops' own defaults (scikit-learn's
+# estimators, numpy arrays, builtins containers): everything the configs in conf/ build
+# (tests/test_trust.py checks it), plus the internals of common scikit-learn estimators.
+SKOPS_TYPES: tuple[str, ...] = (
+    "geoensemble.features.transformers.RandomBandSubset",
+    "numpy.dtype",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.feature_selection._mutual_info.mutual_info_classif",
+    "sklearn.feature_selection._mutual_info.mutual_info_regression",
+    "sklearn.feature_selection._univariate_selection.chi2",
+    "sklearn.feature_selection._univariate_selection.f_classif",
+    "sklearn.feature_selection._univariate_selection.f_regression",
+    "sklearn.metrics._dist_metrics.EuclideanDistance64",
+    "sklearn.neighbors._ball_tree.BallTree",
+    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+    "sklearn.tree._tree.Tree",
+)
+
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def _within(module: str, roots: Iterable[str]) -> bool:
+    return any(module == r or module.startswith(r + ".") for r in roots)
+
+
+def _blocked(dotted: str) -> str | None:
+    """The blocked module ``dotted`` lies in, if any."""
+    root = dotted.split(".", 1)[0]
+    return root if root in BLOCKED else None
+
+
+def _check_dotted(key: str, value: Any, example: str) -> str:
+    text = str(value) if isinstance(value, str) else ""
+    parts = text.split(".")
+    if not _DOTTED.fullmatch(text) or any(p.startswith("__") for p in parts):
+        raise ConfigError(
+            f"config key {key}={value!r} is not a dotted Python name: use the module "
+            f"path and name, e.g. {example}"
+        )
+    return text
+
+
+def check_modules(modules: Sequence[str], key: str = "trust.modules") -> None:
+    """Check ``trust.modules``: dotted module names, none of them a blocked module.
+
+    Raises
+    ------
+    ConfigError
+        Naming the entry and why it cannot be trusted.
+    """
+    for i, m in enumerate(modules):
+        name = _check_dotted(f"{key}[{i}]", m, "my_features")
+        bad = _blocked(name)
+        if bad:
+            raise ConfigError(
+                f"config key {key}[{i}]={m!r} cannot be trusted: module {bad} runs commands "
+                f"or touches files, and no config may name it; list the module of your own "
+                f"code instead"
+            )
+
+
+def check_types(types: Sequence[str], key: str = "trust.types") -> None:
+    """Check ``trust.types``: dotted ``module.Type`` names outside the blocked modules.
+
+    Raises
+    ------
+    ConfigError
+        Naming the entry and why it cannot be trusted.
+    """
+    for i, t in enumerate(types):
+        name = _check_dotted(f"{key}[{i}]", t, "mypackage.transformers.MyScaler")
+        bad = _blocked(name)
+        if "." not in name or bad:
+            why = (
+                f"module {bad} runs commands or touches files, and no model may hold it"
+                if bad
+                else "a type needs its module, e.g. mypackage.transformers.MyScaler"
+            )
+            raise ConfigError(f"config key {key}[{i}]={t!r} cannot be trusted: {why}")
+
+
+def check_target(target: Any, key: str, *, kind: str = CLASS, modules: Sequence[str] = ()) -> str:
+    """Check a ``_target_`` as written, without importing anything.
+
+    Parameters
+    ----------
+    target
+        The dotted path of the ``_target_``.
+    key
+        The config key it came from (``model.estimator._target_``), for the message.
+    kind
+        ``class`` (instantiated), ``function`` (a ``features.custom`` function) or
+        ``reference`` (the ``path`` of ``hydra.utils.get_method`` and friends).
+    modules
+        ``trust.modules``: more modules the user trusts.
+
+    Returns
+    -------
+    str
+        The target.
+
+    Raises
+    ------
+    ConfigError
+        If the path is not a dotted name, names a blocked module, or lies outside both the
+        allow-list of ``kind`` and ``modules``.
+    """
+    path = _check_dotted(key, target, "sklearn.cluster.MiniBatchKMeans")
+    bad = _blocked(path)
+    if bad:
+        raise ConfigError(
+            f"config key {key}={path!r} names module {bad}, which runs commands or touches "
+            f"files: no config may name it; use a scikit-learn class, or a function of your "
+            f"own module listed in trust.modules"
+        )
+    if not (_within(path, _ROOTS[kind]) or _within(path, modules)):
+        top = path.split(".", 1)[0]
+        raise ConfigError(
+            f"config key {key}={path!r} names code outside geoensemble's allow-list "
+            f"({', '.join(_ROOTS[kind])}): if you wrote or trust module {top}, add it with "
+            f"trust.modules=[{top}]"
+        )
+    return path
+
+
+def resolve(target: Any, key: str, *, kind: str = CLASS, modules: Sequence[str] = ()) -> Any:
+    """Check ``target`` (:func:`check_target`), import it, and check what it really is.
+
+    Returns
+    -------
+    Any
+        The class or function.
+
+    Raises
+    ------
+    ConfigError
+        If it is not allowed (as written, or by the module that defines it), cannot be
+        imported, or is not ``kind``.
+    """
+    from hydra.utils import get_object
+
+    path = check_target(target, key, kind=kind, modules=modules)
+    try:
+        obj = get_object(path)
+    except Exception as exc:  # hydra wraps ImportError, AttributeError, module-level errors...
+        cause = str(exc.__cause__ or exc).splitlines()[0]
+        raise ConfigError(
+            f"config key {key}={path!r} cannot be imported ({cause}): check the module and "
+            f"name, and that the module is installed (or on PYTHONPATH)"
+        ) from None
+    home = getattr(obj, "__module__", None)
+    if not isinstance(home, str):
+        home = ""
+    bad = _blocked(home)
+    if bad or not (_within(home, _ROOTS[kind]) or _within(home, modules)):
+        raise ConfigError(
+            f"config key {key}={path!r} is defined in module {home or '(unknown)'}, not in "
+            f"{', '.join([*_ROOTS[kind], *modules])}: name the object where it is defined"
+            + ("" if bad else ", or add that module to trust.modules")
+        )
+    ok = isinstance(obj, type) if kind == CLASS else callable(obj)
+    if kind == FUNCTION and isinstance(obj, type):
+        ok = False
+    if not ok:
+        raise ConfigError(
+            f"config key {key}={path!r} is a {type(obj).__name__}, not {_WHAT[kind]}: "
+            f"name {_WHAT[kind]}"
+        )
+    return obj
+
+
+def _targets(node: Any, key: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Every mapping holding a ``_target_`` in ``node`` (nested anywhere), with its key."""
+    if isinstance(node, Mapping):
+        if "_target_" in node:
+            yield key, node
+        for k, v in node.items():
+            yield from _targets(v, f"{key}.{k}")
+    elif isinstance(node, list | tuple):
+        for i, v in enumerate(node):
+            yield from _targets(v, f"{key}[{i}]")
+
+
+def check_spec(
+    spec: Any, key: str, *, modules: Sequence[str] = (), resolve_targets: bool = False
+) -> None:
+    """Apply the policy to every ``_target_`` in ``spec``, an instantiable config node.
+
+    Instantiated targets must be classes; ``hydra.utils.get_method`` / ``get_class`` /
+    ``get_object`` are allowed as references whose ``path`` is checked in turn.
+
+    Parameters
+    ----------
+    spec
+        A ``{_target_: ..., **kwargs}`` mapping (or a list or mapping of them).
+    key
+        Its config key, e.g. ``features.steps.scale``.
+    modules
+        ``trust.modules``.
+    resolve_targets
+        Also import each target and check the object (:func:`resolve`); without it only the
+        written paths are checked (config validation, which imports nothing).
+
+    Raises
+    ------
+    ConfigError
+        For the first target that the policy refuses.
+    """
+    check = resolve if resolve_targets else check_target
+    for where, node in _targets(spec, key):
+        target = node["_target_"]
+        if target in REFERENCE_TARGETS:
+            check(node.get("path"), f"{where}.path", kind=REFERENCE, modules=modules)
+        else:
+            check(target, f"{where}._target_", kind=CLASS, modules=modules)
+
+
+def check_custom(
+    spec: Mapping[str, Any], key: str, *, modules: Sequence[str] = (), resolve_targets: bool = False
+) -> Any:
+    """Apply the policy to a ``features.custom`` entry: its function and its arguments.
+
+    Returns
+    -------
+    Any
+        The function when ``resolve_targets`` (else its checked path).
+    """
+    check = resolve if resolve_targets else check_target
+    fn = check(spec["_target_"], f"{key}._target_", kind=FUNCTION, modules=modules)
+    args = {k: v for k, v in spec.items() if k != "_target_"}
+    check_spec(args, key, modules=modules, resolve_targets=resolve_targets)
+    return fn
+
+
+def skops_trusted(extra: Sequence[str] = ()) -> list[str]:
+    """The types a registered model may hold: :data:`SKOPS_TYPES` plus ``trust.types``."""
+    return sorted({*SKOPS_TYPES, *map(str, extra)})
