@@ -214,6 +214,74 @@ case("train", r"ensemble metric\(s\) \['accuracyy'\] are not computed .*choose a
 )
 
 
+# code a config names (issue 12): blocked modules never run; other code needs trust.modules.
+# A command that ran would leave tmp/pwned behind, which the "nothing new" check catches.
+@case(
+    "featurize",
+    r"features\.custom\[0\]\._target_='pydoc\.pipepager' names module pydoc.*trust\.modules",
+)
+def custom_feature_runs_a_command(proj: Path, tmp: Path) -> dict[str, Any]:
+    pwn = {"_target_": "pydoc.pipepager", "text": "x", "cmd": f"touch {tmp}/pwned"}
+    return {"features.custom": [pwn]}
+
+
+@case("train", r"model\.estimator\._target_='subprocess\.Popen' names module subprocess")
+def estimator_runs_a_command(proj: Path, tmp: Path) -> dict[str, Any]:
+    return {"model.estimator": {"_target_": "subprocess.Popen", "args": ["touch", f"{tmp}/pwned"]}}
+
+
+@case("train", r"features\.steps\.best\.score_func\.path='os\.system' names module os")
+def step_argument_names_a_command(proj: Path, tmp: Path) -> dict[str, Any]:
+    ref = {"_target_": "hydra.utils.get_method", "path": "os.system"}
+    return {
+        "features.steps.best": {
+            "_target_": "sklearn.feature_selection.SelectKBest",
+            "score_func": ref,
+        }
+    }
+
+
+@case("train", r"model\.space\.n_clusters\[0\]\._target_='builtins\.exec' names module builtins")
+def searched_value_names_code(proj: Path, tmp: Path) -> dict[str, Any]:
+    return {"model.space": {"n_clusters": [{"_target_": "builtins.exec", "source": "1"}]}}
+
+
+case(
+    "featurize",
+    r"features\.custom\[0\]\._target_='my_features\.moisture' names code outside "
+    r"geoensemble's allow-list .*trust\.modules=\[my_features\]",
+)(edits(features__custom=[{"_target_": "my_features.moisture"}]))
+case("featurize", r"trust\.modules\[0\]='os' cannot be trusted: module os runs commands")(
+    edits(trust__modules=["os"])
+)
+case("predict", r"trust\.types\[0\]='builtins\.exec' cannot be trusted: module builtins")(
+    edits(trust__types=["builtins.exec"])
+)
+
+# names that become file names cannot leave their folder
+_SAFE = r"is not a safe name: use 1-100 letters, digits, '_', '-' or '\.'"
+case("predict", rf"config key data\.name='\.\./\.\./x' becomes part of a file name and {_SAFE}")(
+    edits(data__name="../../x")
+)
+case("train", rf"config key tracking\.model_name='\.\./x' becomes part of a file name and {_SAFE}")(
+    edits(tracking__model_name="../x")
+)
+case("predict", rf"config key predict\.alias='\.\./champion' .*{_SAFE}")(
+    edits(predict__alias="../champion")
+)
+case("predict", rf"config key predict\.external\.label='a/b' .*{_SAFE}")(
+    edits(predict__external__label="a/b")
+)
+case("featurize", rf"config key features\.derived\.\.\./r='\.\./r' .*{_SAFE}")(
+    edits(features__derived={"../r": ["nir", "red"]})
+)
+
+
+@case("predict", rf"config key predict\.scenes\[0\]\.name='\.\./\.\./x' .*{_SAFE}")
+def scene_name_leaves_the_folder(proj: Path, tmp: Path) -> dict[str, Any]:
+    return {"predict.scenes": [{"name": "../../x", "path": str(proj / "raw" / "scene")}]}
+
+
 # ingest: missing, truncated, corrupt files; grids that do not line up; empty layers
 @case("ingest", r"input .*nowhere does not exist: set data\.path")
 def missing_raster_folder(proj: Path, tmp: Path) -> dict[str, Any]:

@@ -283,8 +283,8 @@ def resolve(target: Any, key: str, *, kind: str = CLASS, modules: Sequence[str] 
     except Exception as exc:  # hydra wraps ImportError, AttributeError, module-level errors...
         cause = str(exc.__cause__ or exc).splitlines()[0]
         raise ConfigError(
-            f"config key {key}={path!r} cannot be imported ({cause}): check the module and "
-            f"name, and that the module is installed (or on PYTHONPATH)"
+            f"config key {key}={path!r} cannot be imported; check the module and name, and "
+            f"that the module is installed or on PYTHONPATH ({cause})"
         ) from None
     home = getattr(obj, "__module__", None)
     if not isinstance(home, str):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,11 +87,14 @@ def check_features(model_names: list[str], scene_names: list[str], *, where: str
 
 
 def _stem(uri: str, name: str | None, version: str | None) -> str:
+    """The member's label in map file names: safe as one file name part, whatever the URI."""
     if uri.startswith("models:/") and "@" in uri:
-        return uri[len("models:/") :].replace("@", "_")
-    if name and version:
-        return f"{name}_v{version}"
-    return uri.replace(":/", "_").replace("/", "_").strip("_")
+        stem = uri[len("models:/") :].replace("@", "_")
+    elif name and version:
+        stem = f"{name}_v{version}"
+    else:
+        stem = uri.replace(":/", "_")
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", stem).lstrip("._") or "model"
 
 
 def registered_member(uri: str, *, trusted_types: Sequence[str] = ()) -> Member:
