@@ -406,9 +406,8 @@ def log_model(
             pip_requirements=pip_requirements(),
             skops_trusted_types=skops_trusted_types(pipeline),
         )
-    # The digest of the file as stored, so that predict can tell a changed file.
+    # The digest of the file as stored, so that loading the version can tell a changed file.
     digest = logged_skops_sha256(info.model_uri)
-    mlflow.MlflowClient().set_logged_model_tags(info.model_id, {SKOPS_SHA256_TAG: digest})
     mv = mlflow.register_model(info.model_uri, model_name, tags={**tags, SKOPS_SHA256_TAG: digest})
     return str(mv.version)
 

@@ -4,6 +4,7 @@ its REST API (members, their ``aic``, the champion alias, artifacts served by th
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -43,6 +44,9 @@ def test_members_and_their_aic_are_on_the_server(
 
     alias = mlflow_server.api("registered-models/alias", name="server_model", alias="champion")
     assert alias["model_version"]["run_id"] == report["champion"]["run_id"]
+    # the digest of its model.skops, read back through the server, is recorded for predict
+    tags = {t["key"]: t["value"] for t in alias["model_version"].get("tags", [])}
+    assert re.fullmatch(r"[0-9a-f]{64}", tags["geoensemble.skops_sha256"])
     # the champion's model went through the server into its artifact destination
     assert list((mlflow_server.store / "mlartifacts").rglob("MLmodel"))
 
