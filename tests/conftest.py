@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -122,3 +122,53 @@ def rmnp() -> Path:
     if not (folder / "red.tif").exists():
         pytest.skip("../shared/data/rmnp is not available")
     return folder
+
+
+def _checkout_state() -> set[str]:
+    """Untracked and ignored entries of the checkout (``git status``), caches aside."""
+    out = subprocess.run(
+        ["git", "status", "--porcelain", "--ignored", "--untracked-files=all"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    skip = (".venv/", "src/geoensemble.egg-info/", ".mypy_cache/", ".ruff_cache/")
+    return {
+        ln
+        for ln in out.splitlines()
+        if not ln[3:].startswith(skip) and "__pycache__/" not in ln and ".pytest_cache/" not in ln
+    }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _leave_the_checkout_alone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Run the suite from a scratch folder and check the checkout is as it was at the end.
+
+    MLflow's default store, Hydra's logs and hypothesis' database all go to the working
+    folder; a test that needs the checkout passes ``cwd=ROOT`` explicitly and must still
+    leave nothing behind (Hydra logs go to ``GEOENSEMBLE_LOG_DIR``, a SQLite store's
+    artifacts beside its database file).
+    """
+    from hypothesis import configuration
+
+    before = _checkout_state() if (ROOT / ".git").exists() else set()
+    scratch = tmp_path_factory.mktemp("cwd")
+    # a project folder of its own: a git repo, so runs there carry a git commit tag
+    run(["git", "init", "-q"], scratch)
+    run(["git", "commit", "-q", "--allow-empty", "-m", "scratch"], scratch)
+    configuration.set_hypothesis_home_dir(scratch / ".hypothesis")
+    old_cwd, old_logs = Path.cwd(), os.environ.get("GEOENSEMBLE_LOG_DIR")
+    os.environ["GEOENSEMBLE_LOG_DIR"] = str(scratch / "logs")
+    os.chdir(scratch)
+    try:
+        yield
+    finally:
+        os.chdir(old_cwd)
+        if old_logs is None:
+            os.environ.pop("GEOENSEMBLE_LOG_DIR", None)
+        else:
+            os.environ["GEOENSEMBLE_LOG_DIR"] = old_logs
+    if (ROOT / ".git").exists():
+        left = sorted(_checkout_state() - before)
+        assert not left, f"the tests left these in the checkout: {left}"

@@ -190,6 +190,11 @@ def _hydra_errors() -> Iterator[type[BaseException]]:
 def stage_main(stage: str, argv: list[str] | None = None) -> None:
     """Entry point of ``pipelines/<stage>.py`` and of ``geoensemble <stage>``."""
     args = _split_args(list(sys.argv[1:] if argv is None else argv))
+    if any(a in HELP_FLAGS for a in args):
+        from geoensemble.usage import stage_help
+
+        print(stage_help(stage))
+        return
     _setup_logging()
     if args[:1] == ["--params"]:
         if len(args) != 2:
@@ -254,14 +259,25 @@ def stage_main(stage: str, argv: list[str] | None = None) -> None:
             sweep.finish(failed=True)
 
 
-def main() -> None:
-    """``geoensemble <stage> [--params FILE | overrides...]``."""
-    from geoensemble.stages import STAGES
+HELP_FLAGS = ("-h", "--help")
 
-    if len(sys.argv) < 2 or sys.argv[1] not in STAGES:
+
+def main() -> None:
+    """``geoensemble <stage> [--params FILE | overrides...]``; ``--help`` lists the stages."""
+    from geoensemble.usage import STAGE_HELP, main_help
+
+    args = sys.argv[1:]
+    if not args:
+        print(main_help(), file=sys.stderr)
+        raise SystemExit(EXIT_ERROR)
+    if args[0] in HELP_FLAGS:
+        print(main_help())
+        return
+    if args[0] not in STAGE_HELP:
         print(
-            f"usage: geoensemble {{{','.join(STAGES)}}} [--params params.yaml | key=value ...]",
+            f"geoensemble: error: no stage {args[0]!r}: choose one of "
+            f"{', '.join(STAGE_HELP)} (geoensemble --help describes them)",
             file=sys.stderr,
         )
         raise SystemExit(EXIT_ERROR)
-    stage_main(sys.argv[1], sys.argv[2:])
+    stage_main(args[0], args[1:])

@@ -82,6 +82,31 @@ def test_mlflow_holds_parent_children_and_champion(repo: Path) -> None:
     assert metrics["champion_adjusted_rand"] > 0.3
 
 
+def test_gdal_statistics_on_a_map_leave_dvc_clean(repo: Path) -> None:
+    """QGIS or gdalinfo -stats write a .tif.aux.xml beside the map: not part of the output."""
+    tif = repo / "outputs/maps/synthetic_geoensemble_champion.tif"
+    aux = tif.with_name(tif.name + ".aux.xml")
+    aux.unlink(missing_ok=True)
+    with rasterio.open(tif) as m:
+        m.statistics(1, approx=False)  # GDAL keeps them in its PAM sidecar on close
+    assert aux.exists() and "STATISTICS_MEAN" in aux.read_text()
+    out = run([tool("dvc"), "status"], repo).stdout
+    assert "up to date" in out.lower(), out
+
+
+def test_editing_imported_code_makes_its_stages_stale(repo: Path) -> None:
+    f = repo / "src/geoensemble/io/profiles.py"  # imported by scene, ingest (via io) ...
+    original = f.read_text()
+    try:
+        f.write_text(original + "\n# edited\n")
+        out = run([tool("dvc"), "status", "--json"], repo).stdout
+        stale = set(json.loads(out))
+        assert {"dvc.yaml:scene", "dvc.yaml:predict"} <= {f"dvc.yaml:{s}" for s in stale} | stale
+    finally:
+        f.write_text(original)
+    assert "up to date" in run([tool("dvc"), "status"], repo).stdout.lower()
+
+
 def test_repro_again_is_up_to_date_and_exp_run_recomposes(repo: Path) -> None:
     out = run([tool("dvc"), "status"], repo).stdout
     assert "up to date" in out.lower() or "changed" not in out.lower()
