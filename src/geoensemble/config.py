@@ -368,6 +368,15 @@ def _range_checks(cfg: AppConfig) -> None:
             "config key model.estimator._target_ is missing: name the estimator class, "
             "e.g. model.estimator._target_=sklearn.cluster.MiniBatchKMeans"
         )
+    _model_checks(cfg.model)
+
+
+def _model_checks(m: ModelConfig) -> None:
+    # The rule lives beside the search that applies it (one value for every member, or
+    # searched in model.space, never both).
+    from geoensemble.ensemble.precedence import check_precedence
+
+    check_precedence(m.n_clusters, m.estimator, m.space)
 
 
 def _features_checks(f: FeaturesConfig) -> None:
