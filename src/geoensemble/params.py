@@ -13,7 +13,6 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-
 # Hydra merges a dict override into the existing dict, so `model.space={}` alone would keep the
 # model's whole space: it is rewritten to delete the space and add an empty one.
 _CLEAR_SPACE = re.compile(r"^model\.space=\{\s*\}$")

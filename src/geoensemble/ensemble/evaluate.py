@@ -7,8 +7,8 @@ per-class precision/recall/F1, overall accuracy and Cohen's kappa, the area-weig
 and class areas with 95 % confidence intervals (:mod:`geoensemble.ensemble.assessment`, class
 areas from the champion's map) and permutation feature importance. Clustering runs with a
 ground-truth raster (``data.truth``) add the adjusted Rand index and NMI of the champion and of
-every kept member (``kept_members``), and the truth-by-cluster contingency table. Everything is written under ``reports/`` for DVC and logged to the parent
-run.
+every kept member (``kept_members``), and the truth-by-cluster contingency table. Everything
+is written under ``reports/`` for DVC and logged to the parent run.
 """
 
 from __future__ import annotations

@@ -66,8 +66,10 @@ def check_precedence(
         if key not in estimator or estimator[key] == SEARCHED:
             continue
         value = estimator[key]
-        if value is None and key in COUNT_KEYS and n_clusters is None:
-            continue  # the number of clusters is not set: model.n_clusters is null
+        if value is None and key in COUNT_KEYS:
+            if n_clusters is None:
+                continue  # the number of clusters is not set: model.n_clusters is null
+            _stale(n_clusters, key)
         if key in COUNT_KEYS and n_clusters is not None and value == n_clusters:
             set_key, unset = f"model.n_clusters={n_clusters}", "leave model.n_clusters null"
         else:
@@ -95,6 +97,15 @@ def check_precedence(
                 f"but model.space does not search {key}: set model.n_clusters (e.g. "
                 f"model.n_clusters=6) or search it (e.g. model.space.{key}=[4,6,8])"
             )
+
+
+def _stale(n_clusters: int, key: str) -> None:
+    raise ConfigError(
+        f"config key model.n_clusters={n_clusters} but model.estimator.{key} is null: in a "
+        f"composed params.yaml the estimator does not follow model.n_clusters; regenerate it "
+        f"(python -m geoensemble.params model.n_clusters={n_clusters} model.space={{}}) or "
+        f"use dvc exp run -S, which recomposes conf/"
+    )
 
 
 def member_estimator(estimator: dict[str, Any]) -> dict[str, Any]:

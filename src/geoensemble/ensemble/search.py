@@ -1,12 +1,13 @@
 """Fit ensembles over generations: Optuna proposes, dask fits, the metric(s) select.
 
-Generation 0 holds the model's own parameters (enqueued) plus random draws from the space;
+Generation 0 holds the features steps' configured values of searched step parameters
+(enqueued, when the space admits them) plus random draws from the space;
 each later generation is a batch of proposals from Optuna's NSGA-II sampler (population =
 ``ensemble.size``), which recombines and mutates the best members so far and, with its mutation
 probability, draws fresh values (elm's evolutionary search). Members of every generation stay
 in the ranking, so the best score can only improve or stay. Identical proposals are not fitted
-twice (with an empty ``model.space`` members differ only by their seed). The search stops early when the best primary score has not improved for
-``ensemble.patience`` generations. With extra ``ensemble.objectives`` the study is
+twice (with an empty ``model.space`` members differ only by their seed). The search stops
+early when the best primary score has not improved for ``ensemble.patience`` generations. With extra ``ensemble.objectives`` the study is
 multi-objective: members are ranked by Pareto front, then by the primary metric.
 
 The training data (sample, labels, folds, preview grid) is scattered to the workers once; each
