@@ -208,7 +208,7 @@ case(
     "train",
     r"unexpected keyword argument 'n_clusterz'.*\(and under model\.space: n_clusterz",
     failed_run=r"ConfigError: .*n_clusterz",
-)(edits(model__space={"n_clusterz": {"low": 2, "high": 5}}))
+)(edits(model__estimator__n_clusters=4, model__space={"n_clusterz": {"low": 2, "high": 5}}))
 case("train", r"ensemble metric\(s\) \['accuracyy'\] are not computed .*choose among")(
     edits(ensemble__metric="accuracyy")
 )

@@ -12,6 +12,7 @@ from geoensemble.config import validate
 from geoensemble.ensemble.pipeline import build_pipeline
 from geoensemble.errors import ConfigError
 from geoensemble.params import compose, render
+from tests.conftest import run, tool
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -36,8 +37,12 @@ def group_options() -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(("group", "option"), group_options())
 def test_every_group_option_composes_validates_and_instantiates(group: str, option: str) -> None:
+    from geoensemble.ensemble.search import member_spec
+
     cfg = validate(compose([f"{group}={option}"], config_dir=CONF))
-    pipe = build_pipeline(cfg.features.steps, cfg.model.estimator, impute=cfg.features.impute)
+    estimator = member_spec(cfg).estimator  # without the `searched` markers
+    assert "searched" not in estimator.values()
+    pipe = build_pipeline(cfg.features.steps, estimator, impute=cfg.features.impute)
     assert pipe.steps[-1][0] == "model"
     assert type(pipe[-1]).__name__ == cfg.model.estimator["_target_"].rsplit(".", 1)[1]
     for name, spec in cfg.features.steps.items():
@@ -69,3 +74,77 @@ def test_bad_target_names_the_key_and_class() -> None:
     )
     with pytest.raises(ConfigError, match=r"model\.estimator.*NoSuchKMeans"):
         build_pipeline(cfg.features.steps, cfg.model.estimator)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        (
+            ["model.n_clusters=6"],
+            r"^config key model\.n_clusters=6 is also searched by model\.space\.n_clusters="
+            r"\[4,5,6,7,8,9,10,12\].*'~model\.space\.n_clusters', or model\.space=\{\}",
+        ),
+        (
+            ["model=gmm", "model.n_clusters=6"],
+            r"model\.n_clusters=6 is also searched by model\.space\.n_components",
+        ),
+        (
+            ["model=random_forest", "model.estimator.n_estimators=50"],
+            r"model\.estimator\.n_estimators=50 is also searched by model\.space\.n_estimators="
+            r"\{low: 30, high: 120, step: 30\}.*'~model\.space\.n_estimators'",
+        ),
+        (
+            ["model=random_forest", "model.estimator.max_depth=null"],
+            r"model\.estimator\.max_depth=null is also searched by model\.space\.max_depth",
+        ),
+        (["model.space={}"], r"model\.n_clusters is null .*does not search n_clusters"),
+        (
+            ["model=random_forest", "model.space={}"],
+            r"model\.estimator\.n_estimators=searched but model\.space does not search",
+        ),
+    ],
+)
+def test_a_parameter_both_set_and_searched_names_both_keys(
+    overrides: list[str], match: str
+) -> None:
+    with pytest.raises(ConfigError, match=match):
+        validate(compose(overrides, config_dir=CONF))
+
+
+def test_user_values_reach_every_member_when_the_space_is_cleared() -> None:
+    from geoensemble.ensemble.search import member_spec
+
+    cfg = validate(compose(["model.n_clusters=6", "model.space={}"], config_dir=CONF))
+    assert cfg.model.space == {} and member_spec(cfg).estimator["n_clusters"] == 6
+    rf = validate(
+        compose(
+            [
+                "model=random_forest",
+                "model.estimator.n_estimators=50",
+                "model.estimator.max_depth=null",
+                "~model.space.n_estimators",
+                "~model.space.max_depth",
+            ],
+            config_dir=CONF,
+        )
+    )
+    est = member_spec(rf).estimator
+    assert est["n_estimators"] == 50 and est["max_depth"] is None
+    assert set(rf.model.space) == {"min_samples_leaf", "max_features"}
+
+
+def test_cli_set_and_searched_is_one_line_and_space_clears(tmp_path: Path) -> None:
+    script = str(ROOT / "pipelines" / "train.py")
+    bad = run([tool("python"), script, "model.n_clusters=6"], tmp_path, check=False, timeout=120)
+    assert bad.returncode == 2, bad.stderr
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in bad.stderr
+    assert lines[0].startswith("geoensemble train: error: config key model.n_clusters=6")
+    assert "model.space.n_clusters" in lines[0] and "model.space={}" in lines[0]
+    ok = run(
+        [tool("python"), script, "model.n_clusters=6", "model.space={}", "--cfg", "job"],
+        tmp_path,
+        timeout=120,
+    )
+    model = yaml.safe_load(ok.stdout)["model"]
+    assert model["space"] == {} and model["n_clusters"] == 6

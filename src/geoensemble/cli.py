@@ -213,6 +213,7 @@ def stage_main(stage: str, argv: list[str] | None = None) -> None:
     from omegaconf import DictConfig
 
     from geoensemble import sweep
+    from geoensemble.params import clear_overrides
 
     @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
     def _main(raw: DictConfig) -> Any:
@@ -232,7 +233,7 @@ def stage_main(stage: str, argv: list[str] | None = None) -> None:
 
     from geoensemble.stages import STAGES
 
-    sys.argv = [f"{stage}.py", *args]
+    sys.argv = [f"{stage}.py", *clear_overrides(args)]
     multirun = any(a in ("-m", "--multirun") for a in args)
     # Sweeps keep Hydra's own reporting (a failed job must not end the others); a user who
     # set HYDRA_FULL_ERROR or GEOENSEMBLE_DEBUG gets Hydra's traceback as usual.

@@ -384,6 +384,7 @@ def _range_checks(cfg: AppConfig) -> None:
         )
     _target_checks(cfg)
     _name_checks(cfg)
+    _model_checks(cfg.model)
 
 
 def _target_checks(cfg: AppConfig) -> None:
@@ -436,6 +437,14 @@ def _name_checks(cfg: AppConfig) -> None:
     names += [(f"features.derived.{k}", k) for k in cfg.features.derived]
     for key, value in names:
         check_name(key, value)
+
+
+def _model_checks(m: ModelConfig) -> None:
+    # The rule lives beside the search that applies it (one value for every member, or
+    # searched in model.space, never both).
+    from geoensemble.ensemble.precedence import check_precedence
+
+    check_precedence(m.n_clusters, m.estimator, m.space)
 
 
 def _features_checks(f: FeaturesConfig) -> None:

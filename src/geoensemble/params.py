@@ -6,11 +6,25 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+
+# Hydra merges a dict override into the existing dict, so `model.space={}` alone would keep the
+# model's whole space: it is rewritten to delete the space and add an empty one.
+_CLEAR_SPACE = re.compile(r"^model\.space=\{\s*\}$")
+
+
+def clear_overrides(overrides: list[str]) -> list[str]:
+    """``overrides`` with ``model.space={}`` made to clear the space (``~model.space``, then
+    ``+model.space={}``) instead of merging nothing into it."""
+    out: list[str] = []
+    for o in overrides:
+        out += ["~model.space", "+model.space={}"] if _CLEAR_SPACE.match(o.strip()) else [o]
+    return out
 
 
 def compose(overrides: list[str] | None = None, *, config_dir: Path | None = None) -> Any:
@@ -21,7 +35,7 @@ def compose(overrides: list[str] | None = None, *, config_dir: Path | None = Non
     from geoensemble.cli import conf_dir
 
     with initialize_config_dir(str((config_dir or conf_dir()).resolve()), version_base=None):
-        cfg = hydra_compose(config_name="config", overrides=overrides or [])
+        cfg = hydra_compose(config_name="config", overrides=clear_overrides(overrides or []))
     OmegaConf.resolve(cfg)
     return cfg
 

@@ -7,6 +7,12 @@ its id and the sweep id in the environment, which every job inherits (also the j
 launcher's worker processes, started later); after the jobs it names the best job by the
 ensemble metric (AIC by default) in ``<sweep dir>/sweep_summary.json``, on the sweep run and
 on stdout.
+
+Jobs are compared only on a score that is comparable across them: every finished job must have
+the same model family and the same scoring space (tag ``score_space``, see
+:func:`geoensemble.ensemble.scoring.scoring_space`: data, sample, features before the
+member-specific steps, seed, metric). Otherwise no best job is named and the summary says why
+(``not_compared``); every job's score is still listed.
 """
 
 from __future__ import annotations
@@ -122,8 +128,9 @@ def start(config: DictConfig) -> _Sweep:
 
 def summarize(
     rows: list[dict[str, Any]], *, metric: str, direction: str
-) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """The best finished job by ``best_<metric>`` and every job's row, ordered by job number.
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]], str | None]:
+    """The best finished job by ``best_<metric>``, every job's row (by job number), and why
+    no best job is named when the jobs' scores are not comparable (else None).
 
     Parameters
     ----------
@@ -139,6 +146,8 @@ def summarize(
             "overrides": r["overrides"],
             "run_id": r["run_id"],
             "status": r["status"],
+            "model_family": r.get("tags", {}).get("model_family"),
+            "score_space": r.get("tags", {}).get("score_space"),
             key: r["metrics"].get(key),
         }
         for r in sorted(rows, key=lambda r: (r["job"], r["run_id"]))
@@ -150,9 +159,26 @@ def summarize(
         j["changed"] = " ".join(t for t in toks if t not in common)
     done = [j for j in jobs if j["status"] == "FINISHED" and j[key] is not None]
     if not done:
-        return None, jobs
+        return None, jobs, None
+    families = sorted({str(j["model_family"]) for j in done})
+    if len(families) > 1:
+        return (
+            None,
+            jobs,
+            f"the jobs differ in model family ({', '.join(families)}): their {key} values "
+            f"are not comparable, so no best job is named; compare jobs of one model family",
+        )
+    if len({str(j["score_space"]) for j in done}) > 1:
+        return (
+            None,
+            jobs,
+            f"the jobs score their members on different data (features, sample, seed or "
+            f"metric differ: see each job's overrides): their {key} values are not "
+            f"comparable, so no best job is named; sweep only the model or member-specific "
+            f"steps (features.steps.*) to compare",
+        )
     pick = min if direction == "minimize" else max
-    return pick(done, key=lambda j: j[key]), jobs
+    return pick(done, key=lambda j: j[key]), jobs, None
 
 
 def finish(*, failed: bool) -> dict[str, Any] | None:
@@ -166,7 +192,7 @@ def finish(*, failed: bool) -> dict[str, Any] | None:
         return None
     try:
         rows = tracking.sweep_ensembles(sweep.run_id, sweep.sweep_id)
-        best, jobs = summarize(rows, metric=sweep.metric, direction=sweep.direction)
+        best, jobs, not_compared = summarize(rows, metric=sweep.metric, direction=sweep.direction)
         key = f"best_{sweep.metric}"
         failed = failed or any(j["status"] != "FINISHED" for j in jobs)
         summary = {
@@ -176,6 +202,7 @@ def finish(*, failed: bool) -> dict[str, Any] | None:
             "direction": sweep.direction,
             "status": "FAILED" if failed else "FINISHED",
             "best": best,
+            "not_compared": not_compared,
             "jobs": jobs,
         }
         path = write_json(sweep.sweep_dir / SUMMARY_NAME, summary)
@@ -209,6 +236,8 @@ def finish(*, failed: bool) -> dict[str, Any] | None:
                 f"run {best['run_id']}; summary in {path}",
                 flush=True,
             )
+        elif not_compared:
+            print(f"sweep {sweep.sweep_id}: no best job: {not_compared}", flush=True)
         return summary
     finally:
         os.environ.pop(tracking.SWEEP_ID_VAR, None)

@@ -885,6 +885,7 @@ def sweep_ensembles(sweep_run_id: str, sweep_id: str) -> list[dict[str, Any]]:
             "job": int(r.data.tags.get("sweep_job", -1)),
             "overrides": r.data.tags.get("sweep_overrides", ""),
             "metrics": dict(r.data.metrics),
+            "tags": dict(r.data.tags),
         }
         for r in runs
     ]

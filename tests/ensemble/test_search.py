@@ -95,7 +95,59 @@ def test_generations_improve_or_keep_the_best(client: Any, blobs: np.ndarray) ->
     assert result.kept[0].scores["aic"] == min(m.scores["aic"] for m in result.members)
     assert [m.rank for m in result.kept] == [1, 2]
     assert len({tuple(m.params.items()) for m in result.members}) == len(result.members)
-    assert result.members[0].params == {"n_clusters": 8}  # the config's own value first
+    # n_clusters is searched, not set: every member's value comes from the space
+    assert all(m.pipeline[-1].n_clusters == m.params["n_clusters"] for m in result.members)
+
+
+def test_a_value_the_user_sets_is_used_by_every_member(client: Any, blobs: np.ndarray) -> None:
+    cfg = cfg_of(
+        "model.n_clusters=6",
+        "model.space={}",
+        "ensemble.size=3",
+        "ensemble.generations=2",
+        "ensemble.patience=2",
+        "ensemble.previews=false",
+    )
+    assert cfg.model.space == {}  # `model.space={}` clears the space (Hydra alone merges it)
+    result = run_ensemble(blobs, cfg, client)
+    assert len(result.members) == 6  # an empty space: members differ only by their seed
+    assert [m.pipeline[-1].n_clusters for m in result.members] == [6] * 6
+    assert len({m.pipeline[-1].random_state for m in result.members}) == 6
+
+
+def test_forest_members_keep_the_users_values_unless_searched(
+    client: Any, blobs: np.ndarray
+) -> None:
+    from geoensemble.ensemble.folds import spatial_folds
+
+    rng = np.random.default_rng(0)
+    rows, cols = rng.integers(0, 100, len(blobs)), rng.integers(0, 100, len(blobs))
+    data = TrainingData(
+        X=blobs,
+        y=np.repeat(np.arange(6), 250),
+        folds=spatial_folds(rows, cols, n_folds=3, block_size=20),
+        classes=np.arange(6),
+    )
+    cfg = cfg_of(
+        "model=random_forest",
+        "ensemble=supervised",
+        "ensemble.size=2",
+        "ensemble.generations=1",
+        "ensemble.keep=1",
+        "ensemble.previews=false",
+        "model.estimator.n_estimators=50",
+        "model.estimator.max_depth=null",
+        "~model.space.n_estimators",
+        "~model.space.max_depth",
+    )
+    result = run_ensemble(data, cfg, client)
+    for m in result.members:
+        forest = m.pipeline[-1]
+        assert (forest.n_estimators, forest.max_depth) == (50, None)
+        assert len(forest.estimators_) == 50
+        # the parameters still in the space vary, and only those
+        assert set(m.params) == {"min_samples_leaf", "max_features"}
+        assert forest.min_samples_leaf == m.params["min_samples_leaf"]
 
 
 def test_members_are_reported_as_they_finish(client: Any, blobs: np.ndarray) -> None:
@@ -181,21 +233,22 @@ def test_step_params_partial_fit_and_per_member_draws(blobs: np.ndarray) -> None
     assert pipe.named_steps["pca"].n_components == 3
     assert pipe[-1].n_clusters == 5 and pipe[-1].n_steps_ == 4  # four partial_fit batches
     assert pipe.named_steps["scale"].n_samples_seen_ == len(blobs) // 2  # its own half
-    # ... but scored on the whole sample, like every other member
-    assert res.scores["inertia"] == pytest.approx(
-        float(
-            (
-                (pipe[:-1].transform(blobs) - pipe[-1].cluster_centers_[pipe.predict(blobs)]) ** 2
-            ).sum()
-        ),
-        rel=1e-4,
-    )
+    # ... but scored on the whole sample in the common space, like every other member
+    Z = (blobs - blobs.mean(axis=0, dtype=np.float64)) / blobs.std(axis=0, dtype=np.float64)
+    labels = pipe.predict(blobs)
+    centres = np.stack([Z[labels == c].mean(axis=0) for c in np.unique(labels)])
+    within = float(((Z - centres[np.searchsorted(np.unique(labels), labels)]) ** 2).sum())
+    assert res.scores["inertia"] == pytest.approx(within, rel=1e-6)
 
 
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
         (["ensemble.metric=kappa"], r"ensemble metric\(s\) \['kappa'\] are not computed"),
+        (
+            ["+model.space.pca__n_components=[2,3]", "ensemble.metric=member_space_aic"],
+            r"ensemble\.metric=member_space_aic .*own transformed space",
+        ),
         (["+model.space.nostep__alpha=[1,2]"], r"model\.space\.nostep__alpha.*no step 'nostep'"),
         (["+model.space.pca__n_components=[20]"], r"model\.space\.pca__n_components=20"),
         (["~model.space.n_clusters", "+model.space.n_clusters={low: 9, high: 3}"], r"low=9"),
@@ -210,6 +263,16 @@ def test_bad_ensemble_config_names_the_key(
         run_ensemble(blobs, cfg_of("ensemble.size=2", *overrides), client)
 
 
+def test_aic_of_a_classifier_is_refused_before_any_fit(client: Any, blobs: np.ndarray) -> None:
+    cfg = cfg_of("model=logistic_regression", "ensemble.size=2")  # ensemble.metric=aic
+    data = TrainingData(X=blobs, y=np.repeat(np.arange(6), 250))  # no folds: never fitted
+    with pytest.raises(
+        ConfigError,
+        match=r"ensemble\.metric=aic is not defined for model\.kind=classifier.*log_loss",
+    ):
+        run_ensemble(data, cfg, client)
+
+
 def test_consensus_refuses_supervised_members(client: Any, blobs: np.ndarray) -> None:
     from geoensemble.ensemble.folds import spatial_folds
 
@@ -222,7 +285,12 @@ def test_consensus_refuses_supervised_members(client: Any, blobs: np.ndarray) ->
         folds=spatial_folds(rows, cols, n_folds=3, block_size=20),
         classes=np.arange(6),
     )
-    cfg = cfg_of("model=logistic_regression", "ensemble.size=2", "ensemble.consensus.enabled=true")
+    cfg = cfg_of(
+        "model=logistic_regression",
+        "ensemble=supervised",
+        "ensemble.size=2",
+        "ensemble.consensus.enabled=true",
+    )
     with pytest.raises(ConfigError, match=r"ensemble\.consensus\.enabled=true needs clustering"):
         run_ensemble(data, cfg, client)
 
@@ -239,13 +307,13 @@ def test_regressor_members_report_rmse_mae_r2(client: Any, blobs: np.ndarray) ->
         "ensemble.size=2",
         "ensemble.metric=rmse",
         "ensemble.previews=false",
-        "model.estimator.n_estimators=10",
         "model.space.n_estimators={low: 10, high: 20, step: 10}",
         "model.space.max_depth={low: 4, high: 6}",
         "model.space.min_samples_leaf=[2]",
     )
     result = run_ensemble(data, cfg, client)
     for m in result.members:
-        assert {"rmse", "mae", "r2", "aic", "bic"} <= set(m.scores) and m.family == "forest"
+        assert {"rmse", "mae", "r2", "heldout_penalized_nll"} <= set(m.scores)
+        assert m.family == "forest" and "aic" not in m.scores
         assert m.scores["r2"] > 0.8
     assert result.kept[0].scores["rmse"] == min(m.scores["rmse"] for m in result.members)

@@ -90,7 +90,9 @@ def test_random_subset_config_lets_the_search_vary_the_seed() -> None:
 def test_feature_configs_build_and_fit_member_pipelines(
     option: str, expected_steps: list[str], names_out: list[str]
 ) -> None:
-    cfg = validate(compose([f"features={option}", "model.n_clusters=3"], config_dir=CONF))
+    cfg = validate(
+        compose([f"features={option}", "model.n_clusters=3", "model.space={}"], config_dir=CONF)
+    )
     n_in = 7 if option == "bands" else (4 if option == "indices_poly_pca" else 15)
     names = NAMES[:n_in] if n_in <= len(NAMES) else [f"f{i}" for i in range(n_in)]
     pipe = build_pipeline(

@@ -132,7 +132,6 @@ def faulty_overrides(markers: Path, *extra: str) -> list[str]:
     return [
         f"model.estimator._target_={FAULTY}",
         f"+model.estimator.marker_dir={markers}",
-        "model.n_clusters=5",
         "model.space.n_clusters=[4,5,6,7]",
         "compute.processes=true",
         "compute.n_workers=2",
@@ -191,11 +190,13 @@ def test_member_that_keeps_killing_workers_fails_clearly_and_marks_the_run_faile
     monkeypatch.setenv("GEOENSEMBLE_ROOT", str(tmp_path))
     markers = tmp_path / "markers"
     markers.mkdir()
-    # member-000 fits n_clusters=5 (model.n_clusters): it SIGKILLs whichever worker runs it
+    # the one member, member-000, fits n_clusters=5: it SIGKILLs whichever worker runs it
     cfg = stage_cfg(
         featurized,
         tmp_path,
-        *faulty_overrides(markers, "+model.estimator.crash_k=5", "compute.retries=1"),
+        *faulty_overrides(
+            markers, "+model.estimator.crash_k=5", "compute.retries=1", "model.space.n_clusters=[5]"
+        ),
     )
     with pytest.raises(ComputeError, match=r"member-000 killed every dask worker.*2 tries") as e:
         stages.train(cfg)
@@ -268,6 +269,7 @@ def test_two_trainings_on_one_new_sqlite_store_at_once_lose_no_run(
                     f"paths.reports={tmp_path}/reports{i}",
                     f"tracking.uri=sqlite:///{store}",
                     f"model.n_clusters={k}",
+                    "model.space={}",
                     "ensemble.size=2",
                 ],
                 cwd=ROOT,

@@ -145,7 +145,7 @@ def test_logged_params_hold_no_secret_and_no_home_path(trained: dict[str, Any]) 
     rel = Path(trained["dir"]).relative_to(home)
     assert params["predict.output_dir"] == f"~/{rel}/maps"
     assert params["tracking.uri"] == f"sqlite:///~/{rel}/mlflow.db"
-    assert params["model.n_clusters"] == "8" and params["seed"] == "42"
+    assert params["model.n_clusters"] == "None" and params["seed"] == "42"
     # member runs too
     kids = client.search_runs(
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'"

@@ -86,6 +86,7 @@ def test_queued_grid_runs_in_temp_copies_and_logs_to_the_project_store(repo: Pat
         [
             *(tool("dvc"), "exp", "run", "--queue"),
             *("-S", f"model={family}", "-S", "model.n_clusters=range(4,8,2)"),
+            *("-S", "~model.space"),  # the number is set: it must not be searched too
             *("-S", "ensemble.size=3"),
         ],
         repo,

@@ -65,8 +65,10 @@ def check_structure(cfg: AppConfig, train: dict, keep: int) -> list:
     )
     assert len(children) == len(train["members"])
     assert {c.info.run_name for c in children} == {m["member"] for m in train["members"]}
+    # clusterers: the partition criterion; supervised members: no AIC, a held-out score
+    scores = {"aic", "bic"} if cfg.model.kind.value == "cluster" else {"heldout_penalized_nll"}
     for c in children:
-        assert {"aic", "bic", "fit_seconds", "generation", "rank"} <= set(c.data.metrics)
+        assert scores | {"fit_seconds", "generation", "rank"} <= set(c.data.metrics)
         assert {f"model.{k}" for k in cfg.model.space} <= set(c.data.params)
         assert c.data.params["model.family"] == cfg.model.name
         arts = [a.path for a in client.list_artifacts(c.info.run_id)]
@@ -138,7 +140,6 @@ def test_supervised_two_generations_from_scene_points(scene: Callable[..., AppCo
         "ensemble.keep=2",
         "ensemble.cv.folds=3",
         "ensemble.cv.block_size=16",
-        "model.estimator.n_estimators=20",
         "model.space.n_estimators={low: 10, high: 30, step: 10}",
         "tracking.model_name=geo_rf",
     )
@@ -156,8 +157,11 @@ def test_supervised_two_generations_from_scene_points(scene: Callable[..., AppCo
     children = check_structure(cfg, train, keep=2)
     for c in children:
         m = c.data.metrics
-        assert {"accuracy", "kappa", "f1_macro", "log_loss", "aic", "bic", "n_params"} <= set(m)
-        assert m["aic"] == pytest.approx(2 * m["n_params"] - 2 * m["log_likelihood"])
+        assert {"accuracy", "kappa", "f1_macro", "log_loss", "n_params"} <= set(m)
+        assert not {"aic", "bic"} & set(m)  # not an information criterion: renamed
+        assert m["heldout_penalized_nll"] == pytest.approx(
+            2 * m["n_params"] - 2 * m["heldout_log_likelihood"]
+        )
         assert c.data.params["model.n_params_family"] == "forest"
     kappas = {c.info.run_name: c.data.metrics["kappa"] for c in children}
     assert kappas[train["champion"]["member"]] == max(kappas.values())

@@ -59,6 +59,7 @@ def test_train_entry_logs_into_the_run_mlflow_run_created(
         *tiny_overrides(tiny_store),
         f"model={family}",
         "model.n_clusters=5",
+        "model.space={}",
         "ensemble.size=2",
         f"paths.reports={tmp_path}/reports",
         "tracking.uri=null",  # the default store: mlflow.db at the project root
@@ -95,6 +96,7 @@ def test_sweep_entry_nests_every_job_under_the_run_mlflow_run_created(
     overrides = [
         *tiny_overrides(tiny_store),
         "model.n_clusters=4,6",
+        "model.space={}",
         "ensemble.size=2",
         f"paths.reports={tmp_path}/reports",
         f"hydra.sweep.dir={tmp_path}/sweep",

@@ -120,6 +120,8 @@ def test_repro_again_is_up_to_date_and_exp_run_recomposes(repo: Path) -> None:
             "-S",
             "model.n_clusters=5",
             "-S",
+            "~model.space",
+            "-S",
             "ensemble.size=2",
             "-S",
             "data.scene.width=128",
@@ -146,6 +148,7 @@ def test_repro_again_is_up_to_date_and_exp_run_recomposes(repo: Path) -> None:
     assert params["model"]["estimator"]["n_clusters"] == 5  # interpolation resolved by DVC
     train = json.loads((repo / "reports/train.json").read_text())
     assert len(train["members"]) == 2
-    assert {"n_clusters": 5} in [m["params"] for m in train["members"]]
+    assert all(m["params"] == {} for m in train["members"])  # nothing searched: k=5 for all
+    assert params["model"]["space"] == {} or "space" not in params["model"]
     shown = run([tool("dvc"), "exp", "show", "--json"], repo).stdout
     assert "champion_aic" in shown

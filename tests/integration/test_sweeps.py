@@ -7,6 +7,7 @@ The sequential sweep logs to a SQLite store; the parallel one (joblib launcher) 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,9 @@ def test_parallel_jobs_on_sqlite_are_refused(
 
 
 def test_summarize_picks_the_best_finished_job() -> None:
-    def row(job: int, status: str, aic: float | None) -> dict[str, Any]:
+    def row(
+        job: int, status: str, aic: float | None, family: str = "kmeans", space: str = "s1"
+    ) -> dict[str, Any]:
         metrics = {} if aic is None else {"best_aic": aic}
         return {
             "job": job,
@@ -101,6 +104,7 @@ def test_summarize_picks_the_best_finished_job() -> None:
             "status": status,
             "overrides": "",
             "metrics": metrics,
+            "tags": {"model_family": family, "score_space": space},
         }
 
     rows = [
@@ -109,19 +113,50 @@ def test_summarize_picks_the_best_finished_job() -> None:
         row(1, "FAILED", 1.0),
         row(3, "RUNNING", None),
     ]
-    best, jobs = summarize(rows, metric="aic", direction="minimize")
-    assert best is not None and best["job"] == 2 and best["best_aic"] == 5.0
+    best, jobs, why = summarize(rows, metric="aic", direction="minimize")
+    assert best is not None and best["job"] == 2 and best["best_aic"] == 5.0 and why is None
     assert [j["job"] for j in jobs] == [0, 1, 2, 3]
-    best, _ = summarize(rows, metric="aic", direction="maximize")
+    best, _, _ = summarize(rows, metric="aic", direction="maximize")
     assert best is not None and best["job"] == 0
     assert summarize([row(1, "FAILED", 1.0)], metric="aic", direction="minimize")[0] is None
+    # a failed job of another family does not matter; a finished one does
+    assert summarize([*rows, row(4, "FAILED", 0.1, "gmm")], metric="aic", direction="minimize")[0]
+
+
+@pytest.mark.parametrize(
+    ("other", "match"),
+    [
+        ({"family": "gmm"}, r"differ in model family \(gmm, kmeans\).*best_aic"),
+        ({"space": "s2"}, r"different data \(features, sample, seed or metric"),
+    ],
+)
+def test_summarize_names_no_best_job_across_incomparable_jobs(
+    other: dict[str, str], match: str
+) -> None:
+    def row(job: int, aic: float, family: str = "kmeans", space: str = "s1") -> dict[str, Any]:
+        return {
+            "job": job,
+            "run_id": f"r{job}",
+            "status": "FINISHED",
+            "overrides": "",
+            "metrics": {"best_aic": aic},
+            "tags": {"model_family": family, "score_space": space},
+        }
+
+    best, jobs, why = summarize(
+        [row(0, 5.0), row(1, 1.0, **other)], metric="aic", direction="minimize"
+    )
+    assert best is None and why is not None and re.search(match, why)
+    assert [j["best_aic"] for j in jobs] == [5.0, 1.0]  # every job's score is still listed
 
 
 def test_sweep_runs_one_ensemble_per_job_and_names_the_best(
     tiny_store: Path, tmp_path: Path
 ) -> None:
     fams = models()
-    proc = sweep(tmp_path, tiny_store, f"model={','.join(fams)}", "model.n_clusters=4,8")
+    proc = sweep(
+        tmp_path, tiny_store, f"model={','.join(fams)}", "model.n_clusters=4,8", "model.space={}"
+    )
     summary = json.loads((tmp_path / "sweep" / "sweep_summary.json").read_text())
     n_jobs = 2 * len(fams)
     assert summary["status"] == "FINISHED" and len(summary["jobs"]) == n_jobs
@@ -156,6 +191,12 @@ def test_sweep_runs_one_ensemble_per_job_and_names_the_best(
         assert report["parent_run_id"] == e.info.run_id
     assert seen == {(f, k) for f in fams for k in ("4", "8")}
 
+    if len(fams) > 1:
+        # AIC of different model families is not compared: no best job, and the reason
+        assert summary["best"] is None and "differ in model family" in summary["not_compared"]
+        assert "best_run_id" not in sweep_run.data.tags
+        assert "no best job: the jobs differ in model family" in proc.stdout
+        return
     best = min(ensembles, key=lambda e: e.data.metrics["best_aic"])
     assert summary["best"]["run_id"] == best.info.run_id
     assert summary["best"]["job"] == int(best.data.tags["sweep_job"])
@@ -187,6 +228,7 @@ def test_parallel_sweep_logs_every_job_to_the_server(
         "tracking.experiment=parallel-sweep",
         "tracking.model_name=parallel_model",
         "model.n_clusters=4,5,6",
+        "model.space={}",
     )
     summary = json.loads((tmp_path / "sweep" / "sweep_summary.json").read_text())
     exp = mlflow_server.api("experiments/get-by-name", experiment_name="parallel-sweep")

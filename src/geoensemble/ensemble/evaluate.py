@@ -6,9 +6,9 @@ held-out predictions under the same spatial block folds as training: the confusi
 per-class precision/recall/F1, overall accuracy and Cohen's kappa, the area-weighted accuracy
 and class areas with 95 % confidence intervals (:mod:`geoensemble.ensemble.assessment`, class
 areas from the champion's map) and permutation feature importance. Clustering runs with a
-ground-truth raster (``data.truth``) add the adjusted Rand index, NMI and the truth-by-cluster
-contingency table. Everything is written under ``reports/`` for DVC and logged to the parent
-run.
+ground-truth raster (``data.truth``) add the adjusted Rand index and NMI of the champion and of
+every kept member (``kept_members``), and the truth-by-cluster contingency table. Everything
+is written under ``reports/`` for DVC and logged to the parent run.
 """
 
 from __future__ import annotations
@@ -195,15 +195,30 @@ def _cluster_assessment(
         nan_threshold=cfg.features.nan_threshold,
         labels=labels,
     )
-    pred = np.asarray(champion.predict(sample.X))
+    kept_preds = [np.asarray(m.predict(sample.X)) for m in kept]
+    pred = kept_preds[0] if kept_preds else np.asarray(champion.predict(sample.X))
     files: list[Path] = []
     if len(kept) > 1:
-        _, agreement = consensus_labels([np.asarray(m.predict(sample.X)) for m in kept])
+        _, agreement = consensus_labels(kept_preds)
         metrics["kept_agreement"] = float(agreement.mean())
     if sample.y is not None:
         metrics["champion_adjusted_rand"] = float(adjusted_rand_score(sample.y, pred))
         metrics["champion_nmi"] = float(normalized_mutual_info_score(sample.y, pred))
         metrics["truth_pixels"] = len(sample)
+        # Every kept member against the truth: how far the champion is from the best of them.
+        per_member = {
+            k["member"]: {
+                "rank": k["rank"],
+                "adjusted_rand": float(adjusted_rand_score(sample.y, p)),
+                "nmi": float(normalized_mutual_info_score(sample.y, p)),
+            }
+            for k, p in zip(rep.get("kept", []), kept_preds, strict=True)
+        }
+        if per_member:
+            metrics["kept_members"] = per_member
+            metrics["best_kept_adjusted_rand"] = max(
+                v["adjusted_rand"] for v in per_member.values()
+            )
         ref_codes, clusters = np.unique(sample.y), np.unique(pred)
         table = np.zeros((ref_codes.size, clusters.size), dtype=np.int64)
         np.add.at(table, (np.searchsorted(ref_codes, sample.y), np.searchsorted(clusters, pred)), 1)

@@ -15,7 +15,7 @@ import numpy as np
 from geoensemble.ensemble.folds import Fold
 from geoensemble.ensemble.pipeline import build_pipeline
 from geoensemble.ensemble.preview import preview_rgba
-from geoensemble.ensemble.scoring import score_unsupervised
+from geoensemble.ensemble.scoring import common_space, score_unsupervised
 from geoensemble.ensemble.supervised import score_supervised
 from geoensemble.errors import ConfigError
 
@@ -25,7 +25,9 @@ class TrainingData:
     """Everything members train and score on; scattered to the workers once.
 
     ``y``, ``folds`` and ``classes`` are set for supervised members; ``preview_X`` and
-    ``preview_mask`` (the valid pixels of a thinned grid) when previews are wanted.
+    ``preview_mask`` (the valid pixels of a thinned grid) when previews are wanted;
+    ``common`` (``X`` in the common space where clustering members are scored, see
+    :mod:`geoensemble.ensemble.scoring`) by the search, once for every member.
     """
 
     X: np.ndarray
@@ -34,6 +36,7 @@ class TrainingData:
     classes: np.ndarray | None = None
     preview_X: np.ndarray | None = None
     preview_mask: np.ndarray | None = None
+    common: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,7 @@ def fit_member(
             fit_X = X[_draw(len(X), spec.member_fraction, seed)] if spec.per_member_sample else X
             _fit_unsupervised(pipe, fit_X, spec.partial_fit_batches)
             seconds = time.perf_counter() - t0
-            scores = score_unsupervised(pipe, X)
+            scores = score_unsupervised(pipe, X, common_of(data, spec))
         else:
             if data.y is None or data.folds is None:
                 raise ConfigError(
@@ -132,6 +135,13 @@ def fit_member(
         preview = _preview(pipe, data, spec.kind)
     _drop_sample_labels(pipe)
     return FitResult(pipe, scores, seconds, family, preview)
+
+
+def common_of(data: TrainingData, spec: MemberSpec) -> np.ndarray:
+    """``data.X`` in the common space: ``data.common``, or computed with ``spec``'s NaN fill."""
+    if data.common is not None:
+        return data.common
+    return common_space(data.X, impute=spec.impute, impute_value=spec.impute_value)
 
 
 def _preview(pipe: Any, data: TrainingData, kind: str) -> np.ndarray | None:
@@ -165,7 +175,7 @@ def consensus_member(
     with threadpool_limits(limits=threads):
         pipe = pooled_centroid_member(pipelines, data.X, n_clusters=n_clusters, seed=seed)
         seconds = time.perf_counter() - t0
-        scores = score_unsupervised(pipe, data.X)
+        scores = score_unsupervised(pipe, data.X, data.common)
         scores["fit_seconds"] = seconds
         preview = _preview(pipe, data, "cluster")
     return FitResult(pipe, scores, seconds, "kmeans", preview)

@@ -4,10 +4,13 @@ Naming, so that the MLflow UI's parallel-coordinates and scatter charts line up 
 
 - params of every child run: ``model.<param>`` for each searched parameter (the same keys for
   every member), ``model.family``, ``generation``, ``member.seed``, ``member.consensus``;
-- metrics: ``aic``, ``bic``, ``log_likelihood``, ``n_params`` and the model's own scores
-  (``inertia``/``elm_aic`` for K-Means; ``accuracy``, ``kappa``, ``f1_macro``, ``log_loss`` for
-  classifiers; ``rmse``, ``mae``, ``r2`` for regressors), ``fit_seconds``, ``generation``,
-  ``rank`` and ``front``;
+- metrics: for clusterers the partition criterion in the common space (``aic``, ``bic``,
+  ``log_likelihood``, ``n_params``, ``n_clusters``, ``inertia``, ``elm_aic``; see
+  :mod:`geoensemble.ensemble.scoring`) and for mixtures their own-space ``member_space_aic``/
+  ``_bic``/``_log_likelihood``; for classifiers ``accuracy``, ``kappa``, ``f1_macro``,
+  ``log_loss``, for regressors ``rmse``, ``mae``, ``r2``, and for both ``n_params``,
+  ``heldout_log_likelihood`` and ``heldout_penalized_nll`` (not an AIC, see
+  :mod:`geoensemble.ensemble.supervised`); ``fit_seconds``, ``generation``, ``rank``, ``front``;
 - artifact ``preview.png``: the member's map over a thinned grid.
 
 Every call is timed, so the share of wall time spent in MLflow can be reported.

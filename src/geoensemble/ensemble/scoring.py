@@ -1,40 +1,116 @@
-"""Information criteria for ensemble members.
+"""Criteria that rank clustering members, all computed in one space shared by every member.
 
-K-Means (likelihood-based AIC)
-------------------------------
-K-Means is read as a hard-assignment mixture of ``k`` spherical Gaussians with one shared
-variance. With ``n`` pixels of ``d`` features, cluster sizes ``n_j`` and within-cluster sum of
-squares ``W`` (the inertia), the maximum-likelihood variance is ``s2 = W / (n d)`` and the
-classification log-likelihood is::
+The common space
+----------------
+Members differ in their learned steps (``pca__n_components``, polynomial terms, a
+``RandomBandSubset`` per member), so a likelihood computed in each member's own transformed
+space is a likelihood of different data: its size grows with the dimension and members would
+be ranked by dimension, not by fit. Every member is therefore scored in one *common space*:
+the input features after the NaN policy (NaN features filled like ``features.impute`` does:
+median, mean or constant of the training sample), standardized with the training sample's
+mean and standard deviation (a constant feature keeps standard deviation 1). It is computed
+once per ensemble, before any member-specific step, by :func:`common_space`.
+
+The partition criterion (``aic``, ``bic``, ``log_likelihood``)
+----------------------------------------------------------------
+What is scored is the member's *partition* of the sample (its ``predict`` labels), read as a
+hard-assignment mixture of spherical Gaussians with one shared variance in the common space.
+With ``n`` sample pixels of ``d`` common-space features ``z_i``, ``k`` non-empty clusters of
+sizes ``n_j`` and centres ``c_j`` = the mean of the common-space points of cluster ``j`` (not
+the member's own centroids, which live in its own space), the within-cluster sum of squares
+is ``W = sum_i |z_i - c_(label i)|^2``, the maximum-likelihood variance ``s2 = W / (n d)``
+and the classification log-likelihood::
 
     LL = sum_j n_j log(n_j / n) - (n d / 2) (log(2 pi s2) + 1)
 
-The free parameters are the centroids (``k d``), the mixing weights (``k - 1``) and the variance
-(``1``): ``p = k (d + 1)``. Then ``AIC = 2 p - 2 LL`` and ``BIC = p log(n) - 2 LL``.
+The free parameters are the centres (``k d``), the mixing weights (``k - 1``) and the variance
+(``1``): ``p = k (d + 1)``. Then ``AIC = 2 p - 2 LL`` and ``BIC = p log(n) - 2 LL``. ``n`` and
+``d`` are the same for every member, so the criteria compare partitions with different
+numbers of clusters fitted in different member spaces. ``inertia`` is ``W`` and ``elm_aic`` is
+elm's original score ``W + 2 d k``, both in the common space.
 
-elm's original score, reported as ``elm_aic`` for comparison, is ``W + 2 d k``.
-
-Gaussian mixtures use scikit-learn's own ``aic``/``bic``.
+The same formula scores any clusterer with ``predict`` (K-Means, Gaussian mixtures, ...).
+A Gaussian mixture's own density criteria (scikit-learn's ``aic``/``bic``) are computed in its
+own transformed space; they are reported as ``member_space_aic``, ``member_space_bic`` and
+``member_space_log_likelihood`` and may rank members only when every member has the same
+space (no ``<step>__<param>`` in ``model.space`` and ``ensemble.sample=shared``), see
+:func:`check_comparable`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from geoensemble.errors import ConfigError
 
-def kmeans_information(X: np.ndarray, labels: np.ndarray, centers: np.ndarray) -> dict[str, float]:
-    """AIC, BIC, log-likelihood and parameter count of a K-Means partition of ``X``.
+if TYPE_CHECKING:
+    from geoensemble.config import AppConfig
+
+# Scores of members whose value depends on the member's own transformed space.
+MEMBER_SPACE_PREFIX = "member_space_"
+# What supervised members report instead of an information criterion.
+SUPERVISED_ALTERNATIVES = {
+    "classifier": "ensemble.metric=log_loss ensemble.direction=minimize, or "
+    "ensemble.metric=kappa ensemble.direction=maximize",
+    "regressor": "ensemble.metric=rmse ensemble.direction=minimize, or "
+    "ensemble.metric=r2 ensemble.direction=maximize",
+}
+
+
+def common_space(
+    X: np.ndarray, *, impute: str | None = None, impute_value: float = 0.0
+) -> np.ndarray:
+    """The training sample in the common space: NaN policy applied, then standardized.
 
     Parameters
     ----------
     X
-        ``(n, d)`` points in the space the clustering was fitted in.
+        ``(n, d)`` raw features of the training sample (NaN where a feature is missing).
+    impute
+        ``features.impute``: ``median``, ``mean`` (of the column's non-NaN sample values),
+        ``constant`` (``impute_value``) or ``None`` (no NaN expected).
+    impute_value
+        The fill of ``constant``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, d)`` float64: every column with mean 0 and standard deviation 1 (or 0 where the
+        column is constant).
+    """
+    Z = np.array(X, dtype=np.float64)
+    missing = np.isnan(Z)
+    if missing.any():
+        if impute == "constant":
+            fill = np.full(Z.shape[1], float(impute_value))
+        else:
+            with np.errstate(all="ignore"):
+                stat = np.nanmean if impute == "mean" else np.nanmedian
+                # all-NaN columns (fill NaN) become 0 after centring below
+                fill = np.asarray(stat(np.where(missing.all(axis=0), 0.0, Z), axis=0))
+        Z[missing] = np.broadcast_to(fill, Z.shape)[missing]
+    mean = Z.mean(axis=0)
+    std = Z.std(axis=0)
+    std[~(std > 0)] = 1.0
+    return (Z - mean) / std
+
+
+def kmeans_information(X: np.ndarray, labels: np.ndarray, centers: np.ndarray) -> dict[str, float]:
+    """AIC, BIC, log-likelihood and parameter count of a hard partition of ``X``.
+
+    Parameters
+    ----------
+    X
+        ``(n, d)`` points.
     labels
-        ``(n,)`` cluster index of each point.
+        ``(n,)`` cluster index of each point, into ``centers``.
     centers
-        ``(k, d)`` centroids.
+        ``(k, d)`` cluster centres; ``k`` counts in ``p`` (see the module docstring).
     """
     n, d = X.shape
     k = centers.shape[0]
@@ -54,26 +130,126 @@ def kmeans_information(X: np.ndarray, labels: np.ndarray, centers: np.ndarray) -
     }
 
 
-def score_unsupervised(pipeline: object, X: np.ndarray) -> dict[str, float]:
-    """Information criteria of a fitted clustering pipeline on ``X`` (raw features)."""
+def partition_information(Z: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """The partition criterion of ``labels`` in the common space ``Z`` (module docstring).
+
+    Centres are the means of ``Z`` per label; only non-empty clusters count (``n_clusters``).
+    """
+    codes, index = np.unique(np.asarray(labels), return_inverse=True)
+    counts = np.bincount(index, minlength=codes.size).astype(np.float64)
+    centres = np.zeros((codes.size, Z.shape[1]))
+    np.add.at(centres, index, Z)
+    centres /= counts[:, np.newaxis]
+    out = kmeans_information(Z, index, centres)
+    out["n_clusters"] = float(codes.size)
+    return out
+
+
+def score_unsupervised(
+    pipeline: Any, X: np.ndarray, common: np.ndarray | None = None
+) -> dict[str, float]:
+    """Scores of a fitted clustering pipeline's partition of ``X`` (raw features).
+
+    Parameters
+    ----------
+    pipeline
+        A fitted scikit-learn ``Pipeline`` whose last step has ``predict``.
+    X
+        The training sample, raw features.
+    common
+        ``X`` in the common space (:func:`common_space`); computed without imputation when
+        not given.
+    """
     from sklearn.pipeline import Pipeline
 
     assert isinstance(pipeline, Pipeline)
-    Xt = pipeline[:-1].transform(X) if len(pipeline) > 1 else X
     est = pipeline[-1]
-    if hasattr(est, "aic") and hasattr(est, "bic"):  # GaussianMixture and friends
-        return {
-            "aic": float(est.aic(Xt)),
-            "bic": float(est.bic(Xt)),
-            "log_likelihood": float(est.score(Xt) * Xt.shape[0]),
-        }
-    if hasattr(est, "cluster_centers_"):
-        labels = est.predict(Xt)  # in the dtype it was fitted with
-        return kmeans_information(
-            np.asarray(Xt, dtype=np.float64),
-            labels,
-            np.asarray(est.cluster_centers_, dtype=np.float64),
+    if not hasattr(est, "predict"):
+        raise ConfigError(
+            f"model.estimator._target_={type(est).__module__}.{type(est).__name__} has no "
+            f"predict(): members are scored by the partition predict() gives; use a clusterer "
+            f"that predicts labels (e.g. sklearn.cluster.MiniBatchKMeans)"
         )
-    raise TypeError(
-        f"cannot score {type(est).__name__}: it has neither aic/bic nor cluster_centers_"
-    )
+    Z = common_space(X) if common is None else common
+    out = partition_information(Z, np.asarray(pipeline.predict(X)))
+    if hasattr(est, "aic") and hasattr(est, "bic"):  # GaussianMixture and friends
+        Xt = pipeline[:-1].transform(X) if len(pipeline) > 1 else X
+        out.update(
+            member_space_aic=float(est.aic(Xt)),
+            member_space_bic=float(est.bic(Xt)),
+            member_space_log_likelihood=float(est.score(Xt) * Xt.shape[0]),
+        )
+    return out
+
+
+def check_comparable(
+    metrics: list[tuple[str, str]], *, kind: str, space: dict[str, Any], per_member_sample: bool
+) -> None:
+    """Refuse ranking members by a score that is not computed on the same data for all.
+
+    Parameters
+    ----------
+    metrics
+        ``[(config key, metric name), ...]``: ``ensemble.metric`` and the objectives.
+    kind
+        ``model.kind``.
+    space
+        ``model.space``.
+    per_member_sample
+        Whether every member fits its own draw (``ensemble.sample=per_member``).
+
+    Raises
+    ------
+    ConfigError
+        Naming the config key, why the score is not comparable and what to rank by instead.
+    """
+    steps = sorted(k for k in space if "__" in k and not k.startswith("model__"))
+    for key, metric in metrics:
+        if kind != "cluster" and metric in {"aic", "bic"}:
+            raise ConfigError(
+                f"{key}={metric} is not defined for model.kind={kind}: supervised members have "
+                f"no information criterion (their 2p - 2 x held-out log-likelihood is "
+                f"reported as heldout_penalized_nll); rank them with "
+                f"{SUPERVISED_ALTERNATIVES.get(kind, 'a held-out score')}"
+            )
+        if metric.startswith(MEMBER_SPACE_PREFIX) and (steps or per_member_sample):
+            why = (
+                f"model.space varies {', '.join(steps)}"
+                if steps
+                else "ensemble.sample=per_member fits each member's steps on its own draw"
+            )
+            raise ConfigError(
+                f"{key}={metric} is computed in each member's own transformed space and "
+                f"{why}, so the members' values are not comparable: rank by {key}="
+                f"{metric.removeprefix(MEMBER_SPACE_PREFIX)} (the common standardized "
+                f"feature space) instead"
+            )
+
+
+def scoring_space(cfg: AppConfig) -> str:
+    """A short id of what an ensemble's scores are computed on, to compare runs (sweep jobs).
+
+    Two runs' ranking scores are comparable only when this id is equal: same model family and
+    kind, same metric, and the same data, sample and common space (the ``features`` config
+    except its member-specific ``steps`` and its display keys, the seed, the CV folds).
+    Member-specific steps (PCA size...) may differ: members are scored in the common space.
+    """
+    from geoensemble.config import to_dict
+
+    whole = to_dict(cfg)
+    features = {
+        k: v
+        for k, v in whole["features"].items()
+        if k not in {"steps", "quicklooks", "false_colour"}
+    }
+    data = {k: v for k, v in whole["data"].items() if k != "truth"}
+    key = {
+        "model": [cfg.model.name, cfg.model.kind.value],
+        "metric": cfg.ensemble.metric,
+        "features": features,
+        "data": data,
+        "seed": cfg.seed,
+        "cv": whole["ensemble"]["cv"],
+        "store": cfg.paths.features,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -1,12 +1,13 @@
 """Fit ensembles over generations: Optuna proposes, dask fits, the metric(s) select.
 
-Generation 0 holds the model's own parameters (enqueued) plus random draws from the space;
+Generation 0 holds the features steps' configured values of searched step parameters
+(enqueued, when the space admits them) plus random draws from the space;
 each later generation is a batch of proposals from Optuna's NSGA-II sampler (population =
 ``ensemble.size``), which recombines and mutates the best members so far and, with its mutation
 probability, draws fresh values (elm's evolutionary search). Members of every generation stay
 in the ranking, so the best score can only improve or stay. Identical proposals are not fitted
-twice. The search stops early when the best primary score has not improved for
-``ensemble.patience`` generations. With extra ``ensemble.objectives`` the study is
+twice (with an empty ``model.space`` members differ only by their seed). The search stops
+early when the best primary score has not improved for ``ensemble.patience`` generations. With extra ``ensemble.objectives`` the study is
 multi-objective: members are ranked by Pareto front, then by the primary metric.
 
 The training data (sample, labels, folds, preview grid) is scattered to the workers once; each
@@ -16,6 +17,7 @@ pipeline and draws its map preview.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import uuid
@@ -38,6 +40,8 @@ from geoensemble.ensemble.member import (
     consensus_member,
     fit_member,
 )
+from geoensemble.ensemble.precedence import member_estimator
+from geoensemble.ensemble.scoring import check_comparable, common_space
 from geoensemble.ensemble.space import defaults_in_space, distributions
 from geoensemble.errors import ComputeError, ConfigError
 
@@ -222,7 +226,7 @@ def member_spec(cfg: AppConfig) -> MemberSpec:
     """The shared build/fit/score recipe of ``cfg``'s members."""
     return MemberSpec(
         steps={k: (dict(v) if v is not None else None) for k, v in cfg.features.steps.items()},
-        estimator=dict(cfg.model.estimator),
+        estimator=member_estimator(dict(cfg.model.estimator)),
         impute=cfg.features.impute,
         impute_value=cfg.features.impute_value,
         kind=cfg.model.kind.value,
@@ -267,6 +271,18 @@ def run_ensemble(
     metric, direction = objectives[0]
     dists = distributions(cfg.model.space)
     spec = member_spec(cfg)
+    check_comparable(
+        [("ensemble.metric", metric)]
+        + [(f"ensemble.objectives[{i}].metric", m) for i, (m, _) in enumerate(objectives[1:])],
+        kind=spec.kind,
+        space=dict(cfg.model.space),
+        per_member_sample=spec.per_member_sample,
+    )
+    if spec.kind == "cluster" and data.common is None:
+        # Every member is scored in this one space (see geoensemble.ensemble.scoring).
+        data = dataclasses.replace(
+            data, common=common_space(data.X, impute=spec.impute, impute_value=spec.impute_value)
+        )
     study = optuna.create_study(
         directions=[
             StudyDirection.MINIMIZE if d == "minimize" else StudyDirection.MAXIMIZE
@@ -292,7 +308,7 @@ def run_ensemble(
                 break
             trial = study.ask(dists)
             key = tuple(sorted(trial.params.items()))
-            if key in seen:
+            if key in seen and dists:
                 study.tell(trial, state=TrialState.FAIL)  # duplicate: not worth a fit
                 continue
             seen.add(key)

@@ -1,16 +1,22 @@
-"""Scores of supervised members under spatial block cross-validation, AIC included.
+"""Scores of supervised members under spatial block cross-validation.
 
 Every fold refits a clone of the member's pipeline on the other folds' blocks and predicts its
 own, so each labelled pixel gets one held-out prediction. The metrics are computed on these
 out-of-fold predictions; the member itself is then refitted on every labelled pixel.
 
-Held-out AIC
-------------
+Held-out log-likelihood and its penalized form
+----------------------------------------------
 For a classifier, the held-out log-likelihood is ``LL = sum_i log p_i(y_i)`` over the
 out-of-fold class probabilities (clipped at 1e-15 like ``log_loss``), so ``LL = -n log_loss``.
 For a regressor, the residuals are read as Gaussian with the out-of-fold mean squared error as
-variance: ``LL = -(n / 2) (log(2 pi MSE) + 1)``, and the variance adds one parameter. Then
-``AIC = 2 p - 2 LL`` and ``BIC = p log(n) - 2 LL``.
+variance: ``LL = -(n / 2) (log(2 pi MSE) + 1)``, and the variance adds one parameter. Both are
+reported as ``heldout_log_likelihood``, and ``heldout_penalized_nll = 2 p - 2 LL``.
+
+This is *not* an AIC: AIC penalizes the in-sample likelihood to estimate out-of-sample fit,
+while ``LL`` here is already out-of-sample, so the penalty counts overfitting twice. No AIC or
+BIC is reported for supervised members, and ranking them by ``aic``/``bic`` is refused (see
+:func:`geoensemble.ensemble.scoring.check_comparable`): rank by ``log_loss``, ``kappa``,
+``rmse``... instead.
 
 Parameter counts ``p`` (of the final estimator; ``K`` classes, ``d`` inputs)
 --------------------------------------------------------------------------
@@ -116,7 +122,7 @@ def classification_scores(
     classes: np.ndarray,
     n_params: float,
 ) -> dict[str, float]:
-    """Accuracy, Cohen's kappa, macro F1, log loss and the held-out AIC/BIC."""
+    """Accuracy, Cohen's kappa, macro F1, log loss and the held-out (penalized) likelihood."""
     n = y.size
     out = {
         "accuracy": float(accuracy_score(y, cv.predictions)),
@@ -132,15 +138,15 @@ def classification_scores(
         ll = float(np.log(np.clip(p_true, EPS, 1.0)).sum())
         out.update(
             log_loss=-ll / n,
-            log_likelihood=ll,
-            aic=2 * n_params - 2 * ll,
-            bic=n_params * math.log(n) - 2 * ll,
+            heldout_log_likelihood=ll,
+            heldout_penalized_nll=2 * n_params - 2 * ll,
         )
     return out
 
 
 def regression_scores(y: np.ndarray, cv: CrossValidation, n_params: float) -> dict[str, float]:
-    """RMSE, MAE, R2 and the held-out Gaussian AIC/BIC (the variance counts as a parameter)."""
+    """RMSE, MAE, R2 and the held-out Gaussian (penalized) likelihood (the variance counts as a
+    parameter)."""
     n = y.size
     mse = float(mean_squared_error(y, cv.predictions))
     ll = -(n / 2) * (math.log(2 * math.pi * max(mse, EPS)) + 1)
@@ -149,11 +155,10 @@ def regression_scores(y: np.ndarray, cv: CrossValidation, n_params: float) -> di
         "rmse": math.sqrt(mse),
         "mae": float(mean_absolute_error(y, cv.predictions)),
         "r2": float(r2_score(y, cv.predictions)),
-        "log_likelihood": ll,
+        "heldout_log_likelihood": ll,
         "n_params": float(p),
         "n_labelled": float(n),
-        "aic": 2 * p - 2 * ll,
-        "bic": p * math.log(n) - 2 * ll,
+        "heldout_penalized_nll": 2 * p - 2 * ll,
     }
 
 

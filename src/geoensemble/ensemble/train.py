@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from geoensemble.config import AppConfig, flatten, to_dict
+from geoensemble.ensemble.scoring import scoring_space
 from geoensemble.ensemble.search import EnsembleResult, TrainingData, run_ensemble
 from geoensemble.errors import ConfigError
 
@@ -112,7 +113,13 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
             exp_id,
             run_name=run_name,
             params=flatten(to_dict(cfg)),
-            tags={**tags, "model_family": cfg.model.name, "model_kind": facts["kind"]},
+            tags={
+                **tags,
+                "model_family": cfg.model.name,
+                "model_kind": facts["kind"],
+                # sweeps compare jobs' best scores only when this is equal
+                "score_space": scoring_space(cfg),
+            },
         ) as parent_id:
             exp_id = tracking.experiment_of(parent_id)
             logger = MemberLogger(
