@@ -112,6 +112,7 @@ def test_a_trusted_module_of_your_own_is_used(
 
 def _untrusted_types(model: str, features: str) -> set[str]:
     from geoensemble.config import validate
+    from geoensemble.ensemble.precedence import member_estimator
     from geoensemble.params import compose
 
     cfg = validate(
@@ -121,7 +122,11 @@ def _untrusted_types(model: str, features: str) -> set[str]:
         )
     )
     steps = {k: (dict(v) if v is not None else None) for k, v in cfg.features.steps.items()}
-    pipe = build_pipeline(steps, dict(cfg.model.estimator), impute="median", n_features=11)
+    est = member_estimator(dict(cfg.model.estimator))
+    for key, spec in cfg.model.space.items():  # a member's value of each searched parameter
+        if "__" not in key:
+            est[key] = spec[0] if isinstance(spec, list) else spec["low"]
+    pipe = build_pipeline(steps, est, impute="median", n_features=11)
     rng = np.random.default_rng(0)
     X = rng.normal(size=(120, 11)).astype(np.float32)
     kind = cfg.model.kind.value
