@@ -178,6 +178,36 @@ def candidates(data: DataConfig) -> tuple[str, list[Candidate]]:
     return fmt, [Candidate(k, k.rsplit("/", 1)[-1], m, s) for k, m, s in found]
 
 
+# names a layer cannot take: the store's coordinates and its sidecar
+_RESERVED = {"x", "y", "spatial_ref", "geoensemble.json"}
+
+
+def unsafe_name(name: str) -> str | None:
+    """Why ``name`` cannot name a layer (it becomes a folder of the Zarr store), or None."""
+    if not name.strip():
+        return "is empty"
+    bad = next((c for c in name if c in "/\\" or ord(c) < 32 or c == "\x7f"), None)
+    if bad is not None:
+        return f"contains {bad!r}, which cannot be part of a file name"
+    if name.startswith("."):
+        return "starts with '.', which makes it a hidden (or parent) folder"
+    if name in _RESERVED:
+        return "is reserved for the store's own coordinates or files"
+    if len(name.encode()) > 200:
+        return "is longer than 200 bytes"
+    return None
+
+
+def _check_name(src: LayerSource) -> None:
+    why = unsafe_name(src.name)
+    if why:
+        raise LayerNotFoundError(
+            f"the layer name {src.name!r} taken from {src.label} (its band description or "
+            f"variable name) {why}: name the layers yourself with data.layers, e.g. "
+            f"data.layers=[{{name: red, band: 1}}, ...]"
+        )
+
+
 def _sub_name(uri: str) -> str:
     # 'HDF5:"f.h5"://grp/red' -> '/grp/red';  'netcdf:f.nc:red' -> 'red'
     tail = uri.rsplit(":", 1)[-1]
@@ -282,9 +312,17 @@ def resolve_sources(data: DataConfig) -> list[LayerSource]:
                 f"several {_kind(fmt)} share the layer name(s) {dupes}: name the layers "
                 f"explicitly with data.layers"
             )
+        for src in out:
+            _check_name(src)
         return out
     out = []
     for i, spec in enumerate(data.layers):
+        why = unsafe_name(spec.name)
+        if why:
+            raise LayerNotFoundError(
+                f"data.layers[{i}].name={spec.name!r} {why}: choose a name of letters, "
+                f"digits, '_', '-' and '.'"
+            )
         cand = _match(spec, fmt, cands, i)
         if fmt == "geotiff" and spec.variable is None and spec.meta_key is None:
             pool = [s for c in cands for s in c.sources]

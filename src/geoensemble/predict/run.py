@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from geoensemble.config import AppConfig, PredictScheduler
 from geoensemble.errors import OutputError
-from geoensemble.io.atomic import remove_stale_partials
+from geoensemble.io.atomic import disk_full, full_error, remove_stale_partials
 from geoensemble.io.stack import grid_attrs
 from geoensemble.predict.blocks import (
     block_edge,
@@ -160,9 +160,14 @@ def predict_scene(
                 if res.histogram is not None:
                     hist += res.histogram
             maps = {key: w.finish() for key, w in writers.items()}
-        except BaseException:
+        except BaseException as exc:
             for w in writers.values():
                 w.abort()
+            if isinstance(exc, Exception) and not isinstance(exc, OutputError) and disk_full(exc):
+                where = next(iter(paths.values())).parent if paths else "predict.output_dir"
+                raise full_error(
+                    f"the maps of scene '{scene}' in {where}", "predict.output_dir"
+                ) from None
             raise
     histogram = (
         {}
@@ -292,8 +297,15 @@ def scene_feature_names(cfg: AppConfig, ds: xr.Dataset, path: str) -> list[str]:
 
 def check_outputs(paths: list[Path], overwrite: bool) -> None:
     """Refuse to replace existing maps outside DVC-managed outputs unless asked."""
+    from geoensemble.io.owned import tif_refusal
     from geoensemble.predict.provenance import dvc_managed
 
+    for p in paths:
+        why = tif_refusal(p) if p.exists() or p.is_symlink() else None
+        if why:  # even with predict.overwrite=true: only our own maps are replaced
+            raise OutputError(
+                f"refusing to replace {p}: {why}; move it away or choose another predict.output_dir"
+            )
     existing = [p for p in paths if p.exists() and not dvc_managed(p)]
     if existing and not overwrite:
         raise OutputError(
