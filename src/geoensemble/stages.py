@@ -26,19 +26,15 @@ def configured_paths(cfg: AppConfig) -> dict[str, str | None]:
 
     A store output may not replace a folder holding any of them.
     """
-    out: dict[str, str | None] = {
-        f"paths.{k}": v for k, v in vars(cfg.paths).items() if isinstance(v, str)
+    out: dict[str, str | None] = {  # the user's inputs first: the likeliest to be named
+        "data.path": cfg.data.path,
+        "data.truth": cfg.data.truth,
+        "data.labels.path": cfg.data.labels.path,
+        **{f"paths.{k}": v for k, v in vars(cfg.paths).items() if isinstance(v, str)},
+        "predict.output_dir": cfg.predict.output_dir,
+        "predict.external.path": cfg.predict.external.path,
+        "tracking.artifact_root": cfg.tracking.artifact_root,
     }
-    out.update(
-        {
-            "data.path": cfg.data.path,
-            "data.truth": cfg.data.truth,
-            "data.labels.path": cfg.data.labels.path,
-            "predict.output_dir": cfg.predict.output_dir,
-            "predict.external.path": cfg.predict.external.path,
-            "tracking.artifact_root": cfg.tracking.artifact_root,
-        }
-    )
     out.update({f"predict.scenes[{i}].path": d.path for i, d in enumerate(cfg.predict.scenes)})
     uri = cfg.tracking.uri or ""
     if uri.startswith("sqlite:///"):
@@ -47,12 +43,12 @@ def configured_paths(cfg: AppConfig) -> dict[str, str | None]:
 
 
 def check_store(cfg: AppConfig, key: str, kind: str) -> Path:
-    """Check, before any work, that the store named by ``key`` may be (re)written there;
-    then remove what an interrupted earlier write of it left (hidden, beside it)."""
+    """Remove what an interrupted earlier write of the store named by ``key`` left (hidden,
+    beside it), then check, before any work, that the store may be (re)written there."""
     target = Path(getattr(cfg.paths, key.removeprefix("paths.")))
     others = {k: v for k, v in configured_paths(cfg).items() if k != key}
+    clean_leftovers(target)  # first: it may move back a store a killed swap renamed aside
     check_store_target(target, key=key, kind=kind, others=others)
-    clean_leftovers(target)
     return target
 
 

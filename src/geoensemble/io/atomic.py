@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from geoensemble.errors import OutputError
+from geoensemble.errors import DiskFullError, OutputError
 
 TMP_MARK = ".partial-"
 OLD_MARK = ".old-"
@@ -31,6 +31,7 @@ OLD_MARK = ".old-"
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 # how GDAL and other C libraries word it when they do not pass an errno on
 _FULL_TEXT = ("no space left on device", "disk quota exceeded", "free disk space available is")
+_LOW_SPACE = 1 << 20  # bytes free below which an I/O error is taken for a full disk
 
 
 def tmp_name(target: Path) -> Path:
@@ -43,24 +44,38 @@ def aside_name(target: Path) -> Path:
     return target.with_name(f".{target.name}{OLD_MARK}{uuid.uuid4().hex[:8]}")
 
 
-def disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what caused it) says the disk or the quota is full."""
+def disk_full(exc: BaseException, folder: str | os.PathLike[str] | None = None) -> bool:
+    """Whether ``exc`` (or what caused it) says the disk or the quota is full.
+
+    GDAL often reports a full disk as a bare I/O error ("IO error writing tag data"): an
+    I/O error of an output in ``folder`` counts too when that file system is (nearly) full.
+    """
     seen: set[int] = set()
     e: BaseException | None = exc
+    io_error = False
     while e is not None and id(e) not in seen:
         seen.add(id(e))
         if isinstance(e, OSError) and e.errno in _FULL:
             return True
         if any(t in str(e).lower() for t in _FULL_TEXT):
             return True
+        io_error = io_error or isinstance(e, OSError) or type(e).__module__.startswith("rasterio")
         e = e.__cause__ or e.__context__
-    return False
+    if folder is None or not io_error:
+        return False
+    p = Path(folder).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free < _LOW_SPACE
+    except OSError:
+        return False
 
 
-def full_error(what: str, key: str | None = None) -> OutputError:
+def full_error(what: str, key: str | None = None) -> DiskFullError:
     """The one-line error for a full disk while writing ``what``."""
     fix = f"set {key} to" if key else "choose"
-    return OutputError(
+    return DiskFullError(
         f"cannot write {what}: no space left on the device (or the disk quota is used up); "
         f"free space there or {fix} another location with room for it"
     )
@@ -170,7 +185,7 @@ def atomic_path(
         _swap_in(tmp, target)
     except BaseException as exc:
         _remove(tmp)
-        if isinstance(exc, Exception) and disk_full(exc):
+        if isinstance(exc, Exception) and disk_full(exc, target.parent):
             raise full_error(what, key) from None
         raise
 
@@ -201,11 +216,12 @@ def remove_stale_partials(
     else:
         patterns = [glob.escape(f".{n}{m}") + "*" for n in names for m in marks]
     for p in sorted({p for pat in patterns for p in folder.glob(pat)}):
-        if OLD_MARK in p.name and TMP_MARK not in p.name:
+        if OLD_MARK in p.name and TMP_MARK not in p.name and p.is_dir():
             own = folder / p.name[1 : p.name.rindex(OLD_MARK)]
             if not own.exists() and not own.is_symlink():
-                os.rename(p, own)  # the old output, complete: the new one never arrived
-                continue
+                with contextlib.suppress(OSError):
+                    os.rename(p, own)  # the old output, complete: the new one never arrived
+                    continue
         _remove(p)
         removed.append(p)
     return removed

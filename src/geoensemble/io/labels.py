@@ -353,13 +353,18 @@ def write_no_labels(folder: str | os.PathLike[str]) -> Path:
 
 
 def _earlier_labels(tif: Path) -> bool:
-    """A ``labels.tif`` of a geoensemble version before the output tag: its
-    ``classes.json`` lies beside it."""
+    """A class ``labels.tif`` of a geoensemble version before the output tag: its class
+    tags are the classes of the ``classes.json`` beside it."""
     try:
         meta = json.loads((tif.parent / CLASSES_FILE).read_text())
-    except (OSError, ValueError):
+        with rasterio.open(tif) as src:
+            tags = src.tags()
+    except (OSError, ValueError, rasterio.errors.RasterioError):
         return False
-    return isinstance(meta, dict) and "labelled_pixels" in meta and "target" in meta
+    classes = meta.get("classes") if isinstance(meta, dict) else None
+    if not classes or not isinstance(classes, dict):
+        return False
+    return {k[6:]: v for k, v in tags.items() if k.startswith("CLASS_")} == classes
 
 
 replaceable_labels = refuse_unless_ours_tif(_earlier_labels)

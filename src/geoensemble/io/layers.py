@@ -17,7 +17,7 @@ from pathlib import Path
 from geoensemble.config import DataConfig, LayerSpecConfig
 from geoensemble.errors import InputFileError, LayerNotFoundError
 from geoensemble.io import georef
-from geoensemble.io.checks import FORMATS
+from geoensemble.io.checks import FORMATS, unsafe_name
 from geoensemble.io.sources import RasterSource, gdal_bands, subdatasets
 
 _EXTENSIONS = {
@@ -178,26 +178,6 @@ def candidates(data: DataConfig) -> tuple[str, list[Candidate]]:
     return fmt, [Candidate(k, k.rsplit("/", 1)[-1], m, s) for k, m, s in found]
 
 
-# names a layer cannot take: the store's coordinates and its sidecar
-_RESERVED = {"x", "y", "spatial_ref", "geoensemble.json"}
-
-
-def unsafe_name(name: str) -> str | None:
-    """Why ``name`` cannot name a layer (it becomes a folder of the Zarr store), or None."""
-    if not name.strip():
-        return "is empty"
-    bad = next((c for c in name if c in "/\\" or ord(c) < 32 or c == "\x7f"), None)
-    if bad is not None:
-        return f"contains {bad!r}, which cannot be part of a file name"
-    if name.startswith("."):
-        return "starts with '.', which makes it a hidden (or parent) folder"
-    if name in _RESERVED:
-        return "is reserved for the store's own coordinates or files"
-    if len(name.encode()) > 200:
-        return "is longer than 200 bytes"
-    return None
-
-
 def _check_name(src: LayerSource) -> None:
     why = unsafe_name(src.name)
     if why:
@@ -317,12 +297,6 @@ def resolve_sources(data: DataConfig) -> list[LayerSource]:
         return out
     out = []
     for i, spec in enumerate(data.layers):
-        why = unsafe_name(spec.name)
-        if why:
-            raise LayerNotFoundError(
-                f"data.layers[{i}].name={spec.name!r} {why}: choose a name of letters, "
-                f"digits, '_', '-' and '.'"
-            )
         cand = _match(spec, fmt, cands, i)
         if fmt == "geotiff" and spec.variable is None and spec.meta_key is None:
             pool = [s for c in cands for s in c.sources]

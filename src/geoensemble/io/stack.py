@@ -26,9 +26,10 @@ from rasterio.crs import CRS
 from geoensemble.config import DataConfig
 from geoensemble.errors import EmptyLayerError, InputFileError, LayerNotFoundError, OutputError
 from geoensemble.io.atomic import atomic_path, disk_full
+from geoensemble.io.checks import unsafe_name
 from geoensemble.io.georef import parse_crs
 from geoensemble.io.grid import Grid, align, target_grid
-from geoensemble.io.layers import LayerSource, resolve_sources, unsafe_name
+from geoensemble.io.layers import LayerSource, resolve_sources
 from geoensemble.io.owned import SIDECAR, STORE_STAGES, store_refusal
 from geoensemble.io.window import (
     CropLayer,
@@ -290,7 +291,7 @@ def write_store(
         try:
             ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2)
         except RuntimeError as exc:
-            if disk_full(exc):
+            if disk_full(exc, target.parent):
                 raise
             # numcodecs reports a corrupt chunk of an input store as a RuntimeError
             raise InputFileError(

@@ -21,7 +21,7 @@ import xarray as xr
 from tqdm import tqdm
 
 from geoensemble.config import AppConfig, PredictScheduler
-from geoensemble.errors import OutputError
+from geoensemble.errors import DiskFullError, OutputError
 from geoensemble.io.atomic import disk_full, full_error, remove_stale_partials
 from geoensemble.io.stack import grid_attrs
 from geoensemble.predict.blocks import (
@@ -163,8 +163,13 @@ def predict_scene(
         except BaseException as exc:
             for w in writers.values():
                 w.abort()
-            if isinstance(exc, Exception) and not isinstance(exc, OutputError) and disk_full(exc):
-                where = next(iter(paths.values())).parent if paths else "predict.output_dir"
+            where = next(iter(paths.values())).parent if paths else None
+            # the writers name a file; the user needs the key that places the maps
+            if isinstance(exc, DiskFullError) or (
+                isinstance(exc, Exception)
+                and not isinstance(exc, OutputError)
+                and disk_full(exc, where)
+            ):
                 raise full_error(
                     f"the maps of scene '{scene}' in {where}", "predict.output_dir"
                 ) from None
