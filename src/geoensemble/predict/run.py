@@ -301,16 +301,11 @@ def scene_feature_names(cfg: AppConfig, ds: xr.Dataset, path: str) -> list[str]:
 
 
 def check_outputs(paths: list[Path], overwrite: bool) -> None:
-    """Refuse to replace existing maps outside DVC-managed outputs unless asked."""
+    """Refuse to replace existing maps outside DVC-managed outputs unless asked, and any
+    file at a map's name that geoensemble did not write (even when asked)."""
     from geoensemble.io.owned import tif_refusal
     from geoensemble.predict.provenance import dvc_managed
 
-    for p in paths:
-        why = tif_refusal(p) if p.exists() or p.is_symlink() else None
-        if why:  # even with predict.overwrite=true: only our own maps are replaced
-            raise OutputError(
-                f"refusing to replace {p}: {why}; move it away or choose another predict.output_dir"
-            )
     existing = [p for p in paths if p.exists() and not dvc_managed(p)]
     if existing and not overwrite:
         raise OutputError(
@@ -319,6 +314,12 @@ def check_outputs(paths: list[Path], overwrite: bool) -> None:
             f"outputs: delete them, choose another predict.output_dir, or set "
             f"predict.overwrite=true"
         )
+    for p in paths:
+        why = tif_refusal(p) if p.exists() or p.is_symlink() else None
+        if why:
+            raise OutputError(
+                f"refusing to replace {p}: {why}; move it away or choose another predict.output_dir"
+            )
 
 
 def partial_names(all_paths: dict[str, dict[str, Path]]) -> list[str]:
