@@ -162,6 +162,15 @@ def test_what_a_store_may_replace(tmp_path: Path) -> None:
     ours = _store(tmp_path / "features", 1.0)
     assert store_refusal(ours, "features") is None
     assert store_refusal(ours, "stack") == "it is a geoensemble features store, not a stack store"
+    # chunk files linked into a cache, as DVC's symlink cache type checks them out
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for f in sorted((ours / "a").glob("[0-9]*")):
+        shutil.move(f, cache / f.name)
+        f.symlink_to(cache / f.name)
+    assert store_refusal(ours, "features") is None
+    assert "chunks" in store_meta(ours)
+    assert float(open_store(ours)["a"].mean()) == 1.0
     (tmp_path / "empty").mkdir()
     assert store_refusal(tmp_path / "empty", "stack") is None  # nothing to lose
     # a store the user put a file into is not only ours any more

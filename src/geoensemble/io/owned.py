@@ -71,7 +71,7 @@ def store_refusal(path: str | os.PathLike[str], kind: str) -> str | None:
         if e.is_symlink() or not e.is_dir() or not (e / ".zarray").is_file():
             return f"it holds {e.name}, which is not part of a store"
         with os.scandir(e) as it:
-            odd = next((f.name for f in it if not f.is_file(follow_symlinks=False)), None)
+            odd = next((f.name for f in it if not f.is_file()), None)  # links: DVC's cache
         if odd:
             return f"it holds {e.name}/{odd}, which is not part of a store"
     return None

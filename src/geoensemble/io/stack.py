@@ -253,11 +253,8 @@ def chunk_manifest(store: Path) -> dict[str, list[int]]:
     for d in sorted(store.iterdir()):
         if d.is_dir() and (d / ".zarray").is_file():
             with os.scandir(d) as it:
-                sizes = [
-                    f.stat().st_size
-                    for f in it
-                    if not f.name.startswith(".") and f.is_file(follow_symlinks=False)
-                ]
+                # files or links to files (DVC's symlink cache type links each file)
+                sizes = [f.stat().st_size for f in it if not f.name.startswith(".") and f.is_file()]
             out[d.name] = [len(sizes), sum(sizes)]
     return out
 
