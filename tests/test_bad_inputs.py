@@ -349,11 +349,24 @@ def stack_missing_an_array(proj: Path, tmp: Path) -> dict[str, Any]:
     return {"paths.stack": str(tmp / "in" / "stack")}
 
 
-@case("featurize", r"An input store is damaged \(a truncated or corrupt chunk file\): rebuild")
-def stack_with_corrupt_chunks(proj: Path, tmp: Path) -> dict[str, Any]:
+@case(
+    "featurize",
+    r"in/stack is a damaged store: layer 'B4' does not match what was written \(its chunk "
+    r"files hold \d+ bytes instead of \d+\); rebuild it: dvc repro --force ingest",
+)
+def stack_with_truncated_chunks(proj: Path, tmp: Path) -> dict[str, Any]:
     shutil.copytree(proj / "stack", tmp / "in" / "stack")
     for chunk in (tmp / "in" / "stack" / "B4").glob("[0-9]*"):
         chunk.write_bytes(chunk.read_bytes()[:20])
+    return {"paths.stack": str(tmp / "in" / "stack")}
+
+
+@case("featurize", r"An input store is damaged \(a truncated or corrupt chunk file\): rebuild")
+def stack_with_corrupt_chunks(proj: Path, tmp: Path) -> dict[str, Any]:
+    # the same sizes as written (the manifest cannot tell): decoding fails
+    shutil.copytree(proj / "stack", tmp / "in" / "stack")
+    for chunk in (tmp / "in" / "stack" / "B4").glob("[0-9]*"):
+        chunk.write_bytes(b"\x07" * chunk.stat().st_size)
     return {"paths.stack": str(tmp / "in" / "stack")}
 
 

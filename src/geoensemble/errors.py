@@ -50,3 +50,7 @@ class OutputError(GeoEnsembleError, OSError):
 
 class ComputeError(GeoEnsembleError, RuntimeError):
     """A task of the dask cluster failed for good (e.g. it kept killing its workers)."""
+
+
+class DiskFullError(OutputError):
+    """No space is left on the device (or in the quota) while an output is written."""

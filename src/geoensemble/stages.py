@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from geoensemble.config import AppConfig
-from geoensemble.io.atomic import write_json
-from geoensemble.io.writable import check_writable
+from geoensemble.io.atomic import remove_stale_partials, write_json
+from geoensemble.io.writable import check_store_target, check_writable
 
 log = logging.getLogger("geoensemble")
 
@@ -21,12 +21,59 @@ def reports_dir(cfg: AppConfig) -> Path:
     return Path(cfg.paths.reports)
 
 
+def configured_paths(cfg: AppConfig) -> dict[str, str | None]:
+    """Every file or folder the configuration names, by key (inputs, outputs, stores).
+
+    A store output may not replace a folder holding any of them.
+    """
+    out: dict[str, str | None] = {  # the user's inputs first: the likeliest to be named
+        "data.path": cfg.data.path,
+        "data.truth": cfg.data.truth,
+        "data.labels.path": cfg.data.labels.path,
+        **{f"paths.{k}": v for k, v in vars(cfg.paths).items() if isinstance(v, str)},
+        "predict.output_dir": cfg.predict.output_dir,
+        "predict.external.path": cfg.predict.external.path,
+        "tracking.artifact_root": cfg.tracking.artifact_root,
+    }
+    out.update({f"predict.scenes[{i}].path": d.path for i, d in enumerate(cfg.predict.scenes)})
+    uri = cfg.tracking.uri or ""
+    if uri.startswith("sqlite:///"):
+        out["tracking.uri"] = uri.removeprefix("sqlite:///")
+    return out
+
+
+def check_store(cfg: AppConfig, key: str, kind: str) -> Path:
+    """Remove what an interrupted earlier write of the store named by ``key`` left (hidden,
+    beside it), then check, before any work, that the store may be (re)written there."""
+    target = Path(getattr(cfg.paths, key.removeprefix("paths.")))
+    others = {k: v for k, v in configured_paths(cfg).items() if k != key}
+    clean_leftovers(target)  # first: it may move back a store a killed swap renamed aside
+    check_store_target(target, key=key, kind=kind, others=others)
+    return target
+
+
+def clean_leftovers(*targets: str | Path, folders: tuple[str | Path, ...] = ()) -> None:
+    """Remove the hidden leftovers (``.name.partial-xxxx``, ``.name.old-xxxx``) that a killed
+    earlier run of the stage left beside its own outputs ``targets`` and in the ``folders``
+    only it writes; nothing else is touched."""
+    removed = [p for t in map(Path, targets) for p in remove_stale_partials(t.parent, [t.name])]
+    removed += [p for f in folders for p in remove_stale_partials(f)]
+    if removed:
+        log.info("removed %d leftover(s) of an interrupted run: %s", len(removed), removed[:3])
+
+
 # --------------------------------------------------------------------------- scene
 def scene(cfg: AppConfig) -> dict[str, Path]:
     """Write the embedded default scene under ``paths.raw``."""
-    from geoensemble.synthetic import write_scene
+    from geoensemble.synthetic import BANDS, write_scene
 
     check_writable(cfg.paths.raw, key="paths.raw")
+    raw = Path(cfg.paths.raw)
+    clean_leftovers(
+        *(raw / "scene" / f"{b}.TIF" for b in BANDS),
+        raw / "labels" / "truth.tif",
+        raw / "labels" / "points.geojson",
+    )
     s = cfg.data.scene
     out = write_scene(
         cfg.paths.raw,
@@ -47,8 +94,9 @@ def ingest(cfg: AppConfig) -> dict[str, Any]:
     from geoensemble.io.layers import detect_format
     from geoensemble.io.stack import build_stack, write_stack
 
-    check_writable(cfg.paths.stack, key="paths.stack", kind="store")
+    check_store(cfg, "paths.stack", "stack")
     check_writable(cfg.paths.reports, key="paths.reports")
+    clean_leftovers(reports_dir(cfg) / "ingest.json")
     ds = build_stack(cfg.data)
     meta: dict[str, Any] = {
         "source": cfg.data.path,
@@ -58,7 +106,7 @@ def ingest(cfg: AppConfig) -> dict[str, Any]:
         "categorical": [str(n) for n, v in ds.data_vars.items() if v.attrs.get("categorical")],
     }
     # One pass over the data: the store is written chunk by chunk while the report is summed.
-    report = write_stack(ds, cfg.paths.stack, meta=meta)
+    report = write_stack(ds, cfg.paths.stack, meta=meta, key="paths.stack")
     meta = {"layers": report, **meta}
     write_json(reports_dir(cfg) / "ingest.json", meta)
     for name, r in report.items():
@@ -83,8 +131,10 @@ def featurize(cfg: AppConfig) -> list[str]:
     from geoensemble.features.build import build_features
     from geoensemble.io.stack import open_store, write_store
 
-    check_writable(cfg.paths.features, key="paths.features", kind="store")
+    check_store(cfg, "paths.features", "features")
     check_writable(cfg.paths.reports, key="paths.reports")
+    fig_dir = reports_dir(cfg) / "figures" / "features"
+    clean_leftovers(folders=(fig_dir,))
     feats = build_features(
         open_store(cfg.paths.stack), cfg.features, trusted_modules=cfg.trust.modules
     )
@@ -97,9 +147,10 @@ def featurize(cfg: AppConfig) -> list[str]:
             "features": cfg.features.name,
             "sensor": cfg.features.sensor,
         },
+        kind="features",
+        key="paths.features",
     )
     written = open_store(cfg.paths.features)
-    fig_dir = reports_dir(cfg) / "figures" / "features"
     for name in cfg.features.quicklooks:
         if name not in written:
             log.warning("featurize: no quicklook of %r: not a feature (%s)", name, names)
@@ -125,12 +176,22 @@ def featurize(cfg: AppConfig) -> list[str]:
 # --------------------------------------------------------------------------- labels
 def labels(cfg: AppConfig) -> dict[str, Any]:
     """Training labels from ``data.labels`` rasterized onto the features' grid, or none."""
-    from geoensemble.io.labels import Grid, read_labels, write_labels, write_no_labels
+    from geoensemble.io.labels import (
+        CLASSES_FILE,
+        LABELS_FILE,
+        Grid,
+        check_labels_target,
+        read_labels,
+        write_labels,
+        write_no_labels,
+    )
     from geoensemble.io.stack import grid_attrs, open_store
 
     lc = cfg.data.labels
     out = Path(cfg.paths.labels)
     check_writable(out, key="paths.labels")
+    check_labels_target(out)
+    clean_leftovers(out / LABELS_FILE, out / CLASSES_FILE)
     if not lc.path:
         write_no_labels(out)
         log.info("labels: data.labels.path is null: no labels (unsupervised models only)")
@@ -167,6 +228,7 @@ def train(cfg: AppConfig) -> dict[str, Any]:
 
     # before the fit: a report that cannot be written would leave registered models behind
     check_writable(cfg.paths.reports, key="paths.reports")
+    clean_leftovers(reports_dir(cfg) / "train.json")
     report = train_ensemble(cfg)
     write_json(reports_dir(cfg) / "train.json", report)
     return report
@@ -175,9 +237,11 @@ def train(cfg: AppConfig) -> dict[str, Any]:
 # --------------------------------------------------------------------------- evaluate
 def evaluate(cfg: AppConfig) -> dict[str, Any]:
     """Metrics and plots of the ensemble (see :mod:`geoensemble.ensemble.evaluate`)."""
-    from geoensemble.ensemble.evaluate import evaluate_ensemble
+    from geoensemble.ensemble.evaluate import FIGURES, PLOTS, evaluate_ensemble
 
     check_writable(cfg.paths.reports, key="paths.reports")
+    rep = reports_dir(cfg)
+    clean_leftovers(rep / "metrics.json", folders=(rep / PLOTS, rep / FIGURES))
     return evaluate_ensemble(cfg)
 
 

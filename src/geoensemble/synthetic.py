@@ -24,8 +24,10 @@ from affine import Affine
 from scipy import ndimage
 
 from geoensemble.classes import SCENE_CLASSES
+from geoensemble.errors import OutputError
 from geoensemble.io.atomic import atomic_path
 from geoensemble.io.geotiff import write_geotiff
+from geoensemble.io.owned import OUTPUT_TAG, refuse_unless_ours_tif
 
 BANDS = ["B1", "B2", "B3", "B4", "B5", "B6", "B7"]
 BAND_NAMES = ["coastal", "blue", "green", "red", "nir", "swir1", "swir2"]
@@ -171,6 +173,21 @@ def sample_points(scene: Scene, n_points: int, *, seed: int = 42) -> list[dict[s
     return points
 
 
+def _earlier_truth(p: Path) -> bool:
+    """A ``truth.tif`` of a geoensemble version before the output tag: the scene's classes."""
+    import rasterio
+
+    try:
+        with rasterio.open(p) as src:
+            tags = src.tags()
+    except (OSError, rasterio.errors.RasterioError):
+        return False
+    return all(tags.get(f"CLASS_{k}") == v[0] for k, v in SCENE_CLASSES.items())
+
+
+_replaceable = refuse_unless_ours_tif(_earlier_truth)
+
+
 def write_scene(
     out_dir: str | os.PathLike[str],
     *,
@@ -189,8 +206,17 @@ def write_scene(
         Paths of what was written: ``scene`` (folder), ``truth`` and ``points``.
     """
     out = Path(out_dir)
-    scene = make_scene(width, height, seed=seed, pixel_size=pixel_size, crs=crs)
     scene_dir, labels_dir = out / "scene", out / "labels"
+    tifs = [scene_dir / f"{b}.TIF" for b in BANDS] + [labels_dir / "truth.tif"]
+    # all checked before the first is written: no half-replaced scene
+    for p in tifs:
+        why = _replaceable(p) if p.exists() or p.is_symlink() else None
+        if why:
+            raise OutputError(
+                f"refusing to replace {p} (paths.raw={out_dir}): {why}; set paths.raw to a "
+                f"folder of its own, or move that file away"
+            )
+    scene = make_scene(width, height, seed=seed, pixel_size=pixel_size, crs=crs)
     for band, name, arr in zip(BANDS, BAND_NAMES, scene.bands, strict=True):
         write_geotiff(
             scene_dir / f"{band}.TIF",
@@ -205,7 +231,9 @@ def write_scene(
                 "SCALE": 1 / SCALE,
                 "SOURCE": "geoensemble.synthetic",
                 "SEED": seed,
+                OUTPUT_TAG: "scene",
             },
+            replace_if=_replaceable,
         )
     class_tags = {f"CLASS_{k}": v[0] for k, v in SCENE_CLASSES.items()}
     truth_path = write_geotiff(
@@ -214,8 +242,9 @@ def write_scene(
         crs=scene.crs,
         transform=scene.transform,
         nodata=255,
-        tags=class_tags,
+        tags={**class_tags, OUTPUT_TAG: "truth"},
         colormap={k: v[1] for k, v in SCENE_CLASSES.items()},
+        replace_if=_replaceable,
     )
     points = sample_points(scene, n_points, seed=seed)
     epsg = crs.split(":")[-1]

@@ -18,6 +18,26 @@ RESAMPLING = tuple(
 )
 
 
+# names a layer cannot take: the store's coordinates and its sidecar
+_RESERVED = {"x", "y", "spatial_ref", "geoensemble.json"}
+
+
+def unsafe_name(name: str) -> str | None:
+    """Why ``name`` cannot name a layer (it becomes a folder of the Zarr store), or None."""
+    if not name.strip():
+        return "is empty"
+    bad = next((c for c in name if c in "/\\" or ord(c) < 32 or c == "\x7f"), None)
+    if bad is not None:
+        return f"contains {bad!r}, which cannot be part of a file name"
+    if name.startswith("."):
+        return "starts with '.', which makes it a hidden (or parent) folder"
+    if name in _RESERVED:
+        return "is reserved for the store's own coordinates or files"
+    if len(name.encode()) > 200:
+        return "is longer than 200 bytes"
+    return None
+
+
 def _fail(key: str, value: Any, allowed: str) -> ConfigError:
     return ConfigError(f"config key {key}={value!r} is invalid: use {allowed}")
 
@@ -75,8 +95,11 @@ def check_data_config(d: Any) -> None:
         raise _fail("data.reference", d.reference, f"one of the layer names {names}")
     for i, s in enumerate(d.layers):
         key = f"data.layers[{i}]"
-        if not s.name or "/" in s.name:
-            raise _fail(f"{key}.name", s.name, "a non-empty name without '/'")
+        why = unsafe_name(s.name)
+        if why:
+            raise _fail(
+                f"{key}.name", s.name, f"a name of letters, digits, '_', '-' and '.' (it {why})"
+            )
         if s.band < 1:
             raise _fail(f"{key}.band", s.band, "a band number >= 1")
         if s.meta_value is not None and s.meta_key is None:

@@ -11,7 +11,7 @@ import numpy as np
 import rasterio
 from rasterio.crs import CRS
 
-from geoensemble.io.atomic import atomic_path
+from geoensemble.io.atomic import Replaceable, atomic_path
 from geoensemble.io.profiles import geotiff_profile
 
 
@@ -27,8 +27,13 @@ def write_geotiff(
     band_names: Sequence[str] | None = None,
     colormap: Mapping[int, tuple[int, int, int]] | None = None,
     overwrite: bool = True,
+    replace_if: Replaceable | None = None,
 ) -> Path:
-    """Write a 2-D (or band-first 3-D) array as a tiled, compressed GeoTiff, atomically."""
+    """Write a 2-D (or band-first 3-D) array as a tiled, compressed GeoTiff, atomically.
+
+    ``replace_if`` says why an existing file at ``path`` must not be replaced (see
+    :func:`~geoensemble.io.atomic.atomic_path`).
+    """
     arr = data[np.newaxis] if data.ndim == 2 else data
     prof = geotiff_profile(
         width=arr.shape[2],
@@ -41,7 +46,7 @@ def write_geotiff(
         compress=compress,
     )
     target = Path(path)
-    with atomic_path(target, overwrite=overwrite) as tmp:
+    with atomic_path(target, overwrite=overwrite, replace_if=replace_if) as tmp:
         with rasterio.open(tmp, "w", **prof) as dst:
             if colormap:
                 dst.write_colormap(1, dict(colormap))  # before the pixels, or GDAL refuses

@@ -25,9 +25,16 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 
-from geoensemble.errors import ConfigError, EmptyLayerError, GridMismatchError, InputFileError
+from geoensemble.errors import (
+    ConfigError,
+    EmptyLayerError,
+    GridMismatchError,
+    InputFileError,
+    OutputError,
+)
 from geoensemble.io.atomic import atomic_path, write_json
 from geoensemble.io.geotiff import write_geotiff
+from geoensemble.io.owned import OUTPUT_TAG, refuse_unless_ours_tif
 
 NODATA = 255
 RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".img", ".nc", ".jp2"}
@@ -318,8 +325,9 @@ def write_labels(labels: Labels, folder: str | os.PathLike[str], grid: Grid) -> 
         crs=grid.crs,
         transform=grid.transform,
         nodata=np.nan if labels.target == "value" else NODATA,
-        tags={f"CLASS_{k}": v for k, v in labels.classes.items()},
+        tags={OUTPUT_TAG: "labels", **{f"CLASS_{k}": v for k, v in labels.classes.items()}},
         colormap=colormap,
+        replace_if=replaceable_labels,
     )
     meta = {
         "source": labels.source,
@@ -338,8 +346,46 @@ def write_no_labels(folder: str | os.PathLike[str]) -> Path:
     js = Path(folder) / CLASSES_FILE
     with atomic_path(js) as tmp:
         tmp.write_text(json.dumps({"target": None, "classes": {}, "labelled_pixels": 0}) + "\n")
-    (Path(folder) / LABELS_FILE).unlink(missing_ok=True)
+    tif = Path(folder) / LABELS_FILE
+    if tif.exists() and replaceable_labels(tif) is None:  # an earlier run's, not the user's
+        tif.unlink()
     return js
+
+
+def _earlier_labels(tif: Path) -> bool:
+    """A class ``labels.tif`` of a geoensemble version before the output tag: its class
+    tags are the classes of the ``classes.json`` beside it."""
+    try:
+        meta = json.loads((tif.parent / CLASSES_FILE).read_text())
+        with rasterio.open(tif) as src:
+            tags = src.tags()
+    except (OSError, ValueError, rasterio.errors.RasterioError):
+        return False
+    classes = meta.get("classes") if isinstance(meta, dict) else None
+    if not classes or not isinstance(classes, dict):
+        return False
+    return {k[6:]: v for k, v in tags.items() if k.startswith("CLASS_")} == classes
+
+
+replaceable_labels = refuse_unless_ours_tif(_earlier_labels)
+
+
+def check_labels_target(folder: str | os.PathLike[str]) -> None:
+    """Fail before any work if ``labels.tif`` in ``folder`` exists and is not ours.
+
+    Raises
+    ------
+    OutputError
+        Naming ``paths.labels``, the file and the fix.
+    """
+    tif = Path(folder) / LABELS_FILE
+    if tif.exists() or tif.is_symlink():
+        why = replaceable_labels(tif)
+        if why:
+            raise OutputError(
+                f"refusing to replace {tif} (paths.labels={folder}): {why}; set paths.labels "
+                f"to a folder of its own, or move that file away"
+            )
 
 
 def load_labels(folder: str | os.PathLike[str]) -> Labels | None:

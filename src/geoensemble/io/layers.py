@@ -17,7 +17,7 @@ from pathlib import Path
 from geoensemble.config import DataConfig, LayerSpecConfig
 from geoensemble.errors import InputFileError, LayerNotFoundError
 from geoensemble.io import georef
-from geoensemble.io.checks import FORMATS
+from geoensemble.io.checks import FORMATS, unsafe_name
 from geoensemble.io.sources import RasterSource, gdal_bands, subdatasets
 
 _EXTENSIONS = {
@@ -178,6 +178,16 @@ def candidates(data: DataConfig) -> tuple[str, list[Candidate]]:
     return fmt, [Candidate(k, k.rsplit("/", 1)[-1], m, s) for k, m, s in found]
 
 
+def _check_name(src: LayerSource) -> None:
+    why = unsafe_name(src.name)
+    if why:
+        raise LayerNotFoundError(
+            f"the layer name {src.name!r} taken from {src.label} (its band description or "
+            f"variable name) {why}: name the layers yourself with data.layers, e.g. "
+            f"data.layers=[{{name: red, band: 1}}, ...]"
+        )
+
+
 def _sub_name(uri: str) -> str:
     # 'HDF5:"f.h5"://grp/red' -> '/grp/red';  'netcdf:f.nc:red' -> 'red'
     tail = uri.rsplit(":", 1)[-1]
@@ -282,6 +292,8 @@ def resolve_sources(data: DataConfig) -> list[LayerSource]:
                 f"several {_kind(fmt)} share the layer name(s) {dupes}: name the layers "
                 f"explicitly with data.layers"
             )
+        for src in out:
+            _check_name(src)
         return out
     out = []
     for i, spec in enumerate(data.layers):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,13 @@ from dask.base import tokenize
 from rasterio.crs import CRS
 
 from geoensemble.config import DataConfig
-from geoensemble.errors import EmptyLayerError, InputFileError, LayerNotFoundError
-from geoensemble.io.atomic import atomic_path
+from geoensemble.errors import EmptyLayerError, InputFileError, LayerNotFoundError, OutputError
+from geoensemble.io.atomic import atomic_path, disk_full
+from geoensemble.io.checks import unsafe_name
 from geoensemble.io.georef import parse_crs
 from geoensemble.io.grid import Grid, align, target_grid
 from geoensemble.io.layers import LayerSource, resolve_sources
+from geoensemble.io.owned import SIDECAR, STORE_STAGES, store_refusal
 from geoensemble.io.window import (
     CropLayer,
     Layer,
@@ -239,34 +242,76 @@ def _storable(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
+def chunk_manifest(store: Path) -> dict[str, list[int]]:
+    """Per array of a Zarr store: ``[chunk files, bytes]`` (a listing, no reads).
+
+    Written into the sidecar when the store is made and compared by :func:`open_store`:
+    Zarr reads a missing chunk as its fill value (NaN), so a lost file would otherwise be a
+    silent no-data hole.
+    """
+    out = {}
+    for d in sorted(store.iterdir()):
+        if d.is_dir() and (d / ".zarray").is_file():
+            with os.scandir(d) as it:
+                # files or links to files (DVC's symlink cache type links each file)
+                sizes = [f.stat().st_size for f in it if not f.name.startswith(".") and f.is_file()]
+            out[d.name] = [len(sizes), sum(sizes)]
+    return out
+
+
+def _write_sidecar(tmp: Path, kind: str, meta: dict[str, Any] | None) -> None:
+    side = {**(meta or {}), "kind": kind, "chunks": chunk_manifest(tmp)}
+    (tmp / SIDECAR).write_text(json.dumps(side, indent=2))
+
+
+def _guard(kind: str) -> Callable[[Path], str | None]:
+    return lambda p: store_refusal(p, kind)
+
+
 def write_store(
-    ds: xr.Dataset, path: str | os.PathLike[str], *, meta: dict[str, Any] | None = None
+    ds: xr.Dataset,
+    path: str | os.PathLike[str],
+    *,
+    meta: dict[str, Any] | None = None,
+    kind: str = "features",
+    key: str | None = None,
 ) -> Path:
-    """Write a dataset as a chunked Zarr store (atomically) with a JSON sidecar."""
+    """Write a dataset as a chunked Zarr store (atomically) with a JSON sidecar.
+
+    The sidecar ``geoensemble.json`` holds ``meta``, the store's ``kind`` and its chunk
+    manifest. An existing ``path`` is replaced only if it is a ``kind`` store we wrote.
+    """
     target = Path(path)
     ds = _storable(ds)
-    with atomic_path(target) as tmp:
+    check_names(ds, key)
+    with atomic_path(target, replace_if=_guard(kind), key=key) as tmp:
         try:
             ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2)
         except RuntimeError as exc:
+            if disk_full(exc, target.parent):
+                raise
             # numcodecs reports a corrupt chunk of an input store as a RuntimeError
             raise InputFileError(
                 f"cannot compute {target}: reading its input failed ({exc}). An input store "
                 f"is damaged (a truncated or corrupt chunk file): rebuild it with "
                 f"dvc repro --force on the stage that writes it"
             ) from None
-        if meta is not None:
-            (tmp / "geoensemble.json").write_text(json.dumps(meta, indent=2))
+        _write_sidecar(tmp, kind, meta)
     return target
 
 
 def write_stack(
-    ds: xr.Dataset, path: str | os.PathLike[str], *, meta: dict[str, Any] | None = None
+    ds: xr.Dataset,
+    path: str | os.PathLike[str],
+    *,
+    meta: dict[str, Any] | None = None,
+    key: str | None = None,
 ) -> dict[str, dict[str, float]]:
     """Write the stack chunk by chunk and compute its report in the same single read.
 
-    The sidecar ``geoensemble.json`` holds ``meta`` plus ``layers`` (the report). Nothing is
-    left behind when a layer turns out empty: the store is written under a temporary name.
+    The sidecar ``geoensemble.json`` holds ``meta`` plus ``layers`` (the report), the kind
+    (``stack``) and the chunk manifest. Nothing is left behind when a layer turns out empty:
+    the store is written under a temporary name.
 
     Returns
     -------
@@ -276,15 +321,33 @@ def write_stack(
 
     target = Path(path)
     ds = _storable(ds)
-    with atomic_path(target) as tmp:
+    check_names(ds, key)
+    with atomic_path(target, replace_if=_guard("stack"), key=key) as tmp:
         store = ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2, compute=False)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN chunks
             _, computed = dask.compute(store, _stats(ds))
         report = _report(ds, computed)
-        side = {**(meta or {}), "layers": report}
-        (tmp / "geoensemble.json").write_text(json.dumps(side, indent=2))
+        _write_sidecar(tmp, "stack", {**(meta or {}), "layers": report})
     return report
+
+
+def check_names(ds: xr.Dataset, key: str | None = None) -> None:
+    """Every variable name can be a Zarr array (a folder) of its own.
+
+    Raises
+    ------
+    OutputError
+        Naming the variable and why (names from files and config are checked earlier, at
+        ingest; this is the last guard before a name becomes a path).
+    """
+    for name in ds.data_vars:
+        why = unsafe_name(str(name))
+        if why:
+            raise OutputError(
+                f"cannot write {key or 'the store'}: the layer name {str(name)!r} {why}; "
+                f"rename it (data.layers[].name, or the feature's name in features)"
+            )
 
 
 def open_store(path: str | os.PathLike[str]) -> xr.Dataset:
@@ -310,12 +373,56 @@ def open_store(path: str | os.PathLike[str]) -> xr.Dataset:
             f"{p} is a damaged store: array(s) {lost} are listed but missing on disk; "
             f"rebuild it with dvc repro --force on the stage that writes it"
         )
+    check_chunks(p)
     ds = xr.open_zarr(p, consolidated=True)
     crs, transform = grid_attrs(ds)
     return set_grid(ds, crs, transform)
 
 
+def check_chunks(path: str | os.PathLike[str]) -> None:
+    """Compare a store's chunk files with the manifest written with it (a listing only).
+
+    Raises
+    ------
+    InputFileError
+        Naming the store, the layer and the stage to re-run. Stores of earlier versions,
+        without a manifest, are not checked.
+    """
+    p = Path(path)
+    side = store_meta(p)
+    want = side.get("chunks")
+    if not isinstance(want, dict):
+        return
+    have = chunk_manifest(p)
+    kind = str(side.get("kind") or "")
+    for name, (n, size) in want.items():
+        got_n, got_size = have.get(name, [0, 0])
+        if (got_n, got_size) != (n, size):
+            what = (
+                f"{n - got_n} of its {n} chunk files are missing"
+                if got_n < n
+                else (
+                    f"its chunk files hold {got_size} bytes instead of {size}"
+                    if got_n == n
+                    else f"it has {got_n} chunk files instead of {n}"
+                )
+            )
+            stage = STORE_STAGES.get(kind)
+            fix = f"dvc repro --force {stage}" if stage else "re-run the stage that wrote it"
+            raise InputFileError(
+                f"{p} is a damaged store: layer '{name}' does not match what was written "
+                f"({what}); rebuild it: {fix}"
+            )
+
+
 def store_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON sidecar written with a store."""
-    f = Path(path) / "geoensemble.json"
-    return json.loads(f.read_text()) if f.exists() else {}
+    f = Path(path) / SIDECAR
+    try:
+        meta = json.loads(f.read_text()) if f.exists() else {}
+    except (OSError, ValueError) as exc:
+        raise InputFileError(
+            f"{f} is damaged ({exc}): rebuild the store it describes with dvc repro --force "
+            f"on the stage that writes it"
+        ) from None
+    return meta if isinstance(meta, dict) else {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -68,4 +69,56 @@ def check_writable(
     if why is not None:
         raise OutputError(
             f"cannot write {key}={target}: cannot create files in {base} ({why}); {fix}"
+        )
+
+
+def check_store_target(
+    target: str | os.PathLike[str],
+    *,
+    key: str,
+    kind: str,
+    others: Mapping[str, str | None] | None = None,
+) -> None:
+    """Fail early unless the store ``target`` may be written, and replaced if it exists.
+
+    A store is replaced as a whole folder, so a path that names anything else would delete
+    it: the current folder (or one holding it), a folder holding another configured path
+    (an input such as ``data.path``, another output, the MLflow store), a project folder, or
+    any folder that is not a finished geoensemble store of the same kind is refused.
+
+    Parameters
+    ----------
+    kind
+        The kind of store written (``stack``, ``features``).
+    others
+        Every other path of the configuration, by key (``None`` or URLs are skipped).
+
+    Raises
+    ------
+    OutputError
+        Naming the key, the path, what is there and the fix.
+    """
+    from geoensemble.io.owned import store_refusal
+
+    check_writable(target, key=key, kind="store")
+    p = Path(target).resolve()
+    cwd = Path.cwd().resolve()
+    why = None
+    if p == cwd or p in cwd.parents:
+        why = "it is the current folder" if p == cwd else f"it holds the current folder {cwd}"
+    else:
+        for other, value in (others or {}).items():
+            if not value or "://" in value or value == "???":
+                continue
+            q = Path(value).resolve()
+            if q == p or p in q.parents:
+                why = f"it holds {other}={value}" if q != p else f"it is also {other}"
+                break
+    if why is None and (p.exists() or p.is_symlink()):
+        why = store_refusal(p, kind)
+    if why:
+        raise OutputError(
+            f"refusing to write {key}={target}: the {kind} store replaces that folder as a "
+            f"whole, and {why}; set {key} to a folder of its own (a new path, or an earlier "
+            f"{kind} store)"
         )

@@ -21,8 +21,8 @@ import xarray as xr
 from tqdm import tqdm
 
 from geoensemble.config import AppConfig, PredictScheduler
-from geoensemble.errors import OutputError
-from geoensemble.io.atomic import remove_stale_partials
+from geoensemble.errors import DiskFullError, OutputError
+from geoensemble.io.atomic import disk_full, full_error, remove_stale_partials
 from geoensemble.io.stack import grid_attrs
 from geoensemble.predict.blocks import (
     block_edge,
@@ -160,9 +160,19 @@ def predict_scene(
                 if res.histogram is not None:
                     hist += res.histogram
             maps = {key: w.finish() for key, w in writers.items()}
-        except BaseException:
+        except BaseException as exc:
             for w in writers.values():
                 w.abort()
+            where = next(iter(paths.values())).parent if paths else None
+            # the writers name a file; the user needs the key that places the maps
+            if isinstance(exc, DiskFullError) or (
+                isinstance(exc, Exception)
+                and not isinstance(exc, OutputError)
+                and disk_full(exc, where)
+            ):
+                raise full_error(
+                    f"the maps of scene '{scene}' in {where}", "predict.output_dir"
+                ) from None
             raise
     histogram = (
         {}
@@ -293,7 +303,9 @@ def scene_feature_names(cfg: AppConfig, ds: xr.Dataset, path: str) -> list[str]:
 
 
 def check_outputs(paths: list[Path], overwrite: bool) -> None:
-    """Refuse to replace existing maps outside DVC-managed outputs unless asked."""
+    """Refuse to replace existing maps outside DVC-managed outputs unless asked, and any
+    file at a map's name that geoensemble did not write (even when asked)."""
+    from geoensemble.io.owned import tif_refusal
     from geoensemble.predict.provenance import dvc_managed
 
     existing = [p for p in paths if p.exists() and not dvc_managed(p)]
@@ -304,6 +316,12 @@ def check_outputs(paths: list[Path], overwrite: bool) -> None:
             f"outputs: delete them, choose another predict.output_dir, or set "
             f"predict.overwrite=true"
         )
+    for p in paths:
+        why = tif_refusal(p) if p.exists() or p.is_symlink() else None
+        if why:
+            raise OutputError(
+                f"refusing to replace {p}: {why}; move it away or choose another predict.output_dir"
+            )
 
 
 def partial_names(all_paths: dict[str, dict[str, Path]]) -> list[str]:

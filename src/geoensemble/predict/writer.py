@@ -20,6 +20,7 @@ from rasterio.windows import Window
 
 from geoensemble.io.atomic import atomic_path, tmp_name
 from geoensemble.io.geotiff import to_cog, write_category_names, write_qml
+from geoensemble.io.owned import refuse_unless_ours_tif
 from geoensemble.io.profiles import TILE, geotiff_profile
 from geoensemble.predict.blocks import Block
 
@@ -102,7 +103,7 @@ class MapWriter:
         """Convert to a COG under a temporary name, move it into place, add the sidecars."""
         self.dst.close()
         try:
-            with atomic_path(self.target) as tmp:
+            with atomic_path(self.target, replace_if=refuse_unless_ours_tif()) as tmp:
                 to_cog(self.scratch, tmp, compress=self.compress, categorical=self.categorical)
                 # Sidecars first: a map in place always has its own class names beside it,
                 # never an older run's, even if the process dies right after the move.
