@@ -16,6 +16,7 @@ pipeline and draws its map preview.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import uuid
@@ -29,7 +30,7 @@ from optuna.samplers import NSGAIISampler
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
-from geoensemble.compute import wait_for_workers
+from geoensemble.compute import out_of_memory, wait_for_workers
 from geoensemble.config import AppConfig
 from geoensemble.ensemble.member import (
     FitResult,
@@ -38,7 +39,7 @@ from geoensemble.ensemble.member import (
     consensus_member,
     fit_member,
 )
-from geoensemble.ensemble.space import defaults_in_space, distributions
+from geoensemble.ensemble.space import check_space_size, defaults_in_space, distributions
 from geoensemble.errors import ComputeError, ConfigError
 
 __all__ = [
@@ -55,6 +56,10 @@ __all__ = [
 ]
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+log = logging.getLogger("geoensemble")
+
+# Proposals in a row that repeat a fitted member before a generation stops asking.
+MAX_REPEATS = 100
 
 
 @dataclass
@@ -123,6 +128,11 @@ def as_finished(futures: list[Any]) -> Iterator[tuple[int, Any]]:
         try:
             result = future.result()
         except Exception as err:
+            oom = out_of_memory(future.client)
+            if oom is not None:
+                for f in futures:
+                    f.cancel()
+                raise oom from None
             _raise_killed(err, futures)
             raise
         yield index[future.key], result
@@ -273,6 +283,7 @@ def run_ensemble(
         ],
         sampler=NSGAIISampler(seed=cfg.seed, population_size=max(2, ens.size)),
     )
+    n_space = check_space_size(cfg.model.space, ens.size)
     defaults = defaults_in_space(spec.estimator, dists, spec.steps)
     if defaults:
         study.enqueue_trial(defaults)
@@ -285,19 +296,20 @@ def run_ensemble(
     history: list[dict[str, float]] = []
     best, stale = math.nan, 0
     for gen in range(ens.generations):
-        trials: list[optuna.trial.Trial] = []
-        for _ in range(ens.size * 25):
-            if len(trials) == ens.size:
-                break
-            trial = study.ask(dists)
-            key = tuple(sorted(trial.params.items()))
-            if key in seen:
-                study.tell(trial, state=TrialState.FAIL)  # duplicate: not worth a fit
-                continue
-            seen.add(key)
-            trials.append(trial)
+        trials = _propose(study, dists, seen, ens.size, n_space)
+        if len(trials) < ens.size:
+            log.info(
+                "train: generation %d: %d new member(s) for ensemble.size=%d; model.space "
+                "(%s distinct members, %d fitted) has none other the search can propose%s",
+                gen,
+                len(trials),
+                ens.size,
+                n_space if n_space is not None else "unbounded",
+                len(seen) - len(trials),
+                "; the search stops" if not trials else "",
+            )
         if not trials:
-            break  # the space is exhausted
+            break
         futures = []
         seeds: list[int] = []
         for trial in trials:
@@ -390,6 +402,36 @@ def run_ensemble(
         metric=metric,
         objectives=objectives,
     )
+
+
+def _propose(
+    study: optuna.Study,
+    dists: dict[str, Any],
+    seen: set[tuple[tuple[str, Any], ...]],
+    size: int,
+    n_space: int | None,
+) -> list[optuna.trial.Trial]:
+    """Up to ``size`` trials whose parameters were never fitted (added to ``seen``).
+
+    Asking stops once the space is exhausted (``n_space`` members seen) or after
+    :data:`MAX_REPEATS` proposals in a row repeat a fitted member: each ask costs more as
+    the study grows, and a sampler that keeps repeating itself has nothing new to offer.
+    """
+    trials: list[optuna.trial.Trial] = []
+    repeats = 0
+    while len(trials) < size and repeats < MAX_REPEATS:
+        if n_space is not None and len(seen) >= n_space:
+            break
+        trial = study.ask(dists)
+        key = tuple(sorted(trial.params.items()))
+        if key in seen:
+            study.tell(trial, state=TrialState.FAIL)  # duplicate: not worth a fit
+            repeats += 1
+            continue
+        repeats = 0
+        seen.add(key)
+        trials.append(trial)
+    return trials
 
 
 def _consensus(
