@@ -615,10 +615,10 @@ def load_params(path: str | os.PathLike[str]) -> AppConfig:
             f"regenerate params.yaml with python -m geoensemble.params"
         ) from None
     if not isinstance(loaded, DictConfig) or not loaded:
+        what = "empty" if not loaded else "a list" if isinstance(loaded, ListConfig) else "a value"
         raise ConfigError(
-            f"config file {p} does not hold a mapping of config keys (it is "
-            f"{'empty' if not loaded else 'a list' if isinstance(loaded, ListConfig) else 'a value'}"
-            f"): regenerate it with python -m geoensemble.params"
+            f"config file {p} does not hold a mapping of config keys (it is {what}): "
+            f"regenerate it with python -m geoensemble.params"
         )
     return validate(loaded)
 

@@ -32,6 +32,7 @@ from optuna.trial import TrialState
 
 from geoensemble.compute import out_of_memory, wait_for_workers
 from geoensemble.config import AppConfig
+from geoensemble.ensemble.checks import check_members
 from geoensemble.ensemble.member import (
     FitResult,
     MemberSpec,
@@ -39,7 +40,7 @@ from geoensemble.ensemble.member import (
     consensus_member,
     fit_member,
 )
-from geoensemble.ensemble.space import check_space_size, defaults_in_space, distributions
+from geoensemble.ensemble.space import defaults_in_space, distributions, space_size
 from geoensemble.errors import ComputeError, ConfigError
 
 __all__ = [
@@ -119,7 +120,11 @@ def as_finished(futures: list[Any]) -> Iterator[tuple[int, Any]]:
     ------
     ComputeError
         Naming the member, when its task was tried on more workers than the cluster allows
-        (``KilledWorker``): the fit itself crashes the process (memory, a native library).
+        (``KilledWorker``): the fit itself crashes the process (memory, a native library);
+        or naming ``compute.memory_limit`` when workers were stopped for their memory.
+    ConfigError
+        Naming the member and its error, when its fit raised an error that every try would
+        raise again (see :data:`~geoensemble.ensemble.member.DETERMINISTIC`).
     """
     from distributed import as_completed
 
@@ -135,6 +140,16 @@ def as_finished(futures: list[Any]) -> Iterator[tuple[int, Any]]:
                 raise oom from None
             _raise_killed(err, futures)
             raise
+        if isinstance(result, FitResult) and result.error:
+            for f in futures:
+                f.cancel()
+            error = ConfigError(
+                f"{member_of_key(future.key)} failed: {result.error}. The same error comes "
+                f"on every try, so it is not retried: fix the value it names (in "
+                f"model.estimator, model.space or features.steps) or the data it refuses"
+            )
+            error.add_note(f"the worker's traceback:\n{result.trace}")
+            raise error
         yield index[future.key], result
 
 
@@ -283,7 +298,8 @@ def run_ensemble(
         ],
         sampler=NSGAIISampler(seed=cfg.seed, population_size=max(2, ens.size)),
     )
-    n_space = check_space_size(cfg.model.space, ens.size)
+    n_space = space_size(dists)
+    check_members(spec, cfg.model.space, ens.size, data)
     defaults = defaults_in_space(spec.estimator, dists, spec.steps)
     if defaults:
         study.enqueue_trial(defaults)

@@ -54,7 +54,7 @@ def space_size(dists: dict[str, BaseDistribution]) -> int | None:
         elif isinstance(dist, IntDistribution):
             n = (dist.high - dist.low) // dist.step + 1
         elif isinstance(dist, FloatDistribution) and dist.step is not None:
-            n = int(round((dist.high - dist.low) / dist.step)) + 1
+            n = round((dist.high - dist.low) / dist.step) + 1
         elif isinstance(dist, FloatDistribution) and dist.low == dist.high:
             n = 1
         else:
