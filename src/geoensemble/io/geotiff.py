@@ -59,9 +59,11 @@ def read_band(
 ) -> tuple[np.ndarray, CRS | None, Any, float | None]:
     """A whole band with its CRS, transform and nodata (for small rasters such as truth)."""
     from geoensemble.errors import InputFileError
+    from geoensemble.io.sources import check_geotiff
 
     try:
         with rasterio.open(path) as src:
+            check_geotiff(src, where=str(path))
             return src.read(band), src.crs, src.transform, src.nodata
     except rasterio.errors.RasterioIOError as exc:
         raise InputFileError(f"cannot read {path}: {exc}") from None

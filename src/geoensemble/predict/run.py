@@ -245,16 +245,27 @@ def scene_sources(cfg: AppConfig) -> list[tuple[str, str, Callable[[], xr.Datase
 
     def opener(i: int, d: Any) -> Callable[[], xr.Dataset]:
         def _open() -> xr.Dataset:
-            from geoensemble.errors import GeoEnsembleError
+            from geoensemble.errors import GeoEnsembleError, LayerNotFoundError
             from geoensemble.features.build import build_features
             from geoensemble.io.stack import build_stack
 
+            key = f"predict.scenes[{i}]"
             try:
-                return build_features(build_stack(d), cfg.features)
+                stack = build_stack(d)
             except GeoEnsembleError as exc:
                 # The readers name the training data's keys (data.path...); here the
                 # culprit is this scene's entry.
-                raise type(exc)(scene_keys(str(exc), f"predict.scenes[{i}]")) from None
+                raise type(exc)(scene_keys(str(exc), key)) from None
+            try:
+                return build_features(stack, cfg.features)
+            except LayerNotFoundError as exc:
+                # The features config was trained with; the scene is what lacks the layer.
+                what = str(exc).split(": fix ", 1)[0]
+                raise LayerNotFoundError(
+                    f"{key} (scene '{d.name}', {d.path}): {what}. Give this scene the layers "
+                    f"the model was trained on (same names, see {key}.layers and "
+                    f"{key}.pattern)"
+                ) from None
 
         return _open
 
@@ -391,14 +402,15 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
             tracking.link_models(run_id, [m.model_id for m in members if m.model_id])
         threads = p.threads or env_threads()
         with _client(cfg) as client:
-            for name, in_path, open_scene in sources:
+            for i, (name, in_path, open_scene) in enumerate(sources):
                 ds = open_scene()
                 scene_names = scene_feature_names(cfg, ds, in_path)
+                where = f"scene '{name}' ({in_path})"
+                if cfg.predict.scenes:
+                    where = f"predict.scenes[{i}] {where}"
                 union: list[str] = []
                 for m in members:
-                    for n in check_features(
-                        m.feature_names, scene_names, where=f"scene '{name}' ({in_path})"
-                    ):
+                    for n in check_features(m.feature_names, scene_names, where=where):
                         if n not in union:
                             union.append(n)
                 predictor = BlockPredictor(
