@@ -169,7 +169,7 @@ def _cluster_assessment(
     labels = None
     names_of: dict[int, str] = {}
     if truth_path:
-        truth, _, t_transform, t_nodata = read_band(truth_path)
+        truth, _, t_transform, t_nodata = read_band(truth_path, key="data.truth")
         _, f_transform = grid_attrs(feats)
         if truth.shape != (feats.sizes["y"], feats.sizes["x"]) or t_transform != f_transform:
             raise GridMismatchError(

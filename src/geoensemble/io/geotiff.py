@@ -55,15 +55,27 @@ def write_geotiff(
 
 
 def read_band(
-    path: str | os.PathLike[str], band: int = 1
+    path: str | os.PathLike[str], band: int = 1, *, key: str = "", copies: int = 3
 ) -> tuple[np.ndarray, CRS | None, Any, float | None]:
-    """A whole band with its CRS, transform and nodata (for small rasters such as truth)."""
+    """A whole band with its CRS, transform and nodata (for small rasters such as truth).
+
+    ``copies`` int64-sized arrays of the band (what the caller makes of it) must fit in the
+    free memory; ``key`` names the config key of ``path`` in the error.
+    """
     from geoensemble.errors import InputFileError
+    from geoensemble.io.memory import ensure_fits
     from geoensemble.io.sources import check_geotiff
 
     try:
         with rasterio.open(path) as src:
             check_geotiff(src, where=str(path))
+            ensure_fits(
+                src.width * src.height * 8 * copies,
+                what=f"{key or 'the raster'}={path} ({src.width} x {src.height} pixels)",
+                fix=f"crop or resample it to the features' grid, or set {key}=null"
+                if key
+                else "crop or resample it",
+            )
             return src.read(band), src.crs, src.transform, src.nodata
     except rasterio.errors.RasterioIOError as exc:
         raise InputFileError(f"cannot read {path}: {exc}") from None

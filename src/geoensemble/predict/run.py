@@ -23,6 +23,7 @@ from tqdm import tqdm
 from geoensemble.config import AppConfig, PredictScheduler
 from geoensemble.errors import OutputError
 from geoensemble.io.atomic import remove_stale_partials
+from geoensemble.io.memory import ensure_fits
 from geoensemble.io.stack import grid_attrs
 from geoensemble.predict.blocks import (
     block_edge,
@@ -129,7 +130,17 @@ def predict_scene(
     height, width = int(features.sizes["y"]), int(features.sizes["x"])
     crs, transform = grid_attrs(features)
     arr = feature_array(features, predictor.features)
-    todo = blocks(height, width, block_edge(block_size))
+    edge = block_edge(block_size)
+    # Each block in flight holds its features (float32), their table and the outputs.
+    per_block = min(edge, height) * min(edge, width) * (len(predictor.features) * 4 * 2 + 64)
+    in_flight = 4 if client is not None else max(1, threads)
+    ensure_fits(
+        per_block * in_flight,
+        what=f"predicting scene '{scene}' in blocks of predict.block_size={block_size} pixels "
+        f"({len(predictor.features)} features, {in_flight} block(s) at once)",
+        fix="lower predict.block_size (e.g. 1024) or predict.threads",
+    )
+    todo = blocks(height, width, edge)
     scheme = predictor.scheme
     hist = np.zeros(max(scheme.labels.size, 1), dtype=np.int64)
     valid = 0
