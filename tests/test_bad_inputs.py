@@ -481,6 +481,13 @@ def mlflow_state(proj: Path) -> tuple[dict[str, Any], int]:
 def test_bad_input_fails_clearly_and_leaves_nothing(
     c: Case, project: Path, base: dict[str, Any], tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
+    check_case(c, project, base, tmp_path, capfd)
+
+
+def check_case(
+    c: Case, project: Path, base: dict[str, Any], tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> list[Any]:
+    """Run one case and check the contract; return the MLflow runs the stage started."""
     made = c.setup(project, tmp_path)
     if isinstance(made, str):
         text = made
@@ -523,6 +530,7 @@ def test_bad_input_fails_clearly_and_leaves_nothing(
     if c.failed_run:
         assert started, "the stage started no MLflow run"
         assert any(re.search(c.failed_run, r.data.tags["failure_reason"]) for r in started)
+    return started
 
 
 def test_the_table_covers_every_stage() -> None:

@@ -58,7 +58,7 @@ class _MemoryRestarts(logging.Handler):
             self.logger.propagate = old[1]
 
 
-def out_of_memory(client: Any) -> ComputeError | None:
+def out_of_memory(client: Any, *, wait: float = 2.0) -> ComputeError | None:
     """The error to raise, naming ``compute.memory_limit``, when workers of ``client``'s
     LocalCluster were restarted for going over their memory limit (else ``None``).
 
@@ -66,8 +66,16 @@ def out_of_memory(client: Any) -> ComputeError | None:
     its tasks fail in several ways (lost data, cancelled futures, ``KilledWorker``, workers
     that never join), none of which names the cause.
     """
+    import time
+
     watch = getattr(client, "memory_restarts", None)
-    if not isinstance(watch, _MemoryRestarts) or not watch.count:
+    if not isinstance(watch, _MemoryRestarts):
+        return None
+    # The nanny checks memory every 100 ms: the failure it causes may surface first.
+    deadline = time.monotonic() + wait
+    while not watch.count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not watch.count:
         return None
     return ComputeError(
         f"dask workers were stopped {watch.count} time(s) for going over their memory limit "

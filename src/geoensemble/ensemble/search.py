@@ -305,7 +305,13 @@ def run_ensemble(
         study.enqueue_trial(defaults)
     seeded = "random_state" in spec.estimator
     wait_for_workers(client, cfg.compute.timeout)
-    data_future = client.scatter(data, broadcast=True)
+    try:
+        data_future = client.scatter(data, broadcast=True)
+    except Exception:
+        oom = out_of_memory(client)  # a worker stopped for its memory while receiving
+        if oom is not None:
+            raise oom from None
+        raise
     run = uuid.uuid4().hex[:8]  # task keys unique per search: a client may serve several
     seen: set[tuple[tuple[str, Any], ...]] = set()
     members: list[Member] = []
