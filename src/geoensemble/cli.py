@@ -2,7 +2,9 @@
 
 ``python pipelines/<stage>.py [hydra overrides]`` composes ``conf/`` with Hydra (multirun with
 ``-m``); ``python pipelines/<stage>.py --params params.yaml`` runs on an already composed file,
-which is how ``dvc repro`` calls the stages.
+which is how ``dvc repro`` calls the stages. Each argument reaches Hydra as the shell passed
+it (a value may contain spaces); only ``--overrides "a=1 b=2"``, how the MLproject entry points
+pass ``mlflow run -P overrides=...``, is split like a shell would.
 
 What the user sees when something goes wrong:
 
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from geoensemble.config import AppConfig, load_params, validate
-from geoensemble.errors import GeoEnsembleError
+from geoensemble.errors import ConfigError, GeoEnsembleError
 
 EXIT_ERROR = 2  # a GeoEnsembleError: bad input, the user can fix it
 EXIT_USAGE = 1  # a Hydra composition error (Hydra's own exit code) or a bug
@@ -91,13 +93,34 @@ def conf_dir() -> Path:
     return here if here.is_dir() else Path(__file__).resolve().parents[2] / "conf"
 
 
+OVERRIDES_FLAG = "--overrides"
+
+
 def _split_args(argv: list[str]) -> list[str]:
-    # `mlflow run -P overrides="a=1 b=2"` passes one quoted argument: split it again.
-    # An empty parameter (the entry points' default) adds no override.
+    """The Hydra arguments of ``argv``, each exactly as the shell passed it.
+
+    Only the value of ``--overrides "a=1 b='x y'"`` (how the MLproject entry points pass
+    ``mlflow run -P overrides=...``, one string) is split, like a shell would; an empty value
+    adds no override. Any other argument is kept whole, so ``'tracking.experiment=my exp'``
+    reaches Hydra as one override with a space in its value.
+    """
     out: list[str] = []
-    for a in argv:
-        out.extend(shlex.split(a) if " " in a and not a.startswith("-") else [a])
-    return [a for a in out if a]
+    it = iter(argv)
+    for a in it:
+        if a == OVERRIDES_FLAG:
+            a = f"{OVERRIDES_FLAG}={next(it, '')}"
+        if a.startswith(f"{OVERRIDES_FLAG}="):
+            text = a.split("=", 1)[1]
+            try:
+                out.extend(shlex.split(text))
+            except ValueError as exc:  # an unbalanced quote
+                raise ConfigError(
+                    f"cannot split {OVERRIDES_FLAG} {text!r} into overrides: {exc}; balance "
+                    f"its quotes, e.g. overrides=\"tracking.experiment='my exp' ensemble.size=3\""
+                ) from None
+        else:
+            out.append(a)
+    return out
 
 
 def _known_keys() -> list[str]:
@@ -189,7 +212,10 @@ def _hydra_errors() -> Iterator[type[BaseException]]:
 
 def stage_main(stage: str, argv: list[str] | None = None) -> None:
     """Entry point of ``pipelines/<stage>.py`` and of ``geoensemble <stage>``."""
-    args = _split_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        args = _split_args(list(sys.argv[1:] if argv is None else argv))
+    except ConfigError as exc:
+        raise fail(stage, exc) from None
     if any(a in HELP_FLAGS for a in args):
         from geoensemble.usage import stage_help
 

@@ -28,6 +28,63 @@ _QUIET_WORKERS = {
 }
 
 
+class _MemoryRestarts(logging.Handler):
+    """Counts the workers a LocalCluster's nannies restarted for going over their memory
+    limit (they run in this process and say so on ``distributed.nanny.memory``)."""
+
+    logger = logging.getLogger("distributed.nanny.memory")
+
+    def __init__(self, memory_limit: str) -> None:
+        super().__init__(logging.WARNING)
+        self.memory_limit = memory_limit
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "memory budget" in record.getMessage():
+            self.count += 1
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[_MemoryRestarts]:
+        old = self.logger.level, self.logger.propagate
+        # Heard here and reported as one line by out_of_memory(), not printed as it happens.
+        self.logger.setLevel(logging.WARNING)
+        self.logger.propagate = False
+        self.logger.addHandler(self)
+        try:
+            yield self
+        finally:
+            self.logger.removeHandler(self)
+            self.logger.setLevel(old[0])
+            self.logger.propagate = old[1]
+
+
+def out_of_memory(client: Any, *, wait: float = 2.0) -> ComputeError | None:
+    """The error to raise, naming ``compute.memory_limit``, when workers of ``client``'s
+    LocalCluster were restarted for going over their memory limit (else ``None``).
+
+    Call it when a task or the cluster's start fails: a worker killed for its memory makes
+    its tasks fail in several ways (lost data, cancelled futures, ``KilledWorker``, workers
+    that never join), none of which names the cause.
+    """
+    import time
+
+    watch = getattr(client, "memory_restarts", None)
+    if not isinstance(watch, _MemoryRestarts):
+        return None
+    # The nanny checks memory every 100 ms: the failure it causes may surface first.
+    deadline = time.monotonic() + wait
+    while not watch.count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not watch.count:
+        return None
+    return ComputeError(
+        f"dask workers were stopped {watch.count} time(s) for going over their memory limit "
+        f"compute.memory_limit={watch.memory_limit} (a worker needs ~200 MB to start, plus "
+        f"the training sample and a member's fit): raise compute.memory_limit (e.g. auto, "
+        f"or 2GB), or lower features.sample.size"
+    )
+
+
 @contextlib.contextmanager
 def dask_client(ccfg: ComputeConfig, *, preload: Sequence[str] = ()) -> Iterator[object]:
     """Yield a ``distributed.Client``; a LocalCluster it started is closed on exit.
@@ -99,7 +156,9 @@ def dask_client(ccfg: ComputeConfig, *, preload: Sequence[str] = ()) -> Iterator
                 silence_logs=40,
             ) as cluster,
             Client(cluster) as client,
+            _MemoryRestarts(str(ccfg.memory_limit)).watching() as watch,
         ):
+            client.memory_restarts = watch  # read by out_of_memory()
             cluster.scale(ccfg.n_workers)
             yield client
     finally:
@@ -148,6 +207,9 @@ def wait_for_workers(client: Any, timeout: float) -> None:
     try:
         client.wait_for_workers(n, timeout=timeout)
     except TimeoutError:
+        oom = out_of_memory(client)
+        if oom is not None:
+            raise oom from None
         raise ComputeError(
             f"only {len(client.scheduler_info()['workers'])} of {n} dask workers started "
             f"within compute.timeout={timeout:g} s (errors printed above, if any, say why): "

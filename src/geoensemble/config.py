@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from geoensemble.errors import ConfigError
@@ -529,8 +529,150 @@ def validate(cfg: DictConfig | dict[str, Any]) -> AppConfig:
     return obj
 
 
+# A composed params.yaml holds a few hundred keys in ~10 KB; these bounds are far above any
+# real one and keep a hostile or broken file (a 100 MB value, a "billion laughs" of YAML
+# anchors and aliases) from hanging a stage for minutes.
+MAX_PARAMS_BYTES = 1_000_000
+MAX_PARAMS_NODES = 100_000
+
+
+def _expanded_nodes(node: yaml.Node, memo: dict[int, int], active: set[int]) -> int:
+    """How many nodes ``node`` becomes once its aliases are expanded (without expanding)."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in active:  # an alias inside its own anchor: a structure without end
+        return MAX_PARAMS_NODES + 1
+    active.add(key)
+    if isinstance(node, yaml.SequenceNode):
+        children: list[yaml.Node] = list(node.value)
+    elif isinstance(node, yaml.MappingNode):
+        children = [n for pair in node.value for n in pair]
+    else:
+        children = []
+    total = 1
+    for child in children:
+        total += _expanded_nodes(child, memo, active)
+        if total > MAX_PARAMS_NODES:
+            break
+    active.discard(key)
+    memo[key] = total
+    return total
+
+
+_INTERPOLATION = re.compile(r"\$\{([^${}:]+)\}")
+
+
+def _resolved_size(data: Any) -> int:
+    """Roughly how big ``data`` becomes once its ``${key}`` interpolations are resolved
+    (characters of strings plus one per value), without resolving them.
+
+    A chain of keys each repeating the previous one a few times grows exponentially (the
+    interpolation twin of a YAML alias bomb); resolving it would hang the stage.
+    """
+    memo: dict[tuple[Any, ...], int] = {}
+    active: set[tuple[Any, ...]] = set()
+
+    def lookup(path: tuple[Any, ...]) -> Any:
+        node = data
+        for part in path:
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and str(part).isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                raise KeyError(part)
+        return node
+
+    def size(path: tuple[Any, ...]) -> int:
+        if path in memo:
+            return memo[path]
+        if path in active:  # a cycle: OmegaConf reports it itself
+            return 0
+        active.add(path)
+        value = lookup(path)
+        total = 1
+        if isinstance(value, dict):
+            items: list[Any] = list(value)
+        elif isinstance(value, list):
+            items = list(range(len(value)))
+        else:
+            items = []
+        for k in items:
+            total += size((*path, k))
+            if total > MAX_PARAMS_BYTES:
+                break
+        if isinstance(value, str):
+            total += len(value)
+            for ref in _INTERPOLATION.findall(value):
+                dots = len(ref) - len(ref.lstrip("."))
+                base = path[: len(path) - dots] if dots else ()
+                target = (*base, *ref.lstrip(".").replace("[", ".").replace("]", "").split("."))
+                try:
+                    total += size(target)
+                except KeyError:
+                    continue  # a missing key: validate() names it
+                if total > MAX_PARAMS_BYTES:
+                    break
+        active.discard(path)
+        memo[path] = total
+        return total
+
+    return size(())
+
+
+def _read_params_yaml(p: Path) -> Any:
+    """The plain data of the YAML file ``p``, read with OmegaConf's loader within bounds.
+
+    Raises
+    ------
+    ConfigError
+        If the file is over :data:`MAX_PARAMS_BYTES`, or its anchors and aliases expand to
+        over :data:`MAX_PARAMS_NODES` values (checked on the parsed graph, before expanding).
+    """
+    from omegaconf._utils import get_yaml_loader
+
+    regenerate = "regenerate params.yaml with python -m geoensemble.params"
+    size = p.stat().st_size
+    if size > MAX_PARAMS_BYTES:
+        raise ConfigError(
+            f"config file {p} is {size / 1e6:.1f} MB, over the {MAX_PARAMS_BYTES / 1e6:g} MB "
+            f"a params file may hold (a composed one is ~10 KB): give the path of the file "
+            f"holding a value rather than the value itself, or {regenerate}"
+        )
+    with p.open("rb") as f:
+        text = f.read(MAX_PARAMS_BYTES + 1)  # the file may grow after stat
+    loader = get_yaml_loader()(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_nodes(node, {}, set()) > MAX_PARAMS_NODES:
+            raise ConfigError(
+                f"config file {p} expands to over {MAX_PARAMS_NODES} values through YAML "
+                f"anchors and aliases (&name / *name): write the values out, or {regenerate}"
+            )
+        data = loader.construct_document(node)
+        if _resolved_size(data) > MAX_PARAMS_BYTES:
+            raise ConfigError(
+                f"config file {p} grows to over {MAX_PARAMS_BYTES / 1e6:g} MB once its "
+                f"${{...}} interpolations are resolved: write the values out, or {regenerate}"
+            )
+        return data
+    except RecursionError:
+        raise ConfigError(
+            f"config file {p} nests its values too deeply to read: {regenerate}"
+        ) from None
+    finally:
+        loader.dispose()
+
+
 def load_params(path: str | os.PathLike[str]) -> AppConfig:
-    """Read and validate a composed config file such as ``params.yaml``."""
+    """Read and validate a composed config file such as ``params.yaml``.
+
+    The file is bounded (:data:`MAX_PARAMS_BYTES`, and :data:`MAX_PARAMS_NODES` values once
+    its YAML aliases are expanded) so that a broken or hostile file fails at once.
+    """
     p = Path(path)
     if not p.is_file():
         raise ConfigError(
@@ -538,8 +680,9 @@ def load_params(path: str | os.PathLike[str]) -> AppConfig:
             f"pass --params with the path to params.yaml"
         )
     try:
-        loaded = OmegaConf.load(p)
-    except (OSError, yaml.YAMLError) as exc:
+        obj = _read_params_yaml(p)
+        loaded = OmegaConf.create(obj) if isinstance(obj, dict | list) and obj else obj
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -548,10 +691,10 @@ def load_params(path: str | os.PathLike[str]) -> AppConfig:
             f"regenerate params.yaml with python -m geoensemble.params"
         ) from None
     if not isinstance(loaded, DictConfig) or not loaded:
+        what = "empty" if not loaded else "a list" if isinstance(loaded, ListConfig) else "a value"
         raise ConfigError(
-            f"config file {p} does not hold a mapping of config keys (it is "
-            f"{'empty' if not loaded else 'a list'}): regenerate it with "
-            f"python -m geoensemble.params"
+            f"config file {p} does not hold a mapping of config keys (it is {what}): "
+            f"regenerate it with python -m geoensemble.params"
         )
     return validate(loaded)
 

@@ -86,6 +86,16 @@ def evaluate_ensemble(cfg: AppConfig) -> dict[str, Any]:
             f"data.truth={truth} does not exist: give the path of a ground-truth raster on "
             f"the features' grid, or set data.truth=null to evaluate without one"
         )
+    if kind == "cluster" and truth:
+        import rasterio
+
+        from geoensemble.io.geotiff import check_band_fits
+
+        # Before any report or figure is written: a truth that cannot be read fails here.
+        try:
+            check_band_fits(truth, key="data.truth")
+        except rasterio.errors.RasterioIOError as exc:
+            raise InputFileError(f"cannot read data.truth={truth}: {exc}") from None
     members = sorted(rep["members"], key=lambda m: m["rank"])
     metrics: dict[str, Any] = {
         "kind": kind,
@@ -176,7 +186,7 @@ def _cluster_assessment(
     labels = None
     names_of: dict[int, str] = {}
     if truth_path:
-        truth, _, t_transform, t_nodata = read_band(truth_path)
+        truth, _, t_transform, t_nodata = read_band(truth_path, key="data.truth")
         _, f_transform = grid_attrs(feats)
         if truth.shape != (feats.sizes["y"], feats.sizes["x"]) or t_transform != f_transform:
             raise GridMismatchError(

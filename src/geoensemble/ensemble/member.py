@@ -76,6 +76,27 @@ class FitResult:
     seconds: float
     family: str = ""
     preview: np.ndarray | None = None
+    error: str = ""  # a deterministic failure of the fit: "ValueError: ..."
+    trace: str = ""  # its traceback, shown with GEOENSEMBLE_DEBUG=1
+
+
+# What the estimator's own checks raise on bad parameters or data: the same on every try
+# with the same seed, so the member comes back with the error instead of raising it (dask
+# would rerun a raising task compute.retries times, each time failing the same way).
+DETERMINISTIC = (ValueError, TypeError, ArithmeticError)
+
+
+def _failed(exc: BaseException, t0: float) -> FitResult:
+    import traceback
+
+    first = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else ""
+    return FitResult(
+        pipeline=None,
+        scores={},
+        seconds=time.perf_counter() - t0,
+        error=f"{type(exc).__name__}: {first}".rstrip(": "),
+        trace="".join(traceback.format_exception(exc)),
+    )
 
 
 def _draw(n: int, fraction: float, seed: int | None) -> np.ndarray:
@@ -104,9 +125,18 @@ def fit_member(
     ``spec.member_fraction`` of the sample; it is still scored on the whole sample (held-out
     folds for supervised members) so that scores compare across members.
     """
+    t0 = time.perf_counter()
+    try:
+        return _fit_member(data, spec, params, seed, t0)
+    except DETERMINISTIC as exc:
+        return _failed(exc, t0)
+
+
+def _fit_member(
+    data: TrainingData, spec: MemberSpec, params: dict[str, Any], seed: int | None, t0: float
+) -> FitResult:
     from threadpoolctl import threadpool_limits
 
-    t0 = time.perf_counter()
     X = data.X
     with threadpool_limits(limits=spec.threads):
         pipe = spec.build(params, n_features=X.shape[1])
@@ -172,10 +202,13 @@ def consensus_member(
     from geoensemble.ensemble.consensus import pooled_centroid_member
 
     t0 = time.perf_counter()
-    with threadpool_limits(limits=threads):
-        pipe = pooled_centroid_member(pipelines, data.X, n_clusters=n_clusters, seed=seed)
-        seconds = time.perf_counter() - t0
-        scores = score_unsupervised(pipe, data.X, data.common)
-        scores["fit_seconds"] = seconds
-        preview = _preview(pipe, data, "cluster")
+    try:
+        with threadpool_limits(limits=threads):
+            pipe = pooled_centroid_member(pipelines, data.X, n_clusters=n_clusters, seed=seed)
+            seconds = time.perf_counter() - t0
+            scores = score_unsupervised(pipe, data.X, data.common)
+            scores["fit_seconds"] = seconds
+            preview = _preview(pipe, data, "cluster")
+    except DETERMINISTIC as exc:
+        return _failed(exc, t0)
     return FitResult(pipe, scores, seconds, "kmeans", preview)

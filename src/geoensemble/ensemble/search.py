@@ -18,6 +18,7 @@ pipeline and draws its map preview.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 import uuid
@@ -31,8 +32,9 @@ from optuna.samplers import NSGAIISampler
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
-from geoensemble.compute import wait_for_workers
+from geoensemble.compute import out_of_memory, wait_for_workers
 from geoensemble.config import AppConfig
+from geoensemble.ensemble.checks import check_members
 from geoensemble.ensemble.member import (
     FitResult,
     MemberSpec,
@@ -42,7 +44,7 @@ from geoensemble.ensemble.member import (
 )
 from geoensemble.ensemble.precedence import member_estimator
 from geoensemble.ensemble.scoring import check_comparable, common_space
-from geoensemble.ensemble.space import defaults_in_space, distributions
+from geoensemble.ensemble.space import defaults_in_space, distributions, space_size
 from geoensemble.errors import ComputeError, ConfigError
 
 __all__ = [
@@ -59,6 +61,10 @@ __all__ = [
 ]
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+log = logging.getLogger("geoensemble")
+
+# Proposals in a row that repeat a fitted member before a generation stops asking.
+MAX_REPEATS = 100
 
 
 @dataclass
@@ -118,7 +124,11 @@ def as_finished(futures: list[Any]) -> Iterator[tuple[int, Any]]:
     ------
     ComputeError
         Naming the member, when its task was tried on more workers than the cluster allows
-        (``KilledWorker``): the fit itself crashes the process (memory, a native library).
+        (``KilledWorker``): the fit itself crashes the process (memory, a native library);
+        or naming ``compute.memory_limit`` when workers were stopped for their memory.
+    ConfigError
+        Naming the member and its error, when its fit raised an error that every try would
+        raise again (see :data:`~geoensemble.ensemble.member.DETERMINISTIC`).
     """
     from distributed import as_completed
 
@@ -127,8 +137,23 @@ def as_finished(futures: list[Any]) -> Iterator[tuple[int, Any]]:
         try:
             result = future.result()
         except Exception as err:
+            oom = out_of_memory(future.client)
+            if oom is not None:
+                for f in futures:
+                    f.cancel()
+                raise oom from None
             _raise_killed(err, futures)
             raise
+        if isinstance(result, FitResult) and result.error:
+            for f in futures:
+                f.cancel()
+            error = ConfigError(
+                f"{member_of_key(future.key)} failed: {result.error}. The same error comes "
+                f"on every try, so it is not retried: fix the value it names (in "
+                f"model.estimator, model.space or features.steps) or the data it refuses"
+            )
+            error.add_note(f"the worker's traceback:\n{result.trace}")
+            raise error
         yield index[future.key], result
 
 
@@ -290,31 +315,40 @@ def run_ensemble(
         ],
         sampler=NSGAIISampler(seed=cfg.seed, population_size=max(2, ens.size)),
     )
+    n_space = space_size(dists)
+    check_members(spec, cfg.model.space, ens.size, data)
     defaults = defaults_in_space(spec.estimator, dists, spec.steps)
     if defaults:
         study.enqueue_trial(defaults)
     seeded = "random_state" in spec.estimator
     wait_for_workers(client, cfg.compute.timeout)
-    data_future = client.scatter(data, broadcast=True)
+    try:
+        data_future = client.scatter(data, broadcast=True)
+    except Exception:
+        oom = out_of_memory(client)  # a worker stopped for its memory while receiving
+        if oom is not None:
+            raise oom from None
+        raise
     run = uuid.uuid4().hex[:8]  # task keys unique per search: a client may serve several
     seen: set[tuple[tuple[str, Any], ...]] = set()
     members: list[Member] = []
     history: list[dict[str, float]] = []
     best, stale = math.nan, 0
     for gen in range(ens.generations):
-        trials: list[optuna.trial.Trial] = []
-        for _ in range(ens.size * 25):
-            if len(trials) == ens.size:
-                break
-            trial = study.ask(dists)
-            key = tuple(sorted(trial.params.items()))
-            if key in seen and dists:
-                study.tell(trial, state=TrialState.FAIL)  # duplicate: not worth a fit
-                continue
-            seen.add(key)
-            trials.append(trial)
+        trials = _propose(study, dists, seen, ens.size, n_space)
+        if len(trials) < ens.size:
+            log.info(
+                "train: generation %d: %d new member(s) for ensemble.size=%d; model.space "
+                "(%s distinct members, %d fitted) has none other the search can propose%s",
+                gen,
+                len(trials),
+                ens.size,
+                n_space if n_space is not None else "unbounded",
+                len(seen) - len(trials),
+                "; the search stops" if not trials else "",
+            )
         if not trials:
-            break  # the space is exhausted
+            break
         futures = []
         seeds: list[int] = []
         for trial in trials:
@@ -407,6 +441,36 @@ def run_ensemble(
         metric=metric,
         objectives=objectives,
     )
+
+
+def _propose(
+    study: optuna.Study,
+    dists: dict[str, Any],
+    seen: set[tuple[tuple[str, Any], ...]],
+    size: int,
+    n_space: int | None,
+) -> list[optuna.trial.Trial]:
+    """Up to ``size`` trials whose parameters were never fitted (added to ``seen``).
+
+    Asking stops once the space is exhausted (``n_space`` members seen) or after
+    :data:`MAX_REPEATS` proposals in a row repeat a fitted member: each ask costs more as
+    the study grows, and a sampler that keeps repeating itself has nothing new to offer.
+    """
+    trials: list[optuna.trial.Trial] = []
+    repeats = 0
+    while len(trials) < size and repeats < MAX_REPEATS:
+        if n_space is not None and len(seen) >= n_space:
+            break
+        trial = study.ask(dists)
+        key = tuple(sorted(trial.params.items()))
+        if key in seen and dists:  # an empty space: members differ by their seed alone
+            study.tell(trial, state=TrialState.FAIL)  # duplicate: not worth a fit
+            repeats += 1
+            continue
+        repeats = 0
+        seen.add(key)
+        trials.append(trial)
+    return trials
 
 
 def _consensus(

@@ -42,6 +42,50 @@ def distributions(space: dict[str, Any]) -> dict[str, BaseDistribution]:
     return out
 
 
+def space_size(dists: dict[str, BaseDistribution]) -> int | None:
+    """How many distinct members ``dists`` allows (``None``: unbounded, a continuous range).
+
+    An empty space is unbounded too: its members share the model's parameters and differ by
+    their seed.
+    """
+    if not dists:
+        return None
+    total = 1
+    for dist in dists.values():
+        if isinstance(dist, CategoricalDistribution):
+            n = len(set(dist.choices))  # as the search tells members apart
+        elif isinstance(dist, IntDistribution):
+            n = (dist.high - dist.low) // dist.step + 1
+        elif isinstance(dist, FloatDistribution) and dist.step is not None:
+            n = round((dist.high - dist.low) / dist.step) + 1
+        elif isinstance(dist, FloatDistribution) and dist.low == dist.high:
+            n = 1
+        else:
+            return None
+        total *= n
+    return total
+
+
+def check_space_size(space: dict[str, Any], size: int) -> int | None:
+    """The number of distinct members ``model.space`` allows, after checking that it is at
+    least ``ensemble.size`` (else the search could not fill one generation).
+
+    Raises
+    ------
+    ConfigError
+        Naming ``ensemble.size`` and the number of members ``model.space`` allows.
+    """
+    n = space_size(distributions(space))
+    if n is not None and size > n:
+        keys = ", ".join(f"model.space.{k}" for k in space) or "model.space (empty)"
+        raise ConfigError(
+            f"ensemble.size={size} members per generation, but model.space allows only {n} "
+            f"distinct member(s) ({keys}): lower ensemble.size to at most {n}, or widen "
+            f"model.space"
+        )
+    return n
+
+
 def defaults_in_space(
     estimator: dict[str, Any],
     dists: dict[str, BaseDistribution],

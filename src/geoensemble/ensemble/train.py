@@ -9,8 +9,14 @@ from typing import Any
 import numpy as np
 
 from geoensemble.config import AppConfig, flatten, to_dict
+from geoensemble.ensemble.checks import check_members
 from geoensemble.ensemble.scoring import scoring_space
-from geoensemble.ensemble.search import EnsembleResult, TrainingData, run_ensemble
+from geoensemble.ensemble.search import (
+    EnsembleResult,
+    TrainingData,
+    member_spec,
+    run_ensemble,
+)
 from geoensemble.errors import ConfigError
 
 log = logging.getLogger("geoensemble")
@@ -102,6 +108,15 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
         cfg.model.name,
         facts["sample_pixels"],
         len(names),
+    )
+    # A member that cannot be built or fitted on this sample fails here, before the cluster
+    # and the MLflow run start (run_ensemble checks again for callers of the API).
+    check_members(
+        member_spec(cfg),
+        cfg.model.space,
+        cfg.ensemble.size,
+        data,
+        source=f"paths.features={cfg.paths.features}",
     )
     # The cluster's workers start, and import what members need, while MLflow is set up.
     with dask_client(cfg.compute, preload=["geoensemble.ensemble.member"]) as client:

@@ -59,14 +59,41 @@ def write_geotiff(
     return target
 
 
+def check_band_fits(
+    path: str | os.PathLike[str], *, key: str = "", copies: int = 3, src: Any = None
+) -> None:
+    """Refuse a raster that is not a GeoTiff, or whose band, as ``copies`` int64-sized
+    arrays (what a caller makes of it), does not fit in the free memory.
+
+    ``key`` names the config key of ``path`` in the error.
+    """
+    from geoensemble.io.memory import ensure_fits
+    from geoensemble.io.sources import check_geotiff
+
+    if src is None:
+        with rasterio.open(path) as opened:
+            check_band_fits(path, key=key, copies=copies, src=opened)
+        return
+    check_geotiff(src, where=str(path))
+    ensure_fits(
+        src.width * src.height * 8 * copies,
+        what=f"{key or 'the raster'}={path} ({src.width} x {src.height} pixels)",
+        fix=f"crop or resample it to the features' grid, or set {key}=null"
+        if key
+        else "crop or resample it",
+    )
+
+
 def read_band(
-    path: str | os.PathLike[str], band: int = 1
+    path: str | os.PathLike[str], band: int = 1, *, key: str = "", copies: int = 3
 ) -> tuple[np.ndarray, CRS | None, Any, float | None]:
-    """A whole band with its CRS, transform and nodata (for small rasters such as truth)."""
+    """A whole band with its CRS, transform and nodata (for small rasters such as truth),
+    after :func:`check_band_fits`."""
     from geoensemble.errors import InputFileError
 
     try:
         with rasterio.open(path) as src:
+            check_band_fits(path, key=key, copies=copies, src=src)
             return src.read(band), src.crs, src.transform, src.nodata
     except rasterio.errors.RasterioIOError as exc:
         raise InputFileError(f"cannot read {path}: {exc}") from None

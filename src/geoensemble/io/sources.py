@@ -13,6 +13,7 @@ import contextlib
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -85,6 +86,27 @@ def open_gdal(path: str, *, where: str) -> Any:
         ) from None
 
 
+GEOTIFF_SUFFIXES = (".tif", ".tiff", ".gtif")
+
+
+def check_geotiff(src: Any, *, where: str) -> None:
+    """Refuse a file named like a GeoTiff that GDAL reads as something else (a PNG or a JPEG
+    renamed ``.tif``): its missing CRS or grid would be blamed instead.
+
+    Raises
+    ------
+    InputFileError
+        Naming the file and the format GDAL found.
+    """
+    name = str(getattr(src, "name", ""))
+    if name.lower().endswith(GEOTIFF_SUFFIXES) and src.driver not in ("GTiff", "COG"):
+        raise InputFileError(
+            f"{where} is not a GeoTiff: its name ends in {Path(name).suffix}, but GDAL reads "
+            f"it as {src.driver}. Replace it with the GeoTiff it should be (or give it its "
+            f"real extension and keep it out of the input)"
+        )
+
+
 @dataclass(frozen=True, kw_only=True)
 class GdalBand(RasterSource):
     """A band of anything GDAL opens: GeoTiff, a GDAL subdataset (``HDF5:"f.h5"://x``)."""
@@ -108,6 +130,7 @@ def gdal_bands(path: str, *, label: str, locked: bool = False) -> list[GdalBand]
     """Every band of a GDAL dataset as a source, with band tags and description as ``meta``."""
     src = open_gdal(path, where=label)
     with src:
+        check_geotiff(src, where=label)
         out = []
         for b in range(1, src.count + 1):
             meta = {**{k: str(v) for k, v in src.tags().items()}, **src.tags(b)}

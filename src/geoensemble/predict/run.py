@@ -23,6 +23,7 @@ from tqdm import tqdm
 from geoensemble.config import AppConfig, PredictScheduler
 from geoensemble.errors import DiskFullError, OutputError
 from geoensemble.io.atomic import disk_full, full_error, remove_stale_partials
+from geoensemble.io.memory import ensure_fits
 from geoensemble.io.stack import grid_attrs
 from geoensemble.predict.blocks import (
     block_edge,
@@ -129,7 +130,17 @@ def predict_scene(
     height, width = int(features.sizes["y"]), int(features.sizes["x"])
     crs, transform = grid_attrs(features)
     arr = feature_array(features, predictor.features)
-    todo = blocks(height, width, block_edge(block_size))
+    edge = block_edge(block_size)
+    # Each block in flight holds its features (float32), their table and the outputs.
+    per_block = min(edge, height) * min(edge, width) * (len(predictor.features) * 4 * 2 + 64)
+    in_flight = 4 if client is not None else max(1, threads)
+    ensure_fits(
+        per_block * in_flight,
+        what=f"predicting scene '{scene}' in blocks of predict.block_size={block_size} pixels "
+        f"({len(predictor.features)} features, {in_flight} block(s) at once)",
+        fix="lower predict.block_size (e.g. 1024) or predict.threads",
+    )
+    todo = blocks(height, width, edge)
     scheme = predictor.scheme
     hist = np.zeros(max(scheme.labels.size, 1), dtype=np.int64)
     valid = 0
@@ -255,18 +266,27 @@ def scene_sources(cfg: AppConfig) -> list[tuple[str, str, Callable[[], xr.Datase
 
     def opener(i: int, d: Any) -> Callable[[], xr.Dataset]:
         def _open() -> xr.Dataset:
-            from geoensemble.errors import GeoEnsembleError
+            from geoensemble.errors import GeoEnsembleError, LayerNotFoundError
             from geoensemble.features.build import build_features
             from geoensemble.io.stack import build_stack
 
+            key = f"predict.scenes[{i}]"
             try:
-                return build_features(
-                    build_stack(d), cfg.features, trusted_modules=cfg.trust.modules
-                )
+                stack = build_stack(d)
             except GeoEnsembleError as exc:
                 # The readers name the training data's keys (data.path...); here the
                 # culprit is this scene's entry.
-                raise type(exc)(scene_keys(str(exc), f"predict.scenes[{i}]")) from None
+                raise type(exc)(scene_keys(str(exc), key)) from None
+            try:
+                return build_features(stack, cfg.features, trusted_modules=cfg.trust.modules)
+            except LayerNotFoundError as exc:
+                # The features config was trained with; the scene is what lacks the layer.
+                what = str(exc).split(": fix ", 1)[0]
+                raise LayerNotFoundError(
+                    f"{key} (scene '{d.name}', {d.path}): {what}. Give this scene the layers "
+                    f"the model was trained on (same names, see {key}.layers and "
+                    f"{key}.pattern)"
+                ) from None
 
         return _open
 
@@ -411,14 +431,15 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
             tracking.link_models(run_id, [m.model_id for m in members if m.model_id])
         threads = p.threads or env_threads()
         with _client(cfg) as client:
-            for name, in_path, open_scene in sources:
+            for i, (name, in_path, open_scene) in enumerate(sources):
                 ds = open_scene()
                 scene_names = scene_feature_names(cfg, ds, in_path)
+                where = f"scene '{name}' ({in_path})"
+                if cfg.predict.scenes:
+                    where = f"predict.scenes[{i}] {where}"
                 union: list[str] = []
                 for m in members:
-                    for n in check_features(
-                        m.feature_names, scene_names, where=f"scene '{name}' ({in_path})"
-                    ):
+                    for n in check_features(m.feature_names, scene_names, where=where):
                         if n not in union:
                             union.append(n)
                 predictor = BlockPredictor(
