@@ -7,7 +7,8 @@ each later generation is a batch of proposals from Optuna's NSGA-II sampler (pop
 probability, draws fresh values (elm's evolutionary search). Members of every generation stay
 in the ranking, so the best score can only improve or stay. Identical proposals are not fitted
 twice (with an empty ``model.space`` members differ only by their seed). The search stops
-early when the best primary score has not improved for ``ensemble.patience`` generations. With extra ``ensemble.objectives`` the study is
+early when the best primary score has not improved for ``ensemble.patience`` generations, or
+when the space has nothing new to propose. With extra ``ensemble.objectives`` the study is
 multi-objective: members are ranked by Pareto front, then by the primary metric.
 
 The training data (sample, labels, folds, preview grid) is scattered to the workers once; each
