@@ -57,7 +57,7 @@ def overrides(d: Path, size: int, members: int) -> list[str]:
 def sweep(d: Path, name: str, base: list[str], ks: str, url: str, *extra: str) -> float:
     """Wall time of one sweep; its jobs' reports go to ``d/name``."""
     cmd = [
-        *(PY, "pipelines/train.py", "-m", *base, f"model.n_clusters={ks}"),
+        *(PY, "pipelines/train.py", "-m", *base, f"model.n_clusters={ks}", "model.space={}"),
         *("compute=threads", "tracking=server", f"tracking.uri={url}"),
         f"tracking.experiment=bench-{name}",
         f"paths.reports={d}/{name}/${{hydra:job.num}}",

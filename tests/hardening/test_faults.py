@@ -132,6 +132,7 @@ def faulty_overrides(markers: Path, *extra: str) -> list[str]:
     return [
         f"model.estimator._target_={FAULTY}",
         f"+model.estimator.marker_dir={markers}",
+        "trust.modules=[tests]",
         "model.space.n_clusters=[4,5,6,7]",
         "compute.processes=true",
         "compute.n_workers=2",
@@ -195,7 +196,11 @@ def test_member_that_keeps_killing_workers_fails_clearly_and_marks_the_run_faile
         featurized,
         tmp_path,
         *faulty_overrides(
-            markers, "+model.estimator.crash_k=5", "compute.retries=1", "model.space.n_clusters=[5]"
+            markers,
+            "+model.estimator.crash_k=5",
+            "compute.retries=1",
+            "model.space.n_clusters=[5]",
+            "ensemble.size=1",
         ),
     )
     with pytest.raises(ComputeError, match=r"member-000 killed every dask worker.*2 tries") as e:

@@ -35,11 +35,17 @@ def _edges(dist: BaseDistribution) -> list[Any]:
 
 
 def candidate_params(space: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """The model's own parameters (``{}``), then each ``model.space`` key at its edges."""
-    yield {}
-    for name, dist in distributions(space).items():
+    """A member with every searched key at its first edge, then each key at each of its edges.
+
+    A searched parameter has no value of its own (the precedence rule), so every candidate
+    gives each ``model.space`` key a value.
+    """
+    dists = distributions(space)
+    base = {name: _edges(dist)[0] for name, dist in dists.items()}
+    yield base
+    for name, dist in dists.items():
         for value in _edges(dist):
-            yield {name: value}
+            yield {**base, name: value}
 
 
 def _key_of(step: str, param: str, params: dict[str, Any], spec: MemberSpec) -> str:
