@@ -153,11 +153,15 @@ def store_error(exc: BaseException) -> TrackingError | None:
             reason = f"answered with server errors{where}"
         else:
             reason = f"dropped the connection{where}"
+        left = (
+            "; the runs it could not close are marked KILLED by the next stage"
+            if _session.open_runs
+            else ""
+        )
         err = TrackingError(
             f"the MLflow tracking server {redact_uri(uri)} {reason} (tracking.timeout="
             f"{timeout:g} s bounds each call): check that it is running and restart it, fix "
-            f"tracking.uri, or raise tracking.timeout if it is only slow; runs it could not "
-            f"close are marked KILLED by the next stage"
+            f"tracking.uri, or raise tracking.timeout if it is only slow{left}"
         )
         _session.down = err
         return err
@@ -436,14 +440,17 @@ def _create_sqlite_store(path: Path) -> None:
         MlflowClient(tmp_uri, tmp_uri).search_experiments(max_results=1)
     except Exception as exc:
         _discard(tmp, tmp_uri)
-        fault = _sqlite_fault(str(path), "; ".join(str(e) for e in _chain(exc)), 0)
-        if fault is None and isinstance(exc, OSError):
-            fault = store_error(exc)
+        text = "; ".join(str(e) for e in _chain(exc)).lower()
+        if "disk is full" in text or "no space" in text:
+            raise TrackingError(
+                f"could not create the MLflow store {path}: no space left on its disk (nothing "
+                f"was left behind): free space there, or set tracking.uri to a store on "
+                f"another disk"
+            ) from None
+        fault = _sqlite_fault(str(path), text, 0) or store_error(exc)
         if fault is None:
             raise
-        raise TrackingError(
-            f"could not create the MLflow store {path} (nothing was left behind): {fault}"
-        ) from None
+        raise fault from None
     _dispose(tmp_uri)
     try:
         if path.exists() and path.stat().st_size == 0:

@@ -57,13 +57,19 @@ def stage_cmd(stage: str, featurized: Path, tmp: Path, *overrides: str) -> list[
     ]
 
 
+def stage_env(tmp: Path) -> dict[str, str]:
+    """The environment of a stage subprocess: ``tests`` importable (its faulty estimator)."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return tool_env(GEOENSEMBLE_ROOT=str(tmp), PYTHONPATH=path)
+
+
 def run_stage(cmd: list[str], tmp: Path, timeout: float = 180) -> tuple[int, str, float]:
     """Run a stage to its end; return its exit code, stderr and seconds."""
     t0 = time.monotonic()
     proc = subprocess.run(
         cmd,
         cwd=ROOT,
-        env=tool_env(GEOENSEMBLE_ROOT=str(tmp)),
+        env=stage_env(tmp),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -168,7 +174,7 @@ def test_server_killed_mid_train_stops_the_stage_within_the_timeout(
                 "ensemble.previews=false",
             ),
             cwd=ROOT,
-            env=tool_env(GEOENSEMBLE_ROOT=str(tmp_path)),
+            env=stage_env(tmp_path),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -303,7 +309,7 @@ def test_interrupted_train_closes_every_run_it_started(
     proc = subprocess.Popen(
         train_cmd(featurized, tmp_path, markers, delay=1.0 if when == "fitting" else 0.0),
         cwd=ROOT,
-        env=tool_env(GEOENSEMBLE_ROOT=str(tmp_path)),
+        env=stage_env(tmp_path),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -344,7 +350,7 @@ def test_train_killed_while_registering_leaves_no_run_running_after_the_next_sta
     proc = subprocess.Popen(
         train_cmd(featurized, tmp_path, markers, delay=0.0),
         cwd=ROOT,
-        env=tool_env(GEOENSEMBLE_ROOT=str(tmp_path)),
+        env=stage_env(tmp_path),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -551,7 +557,9 @@ def test_disk_full_while_creating_the_store_leaves_no_half_made_store(
         cmd = stage_cmd("predict", featurized, tmp_path, f"tracking.uri=sqlite:///{db}")
         code, err, _ = run_stage(cmd, tmp_path)
         assert code == 2, err[-3000:]
-        assert_one_line(err, f"could not create the MLflow store {db}", "no space left")
+        assert_one_line(
+            err, f"could not create the MLflow store {db}: no space left", "tracking.uri"
+        )
         assert list(small.iterdir()) == []  # no mlflow.db, no temporary file
 
         # With room, the next stage creates the store whole.
