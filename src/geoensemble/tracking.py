@@ -233,7 +233,7 @@ def guarded(fn: _F) -> _F:
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
-        if _session.down is not None:
+        if _session.down is not None and _server_in_use():
             raise _session.down
         try:
             return fn(*args, **kwargs)
@@ -244,6 +244,13 @@ def guarded(fn: _F) -> _F:
             raise err from None
 
     return call  # type: ignore[return-value]
+
+
+def _server_in_use() -> bool:
+    """True while MLflow still points at the server that stopped answering."""
+    import mlflow
+
+    return bool(mlflow.get_tracking_uri() == _session.uri)
 
 
 # --------------------------------------------------------------------------- closing runs
