@@ -284,6 +284,8 @@ def close_open_runs(exc: BaseException | None = None, *, parent_id: str | None =
     runs, see :func:`close_orphaned_runs`).
     """
     status, reason = _failure(exc)
+    if exc is not None:
+        _release_interrupted_connections(exc)
     if parent_id is None:
         ids = list(reversed(_session.open_runs))
     else:
@@ -298,6 +300,22 @@ def close_open_runs(exc: BaseException | None = None, *, parent_id: str | None =
             log.debug("MLflow: could not close run %s: %s", run_id, err)
             if _session.down is not None:
                 return
+
+
+def _release_interrupted_connections(exc: BaseException) -> None:
+    """Let go of the store connections the frames of ``exc`` still hold.
+
+    Ctrl-C can land inside a SQLite write, skipping its rollback; the interrupted frames keep
+    that connection, and its lock, alive, so closing the runs would wait on our own lock.
+    Clearing the frames' locals (the traceback keeps its lines) frees the connection.
+    """
+    import gc
+    import traceback
+
+    for e in _chain(exc):
+        if e.__traceback__ is not None:
+            traceback.clear_frames(e.__traceback__)
+    gc.collect()
 
 
 def _close_at_exit() -> None:
