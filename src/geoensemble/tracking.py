@@ -78,6 +78,8 @@ class _Session:
     timeout: float = 10.0
     down: TrackingError | None = None
     open_runs: dict[str, str | None] = field(default_factory=dict)  # run id -> parent id
+    parents: list[str] = field(default_factory=list)  # parent runs it started
+    failed: bool = False  # a run was ended by an error or interruption
 
 
 _session = _Session()
@@ -285,9 +287,13 @@ def close_open_runs(exc: BaseException | None = None, *, parent_id: str | None =
     """
     status, reason = _failure(exc)
     if exc is not None:
+        _session.failed = True
         _release_interrupted_connections(exc)
     if parent_id is None:
         ids = list(reversed(_session.open_runs))
+        for parent in _session.parents:  # members reopened to log their models
+            with contextlib.suppress(Exception):
+                ids += [r for r in _running_children(parent) if r not in ids]
     else:
         ids = [r for r, p in reversed(_session.open_runs.items()) if p == parent_id]
         with contextlib.suppress(Exception):
@@ -298,8 +304,8 @@ def close_open_runs(exc: BaseException | None = None, *, parent_id: str | None =
             _terminate(run_id, status, reason)
         except Exception as err:
             log.debug("MLflow: could not close run %s: %s", run_id, err)
-            if _session.down is not None:
-                return
+            if _session.down is not None or "locked" in str(err):
+                return  # not worth a wait per run: the exit handler tries again
 
 
 def _release_interrupted_connections(exc: BaseException) -> None:
@@ -319,7 +325,9 @@ def _release_interrupted_connections(exc: BaseException) -> None:
 
 
 def _close_at_exit() -> None:
-    if _session.open_runs:
+    """Last chance, once interrupted frames are gone: the runs still open, and the RUNNING
+    children of our parent runs after a failure."""
+    if _session.open_runs or _session.failed:
         close_open_runs(None)
 
 
@@ -866,6 +874,7 @@ def _start_parent(experiment_id: str, run_name: str) -> tuple[str, bool]:
         run_id = client.create_run(experiment_id, run_name=run_name, tags=owner_tags()).info.run_id
     if not outer:
         _opened(str(run_id))
+        _session.parents.append(str(run_id))
     return str(run_id), bool(outer)
 
 

@@ -334,7 +334,7 @@ def test_interrupted_train_closes_every_run_it_started(
     assert f"interrupted by {'SIGTERM' if sig == signal.SIGTERM else 'SIGINT'}" in err
     runs = runs_of(db)
     assert len(runs) >= 2  # the parent and at least one member
-    assert {s for _, s, _ in runs} <= {"KILLED", "FAILED", "FINISHED"}, runs
+    assert {s for _, s, _ in runs} <= {"KILLED", "FAILED", "FINISHED"}, (runs, err[-2000:])
     [parent] = [r for r in runs if r[2].get("geoensemble.role") == "ensemble"]
     assert parent[1] == "KILLED"
     assert parent[2]["failure_reason"].startswith("interrupted by")
