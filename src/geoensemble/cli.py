@@ -77,14 +77,43 @@ def fail(stage: str, exc: BaseException) -> SystemExit:
     return SystemExit(EXIT_USAGE)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``dvc exp`` cancelling, a job scheduler) seen as an interruption, so
+    that the stage unwinds and closes its MLflow runs as it does on Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated("SIGTERM")
+
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+
 def run_stage(stage: str, cfg: AppConfig) -> Any:
-    """Run one stage; on any error print one line and exit (2 for a geoensemble error)."""
+    """Run one stage; on any error print one line and exit (2 for a geoensemble error).
+
+    Ctrl-C (SIGINT) and SIGTERM interrupt it: the runs it started are closed as KILLED and
+    it exits with code 130 (143 for SIGTERM) after one line.
+    """
+    import signal
+    import threading
+
     from geoensemble.stages import STAGES
 
+    old = None
+    if threading.current_thread() is threading.main_thread():
+        old = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return STAGES[stage](cfg)
+    except KeyboardInterrupt as exc:
+        how = str(exc) or "SIGINT (Ctrl-C)"
+        print(f"geoensemble {stage}: interrupted by {how}", file=sys.stderr)
+        raise SystemExit(143 if isinstance(exc, Terminated) else EXIT_INTERRUPTED) from None
     except Exception as exc:
         raise fail(stage, exc) from None
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
 
 
 def conf_dir() -> Path:

@@ -8,22 +8,32 @@ store and not in the copy that DVC deletes afterwards.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import logging
+import math
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from geoensemble.config import TrackingConfig
-from geoensemble.errors import FeatureMismatchError, ModelNotFoundError, TrackingError
+from geoensemble.errors import (
+    FeatureMismatchError,
+    GeoEnsembleError,
+    ModelNotFoundError,
+    TrackingError,
+)
 
 log = logging.getLogger("geoensemble")
 
@@ -50,9 +60,296 @@ def tracking_uri(t: TrackingConfig) -> str:
     )
 
 
+def artifact_base(uri: str) -> Path:
+    """The folder a relative ``tracking.artifact_root`` starts at: a SQLite store's own folder
+    (its artifacts stay beside it wherever the stage runs), else the project root."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///")).resolve().parent
+    return store_root()
+
+
 def is_local_store(uri: str) -> bool:
     """True for stores on this machine's disk (SQLite, file), False for servers."""
     return not uri.startswith(("http://", "https://", "databricks"))
+
+
+# --------------------------------------------------------------------------- bounded calls
+@dataclass
+class _Session:
+    """The store this process uses and what it left open (one per stage; see :func:`setup`).
+
+    ``down`` holds the error of a tracking server that stopped answering: later calls fail
+    at once with it instead of each waiting ``timeout`` again.
+    """
+
+    uri: str = ""
+    timeout: float = 10.0
+    down: TrackingError | None = None
+    open_runs: dict[str, str | None] = field(default_factory=dict)  # run id -> parent id
+    parents: list[str] = field(default_factory=list)  # parent runs it started
+    failed: bool = False  # a run was ended by an error or interruption
+
+
+_session = _Session()
+_atexit_registered = False
+
+# MLflow reads these on every HTTP request (mlflow.utils.rest_utils.http_request), so
+# setting them per stage takes effect at once. One try per call: with MLflow's default of 7
+# retries and exponential backoff a dead server held a stage for minutes.
+HTTP_RETRY_VARS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0",
+}
+HTTP_TIMEOUT_VARS = ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_DOWNLOAD_CHUNK_TIMEOUT")
+
+
+def bound_http_calls(timeout: float) -> None:
+    """Make every MLflow HTTP request wait at most ``timeout`` s, with no retry.
+
+    The variables are MLflow's own (integers, so the timeout is rounded up to whole
+    seconds); they override values inherited from the environment, since ``tracking.timeout``
+    is the documented setting.
+    """
+    os.environ.update(HTTP_RETRY_VARS)
+    for var in HTTP_TIMEOUT_VARS:
+        os.environ[var] = str(max(1, math.ceil(timeout)))
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The file of a ``sqlite:///`` store (``None`` for other stores and in-memory ones)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///") :].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised from or while handling (bounded)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen and len(seen) < 20:
+        seen.add(id(cur))
+        yield cur
+        cur = cur.__cause__ or cur.__context__
+
+
+def store_error(exc: BaseException) -> TrackingError | None:
+    """The one-line error for a store fault the user can fix, or ``None`` if ``exc`` is not one.
+
+    Faults: a tracking server that refuses connections or does not answer within
+    ``tracking.timeout``; a SQLite store that is locked, full, read-only or damaged; a disk
+    that fills up or is read-only while MLflow writes artifacts.
+    """
+    if isinstance(exc, GeoEnsembleError):
+        return None
+    uri, timeout = _session.uri, _session.timeout
+    texts = [f"{type(e).__name__}: {e}" for e in _chain(exc)]
+    text = " | ".join(texts)
+    if uri.startswith(("http://", "https://")) and (
+        "API request to" in text or any(_is_connection_error(e) for e in _chain(exc))
+    ):
+        m = re.search(r"API request to \S*?(/(?:ajax-)?api/[^\s?]+)", text)
+        where = f" to {m.group(1)}" if m else ""
+        low = text.lower()
+        code = re.search(r"failed with error code (\d+)", text)
+        if code:
+            reason = f"answered HTTP {code.group(1)}{where}"
+        elif "timed out" in low or "timeout" in low:
+            reason = f"gave no answer{where} within {timeout:g} s"
+        elif "refused" in low:
+            reason = f"refused the connection{where}"
+        elif "too many" in low and "error responses" in low:
+            reason = f"answered with server errors{where}"
+        else:
+            reason = f"dropped the connection{where}"
+        left = (
+            "; the runs it could not close are marked KILLED by the next stage"
+            if _session.open_runs
+            else ""
+        )
+        err = TrackingError(
+            f"the MLflow tracking server {redact_uri(uri)} {reason} (tracking.timeout="
+            f"{timeout:g} s bounds each call): check that it is running and restart it, fix "
+            f"tracking.uri, or raise tracking.timeout if it is only slow{left}"
+        )
+        _session.down = err
+        return err
+    for e in _chain(exc):
+        if isinstance(e, sqlite3.Error):
+            path = _sqlite_path(uri)
+            where = str(path) if path else redact_uri(uri)
+            return _sqlite_fault(where, str(e), timeout)
+        if isinstance(e, OSError) and e.errno and not isinstance(e, GeoEnsembleError):
+            import errno
+
+            name = e.filename or where_of(uri)
+            if e.errno == errno.ENOSPC:
+                return TrackingError(
+                    f"no space left on the disk of {name} while MLflow wrote it: free space "
+                    f"there, or point tracking.uri (and tracking.artifact_root) at another disk"
+                )
+            if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                return TrackingError(
+                    f"MLflow cannot write {name} ({e.strerror}): make it writable, or point "
+                    f"tracking.uri (and tracking.artifact_root) at a writable folder"
+                )
+    return None
+
+
+def where_of(uri: str) -> str:
+    path = _sqlite_path(uri)
+    return str(path) if path else redact_uri(uri)
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    try:
+        import requests
+    except ImportError:  # pragma: no cover - MLflow depends on requests
+        return False
+    return isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout)
+
+
+def _sqlite_fault(path: str, message: str, timeout: float) -> TrackingError | None:
+    """The one-line error for a SQLite message about the store ``path`` (``None``: no fault)."""
+    low = message.lower()
+    if "locked" in low or "busy" in low:
+        return TrackingError(
+            f"the MLflow store {path} is locked by another process (waited "
+            f"tracking.timeout={timeout:g} s): let the other stage, `mlflow ui` or `mlflow "
+            f"server` using it finish (or stop it), or raise tracking.timeout"
+        )
+    if "disk is full" in low or "no space" in low:
+        return TrackingError(
+            f"no space left on the disk of the MLflow store {path}: free space there, or set "
+            f"tracking.uri to a store on another disk"
+        )
+    if "readonly" in low or "read-only" in low or "unable to open" in low:
+        return _read_only(Path(path))
+    if "malformed" in low or "not a database" in low or "disk i/o" in low or "corrupt" in low:
+        return TrackingError(
+            f"the MLflow store {path} is damaged ({message}): restore it from a backup, or "
+            f"move it aside (mv {path} {path}.broken) and rerun to start a new store"
+        )
+    return None
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def guarded(fn: _F) -> _F:
+    """Raise store faults from ``fn`` as one-line :class:`TrackingError`; once the server
+    stopped answering, fail at once instead of waiting for it again."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if _session.down is not None and _server_in_use():
+            raise _session.down
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            err = store_error(exc)
+            if err is None:
+                raise
+            raise err from None
+
+    return call  # type: ignore[return-value]
+
+
+def _server_in_use() -> bool:
+    """True while MLflow still points at the server that stopped answering."""
+    import mlflow
+
+    return bool(mlflow.get_tracking_uri() == _session.uri)
+
+
+# --------------------------------------------------------------------------- closing runs
+def _opened(run_id: str, parent_id: str | None = None) -> str:
+    """Remember a run this process started, so it is closed however the process ends."""
+    global _atexit_registered
+    _session.open_runs[run_id] = parent_id
+    if not _atexit_registered:
+        atexit.register(_close_at_exit)
+        _atexit_registered = True
+    return run_id
+
+
+def _failure(exc: BaseException | None) -> tuple[str, str]:
+    """MLflow status and ``failure_reason`` of a run ended by ``exc``."""
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        how = str(exc) or "SIGINT (Ctrl-C)"
+        return "KILLED", f"interrupted by {how}"
+    if exc is None:
+        return "KILLED", "the process exited without closing the run"
+    return "FAILED", f"{type(exc).__name__}: {exc}"
+
+
+def close_open_runs(exc: BaseException | None = None, *, parent_id: str | None = None) -> None:
+    """End, as FAILED or KILLED (see :func:`end_run`), runs this process started and has not
+    ended: all of them, or ``parent_id``, its child runs still open or RUNNING (model logging
+    reopens a member's run) and then ``parent_id`` itself.
+
+    Best effort: a store that fails here must not hide the error that brought us here, and
+    a server that stopped answering is not waited for again (the next stage closes those
+    runs, see :func:`close_orphaned_runs`).
+    """
+    status, reason = _failure(exc)
+    if exc is not None:
+        _session.failed = True
+        _release_interrupted_connections(exc)
+    if parent_id is None:
+        ids = list(reversed(_session.open_runs))
+        for parent in _session.parents:  # members reopened to log their models
+            with contextlib.suppress(Exception):
+                ids += [r for r in _running_children(parent) if r not in ids]
+    else:
+        ids = [r for r, p in reversed(_session.open_runs.items()) if p == parent_id]
+        with contextlib.suppress(Exception):
+            ids += [r for r in _running_children(parent_id) if r not in ids]
+        ids.append(parent_id)
+    for run_id in ids:
+        try:
+            _terminate(run_id, status, reason)
+        except Exception as err:
+            log.debug("MLflow: could not close run %s: %s", run_id, err)
+            if _session.down is not None or "locked" in str(err):
+                return  # not worth a wait per run: the exit handler tries again
+
+
+def _release_interrupted_connections(exc: BaseException) -> None:
+    """Let go of the store connections the frames of ``exc`` still hold.
+
+    Ctrl-C can land inside a SQLite write, skipping its rollback; the interrupted frames keep
+    that connection, and its lock, alive, so closing the runs would wait on our own lock.
+    Clearing the frames' locals (the traceback keeps its lines) frees the connection.
+    """
+    import gc
+    import traceback
+
+    for e in _chain(exc):
+        if e.__traceback__ is not None:
+            traceback.clear_frames(e.__traceback__)
+    gc.collect()
+
+
+def _close_at_exit() -> None:
+    """Last chance, once interrupted frames are gone: the runs still open, and the RUNNING
+    children of our parent runs after a failure."""
+    if _session.open_runs or _session.failed:
+        close_open_runs(None)
+
+
+@guarded
+def _running_children(parent_id: str) -> list[str]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    runs = client.search_runs(
+        [experiment_of(parent_id)],
+        filter_string=f"attributes.status = 'RUNNING' and tags.`{PARENT_TAG}` = '{parent_id}'",
+        max_results=1000,
+    )
+    return [str(r.info.run_id) for r in runs]
 
 
 def check_server(uri: str, *, timeout: float = 10.0) -> None:
@@ -93,80 +390,322 @@ def check_server(uri: str, *, timeout: float = 10.0) -> None:
         ) from None
 
 
-def init_sqlite_store(uri: str) -> None:
-    """Create (or migrate) a SQLite store's tables under a lock shared between processes.
+def init_sqlite_store(uri: str, *, timeout: float = 10.0) -> None:
+    """Make sure a SQLite store is usable: created whole, or checked, before MLflow opens it.
 
-    Two jobs started at once on a new ``mlflow.db`` would otherwise both run MLflow's schema
-    migrations, and one fails ("duplicate column name"). The lock is taken on the store's
-    folder, so no lock file is left behind. Other stores, and folders that do not exist
-    (:func:`setup` reports those), are left alone.
+    A new store is created (MLflow's tables and migrations, ~1 MB) in a hidden temporary file
+    beside it and linked into place only once complete, so a full disk or a kill leaves no
+    half-made ``mlflow.db`` (which would break every later run). Creation and checks run
+    under a lock on the store's folder shared by geoensemble processes, so two stages starting
+    at once on a new store do not both create it. An existing store is checked for what
+    MLflow reports badly or only after retrying for minutes: a damaged or truncated file, a
+    lock held by another process (waited for at most ``timeout`` s), a read-only file or
+    folder, a half-created store. Other stores, and folders that do not exist (:func:`setup`
+    reports those), are left alone.
+
+    Raises
+    ------
+    TrackingError
+        Naming the file and the fix.
     """
+    path = _sqlite_path(uri)
+    if path is None or not path.parent.is_dir():
+        return
+    with _folder_lock(path.parent, wait=max(timeout, 120.0), store=path):
+        _remove_stale_creations(path)
+        if _is_blank(path):
+            if not os.access(path.parent, os.W_OK):
+                raise _read_only(path)
+            _create_sqlite_store(path)
+        check_sqlite_store(path, timeout=timeout)
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path, *, wait: float, store: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``folder`` (no lock file left behind), waited for at most
+    ``wait`` s; without ``fcntl`` (not POSIX), no lock."""
     try:
         import fcntl
-    except ImportError:  # not POSIX: no lock
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
         return
-    if not uri.startswith("sqlite:///"):
-        return
-    folder = Path(uri[len("sqlite:///") :]).parent
-    if not folder.is_dir():
-        return
-    import mlflow
-
     fd = os.open(folder, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        # The first call creates the tables; any error shows again, explained, in setup.
-        with contextlib.suppress(Exception):
-            mlflow.MlflowClient(uri, uri).search_experiments(max_results=1)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TrackingError(
+                        f"another process has held the lock on the folder of the MLflow "
+                        f"store {store} for more than {wait:g} s while creating or checking "
+                        f"it: wait for it to finish (or stop it), then rerun"
+                    ) from None
+                time.sleep(0.1)
+        yield
     finally:
         os.close(fd)  # releases the lock
 
 
+CREATING = ".creating-"  # a store being created: .<name>.creating-<pid>[-journal]
+
+
+def _remove_stale_creations(path: Path) -> None:
+    """Remove temporary stores of creations that were killed (we hold the folder lock, so no
+    live geoensemble process is creating one)."""
+    for stale in path.parent.glob(f".{path.name}{CREATING}*"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+            log.info("MLflow: removed %s, left by an interrupted store creation", stale)
+
+
+def _is_blank(path: Path) -> bool:
+    """True if ``path`` is missing or empty (nothing to lose by creating the store there)."""
+    try:
+        return path.stat().st_size == 0
+    except FileNotFoundError:
+        return True
+
+
+def _create_sqlite_store(path: Path) -> None:
+    """Create the store in a temporary file beside ``path`` and link it into place."""
+    from mlflow import MlflowClient
+
+    tmp = path.with_name(f".{path.name}{CREATING}{os.getpid()}")
+    tmp_uri = f"sqlite:///{tmp}"
+    log.info("MLflow: creating the store %s", path)
+    try:
+        # What MLflow does on first use (tables, migrations, default experiment), in tmp.
+        MlflowClient(tmp_uri, tmp_uri).search_experiments(max_results=1)
+    except Exception as exc:
+        _discard(tmp, tmp_uri)
+        text = "; ".join(str(e) for e in _chain(exc)).lower()
+        if "disk is full" in text or "no space" in text:
+            raise TrackingError(
+                f"could not create the MLflow store {path}: no space left on its disk (nothing "
+                f"was left behind): free space there, or set tracking.uri to a store on "
+                f"another disk"
+            ) from None
+        fault = _sqlite_fault(str(path), text, 0) or store_error(exc)
+        if fault is None:
+            raise
+        raise fault from None
+    _dispose(tmp_uri)
+    try:
+        if path.exists() and path.stat().st_size == 0:
+            os.replace(tmp, path)  # an empty file holds nothing
+        else:
+            try:
+                os.link(tmp, path)  # fails if another program created it meanwhile
+            except FileExistsError:
+                log.info("MLflow: %s was created by another program meanwhile", path)
+            except OSError:  # no hard links on this file system
+                if not path.exists():
+                    os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _dispose(uri: str) -> None:
+    """Close MLflow's cached connections to the SQLite file of ``uri``."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    engine = SqlAlchemyStore._engine_map.pop(uri, None)
+    if engine is not None:
+        engine.dispose()
+
+
+def _discard(tmp: Path, tmp_uri: str) -> None:
+    with contextlib.suppress(Exception):
+        _dispose(tmp_uri)
+    for f in tmp.parent.glob(f"{tmp.name}*"):  # the file and its -journal
+        with contextlib.suppress(OSError):
+            f.unlink()
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _header_problem(path: Path) -> str | None:
+    """Why ``path`` is not a whole SQLite file, from its 100-byte header (``None``: fine)."""
+    with path.open("rb") as f:
+        head = f.read(100)
+    if len(head) < 100 or not head.startswith(SQLITE_MAGIC):
+        return "it is not an SQLite database (its first bytes are not 'SQLite format 3')"
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    pages = int.from_bytes(head[28:32], "big")
+    size = path.stat().st_size
+    hot = any(Path(f"{path}{s}").exists() for s in ("-journal", "-wal"))
+    # The page count is valid when "version-valid-for" matches the change counter.
+    if head[92:96] == head[24:28] and pages and not hot and size < page * pages:
+        return f"it is truncated ({size} of {page * pages} bytes)"
+    return None
+
+
+def _connect_ro(path: Path, timeout: float) -> sqlite3.Connection:
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout)
+
+
+def check_sqlite_store(path: Path, *, timeout: float) -> None:
+    """Raise a one-line :class:`TrackingError` if the existing SQLite store ``path`` cannot be
+    used: damaged, locked for more than ``timeout`` s, read-only, half-created or not an
+    MLflow store. Cheap (the header and a few rows); a schema from another MLflow version
+    is diagnosed when MLflow refuses it (:func:`schema_error`)."""
+    problem = _header_problem(path)
+    if problem is not None:
+        raise TrackingError(
+            f"the MLflow store {path} is damaged: {problem}: restore it from a backup, or move "
+            f"it aside (mv {path} {path}.broken) and rerun to start a new store"
+        )
+    try:
+        with contextlib.closing(_connect_ro(path, timeout)) as con:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+            version = None
+            if "alembic_version" in tables:
+                row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+                version = row[0] if row else None
+            experiments = (
+                con.execute("SELECT count(*) FROM experiments").fetchone()[0]
+                if "experiments" in tables
+                else 0
+            )
+    except sqlite3.Error as exc:
+        fault = _sqlite_fault(str(path), str(exc), timeout)
+        if fault is None:
+            fault = TrackingError(
+                f"cannot read the MLflow store {path} ({exc}): check the file, or set "
+                f"tracking.uri to another store"
+            )
+        raise fault from None
+    if "experiments" not in tables:
+        raise TrackingError(
+            f"{path} is an SQLite database but not an MLflow store (no 'experiments' table): "
+            f"set tracking.uri to an MLflow store, or to a new file such as "
+            f"sqlite:///{path.parent}/mlflow.db"
+        )
+    if version is None or experiments == 0:
+        raise TrackingError(
+            f"the MLflow store {path} was left half-created (its creation was interrupted, "
+            f"e.g. by a full disk: {'no schema version' if version is None else 'no experiment'}"
+            f" in it), so it holds no run: delete it (rm {path}) and rerun to create it again"
+        )
+    if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+        raise _read_only(path)
+
+
+def _read_only(path: Path) -> TrackingError:
+    return TrackingError(
+        f"the MLflow store {path} cannot be written (read-only file, folder or disk): make "
+        f"it and its folder writable, or set tracking.uri to a store in a writable folder"
+    )
+
+
+def schema_error(path: Path) -> TrackingError | None:
+    """Explain a store whose schema MLflow refused: written by a newer MLflow (upgrade MLflow),
+    or by an older one (``mlflow db upgrade``). ``None`` if the schema is current."""
+    import mlflow
+    from alembic.script import ScriptDirectory
+    from mlflow.store.db.utils import _get_alembic_config
+
+    try:
+        with contextlib.closing(_connect_ro(path, 5.0)) as con:
+            row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:
+        return None
+    found = row[0] if row else None
+    script = ScriptDirectory.from_config(_get_alembic_config(""))
+    head = script.get_current_head()
+    if found is None or found == head:
+        return None
+    known = {r.revision for r in script.walk_revisions()}
+    if found not in known:
+        return TrackingError(
+            f"the MLflow store {path} was written by a newer MLflow (schema {found}, unknown "
+            f"to MLflow {mlflow.__version__} installed here): upgrade MLflow in this "
+            f"environment (pip install -U mlflow), or set tracking.uri to another store; do "
+            f"not downgrade the store"
+        )
+    return TrackingError(
+        f"the MLflow store {path} was written by an older MLflow (schema {found}, this MLflow "
+        f"{mlflow.__version__} needs {head}): back it up, then run mlflow db upgrade "
+        f"sqlite:///{path}, or set tracking.uri to another store"
+    )
+
+
 def setup(t: TrackingConfig) -> str:
-    """Point MLflow at the store and return the experiment id (created if needed)."""
+    """Point MLflow at the store and return the experiment id (created if needed).
+
+    Every later MLflow call of the stage is bounded by ``tracking.timeout`` (see
+    :func:`bound_http_calls`); runs that dead processes left RUNNING are closed.
+    """
     import mlflow
     from mlflow.exceptions import MlflowException
 
     uri = tracking_uri(t)
+    _session.uri, _session.timeout, _session.down = uri, t.timeout, None
+    bound_http_calls(t.timeout)
+    # MLflow logs a store error with its traceback before raising it; we report it in one line.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     check_server(uri, timeout=t.timeout)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    init_sqlite_store(uri)
+    init_sqlite_store(uri, timeout=t.timeout)
     try:
-        client = mlflow.MlflowClient()  # refuses unsupported URI schemes
+        return _experiment(t, uri)
+    except GeoEnsembleError:
+        raise
+    except Exception as exc:
+        path = _sqlite_path(uri)
+        schema = schema_error(path) if path is not None and path.is_file() else None
+        if schema is not None:
+            raise schema from None
+        if isinstance(exc, MlflowException):
+            raise TrackingError(
+                f"cannot use the MLflow store {redact_uri(uri)}: {exc.message}. Check "
+                f"tracking.uri (is the server running?)"
+            ) from None
+        if isinstance(exc, OSError):  # e.g. the folder of a sqlite:/// store does not exist
+            raise TrackingError(
+                f"cannot open the MLflow store {redact_uri(uri)}: {exc.strerror or exc} "
+                f"({exc.filename or uri}). Set tracking.uri to sqlite:///<existing "
+                f"folder>/mlflow.db or a server's http://host:port"
+            ) from None
+        raise
+
+
+@guarded
+def _experiment(t: TrackingConfig, uri: str) -> str:
+    """The id of experiment ``tracking.experiment``, created if needed; closes orphaned runs."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()  # refuses unsupported URI schemes
+    exp = client.get_experiment_by_name(t.experiment)
+    if exp is not None:
+        closed = close_orphaned_runs(exp.experiment_id)
+        if closed:
+            log.info(
+                "MLflow: marked KILLED %d run(s) left RUNNING by processes that no longer "
+                "exist: %s",
+                len(closed),
+                ", ".join(closed),
+            )
+        return str(exp.experiment_id)
+    # A server chooses (and proxies) the artifact store itself; a local path would only
+    # be valid on this machine.
+    location = (artifact_base(uri) / t.artifact_root).as_uri() if is_local_store(uri) else None
+    try:
+        return str(client.create_experiment(t.experiment, artifact_location=location))
+    except MlflowException:
+        # Two jobs starting at once on a new store: the other one created it first.
         exp = client.get_experiment_by_name(t.experiment)
-        if exp is not None:
-            closed = close_orphaned_runs(exp.experiment_id)
-            if closed:
-                log.info(
-                    "MLflow: marked KILLED %d run(s) left RUNNING by processes that no longer "
-                    "exist: %s",
-                    len(closed),
-                    ", ".join(closed),
-                )
-            return str(exp.experiment_id)
-        # A server chooses (and proxies) the artifact store itself; a local path would only
-        # be valid on this machine.
-        location = (store_root() / t.artifact_root).as_uri() if is_local_store(uri) else None
-        try:
-            return str(client.create_experiment(t.experiment, artifact_location=location))
-        except MlflowException:
-            # Two jobs starting at once on a new store: the other one created it first.
-            exp = client.get_experiment_by_name(t.experiment)
-            if exp is None:
-                raise
-            return str(exp.experiment_id)
-    except MlflowException as exc:
-        raise TrackingError(
-            f"cannot use the MLflow store {uri}: {exc.message}. Check "
-            f"tracking.uri (is the server running?)"
-        ) from None
-    except OSError as exc:  # e.g. the folder of a sqlite:/// store does not exist
-        raise TrackingError(
-            f"cannot open the MLflow store {uri}: {exc.strerror or exc} "
-            f"({exc.filename or uri}). Set tracking.uri to sqlite:///<existing folder>/mlflow.db "
-            f"or a server's http://host:port"
-        ) from None
+        if exp is None:
+            raise
+        return str(exp.experiment_id)
 
 
 def run_tags() -> dict[str, str]:
@@ -266,6 +805,7 @@ def _params(params: Mapping[str, Any]) -> list[Any]:
     return [Param(k, redact_value(k, v)[:MAX_PARAM_LEN]) for k, v in params.items()]
 
 
+@guarded
 def log_batch(
     run_id: str,
     *,
@@ -310,6 +850,20 @@ def parent_run(
     Under ``mlflow run`` the run it created (``MLFLOW_RUN_ID``) becomes the parent; in a Hydra
     sweep each job's parent run is a child of the sweep's run instead.
     """
+    run_id, outer = _start_parent(experiment_id, run_name)
+    try:
+        log_batch(run_id, params=params, tags={**tags, "geoensemble.role": "ensemble"})
+        yield run_id
+    except BaseException as exc:
+        end_run(run_id, failed=exc)  # and its members' runs
+        raise
+    if not outer:
+        end_run(run_id)
+
+
+@guarded
+def _start_parent(experiment_id: str, run_name: str) -> tuple[str, bool]:
+    """Create (or adopt) the parent run; return its id and whether ``mlflow run`` owns it."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
@@ -326,16 +880,13 @@ def parent_run(
         client.set_tag(run_id, "mlflow.runName", run_name)
     else:
         run_id = client.create_run(experiment_id, run_name=run_name, tags=owner_tags()).info.run_id
-    log_batch(run_id, params=params, tags={**tags, "geoensemble.role": "ensemble"})
-    try:
-        yield run_id
-    except BaseException as exc:
-        end_run(run_id, failed=exc)
-        raise
     if not outer:
-        end_run(run_id)
+        _opened(str(run_id))
+        _session.parents.append(str(run_id))
+    return str(run_id), bool(outer)
 
 
+@guarded
 def experiment_of(run_id: str) -> str:
     """The experiment a run belongs to (``mlflow run`` may have chosen another one)."""
     from mlflow import MlflowClient
@@ -343,6 +894,7 @@ def experiment_of(run_id: str) -> str:
     return str(MlflowClient().get_run(run_id).info.experiment_id)
 
 
+@guarded
 def log_child_run(
     experiment_id: str,
     parent_id: str,
@@ -356,12 +908,16 @@ def log_child_run(
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    run = client.create_run(experiment_id, run_name=run_name, tags={PARENT_TAG: parent_id, **tags})
-    log_batch(run.info.run_id, params=params, metrics=metrics)
-    client.set_terminated(run.info.run_id, status="FINISHED")
-    return str(run.info.run_id)
+    run = client.create_run(
+        experiment_id, run_name=run_name, tags={PARENT_TAG: parent_id, **owner_tags(), **tags}
+    )
+    run_id = _opened(str(run.info.run_id), parent_id)
+    log_batch(run_id, params=params, metrics=metrics)
+    _terminate(run_id, "FINISHED")
+    return run_id
 
 
+@guarded
 def log_artifact(
     run_id: str, path: str | os.PathLike[str], artifact_path: str | None = None
 ) -> None:
@@ -381,6 +937,7 @@ def pip_requirements() -> list[str]:
     return [f"scikit-learn=={sklearn.__version__}", f"numpy=={np.__version__}"]
 
 
+@guarded
 def log_model(
     run_id: str,
     pipeline: Any,
@@ -461,6 +1018,7 @@ def warm_model_logging() -> threading.Thread:
     return thread
 
 
+@guarded
 def set_alias(model_name: str, alias: str, version: str) -> None:
     from mlflow import MlflowClient
 
@@ -484,6 +1042,7 @@ def model_uri(t: TrackingConfig, uri: str | None, alias: str) -> str:
     return uri or f"models:/{t.model_name}@{alias}"
 
 
+@guarded
 def load_model(uri: str, *, trusted_types: Sequence[str] = ()) -> LoadedModel:
     """Load a logged scikit-learn model and its signature's feature names.
 
@@ -524,6 +1083,8 @@ def load_model(uri: str, *, trusted_types: Sequence[str] = ()) -> LoadedModel:
             uri, info.flavors, trusted_types=trusted_types, expected_sha256=expected
         )
     except MlflowException as exc:
+        if (fault := store_error(exc)) is not None:
+            raise fault from None
         raise ModelNotFoundError(
             f"cannot load {uri}: {exc.message.splitlines()[0].rstrip('.')}. Run the "
             f"train stage first, or check tracking.model_name and "
@@ -631,6 +1192,7 @@ def load_sklearn_flavour(
             ) from None
 
 
+@guarded
 def start_predict_run(
     experiment_id: str, *, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]
 ) -> str:
@@ -641,18 +1203,21 @@ def start_predict_run(
         run_name=run_name,
         tags={**tags, **owner_tags(), "geoensemble.role": "predict"},
     )
-    log_batch(run.info.run_id, params=params)
-    return str(run.info.run_id)
+    run_id = _opened(str(run.info.run_id))
+    log_batch(run_id, params=params)
+    return run_id
 
 
 OWNER_HOST, OWNER_PID = "geoensemble.host", "geoensemble.pid"
 
 
 def owner_tags() -> dict[str, str]:
-    """The host and process that own a run they create and end (train, predict)."""
+    """The host and process that own a run they create and end (every run geoensemble
+    starts: ensemble parent, members, predict, sweep)."""
     return {OWNER_HOST: socket.gethostname(), OWNER_PID: str(os.getpid())}
 
 
+@guarded
 def close_orphaned_runs(experiment_id: str) -> list[str]:
     """Mark KILLED the RUNNING runs whose owning process on this host no longer exists.
 
@@ -674,18 +1239,20 @@ def close_orphaned_runs(experiment_id: str) -> list[str]:
         filter_string=f"attributes.status = 'RUNNING' and tags.`{OWNER_HOST}` = '{host}'",
         max_results=1000,
     )
-    closed = []
+    closed: list[str] = []
     for run in runs:
         pid = run.data.tags.get(OWNER_PID, "")
         if not pid.isdigit() or _alive(int(pid)):
             continue
-        _terminate(
-            run.info.run_id,
-            "KILLED",
+        reason = (
             f"its process ({pid} on {host}) ended without closing the run: it was killed "
-            f"or crashed; found by a later run",
+            f"or crashed; found by a later run"
         )
-        closed.append(run.info.run_id)
+        # Its children first: runs logged before members carried owner tags have none.
+        for child in [*_running_children(run.info.run_id), run.info.run_id]:
+            if child not in closed:
+                _terminate(child, "KILLED", reason)
+                closed.append(child)
     return closed
 
 
@@ -700,13 +1267,20 @@ def _alive(pid: int) -> bool:
 
 
 def end_run(run_id: str, *, failed: BaseException | None = None) -> None:
-    """End a run: FINISHED, or FAILED with ``failed`` as its ``failure_reason``."""
+    """End a run: FINISHED, or with ``failed`` as its ``failure_reason``: KILLED if it was
+    interrupted (Ctrl-C, SIGTERM), else FAILED.
+
+    Ending a failed run, and its child runs, is best effort: a store error here would hide
+    the error being reported.
+    """
     if failed is None:
         _terminate(run_id, "FINISHED")
-    else:
-        _terminate(run_id, "FAILED", f"{type(failed).__name__}: {failed}")
+        return
+    # Its child runs too: one cut short, or reopened to log its model, would stay RUNNING.
+    close_open_runs(failed, parent_id=run_id)
 
 
+@guarded
 def _terminate(run_id: str, status: str, reason: str | None = None) -> None:
     from mlflow import MlflowClient
 
@@ -714,9 +1288,11 @@ def _terminate(run_id: str, status: str, reason: str | None = None) -> None:
     if reason is not None:
         client.set_tag(run_id, "failure_reason", reason[:5000])
     client.set_terminated(run_id, status=status)
+    _session.open_runs.pop(run_id, None)
 
 
 # --------------------------------------------------------------------------- predict: models
+@guarded
 def find_ensemble_run(spec: str, experiment_id: str) -> str:
     """The parent run of one ensemble: a run id, ``latest``, or a ``key:value`` tag.
 
@@ -731,7 +1307,9 @@ def find_ensemble_run(spec: str, experiment_id: str) -> str:
     if spec != "latest" and sep is None:
         try:
             return str(client.get_run(spec).info.run_id)
-        except MlflowException:
+        except MlflowException as exc:
+            if (fault := store_error(exc)) is not None:
+                raise fault from None
             raise ModelNotFoundError(
                 f"predict.ensemble={spec!r}: no such run in the store "
                 f"{mlflow_uri()}; give the parent run id from reports/train.json, "
@@ -758,6 +1336,7 @@ def mlflow_uri() -> str:
     return str(mlflow.get_tracking_uri())
 
 
+@guarded
 def kept_member_uris(model_name: str, parent_run_id: str) -> list[str]:
     """``models:/<name>/<version>`` of every kept member of one ensemble, best rank first."""
     from mlflow import MlflowClient
@@ -780,6 +1359,7 @@ def kept_member_uris(model_name: str, parent_run_id: str) -> list[str]:
     return [f"models:/{model_name}/{mv.version}" for mv in sorted(versions, key=order)]
 
 
+@guarded
 def model_id_of(name: str, version: str) -> str | None:
     """The MLflow 3 logged-model id behind a registered version (for run-model links)."""
     from mlflow import MlflowClient
@@ -791,6 +1371,7 @@ def model_id_of(name: str, version: str) -> str | None:
     return src.split("models:/", 1)[1].split("/", 1)[0] if src.startswith("models:/m-") else None
 
 
+@guarded
 def link_models(run_id: str, model_ids: list[str]) -> None:
     """Record the logged models a run used as its model inputs (shown in the MLflow UI)."""
     from mlflow import MlflowClient
@@ -801,6 +1382,7 @@ def link_models(run_id: str, model_ids: list[str]) -> None:
 
 
 # --------------------------------------------------------------------------- ensembles (issue 5)
+@guarded
 def log_image(run_id: str, image: np.ndarray, artifact_file: str) -> None:
     """An RGB(A) uint8 array saved as a PNG artifact of the run (a member's map preview)."""
     from mlflow import MlflowClient
@@ -813,6 +1395,7 @@ def log_metric_steps(run_id: str, series: Mapping[str, list[tuple[int, float]]])
     log_batch(run_id, steps=series)
 
 
+@guarded
 def log_dict(run_id: str, obj: Any, artifact_file: str) -> None:
     """A JSON/YAML-serialisable object as an artifact (e.g. the search history)."""
     from mlflow import MlflowClient
@@ -820,6 +1403,7 @@ def log_dict(run_id: str, obj: Any, artifact_file: str) -> None:
     MlflowClient().log_dict(run_id, obj, artifact_file)
 
 
+@guarded
 def set_version_tags(model_name: str, version: str, tags: Mapping[str, str]) -> None:
     """Tags on a registered model version (e.g. its final rank in the ensemble)."""
     from mlflow import MlflowClient
@@ -844,6 +1428,7 @@ def skops_trusted_types(pipeline: Any) -> list[str]:
 
 
 # --------------------------------------------------------------------------- sweeps
+@guarded
 def start_sweep_run(
     experiment_id: str, *, sweep_id: str, params: Mapping[str, Any], tags: Mapping[str, str]
 ) -> tuple[str, bool]:
@@ -860,13 +1445,17 @@ def start_sweep_run(
         run_id = outer
         client.set_tag(run_id, "mlflow.runName", f"sweep-{sweep_id}")
     else:
-        run_id = client.create_run(experiment_id, run_name=f"sweep-{sweep_id}").info.run_id
+        run_id = client.create_run(
+            experiment_id, run_name=f"sweep-{sweep_id}", tags=owner_tags()
+        ).info.run_id
+        _opened(run_id)
     log_batch(
         run_id, params=params, tags={**tags, "sweep_id": sweep_id, "geoensemble.role": "sweep"}
     )
     return str(run_id), not outer
 
 
+@guarded
 def sweep_ensembles(sweep_run_id: str, sweep_id: str) -> list[dict[str, Any]]:
     """The ensemble runs of a sweep: run id, status, job number, overrides and metrics."""
     from mlflow import MlflowClient
@@ -891,6 +1480,7 @@ def sweep_ensembles(sweep_run_id: str, sweep_id: str) -> list[dict[str, Any]]:
     ]
 
 
+@guarded
 def finish_sweep_run(
     run_id: str,
     *,
@@ -901,10 +1491,9 @@ def finish_sweep_run(
     summary: str | os.PathLike[str] | None = None,
 ) -> None:
     """Record the sweep's outcome on its run and end it (if this process created it)."""
-    from mlflow import MlflowClient
 
     log_batch(run_id, metrics=metrics, tags=tags)
     if summary is not None:
         log_artifact(run_id, summary)
     if created:
-        MlflowClient().set_terminated(run_id, status="FAILED" if failed else "FINISHED")
+        _terminate(run_id, "FAILED" if failed else "FINISHED")
