@@ -6,8 +6,9 @@ held-out predictions under the same spatial block folds as training: the confusi
 per-class precision/recall/F1, overall accuracy and Cohen's kappa, the area-weighted accuracy
 and class areas with 95 % confidence intervals (:mod:`geoensemble.ensemble.assessment`, class
 areas from the champion's map) and permutation feature importance. Clustering runs with a
-ground-truth raster (``data.truth``) add the adjusted Rand index, NMI and the truth-by-cluster
-contingency table. Everything is written under ``reports/`` for DVC and logged to the parent
+ground-truth raster (``data.truth``) add the adjusted Rand index, NMI, the truth-by-cluster
+contingency table and each cluster's name as on the maps (the truth class it mostly holds,
+with its share: :func:`geoensemble.classes.match_clusters`). Everything is written under ``reports/`` for DVC and logged to the parent
 run.
 """
 
@@ -167,7 +168,9 @@ def _cluster_assessment(
     from geoensemble.ensemble import figures
     from geoensemble.ensemble.consensus import consensus_labels
     from geoensemble.features.sample import sample_pixels
+    from geoensemble.classes import match_clusters
     from geoensemble.io.geotiff import read_band, read_tags
+    from geoensemble.io.labels import raster_class_names
     from geoensemble.io.stack import grid_attrs, open_store
 
     reports = Path(cfg.paths.reports)
@@ -185,8 +188,7 @@ def _cluster_assessment(
             )
         nodata = 255 if t_nodata is None else int(t_nodata)
         labels = np.where(truth == nodata, -1, truth.astype(np.int64))
-        tags = read_tags(truth_path)
-        names_of = {int(k[6:]): v for k, v in tags.items() if k.startswith("CLASS_")}
+        names_of = raster_class_names(truth_path, read_tags(truth_path))
     sample = sample_pixels(
         feats,
         rep["feature_names"],
@@ -208,7 +210,11 @@ def _cluster_assessment(
         table = np.zeros((ref_codes.size, clusters.size), dtype=np.int64)
         np.add.at(table, (np.searchsorted(ref_codes, sample.y), np.searchsorted(clusters, pred)), 1)
         ref_names = [names_of.get(int(c), f"class_{int(c)}") for c in ref_codes]
-        col_names = [f"cluster_{int(c)}" for c in clusters]
+        # The name each cluster gets on the maps (the class it mostly holds, with its share).
+        matches = match_clusters(pred, sample.y, [int(c) for c in clusters], names_of)
+        metrics["cluster_names"] = {str(m.code): m.name for m in matches}
+        metrics["cluster_shares"] = {str(m.code): round(m.share, 4) for m in matches}
+        col_names = [f"cluster_{m.code}: {m.name}" for m in matches]
         records = [
             {"actual": ref_names[i], "predicted": col_names[j]}
             for (i, j), k in np.ndenumerate(table)
