@@ -192,7 +192,7 @@ def _cluster_assessment(
     sample = sample_pixels(
         feats,
         rep["feature_names"],
-        size=min(cfg.features.sample.size, 50_000),
+        size=min(cfg.features.sample.size, 50_000),  # as predict names the clusters
         seed=cfg.seed + 7,
         nan_threshold=cfg.features.nan_threshold,
         labels=labels,

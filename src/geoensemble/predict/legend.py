@@ -219,8 +219,15 @@ def name_clusters(
                 why,
             )
             return None
+        # The evaluate stage's sample (size, seed, NaN rule), so that its truth-by-cluster
+        # table and the maps give the same clusters the same names and shares.
         sample = sample_pixels(
-            feats, union, size=NAME_SAMPLE, seed=cfg.seed + 11, labels=codes.astype(np.int64)
+            feats,
+            union,
+            size=min(cfg.features.sample.size, NAME_SAMPLE),
+            seed=cfg.seed + 7,
+            nan_threshold=cfg.features.nan_threshold,
+            labels=codes.astype(np.int64),
         )
     except GeoEnsembleError as exc:
         log.warning("predict: clusters keep neutral names: %s", exc)
