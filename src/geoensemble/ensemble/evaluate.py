@@ -8,8 +8,8 @@ and class areas with 95 % confidence intervals (:mod:`geoensemble.ensemble.asses
 areas from the champion's map) and permutation feature importance. Clustering runs with a
 ground-truth raster (``data.truth``) add the adjusted Rand index, NMI, the truth-by-cluster
 contingency table and each cluster's name as on the maps (the truth class it mostly holds,
-with its share: :func:`geoensemble.classes.match_clusters`). Everything is written under ``reports/`` for DVC and logged to the parent
-run.
+with its share: :func:`geoensemble.classes.match_clusters`). Everything is written under
+``reports/`` for DVC and logged to the parent run.
 """
 
 from __future__ import annotations
@@ -165,10 +165,10 @@ def _cluster_assessment(
 ) -> list[Path]:
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
+    from geoensemble.classes import match_clusters
     from geoensemble.ensemble import figures
     from geoensemble.ensemble.consensus import consensus_labels
     from geoensemble.features.sample import sample_pixels
-    from geoensemble.classes import match_clusters
     from geoensemble.io.geotiff import read_band, read_tags
     from geoensemble.io.labels import raster_class_names
     from geoensemble.io.stack import grid_attrs, open_store
