@@ -294,14 +294,17 @@ def scene_feature_names(cfg: AppConfig, ds: xr.Dataset, path: str) -> list[str]:
 
 
 def scene_union(
-    cfg: AppConfig, members: list[Member], ds: xr.Dataset, name: str, path: str
+    cfg: AppConfig, members: list[Member], ds: xr.Dataset, name: str, path: str, index: int
 ) -> list[str]:
-    """The features every member needs from one scene, in reading order (an error naming
-    the scene when it lacks some)."""
+    """The features every member needs from scene ``index``, in reading order (an error
+    naming the scene, and its ``predict.scenes`` entry, when it lacks some)."""
     scene_names = scene_feature_names(cfg, ds, path)
+    where = f"scene '{name}' ({path})"
+    if cfg.predict.scenes:
+        where = f"predict.scenes[{index}] {where}"
     union: list[str] = []
     for m in members:
-        for n in check_features(m.feature_names, scene_names, where=f"scene '{name}' ({path})"):
+        for n in check_features(m.feature_names, scene_names, where=where):
             if n not in union:
                 union.append(n)
     return union
@@ -388,7 +391,7 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
     # aligned on the first one.
     name0, path0, open0 = sources[0]
     first = open0()
-    legend = scheme_for(cfg, members, first, scene_union(cfg, members, first, name0, path0))
+    legend = scheme_for(cfg, members, first, scene_union(cfg, members, first, name0, path0, 0))
     scheme = legend.scheme
 
     base_tags = {
@@ -432,9 +435,9 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
             tracking.log_dict(run_id, legend.as_dict(), "maps/legend.json")
         threads = p.threads or env_threads()
         with _client(cfg) as client:
-            for name, in_path, open_scene in sources:
-                ds = first if name == name0 else open_scene()
-                union = scene_union(cfg, members, ds, name, in_path)
+            for i, (name, in_path, open_scene) in enumerate(sources):
+                ds = first if i == 0 else open_scene()
+                union = scene_union(cfg, members, ds, name, in_path, i)
                 predictor = BlockPredictor(
                     members, union, scheme, keys, nan_threshold=cfg.features.nan_threshold
                 )
