@@ -134,10 +134,10 @@ def registered_class_names(name: str, version: str) -> dict[str, str] | None:
     from geoensemble import tracking
     from geoensemble.classes import CLASS_NAMES_TAG
 
+    raw = tracking.version_tags(name, version).get(CLASS_NAMES_TAG)
     try:
-        raw = tracking.version_tags(name, version).get(CLASS_NAMES_TAG)
         data = json.loads(raw) if raw else None
-    except Exception:  # an unreadable tag only costs the names, never the prediction
+    except ValueError:  # a malformed tag only costs the names, never the prediction
         return None
     if not isinstance(data, dict):
         return None
