@@ -3,6 +3,7 @@ false-colour composites. No-data is drawn transparent."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,8 @@ from matplotlib.patches import Patch
 from geoensemble.io.atomic import atomic_path
 
 MAX_PX = 1024
+#: PNG text chunk holding a class map's legend as JSON (see :func:`class_map_png`).
+LEGEND_KEY = "geoensemble:legend"
 
 
 def _step(shape: tuple[int, ...]) -> int:
@@ -32,10 +35,19 @@ def _thin(arr: np.ndarray) -> np.ndarray:
     return arr[..., ::step, ::step]
 
 
-def _save(fig: plt.Figure, path: str | os.PathLike[str]) -> Path:
+def _save(
+    fig: plt.Figure, path: str | os.PathLike[str], metadata: dict[str, str] | None = None
+) -> Path:
     target = Path(path)
     with atomic_path(target) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight", transparent=False)
+        fig.savefig(
+            tmp,
+            format="png",
+            dpi=100,
+            bbox_inches="tight",
+            transparent=False,
+            metadata=metadata,
+        )
     plt.close(fig)
     return target
 
@@ -53,7 +65,9 @@ def class_map_png(
     """A class map with one legend entry per class.
 
     ``codes`` are the map values of ``names`` (default ``0..len(names)-1``); codes need not
-    be contiguous. Legends of more than 40 classes are cut, with a note.
+    be contiguous. Legends of more than 40 classes are cut, with a note. The full legend
+    (code, name, colour) is also stored in the PNG as the text chunk :data:`LEGEND_KEY`
+    (JSON), so a reader can tell what each colour means without the map.
     """
     arr = _thin(classes)
     code_list = list(range(len(names))) if codes is None else [int(c) for c in codes]
@@ -75,7 +89,20 @@ def class_map_png(
     if len(names) > 40:
         handles.append(Patch(facecolor="white", label=f"... {len(names) - 40} more"))
     ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    return _save(fig, path)
+    entries = [
+        {"code": c, "name": str(n), "colour": "#{:02x}{:02x}{:02x}".format(*col)}
+        for c, n, col in zip(code_list, names, colours, strict=True)
+    ]
+    return _save(fig, path, {"Title": title, LEGEND_KEY: json.dumps(entries)})
+
+
+def legend_of(path: str | os.PathLike[str]) -> list[dict[str, object]]:
+    """The legend entries stored in a class-map PNG by :func:`class_map_png` (``[]`` if none)."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        raw = getattr(img, "text", {}).get(LEGEND_KEY)
+    return list(json.loads(raw)) if raw else []
 
 
 def thin_layer(layer: np.ndarray | xr.DataArray) -> np.ndarray:

@@ -1413,6 +1413,14 @@ def set_version_tags(model_name: str, version: str, tags: Mapping[str, str]) -> 
         client.set_model_version_tag(model_name, version, k, str(v))
 
 
+@guarded
+def version_tags(model_name: str, version: str) -> dict[str, str]:
+    """The tags of a registered model version (e.g. the class names recorded at training)."""
+    from mlflow import MlflowClient
+
+    return dict(MlflowClient().get_model_version(model_name, version).tags or {})
+
+
 def skops_trusted_types(pipeline: Any) -> list[str]:
     """Types a pipeline we just fitted needs trusted for MLflow's skops format to load it.
 

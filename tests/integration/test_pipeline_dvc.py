@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import mlflow
@@ -11,6 +12,8 @@ import pytest
 import rasterio
 import yaml
 
+from geoensemble import plots
+from geoensemble.classes import SCENE_CLASSES, class_colour, shade
 from tests.conftest import TINY, run, tool
 from tests.integration.conftest import copy_project
 
@@ -45,6 +48,21 @@ def test_repro_writes_a_map_on_the_input_grid(repo: Path) -> None:
         assert m.dtypes[0] == "uint8" and m.nodata == 255
         assert m.profile["compress"].lower() == "lzw"
         assert m.tags()["model_version"] == train["champion"]["version"]
+        names = json.loads(m.tags()["class_names"])
+        colours = m.colormap(1)
+    # The default champion map names the scene's real classes (from truth.tif), in their
+    # colours; clusters without a majority class keep a neutral name.
+    real = {n for n, _ in SCENE_CLASSES.values()}
+    assert all(re.fullmatch(r"\w+ \(\d+ %\)|cluster \d+", v) for v in names.values()), names
+    named = {int(c): v.split(" (")[0] for c, v in names.items() if " (" in v}
+    assert set(named.values()) <= real and len(set(named.values())) >= 3, names
+    shades = {n: {shade(class_colour(n), i) for i in range(4)} for n in real}
+    assert all(colours[c][:3] in shades[n] for c, n in named.items())
+    legend = plots.legend_of(repo / "outputs/maps/synthetic_geoensemble_champion.png")
+    assert [e["name"] for e in legend] == list(names.values())
+    # evaluate's truth-by-cluster table names the champion's clusters as the map does.
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert metrics["cluster_names"] and metrics["cluster_names"].items() <= names.items()
     border = band == 0
     assert border.any() and (classes[border] == 255).all()
     k = train["members"][

@@ -123,6 +123,46 @@ def test_label_raster_on_and_off_the_grid(tmp_path: Path) -> None:
     assert np.array_equal(read_labels(off, GRID).array, arr)
 
 
+RAT_AUX = """<PAMDataset>
+  <PAMRasterBand band="1">
+    <GDALRasterAttributeTable tableType="thematic">
+      <FieldDefn index="0"><Name>Value</Name><Type>0</Type><Usage>5</Usage></FieldDefn>
+      <FieldDefn index="1"><Name>Count</Name><Type>0</Type><Usage>1</Usage></FieldDefn>
+      <FieldDefn index="2"><Name>Class_Name</Name><Type>2</Type><Usage>2</Usage></FieldDefn>
+      <Row index="0"><F>2</F><F>25</F><F>Cultivated Crops</F></Row>
+      <Row index="1"><F>4</F><F>100</F><F>Perennial Ice/Snow</F></Row>
+    </GDALRasterAttributeTable>
+  </PAMRasterBand>
+</PAMDataset>
+"""
+
+
+@pytest.mark.parametrize("table", ["category_names", "attribute_table"])
+def test_label_raster_class_table_names_the_classes(tmp_path: Path, table: str) -> None:
+    from geoensemble.classes import class_colour
+    from geoensemble.io.geotiff import write_category_names
+
+    arr = np.full((40, 50), 255, np.uint8)
+    arr[5:10, 5:10] = 2
+    arr[20:30, 0:10] = 4
+    tif = write_geotiff(tmp_path / "lc.tif", arr, crs=CRS_UTM, transform=GRID.transform, nodata=255)
+    if table == "category_names":  # as GDAL writes them for a GeoTiff: in the .aux.xml
+        write_category_names(tif, {0: "", 2: "Cultivated Crops", 4: "Perennial Ice/Snow"})
+    else:
+        Path(f"{tif}.aux.xml").write_text(RAT_AUX)
+    lab = read_labels(tif, GRID)
+    assert lab.classes == {2: "Cultivated Crops", 4: "Perennial Ice/Snow"}
+    paths = write_labels(lab, tmp_path / "out", GRID)
+    assert json.loads(paths["classes"].read_text())["classes"] == {
+        "2": "Cultivated Crops",
+        "4": "Perennial Ice/Snow",
+    }
+    with rasterio.open(paths["labels"]) as src:
+        cmap = src.colormap(1)
+        assert src.tags()["CLASS_4"] == "Perennial Ice/Snow"
+    assert cmap[2][:3] == class_colour("cropland") and cmap[4][:3] == class_colour("snow")
+
+
 def test_write_and_load_round_trip(tmp_path: Path) -> None:
     lab = read_labels(points_file(tmp_path), GRID, code_attribute="class")
     paths = write_labels(lab, tmp_path / "out", GRID)

@@ -72,6 +72,32 @@ def pooled_centroid_member(
     return Pipeline([*steps, ("model", km)])
 
 
+def match_codes(
+    reference: np.ndarray,
+    labels: np.ndarray,
+    *,
+    n_reference: int,
+    n_labels: int,
+    min_overlap: int = 1,
+) -> np.ndarray:
+    """Lookup from every code ``0..n_labels-1`` of ``labels`` to a reference code.
+
+    Codes are matched one to one by the Hungarian algorithm on the contingency table of the
+    two labellings of the same pixels (largest total overlap). Pairs overlapping on fewer than
+    ``min_overlap`` pixels are not matches: such codes, and those left over when ``labels`` has
+    more codes than the reference, get new codes ``n_reference, n_reference + 1, ...``.
+    """
+    table = np.zeros((n_labels, n_reference), dtype=np.int64)
+    np.add.at(table, (np.asarray(labels, np.int64), np.asarray(reference, np.int64)), 1)
+    lookup = np.full(n_labels, -1, dtype=np.int64)
+    r, c = linear_sum_assignment(table, maximize=True)
+    keep = table[r, c] >= min_overlap
+    lookup[r[keep]] = c[keep]
+    spare = np.flatnonzero(lookup < 0)
+    lookup[spare] = n_reference + np.arange(spare.size)
+    return lookup
+
+
 def align_labels(reference: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """``labels`` recoded to best match ``reference`` (Hungarian matching on overlaps).
 
@@ -80,17 +106,12 @@ def align_labels(reference: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """
     ref_codes, ref_idx = np.unique(reference, return_inverse=True)
     lab_codes, lab_idx = np.unique(labels, return_inverse=True)
-    table = np.zeros((lab_codes.size, ref_codes.size), dtype=np.int64)
-    np.add.at(table, (lab_idx, ref_idx), 1)
-    r, c = linear_sum_assignment(table, maximize=True)
-    mapping = np.empty(lab_codes.size, dtype=np.int64)
-    mapping[:] = -1
-    mapping[r] = ref_codes[c]
+    lookup = match_codes(
+        ref_idx, lab_idx, n_reference=ref_codes.size, n_labels=lab_codes.size, min_overlap=0
+    )
     spare = int(ref_codes.max()) + 1 if ref_codes.size else 0
-    for i in np.flatnonzero(mapping < 0):
-        mapping[i] = spare
-        spare += 1
-    return mapping[lab_idx]
+    codes = np.concatenate([ref_codes.astype(np.int64), spare + np.arange(lab_codes.size)])
+    return codes[lookup[lab_idx]]
 
 
 def consensus_labels(label_sets: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

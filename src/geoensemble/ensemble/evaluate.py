@@ -7,8 +7,10 @@ per-class precision/recall/F1, overall accuracy and Cohen's kappa, the area-weig
 and class areas with 95 % confidence intervals (:mod:`geoensemble.ensemble.assessment`, class
 areas from the champion's map) and permutation feature importance. Clustering runs with a
 ground-truth raster (``data.truth``) add the adjusted Rand index and NMI of the champion and of
-every kept member (``kept_members``), and the truth-by-cluster contingency table. Everything
-is written under ``reports/`` for DVC and logged to the parent run.
+every kept member (``kept_members``), the truth-by-cluster contingency table and each
+cluster's name as on the maps (the truth class it mostly holds, with its share:
+:func:`geoensemble.classes.match_clusters`). Everything is written under ``reports/`` for DVC
+and logged to the parent run.
 """
 
 from __future__ import annotations
@@ -174,10 +176,12 @@ def _cluster_assessment(
 ) -> list[Path]:
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
+    from geoensemble.classes import match_clusters
     from geoensemble.ensemble import figures
     from geoensemble.ensemble.consensus import consensus_labels
     from geoensemble.features.sample import sample_pixels
     from geoensemble.io.geotiff import read_band, read_tags
+    from geoensemble.io.labels import raster_class_names
     from geoensemble.io.stack import grid_attrs, open_store
 
     reports = Path(cfg.paths.reports)
@@ -195,12 +199,11 @@ def _cluster_assessment(
             )
         nodata = 255 if t_nodata is None else int(t_nodata)
         labels = np.where(truth == nodata, -1, truth.astype(np.int64))
-        tags = read_tags(truth_path)
-        names_of = {int(k[6:]): v for k, v in tags.items() if k.startswith("CLASS_")}
+        names_of = raster_class_names(truth_path, read_tags(truth_path))
     sample = sample_pixels(
         feats,
         rep["feature_names"],
-        size=min(cfg.features.sample.size, 50_000),
+        size=min(cfg.features.sample.size, 50_000),  # as predict names the clusters
         seed=cfg.seed + 7,
         nan_threshold=cfg.features.nan_threshold,
         labels=labels,
@@ -233,7 +236,11 @@ def _cluster_assessment(
         table = np.zeros((ref_codes.size, clusters.size), dtype=np.int64)
         np.add.at(table, (np.searchsorted(ref_codes, sample.y), np.searchsorted(clusters, pred)), 1)
         ref_names = [names_of.get(int(c), f"class_{int(c)}") for c in ref_codes]
-        col_names = [f"cluster_{int(c)}" for c in clusters]
+        # The name each cluster gets on the maps (the class it mostly holds, with its share).
+        matches = match_clusters(pred, sample.y, [int(c) for c in clusters], names_of)
+        metrics["cluster_names"] = {str(m.code): m.name for m in matches}
+        metrics["cluster_shares"] = {str(m.code): round(m.share, 4) for m in matches}
+        col_names = [f"cluster_{m.code}: {m.name}" for m in matches]
         records = [
             {"actual": ref_names[i], "predicted": col_names[j]}
             for (i, j), k in np.ndenumerate(table)

@@ -18,15 +18,17 @@ Every call is timed, so the share of wall time spent in MLflow can be reported.
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
 from geoensemble import tracking
+from geoensemble.classes import CLASS_NAMES_TAG
 from geoensemble.ensemble.search import EnsembleResult, Member
 
 
@@ -114,6 +116,7 @@ class MemberLogger:
         model_name: str,
         alias: str,
         ensemble_name: str,
+        class_names: Mapping[str, str] | None = None,
     ) -> dict[int, str]:
         """Final ranks on every run; kept members logged, registered and tagged; the alias.
 
@@ -149,6 +152,12 @@ class MemberLogger:
                             "generation": str(m.generation),
                             "consensus": str(m.consensus),
                             result.metric: f"{m.scores[result.metric]:.6g}",
+                            # What the codes mean, for every map predicted from it.
+                            **(
+                                {CLASS_NAMES_TAG: json.dumps(dict(class_names))}
+                                if class_names
+                                else {}
+                            ),
                         },
                     )
                 self.versions[m.number] = version

@@ -153,6 +153,7 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
                 model_name=cfg.tracking.model_name,
                 alias=cfg.predict.alias,
                 ensemble_name=f"{run_name}-{parent_id[:8]}",
+                class_names=facts.get("classes"),
             )
             champion = result.kept[0]
             wall = time.perf_counter() - t0

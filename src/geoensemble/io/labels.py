@@ -6,7 +6,8 @@ optionally buffered, and everything is rasterized (later features win where they
 Class names are mapped to integer codes, either from a code attribute or by sorting the names;
 the mapping is stored beside the label raster as ``classes.json``. A label raster is taken as
 is when it is on the grid and resampled by nearest neighbour when it is not; its codes are
-named from ``CLASS_<code>`` tags when present.
+named from its class table (:func:`raster_class_names`: ``CLASS_<code>`` tags, or GDAL
+category names or a raster attribute table in its ``.aux.xml``) when it has one.
 
 Class labels are stored as uint8 with 255 = unlabelled; values (regression targets) as float32
 with NaN = unlabelled.
@@ -191,9 +192,73 @@ def _from_raster(p: Path, grid: Grid, target: str) -> Labels:
             f"label raster {p} holds codes {int(codes.min())}..{int(codes.max())}: class codes "
             f"must be 0..254 (set its nodata value, or use data.labels.target=value)"
         )
-    names = {int(c): tags.get(f"CLASS_{int(c)}", f"class_{int(c)}") for c in codes}
+    table = raster_class_names(p, tags)
+    names = {int(c): table.get(int(c), f"class_{int(c)}") for c in codes}
     out8 = np.where(unlabelled, NODATA, values).astype(np.uint8)
     return Labels(out8, "classes", names, str(p))
+
+
+# Columns of a GDAL raster attribute table that hold class names / codes (case-insensitive).
+RAT_NAME_COLUMNS = ("class_name", "classname", "class", "name", "label", "land_cover")
+RAT_CODE_COLUMNS = ("value", "code", "class_code", "id")
+
+
+def raster_class_names(
+    path: str | os.PathLike[str], tags: dict[str, str] | None = None
+) -> dict[int, str]:
+    """The class table of a categorical raster: code -> name.
+
+    Read from, in this order: ``CLASS_<code>`` metadata tags (what geoensemble writes), the
+    GDAL category names of band 1 in the ``.aux.xml`` sidecar (what GDAL, QGIS and ArcGIS
+    write for GeoTiffs), and a raster attribute table in that sidecar (a name column such as
+    ``class_name`` or ``name``, codes from a ``value`` column or the row number). Empty
+    category names are skipped. Returns ``{}`` when the raster has no class table.
+    """
+    if tags is None:
+        with rasterio.open(path) as src:
+            tags = dict(src.tags())
+    names = {int(k[6:]): v for k, v in tags.items() if k.startswith("CLASS_") and k[6:].isdigit()}
+    if names:
+        return names
+    aux = Path(f"{path}.aux.xml")
+    if not aux.is_file():
+        return {}
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(aux).getroot()
+    except (ET.ParseError, OSError):
+        return {}
+    band = root.find("PAMRasterBand[@band='1']")
+    if band is None:
+        band = root.find("PAMRasterBand")
+    if band is None:
+        return {}
+    cats = band.find("CategoryNames")
+    if cats is not None:
+        names = {i: (c.text or "").strip() for i, c in enumerate(cats.findall("Category"))}
+        names = {i: n for i, n in names.items() if n}
+        if names:
+            return names
+    rat = band.find("GDALRasterAttributeTable")
+    if rat is None:
+        return {}
+    cols = [(f.findtext("Name") or "").strip().lower() for f in rat.findall("FieldDefn")]
+    name_col = next((cols.index(c) for c in RAT_NAME_COLUMNS if c in cols), None)
+    code_col = next((cols.index(c) for c in RAT_CODE_COLUMNS if c in cols), None)
+    if name_col is None:
+        return {}
+    out: dict[int, str] = {}
+    for i, row in enumerate(rat.findall("Row")):
+        fields = [(f.text or "").strip() for f in row.findall("F")]
+        try:
+            raw = fields[code_col] if code_col is not None else row.get("index", str(i))
+            code = int(float(raw))
+        except (ValueError, IndexError):
+            continue
+        if name_col < len(fields) and fields[name_col]:
+            out[code] = fields[name_col]
+    return out
 
 
 def _from_vector(
@@ -312,13 +377,15 @@ def _class_codes(
 
 def write_labels(labels: Labels, folder: str | os.PathLike[str], grid: Grid) -> dict[str, Path]:
     """``labels.tif`` (on ``grid``) and ``classes.json`` (the code-to-name mapping) in folder."""
-    from geoensemble.classes import palette
+    from geoensemble.classes import class_colours
 
     out = Path(folder)
     colormap = None
     if labels.target == "classes" and labels.classes:
-        colours = palette(max(labels.classes) + 1)
-        colormap = {c: colours[c] for c in labels.classes}
+        # Each class in its name's colour, as on the maps (geoensemble.classes).
+        codes = sorted(labels.classes)
+        colours = class_colours([labels.classes[c] for c in codes])
+        colormap = dict(zip(codes, colours, strict=True))
     tif = write_geotiff(
         out / LABELS_FILE,
         labels.array,

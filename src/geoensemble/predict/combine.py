@@ -1,7 +1,9 @@
 """Predicting one block with every member, and combining the members.
 
 The class codes of all members share one :class:`ClassScheme` so that their maps, the vote
-and the probabilities speak the same language: clusterers output ``0..k-1``; classifiers
+and the probabilities speak the same language: clusterers output ``0..k-1``, and with several
+members each member's clusters are first matched to the first member's
+(:func:`align_clusters`), so that a code means the same cluster in every map; classifiers
 with non-negative integer labels keep them as codes (so a map says ``3`` where the training
 labels said ``3``); other labels (strings) are coded by their sorted position.
 
@@ -25,12 +27,29 @@ PCT_NODATA = 255
 
 @dataclass
 class ClassScheme:
-    """The shared class codes of the members' outputs."""
+    """The shared class codes of the members' outputs, with their names and colours.
+
+    ``recode[i]`` (clusterers with several members) maps member ``i``'s cluster codes to the
+    shared codes: its clusters matched to the reference member's (:func:`align_clusters`).
+    ``colours`` are per code, in the order of ``codes``; by default each class name's own
+    colour (:func:`geoensemble.classes.class_colours`), or the cluster palette for clusters
+    nothing has named.
+    """
 
     kind: str
     labels: np.ndarray  # sorted distinct labels the members can output
     codes: np.ndarray  # the map code of each label
     names: list[str]
+    colours: list[tuple[int, int, int]] = field(default_factory=list)
+    recode: list[np.ndarray] = field(default_factory=list)
+    source: str = ""  # where the names come from (tagged on the maps)
+
+    def __post_init__(self) -> None:
+        if not self.colours and self.kind != REGRESSOR:
+            from geoensemble.classes import class_colours, palette
+
+            named = self.kind == CLASSIFIER
+            self.colours = class_colours(self.names) if named else palette(len(self.names))
 
     @property
     def n_codes(self) -> int:
@@ -45,18 +64,44 @@ class ClassScheme:
         return class_dtype(self.n_codes)[1]
 
     @classmethod
-    def of(cls, members: list[Member], names: list[str] | None = None) -> ClassScheme:
-        """The union of the members' classes (or ``0..max k-1`` for clusterers)."""
+    def of(
+        cls,
+        members: list[Member],
+        names: list[str] | dict[Any, str] | None = None,
+        *,
+        recode: list[np.ndarray] | None = None,
+        source: str = "",
+    ) -> ClassScheme:
+        """The union of the members' classes (or ``0..k-1`` for clusterers).
+
+        Parameters
+        ----------
+        names
+            A name per code, or per label (class value) for classifiers: labels it does not
+            name keep their default name (``class <v>``, a string label itself, ``cluster i``).
+        recode
+            Per member, its cluster code -> shared code (:func:`align_clusters`).
+        """
         from geoensemble.predict.models import n_classes_of
 
         kind = members[0].kind
         if kind == REGRESSOR:
             return cls(REGRESSOR, np.empty(0), np.empty(0, np.int64), [])
         if kind == CLUSTER:
-            k = max(n_classes_of(m.model) for m in members)
+            if recode:
+                k = max(int(r.max()) + 1 for r in recode if r.size)
+            else:
+                k = max(n_classes_of(m.model) for m in members)
             labels = np.arange(k)
             default = [f"cluster {i}" for i in range(k)]
-            return cls(CLUSTER, labels, labels.astype(np.int64), names or default)
+            return cls(
+                CLUSTER,
+                labels,
+                labels.astype(np.int64),
+                _named(default, labels, names),
+                recode=list(recode or []),
+                source=source,
+            )
         labels = np.unique(np.concatenate([final_step(m.model).classes_ for m in members]))
         if labels.dtype.kind in "iu" and labels.min() >= 0:
             codes = labels.astype(np.int64)
@@ -64,18 +109,65 @@ class ClassScheme:
         else:
             codes = np.arange(labels.size, dtype=np.int64)
             default = [str(v) for v in labels]
-        return cls(CLASSIFIER, labels, codes, names or default)
+        return cls(CLASSIFIER, labels, codes, _named(default, labels, names), source=source)
 
-    def positions(self, pred: np.ndarray) -> np.ndarray:
-        """Index into ``labels`` of each predicted label."""
+    def positions(self, pred: np.ndarray, member: int | None = None) -> np.ndarray:
+        """Index into ``labels`` of each predicted label (of ``member``, for its recoding)."""
         if self.kind == CLUSTER:
-            return np.asarray(pred, dtype=np.int64)
+            pos = np.asarray(pred, dtype=np.int64)
+            if member is not None and self.recode:
+                return self.recode[member][pos]
+            return pos
         return np.searchsorted(self.labels, pred).astype(np.int64)
 
     def colour_table(self) -> dict[int, tuple[int, int, int]]:
-        from geoensemble.classes import palette
+        return {int(c): tuple(col) for c, col in zip(self.codes, self.colours, strict=True)}  # type: ignore[misc]
 
-        return {int(c): col for c, col in zip(self.codes, palette(len(self.codes)), strict=True)}
+    def legend(self) -> dict[int, tuple[str, tuple[int, int, int]]]:
+        """``{code: (name, rgb)}``: what the writer puts in tags, colour table and sidecars."""
+        colours = self.colour_table()
+        return {int(c): (n, colours[int(c)]) for c, n in zip(self.codes, self.names, strict=True)}
+
+
+def _named(default: list[str], labels: np.ndarray, names: Any) -> list[str]:
+    """``default`` with the names given per position (a list) or per label (a mapping)."""
+    if names is None:
+        return default
+    if isinstance(names, list):
+        return [str(n) for n in names]
+    by_label = {str(k): str(v) for k, v in names.items()}
+    return [by_label.get(str(v), d) for v, d in zip(labels.tolist(), default, strict=True)]
+
+
+def align_clusters(predictions: list[np.ndarray], n_clusters: list[int]) -> list[np.ndarray]:
+    """Per member, a lookup from its cluster codes to the shared codes.
+
+    The first member (the champion) is the reference and keeps its codes; every other
+    member's codes are matched to it by the Hungarian algorithm on the contingency table of
+    their labels of the same sample pixels (:func:`geoensemble.ensemble.consensus.match_codes`).
+    Clusters without a partner (a member with more clusters than the reference, or a cluster
+    overlapping none) get extra codes after the reference's, distinct for every member, so
+    that they never vote together by accident.
+
+    Parameters
+    ----------
+    predictions
+        Each member's cluster codes of the same sample pixels.
+    n_clusters
+        How many codes each member can output.
+    """
+    from geoensemble.ensemble.consensus import match_codes
+
+    ref, k0 = np.asarray(predictions[0], np.int64), int(n_clusters[0])
+    out = [np.arange(k0, dtype=np.int64)]
+    next_code = k0
+    for pred, k in zip(predictions[1:], n_clusters[1:], strict=True):
+        lookup = match_codes(ref, np.asarray(pred, np.int64), n_reference=k0, n_labels=int(k))
+        extra = lookup >= k0
+        lookup[extra] = next_code + np.arange(int(extra.sum()))
+        next_code += int(extra.sum())
+        out.append(lookup)
+    return out
 
 
 def vote(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -188,7 +280,7 @@ class BlockPredictor:
                         pos[i, sl] = cls_pos[np.argmax(p, axis=1)]
                 if from_proba:
                     continue
-            pos[i] = self.scheme.positions(_rows(m.model.predict, x))
+            pos[i] = self.scheme.positions(_rows(m.model.predict, x), i)
         for i in range(len(self.members)):
             if f"member:{i}" in self.outputs:
                 out[f"member:{i}"] = self.scheme.codes[pos[i]]

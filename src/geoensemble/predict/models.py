@@ -35,6 +35,8 @@ class Member:
     version: str | None = None
     run_id: str | None = None
     model_id: str | None = None
+    # Class value (as a string) -> name, recorded with the model at registration.
+    class_names: dict[str, str] | None = None
 
     @property
     def kind(self) -> str:
@@ -107,8 +109,10 @@ def registered_member(uri: str, *, trusted_types: Sequence[str] = ()) -> Member:
 
     loaded = tracking.load_model(uri, trusted_types=trusted_types)
     model_id = None
+    class_names = None
     if loaded.name and loaded.version:
         model_id = tracking.model_id_of(loaded.name, loaded.version)
+        class_names = registered_class_names(loaded.name, loaded.version)
     return Member(
         label=_stem(uri, loaded.name, loaded.version),
         model=loaded.model,
@@ -118,7 +122,26 @@ def registered_member(uri: str, *, trusted_types: Sequence[str] = ()) -> Member:
         version=loaded.version,
         run_id=loaded.run_id,
         model_id=model_id,
+        class_names=class_names,
     )
+
+
+def registered_class_names(name: str, version: str) -> dict[str, str] | None:
+    """The class names recorded on a registered model version (:data:`CLASS_NAMES_TAG`),
+    or None when it has none (clusterers, models registered elsewhere or before)."""
+    import json
+
+    from geoensemble import tracking
+    from geoensemble.classes import CLASS_NAMES_TAG
+
+    raw = tracking.version_tags(name, version).get(CLASS_NAMES_TAG)
+    try:
+        data = json.loads(raw) if raw else None
+    except ValueError:  # a malformed tag only costs the names, never the prediction
+        return None
+    if not isinstance(data, dict):
+        return None
+    return {str(k): str(v) for k, v in data.items()}
 
 
 def external_member(ext: ExternalModelConfig) -> Member:

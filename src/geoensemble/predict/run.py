@@ -1,7 +1,9 @@
 """predict_many: every member on every scene, blockwise, into COGs with provenance.
 
 One MLflow predict run records the models it used (linked as its model inputs), the scenes,
-and per scene the pixel count, valid fraction, seconds and class histogram.
+per scene the pixel count, valid fraction, seconds and class histogram, and the legend: what
+each code means, where the names come from (tag ``class_names``, artifact
+``maps/legend.json``; see :mod:`geoensemble.predict.legend`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from geoensemble.predict.combine import (
     ClassScheme,
     output_keys,
 )
+from geoensemble.predict.legend import Legend, scheme_for
 from geoensemble.predict.models import Member, check_features, env_threads, resolve_members
 from geoensemble.predict.writer import GDAL_ENV, MapWriter
 
@@ -229,10 +232,8 @@ def _writer(
     band_names = None
     scales = None
     if scheme.kind != REGRESSOR and (key == "vote" or key.startswith("member:")):
-        colours = scheme.colour_table()
-        classes = {
-            int(c): (n, colours[int(c)]) for c, n in zip(scheme.codes, scheme.names, strict=True)
-        }
+        classes = scheme.legend()
+        out_tags["class_source"] = scheme.source or "none"
     if key in ("agreement", "max_probability"):
         scales = [0.01]
         band_names = [key]
@@ -322,6 +323,38 @@ def scene_feature_names(cfg: AppConfig, ds: xr.Dataset, path: str) -> list[str]:
     return [str(n) for n in ds.data_vars]
 
 
+def scene_union(
+    cfg: AppConfig, members: list[Member], ds: xr.Dataset, name: str, path: str, index: int
+) -> list[str]:
+    """The features every member needs from scene ``index``, in reading order (an error
+    naming the scene, and its ``predict.scenes`` entry, when it lacks some)."""
+    scene_names = scene_feature_names(cfg, ds, path)
+    where = f"scene '{name}' ({path})"
+    if cfg.predict.scenes:
+        where = f"predict.scenes[{index}] {where}"
+    union: list[str] = []
+    for m in members:
+        for n in check_features(m.feature_names, scene_names, where=where):
+            if n not in union:
+                union.append(n)
+    return union
+
+
+#: MLflow's limit on a tag value (characters); longer class lists go to the artifact only.
+TAG_LIMIT = 5000
+
+
+def legend_tags(legend: Legend) -> dict[str, str]:
+    """Tags of the predict run saying what the map codes mean and where that comes from."""
+    s = legend.scheme
+    if s.kind == REGRESSOR:
+        return {}
+    names = json.dumps({str(int(c)): n for c, n in zip(s.codes, s.names, strict=True)})
+    if len(names) > TAG_LIMIT:
+        names = json.dumps({"see": "artifact maps/legend.json"})
+    return {"class_names": names, "class_source": legend.source}
+
+
 def check_outputs(paths: list[Path], overwrite: bool) -> None:
     """Refuse to replace existing maps outside DVC-managed outputs unless asked, and any
     file at a map's name that geoensemble did not write (even when asked)."""
@@ -382,7 +415,6 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
     p = cfg.predict
     exp_id = tracking.setup(cfg.tracking)
     members = resolve_members(cfg, exp_id)
-    scheme = ClassScheme.of(members)
     keys = output_keys(members, p.outputs)
     set_label = f"{cfg.tracking.model_name}_ensemble"
     sources = scene_sources(cfg)
@@ -392,6 +424,13 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
     stale = remove_stale_partials(out_dir, partial_names(all_paths))
     if stale:
         log.info("predict: removed %d leftover(s) of an interrupted run in %s", len(stale), out_dir)
+
+    # The legend (aligned cluster codes, names, colours) holds for every scene; clusters are
+    # aligned on the first one.
+    name0, path0, open0 = sources[0]
+    first = open0()
+    legend = scheme_for(cfg, members, first, scene_union(cfg, members, first, name0, path0, 0))
+    scheme = legend.scheme
 
     base_tags = {
         **tracking.run_tags(),
@@ -403,15 +442,16 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
         "n_members": str(len(members)),
         "model_kind": scheme.kind,
     }
-    first = members[0]
+    champion = members[0]
     run_tags = {
         **base_tags,
-        "model_uri": first.uri,
-        "model_name": first.name or "",
-        "model_version": first.version or "",
-        "model_run_id": first.run_id or "",
+        "model_uri": champion.uri,
+        "model_name": champion.name or "",
+        "model_version": champion.version or "",
+        "model_run_id": champion.run_id or "",
+        **legend_tags(legend),
     }
-    who = first.label if len(members) == 1 else set_label
+    who = champion.label if len(members) == 1 else set_label
     run_name = f"predict-{'+'.join(n for n, *_ in sources)}-{who}"
     run_id = tracking.start_predict_run(
         exp_id,
@@ -429,19 +469,13 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
     try:
         with contextlib.suppress(Exception):  # older stores cannot link models to runs
             tracking.link_models(run_id, [m.model_id for m in members if m.model_id])
+        if scheme.kind != REGRESSOR:
+            tracking.log_dict(run_id, legend.as_dict(), "maps/legend.json")
         threads = p.threads or env_threads()
         with _client(cfg) as client:
             for i, (name, in_path, open_scene) in enumerate(sources):
-                ds = open_scene()
-                scene_names = scene_feature_names(cfg, ds, in_path)
-                where = f"scene '{name}' ({in_path})"
-                if cfg.predict.scenes:
-                    where = f"predict.scenes[{i}] {where}"
-                union: list[str] = []
-                for m in members:
-                    for n in check_features(m.feature_names, scene_names, where=where):
-                        if n not in union:
-                            union.append(n)
+                ds = first if i == 0 else open_scene()
+                union = scene_union(cfg, members, ds, name, in_path, i)
                 predictor = BlockPredictor(
                     members, union, scheme, keys, nan_threshold=cfg.features.nan_threshold
                 )
