@@ -213,6 +213,9 @@ class ExternalModelConfig:
     allow_pickle: bool = False  # loading a pickle runs code from the file: opt in explicitly
     feature_names: list[str] = field(default_factory=list)  # its inputs, in its order
     label: str | None = None  # name in output file names (default: the file's stem)
+    # JSON {feature: fill value} from a declared sample; default: the scene's statistic
+    # (features.impute) of each layer
+    impute_stats: str | None = None
 
 
 @dataclass

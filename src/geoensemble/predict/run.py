@@ -39,7 +39,13 @@ from geoensemble.predict.combine import (
     ClassScheme,
     output_keys,
 )
-from geoensemble.predict.models import Member, check_features, env_threads, resolve_members
+from geoensemble.predict.models import (
+    Member,
+    check_features,
+    env_threads,
+    nan_policy,
+    resolve_members,
+)
 from geoensemble.predict.writer import GDAL_ENV, MapWriter
 
 log = logging.getLogger("geoensemble")
@@ -442,11 +448,13 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
                     for n in check_features(m.feature_names, scene_names, where=where):
                         if n not in union:
                             union.append(n)
+                scene_members, policy_tags = nan_policy(members, ds, cfg, scene=name)
                 predictor = BlockPredictor(
-                    members, union, scheme, keys, nan_threshold=cfg.features.nan_threshold
+                    scene_members, union, scheme, keys, nan_threshold=cfg.features.nan_threshold
                 )
                 tags = {
                     **base_tags,
+                    **policy_tags,
                     "scene": name,
                     "scene_path": str(in_path),
                     "predict_run_id": run_id,
