@@ -2,10 +2,13 @@
 
 Always: AIC/BIC (and the selection metric) of every member by generation, the search history,
 and the agreement between the kept members (consensus labelling). Supervised runs add, from
-held-out predictions under the same spatial block folds as training: the confusion matrix,
-per-class precision/recall/F1, overall accuracy and Cohen's kappa, the area-weighted accuracy
-and class areas with 95 % confidence intervals (:mod:`geoensemble.ensemble.assessment`, class
-areas from the champion's map) and permutation feature importance. Clustering runs with a
+held-out predictions under the very spatial block folds train used (the labelled sample and
+folds recorded in ``train.json``, whatever the current ``ensemble.cv``): the confusion matrix,
+per-class precision/recall/F1, overall accuracy and Cohen's kappa, and permutation feature
+importance; the area-weighted accuracy and class areas with 95 % confidence intervals
+(:mod:`geoensemble.ensemble.assessment`, class areas from the champion's map) from a separate
+validation sample (``data.validation``) only, else as point estimates flagged
+``design_based: false``. Clustering runs with a
 ground-truth raster (``data.truth``) add the adjusted Rand index and NMI of the champion and of
 every kept member (``kept_members``), and the truth-by-cluster contingency table. Everything
 is written under ``reports/`` for DVC and logged to the parent run.

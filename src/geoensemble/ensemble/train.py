@@ -219,7 +219,11 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
                     "n_members": len(result.members),
                     "n_generations": len(result.history),
                     "sample_pixels": facts["sample_pixels"],
-                    "labelled_dropped_nan": facts.get("dropped_nan", {}).get("pixels", 0),
+                    **(
+                        {"labelled_dropped_nan": facts["dropped_nan"].get("pixels", 0)}
+                        if "dropped_nan" in facts
+                        else {}
+                    ),
                     "mlflow_seconds": logger.seconds,
                     "mlflow_share": logger.seconds / wall,
                     "train_seconds": wall,
@@ -239,7 +243,15 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
         "sample_pixels": facts["sample_pixels"],
         "classes": facts.get("classes", {}),
         "fold_sizes": facts.get("folds", []),
-        **{k: facts[k] for k in ("cv", "dropped_nan") if k in facts},
+        **({"cv": facts["cv"]} if "cv" in facts else {}),
+        **(
+            {
+                "labelled_dropped_nan": facts["dropped_nan"].get("pixels", 0),
+                **({"dropped_nan": facts["dropped_nan"]} if facts["dropped_nan"] else {}),
+            }
+            if "dropped_nan" in facts
+            else {}
+        ),
         "mlflow_seconds": logger.seconds,
         "champion": {
             "member": champion.name,
