@@ -401,6 +401,14 @@ def _range_checks(cfg: AppConfig) -> None:
     _data_checks(cfg.data)
     _scene_crs_check(cfg.data.scene.crs)
     _features_checks(cfg.features)
+    stats = cfg.predict.external.impute_stats
+    if stats and cfg.features.impute == "constant":
+        raise ConfigError(
+            f"config key predict.external.impute_stats={stats!r} gives fill values but "
+            f"features.impute=constant fills with features.impute_value: set "
+            f"features.impute=median (or mean) to use the file, or "
+            f"predict.external.impute_stats=null"
+        )
     if not cfg.model.estimator.get("_target_"):
         raise ConfigError(
             "config key model.estimator._target_ is missing: name the estimator class, "

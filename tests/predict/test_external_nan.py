@@ -184,3 +184,12 @@ def test_declared_fill_values_are_checked(
         p.write_text(content)
     with pytest.raises(error, match=match):
         declared_fill_values(p, ["B2", "B3"], "median")
+
+
+def test_declared_values_and_a_constant_fill_are_refused_together(make_cfg) -> None:
+    with pytest.raises(ConfigError, match=r"impute_stats='s\.json' gives fill values but "):
+        make_cfg(
+            "predict.external.impute_stats=s.json",
+            "features.nan_threshold=1",
+            "features.impute=constant",
+        )

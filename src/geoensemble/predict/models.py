@@ -159,6 +159,10 @@ def external_member(ext: ExternalModelConfig) -> Member:
             f"export the fitted scikit-learn estimator or pipeline itself"
         )
     names = [str(n) for n in ext.feature_names]
+    if ext.impute_stats:  # checked before any run or map is started
+        from geoensemble.features.impute import declared_fill_values
+
+        declared_fill_values(ext.impute_stats, names, "declared")
     fitted = getattr(model, "feature_names_in_", None)
     if fitted is not None and list(map(str, fitted)) != names:
         raise FeatureMismatchError(
@@ -228,7 +232,7 @@ def nan_policy(
             out.append(m)
             continue
         stats = cfg.predict.external.impute_stats
-        if stats and f.impute != "constant":
+        if stats:  # validate() refuses it with impute=constant
             fill = declared_fill_values(stats, m.feature_names, f.impute)
         else:
             fill = scene_fill_values(
