@@ -271,3 +271,16 @@ def test_labelled_pixels_dropped_by_nan_features_are_reported(
     metrics = stages.evaluate(cfg)
     assert metrics["labelled_dropped_nan_pixels"] == dropped["pixels"]
     assert metrics["labelled_dropped_nan"]["classes_lost"] == ["snow"]
+
+
+def test_a_validation_file_without_the_attribute_names_the_validation_key(
+    trained: tuple[Callable, dict], tmp_path: Path
+) -> None:
+    make, _ = trained
+    cfg = make()
+    _, crs, tr = _champion_map(cfg)
+    _write_points(tmp_path / "v.geojson", np.array([1]), np.array([1]), ["water"], crs, tr)
+    with pytest.raises(ConfigError, match=r"data\.validation\.attribute='cover' is not an attr"):
+        stages.evaluate(
+            make(f"data.validation.path={tmp_path}/v.geojson", "data.validation.attribute=cover")
+        )

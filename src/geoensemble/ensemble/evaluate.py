@@ -316,7 +316,7 @@ def validation_sample(
     ConfigError
         If a validation pixel is also a training label (the sample must be independent).
     """
-    from geoensemble.errors import ConfigError, EmptyLayerError
+    from geoensemble.errors import ConfigError, EmptyLayerError, GeoEnsembleError
     from geoensemble.features.table import valid_mask
     from geoensemble.io.labels import Grid, load_labels, read_labels
     from geoensemble.io.stack import grid_attrs
@@ -325,14 +325,17 @@ def validation_sample(
     assert v.path is not None
     crs, transform = grid_attrs(feats)
     grid = Grid(crs, transform, (int(feats.sizes["y"]), int(feats.sizes["x"])))
-    val = read_labels(
-        v.path,
-        grid,
-        attribute=v.attribute,
-        code_attribute=v.code_attribute,
-        layer=v.layer,
-        target="classes",
-    )
+    try:
+        val = read_labels(
+            v.path,
+            grid,
+            attribute=v.attribute,
+            code_attribute=v.code_attribute,
+            layer=v.layer,
+            target="classes",
+        )
+    except GeoEnsembleError as exc:  # the reader names the training labels' keys
+        raise type(exc)(str(exc).replace("data.labels.", "data.validation.")) from None
     rows, cols = np.nonzero(val.mask)
     train = load_labels(cfg.paths.labels)
     if train is not None:
@@ -408,6 +411,13 @@ def _supervised_assessment(
     metrics["cv"] = {k: v for k, v in facts["cv"].items() if k != "digest"}
     metrics["cv_from"] = "train.json" if recorded else "config"
     kind = rep["kind"]
+    class_names = {int(k): v for k, v in rep.get("classes", {}).items()}
+    feats = open_store(cfg.paths.features)
+    threshold = used.features.nan_threshold
+    validation = None
+    if cfg.data.validation.path and kind == "classifier":  # checked before any report
+        validation = validation_sample(cfg, feats, names, champion, class_names, threshold)
+        class_names = validation.names
     pred, imp, imp_sd = fold_permutation_importance(
         champion,
         data.X,
@@ -447,13 +457,6 @@ def _supervised_assessment(
 
     y = data.y.astype(np.int64)
     pred = pred.astype(np.int64)
-    class_names = {int(k): v for k, v in rep.get("classes", {}).items()}
-    feats = open_store(cfg.paths.features)
-    threshold = used.features.nan_threshold
-    validation = None
-    if cfg.data.validation.path:
-        validation = validation_sample(cfg, feats, names, champion, class_names, threshold)
-        class_names = validation.names
     # Design-based estimates need the map's class areas over every pixel; otherwise a
     # thinned map gives the (not design-based) point estimates.
     map_counts, step = mapped_counts(
