@@ -493,6 +493,23 @@ def external_model_not_a_pickle(proj: Path, tmp: Path) -> dict[str, Any]:
     }
 
 
+@case("predict", r"predict\.external\.impute_stats='.*nostats\.json' does not exist: give a JSON")
+def external_impute_stats_missing(proj: Path, tmp: Path) -> dict[str, Any]:
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+
+    X = np.arange(40.0).reshape(10, 4)
+    joblib.dump(LogisticRegression().fit(X, np.arange(10) % 2), tmp / "lr.joblib")
+    return {
+        "predict.external.path": str(tmp / "lr.joblib"),
+        "predict.external.allow_pickle": True,
+        "predict.external.feature_names": ["B1", "B2", "B3", "B4"],
+        "predict.external.impute_stats": str(tmp / "nostats.json"),
+        "features.nan_threshold": 1,
+        "features.impute": "median",
+    }
+
+
 @case("predict", r"already exist outside DVC-managed outputs: .*set predict\.overwrite=true")
 def map_exists_without_overwrite(proj: Path, tmp: Path) -> dict[str, Any]:
     (tmp / "maps").mkdir()

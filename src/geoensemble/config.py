@@ -93,6 +93,24 @@ class LabelsConfig:
     all_touched: bool = False  # rasterize every pixel a polygon touches
 
 
+class SamplingDesign(StrEnum):
+    random = "random"
+    stratified = "stratified"
+
+
+@dataclass
+class ValidationConfig:
+    """A validation sample for design-based accuracy and area estimates (Olofsson et al.
+    2014): labels never used in training, drawn at random over the map (``random``) or at
+    random within each class of the assessed map (``stratified``). See README "Accuracy"."""
+
+    path: str | None = None  # points/polygons (vector) or a label raster; null: no estimates
+    attribute: str = "class_name"  # the vector attribute holding the class name
+    code_attribute: str | None = None
+    layer: str | None = None
+    design: SamplingDesign = SamplingDesign.random
+
+
 @dataclass
 class TargetGridConfig:
     """An explicit grid for ``align: reproject`` (unset parts come from the reference layer)."""
@@ -118,6 +136,7 @@ class DataConfig:
     geotransform: list[float] | None = None  # GDAL order, for sources without geolocation
     truth: str | None = None
     labels: LabelsConfig = field(default_factory=LabelsConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
     scene: SceneConfig = field(default_factory=SceneConfig)
 
 
@@ -180,6 +199,7 @@ class CVConfig:
 
     folds: int = 5
     block_size: int = 32  # pixels per side of a square block; a block is never split
+    buffer: int = 0  # training pixels this close (px, Chebyshev) to a test pixel are left out
 
 
 @dataclass
@@ -213,6 +233,9 @@ class ExternalModelConfig:
     allow_pickle: bool = False  # loading a pickle runs code from the file: opt in explicitly
     feature_names: list[str] = field(default_factory=list)  # its inputs, in its order
     label: str | None = None  # name in output file names (default: the file's stem)
+    # JSON {feature: fill value} from a declared sample; default: the scene's statistic
+    # (features.impute) of each layer
+    impute_stats: str | None = None
 
 
 @dataclass
@@ -335,6 +358,7 @@ RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("ensemble.partial_fit_batches", _at_least(0), "an integer >= 0 (0: plain fit)"),
     ("ensemble.cv.folds", _at_least(2), "an integer >= 2"),
     ("ensemble.cv.block_size", _at_least(1), "an integer >= 1 (pixels)"),
+    ("ensemble.cv.buffer", _at_least(0), "an integer >= 0 (pixels; 0: no buffer)"),
     ("ensemble.consensus.top", _at_least(2), "an integer >= 2"),
     ("ensemble.preview_size", _between(16, 4096), "an integer between 16 and 4096"),
     ("data.labels.buffer", _at_least(0), "a distance >= 0 in map units"),
@@ -377,6 +401,14 @@ def _range_checks(cfg: AppConfig) -> None:
     _data_checks(cfg.data)
     _scene_crs_check(cfg.data.scene.crs)
     _features_checks(cfg.features)
+    stats = cfg.predict.external.impute_stats
+    if stats and cfg.features.impute == "constant":
+        raise ConfigError(
+            f"config key predict.external.impute_stats={stats!r} gives fill values but "
+            f"features.impute=constant fills with features.impute_value: set "
+            f"features.impute=median (or mean) to use the file, or "
+            f"predict.external.impute_stats=null"
+        )
     if not cfg.model.estimator.get("_target_"):
         raise ConfigError(
             "config key model.estimator._target_ is missing: name the estimator class, "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from geoensemble.ensemble.assessment import area_weighted_accuracy, error_matrix
+from geoensemble.ensemble.assessment import Z95, area_weighted_accuracy, error_matrix
 
 # Olofsson et al. 2014, section 5: strata deforestation, forest gain, stable forest, stable
 # non-forest; sample counts (map in rows) and mapped 30 m pixels (0.09 ha each).
@@ -41,3 +41,24 @@ def test_perfect_map_has_zero_uncertainty_and_flags_unsampled_classes() -> None:
 def test_error_matrix_puts_map_in_rows() -> None:
     m = error_matrix(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 2]), np.array([0, 1, 2]))
     assert m.tolist() == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
+
+
+def test_olofsson_every_class_matches_the_published_table() -> None:
+    """Olofsson et al. (2014), section 5 (their tables 8-9): per-class user's and producer's
+    accuracies and the areas (ha) with 95 % intervals, as published (rounded)."""
+    r = area_weighted_accuracy(COUNTS, MAPPED, pixel_area=0.09)
+    users = [0.88, 0.73, 0.93, 0.96]
+    users_ci = [0.07, 0.10, 0.04, 0.02]
+    producers = [0.75, 0.85, 0.93, 0.96]
+    areas = [21_158, 11_686, 285_770, 581_386]
+    areas_ci = [6_158, 3_756, 15_510, 16_282]
+    for k in range(4):
+        assert round(r["users_accuracy"][k], 2) == users[k]
+        assert round(1.96 * r["users_accuracy_se"][k], 2) == users_ci[k]
+        assert round(r["producers_accuracy"][k], 2) == producers[k]
+        assert round(r["area"][k]) == areas[k]
+        # the paper multiplies by 1.96 (we use 1.959964)
+        assert round(r["area_ci95"][k] * 1.96 / Z95) == areas_ci[k]
+        # proportions of the total area: area / (A = 10,000,000 px x 0.09 ha)
+        assert r["area_proportion"][k] == pytest.approx(areas[k] / 900_000, abs=1e-6)
+    assert round(r["overall_accuracy"], 2) == 0.95 and round(r["overall_accuracy_ci95"], 2) == 0.02

@@ -63,3 +63,80 @@ def test_folds_are_balanced_and_seeded() -> None:
 def test_bad_fold_settings_name_the_key(kwargs: dict[str, int], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         spatial_folds(np.arange(10), np.arange(10), **kwargs)
+
+
+# A hand-made grid: block (0, 0) holds a, d, e; block (0, 1) holds b, c, f (4-px blocks).
+#   a=(0,3) b=(0,4) c=(0,6) d=(3,0) e=(2,1) f=(1,4)
+HAND = {"a": (0, 3), "b": (0, 4), "c": (0, 6), "d": (3, 0), "e": (2, 1), "f": (1, 4)}
+
+
+def _hand_folds(buffer: int) -> dict[str, tuple[set[str], set[str]]]:
+    """``{test pixels: (train, buffered)}`` of each fold, by pixel name."""
+    names = list(HAND)
+    rows = np.array([HAND[n][0] for n in names])
+    cols = np.array([HAND[n][1] for n in names])
+    out = {}
+    for f in spatial_folds(rows, cols, n_folds=2, block_size=4, seed=0, buffer=buffer):
+        key = "".join(sorted(names[i] for i in f.test))
+        out[key] = ({names[i] for i in f.train}, {names[i] for i in f.buffered})
+    return out
+
+
+@pytest.mark.parametrize(
+    ("buffer", "left_out_a_d_e", "left_out_b_c_f"),
+    [
+        (0, set(), set()),
+        # b and f (diagonal: Chebyshev 1, Euclidean 1.4) touch a; c is 3 px from a
+        (1, {"b", "f"}, {"a"}),
+        (2, {"b", "f"}, {"a"}),
+        # e is 3 px from b and from f (rows 2 vs 0/1, cols 1 vs 4); d is 4 px from b and f
+        (3, {"b", "c", "f"}, {"a", "e"}),
+    ],
+)
+def test_buffer_leaves_out_exactly_the_training_pixels_near_a_test_pixel(
+    buffer: int, left_out_a_d_e: set[str], left_out_b_c_f: set[str]
+) -> None:
+    if left_out_a_d_e == {"b", "c", "f"}:  # every training pixel of that fold: refused
+        with pytest.raises(ConfigError, match=r"ensemble\.cv\.buffer=3 leaves fold \d of 2"):
+            _hand_folds(buffer)
+        return
+    folds = _hand_folds(buffer)
+    assert folds["ade"] == ({"b", "c", "f"} - left_out_a_d_e, left_out_a_d_e)
+    assert folds["bcf"] == ({"a", "d", "e"} - left_out_b_c_f, left_out_b_c_f)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), buffer=st.integers(1, 6), block=st.integers(3, 12))
+def test_buffer_matches_a_brute_force_chebyshev_search(seed: int, buffer: int, block: int) -> None:
+    rng = np.random.default_rng(seed)
+    rows, cols = rng.integers(0, 60, 150), rng.integers(0, 60, 150)
+    try:
+        out = spatial_folds(rows, cols, n_folds=3, block_size=block, seed=seed, buffer=buffer)
+    except ConfigError:
+        return  # too few blocks, or a fold left without training pixels
+    plain = spatial_folds(rows, cols, n_folds=3, block_size=block, seed=seed)
+    for f, p in zip(out, plain, strict=True):
+        assert np.array_equal(f.test, p.test)  # the buffer never moves test pixels
+        cheb = np.maximum(
+            np.abs(rows[p.train, None] - rows[None, p.test]),
+            np.abs(cols[p.train, None] - cols[None, p.test]),
+        ).min(axis=1)
+        assert np.array_equal(f.buffered, p.train[cheb <= buffer])
+        assert np.array_equal(f.train, p.train[cheb > buffer])
+
+
+def test_folds_digest_changes_with_the_assignment() -> None:
+    from geoensemble.ensemble.folds import folds_digest
+
+    rows, cols = np.meshgrid(np.arange(40), np.arange(40), indexing="ij")
+    r, c = rows.ravel(), cols.ravel()
+    a = spatial_folds(r, c, n_folds=3, block_size=8, seed=1)
+    assert folds_digest(r, c, a) == folds_digest(
+        r, c, spatial_folds(r, c, n_folds=3, block_size=8, seed=1)
+    )
+    for other in (
+        spatial_folds(r, c, n_folds=4, block_size=8, seed=1),
+        spatial_folds(r, c, n_folds=3, block_size=8, seed=2),
+        spatial_folds(r, c, n_folds=3, block_size=8, seed=1, buffer=1),
+    ):
+        assert folds_digest(r, c, other) != folds_digest(r, c, a)

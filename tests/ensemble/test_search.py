@@ -254,6 +254,7 @@ def test_step_params_partial_fit_and_per_member_draws(blobs: np.ndarray) -> None
         (["~model.space.n_clusters", "+model.space.n_clusters={low: 9, high: 3}"], r"low=9"),
         (["ensemble.member_fraction=0"], r"ensemble\.member_fraction=0"),
         (["ensemble.cv.folds=1"], r"ensemble\.cv\.folds=1"),
+        (["ensemble.cv.buffer=-1"], r"ensemble\.cv\.buffer=-1 is out of range: use an integer"),
     ],
 )
 def test_bad_ensemble_config_names_the_key(

@@ -16,11 +16,18 @@ totals ``n_i.``::
     p_.j  = sum_i p_ij,  SE(p_.j) = sqrt(sum_i W_i^2 (n_ij/n_i.)(1 - n_ij/n_i.) / (n_i. - 1))
     area_j = A p_.j,  95 % CI = area_j +- 1.96 A SE(p_.j)
 
-``N_i.`` is the mapped pixel count of class ``i`` and ``N_.j = sum_i N_i. n_ij / n_i.``. Here
-the sample is the labelled pixels with their held-out (spatial block cross-validated)
-predictions, post-stratified by predicted class; strata with a single sample pixel contribute
-no variance (``n_i. - 1`` is floored at 1), and mapped classes without sample pixels no
-area (a bias the report flags with ``unsampled_map_classes``).
+``N_i.`` is the mapped pixel count of class ``i`` and ``N_.j = sum_i N_i. n_ij / n_i.``.
+
+When the estimates are valid: the sample must be a probability sample of the map, separate
+from the training labels (``data.validation``): ``stratified`` (drawn at random within each
+class of the assessed map: the strata are its classes and ``W_i`` their exact shares of the
+map's valid pixels) or ``random`` (simple random over the map, post-stratified by map class
+with the same formulas; Olofsson et al. 2014, section 5; Card 1982). Strata with a single
+sample pixel contribute no variance (``n_i. - 1`` is floored at 1) and mapped classes without
+sample pixels no area (a bias the report flags with ``unsampled_map_classes``). The held-out
+predictions of the training labels are not such a sample (they follow where labels were
+drawn, often by reference class): evaluate then reports the point estimates flagged
+``design_based: false`` and no interval.
 """
 
 from __future__ import annotations

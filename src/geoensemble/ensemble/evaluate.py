@@ -2,10 +2,13 @@
 
 Always: AIC/BIC (and the selection metric) of every member by generation, the search history,
 and the agreement between the kept members (consensus labelling). Supervised runs add, from
-held-out predictions under the same spatial block folds as training: the confusion matrix,
-per-class precision/recall/F1, overall accuracy and Cohen's kappa, the area-weighted accuracy
-and class areas with 95 % confidence intervals (:mod:`geoensemble.ensemble.assessment`, class
-areas from the champion's map) and permutation feature importance. Clustering runs with a
+held-out predictions under the very spatial block folds train used (the labelled sample and
+folds recorded in ``train.json``, whatever the current ``ensemble.cv``): the confusion matrix,
+per-class precision/recall/F1, overall accuracy and Cohen's kappa, and permutation feature
+importance; the area-weighted accuracy and class areas with 95 % confidence intervals
+(:mod:`geoensemble.ensemble.assessment`, class areas from the champion's map) from a separate
+validation sample (``data.validation``) only, else as point estimates flagged
+``design_based: false``. Clustering runs with a
 ground-truth raster (``data.truth``) add the adjusted Rand index and NMI of the champion and of
 every kept member (``kept_members``), the truth-by-cluster contingency table and each
 cluster's name as on the maps (the truth class it mostly holds, with its share:
@@ -44,17 +47,18 @@ def mapped_counts(
     model: Any,
     *,
     nan_threshold: int = 0,
-    max_pixels: int = MAX_MAP_PIXELS,
+    max_pixels: int | None = MAX_MAP_PIXELS,
     strip_rows: int = 256,
 ) -> tuple[dict[int, int], int]:
-    """Pixels per predicted class over the map (every ``step``-th pixel on large scenes).
+    """Pixels per predicted class over the map (every ``step``-th pixel on large scenes;
+    every pixel with ``max_pixels=None``, strip by strip).
 
     Returns the counts (scaled to the full grid) and the step used.
     """
     from geoensemble.features.table import to_table, valid_mask
 
     h, w = int(ds.sizes["y"]), int(ds.sizes["x"])
-    step = max(1, int(np.ceil(np.sqrt(h * w / max_pixels))))
+    step = 1 if max_pixels is None else max(1, int(np.ceil(np.sqrt(h * w / max_pixels))))
     thin = ds[names].isel(y=slice(None, None, step), x=slice(None, None, step))
     counts: dict[int, int] = {}
     for start in range(0, int(thin.sizes["y"]), strip_rows):
@@ -148,6 +152,9 @@ def evaluate_ensemble(cfg: AppConfig) -> dict[str, Any]:
         if not kept
         else kept[0]
     )
+    if rep.get("dropped_nan"):  # labelled pixels the NaN policy dropped in training
+        metrics["labelled_dropped_nan"] = rep["dropped_nan"]
+        metrics["labelled_dropped_nan_pixels"] = rep["dropped_nan"]["pixels"]
     if kind == "cluster":
         files += _cluster_assessment(cfg, rep, champion, kept, metrics)
     else:
@@ -261,6 +268,119 @@ def _cluster_assessment(
     return files
 
 
+def train_cv_config(cfg: AppConfig, rep: dict[str, Any]) -> AppConfig:
+    """``cfg`` with the labelled sample and spatial folds train used (``train.json``'s
+    ``cv``), logging where the given config differs; ``cfg`` itself for an older report."""
+    from geoensemble.ensemble.train import CV_KEYS, cv_settings, with_cv_settings
+
+    recorded = rep.get("cv")
+    where = Path(cfg.paths.reports) / "train.json"
+    if not recorded:
+        log.warning(
+            "evaluate: %s records no cross-validation settings (written by an older "
+            "version): using the config's ensemble.cv",
+            where,
+        )
+        return cfg
+    current = cv_settings(cfg)
+    differs = [k for k in CV_KEYS if current[k] != recorded.get(k)]
+    if differs:
+        log.warning(
+            "evaluate: the config's %s differ from what train used; evaluating with train's "
+            "(recorded in %s), so that the figures are those of the trained models",
+            ", ".join(f"{k}={current[k]!r} (train: {recorded.get(k)!r})" for k in differs),
+            where,
+        )
+    return with_cv_settings(cfg, recorded)
+
+
+@dataclasses.dataclass
+class ValidationSample:
+    """The validation pixels: map class and reference class of each (codes)."""
+
+    mapped: np.ndarray
+    reference: np.ndarray
+    names: dict[int, str]  # every code's name: the training classes, then new ones
+    off_map: int  # validation pixels where the map has no class (NaN features)
+
+
+def validation_sample(
+    cfg: AppConfig,
+    feats: xr.Dataset,
+    names: list[str],
+    model: Any,
+    class_names: dict[int, str],
+    nan_threshold: int,
+) -> ValidationSample:
+    """``data.validation`` on the features' grid, with the champion's class at each pixel.
+
+    Reference classes are matched to the training classes by name (a name training never
+    saw gets a new code). Pixels where the map has no class (more NaN features than the
+    threshold) are left out and counted.
+
+    Raises
+    ------
+    ConfigError
+        If a validation pixel is also a training label (the sample must be independent).
+    """
+    from geoensemble.errors import ConfigError, EmptyLayerError, GeoEnsembleError
+    from geoensemble.features.table import valid_mask
+    from geoensemble.io.labels import Grid, load_labels, read_labels
+    from geoensemble.io.stack import grid_attrs
+
+    v = cfg.data.validation
+    assert v.path is not None
+    crs, transform = grid_attrs(feats)
+    grid = Grid(crs, transform, (int(feats.sizes["y"]), int(feats.sizes["x"])))
+    try:
+        val = read_labels(
+            v.path,
+            grid,
+            attribute=v.attribute,
+            code_attribute=v.code_attribute,
+            layer=v.layer,
+            target="classes",
+        )
+    except GeoEnsembleError as exc:  # the reader names the training labels' keys
+        raise type(exc)(str(exc).replace("data.labels.", "data.validation.")) from None
+    rows, cols = np.nonzero(val.mask)
+    train = load_labels(cfg.paths.labels)
+    if train is not None:
+        both = int(train.mask[rows, cols].sum())
+        if both:
+            raise ConfigError(
+                f"data.validation.path={v.path}: {both} of its {rows.size} pixels are also "
+                f"training labels ({cfg.data.labels.path}): a validation sample must not be "
+                f"used in training; remove those pixels from one of the two files"
+            )
+    code_of = {n: c for c, n in class_names.items()}
+    names_out = dict(class_names)
+    ref = np.empty(rows.size, dtype=np.int64)
+    for c in np.unique(val.array[rows, cols]):
+        name = val.classes.get(int(c), f"class_{int(c)}")
+        if name not in code_of:  # a class the map cannot produce: a code of its own
+            code_of[name] = max(names_out, default=-1) + 1
+            names_out[code_of[name]] = name
+        ref[val.array[rows, cols] == c] = code_of[name]
+    ry, cx = xr.DataArray(rows, dims="pixel"), xr.DataArray(cols, dims="pixel")
+    X = np.stack([feats[n].isel(y=ry, x=cx).to_numpy() for n in names], axis=1).astype(np.float32)
+    ok = valid_mask(X.T[:, :, np.newaxis], nan_threshold=nan_threshold)[:, 0]
+    if not ok.any():
+        raise EmptyLayerError(
+            f"none of the {rows.size} pixels of data.validation.path={v.path} lies on the "
+            f"map's valid pixels: check its CRS and extent against the scene"
+        )
+    if not ok.all():
+        log.warning(
+            "evaluate: %d of %d validation pixels lie where the map has no class (NaN "
+            "features): left out of the accuracy and area estimates",
+            int((~ok).sum()),
+            rows.size,
+        )
+    mapped = np.asarray(model.predict(X[ok])).astype(np.int64)
+    return ValidationSample(mapped, ref[ok], names_out, int((~ok).sum()))
+
+
 def _supervised_assessment(
     cfg: AppConfig, rep: dict[str, Any], champion: Any, metrics: dict[str, Any]
 ) -> list[Path]:
@@ -284,17 +404,34 @@ def _supervised_assessment(
     from geoensemble.io.stack import grid_attrs, open_store
 
     reports = Path(cfg.paths.reports)
-    quiet = dataclasses.replace(cfg, ensemble=dataclasses.replace(cfg.ensemble, previews=False))
-    data, names, _ = training_data(quiet)
+    used = train_cv_config(cfg, rep)
+    quiet = dataclasses.replace(used, ensemble=dataclasses.replace(used.ensemble, previews=False))
+    data, names, facts = training_data(quiet)
     assert data.y is not None and data.folds is not None
+    recorded = rep.get("cv")
+    if recorded and facts["cv"]["digest"] != recorded.get("digest"):
+        raise InputFileError(
+            f"the labelled pixels or their spatial folds differ from those train used "
+            f"({reports / 'train.json'}): the features or labels changed since; run train "
+            f"again (dvc repro train) before evaluate"
+        )
+    metrics["cv"] = {k: v for k, v in facts["cv"].items() if k != "digest"}
+    metrics["cv_from"] = "train.json" if recorded else "config"
     kind = rep["kind"]
+    class_names = {int(k): v for k, v in rep.get("classes", {}).items()}
+    feats = open_store(cfg.paths.features)
+    threshold = used.features.nan_threshold
+    validation = None
+    if cfg.data.validation.path and kind == "classifier":  # checked before any report
+        validation = validation_sample(cfg, feats, names, champion, class_names, threshold)
+        class_names = validation.names
     pred, imp, imp_sd = fold_permutation_importance(
         champion,
         data.X,
         data.y,
         data.folds,
         scoring="accuracy" if kind == "classifier" else "r2",
-        seed=cfg.seed,
+        seed=used.seed,
     )
     order = np.argsort(-imp)
     importance = [
@@ -327,12 +464,26 @@ def _supervised_assessment(
 
     y = data.y.astype(np.int64)
     pred = pred.astype(np.int64)
-    class_names = {int(k): v for k, v in rep.get("classes", {}).items()}
-    feats = open_store(cfg.paths.features)
+    # Design-based estimates need the map's class areas over every pixel; otherwise a
+    # thinned map gives the (not design-based) point estimates.
     map_counts, step = mapped_counts(
-        feats, names, champion, nan_threshold=cfg.features.nan_threshold
+        feats,
+        names,
+        champion,
+        nan_threshold=threshold,
+        max_pixels=None if validation is not None else MAX_MAP_PIXELS,
     )
-    classes = np.array(sorted(set(np.unique(y)) | set(np.unique(pred)) | set(map_counts)))
+    sample_map = validation.mapped if validation is not None else pred
+    sample_ref = validation.reference if validation is not None else y
+    classes = np.array(
+        sorted(
+            set(np.unique(y))
+            | set(np.unique(pred))
+            | set(map_counts)
+            | set(np.unique(sample_ref))
+            | set(np.unique(sample_map))
+        )
+    )
     labels = [class_names.get(int(c), f"class_{int(c)}") for c in classes]
     p, r, f, support = precision_recall_fscore_support(y, pred, labels=classes, zero_division=0)
     per_class = [
@@ -348,29 +499,51 @@ def _supervised_assessment(
     ]
     _, transform = grid_attrs(feats)
     pixel_area = abs(transform.a * transform.e)
-    counts = error_matrix(pred, y, classes)
+    counts = error_matrix(sample_map, sample_ref, classes)
     mapped = np.array([map_counts.get(int(c), 0) for c in classes])
     aw = area_weighted_accuracy(counts, mapped, pixel_area=pixel_area)
+    design_based = validation is not None
     areas = [
         {
             "class": labels[k],
             "mapped_area": aw["mapped_area"][k],
             "estimated_area": aw["area"][k],
-            "ci95": aw["area_ci95"][k],
+            "ci95": aw["area_ci95"][k] if design_based else None,
             "users_accuracy": aw["users_accuracy"][k],
             "producers_accuracy": aw["producers_accuracy"][k],
         }
         for k in range(classes.size)
     ]
+    if design_based:
+        assert validation is not None
+        metrics.update(
+            design_based=True,
+            validation_design=cfg.data.validation.design.value,
+            validation_pixels=int(validation.reference.size),
+            validation_off_map=validation.off_map,
+            area_weighted_accuracy=aw["overall_accuracy"],
+            area_weighted_accuracy_se=aw["overall_accuracy_se"],
+            area_weighted_accuracy_ci95=aw["overall_accuracy_ci95"],
+            area_weighted_accuracy_low=aw["overall_accuracy"] - aw["overall_accuracy_ci95"],
+            area_weighted_accuracy_high=aw["overall_accuracy"] + aw["overall_accuracy_ci95"],
+            areas={row["class"]: {k: v for k, v in row.items() if k != "class"} for row in areas},
+        )
+    else:
+        metrics.update(
+            design_based=False,
+            area_weighted_accuracy=aw["overall_accuracy"],
+            area_estimates=(
+                "not design-based: computed from the held-out predictions of the training "
+                "labels, which are not a probability sample of the map, so no confidence "
+                "interval is given. For design-based estimates set data.validation.path to a "
+                "separate validation sample (data.validation.design: random or stratified)"
+            ),
+        )
     metrics.update(
         accuracy=float(accuracy_score(y, pred)),
         kappa=float(cohen_kappa_score(y, pred)),
         f1_macro=float(f1_score(y, pred, average="macro", zero_division=0)),
         labelled_pixels=int(y.size),
-        area_weighted_accuracy=aw["overall_accuracy"],
-        area_weighted_accuracy_ci95=aw["overall_accuracy_ci95"],
-        area_weighted_accuracy_low=aw["overall_accuracy"] - aw["overall_accuracy_ci95"],
-        area_weighted_accuracy_high=aw["overall_accuracy"] + aw["overall_accuracy_ci95"],
         unsampled_map_classes=aw["unsampled_map_classes"],
         map_step=step,
         area_unit="map units squared",
@@ -408,9 +581,15 @@ def _supervised_assessment(
             reports / FIGURES / "areas.png",
             labels,
             {"mapped": aw["mapped_area"], "estimated": aw["area"]},
-            errors={"estimated": aw["area_ci95"]},
-            title=f"class areas (area-weighted accuracy {aw['overall_accuracy']:.3f} "
-            f"+- {aw['overall_accuracy_ci95']:.3f})",
+            errors={"estimated": aw["area_ci95"]} if design_based else None,
+            title=(
+                f"class areas, {cfg.data.validation.design.value} validation sample "
+                f"(area-weighted accuracy {aw['overall_accuracy']:.3f} "
+                f"+- {aw['overall_accuracy_ci95']:.3f})"
+                if design_based
+                else f"class areas, NOT design-based (held-out training labels; "
+                f"area-weighted accuracy {aw['overall_accuracy']:.3f}, no interval)"
+            ),
             ylabel="area (map units squared)",
         ),
     ]

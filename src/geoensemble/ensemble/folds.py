@@ -5,11 +5,18 @@ blocks are dealt to folds, so a block (and every pixel in it) is in the test set
 fold and never in that fold's training set. Blocks are dealt largest
 first to the fold with the fewest pixels so far (after a seeded shuffle), which keeps the folds
 about equally large even when labels are clustered.
+
+A block edge still has pixels either side: with ``buffer`` (``ensemble.cv.buffer``, in
+pixels), every training pixel within ``buffer`` pixels (Chebyshev distance, i.e. inside the
+``(2 buffer + 1)``-pixel square around a test pixel) of any test pixel of a fold is left out
+of that fold's training set (it stays in its own fold's test set). Test pixels are the
+labelled pixels of the fold's test blocks.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -18,10 +25,12 @@ from geoensemble.errors import ConfigError
 
 @dataclass(frozen=True)
 class Fold:
-    """Row indices of the training and test pixels of one fold."""
+    """Row indices of the training and test pixels of one fold, and of the pixels left out of
+    its training set by the buffer."""
 
     train: np.ndarray
     test: np.ndarray
+    buffered: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
 
 def block_ids(rows: np.ndarray, cols: np.ndarray, block_size: int) -> np.ndarray:
@@ -41,6 +50,7 @@ def spatial_folds(
     n_folds: int,
     block_size: int,
     seed: int = 0,
+    buffer: int = 0,
 ) -> list[Fold]:
     """``n_folds`` folds of whole spatial blocks.
 
@@ -54,13 +64,18 @@ def spatial_folds(
         Side of a block in pixels.
     seed
         Seed of the shuffle that breaks ties between equally large blocks.
+    buffer
+        Training pixels within this many pixels (Chebyshev) of a test pixel of the fold are
+        left out of its training set.
 
     Raises
     ------
     ConfigError
         If the pixels fall in fewer blocks than folds (lower ``ensemble.cv.block_size`` or
-        ``ensemble.cv.folds``).
+        ``ensemble.cv.folds``), or the buffer leaves a fold without training pixels.
     """
+    if buffer < 0:
+        raise ConfigError(f"ensemble.cv.buffer={buffer} must be >= 0 (pixels)")
     if n_folds < 2:
         raise ConfigError(f"ensemble.cv.folds={n_folds} must be >= 2")
     ids = block_ids(rows, cols, block_size)
@@ -82,6 +97,50 @@ def spatial_folds(
         load[f] += counts[b]
     fold_of_pixel = fold_of_block[inverse]
     idx = np.arange(ids.size)
-    return [
-        Fold(train=idx[fold_of_pixel != f], test=idx[fold_of_pixel == f]) for f in range(n_folds)
-    ]
+    folds = []
+    for f in range(n_folds):
+        test, train = idx[fold_of_pixel == f], idx[fold_of_pixel != f]
+        near = np.zeros(train.size, dtype=bool)
+        if buffer > 0:
+            near = _within(rows, cols, test, train, buffer)
+        if near.all():
+            raise ConfigError(
+                f"ensemble.cv.buffer={buffer} leaves fold {f + 1} of {n_folds} without "
+                f"training pixels (all {train.size} are within {buffer} px of its test "
+                f"pixels): lower ensemble.cv.buffer, or raise ensemble.cv.block_size"
+            )
+        folds.append(Fold(train=train[~near], test=test, buffered=train[near]))
+    return folds
+
+
+def _within(
+    rows: np.ndarray, cols: np.ndarray, test: np.ndarray, train: np.ndarray, buffer: int
+) -> np.ndarray:
+    """Whether each ``train`` pixel is within ``buffer`` px (Chebyshev) of a ``test`` pixel."""
+    from scipy.spatial import cKDTree
+
+    rc = np.stack([np.asarray(rows), np.asarray(cols)], axis=1).astype(np.float64)
+    tree = cKDTree(rc[test])
+    # Distances are whole pixels: the +0.5 bound only keeps the search short.
+    dist, _ = tree.query(rc[train], k=1, p=np.inf, distance_upper_bound=buffer + 0.5)
+    return np.asarray(dist <= buffer)
+
+
+def fold_of_pixel(folds: list[Fold], n: int) -> np.ndarray:
+    """The fold (0-based) whose test set holds each of the ``n`` pixels."""
+    out = np.full(n, -1, dtype=np.int64)
+    for f, fold in enumerate(folds):
+        out[fold.test] = f
+    return out
+
+
+def folds_digest(rows: np.ndarray, cols: np.ndarray, folds: list[Fold]) -> str:
+    """SHA-256 of the pixels, their test fold and the buffered pixels of each fold: equal
+    digests mean the same cross-validation (recorded by train, checked by evaluate)."""
+    h = hashlib.sha256()
+    n = int(np.asarray(rows).size)
+    for a in (rows, cols, fold_of_pixel(folds, n)):
+        h.update(np.ascontiguousarray(a, dtype=np.int64).tobytes())
+    for fold in folds:
+        h.update(b"|" + np.ascontiguousarray(np.sort(fold.buffered), dtype=np.int64).tobytes())
+    return h.hexdigest()

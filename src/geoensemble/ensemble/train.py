@@ -22,13 +22,58 @@ from geoensemble.errors import ConfigError
 log = logging.getLogger("geoensemble")
 
 
+# What decides the labelled sample and its folds: recorded in train.json, reused by evaluate.
+CV_KEYS = ("folds", "block_size", "buffer", "seed", "sample_size", "stratify", "nan_threshold")
+
+
+def cv_settings(cfg: AppConfig) -> dict[str, Any]:
+    """The settings that decide the labelled sample and its spatial folds."""
+    cv = cfg.ensemble.cv
+    return {
+        "folds": cv.folds,
+        "block_size": cv.block_size,
+        "buffer": cv.buffer,
+        "seed": cfg.seed,
+        "sample_size": cfg.features.sample.size,
+        "stratify": cfg.features.sample.stratify,
+        "nan_threshold": cfg.features.nan_threshold,
+    }
+
+
+def with_cv_settings(cfg: AppConfig, settings: dict[str, Any]) -> AppConfig:
+    """``cfg`` with the sample and fold settings of :func:`cv_settings` replaced."""
+    import dataclasses
+
+    e, f = cfg.ensemble, cfg.features
+    return dataclasses.replace(
+        cfg,
+        seed=int(settings["seed"]),
+        ensemble=dataclasses.replace(
+            e,
+            cv=dataclasses.replace(
+                e.cv,
+                folds=int(settings["folds"]),
+                block_size=int(settings["block_size"]),
+                buffer=int(settings["buffer"]),
+            ),
+        ),
+        features=dataclasses.replace(
+            f,
+            nan_threshold=int(settings["nan_threshold"]),
+            sample=dataclasses.replace(
+                f.sample, size=int(settings["sample_size"]), stratify=bool(settings["stratify"])
+            ),
+        ),
+    )
+
+
 def training_data(cfg: AppConfig) -> tuple[TrainingData, list[str], dict[str, Any]]:
     """The members' training data, the feature names, and facts for the report.
 
     Clusterers get a seeded sample of valid pixels; supervised models the labelled pixels of
     the labels stage with their spatial block folds.
     """
-    from geoensemble.ensemble.folds import spatial_folds
+    from geoensemble.ensemble.folds import folds_digest, spatial_folds
     from geoensemble.ensemble.preview import preview_grid
     from geoensemble.ensemble.training import labelled_sample
     from geoensemble.features.sample import sample_pixels
@@ -63,21 +108,23 @@ def training_data(cfg: AppConfig) -> tuple[TrainingData, list[str], dict[str, An
                 f"model.kind={kind} needs data.labels.target={want}, but the labels in "
                 f"{cfg.paths.labels} are {labels.target}: set data.labels.target={want}"
             )
+        settings = cv_settings(cfg)
         ls = labelled_sample(
             feats,
             names,
             labels,
-            size=cfg.features.sample.size,
-            seed=cfg.seed,
-            nan_threshold=cfg.features.nan_threshold,
-            stratify=cfg.features.sample.stratify,
+            size=settings["sample_size"],
+            seed=settings["seed"],
+            nan_threshold=settings["nan_threshold"],
+            stratify=settings["stratify"],
         )
         folds = spatial_folds(
             ls.rows,
             ls.cols,
-            n_folds=cfg.ensemble.cv.folds,
-            block_size=cfg.ensemble.cv.block_size,
-            seed=cfg.seed,
+            n_folds=settings["folds"],
+            block_size=settings["block_size"],
+            seed=settings["seed"],
+            buffer=settings["buffer"],
         )
         classes = np.unique(ls.y) if kind == "classifier" else None
         data = TrainingData(X=ls.X, y=ls.y, folds=folds, classes=classes)
@@ -85,6 +132,13 @@ def training_data(cfg: AppConfig) -> tuple[TrainingData, list[str], dict[str, An
             sample_pixels=len(ls),
             classes={str(k): v for k, v in labels.classes.items()},
             folds=[int(f.test.size) for f in folds],
+            cv={
+                **settings,
+                "fold_sizes": [int(f.test.size) for f in folds],
+                "buffered": [int(f.buffered.size) for f in folds],
+                "digest": folds_digest(ls.rows, ls.cols, folds),
+            },
+            dropped_nan=ls.dropped,
         )
     if cfg.ensemble.previews:
         grid = preview_grid(
@@ -166,13 +220,18 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
                     "n_members": len(result.members),
                     "n_generations": len(result.history),
                     "sample_pixels": facts["sample_pixels"],
+                    **(
+                        {"labelled_dropped_nan": facts["dropped_nan"].get("pixels", 0)}
+                        if "dropped_nan" in facts
+                        else {}
+                    ),
                     "mlflow_seconds": logger.seconds,
                     "mlflow_share": logger.seconds / wall,
                     "train_seconds": wall,
                 },
             )
     runs = logger.runs
-    report = {
+    report: dict[str, Any] = {
         "experiment_id": exp_id,
         "parent_run_id": parent_id,
         "model_name": cfg.tracking.model_name,
@@ -185,6 +244,15 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
         "sample_pixels": facts["sample_pixels"],
         "classes": facts.get("classes", {}),
         "fold_sizes": facts.get("folds", []),
+        **({"cv": facts["cv"]} if "cv" in facts else {}),
+        **(
+            {
+                "labelled_dropped_nan": facts["dropped_nan"].get("pixels", 0),
+                **({"dropped_nan": facts["dropped_nan"]} if facts["dropped_nan"] else {}),
+            }
+            if "dropped_nan" in facts
+            else {}
+        ),
         "mlflow_seconds": logger.seconds,
         "champion": {
             "member": champion.name,

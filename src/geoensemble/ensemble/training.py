@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -11,6 +13,8 @@ from geoensemble.errors import EmptyLayerError
 from geoensemble.features.sample import balanced_quotas
 from geoensemble.features.table import valid_mask
 from geoensemble.io.labels import Labels
+
+log = logging.getLogger("geoensemble")
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,7 @@ class LabelledSample:
     y: np.ndarray  # (n,) int64 class codes or float64 values
     rows: np.ndarray
     cols: np.ndarray
+    dropped: dict[str, Any] = field(default_factory=dict)  # see nan_dropped
 
     def __len__(self) -> int:
         return int(self.X.shape[0])
@@ -68,6 +73,70 @@ def labelled_sample(
             f"none of the {rows.size} labelled pixels has valid features: check that the "
             f"labels ({labels.source}) lie inside the scene's footprint"
         )
+    dropped = nan_dropped(X, labels.array[rows, cols], ok, names, labels, nan_threshold)
     raw = labels.array[rows[ok], cols[ok]]
     y = raw.astype(np.float64) if labels.target == "value" else raw.astype(np.int64)
-    return LabelledSample(X=X[ok], y=y, rows=rows[ok], cols=cols[ok])
+    return LabelledSample(X=X[ok], y=y, rows=rows[ok], cols=cols[ok], dropped=dropped)
+
+
+def nan_dropped(
+    X: np.ndarray,
+    codes: np.ndarray,
+    ok: np.ndarray,
+    names: list[str],
+    labels: Labels,
+    nan_threshold: int,
+) -> dict[str, Any]:
+    """Which labelled pixels (and classes) the NaN policy dropped, logged as a warning.
+
+    Returns
+    -------
+    dict
+        ``pixels`` dropped of ``labelled``; per class name its ``dropped`` and ``labelled``
+        counts (classes with drops only); ``classes_lost`` (every pixel dropped); ``nan_in``:
+        NaN count per feature among the dropped pixels; ``fix``. Empty when none is dropped.
+    """
+    bad = ~ok
+    if not bad.any():
+        return {}
+    out: dict[str, Any] = {"pixels": int(bad.sum()), "labelled": int(ok.size)}
+    if labels.target != "value":
+        classes: dict[str, dict[str, int]] = {}
+        for c in np.unique(codes[bad]):
+            name = labels.classes.get(int(c), f"class_{int(c)}")
+            classes[name] = {
+                "dropped": int((bad & (codes == c)).sum()),
+                "labelled": int((codes == c).sum()),
+            }
+        out["classes"] = classes
+        out["classes_lost"] = [k for k, v in classes.items() if v["dropped"] == v["labelled"]]
+    nan_in = np.isnan(X[bad]).sum(axis=0)
+    out["nan_in"] = {n: int(k) for n, k in zip(names, nan_in, strict=True) if k}
+    n_nan = np.isnan(X[bad]).sum(axis=1)
+    partial = n_nan < X.shape[1]  # all-NaN pixels (off the footprint) no threshold keeps
+    out["all_features_nan"] = int((~partial).sum())
+    if partial.any():
+        out["fix"] = (
+            f"set features.nan_threshold={int(n_nan[partial].max())} with "
+            f"features.impute=median (or mean, constant) to keep them, or fill the NaN of "
+            f"layer(s) {sorted(out['nan_in'])} upstream"
+        )
+    else:
+        out["fix"] = "move the labels inside the scene's footprint (every feature is NaN there)"
+    per_class = "; ".join(
+        f"{k}: {v['dropped']} of {v['labelled']}"
+        + (" (the whole class)" if k in out.get("classes_lost", []) else "")
+        for k, v in out.get("classes", {}).items()
+    )
+    log.warning(
+        "labelled pixels dropped: %d of %d (%.1f %%) have more than features.nan_threshold=%d "
+        "NaN features (NaN in %s)%s. Fix: %s",
+        out["pixels"],
+        out["labelled"],
+        100 * out["pixels"] / out["labelled"],
+        nan_threshold,
+        ", ".join(f"{n}: {k}" for n, k in out["nan_in"].items()),
+        f"; by class: {per_class}" if per_class else "",
+        out["fix"],
+    )
+    return out

@@ -7,6 +7,7 @@ each map can name its sources.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import re
@@ -19,6 +20,8 @@ import numpy as np
 
 from geoensemble.config import AppConfig, ExternalModelConfig
 from geoensemble.errors import ConfigError, FeatureMismatchError, InputFileError
+
+log = logging.getLogger("geoensemble")
 
 CLUSTER, CLASSIFIER, REGRESSOR = "cluster", "classifier", "regressor"
 
@@ -37,6 +40,7 @@ class Member:
     model_id: str | None = None
     # Class value (as a string) -> name, recorded with the model at registration.
     class_names: dict[str, str] | None = None
+    external: bool = False  # trained elsewhere: no imputer of its own (see nan_policy)
 
     @property
     def kind(self) -> str:
@@ -178,6 +182,10 @@ def external_member(ext: ExternalModelConfig) -> Member:
             f"export the fitted scikit-learn estimator or pipeline itself"
         )
     names = [str(n) for n in ext.feature_names]
+    if ext.impute_stats:  # checked before any run or map is started
+        from geoensemble.features.impute import declared_fill_values
+
+        declared_fill_values(ext.impute_stats, names, "declared")
     fitted = getattr(model, "feature_names_in_", None)
     if fitted is not None and list(map(str, fitted)) != names:
         raise FeatureMismatchError(
@@ -189,6 +197,7 @@ def external_member(ext: ExternalModelConfig) -> Member:
         model=model,
         feature_names=names,
         uri=path.resolve().as_uri(),
+        external=True,
     )
 
 
@@ -214,6 +223,61 @@ def _unpickle(path: Path) -> Any:
             f"cannot load external model {path}: {type(exc).__name__}: {exc}. Export it "
             f"again with pickle or joblib under the same scikit-learn version"
         ) from None
+
+
+def nan_policy(
+    members: list[Member],
+    ds: Any,
+    cfg: AppConfig,
+    *,
+    scene: str = "scene",
+) -> tuple[list[Member], dict[str, str]]:
+    """The members for one scene with the configured NaN policy, and tags recording it.
+
+    Members trained here fill NaN with their own imputer (fitted on their training pixels).
+    An external model gets a :class:`~geoensemble.features.impute.FillNaN` step in front,
+    with the fill values of this scene's layers (``features.impute``, computed blockwise) or
+    of ``predict.external.impute_stats``, as soon as ``features.nan_threshold`` lets a NaN
+    reach it (see :mod:`geoensemble.features.impute`).
+    """
+    import dataclasses
+
+    from geoensemble.features.impute import declared_fill_values, scene_fill_values, with_fill
+
+    f = cfg.features
+    tags = {"nan_threshold": str(f.nan_threshold)}
+    if f.nan_threshold == 0 or not any(m.external for m in members):
+        return members, tags  # no NaN reaches a model without its own imputer
+    assert f.impute is not None  # validate() refuses nan_threshold > 0 without impute
+    out = []
+    for m in members:
+        if not m.external:
+            out.append(m)
+            continue
+        stats = cfg.predict.external.impute_stats
+        if stats:  # validate() refuses it with impute=constant
+            fill = declared_fill_values(stats, m.feature_names, f.impute)
+        else:
+            fill = scene_fill_values(
+                ds,
+                m.feature_names,
+                f.impute,
+                constant=f.impute_value,
+                seed=cfg.seed,
+                scene=scene,
+            )
+        log.info(
+            "predict: %s: NaN features of external model %s filled with the %s %s %s",
+            scene,
+            m.label,
+            fill.source,
+            fill.strategy,
+            fill.values,
+        )
+        tags.update(fill.tags(f.nan_threshold, m.label))
+        values = [fill.values[n] for n in m.feature_names]
+        out.append(dataclasses.replace(m, model=with_fill(m.model, values)))
+    return out, tags
 
 
 def resolve_members(cfg: AppConfig, experiment_id: str | None) -> list[Member]:

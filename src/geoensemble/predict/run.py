@@ -42,7 +42,13 @@ from geoensemble.predict.combine import (
     output_keys,
 )
 from geoensemble.predict.legend import Legend, scheme_for
-from geoensemble.predict.models import Member, check_features, env_threads, resolve_members
+from geoensemble.predict.models import (
+    Member,
+    check_features,
+    env_threads,
+    nan_policy,
+    resolve_members,
+)
 from geoensemble.predict.writer import GDAL_ENV, MapWriter
 
 log = logging.getLogger("geoensemble")
@@ -476,11 +482,13 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
             for i, (name, in_path, open_scene) in enumerate(sources):
                 ds = first if i == 0 else open_scene()
                 union = scene_union(cfg, members, ds, name, in_path, i)
+                scene_members, policy_tags = nan_policy(members, ds, cfg, scene=name)
                 predictor = BlockPredictor(
-                    members, union, scheme, keys, nan_threshold=cfg.features.nan_threshold
+                    scene_members, union, scheme, keys, nan_threshold=cfg.features.nan_threshold
                 )
                 tags = {
                     **base_tags,
+                    **policy_tags,
                     "scene": name,
                     "scene_path": str(in_path),
                     "predict_run_id": run_id,
