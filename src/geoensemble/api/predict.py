@@ -308,7 +308,7 @@ def write_map(
     values = np.asarray(da.values)
     crs = da.rio.crs
     try:
-        transform = da.rio.transform(recalc=True)
+        transform = da.rio.transform()  # the recorded one: exact, not from coordinates
     except Exception:  # rioxarray raises several kinds for a missing or broken grid
         transform = None
     if transform is None or transform.is_identity:
