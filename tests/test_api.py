@@ -73,7 +73,8 @@ SCRIPT = textwrap.dedent(
         (maps,) = ge.predict_many(ens, [feats])
     written = {}
     for i, m in enumerate(ens.kept):
-        written[f"member:{i}"] = str(ge.write_map(maps[m.name.replace("-", "_")], out / f"m{i}.tif"))
+        label = m.name.replace("-", "_")  # member-003 -> variable member_003
+        written[f"member:{i}"] = str(ge.write_map(maps[label], out / f"m{i}.tif"))
     for key in ("vote", "agreement"):
         written[key] = str(ge.write_map(maps[key], out / f"{key}.tif"))
     best = ens.scores.iloc[0]
