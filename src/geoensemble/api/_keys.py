@@ -45,6 +45,14 @@ FIT: Renames = (
     (rf"{_ALONE}features\.sample\.size\b", "sample"),
     (rf"{_ALONE}ensemble\.(size|generations|keep)\b", r"\1"),
     (rf"{_ALONE}ensemble\.metric\b", "criterion"),
+    (rf"{_ALONE}ensemble metric\(s\)", "criterion"),
+    (rf"{_ALONE}model\.kind=(\w+)", r"a \1 estimator"),
+    # the API keeps the stage's CV defaults (5 folds of 32-px blocks): only labels can change
+    (
+        r"fewer than ensemble\.cv\.folds=(\d+): lower ensemble\.cv\.block_size or "
+        r"ensemble\.cv\.folds, or add labels",
+        r"fewer than the \1 spatial cross-validation folds: label pixels over a larger area",
+    ),
     (rf"{_ALONE}compute\.memory_limit\b", "the workers' memory_limit"),
     (rf"{_ALONE}compute\.timeout\b", "the workers' start timeout"),
     (rf"{_ALONE}compute\.retries\b", "the scheduler's allowed-failures"),
