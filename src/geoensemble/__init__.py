@@ -15,13 +15,14 @@ plain functions in :mod:`geoensemble.stages` that take a validated config; the s
 ``pipelines/`` only wrap them for DVC, MLflow Projects and Hydra.
 
 The names below are imported on first use, so ``import geoensemble`` stays fast and imports
-neither xarray, dask, scikit-learn nor MLflow.
+neither xarray, dask, scikit-learn nor MLflow; ``__init__.pyi`` gives type checkers their
+signatures.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -35,21 +36,11 @@ __all__ = [
     "write_map",
 ]
 
-if TYPE_CHECKING:
-    from geoensemble.api import (
-        Ensemble,
-        LayerSpec,
-        featurize,
-        fit_ensemble,
-        load_array,
-        predict_many,
-        write_map,
-    )
-
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        value = getattr(importlib.import_module("geoensemble.api"), name)
+        # relative: the stages never load the API (dvc.yaml's code deps follow that)
+        value = getattr(importlib.import_module(".api", __name__), name)
         globals()[name] = value  # once imported, an ordinary attribute
         return value
     raise AttributeError(f"module 'geoensemble' has no attribute {name!r}")
