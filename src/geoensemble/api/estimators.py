@@ -1,0 +1,190 @@
+"""A scikit-learn estimator or ``Pipeline`` as the member recipe the train stage builds from.
+
+The train stage builds each member from ``{_target_: ..., **params}`` specs
+(``features.steps`` and ``model.estimator``, see :mod:`geoensemble.ensemble.pipeline`). The
+API turns the caller's estimator into the same specs, so a member fitted from a notebook is
+built, seeded, searched and scored exactly as the stage builds it from a config.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from geoensemble.api.features import dotted_name
+from geoensemble.errors import ConfigError
+from geoensemble.trust import CLASS_MODULES, check_modules
+
+# Parameters always kept in a spec, even at their default: a seeded estimator is what makes
+# the search give each member its own seed (as the stage's ``random_state: ${seed}``).
+ALWAYS = ("random_state",)
+
+
+@dataclass
+class Recipe:
+    """The member recipe of one estimator: steps, the final estimator, and its search space.
+
+    Attributes
+    ----------
+    steps
+        ``features.steps``: ``{name: spec}`` of the learned steps before the estimator.
+    estimator
+        ``model.estimator``: the final estimator's spec, searched parameters left out.
+    space
+        ``model.space``, with the final step's ``<name>__<param>`` keys as plain names.
+    kind
+        ``cluster``, ``classifier`` or ``regressor``.
+    family
+        The final estimator's class name (``MiniBatchKMeans``), the ``model.name``.
+    modules
+        Modules of the caller's own classes, trusted because the caller passed them.
+    """
+
+    steps: dict[str, Any]
+    estimator: dict[str, Any]
+    space: dict[str, Any]
+    kind: str
+    family: str
+    modules: list[str] = field(default_factory=list)
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    if default is inspect.Parameter.empty:
+        return False
+    if value is default:
+        return True
+    try:
+        same = value == default
+        return bool(same) if isinstance(same, bool | np.bool_) else False
+    except (TypeError, ValueError):
+        return False
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    try:
+        sig = inspect.signature(cls.__init__)  # type: ignore[misc]
+    except (TypeError, ValueError):
+        return {}
+    return {n: p.default for n, p in sig.parameters.items() if n != "self"}
+
+
+def _value(value: Any, where: str, modules: set[str]) -> Any:
+    """A parameter value as a config node: plain data, a nested spec, or a reference."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, list | tuple):
+        return [_value(v, f"{where}[{i}]", modules) for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        return {str(k): _value(v, f"{where}.{k}", modules) for k, v in value.items()}
+    if hasattr(value, "get_params") and not isinstance(value, type):
+        return estimator_spec(value, where, modules)
+    if inspect.isfunction(value) or inspect.isbuiltin(value) or isinstance(value, type):
+        path = dotted_name(value, where)
+        _vouch(value, modules)
+        return {"_target_": "hydra.utils.get_method", "path": path}
+    raise ConfigError(
+        f"{where}={value!r} is a {type(value).__name__}, which an ensemble member cannot be "
+        f"rebuilt from: give numbers, strings, lists, estimators or functions as parameters"
+    )
+
+
+def _vouch(obj: Any, modules: set[str]) -> None:
+    """Trust the module of an object the caller passed (outside geoensemble's allow-list)."""
+    module = str(getattr(obj, "__module__", "") or "")
+    if not any(module == r or module.startswith(r + ".") for r in CLASS_MODULES):
+        modules.add(module)
+
+
+def estimator_spec(est: Any, where: str, modules: set[str]) -> dict[str, Any]:
+    """``{_target_: module.Class, **params}``: the parameters that differ from the class's
+    defaults (plus ``random_state``), nested estimators as nested specs."""
+    cls = type(est)
+    target = dotted_name(cls, where)
+    _vouch(cls, modules)
+    defaults = _defaults(cls)
+    spec: dict[str, Any] = {"_target_": target}
+    for name, value in est.get_params(deep=False).items():
+        if name in ALWAYS or not _is_default(value, defaults.get(name, inspect.Parameter.empty)):
+            spec[name] = _value(value, f"{where}.{name}", modules)
+    return spec
+
+
+def recipe(estimator: Any, space: Mapping[str, Any] | None) -> Recipe:
+    """The member recipe of ``estimator`` (a scikit-learn estimator or ``Pipeline``).
+
+    The precedence rule of :mod:`geoensemble.ensemble.precedence`, for objects: a parameter
+    searched in ``space`` must be left at its default on the estimator (its value comes from
+    the space, for every member); a value the caller set and also searches is refused.
+
+    Raises
+    ------
+    ConfigError
+        For an object that is not an estimator, a class defined in a notebook cell, a
+        parameter that cannot be passed on, or a parameter both set and searched.
+    """
+    from geoensemble.predict.models import model_kind
+
+    if not hasattr(estimator, "get_params") or not hasattr(estimator, "fit"):
+        raise ConfigError(
+            f"estimator={estimator!r} is not a scikit-learn estimator: pass an unfitted "
+            f"estimator or Pipeline, e.g. MiniBatchKMeans() or make_pipeline(...)"
+        )
+    if isinstance(estimator, type):
+        raise ConfigError(
+            f"estimator={estimator.__name__} is a class: pass an instance, "
+            f"e.g. {estimator.__name__}()"
+        )
+    modules: set[str] = set()
+    named = list(getattr(estimator, "steps", [("model", estimator)]))
+    if not named or any(s is None or s == "passthrough" for _, s in named):
+        raise ConfigError(
+            "the estimator Pipeline has an empty or 'passthrough' step: remove it from the Pipeline"
+        )
+    *head, (last_name, last) = named
+    steps = {str(n): estimator_spec(s, f"the pipeline step {n}", modules) for n, s in head if n}
+    if "model" in steps:
+        raise ConfigError(
+            "the estimator Pipeline has a step named 'model' before its last step: rename it "
+            "(the final estimator is the member's 'model' step)"
+        )
+    spec = estimator_spec(last, "the estimator", modules)
+    space_out: dict[str, Any] = {}
+    for key, dist in (space or {}).items():
+        step, _, param = str(key).rpartition("__")
+        if step in (last_name, "model"):
+            key = param
+        elif step and step not in steps:
+            raise ConfigError(
+                f"space['{key}']: the pipeline has no step {step!r} (steps: "
+                f"{[*steps, last_name]}); name a step, or the estimator's own parameter"
+            )
+        space_out[str(key)] = dist
+    defaults = _defaults(type(last))
+    for key in space_out:
+        if "__" in key or key not in spec:
+            continue
+        if key in ALWAYS and _is_default(last.get_params(deep=False).get(key), defaults.get(key)):
+            spec.pop(key)
+            continue
+        raise ConfigError(
+            f"the estimator's {key}={spec[key]!r} is also searched by space['{key}']: a value "
+            f"you set is used by every member and only space varies, so leave {key} at its "
+            f"default on the estimator to search it, or remove it from space"
+        )
+    check_modules(sorted(modules), key="the estimator's modules")
+    return Recipe(
+        steps=steps,
+        estimator=spec,
+        space=space_out,
+        kind=model_kind(estimator),
+        family=type(last).__name__,
+        modules=sorted(modules),
+    )

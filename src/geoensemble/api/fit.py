@@ -1,0 +1,477 @@
+"""``fit_ensemble`` and ``Ensemble``: the train stage's search, without its config file."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from geoensemble.api._keys import FIT, argument_names
+from geoensemble.errors import ConfigError, GridMismatchError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import xarray as xr
+
+    from geoensemble.api.estimators import Recipe
+    from geoensemble.config import AppConfig
+    from geoensemble.ensemble.member import TrainingData
+    from geoensemble.ensemble.search import Member
+
+# Criteria where larger is better; every other one (aic, bic, log_loss, rmse...) is minimized.
+MAXIMIZE = frozenset(
+    {
+        "accuracy",
+        "kappa",
+        "f1_macro",
+        "r2",
+        "log_likelihood",
+        "heldout_log_likelihood",
+        "member_space_log_likelihood",
+    }
+)
+# The range checks of the stage's config keys the API's arguments stand for.
+_CHECKED = ("ensemble.size", "ensemble.generations", "ensemble.keep", "features.sample.size")
+
+
+def app_config(
+    rec: Recipe,
+    *,
+    size: int,
+    generations: int,
+    keep: int,
+    criterion: str,
+    sample: int,
+    seed: int,
+) -> AppConfig:
+    """The config the train stage would run for these arguments, checked like the stage's.
+
+    The search (:func:`~geoensemble.ensemble.search.run_ensemble`) still takes the whole
+    application config: this is the coupling the layering refactor removes.
+    """
+    from geoensemble.config import (
+        RANGES,
+        AppConfig,
+        ComputeConfig,
+        Direction,
+        EnsembleConfig,
+        FeaturesConfig,
+        ModelConfig,
+        ModelKind,
+        SampleConfig,
+        TrustConfig,
+    )
+
+    if not isinstance(criterion, str) or not criterion:
+        raise ConfigError(f"criterion={criterion!r} is not a score name: use e.g. 'aic'")
+    for name, value in (("size", size), ("generations", generations), ("keep", keep)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise ConfigError(f"{name}={value!r} is not an integer: use an integer >= 1")
+    cfg = AppConfig(
+        seed=int(seed),
+        features=FeaturesConfig(name="api", steps=rec.steps, sample=SampleConfig(size=sample)),
+        model=ModelConfig(
+            name=rec.family,
+            kind=ModelKind(rec.kind),
+            estimator=rec.estimator,
+            space=rec.space,
+        ),
+        ensemble=EnsembleConfig(
+            size=int(size),
+            generations=int(generations),
+            keep=int(keep),
+            metric=criterion,
+            direction=Direction.maximize if criterion in MAXIMIZE else Direction.minimize,
+            previews=False,
+        ),
+        # In-process (client=None): one worker thread, as compute=threads runs the stage.
+        compute=ComputeConfig(n_workers=1, threads_per_worker=1, processes=False),
+        trust=TrustConfig(modules=rec.modules),
+    )
+    with argument_names(FIT):
+        for key, ok, allowed in RANGES:
+            if key in _CHECKED and not ok(attrgetter(key)(cfg)):
+                raise ConfigError(
+                    f"config key {key}={attrgetter(key)(cfg)!r} is out of range: use {allowed}"
+                )
+    if keep > size * generations:
+        raise ConfigError(
+            f"keep={keep} is out of range: use at most the {size * generations} members "
+            f"fitted (size x generations), or raise size"
+        )
+    return cfg
+
+
+def _labels(y: xr.DataArray, ds: xr.Dataset, kind: str) -> Any:
+    """``y`` as the labels stage's :class:`~geoensemble.io.labels.Labels` on ``ds``'s grid."""
+    from geoensemble.io.labels import NODATA, Labels
+
+    shape = (int(ds.sizes["y"]), int(ds.sizes["x"]))
+    arr = np.asarray(getattr(y, "values", y))
+    if arr.shape != shape:
+        raise GridMismatchError(
+            f"y has shape {arr.shape} but the features' grid is {shape}: give labels on the "
+            f"same grid (rasterize them onto ds, e.g. with rasterio.features.rasterize)"
+        )
+    if kind == "regressor":
+        return Labels(np.asarray(arr, dtype=np.float32), target="value", source="y")
+    if arr.dtype.kind not in "iuf":
+        raise ConfigError(
+            f"y holds {arr.dtype} values: a classifier's labels are integer class codes "
+            f"0..254 (NaN or a negative value: unlabelled); code the class names first"
+        )
+    unlabelled = ~np.isfinite(arr) | (arr < 0) if arr.dtype.kind == "f" else arr < 0
+    codes = np.where(unlabelled, 0, arr)
+    if (codes >= NODATA).any() or (codes != np.round(codes)).any():
+        raise ConfigError(
+            "y holds values that are not class codes 0..254: give integer codes (NaN or a "
+            "negative value where a pixel is unlabelled)"
+        )
+    out = np.where(unlabelled, NODATA, codes).astype(np.uint8)
+    return Labels(out, target="classes", source="y")
+
+
+def training_data(
+    ds: xr.Dataset, y: xr.DataArray | None, cfg: AppConfig
+) -> tuple[TrainingData, list[str]]:
+    """The members' training data, as the train stage draws it from the stores."""
+    from geoensemble.ensemble.folds import spatial_folds
+    from geoensemble.ensemble.member import TrainingData
+    from geoensemble.ensemble.training import labelled_sample
+    from geoensemble.features.sample import sample_pixels
+
+    names = [str(v) for v in ds.data_vars]
+    kind = cfg.model.kind.value
+    if not names:
+        raise ConfigError("ds holds no feature layer: pass the dataset featurize() returned")
+    if kind == "cluster":
+        if y is not None:
+            raise ConfigError(
+                f"y is given but the estimator ({cfg.model.name}) is a clusterer, which "
+                f"learns without labels: drop y, or pass a classifier or regressor"
+            )
+        s = sample_pixels(
+            ds,
+            names,
+            size=cfg.features.sample.size,
+            seed=cfg.seed,
+            nan_threshold=cfg.features.nan_threshold,
+        )
+        return TrainingData(X=s.X), names
+    if y is None:
+        raise ConfigError(
+            f"the estimator ({cfg.model.name}) is a {kind}, which needs labels: pass y, a "
+            f"DataArray of {'class codes' if kind == 'classifier' else 'values'} on ds's grid"
+        )
+    labels = _labels(y, ds, kind)
+    ls = labelled_sample(
+        ds,
+        names,
+        labels,
+        size=cfg.features.sample.size,
+        seed=cfg.seed,
+        nan_threshold=cfg.features.nan_threshold,
+    )
+    folds = spatial_folds(
+        ls.rows,
+        ls.cols,
+        n_folds=cfg.ensemble.cv.folds,
+        block_size=cfg.ensemble.cv.block_size,
+        seed=cfg.seed,
+    )
+    classes = np.unique(ls.y) if kind == "classifier" else None
+    return TrainingData(X=ls.X, y=ls.y, folds=folds, classes=classes), names
+
+
+@contextlib.contextmanager
+def _cluster(client: Any, cfg: AppConfig) -> Iterator[Any]:
+    """The caller's client, or an in-process one (one worker thread) for this fit."""
+    if client is not None:
+        if not hasattr(client, "submit") or not hasattr(client, "scatter"):
+            raise ConfigError(
+                f"client={client!r} is not a dask.distributed Client: pass Client(...) or None"
+            )
+        yield client
+        return
+    from geoensemble.compute import dask_client
+
+    with dask_client(cfg.compute, preload=["geoensemble.ensemble.member"]) as own:
+        yield own
+
+
+@dataclass
+class Ensemble:
+    """A fitted ensemble: every member, the kept ones (best first) and their scores.
+
+    Attributes
+    ----------
+    members
+        Every member fitted, in fitting order; each has ``pipeline`` (the fitted scikit-learn
+        ``Pipeline``), ``params`` (its searched parameters), ``scores``, ``rank`` (1 = best),
+        ``generation`` and ``seed``.
+    kept
+        The ``keep`` best members, best first: what :func:`predict_many` and
+        :meth:`predict` use.
+    feature_names
+        The features the members were trained on, in their order.
+    metric
+        The criterion the members are ranked by.
+    history
+        Per generation: the best score so far and the generation's own best.
+    config
+        The train stage's config equivalent to this fit (what :meth:`log_to_mlflow` logs).
+    """
+
+    members: list[Member]
+    kept: list[Member]
+    feature_names: list[str]
+    metric: str
+    history: list[dict[str, float]] = field(default_factory=list)
+    config: Any = None
+    example: np.ndarray | None = field(default=None, repr=False)
+    sample_pixels: int = 0
+
+    @property
+    def best(self) -> Member:
+        """The best member (rank 1); its fitted pipeline is ``best.pipeline``."""
+        return self.kept[0]
+
+    @property
+    def scores(self) -> pd.DataFrame:
+        """One row per member, best rank first: generation, rank, kept, parameters, scores."""
+        import pandas as pd
+
+        kept = {m.number for m in self.kept}
+        rows = []
+        for m in sorted(self.members, key=lambda m: m.rank):
+            row: dict[str, Any] = {
+                "member": m.name,
+                "generation": m.generation,
+                "rank": m.rank,
+                "kept": m.number in kept,
+                "seed": m.seed,
+            }
+            row.update(m.params)
+            row[self.metric] = m.scores.get(self.metric, np.nan)
+            row.update({k: v for k, v in m.scores.items() if k != self.metric})
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("member")
+
+    def predict(self, ds: xr.Dataset, *, client: Any = None) -> xr.DataArray:
+        """The ensemble's map of ``ds``: the kept members' majority vote (the best member's
+        map when one is kept), no-data where a pixel has a NaN feature.
+
+        See :func:`predict_many` for every member's map and the agreement.
+        """
+        from geoensemble.api.predict import predict_many
+
+        (out,) = predict_many(self, [ds], outputs=("vote",), client=client)
+        return out["vote"]
+
+    def log_to_mlflow(
+        self,
+        uri: str,
+        *,
+        experiment: str = "geoensemble",
+        model_name: str = "geoensemble",
+        alias: str = "notebook",
+        timeout: float = 10.0,
+    ) -> str:
+        """Log the ensemble as the train stage does and register its kept members.
+
+        One parent run (the equivalent config as its parameters), one child run per member
+        (parameters, scores, rank), the kept members logged as models and registered as
+        versions of ``model_name``, ``alias`` set on the best one. Every run is closed.
+
+        Parameters
+        ----------
+        uri
+            The MLflow tracking URI (``sqlite:///path/mlflow.db``, ``http://host:port``).
+        experiment
+            The MLflow experiment (created if needed).
+        model_name
+            The registered model the kept members become versions of.
+        alias
+            The alias moved to the best member's version (not ``champion`` unless you mean
+            to replace the pipeline's champion).
+        timeout
+            Seconds every MLflow call may take.
+
+        Returns
+        -------
+        str
+            The parent run's id.
+
+        Raises
+        ------
+        TrackingError
+            When the store cannot be used, in one line naming it.
+        """
+        from geoensemble import tracking
+        from geoensemble.config import TrackingConfig, check_name, flatten, to_dict
+        from geoensemble.ensemble.runlog import MemberLogger
+        from geoensemble.ensemble.scoring import scoring_space
+        from geoensemble.ensemble.search import EnsembleResult
+
+        if not isinstance(uri, str) or not uri:
+            raise ConfigError(f"uri={uri!r} is not an MLflow tracking URI: use sqlite:///... ")
+        with argument_names(((r"config key tracking\.model_name", "model_name"),)):
+            check_name("tracking.model_name", model_name)
+        with argument_names(((r"config key predict\.alias", "alias"),)):
+            check_name("predict.alias", alias)
+        cfg = self.config
+        exp_id = tracking.setup(
+            TrackingConfig(uri=uri, experiment=experiment, model_name=model_name, timeout=timeout)
+        )
+        tags = {**tracking.run_tags(), "geoensemble.source": "api"}
+        run_name = f"ensemble-{cfg.model.name}"
+        with tracking.parent_run(
+            exp_id,
+            run_name=run_name,
+            params=flatten(to_dict(cfg)),
+            tags={
+                **tags,
+                "model_family": cfg.model.name,
+                "model_kind": cfg.model.kind.value,
+                "score_space": scoring_space(cfg),
+            },
+        ) as parent_id:
+            logger = MemberLogger(
+                tracking.experiment_of(parent_id),
+                parent_id,
+                family=cfg.model.name,
+                space_keys=list(cfg.model.space),
+                tags=tags,
+            )
+            for m in self.members:
+                logger.log_member(m)
+            logger.finish(
+                EnsembleResult(self.members, self.kept, self.history, self.metric),
+                feature_names=self.feature_names,
+                example=self.example if self.example is not None else np.zeros((0, 0)),
+                model_name=model_name,
+                alias=alias,
+                ensemble_name=f"{run_name}-{parent_id[:8]}",
+            )
+            tracking.log_metrics(
+                parent_id,
+                {
+                    f"best_{self.metric}": self.best.scores[self.metric],
+                    "n_members": len(self.members),
+                    "n_generations": len(self.history),
+                    "sample_pixels": self.sample_pixels,
+                },
+            )
+        return parent_id
+
+
+def fit_ensemble(
+    estimator: Any,
+    ds: xr.Dataset,
+    *,
+    y: xr.DataArray | None = None,
+    space: Mapping[str, Any] | None = None,
+    size: int = 8,
+    generations: int = 1,
+    keep: int = 1,
+    criterion: str = "aic",
+    sample: int = 200_000,
+    seed: int = 0,
+    client: Any = None,
+    tracking: str | None = None,
+) -> Ensemble:
+    """Fit an ensemble of ``estimator`` over generations: the train stage's search.
+
+    Each member is a copy of ``estimator`` whose parameters listed in ``space`` are drawn
+    (generation 0 at random, later generations by NSGA-II from the best so far, elm's
+    evolutionary search); members are fitted as dask tasks and ranked by ``criterion``.
+
+    Parameters
+    ----------
+    estimator
+        An unfitted scikit-learn estimator or ``Pipeline`` (e.g. scaling, PCA, then
+        ``MiniBatchKMeans``). Its classes are rebuilt by name on the workers, so they must
+        live in an importable module (not a notebook cell).
+    ds
+        Features from :func:`featurize`: a seeded sample of at most ``sample`` valid pixels
+        (no NaN feature) is drawn for clusterers; labelled valid pixels for supervised ones.
+    y
+        Labels on ``ds``'s grid, for classifiers (integer class codes, NaN or negative =
+        unlabelled) and regressors (values, NaN = unlabelled); scored by spatial block CV.
+    space
+        The searched parameters: ``{param: [choices]}`` or ``{param: {"low": .., "high":
+        .., "step": .., "log": ..}}``; ``<step>__<param>`` for a pipeline step's
+        parameter. A searched parameter must be left at its default on ``estimator``.
+    size
+        Members per generation.
+    generations
+        Generations of the search (it stops early after 2 without improvement).
+    keep
+        Members kept (best first) for prediction and registration.
+    criterion
+        The score that ranks members: ``aic`` (default), ``bic``, ``inertia`` for
+        clusterers; ``log_loss``, ``kappa``, ``accuracy``... for classifiers; ``rmse``,
+        ``r2``... for regressors.
+    sample
+        Most training pixels.
+    seed
+        Seeds the sample, the search and each member (``seed + member number``).
+    client
+        A ``dask.distributed.Client`` whose workers fit the members; ``None``: an
+        in-process cluster of one worker thread, closed afterwards.
+    tracking
+        An MLflow tracking URI to log the ensemble to (:meth:`Ensemble.log_to_mlflow`);
+        ``None``: MLflow is not used (nor imported).
+
+    Returns
+    -------
+    Ensemble
+
+    Raises
+    ------
+    ConfigError, EmptyLayerError, GridMismatchError, ComputeError, TrackingError
+        In one line naming the argument or parameter and how to fix it, before any fit
+        where it can be known beforehand.
+    """
+    from geoensemble.api.estimators import recipe
+    from geoensemble.ensemble.checks import check_members
+    from geoensemble.ensemble.search import member_spec, run_ensemble
+
+    if not hasattr(ds, "data_vars"):
+        raise ConfigError(
+            f"ds is a {type(ds).__name__}: pass the xarray.Dataset that featurize() returned"
+        )
+    with argument_names(FIT):
+        rec = recipe(estimator, space)
+        cfg = app_config(
+            rec,
+            size=size,
+            generations=generations,
+            keep=keep,
+            criterion=criterion,
+            sample=sample,
+            seed=seed,
+        )
+        data, names = training_data(ds, y, cfg)
+        # A member that cannot be built or fitted on this sample fails here, before the
+        # cluster starts (as in the train stage).
+        check_members(member_spec(cfg), cfg.model.space, cfg.ensemble.size, data, source="ds")
+        with _cluster(client, cfg) as c:
+            result = run_ensemble(data, cfg, c)
+    ens = Ensemble(
+        members=result.members,
+        kept=result.kept,
+        feature_names=names,
+        metric=result.metric,
+        history=result.history,
+        config=cfg,
+        example=data.X[:5],
+        sample_pixels=len(data.X),
+    )
+    if tracking is not None:
+        ens.log_to_mlflow(tracking)
+    return ens
