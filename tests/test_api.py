@@ -132,7 +132,9 @@ def _stage_maps(cfg: AppConfig, *, with_scene: bool) -> dict[str, Any]:
 def scene_stage(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     """The embedded scene through every stage, once: its raw folder and the stage's maps."""
     t = tmp_path_factory.mktemp("api_scene")
-    maps = _stage_maps(_compose(t), with_scene=True)
+    # no reference classes: the stage's maps then carry the neutral cluster names the API
+    # writes (naming clusters after a truth raster is the predict stage's own step)
+    maps = _stage_maps(_compose(t, "data.truth=null", "data.labels.path=null"), with_scene=True)
     return t / "raw" / "scene", maps
 
 

@@ -239,13 +239,18 @@ def predict_many(
     """
     import xarray as xr
 
-    from geoensemble.predict.combine import BlockPredictor, ClassScheme
+    from geoensemble.predict.combine import CLUSTER, BlockPredictor, ClassScheme
+    from geoensemble.predict.legend import aligned_scheme
     from geoensemble.predict.models import env_threads
 
     members = _members(models)
     keys = _keys(members, outputs)
-    scheme = ClassScheme.of(members)
     many: list[xr.Dataset] = [scenes] if isinstance(scenes, xr.Dataset) else list(scenes)
+    scheme = ClassScheme.of(members)
+    if many and members[0].kind == CLUSTER:
+        # cluster codes matched to the first (best) member's on the first scene, as the stage
+        with argument_names(PREDICT):
+            scheme = aligned_scheme(members, many[0], _names_in(many[0], members, "scenes[0]"))
     results = []
     for i, ds in enumerate(many):
         where = f"scenes[{i}]"

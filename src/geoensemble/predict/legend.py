@@ -35,6 +35,7 @@ from geoensemble.predict.models import Member, final_step, n_classes_of
 log = logging.getLogger("geoensemble")
 
 #: Pixels sampled to align cluster codes, and to name clusters after the reference.
+ALIGN_SEED = 0
 ALIGN_SAMPLE = 20_000
 NAME_SAMPLE = 50_000
 
@@ -110,22 +111,31 @@ def labels_names(cfg: AppConfig) -> dict[str, str]:
     return {str(k): str(v) for k, v in meta["classes"].items()}
 
 
-def cluster_legend(
-    cfg: AppConfig, members: list[Member], scene: xr.Dataset, union: list[str]
-) -> Legend:
-    """Aligned cluster codes (on ``scene``), named after the reference where there is one."""
+def aligned_scheme(members: list[Member], scene: xr.Dataset, union: list[str]) -> ClassScheme:
+    """The class scheme of clustering ``members`` with their codes matched to the first's.
+
+    The matching sample is drawn with a fixed seed, so the stage and the Python API align the
+    same members the same way.
+    """
     from geoensemble.features.sample import sample_pixels
 
     recode = None
     if len(members) > 1:
         # Only fully valid pixels: every member can predict them whatever its NaN handling.
-        sample = sample_pixels(scene, union, size=ALIGN_SAMPLE, seed=cfg.seed)
+        sample = sample_pixels(scene, union, size=ALIGN_SAMPLE, seed=ALIGN_SEED)
         preds = [
             np.asarray(m.model.predict(x))
             for m, x in zip(members, member_tables(sample.X, union, members), strict=True)
         ]
         recode = align_clusters(preds, [n_classes_of(m.model) for m in members])
-    scheme = ClassScheme.of(members, recode=recode)
+    return ClassScheme.of(members, recode=recode)
+
+
+def cluster_legend(
+    cfg: AppConfig, members: list[Member], scene: xr.Dataset, union: list[str]
+) -> Legend:
+    """Aligned cluster codes (on ``scene``), named after the reference where there is one."""
+    scheme = aligned_scheme(members, scene, union)
     ref = reference(cfg)
     if ref is None:
         return Legend(scheme, "none")
