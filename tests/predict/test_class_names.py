@@ -72,6 +72,8 @@ def test_polygon_class_names_reach_every_output_through_the_stages(
     labels = polygons(tmp_path)
     cfg = make_cfg(
         "model=random_forest",
+        "ensemble.metric=kappa",
+        "ensemble.direction=maximize",
         f"data.labels.path={labels}",
         "data.labels.attribute=class",
         "data.truth=null",
