@@ -251,14 +251,18 @@ def stage_main(stage: str, argv: list[str] | None = None) -> None:
         print(stage_help(stage))
         return
     _setup_logging()
+    if stage == "promote":
+        args = promote_shorthand(args)
     if args[:1] == ["--params"]:
-        if len(args) != 2:
-            print(f"usage: {stage} --params params.yaml", file=sys.stderr)
+        if len(args) < 2:
+            print(f"usage: {stage} --params params.yaml [key=value ...]", file=sys.stderr)
             raise SystemExit(EXIT_ERROR)
+        global _params_file
         try:
-            cfg = load_params(args[1])
+            cfg = load_params(args[1], args[2:])
         except Exception as exc:
             raise fail(stage, exc) from None
+        _params_file = Path(args[1]), tuple(args[2:])
         run_stage(stage, cfg)
         return
 
@@ -316,6 +320,28 @@ def stage_main(stage: str, argv: list[str] | None = None) -> None:
 
 
 HELP_FLAGS = ("-h", "--help")
+
+# The config file and overrides this process's stage runs on with --params (how dvc repro
+# runs it); None when its config was composed from conf/ by Hydra.
+_params_file: tuple[Path, tuple[str, ...]] | None = None
+
+
+def params_file() -> tuple[Path, tuple[str, ...]] | None:
+    """``(file, overrides)`` given with ``--params`` to this process's stage, else None."""
+    return _params_file
+
+
+# `geoensemble promote version=3`: the promote keys without their section.
+PROMOTE_KEYS = ("version", "rule", "ensemble", "reason")
+
+
+def promote_shorthand(args: list[str]) -> list[str]:
+    """``version=3 rule=best ensemble=latest reason=...`` as ``promote.<key>=...``."""
+    out = []
+    for a in args:
+        key = a.split("=", 1)[0]
+        out.append(f"promote.{a}" if "=" in a and key in PROMOTE_KEYS else a)
+    return out
 
 
 def main() -> None:

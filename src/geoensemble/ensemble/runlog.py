@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,6 +28,7 @@ import numpy as np
 
 from geoensemble import tracking
 from geoensemble.ensemble.search import EnsembleResult, Member
+from geoensemble.promote import candidate_tags
 
 
 class MemberLogger:
@@ -112,10 +113,11 @@ class MemberLogger:
         feature_names: list[str],
         example: np.ndarray,
         model_name: str,
-        alias: str,
         ensemble_name: str,
+        lineage: Mapping[str, str],
     ) -> dict[int, str]:
-        """Final ranks on every run; kept members logged, registered and tagged; the alias.
+        """Final ranks on every run; kept members logged and registered as candidates, tagged
+        with ``lineage`` and their criterion (no alias: see :mod:`geoensemble.promote`).
 
         Returns
         -------
@@ -149,11 +151,11 @@ class MemberLogger:
                             "generation": str(m.generation),
                             "consensus": str(m.consensus),
                             result.metric: f"{m.scores[result.metric]:.6g}",
+                            **lineage,
+                            **candidate_tags(m.scores, m.pipeline, result.metric),
                         },
                     )
                 self.versions[m.number] = version
-            champion = result.kept[0]
-            tracking.set_alias(model_name, alias, self.versions[champion.number])
             history = result.history
             tracking.log_metric_steps(
                 self.parent_id,
