@@ -73,10 +73,6 @@ def map_version(repo: Path) -> tuple[str, np.ndarray]:
         return m.tags()["model_version"], m.read(1)
 
 
-def logs(tmp: Path) -> dict[str, str]:
-    return {"GEOENSEMBLE_LOG_DIR": str(tmp / "logs")}
-
-
 def promote(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return run([tool("geoensemble"), "promote", *args], repo, check=False, timeout=120)
 
@@ -106,6 +102,7 @@ def test_only_the_pipeline_and_promote_move_the_champion(repo: Path, tmp_path: P
     run([tool("dvc"), "queue", "start"], repo)
     assert wait_for_queue(repo).count("Success") == 1
     exp = by_alias(repo, "exp-tiny-k5")
+    exp_version = str(exp.version)
     assert exp.tags["origin"] == "dvc-exp" and exp.tags["dvc_exp_name"] == "tiny-k5"
     assert champion(repo) == ours
 
@@ -120,7 +117,7 @@ def test_only_the_pipeline_and_promote_move_the_champion(repo: Path, tmp_path: P
         ],
         repo,
         timeout=900,
-        **logs(tmp_path),
+        GEOENSEMBLE_LOG_DIR=str(tmp_path / "logs"),
     )
     sweep_id = json.loads((sweep_dir / "sweep_summary.json").read_text())["sweep_id"]
     for job in (0, 1):
@@ -137,7 +134,7 @@ def test_only_the_pipeline_and_promote_move_the_champion(repo: Path, tmp_path: P
         ],
         repo,
         timeout=900,
-        **logs(tmp_path),
+        GEOENSEMBLE_LOG_DIR=str(tmp_path / "logs"),
     )
     report = json.loads((mlrun / "train.json").read_text())
     c = client(repo)
@@ -150,7 +147,7 @@ def test_only_the_pipeline_and_promote_move_the_champion(repo: Path, tmp_path: P
     assert outer.data.tags["geoensemble.run_id"] == parent.info.run_id
     assert not (repo / "mlruns").exists()  # nothing logged into the Default experiment
     assert report["registry"]["origin"] == "mlflow-run"
-    assert by_alias(repo, report["registry"]["alias"]).version == report["champion"]["version"]
+    assert str(by_alias(repo, report["registry"]["alias"]).version) == report["champion"]["version"]
     assert champion(repo) == ours
 
     # A degenerate candidate trained by hand (one cluster) is refused, in one line.
@@ -162,7 +159,7 @@ def test_only_the_pipeline_and_promote_move_the_champion(repo: Path, tmp_path: P
         ],
         repo,
         timeout=600,
-        **logs(tmp_path),
+        GEOENSEMBLE_LOG_DIR=str(tmp_path / "logs"),
     )
     bad = json.loads((one / "train.json").read_text())
     assert bad["registry"]["origin"] == "manual" and not bad["registry"]["champion_moved"]
@@ -180,20 +177,20 @@ def test_only_the_pipeline_and_promote_move_the_champion(repo: Path, tmp_path: P
     assert "up to date" in status.lower(), status
 
     # promote moves it and records why ...
-    done = promote(repo, f"version={exp.version}", "reason=k=5 reads better")
+    done = promote(repo, f"version={exp_version}", "reason=k=5 reads better")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == (
         f"geoensemble promote: @champion of model 'geoensemble' moved from version {ours} to "
-        f"{exp.version} (k=5 reads better)"
+        f"{exp_version} (k=5 reads better)"
     )
     tags = by_alias(repo, "champion").tags
     assert tags["previous_champion"] == ours and tags["promotion_reason"] == "k=5 reads better"
-    assert tags["promoted_by"] == f"promote version={exp.version}"
+    assert tags["promoted_by"] == f"promote version={exp_version}"
 
     # ... and the pipeline's predict still maps the version its train recorded.
     before = map_version(repo)
     run([tool("dvc"), "repro", "-f", "-s", "predict"], repo, timeout=600)
     after = map_version(repo)
-    assert after[0] == ours != exp.version
+    assert after[0] == ours != exp_version
     np.testing.assert_array_equal(after[1], before[1])
-    assert champion(repo) == exp.version
+    assert champion(repo) == exp_version
