@@ -275,3 +275,14 @@ def test_promote_by_rule_compares_only_comparable_candidates(store: TrackingConf
     assert tracking.alias_version(store.model_name, "champion") == v2
     nothing = one_error_line(promote(store, "rule=best", "ensemble=sweep_id:none"))
     assert "no registered version of model 'geoensemble' belongs to it" in nothing
+
+
+def test_promote_keys_need_no_section_and_a_reason_is_free_text() -> None:
+    from geoensemble.params import compose
+    from tests.conftest import ROOT
+
+    args = cli.promote_shorthand(["version=2", "reason=k=5 reads [better], it's", "seed=1"])
+    cfg = compose(args, config_dir=ROOT / "conf")
+    assert (cfg.promote.version, cfg.promote.reason) == (2, "k=5 reads [better], it's")
+    assert cfg.seed == 1  # any other override is Hydra's as usual
+    assert cli.promote_shorthand(["--params", "p.yaml", "reason=x=1"])[2] == "promote.reason=x=1"

@@ -336,11 +336,21 @@ PROMOTE_KEYS = ("version", "rule", "ensemble", "reason")
 
 
 def promote_shorthand(args: list[str]) -> list[str]:
-    """``version=3 rule=best ensemble=latest reason=...`` as ``promote.<key>=...``."""
+    """``version=3 rule=best ensemble=latest reason=...`` as ``promote.<key>=...``.
+
+    The reason is free text (``reason="k=5 reads better"``): for Hydra it is quoted, so that
+    ``=``, commas or brackets in it stay text.
+    """
+    hydra = args[:1] != ["--params"]
     out = []
     for a in args:
-        key = a.split("=", 1)[0]
-        out.append(f"promote.{a}" if "=" in a and key in PROMOTE_KEYS else a)
+        key, sep, value = a.partition("=")
+        if not sep or key not in PROMOTE_KEYS:
+            out.append(a)
+        elif key == "reason" and hydra and value[:1] not in ("'", '"'):
+            out.append(f"promote.reason='{value.replace(chr(39), chr(92) + chr(39))}'")
+        else:
+            out.append(f"promote.{a}")
     return out
 
 
