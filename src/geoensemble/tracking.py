@@ -1207,9 +1207,16 @@ def load_model(uri: str, *, trusted_types: Sequence[str] = ()) -> LoadedModel:
     except MlflowException as exc:
         if (fault := store_error(exc)) is not None:
             raise fault from None
+        # only the workspace pipeline and `geoensemble promote` set the champion alias
+        how = (
+            " (dvc repro on the committed params.yaml), promote a registered version "
+            "(geoensemble promote version=N)"
+            if "@" in uri
+            else ""
+        )
         raise ModelNotFoundError(
             f"cannot load {uri}: {exc.message.splitlines()[0].rstrip('.')}. Run the "
-            f"train stage first, or check tracking.model_name and "
+            f"train stage first{how}, or check tracking.model_name and "
             f"predict.alias"
         ) from None
     if info.signature is None:
