@@ -125,7 +125,10 @@ def test_untracked_params_and_no_git(tmp_path: Path, clean_env: pytest.MonkeyPat
     bare = tmp_path / "nogit"
     bare.mkdir()
     (bare / "params.yaml").write_text("seed: 42\n")
-    # outside git nothing tells a committed file from an edited one: it is the pipeline
+    # outside git nothing tells a committed file from an edited one: only dvc repro counts
+    clean_env.delenv("DVC_STAGE", raising=False)
+    assert origin_with(clean_env, bare / "params.yaml") == MANUAL
+    clean_env.setenv("DVC_STAGE", "train")
     assert origin_with(clean_env, bare / "params.yaml") == PIPELINE
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -286,3 +289,21 @@ def test_promote_keys_need_no_section_and_a_reason_is_free_text() -> None:
     assert (cfg.promote.version, cfg.promote.reason) == (2, "k=5 reads [better], it's")
     assert cfg.seed == 1  # any other override is Hydra's as usual
     assert cli.promote_shorthand(["--params", "p.yaml", "reason=x=1"])[2] == "promote.reason=x=1"
+
+
+def test_the_params_file_mark_ends_with_its_stage(tmp_path: Path) -> None:
+    """In one process (the API, tests) a later stage composed by Hydra is not the pipeline."""
+    import yaml
+
+    from geoensemble.config import to_dict, validate
+    from geoensemble.params import compose
+    from tests.conftest import ROOT
+
+    params = tmp_path / "params.yaml"
+    cfg = to_dict(
+        validate(compose([f"tracking.uri=sqlite:///{tmp_path}/m.db"], config_dir=ROOT / "conf"))
+    )
+    params.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(SystemExit) as stop:  # neither version nor rule: exit 2
+        cli.stage_main("promote", ["--params", str(params)])
+    assert stop.value.code == 2 and cli.params_file() is None

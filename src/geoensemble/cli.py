@@ -263,7 +263,10 @@ def stage_main(stage: str, argv: list[str] | None = None) -> None:
         except Exception as exc:
             raise fail(stage, exc) from None
         _params_file = Path(args[1]), tuple(args[2:])
-        run_stage(stage, cfg)
+        try:
+            run_stage(stage, cfg)
+        finally:
+            _params_file = None  # a later stage of this process may compose its config
         return
 
     import hydra

@@ -9,7 +9,7 @@ alias (``predict.alias``, default ``champion``):
 - the workspace pipeline: the train stage run with ``--params params.yaml`` (how ``dvc repro``
   runs it, so also that command typed by hand), outside a DVC experiment (no
   ``DVC_EXP_NAME``), a Hydra sweep and ``mlflow run``, on a ``params.yaml`` that git holds
-  unchanged since ``HEAD`` (outside a git repository: as it is);
+  unchanged since ``HEAD`` (outside a git repository: only when DVC runs it, ``DVC_STAGE``);
 - ``geoensemble promote version=N`` or ``geoensemble promote rule=best ensemble=...``.
 
 Any other training names the best member of its ensemble with an alias of its own, shown in
@@ -137,9 +137,12 @@ def training_origin() -> Origin:
     if overrides:
         return Origin(UNCOMMITTED, f"{path} with overrides {' '.join(overrides)}")
     state = git_state(path.resolve())
-    if state in (None, "clean"):
-        where = "the committed params.yaml" if state else "params.yaml (no git repository)"
-        return Origin(PIPELINE, f"workspace pipeline on {where}")
+    if state == "clean":
+        return Origin(PIPELINE, "workspace pipeline on the committed params.yaml")
+    if state is None and env.get("DVC_STAGE"):  # dvc repro in a project without git
+        return Origin(PIPELINE, "workspace pipeline on params.yaml (dvc repro, no git)")
+    if state is None:
+        return Origin(MANUAL, f"a training on {path} outside git and DVC")
     return Origin(UNCOMMITTED, f"{path} is {state} in git (not the committed params.yaml)")
 
 
