@@ -72,7 +72,7 @@ def compose_params(d: Path, *more: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The tiny scene ingested, featurized, labelled and trained on (champion registered)."""
+    """The tiny scene ingested, featurized, labelled and trained on (champion promoted)."""
     from geoensemble import stages
 
     d = tmp_path_factory.mktemp("bad-inputs")
@@ -82,7 +82,10 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         reset_mlflow_uris()
         cfg = validate(compose(_overrides(d), config_dir=ROOT / "conf"))
         for stage in ("scene", "ingest", "featurize", "labels", "train"):
-            stages.STAGES[stage](cfg)
+            out = stages.STAGES[stage](cfg)
+        # training alone moves no @champion (only the pipeline or promote): promote it
+        cfg.promote.version = int(out["champion"]["version"])
+        stages.promote(cfg)
         yield d
         reset_mlflow_uris()
 

@@ -251,15 +251,22 @@ def stage_main(stage: str, argv: list[str] | None = None) -> None:
         print(stage_help(stage))
         return
     _setup_logging()
+    if stage == "promote":
+        args = promote_shorthand(args)
     if args[:1] == ["--params"]:
-        if len(args) != 2:
-            print(f"usage: {stage} --params params.yaml", file=sys.stderr)
+        if len(args) < 2:
+            print(f"usage: {stage} --params params.yaml [key=value ...]", file=sys.stderr)
             raise SystemExit(EXIT_ERROR)
+        global _params_file
         try:
-            cfg = load_params(args[1])
+            cfg = load_params(args[1], args[2:])
         except Exception as exc:
             raise fail(stage, exc) from None
-        run_stage(stage, cfg)
+        _params_file = Path(args[1]), tuple(args[2:])
+        try:
+            run_stage(stage, cfg)
+        finally:
+            _params_file = None  # a later stage of this process may compose its config
         return
 
     import hydra
@@ -316,6 +323,38 @@ def stage_main(stage: str, argv: list[str] | None = None) -> None:
 
 
 HELP_FLAGS = ("-h", "--help")
+
+# The config file and overrides this process's stage runs on with --params (how dvc repro
+# runs it); None when its config was composed from conf/ by Hydra.
+_params_file: tuple[Path, tuple[str, ...]] | None = None
+
+
+def params_file() -> tuple[Path, tuple[str, ...]] | None:
+    """``(file, overrides)`` given with ``--params`` to this process's stage, else None."""
+    return _params_file
+
+
+# `geoensemble promote version=3`: the promote keys without their section.
+PROMOTE_KEYS = ("version", "rule", "ensemble", "reason")
+
+
+def promote_shorthand(args: list[str]) -> list[str]:
+    """``version=3 rule=best ensemble=latest reason=...`` as ``promote.<key>=...``.
+
+    The reason is free text (``reason="k=5 reads better"``): for Hydra it is quoted, so that
+    ``=``, commas or brackets in it stay text.
+    """
+    hydra = args[:1] != ["--params"]
+    out = []
+    for a in args:
+        key, sep, value = a.partition("=")
+        if not sep or key not in PROMOTE_KEYS:
+            out.append(a)
+        elif key == "reason" and hydra and value[:1] not in ("'", '"'):
+            out.append(f"promote.reason='{value.replace(chr(39), chr(92) + chr(39))}'")
+        else:
+            out.append(f"promote.{a}")
+    return out
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from operator import attrgetter
@@ -270,6 +270,23 @@ class PredictConfig:
     overwrite: bool = False  # replace maps outside DVC-managed outputs
 
 
+class PromoteRule(StrEnum):
+    best = "best"
+
+
+@dataclass
+class PromoteConfig:
+    """``geoensemble promote``: which registered version becomes the champion, and why.
+
+    Exactly one of ``version`` and ``rule`` is set; the alias moved is ``predict.alias``.
+    """
+
+    version: int | None = None  # a version of tracking.model_name, e.g. 3
+    rule: PromoteRule | None = None  # best: the best comparable candidate of `ensemble`
+    ensemble: str | None = None  # for rule=best: parent run id, latest, or key:value tag
+    reason: str | None = None  # recorded on the version (tag promotion_reason)
+
+
 @dataclass
 class TrackingConfig:
     uri: str | None = None
@@ -324,6 +341,7 @@ class AppConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
+    promote: PromoteConfig = field(default_factory=PromoteConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     trust: TrustConfig = field(default_factory=TrustConfig)
@@ -699,11 +717,13 @@ def _read_params_yaml(p: Path) -> Any:
         loader.dispose()
 
 
-def load_params(path: str | os.PathLike[str]) -> AppConfig:
+def load_params(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> AppConfig:
     """Read and validate a composed config file such as ``params.yaml``.
 
     The file is bounded (:data:`MAX_PARAMS_BYTES`, and :data:`MAX_PARAMS_NODES` values once
     its YAML aliases are expanded) so that a broken or hostile file fails at once.
+    ``overrides`` (``key=value``, keys the file holds) change single values, e.g. how the
+    pipeline's predict stage is told to load the version its train stage recorded.
     """
     p = Path(path)
     if not p.is_file():
@@ -728,7 +748,31 @@ def load_params(path: str | os.PathLike[str]) -> AppConfig:
             f"config file {p} does not hold a mapping of config keys (it is {what}): "
             f"regenerate it with python -m geoensemble.params"
         )
-    return validate(loaded)
+    return validate(_with_overrides(loaded, overrides, p))
+
+
+def _with_overrides(cfg: DictConfig, overrides: Sequence[str], path: Path) -> DictConfig:
+    """``cfg`` with plain ``key=value`` overrides of keys it already holds."""
+    for o in overrides:
+        key, sep, value = o.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", key):
+            raise ConfigError(
+                f"cannot apply {o!r} to the config file {path}: after --params only plain "
+                f"key=value overrides of keys the file holds are allowed (no groups, no +/~), "
+                f"e.g. predict.model_uri=train_report"
+            )
+        if OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
+            raise ConfigError(
+                f"cannot apply {o!r}: the config file {path} has no key {key}; check its "
+                f"spelling (python pipelines/train.py --cfg job prints every key)"
+            )
+        merged = OmegaConf.merge(cfg, OmegaConf.from_dotlist([f"{key}={value}"]))
+        assert isinstance(merged, DictConfig)
+        cfg = merged
+    return cfg
+
+
+_MISSING = object()
 
 
 def to_dict(cfg: AppConfig) -> dict[str, Any]:

@@ -54,3 +54,7 @@ class ComputeError(GeoEnsembleError, RuntimeError):
 
 class DiskFullError(OutputError):
     """No space is left on the device (or in the quota) while an output is written."""
+
+
+class PromotionError(GeoEnsembleError, ValueError):
+    """A registered version cannot become the champion (degenerate, not comparable...)."""

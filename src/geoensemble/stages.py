@@ -268,8 +268,28 @@ def predict(cfg: AppConfig) -> dict[str, Any]:
 
 
 def run_all(cfg: AppConfig) -> dict[str, Any]:
-    """Every stage in order on one config (the ``main`` MLflow entry point)."""
+    """Every stage in order on one config (the ``main`` MLflow entry point).
+
+    Unless models are named (``predict.model_uri``, ``models``, ``ensemble``, ``external``),
+    predict uses the version this train registered, as the pipeline does, not ``@champion``.
+    """
+    import copy
+
+    from geoensemble.predict.models import TRAIN_REPORT
+
+    p = cfg.predict
+    if not (p.model_uri or p.models or p.ensemble or p.external.path):
+        cfg = copy.deepcopy(cfg)
+        cfg.predict.model_uri = TRAIN_REPORT
     return {name: fn(cfg) for name, fn in PIPELINE.items()}
+
+
+# --------------------------------------------------------------------------- promote
+def promote(cfg: AppConfig) -> dict[str, Any]:
+    """Move ``@champion`` deliberately (see :mod:`geoensemble.promote`)."""
+    from geoensemble.promote import promote as promote_version
+
+    return promote_version(cfg)
 
 
 PIPELINE = {
@@ -281,4 +301,4 @@ PIPELINE = {
     "evaluate": evaluate,
     "predict": predict,
 }
-STAGES = {**PIPELINE, "all": run_all}
+STAGES = {**PIPELINE, "all": run_all, "promote": promote}

@@ -868,7 +868,7 @@ def _start_parent(experiment_id: str, run_name: str) -> tuple[str, bool]:
 
     client = MlflowClient()
     sweep_run = os.environ.get(SWEEP_RUN_VAR)
-    outer = None if sweep_run else os.environ.get("MLFLOW_RUN_ID")
+    outer, bystander = (None, None) if sweep_run else _outer_run(client, experiment_id)
     if sweep_run:
         run_id = client.create_run(
             experiment_of(sweep_run),
@@ -880,6 +880,8 @@ def _start_parent(experiment_id: str, run_name: str) -> tuple[str, bool]:
         client.set_tag(run_id, "mlflow.runName", run_name)
     else:
         run_id = client.create_run(experiment_id, run_name=run_name, tags=owner_tags()).info.run_id
+    if bystander:
+        _link_outer_run(client, bystander, str(run_id))
     if not outer:
         _opened(str(run_id))
         _session.parents.append(str(run_id))
@@ -1025,6 +1027,126 @@ def set_alias(model_name: str, alias: str, version: str) -> None:
     MlflowClient().set_registered_model_alias(model_name, alias, version)
 
 
+# --------------------------------------------------------------------------- registry (issue 14)
+DEFAULT_EXPERIMENT_ID = "0"  # MLflow's "Default" experiment, where `mlflow run` puts runs
+
+
+def _outer_run(client: Any, experiment_id: str) -> tuple[str | None, str | None]:
+    """``(run to adopt, run to leave)`` of the run ``mlflow run`` created (``MLFLOW_RUN_ID``).
+
+    ``mlflow run`` without ``--experiment-name`` creates its run in MLflow's Default
+    experiment (artifacts under ``./mlruns/0``), and an MLproject cannot choose another one.
+    That run is adopted as the stage's run only when it is in ``tracking.experiment`` or in
+    an experiment the user chose (``--experiment-name``/``--experiment-id``, or
+    ``MLFLOW_EXPERIMENT_NAME``/``_ID`` in the shell); in Default, the stage logs into its own
+    run in ``tracking.experiment`` and only links the two (see :func:`_link_outer_run`).
+    """
+    outer = os.environ.get("MLFLOW_RUN_ID")
+    if not outer:
+        return None, None
+    in_exp = str(client.get_run(outer).info.experiment_id)
+    if in_exp == DEFAULT_EXPERIMENT_ID and experiment_id != DEFAULT_EXPERIMENT_ID:
+        return None, outer
+    return outer, None
+
+
+def _link_outer_run(client: Any, outer: str, run_id: str) -> None:
+    """Point the run ``mlflow run`` left in Default at the stage's run, and back."""
+    from mlflow.entities import RunTag
+
+    theirs = client.get_run(outer).data.tags
+    copied = {
+        k: v for k, v in theirs.items() if k.startswith(("mlflow.project.", "mlflow.source."))
+    }
+    client.log_batch(
+        run_id, tags=[RunTag(k, v) for k, v in {**copied, "mlflow_run_id": outer}.items()]
+    )
+    note = (
+        f"geoensemble logged this entry point's work in experiment "
+        f"{experiment_name(experiment_of(run_id))}, run {run_id} (tracking.experiment); "
+        f"this run only records that `mlflow run` was called"
+    )
+    client.log_batch(
+        outer,
+        tags=[RunTag("geoensemble.run_id", run_id), RunTag("mlflow.note.content", note)],
+    )
+
+
+@guarded
+def experiment_name(experiment_id: str) -> str:
+    from mlflow import MlflowClient
+
+    return str(MlflowClient().get_experiment(experiment_id).name)
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """A registered model version: its number, tags, aliases and member run."""
+
+    name: str
+    version: str
+    tags: dict[str, str]
+    aliases: list[str]
+    run_id: str | None
+
+
+def _version_info(mv: Any) -> VersionInfo:
+    return VersionInfo(
+        name=str(mv.name),
+        version=str(mv.version),
+        tags=dict(mv.tags or {}),
+        aliases=list(getattr(mv, "aliases", None) or []),
+        run_id=mv.run_id,
+    )
+
+
+@guarded
+def model_version(name: str, version: str) -> VersionInfo:
+    """One registered version.
+
+    Raises
+    ------
+    ModelNotFoundError
+        If the model or the version does not exist.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return _version_info(MlflowClient().get_model_version(name, str(version)))
+    except MlflowException as exc:
+        if (fault := store_error(exc)) is not None:
+            raise fault from None
+        raise ModelNotFoundError(
+            f"model '{name}' has no version {version} in the store {mlflow_uri()}: list its "
+            f"versions in the MLflow UI (Models > {name}), or check tracking.model_name and "
+            f"tracking.uri"
+        ) from None
+
+
+@guarded
+def alias_version(name: str, alias: str) -> str | None:
+    """The version ``alias`` points at (``None`` if the alias or the model does not exist)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(MlflowClient().get_model_version_by_alias(name, alias).version)
+    except MlflowException as exc:
+        if (fault := store_error(exc)) is not None:
+            raise fault from None
+        return None
+
+
+@guarded
+def model_versions(name: str) -> list[VersionInfo]:
+    """Every registered version of model ``name`` (oldest first)."""
+    from mlflow import MlflowClient
+
+    found = MlflowClient().search_model_versions(f"name = '{name}'", max_results=10_000)
+    return sorted((_version_info(mv) for mv in found), key=lambda v: int(v.version))
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """A model from the registry with what predict needs to check and record."""
@@ -1085,9 +1207,16 @@ def load_model(uri: str, *, trusted_types: Sequence[str] = ()) -> LoadedModel:
     except MlflowException as exc:
         if (fault := store_error(exc)) is not None:
             raise fault from None
+        # only the workspace pipeline and `geoensemble promote` set the champion alias
+        how = (
+            " (dvc repro on the committed params.yaml), promote a registered version "
+            "(geoensemble promote version=N)"
+            if "@" in uri
+            else ""
+        )
         raise ModelNotFoundError(
             f"cannot load {uri}: {exc.message.splitlines()[0].rstrip('.')}. Run the "
-            f"train stage first, or check tracking.model_name and "
+            f"train stage first{how}, or check tracking.model_name and "
             f"predict.alias"
         ) from None
     if info.signature is None:
@@ -1448,7 +1577,7 @@ def start_sweep_run(
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    outer = os.environ.get("MLFLOW_RUN_ID")
+    outer, bystander = _outer_run(client, experiment_id)
     if outer:
         run_id = outer
         client.set_tag(run_id, "mlflow.runName", f"sweep-{sweep_id}")
@@ -1457,6 +1586,8 @@ def start_sweep_run(
             experiment_id, run_name=f"sweep-{sweep_id}", tags=owner_tags()
         ).info.run_id
         _opened(run_id)
+        if bystander:
+            _link_outer_run(client, bystander, str(run_id))
     log_batch(
         run_id, params=params, tags={**tags, "sweep_id": sweep_id, "geoensemble.role": "sweep"}
     )

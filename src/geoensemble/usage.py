@@ -18,6 +18,7 @@ class StageHelp:
     reads: str
     writes: str
     keys: tuple[str, ...]
+    usage: str = "[--params params.yaml | key=value ...]"
 
 
 STAGE_HELP: dict[str, StageHelp] = {
@@ -79,10 +80,18 @@ STAGE_HELP: dict[str, StageHelp] = {
         ),
     ),
     "all": StageHelp(
-        "every stage above in order, in one process",
+        "every stage above in order, in one process (predict uses the model train made)",
         "as the stages",
         "as the stages",
         (),
+    ),
+    "promote": StageHelp(
+        "move @champion to a registered version, by number or by rule, and record why",
+        "registered versions of tracking.model_name and their tags (criterion, score_space)",
+        "the alias predict.alias (champion); tags promoted_by, promoted_at, promotion_reason, "
+        "previous_champion on the version",
+        ("promote.version", "promote.rule", "promote.ensemble", "promote.reason", "predict.alias"),
+        usage="version=N | rule=best ensemble=<run id|latest|key:value> [reason=...]",
     ),
 }
 
@@ -110,8 +119,8 @@ def stage_help(stage: str) -> str:
     h = STAGE_HELP[stage]
     script = "run_all" if stage == "all" else stage
     lines = [
-        f"usage: geoensemble {stage} [--params params.yaml | key=value ...]",
-        f"       python pipelines/{script}.py [key=value ...]",
+        f"usage: geoensemble {stage} {h.usage}",
+        f"       python pipelines/{script}.py {h.usage}",
         "",
         f"{h.summary}.",
         "",

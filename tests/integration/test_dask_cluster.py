@@ -78,6 +78,7 @@ def test_fit_and_predict_on_the_cluster_match_the_local_run(
             f"tracking.experiment=dask-{where}",
             f"tracking.model_name=dask_{where}",
             f"paths.reports={tmp_path}/{where}/reports",
+            "predict.model_uri=train_report",  # the version this train registered
             f"predict.output_dir={tmp_path}/{where}/maps",
             "predict.scheduler=distributed",
             *extra,

@@ -83,8 +83,11 @@ def check_structure(cfg: AppConfig, train: dict, keep: int) -> list:
     ]
     assert len(versions) == keep
     assert sorted(mv.tags["rank"] for mv in versions) == [str(r) for r in range(1, keep + 1)]
-    champ = client.get_model_version_by_alias(cfg.tracking.model_name, "champion")
+    # a training outside the pipeline names its best member with its own alias only
+    assert train["registry"]["origin"] == "manual" and not train["registry"]["champion_moved"]
+    champ = client.get_model_version_by_alias(cfg.tracking.model_name, train["champion"]["alias"])
     assert champ.tags["rank"] == "1" and champ.run_id == train["champion"]["run_id"]
+    assert champ.tags["origin"] == "manual" and champ.tags["criterion"] == train["metric"]
     best_child = next(c for c in children if c.info.run_id == champ.run_id)
     assert best_child.data.tags["kept"] == "True"
     history = train["history"]
@@ -166,7 +169,7 @@ def test_supervised_two_generations_from_scene_points(scene: Callable[..., AppCo
     kappas = {c.info.run_name: c.data.metrics["kappa"] for c in children}
     assert kappas[train["champion"]["member"]] == max(kappas.values())
 
-    model = mlflow.sklearn.load_model("models:/geo_rf@champion")
+    model = mlflow.sklearn.load_model(train["champion"]["uri"])
     codes = model.predict(np.zeros((3, len(train["feature_names"])), np.float32))
     assert set(codes.tolist()) <= {int(k) for k in train["classes"]}
 

@@ -44,7 +44,8 @@ def test_every_stage_and_a_sweep_is_an_entry_point() -> None:
 
     spec = yaml.safe_load((ROOT / "MLproject").read_text())
     entries = spec["entry_points"]
-    assert set(entries) >= {*(s for s in STAGES if s != "all"), "main", "sweep"}
+    # promote only moves an alias: no run for `mlflow run` to hold (geoensemble promote)
+    assert set(entries) >= {*(s for s in STAGES if s not in ("all", "promote")), "main", "sweep"}
     for name, e in entries.items():
         assert e["parameters"]["overrides"]["default"] == "", name
         assert e["command"].endswith("{overrides}"), name

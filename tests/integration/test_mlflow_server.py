@@ -42,7 +42,9 @@ def test_members_and_their_aic_are_on_the_server(
     best = min(members, key=lambda m: run_metrics(m)["aic"])
     assert best["info"]["run_id"] == report["champion"]["run_id"]
 
-    alias = mlflow_server.api("registered-models/alias", name="server_model", alias="champion")
+    alias = mlflow_server.api(
+        "registered-models/alias", name="server_model", alias=report["champion"]["alias"]
+    )
     assert alias["model_version"]["run_id"] == report["champion"]["run_id"]
     # the digest of its model.skops, read back through the server, is recorded for predict
     tags = {t["key"]: t["value"] for t in alias["model_version"].get("tags", [])}

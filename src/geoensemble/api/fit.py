@@ -349,14 +349,21 @@ class Ensemble:
             )
             for m in self.members:
                 logger.log_member(m)
-            logger.finish(
+            versions = logger.finish(
                 EnsembleResult(self.members, self.kept, self.history, self.metric),
                 feature_names=self.feature_names,
                 example=self.example if self.example is not None else np.zeros((0, 0)),
                 model_name=model_name,
-                alias=alias,
                 ensemble_name=f"{run_name}-{parent_id[:8]}",
+                lineage={
+                    "origin": "api",
+                    "criterion": self.metric,
+                    "score_space": scoring_space(cfg),
+                    "family": cfg.model.name,
+                },
             )
+            # the caller's own alias: an explicit act, as `geoensemble promote` is
+            tracking.set_alias(model_name, alias, versions[self.kept[0].number])
             tracking.log_metrics(
                 parent_id,
                 {

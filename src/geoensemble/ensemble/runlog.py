@@ -30,6 +30,7 @@ import numpy as np
 from geoensemble import tracking
 from geoensemble.classes import CLASS_NAMES_TAG
 from geoensemble.ensemble.search import EnsembleResult, Member
+from geoensemble.promote import candidate_tags
 
 
 class MemberLogger:
@@ -114,11 +115,12 @@ class MemberLogger:
         feature_names: list[str],
         example: np.ndarray,
         model_name: str,
-        alias: str,
         ensemble_name: str,
+        lineage: Mapping[str, str],
         class_names: Mapping[str, str] | None = None,
     ) -> dict[int, str]:
-        """Final ranks on every run; kept members logged, registered and tagged; the alias.
+        """Final ranks on every run; kept members logged and registered as candidates, tagged
+        with ``lineage`` and their criterion (no alias: see :mod:`geoensemble.promote`).
 
         Returns
         -------
@@ -158,11 +160,11 @@ class MemberLogger:
                                 if class_names
                                 else {}
                             ),
+                            **lineage,
+                            **candidate_tags(m.scores, m.pipeline, result.metric),
                         },
                     )
                 self.versions[m.number] = version
-            champion = result.kept[0]
-            tracking.set_alias(model_name, alias, self.versions[champion.number])
             history = result.history
             tracking.log_metric_steps(
                 self.parent_id,

@@ -150,7 +150,7 @@ def training_data(cfg: AppConfig) -> tuple[TrainingData, list[str], dict[str, An
 
 def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
     """Fit, log and register the ensemble; return the ``reports/train.json`` content."""
-    from geoensemble import tracking
+    from geoensemble import promote, tracking
     from geoensemble.compute import dask_client
     from geoensemble.ensemble.runlog import MemberLogger, timed_call
 
@@ -177,6 +177,7 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
         t_mlflow = time.perf_counter()
         exp_id = tracking.setup(cfg.tracking)
         tags = tracking.run_tags()
+        origin = promote.training_origin()
         run_name = f"ensemble-{cfg.model.name}"
         with tracking.parent_run(
             exp_id,
@@ -205,11 +206,23 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
                 feature_names=names,
                 example=data.X[:5],
                 model_name=cfg.tracking.model_name,
-                alias=cfg.predict.alias,
                 ensemble_name=f"{run_name}-{parent_id[:8]}",
+                lineage=(lineage := promote.lineage_tags(cfg, origin, tags)),
                 class_names=facts.get("classes"),
             )
             champion = result.kept[0]
+            registry = timed_call(
+                logger,
+                promote.after_training,
+                cfg,
+                origin,
+                parent_run_id=parent_id,
+                version=versions[champion.number],
+                tags={
+                    **lineage,
+                    **promote.candidate_tags(champion.scores, champion.pipeline, result.metric),
+                },
+            )
             wall = time.perf_counter() - t0
             timed_call(
                 logger,
@@ -258,10 +271,12 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
             "member": champion.name,
             "version": versions[champion.number],
             "run_id": runs[champion.number],
-            "alias": cfg.predict.alias,
-            "uri": f"models:/{cfg.tracking.model_name}@{cfg.predict.alias}",
+            "alias": registry["alias"],
+            # the exact version: evaluate and the pipeline's predict use this one
+            "uri": f"models:/{cfg.tracking.model_name}/{versions[champion.number]}",
             **champion.scores,
         },
+        "registry": registry,
         "kept": [
             {"member": m.name, "version": versions[m.number], "rank": m.rank} for m in result.kept
         ],

@@ -24,6 +24,8 @@ from geoensemble.errors import ConfigError, FeatureMismatchError, InputFileError
 log = logging.getLogger("geoensemble")
 
 CLUSTER, CLASSIFIER, REGRESSOR = "cluster", "classifier", "regressor"
+# predict.model_uri: the version the champion of <paths.reports>/train.json names (the pipeline)
+TRAIN_REPORT = "train_report"
 
 
 @dataclass
@@ -295,10 +297,16 @@ def resolve_members(cfg: AppConfig, experiment_id: str | None) -> list[Member]:
         assert experiment_id is not None
         parent = tracking.find_ensemble_run(p.ensemble, experiment_id)
         uris += tracking.kept_member_uris(cfg.tracking.model_name, parent)
-    if p.model_uri or (not uris and not p.external.path):
+    trained = train_report_uri(cfg) if p.model_uri == TRAIN_REPORT else None
+    if trained:
+        uris.insert(0, trained)
+    elif p.model_uri or (not uris and not p.external.path):
         uris.insert(0, tracking.model_uri(cfg.tracking, p.model_uri, p.alias))
     trusted = cfg.trust.types
     members = [registered_member(u, trusted_types=trusted) for u in dict.fromkeys(uris)]
+    if trained:
+        # the pipeline's map keeps one name whichever version its train registered
+        members[0].label = f"{members[0].name}_{p.alias}"
     if p.external.path:
         members.append(external_member(p.external))
     labels = [m.label for m in members]
@@ -313,6 +321,48 @@ def resolve_members(cfg: AppConfig, experiment_id: str | None) -> list[Member]:
             f"classifiers, clusterers and regressors in separate runs"
         )
     return members
+
+
+def train_report_uri(cfg: AppConfig) -> str:
+    """``models:/<name>/<version>`` of the champion ``<paths.reports>/train.json`` records.
+
+    This is how the pipeline's predict stage (``predict.model_uri=train_report``) uses
+    exactly the version its train stage registered, wherever ``@champion`` points meanwhile.
+
+    Raises
+    ------
+    InputFileError
+        If the report is missing, unreadable or records no champion version.
+    ConfigError
+        If it records another registered model than ``tracking.model_name``.
+    """
+    import json
+
+    path = Path(cfg.paths.reports) / "train.json"
+    rerun = "run the train stage first (dvc repro), or set predict.model_uri to a model"
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputFileError(
+            f"predict.model_uri=train_report reads {path}, which does not exist: {rerun}"
+        ) from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputFileError(
+            f"predict.model_uri=train_report cannot read {path} ({type(exc).__name__}): {rerun}"
+        ) from None
+    champion = report.get("champion") if isinstance(report, dict) else None
+    name = report.get("model_name") if isinstance(report, dict) else None
+    version = champion.get("version") if isinstance(champion, dict) else None
+    if not isinstance(name, str) or not str(version or "").isdigit():
+        raise InputFileError(
+            f"{path} records no champion version (champion.version, model_name): {rerun}"
+        )
+    if name != cfg.tracking.model_name:
+        raise ConfigError(
+            f"{path} records model '{name}' but tracking.model_name={cfg.tracking.model_name!r}: "
+            f"set tracking.model_name={name}, or rerun the train stage"
+        )
+    return f"models:/{name}/{version}"
 
 
 def env_threads() -> int:
