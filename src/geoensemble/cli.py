@@ -98,8 +98,12 @@ def run_stage(stage: str, cfg: AppConfig) -> Any:
     import signal
     import threading
 
-    from geoensemble.stages import STAGES
+    from geoensemble.stages import STAGES, check_dvc_outputs
 
+    try:
+        check_dvc_outputs(cfg, stage)
+    except Exception as exc:
+        raise fail(stage, exc) from None
     old = None
     if threading.current_thread() is threading.main_thread():
         old = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -283,7 +287,9 @@ def stage_main(stage: str, argv: list[str] | None = None) -> None:
             # A failed sweep job raises (Hydra records it and runs the other jobs) instead
             # of exiting the whole sweep.
             try:
-                return STAGES[stage](validate(raw))
+                cfg = validate(raw)
+                check_dvc_outputs(cfg, stage)
+                return STAGES[stage](cfg)
             except GeoEnsembleError as exc:
                 print(f"geoensemble {stage}: error: {one_line(str(exc))}", file=sys.stderr)
                 raise
@@ -293,7 +299,7 @@ def stage_main(stage: str, argv: list[str] | None = None) -> None:
             raise fail(stage, exc) from None
         return run_stage(stage, cfg)
 
-    from geoensemble.stages import STAGES
+    from geoensemble.stages import STAGES, check_dvc_outputs
 
     sys.argv = [f"{stage}.py", *clear_overrides(args)]
     multirun = any(a in ("-m", "--multirun") for a in args)

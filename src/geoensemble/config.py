@@ -328,6 +328,8 @@ class PathsConfig:
     features: str = "data/features"
     labels: str = "data/labels"
     reports: str = "reports"
+    # A stage run outside `dvc repro` into an output of dvc.yaml: refuse | allow
+    dvc_outputs: str = "refuse"
 
 
 @dataclass
@@ -368,6 +370,7 @@ def _positive(v: Any) -> bool:
 
 # key -> (test of its value, what to use instead); checked once, when a stage starts.
 RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
+    ("paths.dvc_outputs", lambda v: v in ("refuse", "allow"), "refuse or allow"),
     ("ensemble.size", _at_least(1), "an integer >= 1"),
     ("ensemble.generations", _at_least(1), "an integer >= 1"),
     ("ensemble.keep", _at_least(1), "an integer >= 1"),

@@ -267,6 +267,67 @@ def predict(cfg: AppConfig) -> dict[str, Any]:
     return out
 
 
+def stage_outputs(cfg: AppConfig, stage: str) -> list[tuple[str, Path]]:
+    """``(config key, path)`` of everything ``stage`` writes on disk."""
+    rep, raw = Path(cfg.paths.reports), Path(cfg.paths.raw)
+    table: dict[str, list[tuple[str, Path]]] = {
+        "scene": [("paths.raw", raw / "scene"), ("paths.raw", raw / "labels")],
+        "ingest": [("paths.stack", Path(cfg.paths.stack)), ("paths.reports", rep / "ingest.json")],
+        "featurize": [
+            ("paths.features", Path(cfg.paths.features)),
+            ("paths.reports", rep / "figures" / "features"),
+        ],
+        "labels": [("paths.labels", Path(cfg.paths.labels))],
+        "train": [("paths.reports", rep / "train.json")],
+        "evaluate": [
+            ("paths.reports", rep / "metrics.json"),
+            ("paths.reports", rep / "plots"),
+            ("paths.reports", rep / "figures" / "evaluate"),
+        ],
+        "predict": [("predict.output_dir", Path(cfg.predict.output_dir))],
+    }
+    if stage == "all":
+        return [o for name in PIPELINE for o in table[name]]
+    return table.get(stage, [])
+
+
+DVC_STAGE_VAR = "DVC_STAGE"  # set by DVC for every stage command it runs
+
+
+def check_dvc_outputs(cfg: AppConfig, stage: str) -> None:
+    """Refuse, before any work, a stage started outside DVC that would write into an output
+    of the DVC pipeline (``dvc.yaml`` in the working folder) unless ``paths.dvc_outputs=allow``:
+    DVC would then find its outputs changed behind its back.
+
+    Raises
+    ------
+    OutputError
+        Naming the key, the output, the DVC stage that owns it and the fixes.
+    """
+    import os
+
+    from geoensemble.errors import OutputError
+    from geoensemble.predict.provenance import dvc_owner
+
+    if os.environ.get(DVC_STAGE_VAR) or cfg.paths.dvc_outputs == "allow":
+        return
+    for key, path in stage_outputs(cfg, stage):
+        owner = dvc_owner(path)
+        if owner is not None:
+            out, dvc_stage = owner
+            raise OutputError(
+                f"{key}={_shown(cfg, key)} would write {out}, an output of the DVC stage "
+                f"{dvc_stage!r} (dvc.yaml), outside dvc repro: run it through DVC (dvc repro "
+                f"{dvc_stage}, or dvc exp run -S key=value for a variant), write elsewhere "
+                f"({key}=<another folder>), or allow it with paths.dvc_outputs=allow"
+            )
+
+
+def _shown(cfg: AppConfig, key: str) -> str:
+    section, name = key.split(".")
+    return str(getattr(getattr(cfg, section), name))
+
+
 def run_all(cfg: AppConfig) -> dict[str, Any]:
     """Every stage in order on one config (the ``main`` MLflow entry point).
 

@@ -54,15 +54,35 @@ def dvc_hashes(paths: list[str], root: Path | None = None) -> dict[str, str]:
     return out
 
 
-def dvc_managed(path: str | os.PathLike[str], root: Path | None = None) -> bool:
-    """Whether ``path`` lies in an output of a stage of ``dvc.yaml`` (DVC versions it)."""
+def dvc_outputs(root: Path | None = None) -> dict[str, str]:
+    """Every output (``outs``, ``metrics``, ``plots`` with a path) of ``dvc.yaml`` in ``root``,
+    relative to it, with the name of the stage that writes it."""
     root = root or Path.cwd()
     stages = _load_yaml(root / "dvc.yaml").get("stages") or {}
+    found = {}
+    for name, stage in stages.items():
+        for kind in ("outs", "metrics", "plots"):
+            for out in (stage or {}).get(kind) or []:
+                path = next(iter(out)) if isinstance(out, dict) else str(out)
+                found[_rel(path, root)] = str(name)
+    return found
+
+
+def dvc_owner(
+    path: str | os.PathLike[str], root: Path | None = None, *, holding: bool = False
+) -> tuple[str, str] | None:
+    """``(output, stage)`` of the ``dvc.yaml`` output that ``path`` lies in (or, with
+    ``holding``, that lies in ``path``), else None."""
+    root = root or Path.cwd()
     rel = _rel(path, root)
-    for stage in stages.values():
-        for out in (stage or {}).get("outs") or []:
-            name = next(iter(out)) if isinstance(out, dict) else str(out)
-            o = _rel(name, root)
-            if rel == o or rel.startswith(o.rstrip("/") + "/"):
-                return True
-    return False
+    for out, stage in dvc_outputs(root).items():
+        if rel == out or rel.startswith(out.rstrip("/") + "/"):
+            return out, stage
+        if holding and out.startswith(rel.rstrip("/") + "/"):
+            return out, stage
+    return None
+
+
+def dvc_managed(path: str | os.PathLike[str], root: Path | None = None) -> bool:
+    """Whether ``path`` lies in an output of a stage of ``dvc.yaml`` (DVC versions it)."""
+    return dvc_owner(path, root) is not None
