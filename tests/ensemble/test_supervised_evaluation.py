@@ -111,7 +111,9 @@ def _champion_map(cfg: AppConfig) -> tuple[np.ndarray, Any, Any]:
 
     mlflow.set_tracking_uri(cfg.tracking.uri)
     mlflow.set_registry_uri(cfg.tracking.uri)
-    model = mlflow.sklearn.load_model(f"models:/{cfg.tracking.model_name}@champion")
+    # the version train recorded (a training by hand moves no @champion)
+    report = json.loads((Path(cfg.paths.reports) / "train.json").read_text())
+    model = mlflow.sklearn.load_model(report["champion"]["uri"])
     feats = open_store(cfg.paths.features)
     names = store_meta(cfg.paths.features)["feature_names"]
     cube = np.stack([feats[n].to_numpy() for n in names]).astype(np.float32)

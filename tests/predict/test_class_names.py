@@ -96,6 +96,7 @@ def test_polygon_class_names_reach_every_output_through_the_stages(
     assert json.loads(tags[CLASS_NAMES_TAG]) == {str(k): v for k, v in CLASSES.items()}
     # The model alone carries the names: classes.json is gone before predicting.
     (tmp_path / "labels/classes.json").unlink()
+    cfg.predict.model_uri = "train_report"  # the version train registered (no @champion by hand)
     out = stages.predict(cfg)
     tif = Path(out["path"])
     assert_map_names(tif, CLASSES)
