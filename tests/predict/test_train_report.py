@@ -62,7 +62,25 @@ def test_a_bad_train_report_is_one_error_naming_it(
     if report is not None:
         text = report if isinstance(report, str) else json.dumps(report)
         (tmp_path / "reports/train.json").write_text(text)
-    from geoensemble.predict.models import train_report_uri
+    from geoensemble.predict.models import train_report_uris
 
     with pytest.raises(error, match=match):
-        train_report_uri(make_cfg("predict.model_uri=train_report"))
+        train_report_uris(make_cfg("predict.model_uri=train_report"))
+
+
+def test_the_report_names_the_champion_then_every_kept_member(tmp_path: Path, make_cfg) -> None:
+    from geoensemble.predict.models import train_report_uris
+
+    (tmp_path / "reports").mkdir()
+    report = {
+        "model_name": "geoensemble",
+        "champion": {"member": "member-004", "version": "7"},
+        "kept": [
+            {"member": "member-001", "version": "9", "rank": 3},
+            {"member": "member-004", "version": "7", "rank": 1},
+            {"member": "member-002", "version": "8", "rank": 2},
+        ],
+    }
+    (tmp_path / "reports/train.json").write_text(json.dumps(report))
+    uris = train_report_uris(make_cfg("predict.model_uri=train_report"))
+    assert uris == ["models:/geoensemble/7", "models:/geoensemble/8", "models:/geoensemble/9"]

@@ -297,9 +297,9 @@ def resolve_members(cfg: AppConfig, experiment_id: str | None) -> list[Member]:
         assert experiment_id is not None
         parent = tracking.find_ensemble_run(p.ensemble, experiment_id)
         uris += tracking.kept_member_uris(cfg.tracking.model_name, parent)
-    trained = train_report_uri(cfg) if p.model_uri == TRAIN_REPORT else None
+    trained = train_report_uris(cfg) if p.model_uri == TRAIN_REPORT else []
     if trained:
-        uris.insert(0, trained)
+        uris[:0] = trained
     elif p.model_uri or (not uris and not p.external.path):
         uris.insert(0, tracking.model_uri(cfg.tracking, p.model_uri, p.alias))
     trusted = cfg.trust.types
@@ -323,11 +323,13 @@ def resolve_members(cfg: AppConfig, experiment_id: str | None) -> list[Member]:
     return members
 
 
-def train_report_uri(cfg: AppConfig) -> str:
-    """``models:/<name>/<version>`` of the champion ``<paths.reports>/train.json`` records.
+def train_report_uris(cfg: AppConfig) -> list[str]:
+    """``models:/<name>/<version>`` of the champion ``<paths.reports>/train.json`` records,
+    then of the other members it kept, best first.
 
     This is how the pipeline's predict stage (``predict.model_uri=train_report``) uses
-    exactly the version its train stage registered, wherever ``@champion`` points meanwhile.
+    exactly the versions its train stage registered, wherever ``@champion`` points meanwhile:
+    a map of every kept member, their aligned vote and agreement.
 
     Raises
     ------
@@ -362,7 +364,14 @@ def train_report_uri(cfg: AppConfig) -> str:
             f"{path} records model '{name}' but tracking.model_name={cfg.tracking.model_name!r}: "
             f"set tracking.model_name={name}, or rerun the train stage"
         )
-    return f"models:/{name}/{version}"
+    kept = report.get("kept") if isinstance(report.get("kept"), list) else []
+    others = [
+        str(k["version"])
+        for k in sorted(kept, key=lambda k: k.get("rank", 0))
+        if isinstance(k, dict) and str(k.get("version") or "").isdigit()
+    ]
+    versions = dict.fromkeys([str(version), *others])
+    return [f"models:/{name}/{v}" for v in versions]
 
 
 def env_threads() -> int:
