@@ -560,6 +560,7 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
                     thumbnails=p.quicklook,
                     phases=phases,
                 )
+                phases.add("blocks", summary.seconds)
                 if p.quicklook:
                     with phases.time("quicklook"):
                         summary.quicklooks = quicklooks(summary, scheme, members)
