@@ -81,7 +81,8 @@ def cluster(work: Path, pixels: int, members: int) -> None:
 
     cfg = config(work, pixels, members)
     X = np.load(work / "sample.npy")
-    data = TrainingData(X=X, preview_X=X[:40_000], preview_mask=np.ones((200, 200), bool))
+    side = int(np.sqrt(min(len(X), 40_000)))  # the preview: a square of the sample
+    data = TrainingData(X=X, preview_X=X[: side * side], preview_mask=np.ones((side, side), bool))
     phases: dict[str, float] = {}
     tick = time.perf_counter()
 

@@ -3,8 +3,11 @@
 Every variant is a command run as its own process from start to exit, imports included, so
 what is measured is what a user waits for. Variants are run in interleaved rounds (A B A B
 ...), so that a change in the machine's load hits all of them alike, and summarised by the
-median of their wall times. A process's peak resident memory comes from the kernel
-(``os.wait4``'s ``ru_maxrss`` of that one child), not from sampling.
+median of their wall times. A process's peak resident memory comes from the kernel, not
+from sampling: GNU ``/usr/bin/time`` (``%M``) starts each variant, because a child's
+``ru_maxrss`` starts from the RSS of the process that forked it (the benchmark itself, with
+its libraries loaded) and would hide a small variant's own peak. Without ``/usr/bin/time``
+the figure is ``os.wait4``'s, an upper bound.
 
 A variant that prints a line ``... seconds by phase: {json}`` (the predict stage logs one;
 see :mod:`geoensemble.predict.timing`) has those phases reported too, as medians.
@@ -56,15 +59,26 @@ def python() -> str:
     return sys.executable
 
 
+GNU_TIME = "/usr/bin/time"
+
+
 def run_process(v: Variant, *, timeout: float = 3600.0) -> Run:
     """Run ``v`` once, from process start to exit; its wall time, peak RSS and phases.
 
     Raises ``SystemExit`` naming the variant (with the end of its stderr) if it fails.
     """
     env = {**os.environ, **v.env}
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    with (
+        tempfile.TemporaryFile("w+") as out,
+        tempfile.TemporaryFile("w+") as err,
+        tempfile.NamedTemporaryFile("w+", suffix=".rss") as rss_file,
+    ):
+        argv = v.argv
+        gnu_time = os.access(GNU_TIME, os.X_OK)
+        if gnu_time:  # a small process forks the variant: its peak RSS is the variant's own
+            argv = [GNU_TIME, "-f", "%M", "-o", rss_file.name, *argv]
         t0 = time.perf_counter()
-        proc = subprocess.Popen(v.argv, stdout=out, stderr=err, env=env, cwd=v.cwd)
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=v.cwd)
         deadline = t0 + timeout
         while True:  # wait4 gives this child's own rusage; poll so the timeout holds
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -80,13 +94,16 @@ def run_process(v: Variant, *, timeout: float = 3600.0) -> Run:
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
+        # ru_maxrss is in KiB on Linux (bytes on macOS); GNU time prints KiB
+        rss = usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+        if gnu_time:
+            lines = Path(rss_file.name).read_text().split()
+            rss = float(lines[-1]) / 1024 if lines and lines[-1].isdigit() else rss
     if proc.returncode:
         raise SystemExit(
             f"variant {v.name} failed (exit {proc.returncode}): {' '.join(v.argv)}\n"
             f"{stderr[-3000:]}"
         )
-    # ru_maxrss is in KiB on Linux (bytes on macOS)
-    rss = usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
     return Run(seconds, rss, parse_phases(stdout + stderr), stdout, stderr)
 
 

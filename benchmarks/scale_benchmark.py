@@ -190,9 +190,7 @@ def one_size(mpx: float, work: Path, repeats: int) -> dict[str, dict[str, float]
     )
     chain = [
         stage(work, "ingest", "ingest", "python pipelines/ingest.py: 10 GeoTiffs -> Zarr", []),
-        stage(
-            work, "featurize", "featurize", "python pipelines/featurize.py: 10 bands", []
-        ),
+        stage(work, "featurize", "featurize", "python pipelines/featurize.py: 10 bands", []),
         stage(
             work,
             "predict",
