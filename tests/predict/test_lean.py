@@ -81,3 +81,36 @@ def test_thumbnail_built_block_by_block_equals_the_decimated_map(step: int) -> N
     for b in blocks(250, 310, 100):  # offsets 100, 200: not multiples of 3 or 7
         thin_into(thumb, step, b, full[b.slices])
     np.testing.assert_array_equal(thumb, full[::step, ::step])
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (["--help"], 0, "predict"),
+        (["predict.threads=-1"], 2, "predict.threads=-1 is out of range"),
+        (["predict.no_such_key=1"], 1, "unknown config key 'predict.no_such_key'"),
+    ],
+)
+def test_predict_script_exits_with_the_stage_code_and_one_line(
+    tmp_path: Path, args: list[str], code: int, needle: str
+) -> None:
+    """``pipelines/predict.py`` leaves without the interpreter's teardown, keeping the codes."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, tool_env
+
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "pipelines" / "predict.py"), *args],
+        cwd=tmp_path,
+        env=tool_env(PYTHONPATH=f"{ROOT / 'src'}"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == code, proc.stderr
+    assert needle in (proc.stdout if code == 0 else proc.stderr)
+    assert "Traceback" not in proc.stderr
+    if code:
+        assert len(proc.stderr.strip().splitlines()) == 1
