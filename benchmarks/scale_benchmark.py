@@ -227,9 +227,11 @@ def one_size(mpx: float, work: Path, repeats: int) -> dict[str, dict[str, float]
     b1, b2 = (sums[f"predict-dist-{n}"].phases.get("blocks", 0.0) for n in (1, 2))
     if b1 and b2:
         print(f"  ratio throughput of the blocks phase, 2 workers / 1 worker: {b1 / b2:.2f}x")
-        out["blocks throughput 2/1"] = {"seconds": b1 / b2, "s_per_mpx": 0.0, "rss": 0.0}
+        out["_ratio"] = {"blocks throughput 2/1": b1 / b2}
     print(f"  at {real:.1f} Mpx:")
     for name, r in out.items():
+        if name.startswith("_"):
+            continue
         print(
             f"    {name:<16} {r['seconds']:7.2f} s  {r['s_per_mpx']:6.3f} s/Mpx  "
             f"peak RSS {r['rss']:6.0f} MB"
