@@ -1,20 +1,27 @@
 """Predict benchmark: geoensemble's predict stage against the floor and the notebook way.
 
-Builds a Landsat-like scene of 6 uint16 bands (LZW GeoTiffs, nodata 0 outside a tilted
-footprint), fits a K-Means and a 50-tree random forest on a sample, registers both in a
-SQLite MLflow store, then times in the same run, each variant in its own process (so peak RSS
-is its own):
+Builds a Landsat-like scene of 6 uint16 bands (tiled LZW GeoTiffs, nodata 0 outside a tilted
+footprint), fits a K-Means (8 clusters) and a 50-tree random forest on a sample, registers
+both in a SQLite MLflow store, then times whole processes (start to exit, imports included)
+in interleaved rounds with :mod:`harness`. The variants (printed with the figures):
 
-(a) geoensemble: the predict stage on that scene (ingest + featurize in memory, blockwise
-    prediction, COG + quicklook + MLflow predict run);
-(b) the floor: read the bands, ``model.predict`` on the valid pixels as one array, write;
-(c) the notebook way: a pandas frame of all pixels, median fill, ``predict`` in 50,000-row
-    chunks, Python mapping of classes, rasterio write.
+- ``stage``: ``python pipelines/predict.py --params ...`` with the default outputs (COG with
+  overviews, a max-probability map for the forest, PNG quicklook, the MLflow predict run);
+- ``stage-lean``: the same with ``predict=lean`` (class map only, no overviews, no
+  quicklook; still the MLflow run);
+- ``floor``: read every band whole (GDAL threads on), ``predict`` the valid pixels as one
+  array on every core (forest ``n_jobs`` = cores), write the class map as a tiled LZW uint8
+  GeoTiff with nodata and colour table (what ``stage-lean`` writes, less the MLflow run);
+- ``notebook``: what the classic notebook does, nothing more: a float32 pandas frame of
+  every pixel, per-column median fill, ``predict`` on 50,000-row chunks, predicted labels
+  mapped to class indices with a Python list lookup per pixel, masking, an LZW uint8 write.
 
-Targets: (a) <= 1.15x (b) for the forest and <= 1.5x for K-Means; (a) >= 3x faster than (c)
-for K-Means; peak RSS of (a) < 1 GB and flat when the scene grows 4x (``--grow``).
+Targets (issue 16; the figures are only as good as the machine is quiet): K-Means stage
+<= 1.1x floor, stage-lean <= 0.8x floor; forest stage <= 0.95x floor; stage peak RSS <= 500
+MB at 21 Mpx and flat at 4x (``--grow``).
 
-    python benchmarks/predict_benchmark.py [--mpx 20] [--grow] [--models kmeans,forest]
+    python benchmarks/predict_benchmark.py [--mpx 21] [--repeats 3] [--grow]
+        [--models kmeans,forest] [--work DIR]
 """
 
 from __future__ import annotations
@@ -22,13 +29,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness
 
 BANDS = [f"B{i}" for i in range(1, 7)]
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,178 +140,261 @@ def register(paths: dict[str, Path], work: Path) -> None:
 
 
 # --------------------------------------------------------------------------- variants
-def read_cube(scene: Path) -> tuple[np.ndarray, dict]:
+#: GDAL's own threads for (de)compression, as the stage sets them (predict/writer.py).
+GDAL_THREADS = {"GDAL_NUM_THREADS": "ALL_CPUS", "GDAL_CACHEMAX": 256}
+
+
+def process_age() -> float:
+    """Seconds since this process started (as the stage's ``startup`` phase)."""
+    import psutil
+
+    return time.time() - psutil.Process().create_time()
+
+
+def phases_line(phases: dict[str, float]) -> None:
+    """The floor and the notebook report their phases as the stage does."""
+    print(harness.PHASES_MARK + json.dumps({k: round(v, 3) for k, v in phases.items()}))
+
+
+def floor(work: Path, scene: Path, model: str) -> None:
+    """Read whole, predict the valid pixels in one call on every core, write."""
+    age = process_age()
+    t0 = time.perf_counter()
+    import joblib
     import rasterio
 
-    layers = []
+    phases = {"startup": age, "imports": time.perf_counter() - t0}
+    t = time.perf_counter()
+    est = joblib.load(work / f"{model}.joblib")
+    phases["models"] = time.perf_counter() - t
+    t = time.perf_counter()
+    if hasattr(est, "n_jobs"):
+        est.set_params(n_jobs=os.cpu_count())  # every core, as the stage's threads
+    with rasterio.Env(**GDAL_THREADS):
+        layers = []
+        for b in BANDS:
+            with rasterio.open(scene / f"{b}.TIF") as src:
+                a = src.read(1)
+                prof = src.profile
+            layers.append(a)
+        cube = np.stack(layers)
+        del layers
+        mask = (cube != 0).all(axis=0)
+        table = cube[:, mask].T.astype(np.float32)
+        del cube
+        phases["read"] = time.perf_counter() - t
+        t = time.perf_counter()
+        pred = est.predict(table)
+        phases["predict"] = time.perf_counter() - t
+        t = time.perf_counter()
+        out = np.full(mask.shape, 255, np.uint8)
+        out[mask] = pred
+        prof.update(dtype="uint8", nodata=255, compress="lzw", predictor=1, count=1)
+        with rasterio.open(work / f"floor_{model}.tif", "w", **prof) as dst:
+            dst.write_colormap(1, {i: (40 * i % 256, 80 * i % 256, 120) for i in range(16)})
+            dst.write(out, 1)
+        phases["write"] = time.perf_counter() - t
+    phases_line(phases)
+
+
+def notebook(work: Path, scene: Path, model: str) -> None:
+    """The classic notebook, step by step, and nothing more."""
+    age = process_age()
+    t0 = time.perf_counter()
+    import joblib
+    import pandas as pd
+    import rasterio
+
+    phases = {"startup": age, "imports": time.perf_counter() - t0}
+    t = time.perf_counter()
+    est = joblib.load(work / f"{model}.joblib")
+    phases["models"] = time.perf_counter() - t
+    t = time.perf_counter()
+    bands = {}
     for b in BANDS:
         with rasterio.open(scene / f"{b}.TIF") as src:
             a = src.read(1).astype(np.float32)
             a[a == src.nodata] = np.nan
             prof = src.profile
-        layers.append(a)
-    return np.stack(layers), prof
-
-
-def write_map(path: Path, arr: np.ndarray, prof: dict) -> None:
-    import rasterio
-
-    prof = {**prof, "dtype": "uint8", "nodata": 255, "compress": "lzw"}
-    prof.pop("predictor", None)
-    with rasterio.open(path, "w", **prof) as dst:
-        dst.write(arr, 1)
-
-
-def variant_a(work: Path, scene: Path, model: str) -> None:
-    from geoensemble import stages
-    from geoensemble.config import DataConfig, validate
-    from geoensemble.params import compose
-
-    os.environ["GEOENSEMBLE_ROOT"] = str(work)
-    cfg = validate(
-        compose(
-            [
-                f"features.bands=[{','.join(BANDS)}]",
-                "features.indices=[]",
-                f"tracking.uri=sqlite:///{work}/mlflow.db",
-                f"tracking.model_name=bench_{model}",
-                f"predict.output_dir={work}/maps_a",
-                "predict.overwrite=true",
-                "predict.progress=false",
-            ],
-            config_dir=ROOT / "conf",
-        )
-    )
-    cfg.predict.scenes = [
-        DataConfig(name=f"bench_{model}", format="geotiff_dir", path=str(scene), pattern="B*.TIF")
-    ]
-    stages.predict(cfg)
-
-
-def variant_b(work: Path, scene: Path, model: str) -> None:
-    import joblib
-
-    est = joblib.load(work / f"{model}.joblib")
-    cube, prof = read_cube(scene)
-    mask = ~np.isnan(cube).any(axis=0)
-    pred = est.predict(np.ascontiguousarray(cube[:, mask].T))
-    out = np.full(mask.shape, 255, np.uint8)
-    out[mask] = pred
-    write_map(work / f"floor_{model}.tif", out, prof)
-
-
-def variant_c(work: Path, scene: Path, model: str) -> None:
-    import joblib
-    import pandas as pd
-
-    est = joblib.load(work / f"{model}.joblib")
-    cube, prof = read_cube(scene)
-    shape = cube.shape[1:]
-    df = pd.DataFrame({b: cube[i].ravel().astype(np.float64) for i, b in enumerate(BANDS)})
-    del cube
+        bands[b] = a
+    shape = bands[BANDS[0]].shape
+    df = pd.DataFrame({b: a.ravel() for b, a in bands.items()})  # float32 columns
+    del bands
+    phases["read"] = time.perf_counter() - t
+    t = time.perf_counter()
     nodata = df.isna().any(axis=1).to_numpy()
     df = df.fillna(df.median())
-    preds = []
-    for i in range(0, len(df), 50_000):
-        preds.append(est.predict(df.iloc[i : i + 50_000].to_numpy(dtype=np.float32)))
+    preds = [est.predict(df.iloc[i : i + 50_000].to_numpy()) for i in range(0, len(df), 50_000)]
     pred = np.concatenate(preds)
-    names = {int(c): int(c) + 1 for c in np.unique(pred)}  # e.g. cluster -> class code
-    mapped = np.array([names[int(c)] - 1 for c in pred], dtype=np.uint8)
+    classes = list(est.classes_) if hasattr(est, "classes_") else list(range(est.n_clusters))
+    mapped = np.array([classes.index(c) for c in pred], dtype=np.uint8)
     mapped[nodata] = 255
-    write_map(work / f"notebook_{model}.tif", mapped.reshape(shape), prof)
+    phases["predict"] = time.perf_counter() - t
+    t = time.perf_counter()
+    prof.update(dtype="uint8", nodata=255, compress="lzw", count=1)
+    prof.pop("predictor", None)
+    with rasterio.open(work / f"notebook_{model}.tif", "w", **prof) as dst:
+        dst.write(mapped.reshape(shape), 1)
+    phases["write"] = time.perf_counter() - t
+    phases_line(phases)
 
 
-VARIANTS = {"a": variant_a, "b": variant_b, "c": variant_c}
-# Imported before the clock starts: module import is a fixed per-process cost, reported
-# apart as "startup"; store access and model loading stay inside (a)'s time.
-IMPORTS = {
-    "a": [
-        "geoensemble.stages",
-        "geoensemble.predict.run",
-        "geoensemble.io.stack",
-        "geoensemble.features.build",
-        "mlflow.sklearn",
-        "skops.io",
-        "rioxarray",
-        "dask.array",
-        "matplotlib.pyplot",
-        "sklearn.cluster",
-        "sklearn.ensemble",
-    ],
-    "b": ["rasterio", "joblib", "sklearn.cluster", "sklearn.ensemble"],
-    "c": ["rasterio", "joblib", "pandas", "sklearn.cluster", "sklearn.ensemble"],
+def stage_params(work: Path, scene: Path, model: str, name: str, extra: list[str]) -> Path:
+    """The composed config of one stage variant, as ``dvc repro`` passes it."""
+    from omegaconf import OmegaConf
+
+    from geoensemble.config import validate
+    from geoensemble.params import compose
+
+    raw = compose(
+        [
+            f"features.bands=[{','.join(BANDS)}]",
+            "features.indices=[]",
+            f"tracking.uri=sqlite:///{work}/mlflow.db",
+            f"tracking.model_name=bench_{model}",
+            f"predict.output_dir={work}/maps_{name}",
+            "predict.overwrite=true",
+            "predict.progress=false",
+            f"+predict.scenes=[{{name: {scene.name}, format: geotiff_dir, path: '{scene}', "
+            "pattern: 'B*.TIF'}]",
+            *extra,
+        ],
+        config_dir=ROOT / "conf",
+    )
+    validate(raw)
+    path = work / f"params_{model}_{name}_{scene.name}.yaml"
+    OmegaConf.save(raw, path, resolve=True)
+    return path
+
+
+def variants(work: Path, scene: Path, model: str) -> list[harness.Variant]:
+    env = {"GEOENSEMBLE_ROOT": str(work), "PYTHONWARNINGS": "ignore"}
+    stage = [harness.python(), str(ROOT / "pipelines" / "predict.py"), "--params"]
+    me = [harness.python(), __file__, "--work", str(work), "--scene", str(scene)]
+    me += ["--model", model, "--child"]
+    return [
+        harness.Variant(
+            "stage",
+            "python pipelines/predict.py, default outputs (COG + overviews, max-probability "
+            "map if the model has predict_proba, PNG quicklook, MLflow predict run)",
+            [*stage, str(stage_params(work, scene, model, "stage", []))],
+            env,
+            str(work),
+        ),
+        harness.Variant(
+            "stage-lean",
+            "the same with predict=lean (predict.overviews=false predict.quicklook=false "
+            "predict.outputs.max_probability=false): class map only, MLflow run kept",
+            [*stage, str(stage_params(work, scene, model, "lean", ["predict=lean"]))],
+            env,
+            str(work),
+        ),
+        harness.Variant(
+            "floor",
+            "read every band whole (GDAL_NUM_THREADS=ALL_CPUS), predict the valid pixels as "
+            f"one array on every core (forest n_jobs={os.cpu_count()}), write a tiled LZW "
+            "uint8 GeoTiff with nodata and colour table (what stage-lean writes, no MLflow)",
+            [*me, "floor"],
+            env,
+        ),
+        harness.Variant(
+            "notebook",
+            "float32 pandas frame of every pixel, per-column median fill, predict on "
+            "50,000-row chunks, labels mapped to class indices by a Python list lookup per "
+            "pixel, masking, LZW uint8 write (the classic notebook, nothing more)",
+            [*me, "notebook"],
+            env,
+        ),
+    ]
+
+
+TARGETS = {
+    "kmeans": {"stage/floor": 1.1, "stage-lean/floor": 0.8},
+    "forest": {"stage/floor": 0.95},
 }
 
 
-def child(args: argparse.Namespace) -> None:
-    import importlib
-
-    t_start = time.perf_counter()
-    for mod in IMPORTS[args.variant]:
-        importlib.import_module(mod)
-    t0 = time.perf_counter()
-    VARIANTS[args.variant](Path(args.work), Path(args.scene), args.model)
-    seconds = time.perf_counter() - t0
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "startup": t0 - t_start, "peak_rss_mb": rss_mb}))
-
-
-def run_child(variant: str, work: Path, scene: Path, model: str) -> dict[str, float]:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "GEOENSEMBLE_ROOT": str(work)}
-    cmd = [sys.executable, __file__, "--child", variant, "--work", str(work)]
-    cmd += ["--scene", str(scene), "--model", model]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    if proc.returncode:
-        raise SystemExit(f"variant {variant} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--mpx", type=float, default=20.0, help="scene size in megapixels")
-    ap.add_argument("--grow", action="store_true", help="also run (a) on a 4x larger scene")
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    ap.add_argument("--mpx", type=float, default=21.0, help="scene size in megapixels")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds")
+    ap.add_argument("--grow", action="store_true", help="also run the stage at 4x the scene")
     ap.add_argument("--models", default="kmeans,forest")
-    ap.add_argument("--work", default="benchmarks/.work")
-    ap.add_argument("--child", dest="variant")
+    ap.add_argument("--work", default=None, help="work folder (default: a temporary one)")
+    ap.add_argument("--child", choices=["floor", "notebook"])
     ap.add_argument("--scene")
     ap.add_argument("--model")
     args = ap.parse_args()
-    if args.variant:
-        args.work = str(Path(args.work).resolve())
-        child(args)
+    if args.child:
+        fn = floor if args.child == "floor" else notebook
+        fn(Path(args.work), Path(args.scene), args.model)
         return
-    work = Path(args.work).resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    side = int(np.sqrt(args.mpx * 1e6) // 512 * 512 + 512)
+    if args.work is None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="predict-bench-") as tmp:
+            run(args, Path(tmp))
+    else:
+        work = Path(args.work).resolve()
+        work.mkdir(parents=True, exist_ok=True)
+        run(args, work)
+
+
+def run(args: argparse.Namespace, work: Path) -> None:
+    side = max(512, round(float(np.sqrt(args.mpx * 1e6))))
     t = time.perf_counter()
     X = write_scene(work / "scene", side)
     paths = fit_models(X, work)
     register(paths, work)
-    print(f"scene {side} x {side} = {side * side / 1e6:.1f} Mpx x {len(BANDS)} bands, ", end="")
-    print(f"models fitted and registered in {time.perf_counter() - t:.0f} s")
-    results: dict[str, dict[str, dict[str, float]]] = {}
+    print(
+        f"scene {side} x {side} = {side * side / 1e6:.1f} Mpx x {len(BANDS)} uint16 bands; "
+        f"models fitted and registered in {time.perf_counter() - t:.0f} s (not timed)"
+    )
+    out: dict[str, object] = {}
     for model in args.models.split(","):
-        results[model] = {v: run_child(v, work, work / "scene", model) for v in "bac"}
-        r = results[model]
-        for v in "abc":
-            print(
-                f"{model:7s} ({v}) {r[v]['seconds']:7.2f} s  peak RSS {r[v]['peak_rss_mb']:6.0f} MB"
-                f"  (imports {r[v]['startup']:.1f} s, not counted)"
-            )
-        print(
-            f"{model:7s} (a)/(b) = {r['a']['seconds'] / r['b']['seconds']:.2f}x   "
-            f"(c)/(a) = {r['c']['seconds'] / r['a']['seconds']:.2f}x"
+        vs = variants(work, work / "scene", model)
+        harness.print_definitions(f"predict, {model}", vs)
+        runs = harness.interleaved(vs, repeats=args.repeats)
+        sums = harness.report(
+            runs,
+            ratios=[
+                ("stage / floor", "stage", "floor"),
+                ("stage-lean / floor", "stage-lean", "floor"),
+                ("notebook / stage", "notebook", "stage"),
+            ],
         )
+        for label, target in TARGETS.get(model, {}).items():
+            a, b = label.split("/")
+            r = sums[a].seconds / sums[b].seconds
+            print(f"  target {label} <= {target}: {r:.2f} ({'met' if r <= target else 'NOT met'})")
+        out[model] = {k: vars(v) for k, v in sums.items()}
     if args.grow:
-        big = 2 * side
-        write_scene(work / "scene4x", big, seed=1)
-        g = run_child("a", work, work / "scene4x", args.models.split(",")[0])
-        a = results[args.models.split(",")[0]]["a"]
-        print(
-            f"4x scene ({big * big / 1e6:.0f} Mpx): (a) {g['seconds']:.2f} s, peak RSS "
-            f"{g['peak_rss_mb']:.0f} MB ({g['peak_rss_mb'] / a['peak_rss_mb']:.2f}x the 1x scene)"
+        model = args.models.split(",")[0]
+        write_scene(work / "scene4x", 2 * side, seed=1)
+        grow = [
+            harness.Variant(
+                f"stage-{n}",
+                f"the stage variant on the {n} scene ({m * side * side / 1e6:.0f} Mpx)",
+                [
+                    harness.python(),
+                    str(ROOT / "pipelines" / "predict.py"),
+                    "--params",
+                    str(stage_params(work, work / sc, model, "stage", [])),
+                ],
+                {"GEOENSEMBLE_ROOT": str(work)},
+                str(work),
+            )
+            for n, sc, m in (("1x", "scene", 1), ("4x", "scene4x", 4))
+        ]
+        harness.print_definitions(f"predict, {model}, memory as the scene grows 4x", grow)
+        sums = harness.report(
+            harness.interleaved(grow, repeats=max(1, args.repeats // 2)),
+            ratios=[("time 4x / 1x", "stage-4x", "stage-1x")],
         )
-    (work / "results.json").write_text(json.dumps(results, indent=2))
+        rss = sums["stage-4x"].peak_rss_mb / sums["stage-1x"].peak_rss_mb
+        print(f"  peak RSS 4x / 1x: {rss:.2f}x (flat: about 1)")
+        out["grow"] = {k: vars(v) for k, v in sums.items()}
+    (work / "results.json").write_text(json.dumps(out, indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The predict stage: `python pipelines/predict.py [overrides]` or `--params params.yaml`."""
 
-from geoensemble.cli import stage_main
+from geoensemble.cli import run_then_exit
 
 if __name__ == "__main__":
-    stage_main("predict")
+    run_then_exit("predict")

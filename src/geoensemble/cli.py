@@ -20,6 +20,7 @@ Set ``GEOENSEMBLE_DEBUG=1`` to get the traceback as well.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import os
@@ -361,6 +362,43 @@ def promote_shorthand(args: list[str]) -> list[str]:
         else:
             out.append(f"promote.{a}")
     return out
+
+
+def exit_code(exc: SystemExit) -> int:
+    """The process exit code Python gives ``SystemExit(exc.code)`` (a text is printed)."""
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def run_then_exit(stage: str) -> None:
+    """Run ``stage`` as a script, then leave without the interpreter's teardown.
+
+    Freeing every object of the libraries a stage imports (MLflow, scikit-learn, dask...)
+    takes the interpreter one to two seconds after the work is done. Once the stage has
+    returned, its files are closed and its runs ended; the exit handlers (MLflow's, logging's)
+    still run and the output streams are flushed, then the process ends at once. A thread
+    still running (none of ours should be) gets the ordinary exit, which waits for it.
+    """
+    import atexit
+    import threading
+
+    try:
+        stage_main(stage)
+        code = 0
+    except SystemExit as exc:
+        code = exit_code(exc)
+    main = threading.main_thread()
+    if any(t is not main and t.is_alive() and not t.daemon for t in threading.enumerate()):
+        raise SystemExit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def main() -> None:

@@ -265,6 +265,7 @@ class PredictConfig:
     scheduler: PredictScheduler = PredictScheduler.threads
     threads: int = 0  # 0 = one per core
     compress: str = "lzw"
+    overviews: bool = True  # COG overviews (x2, x4, ... down to one tile); false: none
     quicklook: bool = True
     progress: bool = True
     overwrite: bool = False  # replace maps outside DVC-managed outputs

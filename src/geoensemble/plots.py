@@ -1,5 +1,10 @@
 """PNG quicklooks: class maps with a legend, continuous layers with a colour bar, and
-false-colour composites. No-data is drawn transparent."""
+false-colour composites. No-data is drawn transparent.
+
+Class maps (what every predict run draws) are drawn with Pillow alone; matplotlib, which
+takes longer to import than a small scene takes to predict, is imported only by the
+continuous-layer and chart functions.
+"""
 
 from __future__ import annotations
 
@@ -7,37 +12,46 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
-import xarray as xr
-from matplotlib.colors import ListedColormap
-from matplotlib.patches import Patch
 
 from geoensemble.io.atomic import atomic_path
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from matplotlib.figure import Figure
 
 MAX_PX = 1024
 #: PNG text chunk holding a class map's legend as JSON (see :func:`class_map_png`).
 LEGEND_KEY = "geoensemble:legend"
 
 
-def _step(shape: tuple[int, ...]) -> int:
+def thin_step(shape: tuple[int, ...]) -> int:
     """The stride that brings the longer of the last two sides down to at most MAX_PX."""
     return max(1, int(np.ceil(max(shape[-2:]) / MAX_PX)))
 
 
 def _thin(arr: np.ndarray) -> np.ndarray:
     """Every n-th pixel so the longer side is at most MAX_PX (quicklooks only)."""
-    step = _step(arr.shape)
+    step = thin_step(arr.shape)
     return arr[..., ::step, ::step]
 
 
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the file-only Agg backend (imported on first use)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _save(
-    fig: plt.Figure, path: str | os.PathLike[str], metadata: dict[str, str] | None = None
+    fig: Figure, path: str | os.PathLike[str], metadata: dict[str, str] | None = None
 ) -> Path:
+    plt = _pyplot()
     target = Path(path)
     with atomic_path(target) as tmp:
         fig.savefig(
@@ -69,31 +83,78 @@ def class_map_png(
     (code, name, colour) is also stored in the PNG as the text chunk :data:`LEGEND_KEY`
     (JSON), so a reader can tell what each colour means without the map.
     """
+    from PIL import Image, ImageDraw
+    from PIL.PngImagePlugin import PngInfo
+
     arr = _thin(classes)
     code_list = list(range(len(names))) if codes is None else [int(c) for c in codes]
     # Map codes to positions so that sparse codes (e.g. 10, 20, 90) still get their colours.
     lut = np.full(int(max([*code_list, int(nodata)])) + 1, -1, dtype=np.int64)
     lut[code_list] = np.arange(len(code_list))
     pos = lut[np.clip(arr.astype(np.int64), 0, lut.size - 1)]
-    cmap = ListedColormap([tuple(c / 255 for c in col) for col in colours])
-    cmap.set_bad(alpha=0.0)
-    shown = np.ma.masked_where((arr == nodata) | (pos < 0), pos)
-    fig, ax = plt.subplots(figsize=(8, 7))
-    ax.imshow(shown, cmap=cmap, vmin=-0.5, vmax=len(names) - 0.5, interpolation="nearest")
-    ax.set_title(title)
-    ax.set_axis_off()
-    handles = [
-        Patch(facecolor=(col[0] / 255, col[1] / 255, col[2] / 255), edgecolor="k", label=name)
-        for name, col in list(zip(names, colours, strict=True))[:40]
-    ]
-    if len(names) > 40:
-        handles.append(Patch(facecolor="white", label=f"... {len(names) - 40} more"))
-    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    n = len(code_list)
+    rgba = np.zeros((n + 1, 4), dtype=np.uint8)  # the last entry: no-data, transparent
+    if n:
+        rgba[:n, :3] = np.asarray(colours, dtype=np.uint8).reshape(n, 3)
+        rgba[:n, 3] = 255
+    pixels = rgba[np.where((arr == nodata) | (pos < 0), n, pos)]
+    zoom = max(1, min(8, MIN_SIDE // max(1, *arr.shape)))  # small maps: whole-pixel zoom
+    if zoom > 1:
+        pixels = pixels.repeat(zoom, axis=0).repeat(zoom, axis=1)
+
+    font = _font()
+    shown = list(zip(names, colours, strict=True))[:MAX_LEGEND]
+    labels = [str(name) for name, _ in shown]
+    if len(names) > MAX_LEGEND:
+        labels.append(f"... {len(names) - MAX_LEGEND} more")
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    text_w = max([measure.textlength(t, font=font) for t in [*labels, ""]])
+    pad, line, box = 16, 20, 14
+    map_h, map_w = pixels.shape[:2]
+    title_h = 2 * pad + line
+    legend_w = int(2 * pad + box + 8 + text_w)
+    width = max(pad + map_w + legend_w, int(measure.textlength(title, font=font)) + 2 * pad)
+    height = title_h + max(map_h, len(labels) * line) + pad
+    img = Image.new("RGBA", (width, height), (255, 255, 255, 255))
+    img.paste(Image.fromarray(pixels, "RGBA"), (pad, title_h))  # no-data stays transparent
+    draw = ImageDraw.Draw(img)
+    draw.text((pad, pad), title, fill=(0, 0, 0, 255), font=font)
+    x0 = pad + map_w + pad
+    for i, text in enumerate(labels):
+        y = title_h + i * line
+        if i < len(shown):
+            draw.rectangle(
+                (x0, y + 2, x0 + box, y + 2 + box),
+                fill=tuple(int(v) for v in shown[i][1]),
+                outline=(0, 0, 0),
+            )
+        draw.text((x0 + box + 8, y + 2), text, fill=(0, 0, 0, 255), font=font)
     entries = [
-        {"code": c, "name": str(n), "colour": "#{:02x}{:02x}{:02x}".format(*col)}
-        for c, n, col in zip(code_list, names, colours, strict=True)
+        {"code": c, "name": str(nm), "colour": "#{:02x}{:02x}{:02x}".format(*col)}
+        for c, nm, col in zip(code_list, names, colours, strict=True)
     ]
-    return _save(fig, path, {"Title": title, LEGEND_KEY: json.dumps(entries)})
+    info = PngInfo()
+    info.add_text("Title", title)
+    info.add_text(LEGEND_KEY, json.dumps(entries))
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        img.save(tmp, format="PNG", pnginfo=info)
+    return target
+
+
+#: Legend entries drawn on a class-map quicklook (the PNG's legend chunk holds them all).
+MAX_LEGEND = 40
+#: Maps smaller than this (longer side, pixels) are zoomed by a whole factor.
+MIN_SIDE = 512
+
+
+def _font() -> Any:
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=14)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        return ImageFont.load_default()
 
 
 def legend_of(path: str | os.PathLike[str]) -> list[dict[str, object]]:
@@ -111,8 +172,10 @@ def thin_layer(layer: np.ndarray | xr.DataArray) -> np.ndarray:
     A dask-backed ``DataArray`` is thinned before it is computed, so a quicklook of a large
     scene holds one chunk at a time plus the thinned picture, never the whole layer.
     """
+    import xarray as xr
+
     if isinstance(layer, xr.DataArray):
-        step = _step(layer.shape)
+        step = thin_step(layer.shape)
         dims = layer.dims[-2:]
         layer = layer.isel({dims[0]: slice(None, None, step), dims[1]: slice(None, None, step)})
         return np.asarray(layer.to_numpy(), dtype=np.float64)
@@ -138,6 +201,7 @@ def layer_png(
     """A continuous layer with a colour bar (2nd-98th percentile stretch), no-data white."""
     arr = thin_layer(layer)
     lo, hi = stretch(arr)
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 7))
     cm = plt.get_cmap(cmap).with_extremes(bad=(0.0, 0.0, 0.0, 0.0))
     im = ax.imshow(np.ma.masked_invalid(arr), cmap=cm, vmin=lo, vmax=max(hi, lo + 1e-12))
@@ -166,6 +230,7 @@ def false_colour_png(
     path: str | os.PathLike[str], rgb: np.ndarray | xr.DataArray, *, title: str
 ) -> Path:
     """Three layers ``(3, rows, cols)`` as RGB, each stretched 2-98 %, no-data transparent."""
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 7))
     ax.imshow(false_colour_rgba(thin_layer(rgb)))
     ax.set_title(title)
@@ -183,6 +248,7 @@ def bar_png(
     highlight: int | None = None,
 ) -> Path:
     """A bar chart, e.g. AIC by member with the champion highlighted."""
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(6, len(labels) * 0.6), 4))
     colours = ["tab:orange" if i == highlight else "tab:blue" for i in range(len(labels))]
     ax.bar(list(labels), list(values), color=colours)

@@ -111,10 +111,12 @@ def to_cog(
     *,
     compress: str = "lzw",
     categorical: bool = True,
+    overviews: bool = True,
 ) -> Path:
     """Copy a finished GeoTiff to a Cloud-Optimized GeoTiff (tiles, overviews, compression).
 
     The colour table, nodata, band descriptions, scales and metadata tags are carried over.
+    ``overviews=False`` writes none (still a valid COG: tiled, header first).
     """
     import rasterio.shutil
 
@@ -123,6 +125,8 @@ def to_cog(
     with rasterio.open(src) as s:
         dtype = s.dtypes[0]
     opts = cog_options(compress=compress, dtype=dtype, categorical=categorical)
+    if not overviews:
+        opts["OVERVIEWS"] = "NONE"
     rasterio.shutil.copy(str(src), str(dst), driver="COG", **opts)
     return Path(dst)
 

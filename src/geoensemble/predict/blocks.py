@@ -67,8 +67,12 @@ def feature_array(ds: xr.Dataset, names: list[str]) -> Any:
 
 def read_block(arr: Any, block: Block) -> np.ndarray:
     """One block of the lazy feature array as numpy (computed in the calling thread)."""
+    from dask.local import get_sync
+
     rows, cols = block.slices
-    return np.asarray(arr[:, rows, cols].compute(scheduler="synchronous"))
+    # The scheduler function itself, not its name: naming it makes dask import
+    # dask.distributed (about 0.1 s) only to look for a client.
+    return np.asarray(arr[:, rows, cols].compute(scheduler=get_sync))
 
 
 def _thread_init() -> None:

@@ -28,6 +28,7 @@ from geoensemble.io.atomic import disk_full, full_error, remove_stale_partials
 from geoensemble.io.memory import ensure_fits
 from geoensemble.io.stack import grid_attrs
 from geoensemble.predict.blocks import (
+    Block,
     block_edge,
     blocks,
     feature_array,
@@ -49,6 +50,7 @@ from geoensemble.predict.models import (
     nan_policy,
     resolve_members,
 )
+from geoensemble.predict.timing import Phases, process_age
 from geoensemble.predict.writer import GDAL_ENV, MapWriter
 
 log = logging.getLogger("geoensemble")
@@ -80,6 +82,8 @@ class SceneSummary:
     seconds: float
     histogram: dict[int, int] = field(default_factory=dict)
     quicklooks: list[Path] = field(default_factory=list)
+    #: Every n-th pixel of band 1 of the maps that get a quicklook, kept while writing.
+    thumbnails: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def valid_fraction(self) -> float:
@@ -117,6 +121,9 @@ def predict_scene(
     tags: dict[str, str] | None = None,
     progress: bool = False,
     scene: str = "scene",
+    overviews: bool = True,
+    thumbnails: bool = False,
+    phases: Phases | None = None,
 ) -> SceneSummary:
     """Predict every valid pixel of one scene block by block and write its maps.
 
@@ -134,6 +141,12 @@ def predict_scene(
         Blocks predicted in parallel (ignored with ``client``).
     client
         A ``distributed.Client``: run the blocks as tasks on its cluster.
+    overviews
+        Give the COGs overviews.
+    thumbnails
+        Keep a decimated copy of the maps that get a quicklook (:func:`quicklooks`).
+    phases
+        Where the seconds spent reading, predicting, writing and converting go.
     """
     t0 = time.perf_counter()
     height, width = int(features.sizes["y"]), int(features.sizes["x"])
@@ -154,17 +167,31 @@ def predict_scene(
     hist = np.zeros(max(scheme.labels.size, 1), dtype=np.int64)
     valid = 0
     writers: dict[str, MapWriter] = {}
+    ph = phases if phases is not None else Phases()
+    step = thumbnail_step(height, width) if thumbnails else 0
     with rasterio.Env(**GDAL_ENV):
         try:
             for key, path in paths.items():
                 writers[key] = _writer(
                     key, path, predictor, width, height, crs, transform, compress, tags
                 )
+                writers[key].overviews = overviews
+                if step and has_quicklook(key):
+                    writers[key].keep_thumbnail(step)
             results: Iterator[tuple[Any, Any]]
             if client is not None:
                 results = run_distributed(client, predictor, arr, todo, in_flight=4)
             else:
-                fn: Callable[[Any], Any] = lambda b: predictor(read_block(arr, b))  # noqa: E731
+
+                def fn(b: Block) -> Any:
+                    t0 = time.perf_counter()
+                    a = read_block(arr, b)
+                    t1 = time.perf_counter()
+                    out = predictor(a)
+                    ph.add("read", t1 - t0)
+                    ph.add("predict", time.perf_counter() - t1)
+                    return out
+
                 results = run_threads(fn, todo, threads=threads)
             bar = tqdm(
                 results,
@@ -174,12 +201,14 @@ def predict_scene(
                 disable=not progress,
             )
             for b, res in bar:
-                for key, a in res.arrays.items():
-                    writers[key].write(b, a)
+                with ph.time("write"):
+                    for key, a in res.arrays.items():
+                        writers[key].write(b, a)
                 valid += res.n_valid
                 if res.histogram is not None:
                     hist += res.histogram
-            maps = {key: w.finish() for key, w in writers.items()}
+            with ph.time("cog"):
+                maps = {key: w.finish() for key, w in writers.items()}
         except BaseException as exc:
             for w in writers.values():
                 w.abort()
@@ -206,7 +235,20 @@ def predict_scene(
         valid_pixels=valid,
         seconds=time.perf_counter() - t0,
         histogram=histogram,
+        thumbnails={k: w.thumbnail for k, w in writers.items() if w.thumbnail is not None},
     )
+
+
+def has_quicklook(key: str) -> bool:
+    """Whether the map of output ``key`` gets a PNG quicklook (class and mean maps)."""
+    return key.startswith("member:") or key in ("vote", "mean")
+
+
+def thumbnail_step(height: int, width: int) -> int:
+    """The stride of the quicklook's pixels (see :func:`geoensemble.plots.thin_step`)."""
+    from geoensemble.plots import thin_step
+
+    return thin_step((height, width))
 
 
 def _writer(
@@ -418,9 +460,13 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
     from geoensemble import tracking
     from geoensemble.predict.provenance import config_hash, dvc_hashes
 
+    phases = Phases()
+    phases.add("startup", process_age())
     p = cfg.predict
-    exp_id = tracking.setup(cfg.tracking)
-    members = resolve_members(cfg, exp_id)
+    with phases.time("tracking"):
+        exp_id = tracking.setup(cfg.tracking)
+    with phases.time("models"):
+        members = resolve_members(cfg, exp_id)
     keys = output_keys(members, p.outputs)
     set_label = f"{cfg.tracking.model_name}_ensemble"
     sources = scene_sources(cfg)
@@ -434,8 +480,9 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
     # The legend (aligned cluster codes, names, colours) holds for every scene; clusters are
     # aligned on the first one.
     name0, path0, open0 = sources[0]
-    first = open0()
-    legend = scheme_for(cfg, members, first, scene_union(cfg, members, first, name0, path0, 0))
+    with phases.time("open"):
+        first = open0()
+        legend = scheme_for(cfg, members, first, scene_union(cfg, members, first, name0, path0, 0))
     scheme = legend.scheme
 
     base_tags = {
@@ -459,6 +506,7 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
     }
     who = champion.label if len(members) == 1 else set_label
     run_name = f"predict-{'+'.join(n for n, *_ in sources)}-{who}"
+    t_run = time.perf_counter()
     run_id = tracking.start_predict_run(
         exp_id,
         run_name=run_name[:250],
@@ -477,10 +525,12 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
             tracking.link_models(run_id, [m.model_id for m in members if m.model_id])
         if scheme.kind != REGRESSOR:
             tracking.log_dict(run_id, legend.as_dict(), "maps/legend.json")
+        phases.add("tracking", time.perf_counter() - t_run)
         threads = p.threads or env_threads()
         with _client(cfg) as client:
             for i, (name, in_path, open_scene) in enumerate(sources):
-                ds = first if i == 0 else open_scene()
+                with phases.time("open"):
+                    ds = first if i == 0 else open_scene()
                 union = scene_union(cfg, members, ds, name, in_path, i)
                 scene_members, policy_tags = nan_policy(members, ds, cfg, scene=name)
                 predictor = BlockPredictor(
@@ -506,9 +556,14 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
                     tags=tags,
                     progress=p.progress,
                     scene=name,
+                    overviews=p.overviews,
+                    thumbnails=p.quicklook,
+                    phases=phases,
                 )
+                phases.add("blocks", summary.seconds)
                 if p.quicklook:
-                    summary.quicklooks = quicklooks(summary, scheme, members)
+                    with phases.time("quicklook"):
+                        summary.quicklooks = quicklooks(summary, scheme, members)
                 summaries.append(summary)
                 log.info(
                     "predict: %s: %d of %d px valid (%.1f %%), %.2f s, %d map(s) in %s",
@@ -520,6 +575,7 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
                     len(summary.maps),
                     out_dir,
                 )
+        t_run = time.perf_counter()
         metrics: dict[str, float] = {}
         for s in summaries:
             pre = f"{s.scene}/" if len(summaries) > 1 else ""
@@ -534,11 +590,15 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
             )
             for q in s.quicklooks:
                 tracking.log_artifact(run_id, q, "maps")
-        tracking.log_metrics(run_id, metrics)
+        # What the run spent so far, by phase (closing the run itself is in the log line).
+        phases.add("tracking", time.perf_counter() - t_run)
+        tracking.log_metrics(run_id, {**metrics, **phases.metrics()})
     except BaseException as exc:
         tracking.end_run(run_id, failed=exc)
         raise
-    tracking.end_run(run_id)
+    with phases.time("tracking"):
+        tracking.end_run(run_id)
+    log.info("predict: %s", phases.line())
     main = summaries[0]
     return {
         "run_id": run_id,
@@ -561,16 +621,20 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
 
 def quicklooks(summary: SceneSummary, scheme: ClassScheme, members: list[Member]) -> list[Path]:
     """A PNG with legend beside each class map (or a colour-bar PNG for regression maps),
-    drawn from the COG's overviews."""
+    drawn from the thumbnails kept while writing (else from the COG's overviews)."""
     from geoensemble import plots
     from geoensemble.io.geotiff import read_thumbnail
 
     out = []
     colours = scheme.colour_table()
     for key, path in summary.maps.items():
-        if not (key.startswith("member:") or key in ("vote", "mean")):
+        if not has_quicklook(key):
             continue
-        arr, nodata = read_thumbnail(path)
+        nodata: float | None = scheme.nodata
+        if key in summary.thumbnails:
+            arr = summary.thumbnails[key]
+        else:
+            arr, nodata = read_thumbnail(path)
         title = f"{path.stem}"
         png = path.with_suffix(".png")
         if scheme.kind == REGRESSOR:

@@ -1,8 +1,11 @@
 """One output map: windows written as blocks finish, then a Cloud-Optimized GeoTiff.
 
 Blocks go to an uncompressed, tiled scratch GeoTiff beside the target (a hidden
-``.name.partial-xxxx`` file), which is converted to a COG (compression and overviews) under
-another temporary name and moved into place only when complete. The colour table, class names
+``.name.partial-xxxx`` file), which is converted to a COG (compression and, unless
+``overviews=False``, nearest-neighbour overviews) under another temporary name and moved into
+place only when complete. A decimated copy of band 1 (every n-th pixel, as the quicklook
+shows it) is kept from the blocks as they are written, so the quicklook never re-reads the
+map. The colour table, class names
 and provenance tags travel with it; class maps also get an ``.aux.xml`` with GDAL category
 names and a ``.qml`` QGIS style, so they open labelled and coloured.
 """
@@ -28,6 +31,15 @@ from geoensemble.predict.blocks import Block
 GDAL_ENV = {"GDAL_CACHEMAX": 256, "GDAL_NUM_THREADS": "ALL_CPUS"}
 
 
+def thin_into(thumb: np.ndarray, step: int, block: Block, arr: np.ndarray) -> None:
+    """Put the pixels of the whole map's ``[::step, ::step]`` that fall in ``block`` (whose
+    values are ``arr``) into ``thumb``, so a thumbnail builds up as the blocks arrive."""
+    r0, c0 = -block.row % step, -block.col % step
+    part = arr[r0::step, c0::step]
+    r, c = (block.row + r0) // step, (block.col + c0) // step
+    thumb[r : r + part.shape[0], c : c + part.shape[1]] = part
+
+
 class MapWriter:
     """Write one map window by window; :meth:`finish` makes it a COG in place.
 
@@ -41,6 +53,10 @@ class MapWriter:
         ``{code: (name, rgb)}`` for class maps: colour table, names and QGIS style.
     scales
         Per-band scale (e.g. 0.01 for percent layers, so GDAL reads fractions).
+    overviews
+        Build the COG's overviews (False: none, a smaller and faster write).
+    thumbnail_step
+        Keep every ``thumbnail_step``-th pixel of band 1 in :attr:`thumbnail` (0: none).
     """
 
     def __init__(
@@ -59,9 +75,17 @@ class MapWriter:
         classes: Mapping[int, tuple[str, tuple[int, int, int]]] | None = None,
         band_names: Sequence[str] | None = None,
         scales: Sequence[float] | None = None,
+        overviews: bool = True,
+        thumbnail_step: int = 0,
     ) -> None:
         self.target = Path(target)
         self.compress = compress
+        self.overviews = overviews
+        self.nodata = nodata
+        self.step = 0
+        self.thumbnail: np.ndarray | None = None
+        if thumbnail_step:
+            self.keep_thumbnail(thumbnail_step)
         self.classes = classes
         self.categorical = classes is not None
         self.scratch = tmp_name(self.target)
@@ -91,6 +115,15 @@ class MapWriter:
         if scales:
             self.dst.scales = tuple(scales)
 
+    def keep_thumbnail(self, step: int) -> None:
+        """From now on keep every ``step``-th pixel of band 1 in :attr:`thumbnail`."""
+        self.step = step
+        self.thumbnail = np.full(
+            (-(-self.dst.height // step), -(-self.dst.width // step)),
+            self.nodata,
+            dtype=self.dst.dtypes[0],
+        )
+
     def write(self, block: Block, arr: np.ndarray) -> None:
         """Write a ``(rows, cols)`` or ``(bands, rows, cols)`` array at ``block``."""
         win = Window(block.col, block.row, block.width, block.height)
@@ -98,13 +131,21 @@ class MapWriter:
             self.dst.write(arr, 1, window=win)
         else:
             self.dst.write(arr, window=win)
+        if self.thumbnail is not None:
+            thin_into(self.thumbnail, self.step, block, arr if arr.ndim == 2 else arr[0])
 
     def finish(self) -> Path:
         """Convert to a COG under a temporary name, move it into place, add the sidecars."""
         self.dst.close()
         try:
             with atomic_path(self.target, replace_if=refuse_unless_ours_tif()) as tmp:
-                to_cog(self.scratch, tmp, compress=self.compress, categorical=self.categorical)
+                to_cog(
+                    self.scratch,
+                    tmp,
+                    compress=self.compress,
+                    categorical=self.categorical,
+                    overviews=self.overviews,
+                )
                 # Sidecars first: a map in place always has its own class names beside it,
                 # never an older run's, even if the process dies right after the move.
                 if self.classes:

@@ -1,0 +1,268 @@
+"""Scale: ingest -> featurize -> predict on a synthetic scene of ``--mpx`` megapixels x 10
+layers, and the same predict on a dask.distributed cluster of 1 and 2 single-thread workers.
+
+For each size in ``--mpx`` (e.g. ``25,100``) the benchmark writes 10 single-band uint16
+GeoTiffs (tiled 512, LZW, nodata 0 outside a tilted footprint) to a temporary folder, fits a
+K-Means (8 clusters) on a sample of them and registers it in a SQLite MLflow store (none of
+that is timed), then runs, each as a whole process (start to exit, imports included) with
+:mod:`harness`:
+
+- ``ingest``: ``python pipelines/ingest.py --params ...`` (the 10 layers onto one grid, a
+  chunked Zarr store);
+- ``featurize``: ``python pipelines/featurize.py --params ...`` (the 10 bands as features,
+  no indices, no quicklooks);
+- ``predict``: ``python pipelines/predict.py --params ...`` on the features, default outputs,
+  ``predict.scheduler=threads`` (one thread per core);
+- ``predict-dist-1`` and ``predict-dist-2``: the same predict with
+  ``predict.scheduler=distributed`` on a LocalCluster of 1, then 2, worker processes x 1
+  thread (interleaved rounds).
+
+It prints seconds, seconds per Mpx and peak RSS of each stage at each size (linear scaling
+means equal seconds per Mpx), and the distributed throughput ratio t(1 worker) / t(2
+workers) of whole processes and of the stage's ``blocks`` phase (the scene predicted and
+written, without the cluster's start-up; issue 16 target: at least 1.7). Peak RSS is the
+stage process's own; the distributed workers are separate processes and are not in it.
+
+    python benchmarks/scale_benchmark.py --mpx 25,100 [--repeats 1] [--work DIR]
+    python benchmarks/scale_benchmark.py --mpx 2,4      # a quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYERS = [f"B{i}" for i in range(1, 11)]
+TILE = 512
+
+
+def write_layers(folder: Path, side: int, seed: int = 0) -> np.ndarray:
+    """Ten tiled LZW uint16 layers written strip by strip (bounded memory); returns a
+    sample of valid pixels (every 50th row and column) for fitting the model."""
+    import rasterio
+    from affine import Affine
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    phase = rng.uniform(0, 2 * np.pi, (len(LAYERS), 3))
+    prof = {
+        "driver": "GTiff",
+        "width": side,
+        "height": side,
+        "count": 1,
+        "dtype": "uint16",
+        "nodata": 0,
+        "crs": "EPSG:32613",
+        "transform": Affine(30, 0, 400_000, 0, -30, 4_500_000),
+        "tiled": True,
+        "blockxsize": TILE,
+        "blockysize": TILE,
+        "compress": "lzw",
+        "predictor": 2,
+        "BIGTIFF": "IF_SAFER",
+    }
+    dsts = [rasterio.open(folder / f"{b}.tif", "w", **prof) for b in LAYERS]
+    sample = []
+    try:
+        for r0 in range(0, side, TILE):
+            rows = min(TILE, side - r0)
+            yy, xx = np.mgrid[r0 : r0 + rows, 0:side].astype(np.float32)
+            foot = (xx > 0.05 * side + 0.1 * yy) & (xx < 0.97 * side)
+            cover = np.round(np.sin(yy / 211) * 2 + np.cos(xx / 173) * 2)
+            block = []
+            for i in range(len(LAYERS)):
+                a, b, c = phase[i]
+                v = 3000 + 800 * cover * np.sin(a) + 500 * np.sin(yy / (90 + 9 * i) + b)
+                v += 300 * np.cos(xx / (70 + 7 * i) + c) + rng.normal(0, 50, v.shape)
+                arr = np.clip(v, 1, 65000).astype(np.uint16)
+                arr[~foot] = 0
+                dsts[i].write(arr, 1, window=((r0, r0 + rows), (0, side)))
+                block.append(arr[::50, ::50])
+            cube = np.stack(block).reshape(len(LAYERS), -1)
+            sample.append(cube[:, (cube > 0).all(axis=0)].T)
+    finally:
+        for d in dsts:
+            d.close()
+    return np.concatenate(sample).astype(np.float32)
+
+
+def register(X: np.ndarray, work: Path) -> None:
+    """A K-Means (8 clusters) on the sample as ``models:/scale@champion``."""
+    from sklearn.cluster import KMeans
+
+    from geoensemble import tracking
+    from geoensemble.config import TrackingConfig
+
+    os.environ["GEOENSEMBLE_ROOT"] = str(work)
+    km = KMeans(8, n_init=2, random_state=0).fit(X[:: max(1, len(X) // 50_000)])
+    t = TrackingConfig(uri=f"sqlite:///{work}/mlflow.db", model_name="scale")
+    exp = tracking.setup(t)
+    with tracking.parent_run(exp, run_name="scale", params={}, tags={}) as parent:
+        run = tracking.log_child_run(
+            exp, parent, run_name="member-000", params={}, metrics={}, tags={}
+        )
+        v = tracking.log_model(
+            run,
+            km,
+            feature_names=LAYERS,
+            example=np.ones((3, len(LAYERS)), np.float32),
+            model_name=t.model_name,
+            tags={"ensemble_run_id": parent, "rank": "0"},
+        )
+    tracking.set_alias(t.model_name, "champion", v)
+
+
+def params(work: Path, name: str, extra: list[str]) -> Path:
+    """The composed config of one stage run, as ``dvc repro`` passes it."""
+    from omegaconf import OmegaConf
+
+    from geoensemble.config import validate
+    from geoensemble.params import compose
+
+    raw = compose(
+        [
+            "data.name=scale",
+            "data.format=geotiff_dir",
+            f"data.path={work / 'raw'}",
+            "data.pattern=B*.tif",
+            "data.layers=[]",
+            "data.align=strict",
+            f"features.bands=[{','.join(LAYERS)}]",
+            "features.indices=[]",
+            "features.quicklooks=[]",
+            "features.false_colour=[]",
+            f"paths.stack={work / 'stack'}",
+            f"paths.features={work / 'features'}",
+            f"paths.reports={work / 'reports'}",
+            f"tracking.uri=sqlite:///{work}/mlflow.db",
+            "tracking.model_name=scale",
+            f"predict.output_dir={work / 'maps'}",
+            "predict.overwrite=true",
+            "predict.progress=false",
+            "compute.threads_per_worker=1",
+            "compute.processes=true",
+            *extra,
+        ],
+        config_dir=ROOT / "conf",
+    )
+    validate(raw)
+    path = work / f"params_{name}.yaml"
+    OmegaConf.save(raw, path, resolve=True)
+    return path
+
+
+def stage(work: Path, name: str, script: str, definition: str, extra: list[str]) -> harness.Variant:
+    return harness.Variant(
+        name,
+        definition,
+        [
+            harness.python(),
+            str(ROOT / "pipelines" / f"{script}.py"),
+            "--params",
+            str(params(work, name, extra)),
+        ],
+        {"GEOENSEMBLE_ROOT": str(work), "PYTHONWARNINGS": "ignore"},
+        str(work),
+    )
+
+
+def one_size(mpx: float, work: Path, repeats: int) -> dict[str, dict[str, float]]:
+    side = max(TILE, round(math.sqrt(mpx * 1e6)))
+    t = time.perf_counter()
+    X = write_layers(work / "raw", side)
+    register(X, work)
+    real = side * side / 1e6
+    print(
+        f"\nscene {side} x {side} = {real:.1f} Mpx x {len(LAYERS)} uint16 layers written, "
+        f"model registered in {time.perf_counter() - t:.0f} s (not timed)"
+    )
+    chain = [
+        stage(work, "ingest", "ingest", "python pipelines/ingest.py: 10 GeoTiffs -> Zarr", []),
+        stage(work, "featurize", "featurize", "python pipelines/featurize.py: 10 bands", []),
+        stage(
+            work,
+            "predict",
+            "predict",
+            "python pipelines/predict.py, threads (one per core), default outputs",
+            [],
+        ),
+    ]
+    dist = [
+        stage(
+            work,
+            f"predict-dist-{n}",
+            "predict",
+            f"the same predict, predict.scheduler=distributed on {n} worker process(es) x "
+            "1 thread (LocalCluster started and closed by the stage)",
+            ["predict.scheduler=distributed", f"compute.n_workers={n}"],
+        )
+        for n in (1, 2)
+    ]
+    harness.print_definitions(f"scale, {real:.1f} Mpx x {len(LAYERS)} layers", chain + dist)
+    out: dict[str, dict[str, float]] = {}
+    for v in chain:  # in order: each stage reads what the previous one wrote
+        runs = harness.interleaved([v], repeats=repeats)
+        s = harness.report(runs)[v.name]
+        out[v.name] = {"seconds": s.seconds, "s_per_mpx": s.seconds / real, "rss": s.peak_rss_mb}
+    sums = harness.report(
+        harness.interleaved(dist, repeats=repeats),
+        ratios=[("throughput 2 workers / 1 worker", "predict-dist-1", "predict-dist-2")],
+    )
+    for name, s in sums.items():
+        out[name] = {"seconds": s.seconds, "s_per_mpx": s.seconds / real, "rss": s.peak_rss_mb}
+    # The stage's own "blocks" phase: the scene's blocks predicted and written, cluster
+    # start and the fixed costs left out; what the workers' count can speed up.
+    b1, b2 = (sums[f"predict-dist-{n}"].phases.get("blocks", 0.0) for n in (1, 2))
+    if b1 and b2:
+        print(f"  ratio throughput of the blocks phase, 2 workers / 1 worker: {b1 / b2:.2f}x")
+        out["_ratio"] = {"blocks throughput 2/1": b1 / b2}
+    print(f"  at {real:.1f} Mpx:")
+    for name, r in out.items():
+        if name.startswith("_"):
+            continue
+        print(
+            f"    {name:<16} {r['seconds']:7.2f} s  {r['s_per_mpx']:6.3f} s/Mpx  "
+            f"peak RSS {r['rss']:6.0f} MB"
+        )
+    out["_mpx"] = {"mpx": real}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--mpx", default="25,100", help="comma-separated scene sizes, Mpx")
+    ap.add_argument("--repeats", type=int, default=1, help="interleaved rounds")
+    ap.add_argument("--work", help="parent folder for the temporary scenes (default: $TMPDIR)")
+    args = ap.parse_args()
+    sizes = [float(x) for x in args.mpx.split(",")]
+    results = {}
+    for mpx in sizes:
+        with tempfile.TemporaryDirectory(prefix=f"scale-{mpx:g}-", dir=args.work) as tmp:
+            results[mpx] = one_size(mpx, Path(tmp), args.repeats)
+    if len(results) > 1:
+        print("\nseconds per Mpx by size (linear scaling: equal across sizes):")
+        names = [k for k in next(iter(results.values())) if not k.startswith("_")]
+        for name in names:
+            cells = "  ".join(
+                f"{r['_mpx']['mpx']:6.1f} Mpx: {r[name]['s_per_mpx']:.3f} s/Mpx, "
+                f"{r[name]['rss']:.0f} MB"
+                for r in results.values()
+            )
+            print(f"  {name:<16} {cells}")
+    print(json.dumps({str(k): v for k, v in results.items()}))
+
+
+if __name__ == "__main__":
+    main()
