@@ -384,7 +384,8 @@ def check_server(uri: str, *, timeout: float = 10.0) -> None:
         reason = getattr(exc, "reason", exc)
         raise TrackingError(
             f"the MLflow tracking server {redact_uri(uri)} does not answer "
-            f"({type(reason).__name__}: {reason}; waited at most {timeout:g} s): start it "
+            f"({type(reason).__name__}: {reason}; waited at most tracking.timeout={timeout:g} "
+            f"s): start it "
             f"(mlflow server --host 127.0.0.1 --port 5000 ...), fix tracking.uri, or use the "
             f"local store with tracking=sqlite"
         ) from None
@@ -993,13 +994,15 @@ def log_model(
     model_name: str,
     tags: Mapping[str, str],
     description: str | None = None,
+    experiment_id: str | None = None,
 ) -> str:
     """Log a fitted pipeline as the model of run ``run_id`` and register it; return the version.
 
     The signature names the input features (``example`` gives their types). No input example
     is stored: MLflow would reload the model to check it, ~0.1 s per model for a file that
     only shows one row. The run is not reopened (it stays as it is, e.g. FINISHED), and the
-    version is created in one call with its tags and ``description``.
+    version is created in one call with its tags and ``description``. ``experiment_id`` is
+    the run's (looked up when not given): the logged model goes there.
     """
     import mlflow
     import pandas as pd
@@ -1009,14 +1012,15 @@ def log_model(
 
     frame = pd.DataFrame(example, columns=feature_names)
     signature = infer_signature(frame, pipeline.predict(example))
-    info = mlflow.sklearn.log_model(
-        pipeline,
-        name="model",
-        signature=signature,
-        pip_requirements=pip_requirements(),
-        skops_trusted_types=skops_trusted_types(pipeline),
-        run_id=run_id,
-    )
+    with _active_experiment(experiment_id or experiment_of(run_id)):
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            signature=signature,
+            pip_requirements=pip_requirements(),
+            skops_trusted_types=skops_trusted_types(pipeline),
+            run_id=run_id,
+        )
     # The digest of the file as stored, so that loading the version can tell a changed file.
     digest = logged_skops_sha256(info.model_uri)
     client = MlflowClient()
@@ -1039,6 +1043,25 @@ def log_model(
         model_id=info.model_id,
     )
     return str(mv.version)
+
+
+@contextlib.contextmanager
+def _active_experiment(experiment_id: str) -> Iterator[None]:
+    """Make ``experiment_id`` MLflow's active experiment for the block, then restore it.
+
+    A model logged with ``run_id`` and no active run goes to MLflow's active experiment,
+    else the Default one (whose artifacts are ``./mlruns/0`` in the working directory), not
+    to the run's. ``mlflow.set_experiment`` would also export ``MLFLOW_EXPERIMENT_ID`` to every
+    later subprocess, so the attribute it sets is set here for the block only.
+    """
+    from mlflow.tracking import fluent
+
+    old = fluent._active_experiment_id
+    fluent._active_experiment_id = experiment_id
+    try:
+        yield
+    finally:
+        fluent._active_experiment_id = old
 
 
 SKOPS_SHA256_TAG = "geoensemble.skops_sha256"

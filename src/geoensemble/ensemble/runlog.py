@@ -231,6 +231,7 @@ class MemberLogger:
                         **self.version_tags(m, result),
                     },
                     description=self.version_description(m, result, ensemble_name),
+                    experiment_id=self.experiment_id,
                 )
             champion = result.kept[0]
             tracking.set_alias(model_name, alias, self.versions[champion.number])
