@@ -1057,7 +1057,7 @@ def _active_experiment(experiment_id: str) -> Iterator[None]:
     from mlflow.tracking import fluent
 
     old = fluent._active_experiment_id
-    fluent._active_experiment_id = experiment_id
+    setattr(fluent, "_active_experiment_id", experiment_id)  # noqa: B010 (typed as None)
     try:
         yield
     finally:
