@@ -99,7 +99,7 @@ def check_structure(cfg: AppConfig, train: dict, keep: int) -> list:
     for c in children:
         assert scores | {"fit_seconds", "generation", "rank", "front"} <= set(c.data.metrics)
         # only what varies: the searched values and the seed
-        assert set(c.data.params) == {f"model.{k}" for k in cfg.model.space} | {"member.seed"}
+        assert set(c.data.params) == {f"model.{k}" for k in cfg.model.space} | {"seed"}
         arts = [a.path for a in client.list_artifacts(c.info.run_id)]
         assert "preview.png" in arts
     # best_<metric> by generation: the best score so far, ending at the champion's

@@ -9,7 +9,9 @@ What each run holds, so that the runs table and the compare charts show what dif
   last value is the champion's; ``search_history.json`` holds each generation's own best;
 - each member run (``member-000``, ``member-001``..., numbered in the order the search created
   them): params only for what varies between members: ``model.<key>`` for each key of
-  ``model.space`` (the same keys for every member) and ``member.seed``; metrics: for
+  ``model.space`` (the same keys for every member) and ``seed`` (which sorts after them, so
+  that the MLflow compare page's scatter plots the first searched key against the first
+  metric, ``aic`` for clusterers); metrics: for
   clusterers the partition criterion in the common space (``aic``, ``bic``,
   ``log_likelihood``, ``n_params``, ``n_clusters``, ``inertia``, ``elm_aic``; see
   :mod:`geoensemble.ensemble.scoring`) and for mixtures their own-space
@@ -150,7 +152,7 @@ class MemberLogger:
     def params_of(self, m: Member) -> dict[str, Any]:
         """What varies between members: the searched values and the seed."""
         params: dict[str, Any] = {f"model.{k}": m.params.get(k, "") for k in self.space_keys}
-        params["member.seed"] = m.seed
+        params["seed"] = m.seed  # sorts after model.*: the compare scatter plots a searched key
         return params
 
     def tags_of(self, m: Member) -> dict[str, str]:

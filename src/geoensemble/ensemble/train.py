@@ -146,7 +146,7 @@ def runs_view(cfg: AppConfig, parent_id: str, space_keys: list[str]) -> dict[str
         metrics += ["aic", "bic", "n_clusters"]
     metrics += ["generation", "rank"]
     columns = [f"metrics.`{m}`" for m in dict.fromkeys(metrics)]
-    columns += [f"params.`model.{k}`" for k in space_keys] + ["params.`member.seed`"]
+    columns += [f"params.`model.{k}`" for k in space_keys] + ["params.`seed`"]
     return {
         "searchFilter": f"tags.ensemble_run_id = '{parent_id}'",
         "orderByKey": f"metrics.`{ens.metric}`",
