@@ -55,6 +55,19 @@ def stage(project: Path, name: str, src: Path, overrides: list[str]) -> float:
     return wall
 
 
+def parent_metric(project: Path, report: dict[str, object], key: str) -> float:
+    """A metric of the ensemble's parent run, read from the SQLite store (for versions of
+    geoensemble whose ``train.json`` does not hold it)."""
+    import sqlite3
+
+    with sqlite3.connect(project / "mlflow.db") as con:
+        row = con.execute(
+            "SELECT value FROM latest_metrics WHERE run_uuid = ? AND key = ?",
+            (report["parent_run_id"], key),
+        ).fetchone()
+    return float(row[0]) if row else float("nan")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5, help="measured train runs (default 5)")
@@ -75,7 +88,7 @@ def main() -> None:
         for i in range(args.runs):
             process = stage(project, "train", args.src, args.overrides)
             rep = json.loads((project / "reports/train.json").read_text())
-            train = rep.get("train_seconds") or float("nan")
+            train = rep.get("train_seconds") or parent_metric(project, rep, "train_seconds")
             row = {
                 "process": process,
                 "train": train,

@@ -1568,14 +1568,17 @@ def log_dict(run_id: str, obj: Any, artifact_file: str) -> None:
 
 def redacted_config(tree: Any, prefix: str = "") -> Any:
     """A nested config with every value fit to log (see :func:`redact_value`); numbers,
-    booleans and nulls keep their type."""
+    booleans and nulls keep their type, unless their key is a secret's."""
+    key = prefix.rstrip(".")
     if isinstance(tree, Mapping):
         return {str(k): redacted_config(v, f"{prefix}{k}.") for k, v in tree.items()}
     if isinstance(tree, list | tuple):
         return [redacted_config(v, prefix) for v in tree]
-    if tree is None or isinstance(tree, bool | int | float):
+    if tree is None or isinstance(tree, bool):
         return tree
-    return redact_value(prefix.rstrip("."), tree)
+    if isinstance(tree, int | float) and not SECRET_KEY.search(key):
+        return tree
+    return redact_value(key, tree)
 
 
 @guarded
