@@ -24,7 +24,15 @@ from tests.hardening.conftest import stage_cfg
 # Tags that name this run, not its result.
 RUN_TAGS = {"predict_run_id", "member_run_ids", "model_run_id", "config_sha256"}
 # train.json keys that are run ids or wall-clock times.
-VOLATILE = {"run_id", "parent_run_id", "mlflow_seconds", "fit_seconds", "train_seconds"}
+VOLATILE = {
+    "run_id",
+    "parent_run_id",
+    "mlflow_seconds",
+    "mlflow_share",
+    "mlflow_background_seconds",
+    "fit_seconds",
+    "train_seconds",
+}
 
 ENSEMBLE = ["ensemble.size=3", "ensemble.generations=2", "ensemble.keep=2", "ensemble.patience=5"]
 ONE_WORKER = ["compute.processes=false", "compute.n_workers=1", "predict.scheduler=threads"]

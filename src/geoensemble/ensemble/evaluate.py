@@ -166,10 +166,12 @@ def evaluate_ensemble(cfg: AppConfig) -> dict[str, Any]:
         metrics["classes"] = len(rep.get("classes") or {})
     write_json(reports / "evaluation.json", metrics)
     write_json(reports / "metrics.json", headline(metrics))
+    # train logged these to the parent run already, under one name each
+    logged = {"n_members", "n_generations", f"best_{metric}"}
     numeric = {
         f"eval_{k}": float(v)
         for k, v in metrics.items()
-        if isinstance(v, int | float) and not isinstance(v, bool)
+        if isinstance(v, int | float) and not isinstance(v, bool) and k not in logged
     }
     tracking.log_metrics(rep["parent_run_id"], numeric)
     for f in files:
