@@ -190,7 +190,7 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
         data,
         source=f"paths.features={cfg.paths.features}",
     )
-    # The cluster's workers start, and import what members need, while MLflow is set up.
+    # The cluster's workers start, and import what members need, while MLflow is imported.
     with dask_client(cfg.compute, preload=["geoensemble.ensemble.member"]) as client:
         t_mlflow = time.perf_counter()
         # A store that cannot be used fails here, before any fit; MLflow itself is opened,
@@ -302,7 +302,8 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
     }
     log.info(
         "train: %d members in %d generation(s), champion %s (%s=%.6g) registered as %s "
-        "version %s; %.1f s, %.0f %% in MLflow",
+        "version %s; %.1f s, %.0f %% of it waiting on MLflow; the members, best first, in "
+        "the MLflow UI: <UI address>/%s",
         len(result.members),
         len(result.history),
         champion.name,
@@ -312,5 +313,6 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
         versions[champion.number],
         wall,
         100 * logger.seconds / wall,
+        report["mlflow_ui_view"],
     )
     return report
