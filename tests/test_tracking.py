@@ -120,3 +120,23 @@ def test_closing_the_background_drops_the_calls_not_started() -> None:
     threading.Timer(0.2, release.set).start()
     bg.close()  # waits for the running call, drops the next one
     assert done == []
+
+
+def test_a_dvc_experiment_logs_the_params_it_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from geoensemble.ensemble.train import experiment_keys
+    from tests.conftest import run
+
+    params = tmp_path / "params.yaml"
+    params.write_text("model:\n  n_clusters: null\n  name: kmeans\nensemble:\n  size: 4\n")
+    run(["git", "init", "-q"], tmp_path)
+    run(["git", "add", "params.yaml"], tmp_path)
+    run(["git", "commit", "-qm", "baseline"], tmp_path)
+    # what `dvc exp run -S model.n_clusters=5 -S ensemble.size=3 -S +seed=1` leaves
+    params.write_text("model:\n  n_clusters: 5\n  name: kmeans\nensemble:\n  size: 3\nseed: 1\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DVC_EXP_BASELINE_REV", raising=False)
+    assert experiment_keys() == []  # not an experiment: dvc repro runs the committed file
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", "HEAD")
+    assert experiment_keys() == ["model.n_clusters", "ensemble.size", "seed"]

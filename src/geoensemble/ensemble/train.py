@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -96,7 +97,8 @@ def training_data(cfg: AppConfig) -> tuple[TrainingData, list[str], dict[str, An
 
 def key_params(cfg: AppConfig) -> dict[str, Any]:
     """The parent run's params: what tells ensembles apart at a glance, plus the keys given
-    on the command line (a sweep's swept keys). The whole config is its ``config.yaml``."""
+    on the command line (a sweep's swept keys) or changed by a DVC experiment (``-S``). The
+    whole config is its ``config.yaml``."""
     ens = cfg.ensemble
     params: dict[str, Any] = {
         "data.name": cfg.data.name,
@@ -114,10 +116,44 @@ def key_params(cfg: AppConfig) -> dict[str, Any]:
             f"{o.metric}:{o.direction.value}" for o in ens.objectives
         )
     flat = flatten(to_dict(cfg))
-    for key in overridden_keys():
+    for key in [*overridden_keys(), *experiment_keys()][:MAX_CHANGED]:
         if key in flat:  # not a group (model=gmm) or a section: those are in config.yaml
             params.setdefault(key, flat[key])
     return params
+
+
+MAX_CHANGED = 80  # keys logged as params beyond the key ones (MLflow takes 100 per call)
+
+
+def experiment_keys(params_file: str = "params.yaml") -> list[str]:
+    """The keys of ``params_file`` that a DVC experiment changed: those that differ from the
+    file in its baseline commit (``DVC_EXP_BASELINE_REV``, set by ``dvc exp run``); none
+    outside an experiment or when git cannot show the baseline."""
+    import os
+    import subprocess
+
+    import yaml
+
+    rev = os.environ.get("DVC_EXP_BASELINE_REV")
+    path = Path(params_file)
+    if not rev or not path.is_file():
+        return []
+    try:
+        shown = subprocess.run(
+            ["git", "show", f"{rev}:{params_file}"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        base = yaml.safe_load(shown.stdout) if shown.returncode == 0 else None
+        now = yaml.safe_load(path.read_text())
+    except (OSError, subprocess.SubprocessError, yaml.YAMLError):
+        return []
+    if not isinstance(base, dict) or not isinstance(now, dict):
+        return []
+    old, new = flatten(base), flatten(now)
+    return [k for k in new if old.get(k, None) != new[k] or k not in old]
 
 
 def overridden_keys() -> list[str]:
