@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,81 @@ def test_runs_left_running_by_dead_processes_are_marked_killed(
         assert f"its process ({dead.pid} on {here}) ended without closing the run" in reason
     finally:
         reset_mlflow_uris()
+
+
+def test_the_logged_config_hides_secrets_and_the_home_folder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HOME", "/home/alice")
+    config = {
+        "tracking": {"uri": "http://bob:pw@127.0.0.1:5000", "password": 1234, "timeout": 10},
+        "data": {"path": "/home/alice/scene.tif", "layers": ["/home/alice/a.tif"]},
+        "model": {"n_clusters": None, "space": {}},
+        "ensemble": {"size": 4, "keep": 1.5, "previews": True},
+        "service": {"token": "abc"},
+    }
+    assert tracking.redacted_config(config) == {
+        "tracking": {"uri": "http://bob:***@127.0.0.1:5000", "password": "***", "timeout": 10},
+        "data": {"path": "~/scene.tif", "layers": ["~/a.tif"]},
+        "model": {"n_clusters": None, "space": {}},
+        "ensemble": {"size": 4, "keep": 1.5, "previews": True},
+        "service": {"token": "***"},
+    }
+
+
+def test_background_calls_run_in_order_and_the_first_failure_is_raised() -> None:
+    done: list[int] = []
+    bg = tracking.Background()
+    try:
+        bg.submit(done.append, 1)
+        bg.wait()
+        assert done == [1]
+
+        def fail() -> None:
+            raise tracking.TrackingError("the store is locked")
+
+        bg.submit(fail)
+        bg.submit(done.append, 2)  # skipped: the stage fails with the first error
+        with pytest.raises(tracking.TrackingError, match="the store is locked"):
+            bg.wait()
+        assert done == [1] and bg.seconds >= 0
+    finally:
+        bg.close()
+    assert not any(t.name.startswith("geoensemble-mlflow") for t in threading.enumerate())
+
+
+def test_closing_the_background_drops_the_calls_not_started() -> None:
+    started, release = threading.Event(), threading.Event()
+    done: list[int] = []
+
+    def slow() -> None:
+        started.set()
+        release.wait(30)
+
+    bg = tracking.Background()
+    bg.submit(slow)
+    bg.submit(done.append, 1)
+    assert started.wait(30)
+    threading.Timer(0.2, release.set).start()
+    bg.close()  # waits for the running call, drops the next one
+    assert done == []
+
+
+def test_a_dvc_experiment_logs_the_params_it_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from geoensemble.ensemble.train import experiment_keys
+    from tests.conftest import run
+
+    params = tmp_path / "params.yaml"
+    params.write_text("model:\n  n_clusters: null\n  name: kmeans\nensemble:\n  size: 4\n")
+    run(["git", "init", "-q"], tmp_path)
+    run(["git", "add", "params.yaml"], tmp_path)
+    run(["git", "commit", "-qm", "baseline"], tmp_path)
+    # what `dvc exp run -S model.n_clusters=5 -S ensemble.size=3 -S +seed=1` leaves
+    params.write_text("model:\n  n_clusters: 5\n  name: kmeans\nensemble:\n  size: 3\nseed: 1\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DVC_EXP_BASELINE_REV", raising=False)
+    assert experiment_keys() == []  # not an experiment: dvc repro runs the committed file
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", "HEAD")
+    assert experiment_keys() == ["model.n_clusters", "ensemble.size", "seed"]

@@ -241,7 +241,9 @@ def evaluate(cfg: AppConfig) -> dict[str, Any]:
 
     check_writable(cfg.paths.reports, key="paths.reports")
     rep = reports_dir(cfg)
-    clean_leftovers(rep / "metrics.json", folders=(rep / PLOTS, rep / FIGURES))
+    clean_leftovers(
+        rep / "metrics.json", rep / "evaluation.json", folders=(rep / PLOTS, rep / FIGURES)
+    )
     return evaluate_ensemble(cfg)
 
 

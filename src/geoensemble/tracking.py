@@ -384,7 +384,8 @@ def check_server(uri: str, *, timeout: float = 10.0) -> None:
         reason = getattr(exc, "reason", exc)
         raise TrackingError(
             f"the MLflow tracking server {redact_uri(uri)} does not answer "
-            f"({type(reason).__name__}: {reason}; waited at most {timeout:g} s): start it "
+            f"({type(reason).__name__}: {reason}; waited at most tracking.timeout={timeout:g} "
+            f"s): start it "
             f"(mlflow server --host 127.0.0.1 --port 5000 ...), fix tracking.uri, or use the "
             f"local store with tracking=sqlite"
         ) from None
@@ -642,6 +643,7 @@ def setup(t: TrackingConfig) -> str:
     Every later MLflow call of the stage is bounded by ``tracking.timeout`` (see
     :func:`bound_http_calls`); runs that dead processes left RUNNING are closed.
     """
+    _preloaded()
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -850,15 +852,60 @@ def parent_run(
     Under ``mlflow run`` the run it created (``MLFLOW_RUN_ID``) becomes the parent; in a Hydra
     sweep each job's parent run is a child of the sweep's run instead.
     """
+    run_id, outer = start_parent(experiment_id, run_name=run_name, params=params, tags=tags)
+    try:
+        yield run_id
+    except BaseException as exc:
+        end_parent(run_id, outer, failed=exc)
+        raise
+    end_parent(run_id, outer)
+
+
+def start_parent(
+    experiment_id: str, *, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]
+) -> tuple[str, bool]:
+    """Start an ensemble's parent run (see :func:`parent_run`) with its params and tags;
+    return its id and whether ``mlflow run`` owns it (and ends it)."""
     run_id, outer = _start_parent(experiment_id, run_name)
     try:
         log_batch(run_id, params=params, tags={**tags, "geoensemble.role": "ensemble"})
-        yield run_id
     except BaseException as exc:
-        end_run(run_id, failed=exc)  # and its members' runs
+        end_parent(run_id, outer, failed=exc)
         raise
-    if not outer:
+    return run_id, outer
+
+
+def end_parent(run_id: str, outer: bool, *, failed: BaseException | None = None) -> None:
+    """End a parent run: FINISHED (unless ``mlflow run`` owns it), or, with ``failed``, FAILED
+    or KILLED with its member runs (see :func:`end_run`)."""
+    if failed is not None:
+        end_run(run_id, failed=failed)  # and its members' runs
+    elif not outer:
         end_run(run_id)
+
+
+def check_store(t: TrackingConfig) -> bool:
+    """Check the store before any work, without loading MLflow (which takes seconds).
+
+    A tracking server must answer; an existing SQLite store must be whole, unlocked and
+    writable (see :func:`check_sqlite_store`). Returns False when the store does not exist
+    yet: :func:`setup` must then create it before the stage goes on.
+
+    Raises
+    ------
+    TrackingError
+        Naming the store and the fix.
+    """
+    uri = tracking_uri(t)
+    _session.uri, _session.timeout = uri, t.timeout
+    check_server(uri, timeout=t.timeout)
+    path = _sqlite_path(uri)
+    if path is None:
+        return True
+    if not path.parent.is_dir() or _is_blank(path):
+        return False
+    check_sqlite_store(path, timeout=t.timeout)
+    return True
 
 
 @guarded
@@ -948,27 +995,75 @@ def log_model(
     example: np.ndarray,
     model_name: str,
     tags: Mapping[str, str],
+    description: str | None = None,
+    experiment_id: str | None = None,
 ) -> str:
-    """Log a fitted pipeline into a member run and register it; return the version."""
+    """Log a fitted pipeline as the model of run ``run_id`` and register it; return the version.
+
+    The signature names the input features (``example`` gives their types). No input example
+    is stored: MLflow would reload the model to check it, ~0.1 s per model for a file that
+    only shows one row. The run is not reopened (it stays as it is, e.g. FINISHED), and the
+    version is created in one call with its tags and ``description``. ``experiment_id`` is
+    the run's (looked up when not given): the logged model goes there.
+    """
     import mlflow
     import pandas as pd
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
     from mlflow.models import infer_signature
 
     frame = pd.DataFrame(example, columns=feature_names)
     signature = infer_signature(frame, pipeline.predict(example))
-    with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
+    with _active_experiment(experiment_id or experiment_of(run_id)):
         info = mlflow.sklearn.log_model(
             pipeline,
             name="model",
             signature=signature,
-            input_example=frame,
             pip_requirements=pip_requirements(),
             skops_trusted_types=skops_trusted_types(pipeline),
+            run_id=run_id,
         )
     # The digest of the file as stored, so that loading the version can tell a changed file.
     digest = logged_skops_sha256(info.model_uri)
-    mv = mlflow.register_model(info.model_uri, model_name, tags={**tags, SKOPS_SHA256_TAG: digest})
+    client = MlflowClient()
+    try:
+        client.get_registered_model(model_name)  # a read: most trainings find it
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        try:
+            client.create_registered_model(model_name)
+        except MlflowException as again:  # another stage created it meanwhile
+            if again.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                raise
+    mv = client.create_model_version(
+        model_name,
+        info.model_uri,
+        run_id=run_id,
+        tags={**tags, SKOPS_SHA256_TAG: digest},
+        description=description,
+        model_id=info.model_id,
+    )
     return str(mv.version)
+
+
+@contextlib.contextmanager
+def _active_experiment(experiment_id: str) -> Iterator[None]:
+    """Make ``experiment_id`` MLflow's active experiment for the block, then restore it.
+
+    A model logged with ``run_id`` and no active run goes to MLflow's active experiment,
+    else the Default one (whose artifacts are ``./mlruns/0`` in the working directory), not
+    to the run's. ``mlflow.set_experiment`` would also export ``MLFLOW_EXPERIMENT_ID`` to every
+    later subprocess, so the attribute it sets is set here for the block only.
+    """
+    from mlflow.tracking import fluent
+
+    old = fluent._active_experiment_id
+    setattr(fluent, "_active_experiment_id", experiment_id)  # noqa: B010 (typed as None)
+    try:
+        yield
+    finally:
+        fluent._active_experiment_id = old
 
 
 SKOPS_SHA256_TAG = "geoensemble.skops_sha256"
@@ -997,17 +1092,29 @@ def logged_skops_sha256(model_uri: str) -> str:
         return file_sha256(Path(local) / SKOPS_FILE)
 
 
-def warm_model_logging() -> threading.Thread:
-    """Load what logging a model needs, in a background thread; join it before logging.
+_preloading: threading.Thread | None = None
+_mlflow_imported = threading.Event()
 
-    The first ``log_model`` of a process imports skops (which imports every scikit-learn
-    estimator, ~1.3 s) and has MLflow map installed packages to check the requirements
-    (~0.7 s). Started while ensemble members fit, this work no longer delays registering the
-    kept members at the end. It is only a warm-up: a failure here surfaces, if at all, in
-    ``log_model`` itself.
+
+def preload() -> threading.Thread:
+    """Import MLflow and load what logging a model needs, in a background thread (once per
+    process); :func:`setup` waits for it.
+
+    ``import mlflow`` and its SQL store take 1.5-3 s, the first ``log_model`` imports skops
+    (which imports every scikit-learn estimator, ~1.3 s) and has MLflow map installed
+    packages to check the requirements (~0.7 s). Started when the train stage starts, this
+    work runs while the stage reads its training data and the dask workers start. It is only
+    a warm-up: a failure here surfaces, if at all, in the MLflow call that needs the module.
     """
+    global _preloading
 
     def warm() -> None:
+        with contextlib.suppress(Exception):
+            import mlflow
+            import mlflow.store.model_registry.sqlalchemy_store
+            import mlflow.store.tracking.sqlalchemy_store
+        _mlflow_imported.set()  # setup() can go on while the rest loads
+
         with contextlib.suppress(Exception):
             import mlflow.sklearn  # noqa: F401
             import skops.io  # noqa: F401
@@ -1015,9 +1122,65 @@ def warm_model_logging() -> threading.Thread:
 
             warn_dependency_requirement_mismatches(pip_requirements())
 
-    thread = threading.Thread(target=warm, name="geoensemble-warm-mlflow", daemon=True)
-    thread.start()
-    return thread
+    if _preloading is None:
+        _preloading = threading.Thread(target=warm, name="geoensemble-warm-mlflow", daemon=True)
+        _preloading.start()
+    return _preloading
+
+
+def warm_model_logging() -> threading.Thread:
+    """The :func:`preload` thread: join it before logging a model."""
+    return preload()
+
+
+def _preloaded() -> None:
+    """Wait for a :func:`preload` under way to have imported MLflow: two threads importing
+    one package at once can see it half-initialised."""
+    if _preloading is not None and _preloading is not threading.current_thread():
+        _mlflow_imported.wait()
+
+
+class Background:
+    """MLflow calls run one after another on one background thread while the stage goes on
+    (logging a member while the others fit costs the stage no wall time).
+
+    :meth:`wait` returns when every call submitted so far is done and raises the first
+    failure; once a call failed, the later ones are skipped. :meth:`close` (on an error or
+    an interruption of the stage) drops the calls not started and waits for the one running,
+    so that the runs can then be closed without racing it. ``seconds`` is the time the
+    thread spent in the calls.
+    """
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geoensemble-mlflow")
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        def call() -> None:
+            if self.error is not None:
+                return  # the stage fails with the first error: later calls would only add noise
+            t0 = time.perf_counter()
+            try:
+                fn(*args, **kwargs)
+            except BaseException as exc:
+                self.error = exc
+            finally:
+                self.seconds += time.perf_counter() - t0
+
+        self._pool.submit(call)
+
+    def wait(self) -> None:
+        """Wait for every call submitted; raise the first failure."""
+        self._pool.submit(lambda: None).result()
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        """Drop the calls not started, wait for the one running, end the thread."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 @guarded
@@ -1530,6 +1693,47 @@ def log_dict(run_id: str, obj: Any, artifact_file: str) -> None:
     from mlflow import MlflowClient
 
     MlflowClient().log_dict(run_id, obj, artifact_file)
+
+
+def redacted_config(tree: Any, prefix: str = "") -> Any:
+    """A nested config with every value fit to log (see :func:`redact_value`); numbers,
+    booleans and nulls keep their type, unless their key is a secret's."""
+    key = prefix.rstrip(".")
+    if isinstance(tree, Mapping):
+        return {str(k): redacted_config(v, f"{prefix}{k}.") for k, v in tree.items()}
+    if isinstance(tree, list | tuple):
+        return [redacted_config(v, prefix) for v in tree]
+    if tree is None or isinstance(tree, bool):
+        return tree
+    if isinstance(tree, int | float) and not SECRET_KEY.search(key):
+        return tree
+    return redact_value(key, tree)
+
+
+@guarded
+def log_config(run_id: str, config: Mapping[str, Any], artifact_file: str = "config.yaml") -> None:
+    """The resolved config as one YAML artifact of the run, secrets and home paths hidden."""
+    from mlflow import MlflowClient
+
+    MlflowClient().log_dict(run_id, redacted_config(config), artifact_file)
+
+
+VIEW_TAG = "mlflow.sharedViewState."  # the MLflow UI's saved views of an experiment's runs
+
+
+@guarded
+def set_runs_view(experiment_id: str, key: str, view: Mapping[str, Any]) -> None:
+    """Save a view of the experiment's runs table (filter, sort, columns) that the MLflow UI
+    opens at ``#/experiments/<id>/runs?viewStateShareKey=<key>``.
+
+    The view is the UI's own "share" format: an experiment tag ``mlflow.sharedViewState.<key>``
+    holding the JSON of its search facets and table state.
+    """
+    import json
+
+    from mlflow import MlflowClient
+
+    MlflowClient().set_experiment_tag(experiment_id, VIEW_TAG + key, json.dumps(view))
 
 
 @guarded

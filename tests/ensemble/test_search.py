@@ -172,6 +172,8 @@ def test_members_are_reported_as_they_finish(client: Any, blobs: np.ndarray) -> 
     assert sorted(n for kind, _, n in events if kind == "member") == [
         m.number for m in result.members
     ]
+    # numbered as created, without the gaps of the proposals the search dropped as repeats
+    assert [m.name for m in result.members] == [f"member-{i:03d}" for i in range(6)]
     assert [e for e in events if e[0] == "generation"] == [
         ("generation", 0, 3),
         ("generation", 1, 3),

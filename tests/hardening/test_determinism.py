@@ -4,8 +4,8 @@ thread in the stage's process as with a LocalCluster of two worker processes.
 Compared: every map's decoded pixels, profile, colour table and tags (except the run ids and
 the config hash, which legitimately differ: the compute settings are part of the config);
 then the map files byte for byte with those tags' values blanked out; the sidecars and
-quicklooks byte for byte; ``reports/metrics.json`` and ``reports/plots/*.json`` exactly;
-``reports/train.json`` except run ids and timings.
+quicklooks byte for byte; ``reports/metrics.json``, ``reports/evaluation.json`` and
+``reports/plots/*.json`` exactly; ``reports/train.json`` except run ids and timings.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ RUN_TAGS = {"predict_run_id", "member_run_ids", "model_run_id", "config_sha256"}
 # train.json keys that are run ids (a training's own alias names its run) or wall-clock times.
 VOLATILE = {
     *("run_id", "parent_run_id", "alias"),
-    *("mlflow_seconds", "fit_seconds", "train_seconds"),
+    *("mlflow_seconds", "mlflow_share", "mlflow_background_seconds"),
+    *("fit_seconds", "train_seconds"),
 }
 
 ENSEMBLE = ["ensemble.size=3", "ensemble.generations=2", "ensemble.keep=2", "ensemble.patience=5"]
@@ -121,7 +122,8 @@ def test_one_worker_and_a_cluster_give_identical_maps_and_metrics(
         if not name.endswith(".tif"):  # quicklooks, .aux.xml category names, .qml styles
             assert (a / "maps" / name).read_bytes() == (b / "maps" / name).read_bytes(), name
 
-    assert (a / "reports/metrics.json").read_bytes() == (b / "reports/metrics.json").read_bytes()
+    for report in ("metrics.json", "evaluation.json"):
+        assert (a / "reports" / report).read_bytes() == (b / "reports" / report).read_bytes()
     plots = sorted(p.name for p in (a / "reports/plots").glob("*.json"))
     assert plots
     for name in plots:

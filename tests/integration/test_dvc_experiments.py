@@ -64,6 +64,7 @@ def exp_rows(shown: Any) -> list[dict[str, Any]]:
                         "name": rev.get("name") or exp.get("name"),
                         "params": params,
                         "metrics": metrics,
+                        "metric_files": sorted(data.get("metrics") or {}),
                     }
                 )
     return rows
@@ -103,8 +104,15 @@ def test_queued_grid_runs_in_temp_copies_and_logs_to_the_project_store(repo: Pat
     assert sorted(r["params"]["model"]["n_clusters"] for r in rows) == [4, 6]
     for r in rows:
         assert r["params"]["model"]["name"] == family and r["params"]["ensemble"]["size"] == 3
-        # AIC and the agreement with the ground truth, per experiment
-        assert r["metrics"]["champion_aic"] == pytest.approx(r["metrics"]["best_aic"])
+        # the few numbers that matter, per experiment: AIC, k, agreement with the truth
+        assert set(r["metrics"]) == {
+            "champion_aic",
+            "clusters",
+            "champion_adjusted_rand",
+            "champion_nmi",
+        }
+        assert 2 <= r["metrics"]["clusters"] <= r["params"]["model"]["n_clusters"]
+        assert r["metric_files"] == ["reports/metrics.json"]  # no per-layer ingest statistics
         assert 0 < r["metrics"]["champion_adjusted_rand"] <= 1
     table = run([tool("dvc"), "exp", "show", "--md", "--only-changed"], repo).stdout
     assert "champion_aic" in table and "model.n_clusters" in table
@@ -124,7 +132,7 @@ def test_queued_grid_runs_in_temp_copies_and_logs_to_the_project_store(repo: Pat
         assert e.info.status == "FINISHED"
         assert e.data.params["model.n_clusters"] == str(row["params"]["model"]["n_clusters"])
         assert e.data.params["model.name"] == row["params"]["model"]["name"]
-        assert e.data.metrics["best_aic"] == pytest.approx(row["metrics"]["best_aic"])
+        assert e.data.metrics["best_aic"] == pytest.approx(row["metrics"]["champion_aic"])
         members = client.search_runs(
             [exp.experiment_id], f"tags.mlflow.parentRunId = '{e.info.run_id}'"
         )

@@ -10,8 +10,9 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+import yaml
 
-from geoensemble import stages
+from geoensemble import stages, tracking
 from geoensemble.config import AppConfig, validate
 from geoensemble.params import compose
 from tests.conftest import ROOT, TINY
@@ -57,22 +58,61 @@ def check_structure(cfg: AppConfig, train: dict, keep: int) -> list:
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["geoensemble.role"] == "ensemble"
     assert parent.data.tags.get("git_commit")
-    assert parent.data.params["ensemble.generations"] == "2"
-    assert parent.data.params["model.name"] == cfg.model.name
+    # a few key params (the whole config is the artifact config.yaml), one name per metric
+    ens, metric = cfg.ensemble, train["metric"]
+    assert parent.data.params == {
+        "data.name": cfg.data.name,
+        "features.name": cfg.features.name,
+        "model.name": cfg.model.name,
+        "model.kind": cfg.model.kind.value,
+        "ensemble.size": str(ens.size),
+        "ensemble.generations": "2",
+        "ensemble.keep": str(keep),
+        "ensemble.metric": metric,
+        "ensemble.direction": ens.direction.value,
+    }
+    assert set(parent.data.metrics) == {
+        f"best_{metric}",
+        "n_members",
+        "n_generations",
+        "sample_pixels",
+        "mlflow_seconds",
+        "mlflow_share",
+        "mlflow_background_seconds",
+        "train_seconds",
+    }
     assert 0 <= parent.data.metrics["mlflow_share"] < 1
+    arts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"config.yaml", "search_history.json"} <= arts
+    config = yaml.safe_load(mlflow.artifacts.load_text(f"{parent.info.artifact_uri}/config.yaml"))
+    assert config["model"]["name"] == cfg.model.name and config["ensemble"]["size"] == ens.size
     children = client.search_runs(
         [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
     )
     assert len(children) == len(train["members"])
-    assert {c.info.run_name for c in children} == {m["member"] for m in train["members"]}
+    # numbered as created, without gaps
+    names = [f"member-{i:03d}" for i in range(len(children))]
+    assert sorted(c.info.run_name for c in children) == names
+    assert [m["member"] for m in train["members"]] == names
     # clusterers: the partition criterion; supervised members: no AIC, a held-out score
     scores = {"aic", "bic"} if cfg.model.kind.value == "cluster" else {"heldout_penalized_nll"}
     for c in children:
-        assert scores | {"fit_seconds", "generation", "rank"} <= set(c.data.metrics)
-        assert {f"model.{k}" for k in cfg.model.space} <= set(c.data.params)
-        assert c.data.params["model.family"] == cfg.model.name
+        assert scores | {"fit_seconds", "generation", "rank", "front"} <= set(c.data.metrics)
+        # only what varies: the searched values and the seed
+        assert set(c.data.params) == {f"model.{k}" for k in cfg.model.space} | {"seed"}
         arts = [a.path for a in client.list_artifacts(c.info.run_id)]
         assert "preview.png" in arts
+    # best_<metric> by generation: the best score so far, ending at the champion's
+    by_step = {
+        m.step: m.value for m in client.get_metric_history(parent.info.run_id, f"best_{metric}")
+    }
+    assert sorted(by_step) == [0, 1]
+    for gen, best in by_step.items():
+        so_far = [c.data.metrics[metric] for c in children if c.data.metrics["generation"] <= gen]
+        assert best == pytest.approx(
+            min(so_far) if ens.direction.value == "minimize" else max(so_far)
+        )
+    assert by_step[1] == pytest.approx(train["champion"][metric])
     assert {int(c.data.metrics["generation"]) for c in children} == {0, 1}
     ranks = sorted(int(c.data.metrics["rank"]) for c in children)
     assert ranks == list(range(1, len(children) + 1))
@@ -83,6 +123,19 @@ def check_structure(cfg: AppConfig, train: dict, keep: int) -> list:
     ]
     assert len(versions) == keep
     assert sorted(mv.tags["rank"] for mv in versions) == [str(r) for r in range(1, keep + 1)]
+    for mv in versions:  # family, hyperparameters, score and a description on each version
+        member = next(m for m in train["members"] if m["member"] == mv.tags["member"])
+        assert mv.tags["family"] == cfg.model.name and mv.tags["criterion"] == metric
+        assert float(mv.tags[metric]) == pytest.approx(member[metric], rel=1e-5)
+        for k, v in member["params"].items():
+            if k in cfg.model.space:
+                assert mv.tags[f"model.{k}"] == str(v)
+        assert mv.description.startswith(f"{cfg.model.name} ")
+        # the logged model is in the run's experiment (not MLflow's Default one)
+        model_id = tracking.model_id_of(mv.name, mv.version)
+        assert client.get_logged_model(model_id).experiment_id == parent.info.experiment_id
+        assert f"{mv.tags['member']} of ensemble ensemble-{cfg.model.name}-" in mv.description
+        assert f"rank {mv.tags['rank']} of {len(children)} by {metric}" in mv.description
     # a training outside the pipeline names its best member with its own alias only
     assert train["registry"]["origin"] == "manual" and not train["registry"]["champion_moved"]
     champ = client.get_model_version_by_alias(cfg.tracking.model_name, train["champion"]["alias"])
@@ -123,8 +176,12 @@ def test_unsupervised_two_generations_with_consensus(scene: Callable[..., AppCon
 
     metrics = stages.evaluate(cfg)
     reports = Path(cfg.paths.reports)
-    saved = json.loads((reports / "metrics.json").read_text())
+    saved = json.loads((reports / "evaluation.json").read_text())
     assert saved["champion_aic"] == pytest.approx(min(aics.values()))
+    # DVC's metrics: the criterion, k and the agreement with the truth, named as above
+    headline = json.loads((reports / "metrics.json").read_text())
+    assert list(headline) == ["champion_aic", "clusters", "champion_adjusted_rand", "champion_nmi"]
+    assert headline == {k: saved[k] for k in headline}
     assert saved["n_generations"] == 2 and 0 < saved["kept_agreement"] <= 1
     assert metrics["champion_adjusted_rand"] > 0.3
     rows = json.loads((reports / "plots/members.json").read_text())
@@ -165,7 +222,7 @@ def test_supervised_two_generations_from_scene_points(scene: Callable[..., AppCo
         assert m["heldout_penalized_nll"] == pytest.approx(
             2 * m["n_params"] - 2 * m["heldout_log_likelihood"]
         )
-        assert c.data.params["model.n_params_family"] == "forest"
+        assert c.data.tags["n_params_family"] == "forest"
     kappas = {c.info.run_name: c.data.metrics["kappa"] for c in children}
     assert kappas[train["champion"]["member"]] == max(kappas.values())
 

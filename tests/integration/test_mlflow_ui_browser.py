@@ -1,8 +1,11 @@
 """The MLflow UI in a real browser (Debian's headless chromium driven by Selenium).
 
-It follows the README: open the experiment, expand the ensemble run, select its members,
-press Compare, and read the member names and their AIC off the page. Skipped when chromium,
-chromedriver or Selenium is missing (``.ci/run`` installs them where apt is available).
+It follows the README: open the view of the ensemble's members that train saves
+(``mlflow_ui_view`` in ``reports/train.json``) and read them off the runs table, sorted by the
+criterion with its column shown; open the experiment, expand the ensemble run, select its
+members, press Compare, and read the member names and their AIC off the page and the axes of
+its scatter plot. Skipped when chromium, chromedriver or Selenium is missing (``.ci/run``
+installs them where apt is available).
 """
 
 from __future__ import annotations
@@ -118,3 +121,58 @@ def test_ui_shows_the_member_runs_and_their_aic(
     found = any(all(map(close, values[i : i + n], expected)) for i in range(len(values) - n + 1))
     assert found, (names, expected, values[:60])
     browser.save_screenshot(str(mlflow_server.store / "compare.png"))
+
+    # the scatter plot starts on what varies: the searched value against the criterion
+    browser.find_element(By.XPATH, "//button[normalize-space(.)='Scatter Plot']").click()
+    axes = wait.until(
+        lambda d: re.search(
+            r"X-axis:\s*(\S+)\s*Y-axis:\s*(\S+)", d.find_element(By.TAG_NAME, "body").text
+        )
+    )
+    assert axes.groups() == ("model.n_clusters", "aic"), axes.group(0)
+
+
+def test_saved_view_lists_the_members_best_first_with_the_criterion(
+    browser: Any, mlflow_server: Server, server_ensemble: dict[str, Any]
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    report = server_ensemble
+    members = {m["run_id"]: m for m in report["members"]}
+    wait = WebDriverWait(browser, 60)
+    view = report["mlflow_ui_view"]
+    assert view == (
+        f"#/experiments/{report['experiment_id']}/runs?viewStateShareKey=members-by-aic"
+    )
+    browser.get(f"{mlflow_server.url}/{view}")
+    # the view's filter, sort and columns land in the page's address and table
+    wait.until(lambda d: "orderByKey=metrics.%60aic%60" in d.current_url)
+    assert "orderByAsc=true" in browser.current_url
+    assert report["parent_run_id"] in browser.current_url  # this ensemble's members only
+    column = "metrics.`aic`"
+    header = wait.until(
+        lambda d: d.find_element(By.XPATH, f"//*[@role='columnheader' and @col-id='{column}']")
+    )
+    assert header.text.strip() == "aic"
+    cells = f"//*[@role='row' and @row-id]//*[@col-id='{column}']"
+    rows = wait.until(
+        lambda d: (c := d.find_elements(By.XPATH, cells)) and len(c) == len(members) and c
+    )
+    shown = sorted(
+        (
+            int(
+                cell.find_element(By.XPATH, "./ancestor::*[@role='row'][1]").get_attribute(
+                    "row-index"
+                )
+            ),
+            cell.find_element(By.XPATH, "./ancestor::*[@role='row'][1]").get_attribute("row-id"),
+            float(cell.text.replace("\u2212", "-")),
+        )
+        for cell in rows
+    )
+    order = [run_id for _, run_id, _ in shown]
+    assert order == sorted(members, key=lambda r: members[r]["aic"])  # best (lowest) first
+    for _, run_id, value in shown:
+        assert value == pytest.approx(members[run_id]["aic"], rel=1e-4)
+    browser.save_screenshot(str(mlflow_server.store / "view.png"))

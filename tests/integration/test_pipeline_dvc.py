@@ -95,9 +95,38 @@ def test_mlflow_holds_parent_children_and_champion(repo: Path) -> None:
     assert client.get_run(mv.run_id).data.metrics["aic"] == pytest.approx(min(aics.values()))
     model = mlflow.sklearn.load_model("models:/geoensemble@champion")
     assert model.predict(np.zeros((2, len(train["feature_names"])), np.float32)).shape == (2,)
-    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    metrics = json.loads((repo / "reports/evaluation.json").read_text())
     assert metrics["n_members"] == 3 and metrics["champion"] == best
     assert metrics["champion_adjusted_rand"] > 0.3
+
+
+def test_dvc_metrics_show_the_few_numbers_that_matter(repo: Path) -> None:
+    shown = json.loads(run([tool("dvc"), "metrics", "show", "--json"], repo).stdout)
+    files = shown[""]["data"] if "" in shown else shown["workspace"]["data"]
+    # the ingest statistics are a report, not metrics; the rest is in evaluation.json
+    assert set(files) == {"reports/metrics.json"}
+    metrics = files["reports/metrics.json"]["data"]
+    assert list(metrics) == ["champion_aic", "clusters", "champion_adjusted_rand", "champion_nmi"]
+    evaluation = json.loads((repo / "reports/evaluation.json").read_text())
+    assert metrics == {k: evaluation[k] for k in metrics}
+    train = json.loads((repo / "reports/train.json").read_text())
+    assert metrics["champion_aic"] == pytest.approx(train["champion"]["aic"])
+    assert metrics["clusters"] == train["champion"]["n_clusters"]
+
+
+def test_dvc_plots_render_offline(repo: Path, tmp_path: Path) -> None:
+    """`dvc plots show` uses the project's template (.dvc/config): no script from a CDN."""
+    out = tmp_path / "plots"
+    run([tool("dvc"), "plots", "show", "-o", str(out)], repo)
+    html = (out / "index.html").read_text()
+    assert not re.search(r"<script[^>]+src=", html), "a script is loaded from elsewhere"
+    assert not re.search(r"(?:src|href)=[\"']?https?://", html)  # ($schema URLs are data)
+    images = re.findall(r'<img src="([^"]+)"', html)
+    assert any(i.endswith("members.png") for i in images), images
+    for src in images:  # copied beside the page, shown offline
+        assert (out / src).is_file() and (out / src).stat().st_size > 1000, src
+    # every vega plot's data is written as a table by the template's stand-in for vega-embed
+    assert "function vegaEmbed" in html and html.count("vegaEmbed('#") >= 2
 
 
 def test_gdal_statistics_on_a_map_leave_dvc_clean(repo: Path) -> None:

@@ -78,7 +78,7 @@ def test_champion_over_pca_sizes_is_close_to_the_best_member(
     assert train["champion"]["member"] == champion["member"]
 
     metrics = stages.evaluate(cfg)
-    saved = json.loads((Path(cfg.paths.reports) / "metrics.json").read_text())
+    saved = json.loads((Path(cfg.paths.reports) / "evaluation.json").read_text())
     per_member = saved["kept_members"]
     assert set(per_member) == {m["member"] for m in train["members"]}
     for row in per_member.values():

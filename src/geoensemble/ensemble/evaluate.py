@@ -1,5 +1,8 @@
 """The evaluate stage: metrics of every member, plots, and the champion's accuracy assessment.
 
+``reports/metrics.json`` (DVC's metrics) holds the few numbers that matter (see
+:func:`headline`); ``reports/evaluation.json`` holds everything below, under the same names.
+
 Always: AIC/BIC (and the selection metric) of every member by generation, the search history,
 and the agreement between the kept members (consensus labelling). Supervised runs add, from
 held-out predictions under the very spatial block folds train used (the labelled sample and
@@ -74,7 +77,8 @@ def mapped_counts(
 
 
 def evaluate_ensemble(cfg: AppConfig) -> dict[str, Any]:
-    """Write ``reports/metrics.json`` and the plots; log them to the ensemble's parent run."""
+    """Write ``reports/metrics.json``, ``reports/evaluation.json`` and the plots; log them to
+    the ensemble's parent run."""
     from geoensemble import tracking
     from geoensemble.ensemble import figures
 
@@ -137,6 +141,8 @@ def evaluate_ensemble(cfg: AppConfig) -> dict[str, Any]:
             rows,
             champion=rep["champion"]["member"],
             keys=[k for k in ("aic", "bic") if any(r[k] is not None for r in rows)] or [metric],
+            metric=metric,
+            best=rep.get("history", []),
         ),
     ]
     tracking.setup(cfg.tracking)
@@ -163,11 +169,18 @@ def evaluate_ensemble(cfg: AppConfig) -> dict[str, Any]:
     for name in PLOT_FILES:
         if name not in written:  # not applicable to this kind of model: an empty plot
             write_json(plot_dir / name, [])
-    write_json(reports / "metrics.json", metrics)
+    if kind == "cluster" and isinstance(rep["champion"].get("n_clusters"), int | float):
+        metrics["clusters"] = int(rep["champion"]["n_clusters"])
+    elif kind == "classifier":
+        metrics["classes"] = len(rep.get("classes") or {})
+    write_json(reports / "evaluation.json", metrics)
+    write_json(reports / "metrics.json", headline(metrics))
+    # train logged these to the parent run already, under one name each
+    logged = {"n_members", "n_generations", f"best_{metric}"}
     numeric = {
         f"eval_{k}": float(v)
         for k, v in metrics.items()
-        if isinstance(v, int | float) and not isinstance(v, bool)
+        if isinstance(v, int | float) and not isinstance(v, bool) and k not in logged
     }
     tracking.log_metrics(rep["parent_run_id"], numeric)
     for f in files:
@@ -176,6 +189,24 @@ def evaluate_ensemble(cfg: AppConfig) -> dict[str, Any]:
         )
     log.info("evaluate: %s", json.dumps({k: v for k, v in metrics.items() if k != "per_class"}))
     return metrics
+
+
+# What `dvc metrics show` and `dvc exp show` list (reports/metrics.json), in this order when
+# present; reports/evaluation.json holds them too, under the same names, with the rest.
+HEADLINE = {
+    "cluster": ("clusters", "champion_adjusted_rand", "champion_nmi"),
+    "classifier": ("classes", "accuracy", "kappa"),
+    "regressor": ("rmse", "r2"),
+}
+
+
+def headline(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The few numbers that tell ensembles apart: the champion's criterion, then k (clusters)
+    and ARI/NMI against the truth, or the classes and the held-out accuracy and kappa (RMSE
+    and R2 for regressors)."""
+    criterion = f"champion_{evaluation['metric']}"
+    keys = (criterion, *HEADLINE.get(str(evaluation["kind"]), ()))
+    return {k: evaluation[k] for k in keys if k in evaluation}
 
 
 def _cluster_assessment(

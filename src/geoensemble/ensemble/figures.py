@@ -29,8 +29,12 @@ def members_png(
     *,
     champion: str,
     keys: Sequence[str] = ("aic", "bic"),
+    metric: str | None = None,
+    best: Sequence[dict[str, object]] = (),
 ) -> Path:
-    """AIC and BIC of every member, by generation (x) and member, the champion ringed."""
+    """AIC and BIC of every member, by generation (x) and member, the champion ringed; on
+    the panel of ``metric``, the ``best`` score so far by generation as a line (the search
+    history: ``generation`` and ``best`` of each entry)."""
     fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4), squeeze=False)
     for ax, key in zip(axes[0], keys, strict=True):
         pts = [r for r in rows if isinstance(r.get(key), int | float)]
@@ -41,6 +45,10 @@ def members_png(
         for r, x, y in zip(pts, gen + jitter, val, strict=True):
             if r["member"] == champion:
                 ax.scatter([x], [y], s=120, facecolors="none", edgecolors="tab:orange", lw=2)
+        if key == metric and best:
+            steps = [(float(h["generation"]), float(h["best"])) for h in best]  # type: ignore[arg-type]
+            ax.plot(*zip(*steps, strict=True), color="tab:green", marker="o", label="best so far")
+            ax.legend(loc="best", fontsize=8)
         ax.set_xlabel("generation")
         ax.set_ylabel(key.upper())
         ax.set_title(f"{key.upper()} by generation and member")

@@ -1,34 +1,52 @@
 """Log an ensemble to MLflow member by member (through :mod:`geoensemble.tracking`).
 
-Naming, so that the MLflow UI's parallel-coordinates and scatter charts line up members:
+What each run holds, so that the runs table and the compare charts show what differs:
 
-- params of every child run: ``model.<param>`` for each searched parameter (the same keys for
-  every member), ``model.family``, ``generation``, ``member.seed``, ``member.consensus``;
-- metrics: for clusterers the partition criterion in the common space (``aic``, ``bic``,
+- the parent run (``ensemble-<family>``): a few key params (see
+  :func:`geoensemble.ensemble.train.key_params`), the resolved config as the artifact
+  ``config.yaml``, and the metric ``best_<metric>`` with one value per generation (step = the
+  generation): the best score of the members of that generation and the earlier ones, so its
+  last value is the champion's; ``search_history.json`` holds each generation's own best;
+- each member run (``member-000``, ``member-001``..., numbered in the order the search created
+  them): params only for what varies between members: ``model.<key>`` for each key of
+  ``model.space`` (the same keys for every member) and ``seed`` (which sorts after them, so
+  that the MLflow compare page's scatter plots the first searched key against the first
+  metric, ``aic`` for clusterers); metrics: for
+  clusterers the partition criterion in the common space (``aic``, ``bic``,
   ``log_likelihood``, ``n_params``, ``n_clusters``, ``inertia``, ``elm_aic``; see
-  :mod:`geoensemble.ensemble.scoring`) and for mixtures their own-space ``member_space_aic``/
-  ``_bic``/``_log_likelihood``; for classifiers ``accuracy``, ``kappa``, ``f1_macro``,
-  ``log_loss``, for regressors ``rmse``, ``mae``, ``r2``, and for both ``n_params``,
-  ``heldout_log_likelihood`` and ``heldout_penalized_nll`` (not an AIC, see
-  :mod:`geoensemble.ensemble.supervised`); ``fit_seconds``, ``generation``, ``rank``, ``front``;
-- artifact ``preview.png``: the member's map over a thinned grid.
+  :mod:`geoensemble.ensemble.scoring`) and for mixtures their own-space
+  ``member_space_aic``/``_bic``/``_log_likelihood``; for classifiers ``accuracy``, ``kappa``,
+  ``f1_macro``, ``log_loss``, for regressors ``rmse``, ``mae``, ``r2``, and for both
+  ``n_params``, ``heldout_log_likelihood`` and ``heldout_penalized_nll`` (not an AIC, see
+  :mod:`geoensemble.ensemble.supervised`); ``fit_seconds``, ``generation``, ``rank``,
+  ``front``; tags ``geoensemble.role`` (member or consensus), ``ensemble_run_id``, ``rank``,
+  ``kept`` (and ``consensus_of``, ``n_params_family`` where they apply); artifact
+  ``preview.png``, the member's map over a thinned grid;
+- each kept member's registered version: tags ``family``, ``criterion``, ``<metric>`` (the
+  score), ``model.<key>`` (its hyperparameters), ``rank``, ``generation``, ``member``,
+  ``ensemble``, ``ensemble_run_id``, and a one-line description saying the same.
 
-Every call is timed, so the share of wall time spent in MLflow can be reported.
+Members are logged on a background thread as they finish, while the others still fit; the
+stage waits for those calls only at the end (:class:`geoensemble.tracking.Background`).
+``seconds`` counts the time the stage itself waits on MLflow, so that the share of its wall
+time spent in MLflow can be reported.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from types import TracebackType
 from typing import Any
 
 import numpy as np
 
 from geoensemble import tracking
 from geoensemble.classes import CLASS_NAMES_TAG
+from geoensemble.config import TrackingConfig
 from geoensemble.ensemble.search import EnsembleResult, Member
 from geoensemble.promote import candidate_tags
 
@@ -36,10 +54,15 @@ from geoensemble.promote import candidate_tags
 class MemberLogger:
     """Logs each member as a child run of one parent run as soon as it finishes.
 
+    Use it as a context manager. With :meth:`start`, the logger opens the store and starts
+    the parent run itself, in the background, and ends it on leaving: FINISHED, or FAILED
+    (KILLED on an interruption) with its members, once the background calls have stopped.
+
     Parameters
     ----------
     experiment_id, parent_id
-        Where the child runs go.
+        Where the child runs go, for a parent run the caller started and ends; ``None`` when
+        :meth:`start` starts it.
     family
         The model config's name (``kmeans``, ``random_forest``...).
     space_keys
@@ -51,23 +74,75 @@ class MemberLogger:
 
     def __init__(
         self,
-        experiment_id: str,
-        parent_id: str,
+        experiment_id: str | None = None,
+        parent_id: str | None = None,
         *,
         family: str,
         space_keys: list[str],
         tags: dict[str, str],
     ) -> None:
-        self.experiment_id = experiment_id
-        self.parent_id = parent_id
+        self.experiment_id = experiment_id or ""
+        self.parent_id = parent_id or ""
+        self._owned: bool | None = None  # started by start(): is it mlflow run's run?
+        self.run_name = "ensemble"
         self.family = family
         self.space_keys = space_keys
         self.tags = tags
         self.runs: dict[int, str] = {}
         self.versions: dict[int, str] = {}
         self.seconds = 0.0
+        self.background = tracking.Background()
         # Loads model logging's modules while the members fit; finish() waits for it.
         self._warm = tracking.warm_model_logging()
+
+    def __enter__(self) -> MemberLogger:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # On success finish() has waited for every call; on an error, no call may still
+        # write while the runs are closed.
+        with self.timed():
+            self.background.close()
+            if self._owned is not None and self.parent_id:
+                tracking.end_parent(self.parent_id, not self._owned, failed=exc)
+
+    def start(
+        self,
+        t: TrackingConfig,
+        *,
+        run_name: str,
+        params: dict[str, Any],
+        tags: dict[str, str],
+        config: dict[str, Any],
+    ) -> None:
+        """Open the store, start the parent run and log ``config`` as its ``config.yaml``, in
+        the background: importing MLflow alone takes seconds, which the members' fits hide.
+
+        Call :func:`geoensemble.tracking.check_store` first, so that a store that cannot be
+        used fails the stage before any fit.
+        """
+
+        def open_parent() -> None:
+            exp = tracking.setup(t)
+            run_id, outer = tracking.start_parent(exp, run_name=run_name, params=params, tags=tags)
+            self.parent_id, self._owned = run_id, not outer
+            self.experiment_id = tracking.experiment_of(run_id)  # mlflow run may choose it
+            tracking.log_config(run_id, config)
+
+        self._owned = True  # until open_parent() says
+        self.run_name = run_name
+        self.background.submit(open_parent)
+
+    def check(self) -> None:
+        """Raise the error of a background call now (a store that failed while members fit)
+        rather than after the search."""
+        if self.background.error is not None:
+            raise self.background.error
 
     @contextmanager
     def timed(self) -> Iterator[None]:
@@ -78,35 +153,41 @@ class MemberLogger:
             self.seconds += time.perf_counter() - t0
 
     def params_of(self, m: Member) -> dict[str, Any]:
+        """What varies between members: the searched values and the seed."""
         params: dict[str, Any] = {f"model.{k}": m.params.get(k, "") for k in self.space_keys}
-        params.update({f"model.{k}": v for k, v in m.params.items()})
-        params.update(
-            {
-                "model.family": self.family,
-                "generation": m.generation,
-                "member.seed": m.seed,
-                "member.consensus": m.consensus,
-            }
-        )
-        if m.family:
-            params["model.n_params_family"] = m.family
+        params["seed"] = m.seed  # sorts after model.*: the compare scatter plots a searched key
         return params
 
+    def tags_of(self, m: Member) -> dict[str, str]:
+        tags = {
+            **self.tags,
+            "geoensemble.role": "consensus" if m.consensus else "member",
+            "ensemble_run_id": self.parent_id,
+        }
+        if m.consensus:
+            tags["consensus_of"] = str(m.params.get("consensus_of", ""))
+        if m.family:
+            tags["n_params_family"] = m.family
+        return tags
+
     def log_member(self, m: Member) -> None:
-        """Log one member as a child run (an ``on_member`` callback: called as it finishes)."""
-        with self.timed():
-            role = "consensus" if m.consensus else "member"
-            run_id = tracking.log_child_run(
-                self.experiment_id,
-                self.parent_id,
-                run_name=m.name,
-                params=self.params_of(m),
-                metrics={**m.scores, "generation": float(m.generation)},
-                tags={**self.tags, "geoensemble.role": role, "ensemble_run_id": self.parent_id},
-            )
-            self.runs[m.number] = run_id
-            if m.preview is not None:
-                tracking.log_image(run_id, m.preview, "preview.png")
+        """Log one member as a child run (an ``on_member`` callback: called as it finishes);
+        the calls run in the background."""
+        self.check()
+        self.background.submit(self._log_member, m)
+
+    def _log_member(self, m: Member) -> None:
+        run_id = tracking.log_child_run(
+            self.experiment_id,
+            self.parent_id,
+            run_name=m.name,
+            params=self.params_of(m),
+            metrics={**m.scores, "generation": float(m.generation)},
+            tags=self.tags_of(m),
+        )
+        self.runs[m.number] = run_id
+        if m.preview is not None:
+            tracking.log_image(run_id, m.preview, "preview.png")
 
     def finish(
         self,
@@ -115,12 +196,15 @@ class MemberLogger:
         feature_names: list[str],
         example: np.ndarray,
         model_name: str,
-        ensemble_name: str,
-        lineage: Mapping[str, str],
+        ensemble_name: str | None = None,
+        lineage: Mapping[str, str] | None = None,
         class_names: Mapping[str, str] | None = None,
     ) -> dict[int, str]:
         """Final ranks on every run; kept members logged and registered as candidates, tagged
         with ``lineage`` and their criterion (no alias: see :mod:`geoensemble.promote`).
+
+        ``ensemble_name`` (a tag of the versions) defaults to the parent run's name and the
+        start of its id.
 
         Returns
         -------
@@ -128,7 +212,9 @@ class MemberLogger:
             Member number to registered version, for the kept members.
         """
         with self.timed():
+            self.background.wait()  # the parent run and every member's run exist
             self._warm.join()
+            ensemble_name = ensemble_name or f"{self.run_name}-{self.parent_id[:8]}"
             for m in result.members:
                 tracking.log_batch(
                     self.runs[m.number],
@@ -136,49 +222,84 @@ class MemberLogger:
                     tags={"rank": str(m.rank), "kept": str(m in result.kept)},
                 )
             for m in result.kept:
-                with warnings.catch_warnings():
-                    # MLflow checks the input example as a DataFrame against a pipeline
-                    # fitted on arrays; sklearn's feature-name warning is noise here.
-                    warnings.filterwarnings("ignore", message="X has feature names")
-                    version = tracking.log_model(
-                        self.runs[m.number],
-                        m.pipeline,
-                        feature_names=feature_names,
-                        example=example,
-                        model_name=model_name,
-                        tags={
-                            "ensemble_run_id": self.parent_id,
-                            "ensemble": ensemble_name,
-                            "member": m.name,
-                            "rank": str(m.rank),
-                            "generation": str(m.generation),
-                            "consensus": str(m.consensus),
-                            result.metric: f"{m.scores[result.metric]:.6g}",
-                            # What the codes mean, for every map predicted from it.
-                            **(
-                                {CLASS_NAMES_TAG: json.dumps(dict(class_names))}
-                                if class_names
-                                else {}
-                            ),
-                            **lineage,
-                            **candidate_tags(m.scores, m.pipeline, result.metric),
-                        },
-                    )
-                self.versions[m.number] = version
-            history = result.history
+                self.versions[m.number] = tracking.log_model(
+                    self.runs[m.number],
+                    m.pipeline,
+                    feature_names=feature_names,
+                    example=example,
+                    model_name=model_name,
+                    tags={
+                        "ensemble_run_id": self.parent_id,
+                        "ensemble": ensemble_name,
+                        "member": m.name,
+                        "rank": str(m.rank),
+                        "generation": str(m.generation),
+                        "consensus": str(m.consensus),
+                        **self.version_tags(m, result),
+                        # What the codes mean, for every map predicted from it.
+                        **({CLASS_NAMES_TAG: json.dumps(dict(class_names))} if class_names else {}),
+                        **(lineage or {}),
+                        **candidate_tags(m.scores, m.pipeline, result.metric),
+                    },
+                    description=self.version_description(m, result, ensemble_name),
+                    experiment_id=self.experiment_id,
+                )
             tracking.log_metric_steps(
-                self.parent_id,
-                {
-                    f"best_{result.metric}_by_generation": [
-                        (int(h["generation"]), h["best"]) for h in history
-                    ],
-                    f"generation_best_{result.metric}": [
-                        (int(h["generation"]), h["generation_best"]) for h in history
-                    ],
-                },
+                self.parent_id, {f"best_{result.metric}": best_by_generation(result)}
             )
-            tracking.log_dict(self.parent_id, history, "search_history.json")
+            tracking.log_dict(self.parent_id, result.history, "search_history.json")
         return self.versions
+
+    def hyperparameters(self, m: Member) -> dict[str, Any]:
+        """The member's searched values (a consensus member: its number of clusters)."""
+        keys = [k for k in self.space_keys if k in m.params]
+        if m.consensus and "n_clusters" in m.params and "n_clusters" not in keys:
+            keys.append("n_clusters")
+        return {k: m.params[k] for k in keys}
+
+    def version_tags(self, m: Member, result: EnsembleResult) -> dict[str, str]:
+        """Family, criterion, score and hyperparameters of a registered version."""
+        return {
+            "family": self.family,
+            "criterion": result.metric,
+            result.metric: f"{m.scores[result.metric]:.6g}",
+            **{f"model.{k}": str(v) for k, v in self.hyperparameters(m).items()},
+        }
+
+    def version_description(self, m: Member, result: EnsembleResult, ensemble_name: str) -> str:
+        """One line: what the version is, its score and rank, and how it was made."""
+        metric = result.metric
+        direction = dict(result.objectives).get(metric, "")
+        scores = ", ".join(
+            f"{k}={m.scores[k]:.6g}"
+            for k in dict.fromkeys([metric, *(o for o, _ in result.objectives), "aic", "bic"])
+            if k in m.scores and isinstance(m.scores[k], int | float)
+        )
+        hyper = ", ".join(f"{k}={v}" for k, v in self.hyperparameters(m).items())
+        what = "consensus member" if m.consensus else "member"
+        return (
+            f"{self.family} {what} {m.name} of ensemble {ensemble_name}: rank {m.rank} of "
+            f"{len(result.members)} by {metric}"
+            f"{f' ({direction})' if direction else ''}; {scores}"
+            f"{f'; {hyper}' if hyper else ''}; generation {m.generation}, seed {m.seed}"
+        )
+
+
+def best_by_generation(result: EnsembleResult) -> list[tuple[int, float]]:
+    """``(generation, best score so far)``: the best ``result.metric`` among the members of
+    that generation and the earlier ones (a consensus member counts in its generation)."""
+    metric = result.metric
+    direction = dict(result.objectives).get(metric, "minimize")
+    sign = 1.0 if direction == "minimize" else -1.0
+    series: list[tuple[int, float]] = []
+    best = math.nan
+    for gen in sorted({m.generation for m in result.members}):
+        for m in result.members:
+            v = m.scores.get(metric, math.nan)
+            if m.generation == gen and math.isfinite(v) and not (sign * v >= sign * best):
+                best = v
+        series.append((gen, best))
+    return series
 
 
 def timed_call(logger: MemberLogger, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -352,7 +352,10 @@ def run_ensemble(
             break
         futures = []
         seeds: list[int] = []
-        for trial in trials:
+        # Members are numbered in the order they are created: Optuna's trial numbers have
+        # gaps where a repeated proposal was dropped.
+        numbers = [len(members) + i for i in range(len(trials))]
+        for number, trial in zip(numbers, trials, strict=True):
             params = dict(trial.params)
             seed = cfg.seed + trial.number
             if seeded:
@@ -369,7 +372,7 @@ def run_ensemble(
                     params,
                     seed,
                     pure=False,
-                    key=f"fit-{run}-gen{gen}-{trial.number}",
+                    key=f"fit-{run}-gen{gen}-{number}",
                     # reruns a member whose fit raised; a member whose worker died is
                     # rescheduled by the scheduler (distributed.scheduler.allowed-failures)
                     retries=cfg.compute.retries,
@@ -385,7 +388,7 @@ def run_ensemble(
                     f"{spec.kind}: choose among {sorted(res.scores)}"
                 )
             done[i] = Member(
-                number=trials[i].number,
+                number=numbers[i],
                 generation=gen,
                 params=dict(trials[i].params),
                 scores=res.scores,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -148,6 +149,111 @@ def training_data(cfg: AppConfig) -> tuple[TrainingData, list[str], dict[str, An
     return data, names, facts
 
 
+def key_params(cfg: AppConfig) -> dict[str, Any]:
+    """The parent run's params: what tells ensembles apart at a glance, plus the keys given
+    on the command line (a sweep's swept keys) or changed by a DVC experiment (``-S``). The
+    whole config is its ``config.yaml``."""
+    ens = cfg.ensemble
+    params: dict[str, Any] = {
+        "data.name": cfg.data.name,
+        "features.name": cfg.features.name,
+        "model.name": cfg.model.name,
+        "model.kind": cfg.model.kind.value,
+        "ensemble.size": ens.size,
+        "ensemble.generations": ens.generations,
+        "ensemble.keep": ens.keep,
+        "ensemble.metric": ens.metric,
+        "ensemble.direction": ens.direction.value,
+    }
+    if ens.objectives:
+        params["ensemble.objectives"] = ",".join(
+            f"{o.metric}:{o.direction.value}" for o in ens.objectives
+        )
+    flat = flatten(to_dict(cfg))
+    for key in [*overridden_keys(), *experiment_keys()][:MAX_CHANGED]:
+        if key in flat:  # not a group (model=gmm) or a section: those are in config.yaml
+            params.setdefault(key, flat[key])
+    return params
+
+
+MAX_CHANGED = 80  # keys logged as params beyond the key ones (MLflow takes 100 per call)
+
+
+def experiment_keys(params_file: str = "params.yaml") -> list[str]:
+    """The keys of ``params_file`` that a DVC experiment changed: those that differ from the
+    file in its baseline commit (``DVC_EXP_BASELINE_REV``, set by ``dvc exp run``); none
+    outside an experiment or when git cannot show the baseline."""
+    import os
+    import subprocess
+
+    import yaml
+
+    rev = os.environ.get("DVC_EXP_BASELINE_REV")
+    path = Path(params_file)
+    if not rev or not path.is_file():
+        return []
+    try:
+        shown = subprocess.run(
+            ["git", "show", f"{rev}:{params_file}"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        base = yaml.safe_load(shown.stdout) if shown.returncode == 0 else None
+        now = yaml.safe_load(path.read_text())
+    except (OSError, subprocess.SubprocessError, yaml.YAMLError):
+        return []
+    if not isinstance(base, dict) or not isinstance(now, dict):
+        return []
+    old, new = flatten(base), flatten(now)
+    return [k for k in new if old.get(k, None) != new[k] or k not in old]
+
+
+def overridden_keys() -> list[str]:
+    """The config keys of this Hydra job's command-line overrides (none outside Hydra)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    if not HydraConfig.initialized():
+        return []
+    hc: Any = HydraConfig.get()
+    keys = []
+    for text in OmegaConf.select(hc, "overrides.task") or []:
+        key = str(text).split("=", 1)[0].lstrip("+~").strip()
+        if key and not key.startswith("hydra.") and "@" not in key:
+            keys.append(key)
+    return keys
+
+
+def runs_view(cfg: AppConfig, parent_id: str, space_keys: list[str]) -> dict[str, Any]:
+    """The MLflow UI view of one ensemble's members: sorted by the criterion (best first),
+    with the criterion, the other objectives, generation, rank and the searched values as
+    columns (see :func:`geoensemble.tracking.set_runs_view`)."""
+    ens = cfg.ensemble
+    metrics = [ens.metric, *(o.metric for o in ens.objectives)]
+    if cfg.model.kind.value == "cluster":
+        metrics += ["aic", "bic", "n_clusters"]
+    metrics += ["generation", "rank"]
+    columns = [f"metrics.`{m}`" for m in dict.fromkeys(metrics)]
+    columns += [f"params.`model.{k}`" for k in space_keys] + ["params.`seed`"]
+    return {
+        "searchFilter": f"tags.ensemble_run_id = '{parent_id}'",
+        "orderByKey": f"metrics.`{ens.metric}`",
+        "orderByAsc": ens.direction.value == "minimize",
+        "startTime": "ALL",
+        "lifecycleFilter": "Active",
+        "datasetsFilter": [],
+        "modelVersionFilter": "All Runs",
+        "selectedColumns": ["attributes.`Models`", *columns],
+    }
+
+
+def view_key(cfg: AppConfig) -> str:
+    """The name of the saved view of the latest ensemble ranked by ``ensemble.metric``."""
+    return f"members-by-{cfg.ensemble.metric}"
+
+
 def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
     """Fit, log and register the ensemble; return the ``reports/train.json`` content."""
     from geoensemble import promote, tracking
@@ -155,6 +261,8 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
     from geoensemble.ensemble.runlog import MemberLogger, timed_call
 
     t0 = time.perf_counter()
+    # MLflow's imports (seconds) run while the training data is read and workers start.
+    tracking.preload()
     data, names, facts = training_data(cfg)
     log.info(
         "train: %s model %s on %d pixels x %d features",
@@ -172,43 +280,48 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
         data,
         source=f"paths.features={cfg.paths.features}",
     )
-    # The cluster's workers start, and import what members need, while MLflow is set up.
+    # The cluster's workers start, and import what members need, while MLflow is imported.
     with dask_client(cfg.compute, preload=["geoensemble.ensemble.member"]) as client:
         t_mlflow = time.perf_counter()
-        exp_id = tracking.setup(cfg.tracking)
+        # A store that cannot be used fails here, before any fit; MLflow itself is opened,
+        # and the parent run started, in the background while the members fit.
+        if not tracking.check_store(cfg.tracking):
+            tracking.setup(cfg.tracking)  # a new store: created now, once
         tags = tracking.run_tags()
         origin = promote.training_origin()
-        run_name = f"ensemble-{cfg.model.name}"
-        with tracking.parent_run(
-            exp_id,
-            run_name=run_name,
-            params=flatten(to_dict(cfg)),
-            tags={
-                **tags,
-                "model_family": cfg.model.name,
-                "model_kind": facts["kind"],
-                # sweeps compare jobs' best scores only when this is equal
-                "score_space": scoring_space(cfg),
-            },
-        ) as parent_id:
-            exp_id = tracking.experiment_of(parent_id)
-            logger = MemberLogger(
-                exp_id,
-                parent_id,
-                family=cfg.model.name,
-                space_keys=list(cfg.model.space),
-                tags=tags,
+        space_keys = list(cfg.model.space)
+        logger = MemberLogger(family=cfg.model.name, space_keys=space_keys, tags=tags)
+        logger.seconds += time.perf_counter() - t_mlflow
+        with logger:
+            logger.start(
+                cfg.tracking,
+                run_name=f"ensemble-{cfg.model.name}",
+                params=key_params(cfg),
+                tags={
+                    **tags,
+                    "model_family": cfg.model.name,
+                    "model_kind": facts["kind"],
+                    # sweeps compare jobs' best scores only when this is equal
+                    "score_space": scoring_space(cfg),
+                },
+                config=to_dict(cfg),
             )
-            logger.seconds += time.perf_counter() - t_mlflow  # the store and parent run
             result: EnsembleResult = run_ensemble(data, cfg, client, on_member=logger.log_member)
             versions = logger.finish(
                 result,
                 feature_names=names,
                 example=data.X[:5],
                 model_name=cfg.tracking.model_name,
-                ensemble_name=f"{run_name}-{parent_id[:8]}",
                 lineage=(lineage := promote.lineage_tags(cfg, origin, tags)),
                 class_names=facts.get("classes"),
+            )
+            exp_id, parent_id = logger.experiment_id, logger.parent_id
+            timed_call(
+                logger,
+                tracking.set_runs_view,
+                exp_id,
+                view_key(cfg),
+                runs_view(cfg, parent_id, space_keys),
             )
             champion = result.kept[0]
             registry = timed_call(
@@ -229,7 +342,6 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
                 tracking.log_metrics,
                 parent_id,
                 {
-                    f"best_{result.metric}": champion.scores[result.metric],
                     "n_members": len(result.members),
                     "n_generations": len(result.history),
                     "sample_pixels": facts["sample_pixels"],
@@ -240,10 +352,12 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
                     ),
                     "mlflow_seconds": logger.seconds,
                     "mlflow_share": logger.seconds / wall,
+                    "mlflow_background_seconds": logger.background.seconds,
                     "train_seconds": wall,
                 },
             )
     runs = logger.runs
+    wall = time.perf_counter() - t0  # the parent run ended, the cluster closed
     report: dict[str, Any] = {
         "experiment_id": exp_id,
         "parent_run_id": parent_id,
@@ -266,7 +380,16 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
             if "dropped_nan" in facts
             else {}
         ),
+        # MLflow's cost (see benchmarks/train_mlflow_benchmark.py): the time the stage
+        # waited on MLflow, its share of the stage's wall time, and the time of the calls
+        # that ran in the background while members fitted.
         "mlflow_seconds": logger.seconds,
+        "mlflow_share": logger.seconds / wall,
+        "mlflow_background_seconds": logger.background.seconds,
+        "train_seconds": wall,
+        # the MLflow UI's runs table of this ensemble's members, best first: append to the
+        # UI's address, e.g. http://127.0.0.1:5000/
+        "mlflow_ui_view": f"#/experiments/{exp_id}/runs?viewStateShareKey={view_key(cfg)}",
         "champion": {
             "member": champion.name,
             "version": versions[champion.number],
@@ -299,7 +422,8 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
     }
     log.info(
         "train: %d members in %d generation(s), champion %s (%s=%.6g) registered as %s "
-        "version %s; %.1f s, %.0f %% in MLflow",
+        "version %s; %.1f s, %.0f %% of it waiting on MLflow; the members, best first, in "
+        "the MLflow UI: <UI address>/%s",
         len(result.members),
         len(result.history),
         champion.name,
@@ -309,5 +433,6 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
         versions[champion.number],
         wall,
         100 * logger.seconds / wall,
+        report["mlflow_ui_view"],
     )
     return report
