@@ -97,7 +97,7 @@ def test_without_a_validation_sample_areas_are_not_design_based(
     assert "not design-based" in metrics["area_estimates"]
     assert "data.validation.path" in metrics["area_estimates"]
     assert not {k for k in metrics if "ci95" in k or k.endswith(("_low", "_high", "_se"))}
-    saved = json.loads((Path(cfg.paths.reports) / "metrics.json").read_text())
+    saved = json.loads((Path(cfg.paths.reports) / "evaluation.json").read_text())
     assert saved["design_based"] is False
     areas = json.loads((Path(cfg.paths.reports) / "plots/areas.json").read_text())
     assert areas and all(a["ci95"] is None for a in areas)

@@ -80,6 +80,8 @@ def check_structure(cfg: AppConfig, train: dict, keep: int) -> list:
         "mlflow_share",
         "mlflow_background_seconds",
         "train_seconds",
+        # supervised runs: labelled pixels dropped for NaN features
+        *(["labelled_dropped_nan"] if train["kind"] != "cluster" else []),
     }
     assert 0 <= parent.data.metrics["mlflow_share"] < 1
     arts = {a.path for a in client.list_artifacts(parent.info.run_id)}
