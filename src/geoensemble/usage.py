@@ -64,7 +64,8 @@ STAGE_HELP: dict[str, StageHelp] = {
     "evaluate": StageHelp(
         "score the trained ensemble (AIC by generation, agreement with truth, accuracy)",
         "reports/train.json, paths.features, data.truth, paths.labels",
-        "reports/metrics.json, reports/plots/*.json, reports/figures/evaluate/*.png",
+        "reports/metrics.json (headline), reports/evaluation.json, reports/plots/*.json, "
+        "reports/figures/evaluate/*.png",
         ("data.truth", "ensemble.cv.folds"),
     ),
     "predict": StageHelp(
