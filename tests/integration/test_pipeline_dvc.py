@@ -61,7 +61,7 @@ def test_repro_writes_a_map_on_the_input_grid(repo: Path) -> None:
     legend = plots.legend_of(repo / "outputs/maps/synthetic_geoensemble_champion.png")
     assert [e["name"] for e in legend] == list(names.values())
     # evaluate's truth-by-cluster table names the champion's clusters as the map does.
-    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    metrics = json.loads((repo / "reports/evaluation.json").read_text())
     assert metrics["cluster_names"] and metrics["cluster_names"].items() <= names.items()
     border = band == 0
     assert border.any() and (classes[border] == 255).all()
@@ -170,6 +170,10 @@ def test_repro_again_is_up_to_date_and_exp_run_recomposes(repo: Path) -> None:
             "~model.space",
             "-S",
             "ensemble.size=2",
+            "-S",
+            "ensemble.generations=1",
+            "-S",
+            "ensemble.keep=1",
             "-S",
             "data.scene.width=128",
             "-S",
