@@ -76,6 +76,12 @@ def stage_closure(stage: str) -> set[Path]:
     tree = ast.parse(stages_file.read_text())
     fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == stage)
     top = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
+    # the helpers of stages.py (e.g. the DVC-output guard cli runs before every stage)
+    top += [
+        n
+        for n in tree.body
+        if isinstance(n, ast.FunctionDef) and n.name not in (*STAGES, "run_all", "promote")
+    ]
     todo = _imports(ast.parse(script.read_text()), PKG) | _imports(fn, PKG)
     for n in top:
         todo |= _imports(n, PKG)

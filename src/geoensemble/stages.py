@@ -308,8 +308,8 @@ def check_dvc_outputs(cfg: AppConfig, stage: str) -> None:
     """
     import os
 
+    from geoensemble.dvcfiles import dvc_owner
     from geoensemble.errors import OutputError
-    from geoensemble.predict.provenance import dvc_owner
 
     if os.environ.get(DVC_STAGE_VAR) or cfg.paths.dvc_outputs == "allow":
         return

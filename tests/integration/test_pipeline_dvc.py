@@ -48,6 +48,11 @@ def test_repro_writes_a_map_on_the_input_grid(repo: Path) -> None:
         assert m.dtypes[0] == "uint8" and m.nodata == 255
         assert m.profile["compress"].lower() == "lzw"
         assert m.tags()["model_version"] == train["champion"]["version"]
+        lock = yaml.safe_load((repo / "dvc.lock").read_text())
+        features_md5 = next(
+            o["md5"] for o in lock["stages"]["featurize"]["outs"] if o["path"] == "data/features"
+        )
+        assert json.loads(m.tags()["dvc_inputs"]) == {"data/features": features_md5}
         names = json.loads(m.tags()["class_names"])
         colours = m.colormap(1)
     # The default champion map names the scene's real classes (from truth.tif), in their

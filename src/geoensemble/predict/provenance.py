@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from geoensemble.config import AppConfig, to_dict
+from geoensemble.dvcfiles import dvc_managed, dvc_outputs, dvc_owner, load_yaml, rel_path
+
+__all__ = ["config_hash", "dvc_hashes", "dvc_managed", "dvc_outputs", "dvc_owner"]
 
 
 def config_hash(cfg: AppConfig) -> str:
@@ -20,69 +19,32 @@ def config_hash(cfg: AppConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _load_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _rel(path: str | os.PathLike[str], root: Path) -> str:
-    p = Path(path)
-    p = p.resolve() if p.is_absolute() else (root / p).resolve()
-    try:
-        return p.relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return p.as_posix()
-
-
 def dvc_hashes(paths: list[str], root: Path | None = None) -> dict[str, str]:
     """The md5 DVC recorded in ``dvc.lock`` (outs and deps) for each of ``paths`` it knows."""
     root = root or Path.cwd()
-    lock = _load_yaml(root / "dvc.lock")
+    lock = load_yaml(root / "dvc.lock")
     known: dict[str, str] = {}
     for stage in (lock.get("stages") or {}).values():
         for entry in [*(stage.get("deps") or []), *(stage.get("outs") or [])]:
             if isinstance(entry, dict) and entry.get("md5") and entry.get("path"):
-                known[_rel(entry["path"], root)] = str(entry["md5"])
+                known[rel_path(entry["path"], root)] = str(entry["md5"])
     out = {}
     for p in paths:
-        rel = _rel(p, root)
-        if rel in known:
+        rel = rel_path(p, root)
+        if rel in known and _still_has(root, rel, known[rel]):
             out[rel] = known[rel]
     return out
 
 
-def dvc_outputs(root: Path | None = None) -> dict[str, str]:
-    """Every output (``outs``, ``metrics``, ``plots`` with a path) of ``dvc.yaml`` in ``root``,
-    relative to it, with the name of the stage that writes it."""
-    root = root or Path.cwd()
-    stages = _load_yaml(root / "dvc.yaml").get("stages") or {}
-    found = {}
-    for name, stage in stages.items():
-        for kind in ("outs", "metrics", "plots"):
-            for out in (stage or {}).get(kind) or []:
-                path = next(iter(out)) if isinstance(out, dict) else str(out)
-                found[_rel(path, root)] = str(name)
-    return found
+def _still_has(root: Path, rel: str, md5: str) -> bool:
+    """Whether the file or folder ``rel`` on disk still hashes to ``md5`` (DVC's own hash,
+    so a lock entry is only copied into a map's provenance when it is true; DVC's state cache
+    makes this cheap for outputs it has just written)."""
+    try:
+        from dvc.repo import Repo
 
-
-def dvc_owner(
-    path: str | os.PathLike[str], root: Path | None = None, *, holding: bool = False
-) -> tuple[str, str] | None:
-    """``(output, stage)`` of the ``dvc.yaml`` output that ``path`` lies in (or, with
-    ``holding``, that lies in ``path``), else None."""
-    root = root or Path.cwd()
-    rel = _rel(path, root)
-    for out, stage in dvc_outputs(root).items():
-        if rel == out or rel.startswith(out.rstrip("/") + "/"):
-            return out, stage
-        if holding and out.startswith(rel.rstrip("/") + "/"):
-            return out, stage
-    return None
-
-
-def dvc_managed(path: str | os.PathLike[str], root: Path | None = None) -> bool:
-    """Whether ``path`` lies in an output of a stage of ``dvc.yaml`` (DVC versions it)."""
-    return dvc_owner(path, root) is not None
+        with Repo(str(root)) as repo:
+            outs = repo.find_outs_by_path(str(root / rel))
+            return any(str(o.get_hash().value) == md5 for o in outs)
+    except Exception:  # not a DVC output, no DVC repo: nothing to vouch for
+        return False
