@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import configuration as hypothesis_configuration
 
 from geoensemble.config import AppConfig, validate
 from geoensemble.params import compose
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# hypothesis writes its database and a constants cache under the working folder as test
+# modules are collected, before any fixture runs: point it at a scratch folder right away.
+_HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="geoensemble-hypothesis-")
+hypothesis_configuration.set_hypothesis_home_dir(_HYPOTHESIS_HOME)
+atexit.register(shutil.rmtree, _HYPOTHESIS_HOME, ignore_errors=True)
 SHARED_DATA = ROOT.parent / "shared" / "data"
 BIN = Path(sys.executable).parent
 
@@ -152,14 +161,11 @@ def _leave_the_checkout_alone(tmp_path_factory: pytest.TempPathFactory) -> Itera
     leave nothing behind (Hydra logs go to ``GEOENSEMBLE_LOG_DIR``, a SQLite store's
     artifacts beside its database file).
     """
-    from hypothesis import configuration
-
     before = _checkout_state() if (ROOT / ".git").exists() else set()
     scratch = tmp_path_factory.mktemp("cwd")
     # a project folder of its own: a git repo, so runs there carry a git commit tag
     run(["git", "init", "-q"], scratch)
     run(["git", "commit", "-q", "--allow-empty", "-m", "scratch"], scratch)
-    configuration.set_hypothesis_home_dir(scratch / ".hypothesis")
     old_cwd, old_logs = Path.cwd(), os.environ.get("GEOENSEMBLE_LOG_DIR")
     os.environ["GEOENSEMBLE_LOG_DIR"] = str(scratch / "logs")
     os.chdir(scratch)
