@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import ROOT, run, tool
@@ -10,5 +12,7 @@ from tests.conftest import ROOT, run, tool
 @pytest.mark.parametrize(
     "cmd", [["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy"]]
 )
-def test_tool_is_clean(cmd: list[str]) -> None:
-    run([tool(cmd[0]), *cmd[1:]], ROOT, timeout=300)
+def test_tool_is_clean(cmd: list[str], tmp_path: Path) -> None:
+    # their caches go to tmp: the tests leave the checkout as they found it
+    caches = {"RUFF_CACHE_DIR": str(tmp_path / "ruff"), "MYPY_CACHE_DIR": str(tmp_path / "mypy")}
+    run([tool(cmd[0]), *cmd[1:]], ROOT, timeout=300, **caches)
