@@ -102,14 +102,15 @@ def cluster(work: Path, pixels: int, members: int) -> None:
             phase("workers still starting")
             result = run_ensemble(data, cfg, client, on_member=logger.log_member)
             phase("search (fit, score, log each member)")
-            logger.finish(
+            versions = logger.finish(
                 result,
                 feature_names=[f"f{i}" for i in range(X.shape[1])],
                 example=X[:5],
                 model_name="benchmark",
-                alias="champion",
                 ensemble_name="benchmark",
             )
+            # as the workspace pipeline does (see geoensemble.promote): the best gets the alias
+            tracking.set_alias("benchmark", "champion", versions[result.kept[0].number])
             phase("log and register the kept member")
     phase("close the cluster")
     phases["MLflow calls"] = phases["MLflow store and parent run"] + logger.seconds
