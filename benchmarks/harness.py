@@ -62,6 +62,29 @@ def python() -> str:
 GNU_TIME = "/usr/bin/time"
 
 
+def scene_profile(side: int, *, tile: int = 512, **extra: object) -> dict[str, object]:
+    """The rasterio profile of one synthetic benchmark band: ``side`` x ``side`` uint16,
+    no-data 0, UTM 13N at 30 m, LZW-compressed 512-px tiles (as a user's Landsat scene)."""
+    from affine import Affine
+
+    return {
+        "driver": "GTiff",
+        "width": side,
+        "height": side,
+        "count": 1,
+        "dtype": "uint16",
+        "nodata": 0,
+        "crs": "EPSG:32613",
+        "transform": Affine(30, 0, 400_000, 0, -30, 4_500_000),
+        "tiled": True,
+        "blockxsize": tile,
+        "blockysize": tile,
+        "compress": "lzw",
+        "predictor": 2,
+        **extra,
+    }
+
+
 def run_process(v: Variant, *, timeout: float = 3600.0) -> Run:
     """Run ``v`` once, from process start to exit; its wall time, peak RSS and phases.
 

@@ -47,26 +47,11 @@ def write_scene(folder: Path, side: int, seed: int = 0) -> np.ndarray:
     """Six LZW uint16 bands of ``side`` x ``side`` px, written strip by strip; returns a
     training sample of valid pixels (every 40th row)."""
     import rasterio
-    from affine import Affine
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     phase = rng.uniform(0, 2 * np.pi, (len(BANDS), 4))
-    prof = {
-        "driver": "GTiff",
-        "width": side,
-        "height": side,
-        "count": 1,
-        "dtype": "uint16",
-        "nodata": 0,
-        "crs": "EPSG:32613",
-        "transform": Affine(30, 0, 400_000, 0, -30, 4_500_000),
-        "tiled": True,
-        "blockxsize": 512,
-        "blockysize": 512,
-        "compress": "lzw",
-        "predictor": 2,
-    }
+    prof = harness.scene_profile(side)
     dsts = [rasterio.open(folder / f"{b}.TIF", "w", **prof) for b in BANDS]
     sample = []
     try:

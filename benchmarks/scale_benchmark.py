@@ -52,27 +52,11 @@ def write_layers(folder: Path, side: int, seed: int = 0) -> np.ndarray:
     """Ten tiled LZW uint16 layers written strip by strip (bounded memory); returns a
     sample of valid pixels (every 50th row and column) for fitting the model."""
     import rasterio
-    from affine import Affine
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     phase = rng.uniform(0, 2 * np.pi, (len(LAYERS), 3))
-    prof = {
-        "driver": "GTiff",
-        "width": side,
-        "height": side,
-        "count": 1,
-        "dtype": "uint16",
-        "nodata": 0,
-        "crs": "EPSG:32613",
-        "transform": Affine(30, 0, 400_000, 0, -30, 4_500_000),
-        "tiled": True,
-        "blockxsize": TILE,
-        "blockysize": TILE,
-        "compress": "lzw",
-        "predictor": 2,
-        "BIGTIFF": "IF_SAFER",
-    }
+    prof = harness.scene_profile(side, tile=TILE, BIGTIFF="IF_SAFER")
     dsts = [rasterio.open(folder / f"{b}.tif", "w", **prof) for b in LAYERS]
     sample = []
     try:
