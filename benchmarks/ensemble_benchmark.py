@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from geoensemble.config import AppConfig
+    from geoensemble.app.config import AppConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness
@@ -50,8 +50,8 @@ def sample(n: int, d: int = 11, k: int = 8, seed: int = 0) -> np.ndarray:
 
 
 def config(work: Path, pixels: int, members: int) -> AppConfig:
-    from geoensemble.config import validate
-    from geoensemble.params import compose
+    from geoensemble.app.config import validate
+    from geoensemble.app.params import compose
 
     return validate(
         compose(
@@ -75,8 +75,8 @@ def config(work: Path, pixels: int, members: int) -> AppConfig:
 def cluster(work: Path, pixels: int, members: int) -> None:
     """The train stage's way: LocalCluster, MLflow logging, registration."""
     from geoensemble import tracking
+    from geoensemble.app.runlog import MemberLogger
     from geoensemble.compute import dask_client, wait_for_workers
-    from geoensemble.ensemble.runlog import MemberLogger
     from geoensemble.ensemble.search import TrainingData, run_ensemble
 
     cfg = config(work, pixels, members)
@@ -109,7 +109,7 @@ def cluster(work: Path, pixels: int, members: int) -> None:
                 model_name="benchmark",
                 ensemble_name="benchmark",
             )
-            # as the workspace pipeline does (see geoensemble.promote): the best gets the alias
+            # as the workspace pipeline does (see geoensemble.app.promote): the best gets the alias
             tracking.set_alias("benchmark", "champion", versions[result.kept[0].number])
             phase("log and register the kept member")
     phase("close the cluster")

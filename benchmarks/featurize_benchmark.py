@@ -77,7 +77,7 @@ def numpy_nd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def run_variant(name: str, stack: Path, out: Path) -> dict[str, float]:
     import xarray as xr
 
-    from geoensemble.config import FeaturesConfig
+    from geoensemble.app.config import FeaturesConfig
     from geoensemble.features.build import build_features
     from geoensemble.io.stack import open_store, write_store
 

@@ -87,7 +87,7 @@ def run_rasterio(folder: Path) -> dict[str, float]:
 
 
 def run_ingest(folder: Path, out: Path, *, reproject: bool) -> dict[str, float]:
-    from geoensemble.config import Align, DataConfig, TargetGridConfig
+    from geoensemble.app.config import Align, DataConfig, TargetGridConfig
     from geoensemble.io.stack import build_stack, write_stack
 
     target = TargetGridConfig()

@@ -102,7 +102,7 @@ def register(paths: dict[str, Path], work: Path) -> None:
     import joblib
 
     from geoensemble import tracking
-    from geoensemble.config import TrackingConfig
+    from geoensemble.app.config import TrackingConfig
 
     os.environ["GEOENSEMBLE_ROOT"] = str(work)
     for name, p in paths.items():
@@ -228,8 +228,8 @@ def stage_params(work: Path, scene: Path, model: str, name: str, extra: list[str
     """The composed config of one stage variant, as ``dvc repro`` passes it."""
     from omegaconf import OmegaConf
 
-    from geoensemble.config import validate
-    from geoensemble.params import compose
+    from geoensemble.app.config import validate
+    from geoensemble.app.params import compose
 
     raw = compose(
         [

@@ -87,7 +87,7 @@ def register(X: np.ndarray, work: Path) -> None:
     from sklearn.cluster import KMeans
 
     from geoensemble import tracking
-    from geoensemble.config import TrackingConfig
+    from geoensemble.app.config import TrackingConfig
 
     os.environ["GEOENSEMBLE_ROOT"] = str(work)
     km = KMeans(8, n_init=2, random_state=0).fit(X[:: max(1, len(X) // 50_000)])
@@ -112,8 +112,8 @@ def params(work: Path, name: str, extra: list[str]) -> Path:
     """The composed config of one stage run, as ``dvc repro`` passes it."""
     from omegaconf import OmegaConf
 
-    from geoensemble.config import validate
-    from geoensemble.params import compose
+    from geoensemble.app.config import validate
+    from geoensemble.app.params import compose
 
     raw = compose(
         [

@@ -1,6 +1,6 @@
 """The featurize stage: `python pipelines/featurize.py [overrides]` or `--params params.yaml`."""
 
-from geoensemble.cli import stage_main
+from geoensemble.app.cli import stage_main
 
 if __name__ == "__main__":
     stage_main("featurize")

@@ -1,6 +1,6 @@
 """Move @champion: `python pipelines/promote.py version=3` or `rule=best ensemble=latest`."""
 
-from geoensemble.cli import stage_main
+from geoensemble.app.cli import stage_main
 
 if __name__ == "__main__":
     stage_main("promote")

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from hypothesis import configuration as hypothesis_configuration
 
-from geoensemble.config import AppConfig, validate
-from geoensemble.params import compose
+from geoensemble.app.config import AppConfig, validate
+from geoensemble.app.params import compose
 
 ROOT = Path(__file__).resolve().parents[1]
 

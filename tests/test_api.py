@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import rasterio
 
-from geoensemble import stages
-from geoensemble.config import AppConfig, validate
-from geoensemble.params import compose
+from geoensemble.app import stages
+from geoensemble.app.config import AppConfig, validate
+from geoensemble.app.params import compose
 from tests.conftest import ROOT, SHARED_DATA, TINY, run, tool_env
 
 BANDS = ["B1", "B2", "B3", "B4", "B5", "B6", "B7"]

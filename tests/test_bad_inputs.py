@@ -29,10 +29,10 @@ import rasterio
 import yaml
 from affine import Affine
 
-from geoensemble.cli import stage_main
-from geoensemble.config import to_dict, validate
+from geoensemble.app.cli import stage_main
+from geoensemble.app.config import to_dict, validate
+from geoensemble.app.params import compose
 from geoensemble.io.atomic import TMP_MARK
-from geoensemble.params import compose
 from tests.conftest import ROOT, TINY
 from tests.integration.conftest import reset_mlflow_uris
 
@@ -73,7 +73,7 @@ def compose_params(d: Path, *more: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The tiny scene ingested, featurized, labelled and trained on (champion promoted)."""
-    from geoensemble import stages
+    from geoensemble.app import stages
 
     d = tmp_path_factory.mktemp("bad-inputs")
     with pytest.MonkeyPatch.context() as mp:
@@ -191,7 +191,7 @@ def params_not_yaml(proj: Path, tmp: Path) -> str:
     return "seed: 42\nensemble: {size: [1,\n"
 
 
-@case("train", r"config file .* does not hold a mapping .*\(it is a list\).*geoensemble\.params")
+@case("train", r"config file .* does not hold a mapping .*\(it is a list\).*app\.params")
 def params_a_list(proj: Path, tmp: Path) -> str:
     return "- ensemble.size=3\n- model=gmm\n"
 
@@ -641,7 +641,7 @@ def test_an_unexpected_exception_is_reported_as_a_bug_in_one_line(
     capfd: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from geoensemble import stages
+    from geoensemble.app import stages
 
     def broken(cfg: Any) -> None:
         raise KeyError("band_9")

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from geoensemble.config import to_dict, validate
-from geoensemble.params import compose
+from geoensemble.app.config import to_dict, validate
+from geoensemble.app.params import compose
 from tests.conftest import ROOT, TINY, run
 
 

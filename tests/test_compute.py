@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
+from geoensemble.app.config import ComputeConfig
 from geoensemble.compute import dask_client, wait_for_workers
-from geoensemble.config import ComputeConfig
 from geoensemble.errors import ComputeError
 
 

@@ -8,10 +8,10 @@ import pytest
 import yaml
 from hydra.utils import instantiate
 
-from geoensemble.config import validate
+from geoensemble.app.config import validate
+from geoensemble.app.params import compose, render
 from geoensemble.ensemble.pipeline import build_pipeline
 from geoensemble.errors import ConfigError
-from geoensemble.params import compose, render
 from tests.conftest import run, tool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +21,7 @@ CONF = ROOT / "conf"
 def test_params_yaml_equals_composition_of_conf() -> None:
     committed = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert committed == yaml.safe_load(render()), (
-        "params.yaml is out of sync with conf/: run python -m geoensemble.params"
+        "params.yaml is out of sync with conf/: run python -m geoensemble.app.params"
     )
 
 

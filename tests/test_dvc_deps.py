@@ -19,7 +19,7 @@ SRC = ROOT / "src"
 PKG = "geoensemble"
 STAGES = ("scene", "ingest", "featurize", "labels", "train", "evaluate", "predict")
 # cli dispatches to every stage through this module; each stage's own function is followed
-DISPATCH = f"{PKG}.stages"
+DISPATCH = f"{PKG}.app.stages"
 
 
 def _module_file(name: str) -> Path | None:

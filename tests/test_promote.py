@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from geoensemble import cli, tracking
-from geoensemble.config import TrackingConfig
-from geoensemble.promote import (
+from geoensemble import tracking
+from geoensemble.app import cli
+from geoensemble.app.config import TrackingConfig
+from geoensemble.app.promote import (
     DVC_EXP,
     MANUAL,
     MLFLOW_RUN,
@@ -281,7 +282,7 @@ def test_promote_by_rule_compares_only_comparable_candidates(store: TrackingConf
 
 
 def test_promote_keys_need_no_section_and_a_reason_is_free_text() -> None:
-    from geoensemble.params import compose
+    from geoensemble.app.params import compose
     from tests.conftest import ROOT
 
     args = cli.promote_shorthand(["version=2", "reason=k=5 reads [better], it's", "seed=1"])
@@ -295,8 +296,8 @@ def test_the_params_file_mark_ends_with_its_stage(tmp_path: Path) -> None:
     """In one process (the API, tests) a later stage composed by Hydra is not the pipeline."""
     import yaml
 
-    from geoensemble.config import to_dict, validate
-    from geoensemble.params import compose
+    from geoensemble.app.config import to_dict, validate
+    from geoensemble.app.params import compose
     from tests.conftest import ROOT
 
     params = tmp_path / "params.yaml"

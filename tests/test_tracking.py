@@ -30,7 +30,7 @@ def test_runs_left_running_by_dead_processes_are_marked_killed(
 ) -> None:
     import mlflow
 
-    from geoensemble.config import TrackingConfig
+    from geoensemble.app.config import TrackingConfig
 
     monkeypatch.setenv("GEOENSEMBLE_ROOT", str(tmp_path))
     cfg = TrackingConfig(uri=f"sqlite:///{tmp_path}/mlflow.db")
@@ -125,7 +125,7 @@ def test_closing_the_background_drops_the_calls_not_started() -> None:
 def test_a_dvc_experiment_logs_the_params_it_changed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from geoensemble.ensemble.train import experiment_keys
+    from geoensemble.app.train import experiment_keys
     from tests.conftest import run
 
     params = tmp_path / "params.yaml"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import skops.io
 
-from geoensemble.config import FeaturesConfig
+from geoensemble.app.config import FeaturesConfig
 from geoensemble.ensemble.pipeline import build_pipeline
 from geoensemble.errors import ConfigError
 from geoensemble.features.build import build_features
@@ -111,9 +111,9 @@ def test_a_trusted_module_of_your_own_is_used(
 
 
 def _untrusted_types(model: str, features: str) -> set[str]:
-    from geoensemble.config import validate
+    from geoensemble.app.config import validate
+    from geoensemble.app.params import compose
     from geoensemble.ensemble.precedence import member_estimator
-    from geoensemble.params import compose
 
     cfg = validate(
         compose(

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from geoensemble.stages import STAGES
-from geoensemble.usage import STAGE_HELP
+from geoensemble.app.stages import STAGES
+from geoensemble.app.usage import STAGE_HELP
 from tests.conftest import ROOT, tool, tool_env
 
 

@@ -11,7 +11,7 @@ The Python API (for notebooks; no Hydra, DVC or MLflow needed)::
     ge.write_map(maps["vote"], "vote.tif")
 
 The stages (``scene``, ``ingest``, ``featurize``, ``train``, ``evaluate``, ``predict``) are
-plain functions in :mod:`geoensemble.stages` that take a validated config; the scripts in
+plain functions in :mod:`geoensemble.app.stages` that take a validated config; the scripts in
 ``pipelines/`` only wrap them for DVC, MLflow Projects and Hydra.
 
 The names below are imported on first use, so ``import geoensemble`` stays fast and imports

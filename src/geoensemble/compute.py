@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from geoensemble.config import ComputeConfig
+from geoensemble.app.config import ComputeConfig
 from geoensemble.errors import ComputeError, ConfigError
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")

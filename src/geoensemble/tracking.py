@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from geoensemble.config import TrackingConfig
+from geoensemble.app.config import TrackingConfig
 from geoensemble.errors import (
     FeatureMismatchError,
     GeoEnsembleError,
@@ -740,7 +740,7 @@ SWEEP_RUN_VAR = "GEOENSEMBLE_SWEEP_RUN_ID"
 def sweep_tags() -> dict[str, str]:
     """``sweep_id``, job number and overrides of a Hydra multirun job (empty otherwise).
 
-    The sweep id comes from the environment, set by :mod:`geoensemble.sweep` in the process
+    The sweep id comes from the environment, set by :mod:`geoensemble.app.sweep` in the process
     that launches the jobs, so jobs in other processes (joblib launcher) share it.
     """
     sweep_id = os.environ.get(SWEEP_ID_VAR)

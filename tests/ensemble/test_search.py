@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from geoensemble.app.config import AppConfig, ComputeConfig, validate
+from geoensemble.app.params import compose
 from geoensemble.compute import dask_client
-from geoensemble.config import AppConfig, ComputeConfig, validate
 from geoensemble.ensemble.search import (
     Member,
     TrainingData,
@@ -24,7 +25,6 @@ from geoensemble.ensemble.search import (
     select,
 )
 from geoensemble.errors import ConfigError
-from geoensemble.params import compose
 from tests.conftest import ROOT
 
 

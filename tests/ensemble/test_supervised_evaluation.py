@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from geoensemble import stages
-from geoensemble.config import AppConfig
+from geoensemble.app import stages
+from geoensemble.app.config import AppConfig
 from geoensemble.errors import ConfigError
 from tests.integration.conftest import compose_tiny, reset_mlflow_uris
 

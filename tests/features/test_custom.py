@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from geoensemble.config import FeaturesConfig
+from geoensemble.app.config import FeaturesConfig
 from geoensemble.errors import ConfigError, LayerNotFoundError
 from geoensemble.features.build import build_features
 from geoensemble.features.custom import with_roles

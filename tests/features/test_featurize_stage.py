@@ -10,8 +10,9 @@ import pytest
 import xarray as xr
 from matplotlib.image import imread
 
-from geoensemble import plots, stages
-from geoensemble.config import AppConfig
+from geoensemble import plots
+from geoensemble.app import stages
+from geoensemble.app.config import AppConfig
 from geoensemble.io.stack import open_store, store_meta, write_store
 from tests.features.conftest import stack_dataset
 

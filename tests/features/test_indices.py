@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from geoensemble.config import FeaturesConfig
+from geoensemble.app.config import FeaturesConfig
 from geoensemble.errors import ConfigError, LayerNotFoundError
 from geoensemble.features.build import build_features
 from geoensemble.features.indices import (

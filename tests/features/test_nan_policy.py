@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from geoensemble import tracking
-from geoensemble.config import FeaturesConfig, TrackingConfig, validate
+from geoensemble.app.config import FeaturesConfig, TrackingConfig, validate
+from geoensemble.app.params import compose
 from geoensemble.ensemble.pipeline import build_pipeline
 from geoensemble.errors import ConfigError
 from geoensemble.features.build import build_features
 from geoensemble.features.sample import sample_pixels
 from geoensemble.features.table import flatten, unflatten
-from geoensemble.params import compose
 from tests.features.conftest import stack_dataset
 
 CONF = Path(__file__).resolve().parents[2] / "conf"

@@ -9,11 +9,11 @@ import pytest
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from geoensemble.config import validate
+from geoensemble.app.config import validate
+from geoensemble.app.params import compose
 from geoensemble.ensemble.pipeline import build_pipeline
 from geoensemble.errors import ConfigError
 from geoensemble.features.transformers import RandomBandSubset, output_names
-from geoensemble.params import compose
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 NAMES = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "ndwi", "ndvi", "ndsi", "nbr"]

@@ -22,7 +22,7 @@ def _fresh_mlflow_uris() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def featurized(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with the tiny scene ingested, featurized and labelled (built once)."""
-    from geoensemble import stages
+    from geoensemble.app import stages
 
     d = tmp_path_factory.mktemp("hardening")
     cfg = compose_tiny(d)
@@ -51,7 +51,7 @@ def trained(featurized: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
     """An ensemble trained on the tiny scene into its own SQLite store, as a user whose home
     folder holds the project, with credentials in a config value (``data.path``: train does
     not read it)."""
-    from geoensemble import stages
+    from geoensemble.app import stages
 
     out = tmp_path_factory.mktemp("trained")
     home = out.parent

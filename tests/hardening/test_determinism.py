@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from geoensemble import stages
+from geoensemble.app import stages
 from tests.hardening.conftest import stage_cfg
 
 # Tags that name this run, not its result.

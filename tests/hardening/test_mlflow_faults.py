@@ -27,8 +27,8 @@ import mlflow
 import pytest
 
 from geoensemble import tracking
-from geoensemble.cli import one_line
-from geoensemble.config import TrackingConfig
+from geoensemble.app.cli import one_line
+from geoensemble.app.config import TrackingConfig
 from geoensemble.errors import TrackingError
 from tests.conftest import ROOT, tool, tool_env
 from tests.integration.conftest import (

@@ -30,9 +30,9 @@ import rasterio
 import yaml
 from affine import Affine
 
-from geoensemble import stages
-from geoensemble.cli import stage_main
-from geoensemble.config import to_dict
+from geoensemble.app import stages
+from geoensemble.app.cli import stage_main
+from geoensemble.app.config import to_dict
 from geoensemble.errors import OutputError
 from geoensemble.io.atomic import OLD_MARK, TMP_MARK, remove_stale_partials
 from geoensemble.io.owned import store_refusal

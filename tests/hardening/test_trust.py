@@ -28,7 +28,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from geoensemble import tracking
-from geoensemble.config import TrackingConfig
+from geoensemble.app.config import TrackingConfig
 from geoensemble.errors import InputFileError
 from tests.integration.conftest import reset_mlflow_uris, tiny_overrides
 from tests.test_bad_inputs_cli import outputs_in, stage, the_error_line

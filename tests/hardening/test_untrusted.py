@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from geoensemble import tracking
-from geoensemble.config import ExternalModelConfig, TrackingConfig
+from geoensemble.app.config import ExternalModelConfig, TrackingConfig
+from geoensemble.app.members import external_member
 from geoensemble.errors import ConfigError, InputFileError
-from geoensemble.predict.models import external_member
 from tests.conftest import ROOT
 
 

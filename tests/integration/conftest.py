@@ -65,8 +65,8 @@ def tiny_overrides(d: Path) -> list[str]:
 
 def compose_tiny(d: Path, *overrides: str) -> Any:
     """A validated config for the tiny scene under ``d``, with more ``overrides``."""
-    from geoensemble.config import validate
-    from geoensemble.params import compose
+    from geoensemble.app.config import validate
+    from geoensemble.app.params import compose
 
     return validate(compose([*tiny_overrides(d), *overrides], config_dir=ROOT / "conf"))
 
@@ -74,7 +74,7 @@ def compose_tiny(d: Path, *overrides: str) -> Any:
 @pytest.fixture(scope="session")
 def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with the tiny scene ingested and featurized (``features/``), built once."""
-    from geoensemble import stages
+    from geoensemble.app import stages
 
     d = tmp_path_factory.mktemp("tiny")
     cfg = compose_tiny(d)
@@ -245,7 +245,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture(scope="session")
 def server_ensemble(mlflow_server: Server, tiny_store: Path) -> dict[str, Any]:
     """A small ensemble trained against the server (experiment ``server-test``)."""
-    from geoensemble import stages
+    from geoensemble.app import stages
 
     cfg = compose_tiny(
         tiny_store,

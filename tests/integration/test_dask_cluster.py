@@ -14,7 +14,7 @@ import pytest
 import rasterio
 from distributed import Client
 
-from geoensemble import stages
+from geoensemble.app import stages
 from geoensemble.compute import connect
 from geoensemble.errors import ConfigError
 from tests.conftest import tool

@@ -38,7 +38,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with (d / "conf/config.yaml").open("a") as f:
         f.write("\n# tests: a tiny scene\n" + tiny)
     run(["git", "init", "-q", "-b", "main"], d)
-    run([tool("python"), "-m", "geoensemble.params"], d)
+    run([tool("python"), "-m", "geoensemble.app.params"], d)
     run(["git", "add", "-A"], d)
     run(["git", "commit", "-qm", "project"], d)
     run([tool("dvc"), "repro"], d, timeout=900)

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import yaml
 
-from geoensemble import stages, tracking
-from geoensemble.config import AppConfig, validate
-from geoensemble.params import compose
+from geoensemble import tracking
+from geoensemble.app import stages
+from geoensemble.app.config import AppConfig, validate
+from geoensemble.app.params import compose
 from tests.conftest import ROOT, TINY
 
 pytestmark = pytest.mark.integration

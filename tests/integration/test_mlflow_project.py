@@ -40,7 +40,7 @@ def mlflow_run(project: Path, entry: str, overrides: list[str]) -> str:
 
 
 def test_every_stage_and_a_sweep_is_an_entry_point() -> None:
-    from geoensemble.stages import STAGES
+    from geoensemble.app.stages import STAGES
 
     spec = yaml.safe_load((ROOT / "MLproject").read_text())
     entries = spec["entry_points"]

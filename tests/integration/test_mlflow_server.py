@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from geoensemble.config import TrackingConfig
+from geoensemble.app.config import TrackingConfig
 from geoensemble.errors import TrackingError
 from geoensemble.tracking import setup
 from tests.integration.conftest import Server, free_port, run_metrics, run_params, run_tags

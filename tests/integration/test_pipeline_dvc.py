@@ -27,7 +27,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run(["git", "init", "-q", "-b", "main"], d)
     py = str(Path(tool("python")))
     # A tiny scene: same conf/, composed with overrides, exactly as DVC composes it.
-    run([py, "-m", "geoensemble.params", *TINY], d)
+    run([py, "-m", "geoensemble.app.params", *TINY], d)
     run(["git", "add", "-A"], d)
     run(["git", "commit", "-qm", "project"], d)
     run([tool("dvc"), "repro"], d, timeout=900)

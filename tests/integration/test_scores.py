@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from geoensemble import stages
-from geoensemble.config import AppConfig, validate
-from geoensemble.params import compose
+from geoensemble.app import stages
+from geoensemble.app.config import AppConfig, validate
+from geoensemble.app.params import compose
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration

@@ -15,10 +15,10 @@ import mlflow
 import pytest
 from omegaconf import OmegaConf
 
-from geoensemble.config import validate
+from geoensemble.app.config import validate
+from geoensemble.app.params import compose
+from geoensemble.app.sweep import check_launcher, summarize
 from geoensemble.errors import ConfigError
-from geoensemble.params import compose
-from geoensemble.sweep import check_launcher, summarize
 from tests.conftest import ROOT, run, tool
 from tests.integration.conftest import (
     Server,

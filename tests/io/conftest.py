@@ -13,7 +13,7 @@ import rasterio
 from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
 
-from geoensemble.config import Align, DataConfig, LayerSpecConfig, TargetGridConfig
+from geoensemble.app.config import Align, DataConfig, LayerSpecConfig, TargetGridConfig
 from geoensemble.io.checks import check_data_config
 
 UTM = "EPSG:32613"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from affine import Affine
 
-from geoensemble.config import DataConfig
+from geoensemble.app.config import DataConfig
 from geoensemble.errors import (
     ConfigError,
     EmptyLayerError,

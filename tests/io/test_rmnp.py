@@ -11,10 +11,10 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
-from geoensemble.config import AppConfig
+from geoensemble.app.config import AppConfig
+from geoensemble.app.stages import ingest
 from geoensemble.errors import GridMismatchError
 from geoensemble.io.stack import build_stack, grid_attrs, open_store, store_meta
-from geoensemble.stages import ingest
 from tests.conftest import ROOT, run
 from tests.io.conftest import data
 

@@ -12,7 +12,7 @@ import xarray as xr
 from affine import Affine
 from rasterio.crs import CRS
 
-from geoensemble.config import TrackingConfig
+from geoensemble.app.config import TrackingConfig
 from geoensemble.io.stack import set_grid
 
 NAMES = ["B2", "B3", "B4", "B5", "ndvi"]

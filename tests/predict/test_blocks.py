@@ -10,7 +10,7 @@ import rasterio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from geoensemble.config import PredictOutputsConfig
+from geoensemble.app.config import PredictOutputsConfig
 from geoensemble.predict import BlockPredictor, ClassScheme, Member, output_keys, predict_scene
 from geoensemble.predict.blocks import block_edge, blocks
 from tests.predict.conftest import NAMES, fit_forest, fit_kmeans, make_scene, valid_table

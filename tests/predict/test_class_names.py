@@ -15,9 +15,10 @@ import numpy as np
 import rasterio
 from shapely.geometry import box
 
-from geoensemble import plots, stages
+from geoensemble import plots
+from geoensemble.app import stages
+from geoensemble.app.config import TrackingConfig
 from geoensemble.classes import CLASS_NAMES_TAG, class_colour
-from geoensemble.config import TrackingConfig
 from geoensemble.io.stack import write_store
 from tests.predict.conftest import NAMES, make_scene, register, valid_table
 

@@ -13,7 +13,7 @@ from rasterio.crs import CRS
 from sklearn.linear_model import LinearRegression
 from sklearn.neighbors import KNeighborsClassifier
 
-from geoensemble.config import PredictOutputsConfig
+from geoensemble.app.config import PredictOutputsConfig
 from geoensemble.io.profiles import class_dtype
 from geoensemble.io.stack import set_grid
 from geoensemble.predict import (

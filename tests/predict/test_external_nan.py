@@ -13,8 +13,8 @@ import pytest
 import rasterio
 import xarray as xr
 
-from geoensemble import stages
-from geoensemble.config import TrackingConfig
+from geoensemble.app import stages
+from geoensemble.app.config import TrackingConfig
 from geoensemble.errors import ConfigError, EmptyLayerError, InputFileError
 from geoensemble.features.impute import (
     FillNaN,

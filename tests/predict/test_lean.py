@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import rasterio
 
-from geoensemble import plots, stages
-from geoensemble.config import TrackingConfig
+from geoensemble import plots
+from geoensemble.app import stages
+from geoensemble.app.config import TrackingConfig
 from geoensemble.io.stack import write_store
 from geoensemble.predict.blocks import blocks
 from geoensemble.predict.timing import LOG_PREFIX

@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 import rasterio
 
-from geoensemble import plots, stages
+from geoensemble import plots
+from geoensemble.app import stages
+from geoensemble.app.config import PredictOutputsConfig, TrackingConfig
 from geoensemble.classes import (
     CLUSTER_PALETTE,
     KNOWN_COLOURS,
@@ -26,7 +28,6 @@ from geoensemble.classes import (
     match_clusters,
     neutral_greys,
 )
-from geoensemble.config import PredictOutputsConfig, TrackingConfig
 from geoensemble.io.geotiff import write_geotiff
 from geoensemble.io.stack import write_store
 from geoensemble.predict import BlockPredictor, ClassScheme, Member, output_keys

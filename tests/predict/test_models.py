@@ -10,22 +10,21 @@ import numpy as np
 import pytest
 import rasterio
 
-from geoensemble.config import (
+from geoensemble.app.config import (
     AppConfig,
     ExternalModelConfig,
     PredictOutputsConfig,
     TrackingConfig,
 )
+from geoensemble.app.members import external_member, resolve_members
 from geoensemble.errors import ConfigError, FeatureMismatchError, InputFileError, ModelNotFoundError
 from geoensemble.predict import (
     BlockPredictor,
     ClassScheme,
     Member,
     check_features,
-    external_member,
     output_keys,
     predict_scene,
-    resolve_members,
 )
 from tests.predict.conftest import NAMES, fit_forest, fit_kmeans, make_scene, register, valid_table
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from geoensemble.predict.provenance import dvc_hashes
+from geoensemble.app.provenance import dvc_hashes
 from tests.conftest import run, tool
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from geoensemble import stages
-from geoensemble.config import DataConfig, TrackingConfig
+from geoensemble.app import stages
+from geoensemble.app.config import DataConfig, TrackingConfig
 from geoensemble.errors import OutputError
 from geoensemble.io.stack import write_store
 from tests.predict.conftest import NAMES, fit_forest, fit_kmeans, make_scene, register, valid_table

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from geoensemble import stages
-from geoensemble.config import TrackingConfig
+from geoensemble.app import stages
+from geoensemble.app.config import TrackingConfig
 from geoensemble.errors import ConfigError, InputFileError
 from geoensemble.io.stack import write_store
 from tests.predict.conftest import NAMES, fit_kmeans, make_scene, register
@@ -62,14 +62,14 @@ def test_a_bad_train_report_is_one_error_naming_it(
     if report is not None:
         text = report if isinstance(report, str) else json.dumps(report)
         (tmp_path / "reports/train.json").write_text(text)
-    from geoensemble.predict.models import train_report_uris
+    from geoensemble.app.members import train_report_uris
 
     with pytest.raises(error, match=match):
         train_report_uris(make_cfg("predict.model_uri=train_report"))
 
 
 def test_the_report_names_the_champion_then_every_kept_member(tmp_path: Path, make_cfg) -> None:
-    from geoensemble.predict.models import train_report_uris
+    from geoensemble.app.members import train_report_uris
 
     (tmp_path / "reports").mkdir()
     report = {

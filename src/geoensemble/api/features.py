@@ -11,7 +11,7 @@ from geoensemble.errors import ConfigError
 if TYPE_CHECKING:
     import xarray as xr
 
-    from geoensemble.config import FeaturesConfig
+    from geoensemble.app.config import FeaturesConfig
 
 
 def dotted_name(obj: Any, where: str) -> str:
@@ -96,7 +96,7 @@ def features_config(
     The coupling to the application config the layering refactor removes:
     :func:`~geoensemble.features.build.build_features` takes a ``FeaturesConfig``.
     """
-    from geoensemble.config import FeaturesConfig, check_name
+    from geoensemble.app.config import FeaturesConfig, check_name
     from geoensemble.features.indices import SENSORS
     from geoensemble.trust import check_modules
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import xarray as xr
 
     from geoensemble.api.estimators import Recipe
-    from geoensemble.config import AppConfig
+    from geoensemble.app.config import AppConfig
     from geoensemble.ensemble.member import TrainingData
     from geoensemble.ensemble.search import Member
 
@@ -53,7 +53,7 @@ def app_config(
     The search (:func:`~geoensemble.ensemble.search.run_ensemble`) still takes the whole
     application config: this is the coupling the layering refactor removes.
     """
-    from geoensemble.config import (
+    from geoensemble.app.config import (
         RANGES,
         AppConfig,
         ComputeConfig,
@@ -312,8 +312,8 @@ class Ensemble:
             When the store cannot be used, in one line naming it.
         """
         from geoensemble import tracking
-        from geoensemble.config import TrackingConfig, check_name, flatten, to_dict
-        from geoensemble.ensemble.runlog import MemberLogger
+        from geoensemble.app.config import TrackingConfig, check_name, flatten, to_dict
+        from geoensemble.app.runlog import MemberLogger
         from geoensemble.ensemble.scoring import scoring_space
         from geoensemble.ensemble.search import EnsembleResult
 

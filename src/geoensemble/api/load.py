@@ -15,7 +15,7 @@ from geoensemble.errors import ConfigError
 if TYPE_CHECKING:
     import xarray as xr
 
-    from geoensemble.config import DataConfig, LayerSpecConfig
+    from geoensemble.app.config import DataConfig, LayerSpecConfig
 
 # A folder's rasters when ``path`` names no glob of its own: GeoTiffs whatever the case of
 # their extension (Landsat's are .TIF).
@@ -77,7 +77,7 @@ class LayerSpec:
 
     def to_config(self) -> LayerSpecConfig:
         """The ``data.layers`` entry this spec stands for."""
-        from geoensemble.config import LayerSpecConfig
+        from geoensemble.app.config import LayerSpecConfig
 
         nodata = self.nodata
         values = [] if nodata is None else [nodata] if isinstance(nodata, int | float) else nodata
@@ -145,7 +145,7 @@ def data_config(
     This is the coupling to the application config that the library's layering removes:
     :func:`~geoensemble.io.stack.build_stack` still takes a ``DataConfig``.
     """
-    from geoensemble.config import Align, DataConfig
+    from geoensemble.app.config import Align, DataConfig
     from geoensemble.io.checks import check_data_config
 
     p = Path(os.fspath(path))

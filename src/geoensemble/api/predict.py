@@ -158,7 +158,7 @@ def _scene_dataset(
 
     from geoensemble.io.stack import grid_attrs, set_grid
     from geoensemble.predict.combine import REGRESSOR
-    from geoensemble.predict.run import DESCRIPTION
+    from geoensemble.predict.scene import DESCRIPTION
 
     scheme = predictor.scheme
     coords = {"y": ds["y"].values, "x": ds["x"].values}

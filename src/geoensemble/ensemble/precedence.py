@@ -103,7 +103,7 @@ def _stale(n_clusters: int, key: str) -> None:
     raise ConfigError(
         f"config key model.n_clusters={n_clusters} but model.estimator.{key} is null: in a "
         f"composed params.yaml the estimator does not follow model.n_clusters; regenerate it "
-        f"(python -m geoensemble.params model.n_clusters={n_clusters} model.space={{}}) or "
+        f"(python -m geoensemble.app.params model.n_clusters={n_clusters} model.space={{}}) or "
         f"use dvc exp run -S, which recomposes conf/"
     )
 

@@ -49,7 +49,7 @@ import numpy as np
 from geoensemble.errors import ConfigError
 
 if TYPE_CHECKING:
-    from geoensemble.config import AppConfig
+    from geoensemble.app.config import AppConfig
 
 # Scores of members whose value depends on the member's own transformed space.
 MEMBER_SPACE_PREFIX = "member_space_"
@@ -234,7 +234,7 @@ def scoring_space(cfg: AppConfig) -> str:
     except its member-specific ``steps`` and its display keys, the seed, the CV folds).
     Member-specific steps (PCA size...) may differ: members are scored in the common space.
     """
-    from geoensemble.config import to_dict
+    from geoensemble.app.config import to_dict
 
     whole = to_dict(cfg)
     features = {

@@ -33,8 +33,8 @@ from optuna.samplers import NSGAIISampler
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
+from geoensemble.app.config import AppConfig
 from geoensemble.compute import out_of_memory, wait_for_workers
-from geoensemble.config import AppConfig
 from geoensemble.ensemble.checks import check_members
 from geoensemble.ensemble.member import (
     FitResult,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-from geoensemble.config import FeaturesConfig
+from geoensemble.app.config import FeaturesConfig
 from geoensemble.errors import ConfigError
 from geoensemble.features.custom import apply_custom
 from geoensemble.features.indices import NAMED_INDICES, apply_op, derived_spec, resolve_layer

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from geoensemble.config import DataConfig, LayerSpecConfig
+from geoensemble.app.config import DataConfig, LayerSpecConfig
 from geoensemble.errors import InputFileError, LayerNotFoundError
 from geoensemble.io import georef
 from geoensemble.io.checks import FORMATS, unsafe_name

@@ -23,7 +23,7 @@ from affine import Affine
 from dask.base import tokenize
 from rasterio.crs import CRS
 
-from geoensemble.config import DataConfig
+from geoensemble.app.config import DataConfig
 from geoensemble.errors import EmptyLayerError, InputFileError, LayerNotFoundError, OutputError
 from geoensemble.io.atomic import atomic_path, disk_full
 from geoensemble.io.checks import unsafe_name

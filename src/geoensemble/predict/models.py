@@ -9,23 +9,18 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from geoensemble.config import AppConfig, ExternalModelConfig
-from geoensemble.errors import ConfigError, FeatureMismatchError, InputFileError
+from geoensemble.errors import FeatureMismatchError
 
 log = logging.getLogger("geoensemble")
 
 CLUSTER, CLASSIFIER, REGRESSOR = "cluster", "classifier", "regressor"
-# predict.model_uri: the version the champion of <paths.reports>/train.json names (the pipeline)
-TRAIN_REPORT = "train_report"
 
 
 @dataclass
@@ -148,230 +143,6 @@ def registered_class_names(name: str, version: str) -> dict[str, str] | None:
     if not isinstance(data, dict):
         return None
     return {str(k): str(v) for k, v in data.items()}
-
-
-def external_member(ext: ExternalModelConfig) -> Member:
-    """A pickled or joblib model trained elsewhere; refused unless explicitly enabled.
-
-    Raises
-    ------
-    ConfigError
-        Without ``predict.external.allow_pickle=true`` (unpickling runs code from the file),
-        or without the declared ``predict.external.feature_names``.
-    InputFileError
-        If the file is missing or cannot be unpickled.
-    """
-    assert ext.path is not None
-    path = Path(ext.path)
-    if not ext.allow_pickle:
-        raise ConfigError(
-            f"predict.external.path={str(path)!r} is a pickled model, and loading a pickle "
-            f"runs code stored in the file. Only if you trust its source, set "
-            f"predict.external.allow_pickle=true (and declare its inputs with "
-            f"predict.external.feature_names)"
-        )
-    if not ext.feature_names:
-        raise ConfigError(
-            f"predict.external.feature_names is empty: declare the input features of "
-            f"{path.name} in the order it was trained on, e.g. [B2, B3, B4, B5, ndvi]"
-        )
-    if not path.is_file():
-        raise InputFileError(f"external model {path} does not exist: check predict.external.path")
-    model = _unpickle(path)
-    if not hasattr(model, "predict"):
-        raise ConfigError(
-            f"{path.name} holds a {type(model).__name__}, not a model with .predict(): "
-            f"export the fitted scikit-learn estimator or pipeline itself"
-        )
-    names = [str(n) for n in ext.feature_names]
-    if ext.impute_stats:  # checked before any run or map is started
-        from geoensemble.features.impute import declared_fill_values
-
-        declared_fill_values(ext.impute_stats, names, "declared")
-    fitted = getattr(model, "feature_names_in_", None)
-    if fitted is not None and list(map(str, fitted)) != names:
-        raise FeatureMismatchError(
-            f"predict.external.feature_names {names} differ from the names {path.name} was "
-            f"fitted with {list(map(str, fitted))}: declare those, in that order"
-        )
-    return Member(
-        label=ext.label or path.stem,
-        model=model,
-        feature_names=names,
-        uri=path.resolve().as_uri(),
-        external=True,
-    )
-
-
-def _unpickle(path: Path) -> Any:
-    try:
-        if path.suffix.lower() in {".joblib", ".jbl"}:
-            import joblib
-
-            return joblib.load(path)
-        with open(path, "rb") as f:
-            return pickle.load(f)  # the user opted in (allow_pickle)
-    except (
-        OSError,
-        pickle.UnpicklingError,
-        EOFError,
-        AttributeError,
-        ImportError,
-        KeyError,  # joblib/pickle on bytes that are not a pickle at all
-        ValueError,
-        IndexError,
-    ) as exc:
-        raise InputFileError(
-            f"cannot load external model {path}: {type(exc).__name__}: {exc}. Export it "
-            f"again with pickle or joblib under the same scikit-learn version"
-        ) from None
-
-
-def nan_policy(
-    members: list[Member],
-    ds: Any,
-    cfg: AppConfig,
-    *,
-    scene: str = "scene",
-) -> tuple[list[Member], dict[str, str]]:
-    """The members for one scene with the configured NaN policy, and tags recording it.
-
-    Members trained here fill NaN with their own imputer (fitted on their training pixels).
-    An external model gets a :class:`~geoensemble.features.impute.FillNaN` step in front,
-    with the fill values of this scene's layers (``features.impute``, computed blockwise) or
-    of ``predict.external.impute_stats``, as soon as ``features.nan_threshold`` lets a NaN
-    reach it (see :mod:`geoensemble.features.impute`).
-    """
-    import dataclasses
-
-    from geoensemble.features.impute import declared_fill_values, scene_fill_values, with_fill
-
-    f = cfg.features
-    tags = {"nan_threshold": str(f.nan_threshold)}
-    if f.nan_threshold == 0 or not any(m.external for m in members):
-        return members, tags  # no NaN reaches a model without its own imputer
-    assert f.impute is not None  # validate() refuses nan_threshold > 0 without impute
-    out = []
-    for m in members:
-        if not m.external:
-            out.append(m)
-            continue
-        stats = cfg.predict.external.impute_stats
-        if stats:  # validate() refuses it with impute=constant
-            fill = declared_fill_values(stats, m.feature_names, f.impute)
-        else:
-            fill = scene_fill_values(
-                ds,
-                m.feature_names,
-                f.impute,
-                constant=f.impute_value,
-                seed=cfg.seed,
-                scene=scene,
-            )
-        log.info(
-            "predict: %s: NaN features of external model %s filled with the %s %s %s",
-            scene,
-            m.label,
-            fill.source,
-            fill.strategy,
-            fill.values,
-        )
-        tags.update(fill.tags(f.nan_threshold, m.label))
-        values = [fill.values[n] for n in m.feature_names]
-        out.append(dataclasses.replace(m, model=with_fill(m.model, values)))
-    return out, tags
-
-
-def resolve_members(cfg: AppConfig, experiment_id: str | None) -> list[Member]:
-    """Every model of this prediction, in a fixed order, without duplicates.
-
-    The members are the union of ``predict.models``, the kept members of
-    ``predict.ensemble`` and ``predict.external``; when none is set, ``predict.model_uri``
-    (default ``models:/<tracking.model_name>@<predict.alias>``).
-    """
-    from geoensemble import tracking
-
-    p = cfg.predict
-    uris = list(p.models)
-    if p.ensemble:
-        assert experiment_id is not None
-        parent = tracking.find_ensemble_run(p.ensemble, experiment_id)
-        uris += tracking.kept_member_uris(cfg.tracking.model_name, parent)
-    trained = train_report_uris(cfg) if p.model_uri == TRAIN_REPORT else []
-    if trained:
-        uris[:0] = trained
-    elif p.model_uri or (not uris and not p.external.path):
-        uris.insert(0, tracking.model_uri(cfg.tracking, p.model_uri, p.alias))
-    trusted = cfg.trust.types
-    members = [registered_member(u, trusted_types=trusted) for u in dict.fromkeys(uris)]
-    if trained:
-        # the pipeline's map keeps one name whichever version its train registered
-        members[0].label = f"{members[0].name}_{p.alias}"
-    if p.external.path:
-        members.append(external_member(p.external))
-    labels = [m.label for m in members]
-    for i, m in enumerate(members):
-        if labels.count(m.label) > 1:
-            m.label = f"{m.label}_{i}"
-    kinds = {m.kind for m in members}
-    if len(kinds) > 1:
-        raise ConfigError(
-            f"the members mix model kinds {sorted(kinds)} "
-            f"({', '.join(f'{m.label}: {m.kind}' for m in members)}): predict "
-            f"classifiers, clusterers and regressors in separate runs"
-        )
-    return members
-
-
-def train_report_uris(cfg: AppConfig) -> list[str]:
-    """``models:/<name>/<version>`` of the champion ``<paths.reports>/train.json`` records,
-    then of the other members it kept, best first.
-
-    This is how the pipeline's predict stage (``predict.model_uri=train_report``) uses
-    exactly the versions its train stage registered, wherever ``@champion`` points meanwhile:
-    a map of every kept member, their aligned vote and agreement.
-
-    Raises
-    ------
-    InputFileError
-        If the report is missing, unreadable or records no champion version.
-    ConfigError
-        If it records another registered model than ``tracking.model_name``.
-    """
-    import json
-
-    path = Path(cfg.paths.reports) / "train.json"
-    rerun = "run the train stage first (dvc repro), or set predict.model_uri to a model"
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputFileError(
-            f"predict.model_uri=train_report reads {path}, which does not exist: {rerun}"
-        ) from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise InputFileError(
-            f"predict.model_uri=train_report cannot read {path} ({type(exc).__name__}): {rerun}"
-        ) from None
-    champion = report.get("champion") if isinstance(report, dict) else None
-    name = report.get("model_name") if isinstance(report, dict) else None
-    version = champion.get("version") if isinstance(champion, dict) else None
-    if not isinstance(name, str) or not str(version or "").isdigit():
-        raise InputFileError(
-            f"{path} records no champion version (champion.version, model_name): {rerun}"
-        )
-    if name != cfg.tracking.model_name:
-        raise ConfigError(
-            f"{path} records model '{name}' but tracking.model_name={cfg.tracking.model_name!r}: "
-            f"set tracking.model_name={name}, or rerun the train stage"
-        )
-    kept = report.get("kept") if isinstance(report.get("kept"), list) else []
-    others = [
-        str(k["version"])
-        for k in sorted(kept, key=lambda k: k.get("rank", 0))
-        if isinstance(k, dict) and str(k.get("version") or "").isdigit()
-    ]
-    versions = dict.fromkeys([str(version), *others])
-    return [f"models:/{name}/{v}" for v in versions]
 
 
 def env_threads() -> int:

@@ -1,6 +1,6 @@
 """What ``geoensemble --help`` and ``geoensemble <stage> --help`` print.
 
-Kept apart from :mod:`geoensemble.cli` so that help answers without importing Hydra, MLflow or
+Kept apart from :mod:`geoensemble.app.cli` so that help answers without importing Hydra, MLflow or
 the stages (help must be instant).
 """
 

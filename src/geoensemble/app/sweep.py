@@ -30,7 +30,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from geoensemble.config import EnsembleConfig, TrackingConfig
+from geoensemble.app.config import EnsembleConfig, TrackingConfig
 from geoensemble.errors import ConfigError, GeoEnsembleError
 
 SUMMARY_NAME = "sweep_summary.json"

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from geoensemble.config import AppConfig
+from geoensemble.app.config import AppConfig
 from geoensemble.errors import ConfigError, ModelNotFoundError, PromotionError
 
 log = logging.getLogger("geoensemble")
@@ -112,7 +112,7 @@ def training_origin() -> Origin:
     since ``HEAD``, so that ``@champion`` always comes from committed parameters.
     """
     from geoensemble import tracking
-    from geoensemble.cli import params_file
+    from geoensemble.app.cli import params_file
 
     env = os.environ
     if env.get(tracking.SWEEP_ID_VAR):
@@ -448,8 +448,8 @@ def promote(cfg: AppConfig) -> dict[str, Any]:
 
 
 def main() -> None:
-    """``python -m geoensemble.promote version=3`` (as ``geoensemble promote``)."""
-    from geoensemble.cli import stage_main
+    """``python -m geoensemble.app.promote version=3`` (as ``geoensemble promote``)."""
+    from geoensemble.app.cli import stage_main
 
     stage_main("promote")
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from geoensemble.config import AppConfig, flatten, to_dict
+from geoensemble.app.config import AppConfig, flatten, to_dict
 from geoensemble.ensemble.checks import check_members
 from geoensemble.ensemble.scoring import scoring_space
 from geoensemble.ensemble.search import (
@@ -256,9 +256,10 @@ def view_key(cfg: AppConfig) -> str:
 
 def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
     """Fit, log and register the ensemble; return the ``reports/train.json`` content."""
-    from geoensemble import promote, tracking
+    from geoensemble import tracking
+    from geoensemble.app import promote
+    from geoensemble.app.runlog import MemberLogger, timed_call
     from geoensemble.compute import dask_client
-    from geoensemble.ensemble.runlog import MemberLogger, timed_call
 
     t0 = time.perf_counter()
     # MLflow's imports (seconds) run while the training data is read and workers start.

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from geoensemble.config import AppConfig, load_params, validate
+from geoensemble.app.config import AppConfig, load_params, validate
 from geoensemble.errors import ConfigError, GeoEnsembleError
 
 EXIT_ERROR = 2  # a GeoEnsembleError: bad input, the user can fix it
@@ -99,7 +99,7 @@ def run_stage(stage: str, cfg: AppConfig) -> Any:
     import signal
     import threading
 
-    from geoensemble.stages import STAGES, check_dvc_outputs
+    from geoensemble.app.stages import STAGES, check_dvc_outputs
 
     try:
         check_dvc_outputs(cfg, stage)
@@ -124,7 +124,7 @@ def run_stage(stage: str, cfg: AppConfig) -> Any:
 def conf_dir() -> Path:
     """``conf/`` of the project in the working directory, else of the source checkout."""
     here = Path.cwd() / "conf"
-    return here if here.is_dir() else Path(__file__).resolve().parents[2] / "conf"
+    return here if here.is_dir() else Path(__file__).resolve().parents[3] / "conf"
 
 
 OVERRIDES_FLAG = "--overrides"
@@ -161,8 +161,8 @@ def _known_keys() -> list[str]:
     """Every key of the default composed config (for "did you mean" hints)."""
     from omegaconf import OmegaConf
 
-    from geoensemble.config import flatten
-    from geoensemble.params import compose
+    from geoensemble.app.config import flatten
+    from geoensemble.app.params import compose
 
     try:
         plain = OmegaConf.to_container(compose([], config_dir=conf_dir()), resolve=False)
@@ -251,7 +251,7 @@ def stage_main(stage: str, argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         raise fail(stage, exc) from None
     if any(a in HELP_FLAGS for a in args):
-        from geoensemble.usage import stage_help
+        from geoensemble.app.usage import stage_help
 
         print(stage_help(stage))
         return
@@ -279,8 +279,8 @@ def stage_main(stage: str, argv: list[str] | None = None) -> None:
     from hydra.types import RunMode
     from omegaconf import DictConfig
 
-    from geoensemble import sweep
-    from geoensemble.params import clear_overrides
+    from geoensemble.app import sweep
+    from geoensemble.app.params import clear_overrides
 
     @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
     def _main(raw: DictConfig) -> Any:
@@ -300,7 +300,7 @@ def stage_main(stage: str, argv: list[str] | None = None) -> None:
             raise fail(stage, exc) from None
         return run_stage(stage, cfg)
 
-    from geoensemble.stages import STAGES, check_dvc_outputs
+    from geoensemble.app.stages import STAGES, check_dvc_outputs
 
     sys.argv = [f"{stage}.py", *clear_overrides(args)]
     multirun = any(a in ("-m", "--multirun") for a in args)
@@ -403,7 +403,7 @@ def run_then_exit(stage: str) -> None:
 
 def main() -> None:
     """``geoensemble <stage> [--params FILE | overrides...]``; ``--help`` lists the stages."""
-    from geoensemble.usage import STAGE_HELP, main_help
+    from geoensemble.app.usage import STAGE_HELP, main_help
 
     args = sys.argv[1:]
     if not args:

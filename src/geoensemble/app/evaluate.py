@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from geoensemble.config import AppConfig
+from geoensemble.app.config import AppConfig
 from geoensemble.errors import GridMismatchError, InputFileError
 from geoensemble.io.atomic import write_json
 
@@ -302,7 +302,7 @@ def _cluster_assessment(
 def train_cv_config(cfg: AppConfig, rep: dict[str, Any]) -> AppConfig:
     """``cfg`` with the labelled sample and spatial folds train used (``train.json``'s
     ``cv``), logging where the given config differs; ``cfg`` itself for an older report."""
-    from geoensemble.ensemble.train import CV_KEYS, cv_settings, with_cv_settings
+    from geoensemble.app.train import CV_KEYS, cv_settings, with_cv_settings
 
     recorded = rep.get("cv")
     where = Path(cfg.paths.reports) / "train.json"
@@ -425,13 +425,13 @@ def _supervised_assessment(
         r2_score,
     )
 
+    from geoensemble.app.train import training_data
     from geoensemble.ensemble import figures
     from geoensemble.ensemble.assessment import (
         area_weighted_accuracy,
         error_matrix,
         fold_permutation_importance,
     )
-    from geoensemble.ensemble.train import training_data
     from geoensemble.io.stack import grid_attrs, open_store
 
     reports = Path(cfg.paths.reports)

@@ -1,7 +1,7 @@
 """The stages as plain functions of a validated config.
 
 ``dvc repro`` (via ``params.yaml``), ``mlflow run`` and Hydra (sweeps included) all call these
-same functions; only the wrapper in :mod:`geoensemble.cli` differs.
+same functions; only the wrapper in :mod:`geoensemble.app.cli` differs.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from geoensemble.config import AppConfig
+from geoensemble.app.config import AppConfig
 from geoensemble.io.atomic import remove_stale_partials, write_json
 from geoensemble.io.writable import check_store_target, check_writable
 
@@ -223,8 +223,8 @@ def labels(cfg: AppConfig) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- train
 def train(cfg: AppConfig) -> dict[str, Any]:
-    """Fit the ensemble (see :mod:`geoensemble.ensemble.train`) and write ``train.json``."""
-    from geoensemble.ensemble.train import train_ensemble
+    """Fit the ensemble (see :mod:`geoensemble.app.train`) and write ``train.json``."""
+    from geoensemble.app.train import train_ensemble
 
     # before the fit: a report that cannot be written would leave registered models behind
     check_writable(cfg.paths.reports, key="paths.reports")
@@ -236,8 +236,8 @@ def train(cfg: AppConfig) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- evaluate
 def evaluate(cfg: AppConfig) -> dict[str, Any]:
-    """Metrics and plots of the ensemble (see :mod:`geoensemble.ensemble.evaluate`)."""
-    from geoensemble.ensemble.evaluate import FIGURES, PLOTS, evaluate_ensemble
+    """Metrics and plots of the ensemble (see :mod:`geoensemble.app.evaluate`)."""
+    from geoensemble.app.evaluate import FIGURES, PLOTS, evaluate_ensemble
 
     check_writable(cfg.paths.reports, key="paths.reports")
     rep = reports_dir(cfg)
@@ -251,9 +251,9 @@ def evaluate(cfg: AppConfig) -> dict[str, Any]:
 def predict(cfg: AppConfig) -> dict[str, Any]:
     """Every selected model on every scene: COG maps, quicklooks and an MLflow predict run.
 
-    See :func:`geoensemble.predict.run.predict_many`.
+    See :func:`geoensemble.app.predict.predict_many`.
     """
-    from geoensemble.predict import predict_many
+    from geoensemble.app.predict import predict_many
 
     check_writable(cfg.predict.output_dir, key="predict.output_dir")
     out = predict_many(cfg)
@@ -308,7 +308,7 @@ def check_dvc_outputs(cfg: AppConfig, stage: str) -> None:
     """
     import os
 
-    from geoensemble.dvcfiles import dvc_owner
+    from geoensemble.app.dvcfiles import dvc_owner
     from geoensemble.errors import OutputError
 
     if os.environ.get(DVC_STAGE_VAR) or cfg.paths.dvc_outputs == "allow":
@@ -338,7 +338,7 @@ def run_all(cfg: AppConfig) -> dict[str, Any]:
     """
     import copy
 
-    from geoensemble.predict.models import TRAIN_REPORT
+    from geoensemble.app.members import TRAIN_REPORT
 
     p = cfg.predict
     if not (p.model_uri or p.models or p.ensemble or p.external.path):
@@ -349,8 +349,8 @@ def run_all(cfg: AppConfig) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- promote
 def promote(cfg: AppConfig) -> dict[str, Any]:
-    """Move ``@champion`` deliberately (see :mod:`geoensemble.promote`)."""
-    from geoensemble.promote import promote as promote_version
+    """Move ``@champion`` deliberately (see :mod:`geoensemble.app.promote`)."""
+    from geoensemble.app.promote import promote as promote_version
 
     return promote_version(cfg)
 

@@ -686,7 +686,7 @@ def _read_params_yaml(p: Path) -> Any:
     """
     from omegaconf._utils import get_yaml_loader
 
-    regenerate = "regenerate params.yaml with python -m geoensemble.params"
+    regenerate = "regenerate params.yaml with python -m geoensemble.app.params"
     size = p.stat().st_size
     if size > MAX_PARAMS_BYTES:
         raise ConfigError(
@@ -744,13 +744,13 @@ def load_params(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
         what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(
             f"config file {p} is not readable YAML: {what}{where}. Fix the file, or "
-            f"regenerate params.yaml with python -m geoensemble.params"
+            f"regenerate params.yaml with python -m geoensemble.app.params"
         ) from None
     if not isinstance(loaded, DictConfig) or not loaded:
         what = "empty" if not loaded else "a list" if isinstance(loaded, ListConfig) else "a value"
         raise ConfigError(
             f"config file {p} does not hold a mapping of config keys (it is {what}): "
-            f"regenerate it with python -m geoensemble.params"
+            f"regenerate it with python -m geoensemble.app.params"
         )
     return validate(_with_overrides(loaded, overrides, p))
 

@@ -3,7 +3,7 @@
 What each run holds, so that the runs table and the compare charts show what differs:
 
 - the parent run (``ensemble-<family>``): a few key params (see
-  :func:`geoensemble.ensemble.train.key_params`), the resolved config as the artifact
+  :func:`geoensemble.app.train.key_params`), the resolved config as the artifact
   ``config.yaml``, and the metric ``best_<metric>`` with one value per generation (step = the
   generation): the best score of the members of that generation and the earlier ones, so its
   last value is the champion's; ``search_history.json`` holds each generation's own best;
@@ -45,10 +45,10 @@ from typing import Any
 import numpy as np
 
 from geoensemble import tracking
+from geoensemble.app.config import TrackingConfig
+from geoensemble.app.promote import candidate_tags
 from geoensemble.classes import CLASS_NAMES_TAG
-from geoensemble.config import TrackingConfig
 from geoensemble.ensemble.search import EnsembleResult, Member
-from geoensemble.promote import candidate_tags
 
 
 class MemberLogger:
@@ -201,7 +201,7 @@ class MemberLogger:
         class_names: Mapping[str, str] | None = None,
     ) -> dict[int, str]:
         """Final ranks on every run; kept members logged and registered as candidates, tagged
-        with ``lineage`` and their criterion (no alias: see :mod:`geoensemble.promote`).
+        with ``lineage`` and their criterion (no alias: see :mod:`geoensemble.app.promote`).
 
         ``ensemble_name`` (a tag of the versions) defaults to the parent run's name and the
         start of its id.

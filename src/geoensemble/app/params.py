@@ -1,7 +1,7 @@
 """Compose ``conf/`` into ``params.yaml`` exactly as DVC does on ``dvc exp run``.
 
 ``dvc repro`` uses the committed ``params.yaml`` as it is, so after editing ``conf/`` run
-``python -m geoensemble.params`` to refresh it; a test checks that the two agree.
+``python -m geoensemble.app.params`` to refresh it; a test checks that the two agree.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def compose(overrides: list[str] | None = None, *, config_dir: Path | None = Non
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from geoensemble.cli import conf_dir
+    from geoensemble.app.cli import conf_dir
 
     with initialize_config_dir(str((config_dir or conf_dir()).resolve()), version_base=None):
         cfg = hydra_compose(config_name="config", overrides=clear_overrides(overrides or []))

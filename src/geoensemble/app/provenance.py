@@ -7,8 +7,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from geoensemble.config import AppConfig, to_dict
-from geoensemble.dvcfiles import dvc_managed, dvc_outputs, dvc_owner, load_yaml, rel_path
+from geoensemble.app.config import AppConfig, to_dict
+from geoensemble.app.dvcfiles import dvc_managed, dvc_outputs, dvc_owner, load_yaml, rel_path
 
 __all__ = ["config_hash", "dvc_hashes", "dvc_managed", "dvc_outputs", "dvc_owner"]
 
