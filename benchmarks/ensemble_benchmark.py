@@ -50,8 +50,8 @@ def sample(n: int, d: int = 11, k: int = 8, seed: int = 0) -> np.ndarray:
 
 
 def config(work: Path, pixels: int, members: int) -> AppConfig:
-    from geoensemble.app.config import validate
     from geoensemble.app.params import compose
+    from geoensemble.app.validate import validate
 
     return validate(
         compose(

@@ -228,8 +228,8 @@ def stage_params(work: Path, scene: Path, model: str, name: str, extra: list[str
     """The composed config of one stage variant, as ``dvc repro`` passes it."""
     from omegaconf import OmegaConf
 
-    from geoensemble.app.config import validate
     from geoensemble.app.params import compose
+    from geoensemble.app.validate import validate
 
     raw = compose(
         [

@@ -112,8 +112,8 @@ def params(work: Path, name: str, extra: list[str]) -> Path:
     """The composed config of one stage run, as ``dvc repro`` passes it."""
     from omegaconf import OmegaConf
 
-    from geoensemble.app.config import validate
     from geoensemble.app.params import compose
+    from geoensemble.app.validate import validate
 
     raw = compose(
         [

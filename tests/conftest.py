@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from hypothesis import configuration as hypothesis_configuration
 
-from geoensemble.app.config import AppConfig, validate
+from geoensemble.app.config import AppConfig
 from geoensemble.app.params import compose
+from geoensemble.app.validate import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 

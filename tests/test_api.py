@@ -16,8 +16,9 @@ import pytest
 import rasterio
 
 from geoensemble.app import stages
-from geoensemble.app.config import AppConfig, validate
+from geoensemble.app.config import AppConfig
 from geoensemble.app.params import compose
+from geoensemble.app.validate import validate
 from tests.conftest import ROOT, SHARED_DATA, TINY, run, tool_env
 
 BANDS = ["B1", "B2", "B3", "B4", "B5", "B6", "B7"]

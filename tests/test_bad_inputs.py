@@ -30,8 +30,9 @@ import yaml
 from affine import Affine
 
 from geoensemble.app.cli import stage_main
-from geoensemble.app.config import to_dict, validate
+from geoensemble.app.config import to_dict
 from geoensemble.app.params import compose
+from geoensemble.app.validate import validate
 from geoensemble.io.atomic import TMP_MARK
 from tests.conftest import ROOT, TINY
 from tests.integration.conftest import reset_mlflow_uris

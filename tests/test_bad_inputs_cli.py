@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from geoensemble.app.config import to_dict, validate
+from geoensemble.app.config import to_dict
 from geoensemble.app.params import compose
+from geoensemble.app.validate import validate
 from tests.conftest import ROOT, TINY, run
 
 

@@ -121,8 +121,8 @@ def _one_pixel_scene(proj: Path, tmp: Path) -> Path:
 )
 def one_by_one_raster(proj: Path, tmp: Path) -> dict[str, Any]:
     from geoensemble.app import stages
-    from geoensemble.app.config import validate
     from geoensemble.app.params import compose
+    from geoensemble.app.validate import validate
     from tests.conftest import ROOT
 
     scene = _one_pixel_scene(proj, tmp)
@@ -292,7 +292,7 @@ def test_a_params_file_with_anchors_within_bounds_still_loads(
     """Anchors and aliases are allowed; only their expansion is bounded."""
     import yaml
 
-    from geoensemble.app.config import load_params
+    from geoensemble.app.validate import load_params
 
     text = yaml.safe_dump(base).replace("seed: ", "seed: &s ", 1)
     text += "extra_seed_note: *s\n"

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from hydra.utils import instantiate
 
-from geoensemble.app.config import validate
 from geoensemble.app.params import compose, render
+from geoensemble.app.validate import validate
 from geoensemble.ensemble.pipeline import build_pipeline
 from geoensemble.errors import ConfigError
 from tests.conftest import run, tool

@@ -57,9 +57,9 @@ def test_elsewhere_allowed_or_under_dvc_it_runs(project: Path) -> None:
 
 def test_every_pipeline_output_of_the_default_config_is_guarded() -> None:
     """Each stage's default outputs are outputs of dvc.yaml (so the guard sees them all)."""
-    from geoensemble.app.config import validate
     from geoensemble.app.dvcfiles import dvc_owner
     from geoensemble.app.params import compose
+    from geoensemble.app.validate import validate
 
     cfg = validate(compose([], config_dir=ROOT / "conf"))
     for stage in PIPELINE:

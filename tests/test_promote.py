@@ -296,8 +296,9 @@ def test_the_params_file_mark_ends_with_its_stage(tmp_path: Path) -> None:
     """In one process (the API, tests) a later stage composed by Hydra is not the pipeline."""
     import yaml
 
-    from geoensemble.app.config import to_dict, validate
+    from geoensemble.app.config import to_dict
     from geoensemble.app.params import compose
+    from geoensemble.app.validate import validate
     from tests.conftest import ROOT
 
     params = tmp_path / "params.yaml"

@@ -111,8 +111,8 @@ def test_a_trusted_module_of_your_own_is_used(
 
 
 def _untrusted_types(model: str, features: str) -> set[str]:
-    from geoensemble.app.config import validate
     from geoensemble.app.params import compose
+    from geoensemble.app.validate import validate
     from geoensemble.ensemble.precedence import member_estimator
 
     cfg = validate(

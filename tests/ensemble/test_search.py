@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from geoensemble.app.config import AppConfig, ComputeConfig, validate
+from geoensemble.app.config import AppConfig, ComputeConfig
 from geoensemble.app.params import compose
+from geoensemble.app.validate import validate
 from geoensemble.compute import dask_client
 from geoensemble.ensemble.search import (
     Member,

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from geoensemble import tracking
-from geoensemble.app.config import FeaturesConfig, TrackingConfig, validate
+from geoensemble.app.config import FeaturesConfig, TrackingConfig
 from geoensemble.app.params import compose
+from geoensemble.app.validate import validate
 from geoensemble.ensemble.pipeline import build_pipeline
 from geoensemble.errors import ConfigError
 from geoensemble.features.build import build_features

@@ -102,8 +102,8 @@ def test_predict_killed_mid_write_leaves_no_finished_map_and_a_rerun_cleans_up(
     # A rerun (fast model, same output names) completes and removes its own leftovers.
     save_slow_model(tmp_path / "slow.pkl", featurized / "features", delay=0.0)
     monkeypatch.setenv("GEOENSEMBLE_ROOT", str(tmp_path))
-    from geoensemble.app.config import validate
     from geoensemble.app.params import compose
+    from geoensemble.app.validate import validate
 
     cfg = validate(compose(overrides, config_dir=ROOT / "conf"))
     out = stages.predict(cfg)

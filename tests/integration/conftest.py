@@ -65,8 +65,8 @@ def tiny_overrides(d: Path) -> list[str]:
 
 def compose_tiny(d: Path, *overrides: str) -> Any:
     """A validated config for the tiny scene under ``d``, with more ``overrides``."""
-    from geoensemble.app.config import validate
     from geoensemble.app.params import compose
+    from geoensemble.app.validate import validate
 
     return validate(compose([*tiny_overrides(d), *overrides], config_dir=ROOT / "conf"))
 

@@ -14,8 +14,9 @@ import yaml
 
 from geoensemble import tracking
 from geoensemble.app import stages
-from geoensemble.app.config import AppConfig, validate
+from geoensemble.app.config import AppConfig
 from geoensemble.app.params import compose
+from geoensemble.app.validate import validate
 from tests.conftest import ROOT, TINY
 
 pytestmark = pytest.mark.integration

@@ -15,9 +15,9 @@ import mlflow
 import pytest
 from omegaconf import OmegaConf
 
-from geoensemble.app.config import validate
 from geoensemble.app.params import compose
 from geoensemble.app.sweep import check_launcher, summarize
+from geoensemble.app.validate import validate
 from geoensemble.errors import ConfigError
 from tests.conftest import ROOT, run, tool
 from tests.integration.conftest import (

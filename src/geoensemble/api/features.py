@@ -96,7 +96,8 @@ def features_config(
     The coupling to the application config the layering refactor removes:
     :func:`~geoensemble.features.build.build_features` takes a ``FeaturesConfig``.
     """
-    from geoensemble.app.config import FeaturesConfig, check_name
+    from geoensemble.app.config import FeaturesConfig
+    from geoensemble.app.validate import check_name
     from geoensemble.features.indices import SENSORS
     from geoensemble.trust import check_modules
 

@@ -54,7 +54,6 @@ def app_config(
     application config: this is the coupling the layering refactor removes.
     """
     from geoensemble.app.config import (
-        RANGES,
         AppConfig,
         ComputeConfig,
         Direction,
@@ -65,6 +64,7 @@ def app_config(
         SampleConfig,
         TrustConfig,
     )
+    from geoensemble.app.validate import RANGES
 
     if not isinstance(criterion, str) or not criterion:
         raise ConfigError(f"criterion={criterion!r} is not a score name: use e.g. 'aic'")
@@ -312,8 +312,9 @@ class Ensemble:
             When the store cannot be used, in one line naming it.
         """
         from geoensemble import tracking
-        from geoensemble.app.config import TrackingConfig, check_name, flatten, to_dict
+        from geoensemble.app.config import TrackingConfig, flatten, to_dict
         from geoensemble.app.runlog import MemberLogger
+        from geoensemble.app.validate import check_name
         from geoensemble.ensemble.scoring import scoring_space
         from geoensemble.ensemble.search import EnsembleResult
 

@@ -31,7 +31,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from geoensemble.app.config import AppConfig, load_params, validate
+from geoensemble.app.config import AppConfig
+from geoensemble.app.validate import load_params, validate
 from geoensemble.errors import ConfigError, GeoEnsembleError
 
 EXIT_ERROR = 2  # a GeoEnsembleError: bad input, the user can fix it

@@ -1,4 +1,4 @@
-"""Validation of the ``data`` config group (called by :func:`geoensemble.app.config.validate`)."""
+"""Validation of the ``data`` config group (called by :func:`geoensemble.app.validate.validate`)."""
 
 from __future__ import annotations
 
