@@ -75,8 +75,9 @@ def config(work: Path, pixels: int, members: int) -> AppConfig:
 def cluster(work: Path, pixels: int, members: int) -> None:
     """The train stage's way: LocalCluster, MLflow logging, registration."""
     from geoensemble import tracking
-    from geoensemble.app.runlog import MemberLogger
+    from geoensemble.app.train import member_spec, search_of
     from geoensemble.compute import dask_client, wait_for_workers
+    from geoensemble.ensemble.runlog import MemberLogger
     from geoensemble.ensemble.search import TrainingData, run_ensemble
 
     cfg = config(work, pixels, members)
@@ -100,7 +101,9 @@ def cluster(work: Path, pixels: int, members: int) -> None:
             phase("MLflow store and parent run")
             wait_for_workers(client, cfg.compute.timeout)
             phase("workers still starting")
-            result = run_ensemble(data, cfg, client, on_member=logger.log_member)
+            result = run_ensemble(
+                data, member_spec(cfg), search_of(cfg), client, on_member=logger.log_member
+            )
             phase("search (fit, score, log each member)")
             versions = logger.finish(
                 result,
@@ -122,7 +125,7 @@ def cluster(work: Path, pixels: int, members: int) -> None:
 
 def loop(work: Path, pixels: int, members: int) -> None:
     """A plain loop of ``pipeline.fit`` over the same members, default threading."""
-    from geoensemble.ensemble.search import member_spec
+    from geoensemble.app.train import member_spec
 
     spec = member_spec(config(work, pixels, members))
     X = np.load(work / "sample.npy")

@@ -37,7 +37,7 @@ def group_options() -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(("group", "option"), group_options())
 def test_every_group_option_composes_validates_and_instantiates(group: str, option: str) -> None:
-    from geoensemble.ensemble.search import member_spec
+    from geoensemble.app.train import member_spec
 
     cfg = validate(compose([f"{group}={option}"], config_dir=CONF))
     estimator = member_spec(cfg).estimator  # without the `searched` markers
@@ -112,7 +112,7 @@ def test_a_parameter_both_set_and_searched_names_both_keys(
 
 
 def test_user_values_reach_every_member_when_the_space_is_cleared() -> None:
-    from geoensemble.ensemble.search import member_spec
+    from geoensemble.app.train import member_spec
 
     cfg = validate(compose(["model.n_clusters=6", "model.space={}"], config_dir=CONF))
     assert cfg.model.space == {} and member_spec(cfg).estimator["n_clusters"] == 6

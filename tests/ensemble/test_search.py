@@ -13,13 +13,13 @@ import pytest
 
 from geoensemble.app.config import AppConfig, ComputeConfig
 from geoensemble.app.params import compose
+from geoensemble.app.train import member_spec, search_of
 from geoensemble.app.validate import validate
 from geoensemble.compute import dask_client
 from geoensemble.ensemble.search import (
     Member,
     TrainingData,
     fit_member,
-    member_spec,
     pareto_fronts,
     rank_members,
     run_ensemble,
@@ -31,6 +31,11 @@ from tests.conftest import ROOT
 
 def cfg_of(*overrides: str) -> AppConfig:
     return validate(compose(["features.sample.size=1000", *overrides], config_dir=ROOT / "conf"))
+
+
+def run_cfg(data: Any, cfg: AppConfig, client: Any, **kwargs: Any) -> Any:
+    """The train stage's search for ``cfg``."""
+    return run_ensemble(data, member_spec(cfg), search_of(cfg), client, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +91,7 @@ def test_generations_improve_or_keep_the_best(client: Any, blobs: np.ndarray) ->
         "model.space.n_clusters=[2,3,4,5,6,7,8,9,10,11,12,13,14]",
     )
     seen: list[int] = []
-    result = run_ensemble(blobs, cfg, client, on_generation=lambda g, ms: seen.append(len(ms)))
+    result = run_cfg(blobs, cfg, client, on_generation=lambda g, ms: seen.append(len(ms)))
     bests = [h["best"] for h in result.history]
     assert len(bests) == 4 and seen == [3, 3, 3, 3]
     assert all(b2 <= b1 for b1, b2 in itertools.pairwise(bests))
@@ -110,7 +115,7 @@ def test_a_value_the_user_sets_is_used_by_every_member(client: Any, blobs: np.nd
         "ensemble.previews=false",
     )
     assert cfg.model.space == {}  # `model.space={}` clears the space (Hydra alone merges it)
-    result = run_ensemble(blobs, cfg, client)
+    result = run_cfg(blobs, cfg, client)
     assert len(result.members) == 6  # an empty space: members differ only by their seed
     assert [m.pipeline[-1].n_clusters for m in result.members] == [6] * 6
     assert len({m.pipeline[-1].random_state for m in result.members}) == 6
@@ -141,7 +146,7 @@ def test_forest_members_keep_the_users_values_unless_searched(
         "~model.space.n_estimators",
         "~model.space.max_depth",
     )
-    result = run_ensemble(data, cfg, client)
+    result = run_cfg(data, cfg, client)
     for m in result.members:
         forest = m.pipeline[-1]
         assert (forest.n_estimators, forest.max_depth) == (50, None)
@@ -160,7 +165,7 @@ def test_members_are_reported_as_they_finish(client: Any, blobs: np.ndarray) -> 
         "model.space.n_clusters=[2,3,4,5,6,7,8]",
     )
     events: list[tuple[str, int, int]] = []
-    result = run_ensemble(
+    result = run_cfg(
         blobs,
         cfg,
         client,
@@ -198,7 +203,7 @@ def test_early_stop_after_patience(client: Any, blobs: np.ndarray) -> None:
         "ensemble.previews=false",
         "model.space.n_clusters=[6,7]",
     )
-    result = run_ensemble(blobs, cfg, client)
+    result = run_cfg(blobs, cfg, client)
     assert len(result.history) < 6  # the space is exhausted or the score stale
 
 
@@ -211,7 +216,7 @@ def test_consensus_member_exists_when_configured(client: Any, blobs: np.ndarray)
     )
     logged: list[Member] = []
     data = TrainingData(X=blobs, preview_X=blobs[:100], preview_mask=np.ones((10, 10), bool))
-    result = run_ensemble(data, cfg, client, on_generation=lambda g, ms: logged.extend(ms))
+    result = run_cfg(data, cfg, client, on_generation=lambda g, ms: logged.extend(ms))
     cons = [m for m in result.members if m.consensus]
     assert len(cons) == 1 and cons[0] in logged
     c = cons[0]
@@ -264,7 +269,7 @@ def test_bad_ensemble_config_names_the_key(
     client: Any, blobs: np.ndarray, overrides: list[str], match: str
 ) -> None:
     with pytest.raises(ConfigError, match=match):
-        run_ensemble(blobs, cfg_of("ensemble.size=2", *overrides), client)
+        run_cfg(blobs, cfg_of("ensemble.size=2", *overrides), client)
 
 
 def test_aic_of_a_classifier_is_refused_before_any_fit(client: Any, blobs: np.ndarray) -> None:
@@ -274,7 +279,7 @@ def test_aic_of_a_classifier_is_refused_before_any_fit(client: Any, blobs: np.nd
         ConfigError,
         match=r"ensemble\.metric=aic is not defined for model\.kind=classifier.*log_loss",
     ):
-        run_ensemble(data, cfg, client)
+        run_cfg(data, cfg, client)
 
 
 def test_consensus_refuses_supervised_members(client: Any, blobs: np.ndarray) -> None:
@@ -296,7 +301,7 @@ def test_consensus_refuses_supervised_members(client: Any, blobs: np.ndarray) ->
         "ensemble.consensus.enabled=true",
     )
     with pytest.raises(ConfigError, match=r"ensemble\.consensus\.enabled=true needs clustering"):
-        run_ensemble(data, cfg, client)
+        run_cfg(data, cfg, client)
 
 
 def test_regressor_members_report_rmse_mae_r2(client: Any, blobs: np.ndarray) -> None:
@@ -315,7 +320,7 @@ def test_regressor_members_report_rmse_mae_r2(client: Any, blobs: np.ndarray) ->
         "model.space.max_depth={low: 4, high: 6}",
         "model.space.min_samples_leaf=[2]",
     )
-    result = run_ensemble(data, cfg, client)
+    result = run_cfg(data, cfg, client)
     for m in result.members:
         assert {"rmse", "mae", "r2", "heldout_penalized_nll"} <= set(m.scores)
         assert m.family == "forest" and "aic" not in m.scores

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,9 +17,8 @@ if TYPE_CHECKING:
     import xarray as xr
 
     from geoensemble.api.estimators import Recipe
-    from geoensemble.app.config import AppConfig
-    from geoensemble.ensemble.member import TrainingData
-    from geoensemble.ensemble.search import Member
+    from geoensemble.ensemble.member import MemberSpec, TrainingData
+    from geoensemble.ensemble.search import Member, Search
 
 # Criteria where larger is better; every other one (aic, bic, log_loss, rmse...) is minimized.
 MAXIMIZE = frozenset(
@@ -34,11 +32,83 @@ MAXIMIZE = frozenset(
         "member_space_log_likelihood",
     }
 )
-# The range checks of the stage's config keys the API's arguments stand for.
-_CHECKED = ("ensemble.size", "ensemble.generations", "ensemble.keep", "features.sample.size")
+# The API keeps the train stage's defaults for what it has no argument for.
+CV_FOLDS, CV_BLOCK = 5, 32
+RETRIES = 2  # reruns of a member task whose fit raised (compute.retries)
 
 
-def app_config(
+@dataclass(frozen=True)
+class _InProcess:
+    """An in-process dask cluster of one worker thread (``compute=threads`` of the stage)."""
+
+    address: str | None = None
+    n_workers: int = 1
+    threads_per_worker: int = 1
+    processes: bool = False
+    memory_limit: str = "auto"
+    timeout: float = 30.0
+    retries: int = RETRIES
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """What one ``fit_ensemble`` call runs: the members' recipe, the search, the sample."""
+
+    rec: Recipe
+    spec: MemberSpec
+    search: Search
+    sample: int
+    seed: int
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The fit's settings as flat, train-stage-like keys (logged with the parent run)."""
+        s = self.search
+        return {
+            "seed": self.seed,
+            "model.name": self.rec.family,
+            "model.kind": self.rec.kind,
+            "model.estimator": self.rec.estimator,
+            "model.space": self.rec.space,
+            "features.steps": self.rec.steps,
+            "features.sample.size": self.sample,
+            "ensemble.size": s.size,
+            "ensemble.generations": s.generations,
+            "ensemble.keep": s.keep,
+            "ensemble.metric": s.objectives[0][0],
+            "ensemble.direction": s.objectives[0][1],
+        }
+
+    @property
+    def space_id(self) -> str:
+        """What the members' scores are computed on (see
+        :func:`geoensemble.ensemble.scoring.space_id`): a notebook's ensembles compare
+        with each other when model, criterion, recipe, sample and seed agree."""
+        from geoensemble.ensemble.scoring import space_id
+
+        return space_id({"origin": "api", **self.params})
+
+
+@dataclass(frozen=True)
+class _TrackingSettings:
+    """Where :meth:`Ensemble.log_to_mlflow` logs (the stage's ``tracking`` keys)."""
+
+    uri: str
+    experiment: str
+    model_name: str
+    timeout: float
+    artifact_root: str = "mlartifacts"
+
+
+def _at_least(name: str, value: Any, lo: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ConfigError(f"{name}={value!r} is not an integer: use an integer >= {lo}")
+    if value < lo:
+        raise ConfigError(f"{name}={value!r} is out of range: use an integer >= {lo}")
+    return int(value)
+
+
+def _settings(
     rec: Recipe,
     *,
     size: int,
@@ -47,63 +117,41 @@ def app_config(
     criterion: str,
     sample: int,
     seed: int,
-) -> AppConfig:
-    """The config the train stage would run for these arguments, checked like the stage's.
-
-    The search (:func:`~geoensemble.ensemble.search.run_ensemble`) still takes the whole
-    application config: this is the coupling the layering refactor removes.
-    """
-    from geoensemble.app.config import (
-        AppConfig,
-        ComputeConfig,
-        Direction,
-        EnsembleConfig,
-        FeaturesConfig,
-        ModelConfig,
-        ModelKind,
-        SampleConfig,
-        TrustConfig,
-    )
-    from geoensemble.app.validate import RANGES
+) -> _Fit:
+    """The members' recipe and the search for these arguments, checked as the stage's
+    config keys are (``ensemble.size`` ..., ``features.sample.size``)."""
+    from geoensemble.ensemble.member import MemberSpec
+    from geoensemble.ensemble.precedence import member_estimator
+    from geoensemble.ensemble.search import Search
 
     if not isinstance(criterion, str) or not criterion:
         raise ConfigError(f"criterion={criterion!r} is not a score name: use e.g. 'aic'")
-    for name, value in (("size", size), ("generations", generations), ("keep", keep)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer):
-            raise ConfigError(f"{name}={value!r} is not an integer: use an integer >= 1")
-    cfg = AppConfig(
-        seed=int(seed),
-        features=FeaturesConfig(name="api", steps=rec.steps, sample=SampleConfig(size=sample)),
-        model=ModelConfig(
-            name=rec.family,
-            kind=ModelKind(rec.kind),
-            estimator=rec.estimator,
-            space=rec.space,
-        ),
-        ensemble=EnsembleConfig(
-            size=int(size),
-            generations=int(generations),
-            keep=int(keep),
-            metric=criterion,
-            direction=Direction.maximize if criterion in MAXIMIZE else Direction.minimize,
-            previews=False,
-        ),
-        # In-process (client=None): one worker thread, as compute=threads runs the stage.
-        compute=ComputeConfig(n_workers=1, threads_per_worker=1, processes=False),
-        trust=TrustConfig(modules=rec.modules),
-    )
-    with argument_names(FIT):
-        for key, ok, allowed in RANGES:
-            if key in _CHECKED and not ok(attrgetter(key)(cfg)):
-                raise ConfigError(
-                    f"config key {key}={attrgetter(key)(cfg)!r} is out of range: use {allowed}"
-                )
+    size = _at_least("size", size, 1)
+    generations = _at_least("generations", generations, 1)
+    keep = _at_least("keep", keep, 1)
+    sample = _at_least("sample", sample, 10)
     if keep > size * generations:
         raise ConfigError(
             f"keep={keep} is out of range: use at most the {size * generations} members "
             f"fitted (size x generations), or raise size"
         )
-    return cfg
+    spec = MemberSpec(
+        steps={k: (dict(v) if v is not None else None) for k, v in rec.steps.items()},
+        estimator=member_estimator(dict(rec.estimator)),
+        kind=rec.kind,
+        trusted_modules=tuple(rec.modules),
+    )
+    direction = "maximize" if criterion in MAXIMIZE else "minimize"
+    search = Search(
+        space=dict(rec.space),
+        size=size,
+        generations=generations,
+        keep=keep,
+        objectives=((criterion, direction),),
+        seed=int(seed),
+        retries=RETRIES,
+    )
+    return _Fit(rec, spec, search, sample, int(seed))
 
 
 def _labels(y: xr.DataArray, ds: xr.Dataset, kind: str) -> Any:
@@ -136,59 +184,40 @@ def _labels(y: xr.DataArray, ds: xr.Dataset, kind: str) -> Any:
 
 
 def training_data(
-    ds: xr.Dataset, y: xr.DataArray | None, cfg: AppConfig
+    ds: xr.Dataset, y: xr.DataArray | None, fit: _Fit
 ) -> tuple[TrainingData, list[str]]:
-    """The members' training data, as the train stage draws it from the stores."""
-    from geoensemble.ensemble.folds import spatial_folds
-    from geoensemble.ensemble.member import TrainingData
-    from geoensemble.ensemble.training import labelled_sample
-    from geoensemble.features.sample import sample_pixels
+    """The members' training data, drawn as the train stage draws it from the stores."""
+    from geoensemble.ensemble.training import draw_training_data
 
     names = [str(v) for v in ds.data_vars]
-    kind = cfg.model.kind.value
+    kind, family = fit.rec.kind, fit.rec.family
     if not names:
         raise ConfigError("ds holds no feature layer: pass the dataset featurize() returned")
-    if kind == "cluster":
-        if y is not None:
-            raise ConfigError(
-                f"y is given but the estimator ({cfg.model.name}) is a clusterer, which "
-                f"learns without labels: drop y, or pass a classifier or regressor"
-            )
-        s = sample_pixels(
-            ds,
-            names,
-            size=cfg.features.sample.size,
-            seed=cfg.seed,
-            nan_threshold=cfg.features.nan_threshold,
-        )
-        return TrainingData(X=s.X), names
-    if y is None:
+    if kind == "cluster" and y is not None:
         raise ConfigError(
-            f"the estimator ({cfg.model.name}) is a {kind}, which needs labels: pass y, a "
+            f"y is given but the estimator ({family}) is a clusterer, which "
+            f"learns without labels: drop y, or pass a classifier or regressor"
+        )
+    if kind != "cluster" and y is None:
+        raise ConfigError(
+            f"the estimator ({family}) is a {kind}, which needs labels: pass y, a "
             f"DataArray of {'class codes' if kind == 'classifier' else 'values'} on ds's grid"
         )
-    labels = _labels(y, ds, kind)
-    ls = labelled_sample(
+    drawn = draw_training_data(
         ds,
         names,
-        labels,
-        size=cfg.features.sample.size,
-        seed=cfg.seed,
-        nan_threshold=cfg.features.nan_threshold,
+        _labels(y, ds, kind) if y is not None else None,
+        kind=kind,
+        size=fit.sample,
+        seed=fit.seed,
+        n_folds=CV_FOLDS,
+        block_size=CV_BLOCK,
     )
-    folds = spatial_folds(
-        ls.rows,
-        ls.cols,
-        n_folds=cfg.ensemble.cv.folds,
-        block_size=cfg.ensemble.cv.block_size,
-        seed=cfg.seed,
-    )
-    classes = np.unique(ls.y) if kind == "classifier" else None
-    return TrainingData(X=ls.X, y=ls.y, folds=folds, classes=classes), names
+    return drawn.data, names
 
 
 @contextlib.contextmanager
-def _cluster(client: Any, cfg: AppConfig) -> Iterator[Any]:
+def _cluster(client: Any) -> Iterator[Any]:
     """The caller's client, or an in-process one (one worker thread) for this fit."""
     if client is not None:
         if not hasattr(client, "submit") or not hasattr(client, "scatter"):
@@ -199,7 +228,7 @@ def _cluster(client: Any, cfg: AppConfig) -> Iterator[Any]:
         return
     from geoensemble.compute import dask_client
 
-    with dask_client(cfg.compute, preload=["geoensemble.ensemble.member"]) as own:
+    with dask_client(_InProcess(), preload=["geoensemble.ensemble.member"]) as own:  # type: ignore[arg-type]
         yield own
 
 
@@ -222,8 +251,10 @@ class Ensemble:
         The criterion the members are ranked by.
     history
         Per generation: the best score so far and the generation's own best.
-    config
-        The train stage's config equivalent to this fit (what :meth:`log_to_mlflow` logs).
+    params
+        The fit's settings as train-stage-like keys (what :meth:`log_to_mlflow` logs).
+    space_id
+        What the scores are computed on (comparable ensembles share it).
     """
 
     members: list[Member]
@@ -231,7 +262,8 @@ class Ensemble:
     feature_names: list[str]
     metric: str
     history: list[dict[str, float]] = field(default_factory=list)
-    config: Any = None
+    params: dict[str, Any] = field(default_factory=dict)
+    space_id: str = ""
     example: np.ndarray | None = field(default=None, repr=False)
     sample_pixels: int = 0
 
@@ -312,10 +344,8 @@ class Ensemble:
             When the store cannot be used, in one line naming it.
         """
         from geoensemble import tracking
-        from geoensemble.app.config import TrackingConfig, flatten, to_dict
-        from geoensemble.app.runlog import MemberLogger
         from geoensemble.app.validate import check_name
-        from geoensemble.ensemble.scoring import scoring_space
+        from geoensemble.ensemble.runlog import MemberLogger
         from geoensemble.ensemble.search import EnsembleResult
 
         if not isinstance(uri, str) or not uri:
@@ -324,28 +354,27 @@ class Ensemble:
             check_name("tracking.model_name", model_name)
         with argument_names(((r"config key predict\.alias", "alias"),)):
             check_name("predict.alias", alias)
-        cfg = self.config
-        exp_id = tracking.setup(
-            TrackingConfig(uri=uri, experiment=experiment, model_name=model_name, timeout=timeout)
-        )
+        family = str(self.params.get("model.name", ""))
+        where = _TrackingSettings(uri, experiment, model_name, timeout)
+        exp_id = tracking.setup(where)  # type: ignore[arg-type]
         tags = {**tracking.run_tags(), "geoensemble.source": "api"}
-        run_name = f"ensemble-{cfg.model.name}"
+        run_name = f"ensemble-{family}"
         with tracking.parent_run(
             exp_id,
             run_name=run_name,
-            params=flatten(to_dict(cfg)),
+            params=self.params,
             tags={
                 **tags,
-                "model_family": cfg.model.name,
-                "model_kind": cfg.model.kind.value,
-                "score_space": scoring_space(cfg),
+                "model_family": family,
+                "model_kind": str(self.params.get("model.kind", "")),
+                "score_space": self.space_id,
             },
         ) as parent_id:
             logger = MemberLogger(
                 tracking.experiment_of(parent_id),
                 parent_id,
-                family=cfg.model.name,
-                space_keys=list(cfg.model.space),
+                family=family,
+                space_keys=list(self.params.get("model.space") or {}),
                 tags=tags,
             )
             for m in self.members:
@@ -359,8 +388,8 @@ class Ensemble:
                 lineage={
                     "origin": "api",
                     "criterion": self.metric,
-                    "score_space": scoring_space(cfg),
-                    "family": cfg.model.name,
+                    "score_space": self.space_id,
+                    "family": family,
                 },
             )
             # the caller's own alias: an explicit act, as `geoensemble promote` is
@@ -446,8 +475,9 @@ def fit_ensemble(
         where it can be known beforehand.
     """
     from geoensemble.api.estimators import recipe
+    from geoensemble.compute import wait_for_workers
     from geoensemble.ensemble.checks import check_members
-    from geoensemble.ensemble.search import member_spec, run_ensemble
+    from geoensemble.ensemble.search import run_ensemble
 
     if not hasattr(ds, "data_vars"):
         raise ConfigError(
@@ -455,7 +485,7 @@ def fit_ensemble(
         )
     with argument_names(FIT):
         rec = recipe(estimator, space)
-        cfg = app_config(
+        fit = _settings(
             rec,
             size=size,
             generations=generations,
@@ -464,19 +494,21 @@ def fit_ensemble(
             sample=sample,
             seed=seed,
         )
-        data, names = training_data(ds, y, cfg)
+        data, names = training_data(ds, y, fit)
         # A member that cannot be built or fitted on this sample fails here, before the
         # cluster starts (as in the train stage).
-        check_members(member_spec(cfg), cfg.model.space, cfg.ensemble.size, data, source="ds")
-        with _cluster(client, cfg) as c:
-            result = run_ensemble(data, cfg, c)
+        check_members(fit.spec, fit.search.space, fit.search.size, data, source="ds")
+        with _cluster(client) as c:
+            wait_for_workers(c, _InProcess.timeout)
+            result = run_ensemble(data, fit.spec, fit.search, c)
     ens = Ensemble(
         members=result.members,
         kept=result.kept,
         feature_names=names,
         metric=result.metric,
         history=result.history,
-        config=cfg,
+        params=fit.params,
+        space_id=fit.space_id,
         example=data.X[:5],
         sample_pixels=len(data.X),
     )

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from geoensemble.app.config import AppConfig
+from geoensemble.app.config import AppConfig, to_dict
+from geoensemble.ensemble.scoring import space_id
 from geoensemble.errors import ConfigError, ModelNotFoundError, PromotionError
 
 log = logging.getLogger("geoensemble")
@@ -147,15 +148,36 @@ def training_origin() -> Origin:
 
 
 # --------------------------------------------------------------------------- candidates
-def _num(value: float | None) -> str:
-    return "nan" if value is None or not math.isfinite(value) else f"{value:.10g}"
+def scoring_space(cfg: AppConfig) -> str:
+    """A short id of what an ensemble's scores are computed on, to compare runs (sweep jobs).
+
+    Two runs' ranking scores are comparable only when this id is equal: same model family and
+    kind, same metric, and the same data, sample and common space (the ``features`` config
+    except its member-specific ``steps`` and its display keys, the seed, the CV folds).
+    Member-specific steps (PCA size...) may differ: members are scored in the common space.
+    """
+    whole = to_dict(cfg)
+    features = {
+        k: v
+        for k, v in whole["features"].items()
+        if k not in {"steps", "quicklooks", "false_colour"}
+    }
+    data = {k: v for k, v in whole["data"].items() if k != "truth"}
+    key = {
+        "model": [cfg.model.name, cfg.model.kind.value],
+        "metric": cfg.ensemble.metric,
+        "features": features,
+        "data": data,
+        "seed": cfg.seed,
+        "cv": whole["ensemble"]["cv"],
+        "store": cfg.paths.features,
+    }
+    return space_id(key)
 
 
 def lineage_tags(cfg: AppConfig, origin: Origin, run_tags: Mapping[str, str]) -> dict[str, str]:
     """Version tags shared by every candidate of one ensemble: origin, criterion, scoring
     space, family, and the experiment, sweep and commit it came from."""
-    from geoensemble.ensemble.scoring import scoring_space
-
     tags = {
         "origin": origin.kind,
         "criterion": cfg.ensemble.metric,
@@ -167,19 +189,6 @@ def lineage_tags(cfg: AppConfig, origin: Origin, run_tags: Mapping[str, str]) ->
     for key in ("dvc_exp_name", "sweep_id", "sweep_job", "git_commit"):
         if run_tags.get(key):
             tags[key] = run_tags[key]
-    return tags
-
-
-def candidate_tags(scores: Mapping[str, float], pipeline: Any, metric: str) -> dict[str, str]:
-    """Version tags of one member: its criterion value and how many classes it uses."""
-    tags = {"criterion_value": _num(scores.get(metric))}
-    est = pipeline[-1] if hasattr(pipeline, "steps") else pipeline
-    if "n_clusters" in scores:  # clusterers: the clusters of its partition of the sample
-        tags["n_classes"] = _num(scores["n_clusters"])
-    elif getattr(est, "classes_", None) is not None:
-        tags["n_classes"] = str(len(est.classes_))
-    if "kappa" in scores:
-        tags["kappa"] = _num(scores["kappa"])
     return tags
 
 

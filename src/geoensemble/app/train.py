@@ -7,20 +7,51 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from geoensemble.app.config import AppConfig, flatten, to_dict
+from geoensemble.app.promote import scoring_space
 from geoensemble.ensemble.checks import check_members
-from geoensemble.ensemble.scoring import scoring_space
-from geoensemble.ensemble.search import (
-    EnsembleResult,
-    TrainingData,
-    member_spec,
-    run_ensemble,
-)
+from geoensemble.ensemble.member import MemberSpec
+from geoensemble.ensemble.precedence import member_estimator
+from geoensemble.ensemble.runlog import candidate_tags
+from geoensemble.ensemble.search import EnsembleResult, Search, TrainingData, run_ensemble
 from geoensemble.errors import ConfigError
 
 log = logging.getLogger("geoensemble")
+
+
+def member_spec(cfg: AppConfig) -> MemberSpec:
+    """The shared build/fit/score recipe of ``cfg``'s members."""
+    return MemberSpec(
+        steps={k: (dict(v) if v is not None else None) for k, v in cfg.features.steps.items()},
+        estimator=member_estimator(dict(cfg.model.estimator)),
+        impute=cfg.features.impute,
+        impute_value=cfg.features.impute_value,
+        kind=cfg.model.kind.value,
+        threads=cfg.compute.threads_per_worker,
+        partial_fit_batches=cfg.ensemble.partial_fit_batches,
+        per_member_sample=cfg.ensemble.sample.value == "per_member",
+        member_fraction=cfg.ensemble.member_fraction,
+        trusted_modules=tuple(cfg.trust.modules),
+    )
+
+
+def search_of(cfg: AppConfig) -> Search:
+    """The search ``cfg`` asks for: ``model.space``, ``ensemble.*``, the seed and retries."""
+    ens = cfg.ensemble
+    objectives = [(ens.metric, ens.direction.value)]
+    objectives += [(o.metric, o.direction.value) for o in ens.objectives]
+    return Search(
+        space=dict(cfg.model.space),
+        size=ens.size,
+        generations=ens.generations,
+        keep=ens.keep,
+        objectives=tuple(objectives),
+        patience=ens.patience,
+        seed=cfg.seed,
+        retries=cfg.compute.retries,
+        consensus_top=ens.consensus.top if ens.consensus.enabled else None,
+        consensus_clusters=ens.consensus.n_clusters,
+    )
 
 
 # What decides the labelled sample and its folds: recorded in train.json, reused by evaluate.
@@ -74,10 +105,9 @@ def training_data(cfg: AppConfig) -> tuple[TrainingData, list[str], dict[str, An
     Clusterers get a seeded sample of valid pixels; supervised models the labelled pixels of
     the labels stage with their spatial block folds.
     """
-    from geoensemble.ensemble.folds import folds_digest, spatial_folds
+    from geoensemble.ensemble.folds import folds_digest
     from geoensemble.ensemble.preview import preview_grid
-    from geoensemble.ensemble.training import labelled_sample
-    from geoensemble.features.sample import sample_pixels
+    from geoensemble.ensemble.training import draw_training_data
     from geoensemble.io.labels import load_labels
     from geoensemble.io.stack import open_store, store_meta
 
@@ -85,17 +115,8 @@ def training_data(cfg: AppConfig) -> tuple[TrainingData, list[str], dict[str, An
     names = store_meta(cfg.paths.features).get("feature_names") or [str(v) for v in feats.data_vars]
     kind = cfg.model.kind.value
     facts: dict[str, Any] = {"kind": kind}
-    if kind == "cluster":
-        sample = sample_pixels(
-            feats,
-            names,
-            size=cfg.features.sample.size,
-            seed=cfg.seed,
-            nan_threshold=cfg.features.nan_threshold,
-        )
-        data = TrainingData(X=sample.X)
-        facts["sample_pixels"] = len(sample)
-    else:
+    labels = None
+    if kind != "cluster":
         labels = load_labels(cfg.paths.labels)
         if labels is None:
             raise ConfigError(
@@ -109,28 +130,26 @@ def training_data(cfg: AppConfig) -> tuple[TrainingData, list[str], dict[str, An
                 f"model.kind={kind} needs data.labels.target={want}, but the labels in "
                 f"{cfg.paths.labels} are {labels.target}: set data.labels.target={want}"
             )
-        settings = cv_settings(cfg)
-        ls = labelled_sample(
-            feats,
-            names,
-            labels,
-            size=settings["sample_size"],
-            seed=settings["seed"],
-            nan_threshold=settings["nan_threshold"],
-            stratify=settings["stratify"],
-        )
-        folds = spatial_folds(
-            ls.rows,
-            ls.cols,
-            n_folds=settings["folds"],
-            block_size=settings["block_size"],
-            seed=settings["seed"],
-            buffer=settings["buffer"],
-        )
-        classes = np.unique(ls.y) if kind == "classifier" else None
-        data = TrainingData(X=ls.X, y=ls.y, folds=folds, classes=classes)
+    settings = cv_settings(cfg)
+    drawn = draw_training_data(
+        feats,
+        names,
+        labels,
+        kind=kind,
+        size=settings["sample_size"],
+        seed=settings["seed"],
+        nan_threshold=settings["nan_threshold"],
+        stratify=settings["stratify"],
+        n_folds=settings["folds"],
+        block_size=settings["block_size"],
+        buffer=settings["buffer"],
+    )
+    data = drawn.data
+    facts["sample_pixels"] = drawn.pixels
+    if drawn.labelled is not None:
+        assert labels is not None
+        ls, folds = drawn.labelled, drawn.folds
         facts.update(
-            sample_pixels=len(ls),
             classes={str(k): v for k, v in labels.classes.items()},
             folds=[int(f.test.size) for f in folds],
             cv={
@@ -258,8 +277,8 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
     """Fit, log and register the ensemble; return the ``reports/train.json`` content."""
     from geoensemble import tracking
     from geoensemble.app import promote
-    from geoensemble.app.runlog import MemberLogger, timed_call
-    from geoensemble.compute import dask_client
+    from geoensemble.compute import dask_client, wait_for_workers
+    from geoensemble.ensemble.runlog import MemberLogger, timed_call
 
     t0 = time.perf_counter()
     # MLflow's imports (seconds) run while the training data is read and workers start.
@@ -307,7 +326,10 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
                 },
                 config=to_dict(cfg),
             )
-            result: EnsembleResult = run_ensemble(data, cfg, client, on_member=logger.log_member)
+            wait_for_workers(client, cfg.compute.timeout)
+            result: EnsembleResult = run_ensemble(
+                data, member_spec(cfg), search_of(cfg), client, on_member=logger.log_member
+            )
             versions = logger.finish(
                 result,
                 feature_names=names,
@@ -334,7 +356,7 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
                 version=versions[champion.number],
                 tags={
                     **lineage,
-                    **promote.candidate_tags(champion.scores, champion.pipeline, result.metric),
+                    **candidate_tags(champion.scores, champion.pipeline, result.metric),
                 },
             )
             wall = time.perf_counter() - t0

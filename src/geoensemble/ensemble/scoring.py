@@ -42,14 +42,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from geoensemble.errors import ConfigError
-
-if TYPE_CHECKING:
-    from geoensemble.app.config import AppConfig
 
 # Scores of members whose value depends on the member's own transformed space.
 MEMBER_SPACE_PREFIX = "member_space_"
@@ -226,30 +224,8 @@ def check_comparable(
             )
 
 
-def scoring_space(cfg: AppConfig) -> str:
-    """A short id of what an ensemble's scores are computed on, to compare runs (sweep jobs).
-
-    Two runs' ranking scores are comparable only when this id is equal: same model family and
-    kind, same metric, and the same data, sample and common space (the ``features`` config
-    except its member-specific ``steps`` and its display keys, the seed, the CV folds).
-    Member-specific steps (PCA size...) may differ: members are scored in the common space.
-    """
-    from geoensemble.app.config import to_dict
-
-    whole = to_dict(cfg)
-    features = {
-        k: v
-        for k, v in whole["features"].items()
-        if k not in {"steps", "quicklooks", "false_colour"}
-    }
-    data = {k: v for k, v in whole["data"].items() if k != "truth"}
-    key = {
-        "model": [cfg.model.name, cfg.model.kind.value],
-        "metric": cfg.ensemble.metric,
-        "features": features,
-        "data": data,
-        "seed": cfg.seed,
-        "cv": whole["ensemble"]["cv"],
-        "store": cfg.paths.features,
-    }
+def space_id(key: Mapping[str, Any]) -> str:
+    """A short id of what an ensemble's scores are computed on (``key``: the model family
+    and kind, the metric, the data, sample and common space...). Two ensembles' ranking
+    scores are comparable only when their ids are equal."""
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]

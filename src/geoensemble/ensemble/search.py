@@ -33,8 +33,7 @@ from optuna.samplers import NSGAIISampler
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
-from geoensemble.app.config import AppConfig
-from geoensemble.compute import out_of_memory, wait_for_workers
+from geoensemble.compute import out_of_memory
 from geoensemble.ensemble.checks import check_members
 from geoensemble.ensemble.member import (
     FitResult,
@@ -43,7 +42,6 @@ from geoensemble.ensemble.member import (
     consensus_member,
     fit_member,
 )
-from geoensemble.ensemble.precedence import member_estimator
 from geoensemble.ensemble.scoring import check_comparable, common_space
 from geoensemble.ensemble.space import defaults_in_space, distributions, space_size
 from geoensemble.errors import ComputeError, ConfigError
@@ -53,9 +51,9 @@ __all__ = [
     "FitResult",
     "Member",
     "MemberSpec",
+    "Search",
     "TrainingData",
     "fit_member",
-    "member_spec",
     "rank_members",
     "run_ensemble",
     "select",
@@ -99,6 +97,41 @@ class EnsembleResult:
     history: list[dict[str, float]] = field(default_factory=list)
     metric: str = "aic"
     objectives: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Search:
+    """How an ensemble is searched (the train stage builds it from ``ensemble``/``model``).
+
+    Attributes
+    ----------
+    space
+        The searched parameters (``{param: [choices]}`` or ``{param: {low, high, ...}}``).
+    size, generations, keep
+        Members per generation, most generations, members kept (best first).
+    objectives
+        ``(metric, "minimize" | "maximize")`` pairs: the primary metric first.
+    patience
+        Generations without improvement of the primary metric before the search stops.
+    seed
+        Seeds the sampler and each member (``seed + trial number``).
+    retries
+        Reruns of a member task whose fit raised.
+    consensus_top
+        With a number, a consensus member pools the centroids of that many best K-Means
+        members (``consensus_clusters`` clusters, default the best member's).
+    """
+
+    space: dict[str, Any] = field(default_factory=dict)
+    size: int = 8
+    generations: int = 1
+    keep: int = 1
+    objectives: tuple[tuple[str, str], ...] = (("aic", "minimize"),)
+    patience: int = 2
+    seed: int = 0
+    retries: int = 0
+    consensus_top: int | None = None
+    consensus_clusters: int | None = None
 
 
 def member_of_key(key: Any) -> str:
@@ -240,49 +273,29 @@ def select(members: list[Member], keep: int) -> list[Member]:
     return sorted(members, key=lambda m: m.rank)[:keep]
 
 
-def objectives_of(cfg: AppConfig) -> list[tuple[str, str]]:
-    """``[(metric, direction), ...]``: the primary metric, then ``ensemble.objectives``."""
-    ens = cfg.ensemble
-    out = [(ens.metric, ens.direction.value)]
-    out += [(o.metric, o.direction.value) for o in ens.objectives]
-    return out
-
-
-def member_spec(cfg: AppConfig) -> MemberSpec:
-    """The shared build/fit/score recipe of ``cfg``'s members."""
-    return MemberSpec(
-        steps={k: (dict(v) if v is not None else None) for k, v in cfg.features.steps.items()},
-        estimator=member_estimator(dict(cfg.model.estimator)),
-        impute=cfg.features.impute,
-        impute_value=cfg.features.impute_value,
-        kind=cfg.model.kind.value,
-        threads=cfg.compute.threads_per_worker,
-        partial_fit_batches=cfg.ensemble.partial_fit_batches,
-        per_member_sample=cfg.ensemble.sample.value == "per_member",
-        member_fraction=cfg.ensemble.member_fraction,
-        trusted_modules=tuple(cfg.trust.modules),
-    )
-
-
 def run_ensemble(
     data: TrainingData | np.ndarray,
-    cfg: AppConfig,
+    spec: MemberSpec,
+    search: Search,
     client: Any,
     *,
     on_generation: Callable[[int, list[Member]], None] | None = None,
     on_member: Callable[[Member], None] | None = None,
 ) -> EnsembleResult:
-    """Fit up to ``cfg.ensemble.generations`` generations of ``cfg.ensemble.size`` members.
+    """Fit up to ``search.generations`` generations of ``search.size`` members.
 
     Parameters
     ----------
     data
         The training data (or just the sample ``(n, features)`` for clustering), sent to the
         workers once.
-    cfg
-        The validated config.
+    spec
+        How every member is built, fitted and scored.
+    search
+        The space, sizes, objectives and seed of the search.
     client
-        A ``distributed.Client``.
+        A ``distributed.Client`` whose workers are up (see
+        :func:`geoensemble.compute.wait_for_workers`).
     on_generation
         Called with each finished generation's members; the consensus member comes in a
         call of its own.
@@ -292,16 +305,15 @@ def run_ensemble(
     """
     if isinstance(data, np.ndarray):
         data = TrainingData(X=data)
-    ens = cfg.ensemble
-    objectives = objectives_of(cfg)
+    ens = search
+    objectives = list(search.objectives)
     metric, direction = objectives[0]
-    dists = distributions(cfg.model.space)
-    spec = member_spec(cfg)
+    dists = distributions(search.space)
     check_comparable(
         [("ensemble.metric", metric)]
         + [(f"ensemble.objectives[{i}].metric", m) for i, (m, _) in enumerate(objectives[1:])],
         kind=spec.kind,
-        space=dict(cfg.model.space),
+        space=dict(search.space),
         per_member_sample=spec.per_member_sample,
     )
     if spec.kind == "cluster" and data.common is None:
@@ -314,15 +326,14 @@ def run_ensemble(
             StudyDirection.MINIMIZE if d == "minimize" else StudyDirection.MAXIMIZE
             for _, d in objectives
         ],
-        sampler=NSGAIISampler(seed=cfg.seed, population_size=max(2, ens.size)),
+        sampler=NSGAIISampler(seed=search.seed, population_size=max(2, ens.size)),
     )
     n_space = space_size(dists)
-    check_members(spec, cfg.model.space, ens.size, data)
+    check_members(spec, search.space, ens.size, data)
     defaults = defaults_in_space(spec.estimator, dists, spec.steps)
     if defaults:
         study.enqueue_trial(defaults)
     seeded = "random_state" in spec.estimator
-    wait_for_workers(client, cfg.compute.timeout)
     try:
         data_future = client.scatter(data, broadcast=True)
     except Exception:
@@ -357,7 +368,7 @@ def run_ensemble(
         numbers = [len(members) + i for i in range(len(trials))]
         for number, trial in zip(numbers, trials, strict=True):
             params = dict(trial.params)
-            seed = cfg.seed + trial.number
+            seed = search.seed + trial.number
             if seeded:
                 params["random_state"] = seed
             seeds.append(seed)
@@ -375,7 +386,7 @@ def run_ensemble(
                     key=f"fit-{run}-gen{gen}-{number}",
                     # reruns a member whose fit raised; a member whose worker died is
                     # rescheduled by the scheduler (distributed.scheduler.allowed-failures)
-                    retries=cfg.compute.retries,
+                    retries=search.retries,
                 )
             )
 
@@ -429,8 +440,8 @@ def run_ensemble(
             on_generation(gen, gen_members)
         if stale >= ens.patience:
             break
-    if ens.consensus.enabled:
-        extra = _consensus(members, data_future, cfg, spec, client)
+    if search.consensus_top is not None:
+        extra = _consensus(members, data_future, search, spec, client)
         if extra is not None:
             members.append(extra)
             rank_members(members, objectives)
@@ -478,33 +489,32 @@ def _propose(
 
 
 def _consensus(
-    members: list[Member], data_future: Any, cfg: AppConfig, spec: MemberSpec, client: Any
+    members: list[Member], data_future: Any, search: Search, spec: MemberSpec, client: Any
 ) -> Member | None:
-    """The pooled-centroid member of the best ``ensemble.consensus.top`` K-Means members."""
-    con = cfg.ensemble.consensus
+    """The pooled-centroid member of the best ``search.consensus_top`` K-Means members."""
     if spec.kind != "cluster":
         raise ConfigError(
             "ensemble.consensus.enabled=true needs clustering members (model.kind=cluster) "
             "with centroids: set it to false for supervised models"
         )
     top = [m for m in select(members, len(members)) if hasattr(m.pipeline[-1], "cluster_centers_")]
-    top = top[: con.top]
+    top = top[: search.consensus_top]
     if len(top) < 2:
         raise ConfigError(
             "ensemble.consensus needs at least 2 members with cluster_centers_ (K-Means): "
             "use model=kmeans or set ensemble.consensus.enabled=false"
         )
-    k = con.n_clusters or int(top[0].pipeline[-1].cluster_centers_.shape[0])
+    k = search.consensus_clusters or int(top[0].pipeline[-1].cluster_centers_.shape[0])
     future = client.submit(
         consensus_member,
         data_future,
         [m.pipeline for m in top],
         k,
-        cfg.seed,
+        search.seed,
         spec.threads,
         pure=False,
         key=f"fit-consensus-{uuid.uuid4().hex[:8]}",
-        retries=cfg.compute.retries,
+        retries=search.retries,
     )
     res: FitResult = gather_members([future])[0]
     return Member(
@@ -514,7 +524,7 @@ def _consensus(
         scores=res.scores,
         fit_seconds=res.seconds,
         pipeline=res.pipeline,
-        seed=cfg.seed,
+        seed=search.seed,
         family=res.family,
         consensus=True,
         preview=res.preview,

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from geoensemble.ensemble.folds import Fold
+from geoensemble.ensemble.member import TrainingData
 from geoensemble.errors import EmptyLayerError
 from geoensemble.features.sample import balanced_quotas
 from geoensemble.features.table import valid_mask
@@ -140,3 +142,51 @@ def nan_dropped(
         out["fix"],
     )
     return out
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """Training data drawn from a feature dataset, with what the train report records."""
+
+    data: TrainingData
+    pixels: int
+    labelled: LabelledSample | None = None
+    folds: list[Fold] = field(default_factory=list)
+
+
+def draw_training_data(
+    ds: xr.Dataset,
+    names: list[str],
+    labels: Labels | None,
+    *,
+    kind: str,
+    size: int,
+    seed: int,
+    nan_threshold: int = 0,
+    stratify: bool = False,
+    n_folds: int = 5,
+    block_size: int = 32,
+    buffer: int = 0,
+) -> Drawn:
+    """The members' training data: a seeded sample of valid pixels for clusterers; the
+    labelled pixels with their spatial block folds for classifiers and regressors.
+
+    The train stage and :func:`geoensemble.fit_ensemble` both draw through here, so that
+    the same settings give the same sample.
+    """
+    from geoensemble.ensemble.folds import spatial_folds
+    from geoensemble.features.sample import sample_pixels
+
+    if kind == "cluster":
+        s = sample_pixels(ds, names, size=size, seed=seed, nan_threshold=nan_threshold)
+        return Drawn(TrainingData(X=s.X), len(s))
+    assert labels is not None  # the callers say which labels are missing, in their terms
+    ls = labelled_sample(
+        ds, names, labels, size=size, seed=seed, nan_threshold=nan_threshold, stratify=stratify
+    )
+    folds = spatial_folds(
+        ls.rows, ls.cols, n_folds=n_folds, block_size=block_size, seed=seed, buffer=buffer
+    )
+    classes = np.unique(ls.y) if kind == "classifier" else None
+    data = TrainingData(X=ls.X, y=ls.y, folds=folds, classes=classes)
+    return Drawn(data, len(ls), ls, folds)

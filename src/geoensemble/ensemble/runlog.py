@@ -45,8 +45,6 @@ from typing import Any
 import numpy as np
 
 from geoensemble import tracking
-from geoensemble.app.config import TrackingConfig
-from geoensemble.app.promote import candidate_tags
 from geoensemble.classes import CLASS_NAMES_TAG
 from geoensemble.ensemble.search import EnsembleResult, Member
 
@@ -113,7 +111,7 @@ class MemberLogger:
 
     def start(
         self,
-        t: TrackingConfig,
+        t: Any,
         *,
         run_name: str,
         params: dict[str, Any],
@@ -306,3 +304,21 @@ def timed_call(logger: MemberLogger, fn: Callable[..., Any], *args: Any, **kwarg
     """Call ``fn`` and count its time as MLflow time."""
     with logger.timed():
         return fn(*args, **kwargs)
+
+
+def tag_number(value: float | None) -> str:
+    """A score as a tag value (``nan`` for a missing or non-finite one)."""
+    return "nan" if value is None or not math.isfinite(value) else f"{value:.10g}"
+
+
+def candidate_tags(scores: Mapping[str, float], pipeline: Any, metric: str) -> dict[str, str]:
+    """Version tags of one member: its criterion value and how many classes it uses."""
+    tags = {"criterion_value": tag_number(scores.get(metric))}
+    est = pipeline[-1] if hasattr(pipeline, "steps") else pipeline
+    if "n_clusters" in scores:  # clusterers: the clusters of its partition of the sample
+        tags["n_classes"] = tag_number(scores["n_clusters"])
+    elif getattr(est, "classes_", None) is not None:
+        tags["n_classes"] = str(len(est.classes_))
+    if "kappa" in scores:
+        tags["kappa"] = tag_number(scores["kappa"])
+    return tags
