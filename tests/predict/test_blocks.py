@@ -11,7 +11,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from geoensemble.app.config import PredictOutputsConfig
-from geoensemble.predict import BlockPredictor, ClassScheme, Member, output_keys, predict_scene
+from geoensemble.predict import (
+    BlockPredictor,
+    ClassScheme,
+    LoadedMember,
+    output_keys,
+    predict_scene,
+)
 from geoensemble.predict.blocks import block_edge, blocks
 from tests.predict.conftest import NAMES, fit_forest, fit_kmeans, make_scene, valid_table
 
@@ -19,7 +25,7 @@ MODELS = {"kmeans": fit_kmeans(NAMES), "forest": fit_forest(NAMES)}
 
 
 def run_scene(tmp_path: Path, ds, model, *, edge: int, threads: int) -> dict[str, Path]:
-    members = [Member("m", model, list(NAMES), "test:m")]
+    members = [LoadedMember("m", model, list(NAMES), "test:m")]
     keys = output_keys(members, PredictOutputsConfig())
     pred = BlockPredictor(members, list(NAMES), ClassScheme.of(members), keys)
     paths = {k: tmp_path / f"{k.replace(':', '_')}.tif" for k in keys}

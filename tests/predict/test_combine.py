@@ -19,7 +19,7 @@ from geoensemble.io.stack import set_grid
 from geoensemble.predict import (
     BlockPredictor,
     ClassScheme,
-    Member,
+    LoadedMember,
     output_keys,
     predict_scene,
     vote,
@@ -39,8 +39,10 @@ def lookup(labels: list) -> KNeighborsClassifier:
     return KNeighborsClassifier(n_neighbors=1).fit(x, np.repeat(np.array(labels), 2))
 
 
-def members(*label_sets: list) -> list[Member]:
-    return [Member(f"m{i}", lookup(ls), ["v"], f"test:m{i}") for i, ls in enumerate(label_sets)]
+def members(*label_sets: list) -> list[LoadedMember]:
+    return [
+        LoadedMember(f"m{i}", lookup(ls), ["v"], f"test:m{i}") for i, ls in enumerate(label_sets)
+    ]
 
 
 def tiny_scene(values: np.ndarray) -> xr.Dataset:
@@ -148,8 +150,8 @@ def test_sparse_integer_labels_keep_their_values_as_codes() -> None:
 def test_regressors_write_float32_with_nan_nodata_and_their_mean(tmp_path: Path) -> None:
     x = np.arange(5, dtype=np.float64)[:, None]
     ms = [
-        Member("r0", LinearRegression().fit(x, 2 * x[:, 0]), ["v"], "test:r0"),
-        Member("r1", LinearRegression().fit(x, 4 * x[:, 0]), ["v"], "test:r1"),
+        LoadedMember("r0", LinearRegression().fit(x, 2 * x[:, 0]), ["v"], "test:r0"),
+        LoadedMember("r1", LinearRegression().fit(x, 4 * x[:, 0]), ["v"], "test:r1"),
     ]
     keys = output_keys(ms, PredictOutputsConfig())
     assert keys == ["member:0", "member:1", "mean"]

@@ -30,7 +30,7 @@ from geoensemble.classes import (
 )
 from geoensemble.io.geotiff import write_geotiff
 from geoensemble.io.stack import write_store
-from geoensemble.predict import BlockPredictor, ClassScheme, Member, output_keys
+from geoensemble.predict import BlockPredictor, ClassScheme, LoadedMember, output_keys
 from geoensemble.predict.combine import align_clusters
 from tests.predict.conftest import NAMES, TRANSFORM, fit_kmeans, make_scene, register, valid_table
 
@@ -57,7 +57,7 @@ def test_align_clusters_by_hand_keeps_extra_clusters_apart() -> None:
     # Every member's left-over clusters get their own codes: they never vote together.
     np.testing.assert_array_equal(lookups[3], [0, 1, 2, 4, 5])
     scheme = ClassScheme.of(
-        [Member(f"m{i}", fit_kmeans(NAMES, 3), NAMES, f"t:{i}") for i in range(4)],
+        [LoadedMember(f"m{i}", fit_kmeans(NAMES, 3), NAMES, f"t:{i}") for i in range(4)],
         recode=lookups,
     )
     assert scheme.names == [f"cluster {i}" for i in range(6)]
@@ -71,7 +71,7 @@ def test_permuted_kmeans_members_agree_fully_after_alignment(tmp_path: Path) -> 
     ref, other = est.predict(X), twin.predict(X)  # type: ignore[attr-defined]
     assert (ref != other).mean() > 0.5  # the codes really differ
     np.testing.assert_array_equal(np.array([3, 0, 4, 1, 2])[ref], other)
-    members = [Member("a", est, NAMES, "t:a"), Member("b", twin, NAMES, "t:b")]
+    members = [LoadedMember("a", est, NAMES, "t:a"), LoadedMember("b", twin, NAMES, "t:b")]
     keys = output_keys(members, PredictOutputsConfig())
     unaligned = BlockPredictor(members, NAMES, ClassScheme.of(members), keys)
     assert (unaligned.predict_table(X)["agreement"] < 100).mean() > 0.5

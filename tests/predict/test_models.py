@@ -21,7 +21,7 @@ from geoensemble.errors import ConfigError, FeatureMismatchError, InputFileError
 from geoensemble.predict import (
     BlockPredictor,
     ClassScheme,
-    Member,
+    LoadedMember,
     check_features,
     output_keys,
     predict_scene,
@@ -48,7 +48,7 @@ def test_scene_order_and_extra_layers_are_fixed_automatically(tmp_path: Path) ->
     est = fit_kmeans(NAMES)
     names = check_features(NAMES, list(ds.data_vars), where="scene")
     assert names == NAMES
-    members = [Member("m", est, NAMES, "test:m")]
+    members = [LoadedMember("m", est, NAMES, "test:m")]
     pred = BlockPredictor(members, names, ClassScheme.of(members), ["member:0"])
     s = predict_scene(ds, pred, {"member:0": tmp_path / "m.tif"}, block_size=64)
     X, mask = valid_table(ds, NAMES)

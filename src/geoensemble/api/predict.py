@@ -17,31 +17,33 @@ if TYPE_CHECKING:
     import xarray as xr
 
     from geoensemble.predict.combine import BlockPredictor
-    from geoensemble.predict.models import Member
+    from geoensemble.predict.models import LoadedMember
 
 OUTPUTS = ("members", "vote", "agreement", "probabilities", "max_probability", "mean")
 # The block edge of the predict stage's default (predict.block_size).
 BLOCK_SIZE = 1024
 
 
-def _members(models: Any) -> list[Member]:
+def _members(models: Any) -> list[LoadedMember]:
     """Every model to predict with, as the predict stage's members (best first)."""
     from geoensemble.api.fit import Ensemble
-    from geoensemble.predict.models import Member, model_kind
+    from geoensemble.predict.models import LoadedMember, model_kind
 
     items = list(models) if isinstance(models, list | tuple) else [models]
     if not items:
         raise ConfigError("models is empty: pass an Ensemble, a fitted estimator, or a list")
-    out: list[Member] = []
+    out: list[LoadedMember] = []
     for i, item in enumerate(items):
         if isinstance(item, Ensemble):
             names = list(item.feature_names)
-            out += [Member(k.name.replace("-", "_"), k.pipeline, names, k.name) for k in item.kept]
+            out += [
+                LoadedMember(k.name.replace("-", "_"), k.pipeline, names, k.name) for k in item.kept
+            ]
         elif hasattr(item, "predict"):
             fitted = getattr(item, "feature_names_in_", None)
             names = [str(n) for n in fitted] if fitted is not None else []
             label = f"model_{i}"
-            out.append(Member(label, item, names, f"python:{type(item).__name__}"))
+            out.append(LoadedMember(label, item, names, f"python:{type(item).__name__}"))
         else:
             raise ConfigError(
                 f"models[{i}] is a {type(item).__name__}: pass an Ensemble from "
@@ -60,7 +62,7 @@ def _members(models: Any) -> list[Member]:
     return out
 
 
-def _keys(members: list[Member], outputs: Sequence[str]) -> list[str]:
+def _keys(members: list[LoadedMember], outputs: Sequence[str]) -> list[str]:
     """The predictor's output keys for ``outputs`` (the predict stage's names)."""
     from geoensemble.predict.combine import CLASSIFIER, REGRESSOR
 
@@ -91,7 +93,7 @@ def _keys(members: list[Member], outputs: Sequence[str]) -> list[str]:
     return keys
 
 
-def _names_in(ds: xr.Dataset, members: list[Member], where: str) -> list[str]:
+def _names_in(ds: xr.Dataset, members: list[LoadedMember], where: str) -> list[str]:
     """The union of the members' inputs in reading order, checked against the scene."""
     from geoensemble.predict.models import check_features
 

@@ -18,12 +18,12 @@ from geoensemble.predict.legend import (
     aligned_scheme,
     name_clusters,
 )
-from geoensemble.predict.models import CLUSTER, Member, final_step
+from geoensemble.predict.models import CLUSTER, LoadedMember, final_step
 
 log = logging.getLogger("geoensemble")
 
 
-def class_legend(cfg: AppConfig, members: list[Member]) -> Legend:
+def class_legend(cfg: AppConfig, members: list[LoadedMember]) -> Legend:
     """The scheme of classifiers and regressors, named as the module docstring says."""
     if members[0].kind == REGRESSOR:
         return Legend(ClassScheme.of(members), "none")
@@ -57,7 +57,7 @@ def labels_names(cfg: AppConfig) -> dict[str, str]:
 
 
 def cluster_legend(
-    cfg: AppConfig, members: list[Member], scene: xr.Dataset, union: list[str]
+    cfg: AppConfig, members: list[LoadedMember], scene: xr.Dataset, union: list[str]
 ) -> Legend:
     """Aligned cluster codes (on ``scene``), named after the reference where there is one."""
     scheme = aligned_scheme(members, scene, union)
@@ -137,7 +137,7 @@ def truth_reference(cfg: AppConfig, truth: str) -> tuple[np.ndarray, dict[int, s
 
 
 def scheme_for(
-    cfg: AppConfig, members: list[Member], scene: xr.Dataset, union: list[str]
+    cfg: AppConfig, members: list[LoadedMember], scene: xr.Dataset, union: list[str]
 ) -> Legend:
     """The shared codes, names and colours of one prediction run (see the module docstring)."""
     if members[0].kind == CLUSTER:

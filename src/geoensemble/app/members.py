@@ -1,7 +1,7 @@
 """Which members the predict stage uses: registered versions, an ensemble's kept members,
 the train report's champion or an external model file, and the NaN policy for each.
 
-The config decides; :mod:`geoensemble.predict.models` holds the loaded :class:`Member`.
+The config decides; :mod:`geoensemble.predict.models` holds the loaded :class:`LoadedMember`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from geoensemble.app.config import AppConfig, ExternalModelConfig
 from geoensemble.errors import ConfigError, FeatureMismatchError, InputFileError
-from geoensemble.predict.models import Member, registered_member
+from geoensemble.predict.models import LoadedMember, registered_member
 
 log = logging.getLogger("geoensemble")
 
@@ -22,7 +22,7 @@ log = logging.getLogger("geoensemble")
 TRAIN_REPORT = "train_report"
 
 
-def external_member(ext: ExternalModelConfig) -> Member:
+def external_member(ext: ExternalModelConfig) -> LoadedMember:
     """A pickled or joblib model trained elsewhere; refused unless explicitly enabled.
 
     Raises
@@ -66,7 +66,7 @@ def external_member(ext: ExternalModelConfig) -> Member:
             f"predict.external.feature_names {names} differ from the names {path.name} was "
             f"fitted with {list(map(str, fitted))}: declare those, in that order"
         )
-    return Member(
+    return LoadedMember(
         label=ext.label or path.stem,
         model=model,
         feature_names=names,
@@ -100,12 +100,12 @@ def _unpickle(path: Path) -> Any:
 
 
 def nan_policy(
-    members: list[Member],
+    members: list[LoadedMember],
     ds: Any,
     cfg: AppConfig,
     *,
     scene: str = "scene",
-) -> tuple[list[Member], dict[str, str]]:
+) -> tuple[list[LoadedMember], dict[str, str]]:
     """The members for one scene with the configured NaN policy, and tags recording it.
 
     Members trained here fill NaN with their own imputer (fitted on their training pixels).
@@ -154,7 +154,7 @@ def nan_policy(
     return out, tags
 
 
-def resolve_members(cfg: AppConfig, experiment_id: str | None) -> list[Member]:
+def resolve_members(cfg: AppConfig, experiment_id: str | None) -> list[LoadedMember]:
     """Every model of this prediction, in a fixed order, without duplicates.
 
     The members are the union of ``predict.models``, the kept members of

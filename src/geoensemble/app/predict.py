@@ -32,7 +32,7 @@ from geoensemble.predict.combine import (
     output_keys,
 )
 from geoensemble.predict.legend import Legend
-from geoensemble.predict.models import Member, check_features, env_threads
+from geoensemble.predict.models import LoadedMember, check_features, env_threads
 from geoensemble.predict.scene import SceneSummary, map_paths, predict_scene, quicklooks
 from geoensemble.predict.timing import Phases, process_age
 
@@ -106,7 +106,7 @@ def scene_feature_names(cfg: AppConfig, ds: xr.Dataset, path: str) -> list[str]:
 
 
 def scene_union(
-    cfg: AppConfig, members: list[Member], ds: xr.Dataset, name: str, path: str, index: int
+    cfg: AppConfig, members: list[LoadedMember], ds: xr.Dataset, name: str, path: str, index: int
 ) -> list[str]:
     """The features every member needs from scene ``index``, in reading order (an error
     naming the scene, and its ``predict.scenes`` entry, when it lacks some)."""

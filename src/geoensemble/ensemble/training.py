@@ -12,25 +12,11 @@ import xarray as xr
 from geoensemble.ensemble.folds import Fold
 from geoensemble.ensemble.member import TrainingData
 from geoensemble.errors import EmptyLayerError
-from geoensemble.features.sample import balanced_quotas
+from geoensemble.features.sample import Sample, balanced_quotas
 from geoensemble.features.table import valid_mask
 from geoensemble.io.labels import Labels
 
 log = logging.getLogger("geoensemble")
-
-
-@dataclass(frozen=True)
-class LabelledSample:
-    """Labelled pixels: features, target, grid positions."""
-
-    X: np.ndarray  # (n, features) float32
-    y: np.ndarray  # (n,) int64 class codes or float64 values
-    rows: np.ndarray
-    cols: np.ndarray
-    dropped: dict[str, Any] = field(default_factory=dict)  # see nan_dropped
-
-    def __len__(self) -> int:
-        return int(self.X.shape[0])
 
 
 def labelled_sample(
@@ -42,7 +28,7 @@ def labelled_sample(
     seed: int,
     nan_threshold: int = 0,
     stratify: bool = False,
-) -> LabelledSample:
+) -> Sample:
     """The features at labelled pixels (at most ``size`` of them, a seeded draw).
 
     The draw is uniform, or with ``stratify`` (class labels only) an equal share per class,
@@ -78,7 +64,7 @@ def labelled_sample(
     dropped = nan_dropped(X, labels.array[rows, cols], ok, names, labels, nan_threshold)
     raw = labels.array[rows[ok], cols[ok]]
     y = raw.astype(np.float64) if labels.target == "value" else raw.astype(np.int64)
-    return LabelledSample(X=X[ok], y=y, rows=rows[ok], cols=cols[ok], dropped=dropped)
+    return Sample(X=X[ok], rows=rows[ok], cols=cols[ok], names=names, y=y, dropped=dropped)
 
 
 def nan_dropped(
@@ -150,7 +136,7 @@ class Drawn:
 
     data: TrainingData
     pixels: int
-    labelled: LabelledSample | None = None
+    labelled: Sample | None = None
     folds: list[Fold] = field(default_factory=list)
 
 
@@ -187,6 +173,7 @@ def draw_training_data(
     folds = spatial_folds(
         ls.rows, ls.cols, n_folds=n_folds, block_size=block_size, seed=seed, buffer=buffer
     )
+    assert ls.y is not None  # drawn where labels are
     classes = np.unique(ls.y) if kind == "classifier" else None
     data = TrainingData(X=ls.X, y=ls.y, folds=folds, classes=classes)
     return Drawn(data, len(ls), ls, folds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -13,13 +14,19 @@ from geoensemble.features.table import to_table, valid_mask
 
 @dataclass(frozen=True)
 class Sample:
-    """Training pixels: features, grid positions (for spatial folds) and optional labels."""
+    """Drawn pixels as a table: features, grid positions (for spatial folds), and the
+    labels (class codes or values) when the pixels were drawn where labels are.
+
+    The one name for a drawn pixel table; :class:`geoensemble.features.table.Table` is a
+    whole dataset's valid pixels with what is needed to put them back on the grid.
+    """
 
     X: np.ndarray  # (n, features) float32
     rows: np.ndarray  # (n,) int
     cols: np.ndarray  # (n,) int
     names: list[str]
     y: np.ndarray | None = None
+    dropped: dict[str, Any] = field(default_factory=dict)  # labelled pixels the NaN rule dropped
 
     def __len__(self) -> int:
         return int(self.X.shape[0])

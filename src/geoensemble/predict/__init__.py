@@ -14,13 +14,13 @@ The predict stage that resolves models from the config is :mod:`geoensemble.app.
 """
 
 from geoensemble.predict.combine import BlockPredictor, ClassScheme, output_keys, vote
-from geoensemble.predict.models import Member, check_features, model_kind, n_classes_of
+from geoensemble.predict.models import LoadedMember, check_features, model_kind, n_classes_of
 from geoensemble.predict.scene import SceneSummary, map_paths, predict_scene
 
 __all__ = [
     "BlockPredictor",
     "ClassScheme",
-    "Member",
+    "LoadedMember",
     "SceneSummary",
     "check_features",
     "map_paths",

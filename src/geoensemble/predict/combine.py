@@ -19,7 +19,7 @@ import numpy as np
 
 from geoensemble.features.table import from_table, to_table, valid_mask
 from geoensemble.io.profiles import class_dtype
-from geoensemble.predict.models import CLASSIFIER, CLUSTER, REGRESSOR, Member, final_step
+from geoensemble.predict.models import CLASSIFIER, CLUSTER, REGRESSOR, LoadedMember, final_step
 
 # Percent layers (agreement, probabilities) are uint8 0..100 with this nodata.
 PCT_NODATA = 255
@@ -66,7 +66,7 @@ class ClassScheme:
     @classmethod
     def of(
         cls,
-        members: list[Member],
+        members: list[LoadedMember],
         names: list[str] | dict[Any, str] | None = None,
         *,
         recode: list[np.ndarray] | None = None,
@@ -225,7 +225,7 @@ class BlockPredictor:
     member ``i``'s inputs in its own order.
     """
 
-    members: list[Member]
+    members: list[LoadedMember]
     features: list[str]
     scheme: ClassScheme
     outputs: list[str]
@@ -338,7 +338,7 @@ class BlockPredictor:
         return self.scheme.dtype, self.scheme.nodata, 1
 
 
-def output_keys(members: list[Member], outputs: Any) -> list[str]:
+def output_keys(members: list[LoadedMember], outputs: Any) -> list[str]:
     """Which outputs a run writes, from ``predict.outputs`` and the members' kinds."""
     many = len(members) > 1
     keys = [f"member:{i}" for i in range(len(members)) if not many or outputs.members]

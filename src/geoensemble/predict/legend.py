@@ -27,7 +27,7 @@ import numpy as np
 import xarray as xr
 
 from geoensemble.predict.combine import CLUSTER, ClassScheme, align_clusters
-from geoensemble.predict.models import Member, n_classes_of
+from geoensemble.predict.models import LoadedMember, n_classes_of
 
 log = logging.getLogger("geoensemble")
 
@@ -69,13 +69,13 @@ class Legend:
         return out
 
 
-def member_tables(X: np.ndarray, union: list[str], members: list[Member]) -> list[np.ndarray]:
+def member_tables(X: np.ndarray, union: list[str], members: list[LoadedMember]) -> list[np.ndarray]:
     """Each member's columns of a table whose columns are ``union``."""
     idx = {n: i for i, n in enumerate(union)}
     return [np.ascontiguousarray(X[:, [idx[n] for n in m.feature_names]]) for m in members]
 
 
-def aligned_scheme(members: list[Member], scene: xr.Dataset, union: list[str]) -> ClassScheme:
+def aligned_scheme(members: list[LoadedMember], scene: xr.Dataset, union: list[str]) -> ClassScheme:
     """The class scheme of clustering ``members`` with their codes matched to the first's.
 
     The matching sample is drawn with a fixed seed, so the stage and the Python API align the
@@ -97,7 +97,7 @@ def aligned_scheme(members: list[Member], scene: xr.Dataset, union: list[str]) -
 
 def name_clusters(
     features: str,
-    members: list[Member],
+    members: list[LoadedMember],
     scheme: ClassScheme,
     codes: np.ndarray,
     class_names: dict[int, str],

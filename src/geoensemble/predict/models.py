@@ -24,7 +24,7 @@ CLUSTER, CLASSIFIER, REGRESSOR = "cluster", "classifier", "regressor"
 
 
 @dataclass
-class Member:
+class LoadedMember:
     """One model of the prediction, with its provenance."""
 
     label: str  # used in file names
@@ -100,7 +100,7 @@ def _stem(uri: str, name: str | None, version: str | None) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", stem).lstrip("._") or "model"
 
 
-def registered_member(uri: str, *, trusted_types: Sequence[str] = ()) -> Member:
+def registered_member(uri: str, *, trusted_types: Sequence[str] = ()) -> LoadedMember:
     """A logged or registered model, loaded with its signature's feature names.
 
     ``trusted_types`` (``trust.types``) are the types its file may hold beyond geoensemble's
@@ -114,7 +114,7 @@ def registered_member(uri: str, *, trusted_types: Sequence[str] = ()) -> Member:
     if loaded.name and loaded.version:
         model_id = tracking.model_id_of(loaded.name, loaded.version)
         class_names = registered_class_names(loaded.name, loaded.version)
-    return Member(
+    return LoadedMember(
         label=_stem(uri, loaded.name, loaded.version),
         model=loaded.model,
         feature_names=list(loaded.feature_names),

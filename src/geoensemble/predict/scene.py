@@ -35,7 +35,7 @@ from geoensemble.predict.blocks import (
     run_threads,
 )
 from geoensemble.predict.combine import REGRESSOR, BlockPredictor, ClassScheme
-from geoensemble.predict.models import Member
+from geoensemble.predict.models import LoadedMember
 from geoensemble.predict.timing import Phases
 from geoensemble.predict.writer import GDAL_ENV, MapWriter
 
@@ -80,7 +80,7 @@ class SceneSummary:
 
 
 def map_paths(
-    out_dir: Path, scene: str, members: list[Member], keys: list[str], set_label: str
+    out_dir: Path, scene: str, members: list[LoadedMember], keys: list[str], set_label: str
 ) -> dict[str, Path]:
     """Output path of every output key of one scene."""
     out = {}
@@ -289,7 +289,9 @@ def _writer(
     )
 
 
-def quicklooks(summary: SceneSummary, scheme: ClassScheme, members: list[Member]) -> list[Path]:
+def quicklooks(
+    summary: SceneSummary, scheme: ClassScheme, members: list[LoadedMember]
+) -> list[Path]:
     """A PNG with legend beside each class map (or a colour-bar PNG for regression maps),
     drawn from the thumbnails kept while writing (else from the COG's overviews)."""
     from geoensemble import plots
