@@ -13,6 +13,7 @@ import pytest
 
 from geoensemble import tracking
 from geoensemble.app import cli
+from geoensemble.app import params as app_params
 from geoensemble.app.config import TrackingConfig
 from geoensemble.app.promote import (
     DVC_EXP,
@@ -92,7 +93,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 
 def origin_with(mp: pytest.MonkeyPatch, params: Path | None, *overrides: str) -> str:
-    mp.setattr(cli, "_params_file", None if params is None else (params, tuple(overrides)))
+    mp.setattr(app_params, "_params_file", None if params is None else (params, tuple(overrides)))
     return training_origin().kind
 
 
@@ -308,4 +309,4 @@ def test_the_params_file_mark_ends_with_its_stage(tmp_path: Path) -> None:
     params.write_text(yaml.safe_dump(cfg))
     with pytest.raises(SystemExit) as stop:  # neither version nor rule: exit 2
         cli.stage_main("promote", ["--params", str(params)])
-    assert stop.value.code == 2 and cli.params_file() is None
+    assert stop.value.code == 2 and app_params.params_file() is None

@@ -24,9 +24,14 @@ OUTPUTS = ("members", "vote", "agreement", "probabilities", "max_probability", "
 BLOCK_SIZE = 1024
 
 
+def _is_ensemble(item: Any) -> bool:
+    """An :class:`~geoensemble.api.fit.Ensemble` (recognised by what it holds, so that this
+    module does not import the one that calls it)."""
+    return hasattr(item, "kept") and hasattr(item, "feature_names") and hasattr(item, "metric")
+
+
 def _members(models: Any) -> list[LoadedMember]:
     """Every model to predict with, as the predict stage's members (best first)."""
-    from geoensemble.api.fit import Ensemble
     from geoensemble.predict.models import LoadedMember, model_kind
 
     items = list(models) if isinstance(models, list | tuple) else [models]
@@ -34,7 +39,7 @@ def _members(models: Any) -> list[LoadedMember]:
         raise ConfigError("models is empty: pass an Ensemble, a fitted estimator, or a list")
     out: list[LoadedMember] = []
     for i, item in enumerate(items):
-        if isinstance(item, Ensemble):
+        if _is_ensemble(item):
             names = list(item.feature_names)
             out += [
                 LoadedMember(k.name.replace("-", "_"), k.pipeline, names, k.name) for k in item.kept

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from geoensemble.app.config import AppConfig
+from geoensemble.app.params import conf_dir, running_on
 from geoensemble.app.validate import load_params, validate
 from geoensemble.errors import ConfigError, GeoEnsembleError
 
@@ -120,12 +121,6 @@ def run_stage(stage: str, cfg: AppConfig) -> Any:
     finally:
         if old is not None:
             signal.signal(signal.SIGTERM, old)
-
-
-def conf_dir() -> Path:
-    """``conf/`` of the project in the working directory, else of the source checkout."""
-    here = Path.cwd() / "conf"
-    return here if here.is_dir() else Path(__file__).resolve().parents[3] / "conf"
 
 
 OVERRIDES_FLAG = "--overrides"
@@ -263,16 +258,12 @@ def stage_main(stage: str, argv: list[str] | None = None) -> None:
         if len(args) < 2:
             print(f"usage: {stage} --params params.yaml [key=value ...]", file=sys.stderr)
             raise SystemExit(EXIT_ERROR)
-        global _params_file
         try:
             cfg = load_params(args[1], args[2:])
         except Exception as exc:
             raise fail(stage, exc) from None
-        _params_file = Path(args[1]), tuple(args[2:])
-        try:
+        with running_on(Path(args[1]), tuple(args[2:])):
             run_stage(stage, cfg)
-        finally:
-            _params_file = None  # a later stage of this process may compose its config
         return
 
     import hydra
@@ -331,16 +322,6 @@ def stage_main(stage: str, argv: list[str] | None = None) -> None:
 
 
 HELP_FLAGS = ("-h", "--help")
-
-# The config file and overrides this process's stage runs on with --params (how dvc repro
-# runs it); None when its config was composed from conf/ by Hydra.
-_params_file: tuple[Path, tuple[str, ...]] | None = None
-
-
-def params_file() -> tuple[Path, tuple[str, ...]] | None:
-    """``(file, overrides)`` given with ``--params`` to this process's stage, else None."""
-    return _params_file
-
 
 # `geoensemble promote version=3`: the promote keys without their section.
 PROMOTE_KEYS = ("version", "rule", "ensemble", "reason")

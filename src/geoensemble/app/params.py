@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +29,37 @@ def clear_overrides(overrides: list[str]) -> list[str]:
     return out
 
 
+def conf_dir() -> Path:
+    """``conf/`` of the project in the working directory, else of the source checkout."""
+    here = Path.cwd() / "conf"
+    return here if here.is_dir() else Path(__file__).resolve().parents[3] / "conf"
+
+
+# The config file and overrides this process's stage runs on with --params (how dvc repro
+# runs it); None when its config was composed from conf/ by Hydra.
+_params_file: tuple[Path, tuple[str, ...]] | None = None
+
+
+def params_file() -> tuple[Path, tuple[str, ...]] | None:
+    """``(file, overrides)`` given with ``--params`` to this process's stage, else None."""
+    return _params_file
+
+
+@contextlib.contextmanager
+def running_on(path: Path, overrides: tuple[str, ...]) -> Iterator[None]:
+    """Record, for the stage run inside, the ``--params`` file and overrides it runs on."""
+    global _params_file
+    _params_file = path, overrides
+    try:
+        yield
+    finally:
+        _params_file = None  # a later stage of this process may compose its config
+
+
 def compose(overrides: list[str] | None = None, *, config_dir: Path | None = None) -> Any:
     """The composed, resolved config (a DictConfig) for ``overrides``."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
-
-    from geoensemble.app.cli import conf_dir
 
     with initialize_config_dir(str((config_dir or conf_dir()).resolve()), version_base=None):
         cfg = hydra_compose(config_name="config", overrides=clear_overrides(overrides or []))

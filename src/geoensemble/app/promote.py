@@ -113,7 +113,7 @@ def training_origin() -> Origin:
     since ``HEAD``, so that ``@champion`` always comes from committed parameters.
     """
     from geoensemble import tracking
-    from geoensemble.app.cli import params_file
+    from geoensemble.app.params import params_file
 
     env = os.environ
     if env.get(tracking.SWEEP_ID_VAR):
@@ -454,14 +454,3 @@ def promote(cfg: AppConfig) -> dict[str, Any]:
         "moved": previous != chosen.version,
         "reason": reason,
     }
-
-
-def main() -> None:
-    """``python -m geoensemble.app.promote version=3`` (as ``geoensemble promote``)."""
-    from geoensemble.app.cli import stage_main
-
-    stage_main("promote")
-
-
-if __name__ == "__main__":
-    main()
