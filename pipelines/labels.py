@@ -1,6 +1,6 @@
 """The labels stage: `python pipelines/labels.py [overrides]` or `--params params.yaml`."""
 
-from geoensemble.app.cli import stage_main
+from geoensemble.app.cli import run_then_exit
 
 if __name__ == "__main__":
-    stage_main("labels")
+    run_then_exit("labels")

@@ -1,6 +1,6 @@
 """Every stage in order: `python pipelines/run_all.py [overrides]` (MLflow's main entry)."""
 
-from geoensemble.app.cli import stage_main
+from geoensemble.app.cli import run_then_exit
 
 if __name__ == "__main__":
-    stage_main("all")
+    run_then_exit("all")

@@ -1,6 +1,6 @@
 """The scene stage: `python pipelines/scene.py [overrides]` or `--params params.yaml`."""
 
-from geoensemble.app.cli import stage_main
+from geoensemble.app.cli import run_then_exit
 
 if __name__ == "__main__":
-    stage_main("scene")
+    run_then_exit("scene")

@@ -356,7 +356,7 @@ def exit_code(exc: SystemExit) -> int:
     return 1
 
 
-def run_then_exit(stage: str) -> None:
+def run_then_exit(stage: str, args: list[str] | None = None) -> None:
     """Run ``stage`` as a script, then leave without the interpreter's teardown.
 
     Freeing every object of the libraries a stage imports (MLflow, scikit-learn, dask...)
@@ -369,7 +369,7 @@ def run_then_exit(stage: str) -> None:
     import threading
 
     try:
-        stage_main(stage)
+        stage_main(stage, args)
         code = 0
     except SystemExit as exc:
         code = exit_code(exc)
@@ -401,4 +401,4 @@ def main() -> None:
             file=sys.stderr,
         )
         raise SystemExit(EXIT_ERROR)
-    stage_main(args[0], args[1:])
+    run_then_exit(args[0], args[1:])
