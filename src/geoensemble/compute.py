@@ -10,10 +10,49 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from geoensemble.app.config import ComputeConfig
 from geoensemble.errors import ComputeError, ConfigError
+
+
+class ClusterSettings(Protocol):
+    """What :func:`dask_client` reads (the ``compute`` config satisfies it structurally)."""
+
+    @property
+    def address(self) -> str | None: ...
+    @property
+    def n_workers(self) -> int: ...
+    @property
+    def threads_per_worker(self) -> int: ...
+    @property
+    def processes(self) -> bool: ...
+    @property
+    def memory_limit(self) -> str: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def retries(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A :class:`ClusterSettings` built in code, with the ``compute`` config's defaults.
+
+    ``address``: ``tcp://host:8786`` of a running scheduler, or ``None`` for a LocalCluster
+    of ``n_workers`` workers (``threads_per_worker`` threads each, worker processes unless
+    ``processes`` is false, ``memory_limit`` per worker); ``timeout``: seconds to wait for
+    workers; ``retries``: times a task is rerun after its worker died.
+    """
+
+    address: str | None = None
+    n_workers: int = 2
+    threads_per_worker: int = 1
+    processes: bool = True
+    memory_limit: str = "auto"
+    timeout: float = 30.0
+    retries: int = 2
+
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _ENV_VARS = (*_THREAD_VARS, "DASK_LOGGING__DISTRIBUTED")
@@ -86,7 +125,7 @@ def out_of_memory(client: Any, *, wait: float = 2.0) -> ComputeError | None:
 
 
 @contextlib.contextmanager
-def dask_client(ccfg: ComputeConfig, *, preload: Sequence[str] = ()) -> Iterator[object]:
+def dask_client(ccfg: ClusterSettings, *, preload: Sequence[str] = ()) -> Iterator[object]:
     """Yield a ``distributed.Client``; a LocalCluster it started is closed on exit.
 
     The LocalCluster's workers start in the background, importing the ``preload`` modules

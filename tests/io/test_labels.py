@@ -16,9 +16,9 @@ from shapely.geometry import Point, box
 
 from geoensemble.errors import ConfigError, EmptyLayerError, GridMismatchError, InputFileError
 from geoensemble.io.geotiff import write_geotiff
+from geoensemble.io.grid import Grid
 from geoensemble.io.labels import (
     NODATA,
-    Grid,
     load_labels,
     read_labels,
     write_labels,

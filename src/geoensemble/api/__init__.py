@@ -2,15 +2,16 @@
 
 The functions call the same library functions as the stages (readers and grid rules,
 feature building, the ensemble search, blockwise prediction, the COG writer), so a notebook
-and ``dvc repro`` compute the same maps for the same settings and seed. Where a library
-function still takes (part of) the application config, the API builds that config from its
-arguments (``data_config``, ``features_config``, ``app_config``): that coupling is what the
-layering refactor removes.
+and ``dvc repro`` compute the same maps for the same settings and seed. The library
+functions declare the settings they read as protocols that the stages' config satisfies; the
+API builds the library's own frozen settings from its arguments (``read_spec`` for
+:class:`~geoensemble.io.spec.ReadSpec`, ``recipe`` for
+:class:`~geoensemble.features.build.Recipe`).
 """
 
 from geoensemble.api.features import featurize
 from geoensemble.api.fit import Ensemble, fit_ensemble
-from geoensemble.api.load import LayerSpec, load_array
+from geoensemble.api.load import LayerSpec, load_array  # LayerSpec lives in io.spec
 from geoensemble.api.predict import predict_many, write_map
 
 __all__ = [

@@ -11,7 +11,7 @@ from geoensemble.errors import ConfigError
 if TYPE_CHECKING:
     import xarray as xr
 
-    from geoensemble.app.config import FeaturesConfig
+    from geoensemble.features.build import Recipe
 
 
 def dotted_name(obj: Any, where: str) -> str:
@@ -83,22 +83,19 @@ def custom_specs(
     return specs, sorted(set(modules))
 
 
-def features_config(
+def recipe(
     *,
     sensor: str | None = None,
     bands: Sequence[str] = ("*",),
     indices: Sequence[str] = (),
     derived: Mapping[str, Any] | None = None,
     custom: Sequence[Callable[..., Any] | Mapping[str, Any]] = (),
-) -> tuple[FeaturesConfig, list[str]]:
-    """The ``features`` config these arguments stand for, and the trusted modules.
-
-    The coupling to the application config the layering refactor removes:
-    :func:`~geoensemble.features.build.build_features` takes a ``FeaturesConfig``.
-    """
-    from geoensemble.app.config import FeaturesConfig
-    from geoensemble.app.validate import check_name
+) -> tuple[Recipe, list[str]]:
+    """The features these arguments stand for (checked as the stage checks ``features``),
+    and the modules trusted for ``custom``."""
+    from geoensemble.features.build import Recipe
     from geoensemble.features.indices import SENSORS
+    from geoensemble.io.checks import check_name
     from geoensemble.trust import check_modules
 
     sensor = "none" if sensor is None else sensor
@@ -114,15 +111,14 @@ def features_config(
     specs, modules = custom_specs(custom)
     with argument_names(FEATURES):
         check_modules(modules, key="the modules of custom")
-    cfg = FeaturesConfig(
-        name="api",
+    rec = Recipe(
         sensor=sensor,
-        bands=[str(b) for b in bands],
-        indices=[str(i) for i in indices],
+        bands=tuple(str(b) for b in bands),
+        indices=tuple(str(i) for i in indices),
         derived=dict(derived or {}),
-        custom=specs,
+        custom=tuple(specs),
     )
-    return cfg, modules
+    return rec, modules
 
 
 def featurize(
@@ -169,11 +165,11 @@ def featurize(
     from geoensemble.features.build import build_features
     from geoensemble.io.stack import grid_attrs, set_grid
 
-    fcfg, modules = features_config(
+    rec, modules = recipe(
         sensor=sensor, bands=bands, indices=indices, derived=derived, custom=custom
     )
     with argument_names(FEATURES):
-        feats = build_features(ds, fcfg, trusted_modules=modules)
+        feats = build_features(ds, rec, trusted_modules=modules)
     if "geotransform" in feats.attrs:  # keep the grid for rioxarray too, as a store does
         crs, transform = grid_attrs(feats)
         feats = set_grid(feats, crs, transform)

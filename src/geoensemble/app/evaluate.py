@@ -356,7 +356,8 @@ def validation_sample(
     """
     from geoensemble.errors import ConfigError, EmptyLayerError, GeoEnsembleError
     from geoensemble.features.table import valid_mask
-    from geoensemble.io.labels import Grid, load_labels, read_labels
+    from geoensemble.io.grid import Grid
+    from geoensemble.io.labels import load_labels, read_labels
     from geoensemble.io.stack import grid_attrs
 
     v = cfg.data.validation

@@ -176,10 +176,10 @@ def featurize(cfg: AppConfig) -> list[str]:
 # --------------------------------------------------------------------------- labels
 def labels(cfg: AppConfig) -> dict[str, Any]:
     """Training labels from ``data.labels`` rasterized onto the features' grid, or none."""
+    from geoensemble.io.grid import Grid
     from geoensemble.io.labels import (
         CLASSES_FILE,
         LABELS_FILE,
-        Grid,
         check_labels_target,
         read_labels,
         write_labels,

@@ -20,6 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from geoensemble.app.config import AppConfig, DataConfig, FeaturesConfig, ModelConfig
 from geoensemble.errors import ConfigError
+from geoensemble.io.checks import check_name
 
 _MISSING = object()
 
@@ -122,28 +123,6 @@ def _target_checks(cfg: AppConfig) -> None:
     for i, spec in enumerate(cfg.features.custom):
         if isinstance(spec, dict) and spec.get("_target_"):  # else: custom.py says what
             trust.check_custom(spec, f"features.custom[{i}]", modules=mods)
-
-
-# A name that becomes (part of) a file or folder name: no separator, no "..", no hidden file.
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-NAME_FORM = (
-    "1-100 letters, digits, '_', '-' or '.', starting with a letter or digit (no '/', no spaces)"
-)
-
-
-def check_name(key: str, value: Any) -> None:
-    """Refuse a config value that would escape its folder (or hide) as a file name part.
-
-    Raises
-    ------
-    ConfigError
-        Naming the key, the value and the allowed form.
-    """
-    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
-        raise ConfigError(
-            f"config key {key}={value!r} becomes part of a file name and is not a safe "
-            f"name: use {NAME_FORM}"
-        )
 
 
 def _name_checks(cfg: AppConfig) -> None:

@@ -3,18 +3,50 @@ scene to be predicted, so the model always sees identically built inputs."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import xarray as xr
 
-from geoensemble.app.config import FeaturesConfig
 from geoensemble.errors import ConfigError
 from geoensemble.features.custom import apply_custom
 from geoensemble.features.indices import NAMED_INDICES, apply_op, derived_spec, resolve_layer
 
 
-def feature_names(stack_layers: list[str], fcfg: FeaturesConfig) -> list[str]:
+class RecipeLike(Protocol):
+    """Which features to build (the ``features`` config satisfies it structurally)."""
+
+    @property
+    def sensor(self) -> str: ...
+    @property
+    def bands(self) -> Sequence[str]: ...
+    @property
+    def indices(self) -> Sequence[str]: ...
+    @property
+    def derived(self) -> Mapping[str, Any]: ...
+    @property
+    def custom(self) -> Sequence[Any]: ...
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A :class:`RecipeLike` built by the API (meanings as in ``features``).
+
+    ``sensor`` names the band-role preset (``none``: layers are named by role); ``bands``
+    the layers kept (``*``: all); ``indices`` named normalized differences; ``derived``
+    ``{name: [a, b] or {op, a, b}}``; ``custom`` ``[{_target_: dotted.path, **kwargs}]``.
+    """
+
+    sensor: str = "none"
+    bands: tuple[str, ...] = ("*",)
+    indices: tuple[str, ...] = ()
+    derived: Mapping[str, Any] = field(default_factory=dict)
+    custom: tuple[Mapping[str, Any], ...] = ()
+
+
+def feature_names(stack_layers: list[str], fcfg: RecipeLike) -> list[str]:
     """The ordered feature names a config produces from a stack with ``stack_layers``.
 
     Layers of ``features.custom`` functions are only known once the functions run, so they
@@ -41,7 +73,7 @@ def _check_names(names: list[str], *, custom: bool) -> None:
 
 
 def build_features(
-    stack: xr.Dataset, fcfg: FeaturesConfig, *, trusted_modules: Sequence[str] = ()
+    stack: xr.Dataset, fcfg: RecipeLike, *, trusted_modules: Sequence[str] = ()
 ) -> xr.Dataset:
     """Bands, named indices, derived layers and custom layers as one lazy dataset.
 
@@ -50,7 +82,7 @@ def build_features(
     stack
         The ingested stack (float32, NaN = no-data), numpy- or dask-backed.
     fcfg
-        The ``features`` config.
+        Which features (the ``features`` config, or a :class:`Recipe`).
     trusted_modules
         ``trust.modules``: modules whose functions ``features.custom`` may name besides
         geoensemble's own (see :mod:`geoensemble.trust`).

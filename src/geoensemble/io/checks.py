@@ -1,7 +1,11 @@
-"""Validation of the ``data`` config group (called by :func:`geoensemble.app.validate.validate`)."""
+"""Checks of read settings and names, shared by the stages' config validation
+(:func:`geoensemble.app.validate.validate`) and the public API, so both refuse the same
+inputs with the same messages."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import Any
 
 from rasterio.crs import CRS
@@ -9,6 +13,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import CRSError
 
 from geoensemble.errors import ConfigError
+from geoensemble.io.spec import ReadSpecLike
 
 FORMATS = ("auto", "geotiff_dir", "geotiff", "netcdf", "hdf5", "hdf4", "gdal")
 RESAMPLING = tuple(
@@ -16,6 +21,29 @@ RESAMPLING = tuple(
     for m in Resampling
     if m.name not in {"gauss"}  # GDAL's warper has no gauss kernel
 )
+# how layers get onto one grid (the config schema's Align enum has the same values)
+ALIGN = ("strict", "reproject")
+
+# A name that becomes (part of) a file or folder name: no separator, no "..", no hidden file.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+NAME_FORM = (
+    "1-100 letters, digits, '_', '-' or '.', starting with a letter or digit (no '/', no spaces)"
+)
+
+
+def check_name(key: str, value: Any) -> None:
+    """Refuse a value that would escape its folder (or hide) as a file name part.
+
+    Raises
+    ------
+    ConfigError
+        Naming the key, the value and the allowed form.
+    """
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
+        raise ConfigError(
+            f"config key {key}={value!r} becomes part of a file name and is not a safe "
+            f"name: use {NAME_FORM}"
+        )
 
 
 # names a layer cannot take: the store's coordinates and its sidecar
@@ -42,14 +70,14 @@ def _fail(key: str, value: Any, allowed: str) -> ConfigError:
     return ConfigError(f"config key {key}={value!r} is invalid: use {allowed}")
 
 
-def _positive(key: str, values: list[Any] | None, lengths: tuple[int, ...], what: str) -> None:
+def _positive(key: str, values: Sequence[Any] | None, lengths: tuple[int, ...], what: str) -> None:
     if values is None:
         return
     if len(values) not in lengths or any(v <= 0 for v in values):
         raise _fail(key, list(values), what)
 
 
-def _bounds(key: str, b: list[float] | None) -> None:
+def _bounds(key: str, b: Sequence[float] | None) -> None:
     if b is None:
         return
     if len(b) != 4 or not (b[0] < b[2] and b[1] < b[3]):
@@ -70,7 +98,7 @@ def _resampling(key: str, method: str | None) -> None:
         raise _fail(key, method, f"one of {', '.join(RESAMPLING)}")
 
 
-def check_data_config(d: Any) -> None:
+def check_data_config(d: ReadSpecLike) -> None:
     """Check every ``data`` key that the schema's types cannot check alone."""
     if d.format not in FORMATS:
         raise _fail("data.format", d.format, f"one of {', '.join(FORMATS)}")

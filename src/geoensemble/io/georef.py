@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +65,7 @@ def parse_crs(value: Any, *, where: str) -> CRS:
         ) from None
 
 
-def from_gdal(gt: list[float] | tuple[float, ...]) -> Affine:
+def from_gdal(gt: Sequence[float]) -> Affine:
     """An affine transform from a GDAL geotransform ``[x0, dx, rx, y0, ry, dy]``."""
     return Affine.from_gdal(*[float(v) for v in gt])
 
@@ -140,7 +140,7 @@ def resolve(
     *,
     shape: tuple[int, int],
     crs: str | None,
-    geotransform: list[float] | None,
+    geotransform: Sequence[float] | None,
     where: str,
 ) -> Georef:
     """The file's georeferencing, completed from ``data.crs`` and ``data.geotransform``."""

@@ -8,6 +8,7 @@ Geolocation comes from GDAL/CF-style global or dataset attributes, else from the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +62,7 @@ def _open(path: str, label: str) -> Any:
 
 
 def hdf4_candidates(
-    path: str, *, label: str, crs: str | None, geotransform: list[float] | None
+    path: str, *, label: str, crs: str | None, geotransform: Sequence[float] | None
 ) -> list[tuple[str, dict[str, str], list[RasterSource]]]:
     """``(dataset name, attributes, one source per plane)`` for every 2-D/3-D numeric SDS."""
     with HDF4_LOCK:

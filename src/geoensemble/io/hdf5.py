@@ -8,6 +8,7 @@ from several threads.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,7 +71,7 @@ def _georef(f: Any, ds: Any, shape: tuple[int, int], where: str) -> georef.Geore
 
 
 def hdf5_candidates(
-    path: str, *, label: str, crs: str | None, geotransform: list[float] | None
+    path: str, *, label: str, crs: str | None, geotransform: Sequence[float] | None
 ) -> list[tuple[str, dict[str, str], list[RasterSource]]]:
     """``(dataset path, attributes, one source per plane)`` for every raster-like dataset."""
     import h5py

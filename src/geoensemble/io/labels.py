@@ -23,8 +23,6 @@ from typing import Any
 
 import numpy as np
 import rasterio
-from affine import Affine
-from rasterio.crs import CRS
 
 from geoensemble.errors import (
     ConfigError,
@@ -35,6 +33,7 @@ from geoensemble.errors import (
 )
 from geoensemble.io.atomic import atomic_path, write_json
 from geoensemble.io.geotiff import write_geotiff
+from geoensemble.io.grid import Grid
 from geoensemble.io.owned import OUTPUT_TAG, refuse_unless_ours_tif
 
 NODATA = 255
@@ -68,15 +67,6 @@ class Labels:
         return {
             self.classes.get(int(c), str(int(c))): int(k) for c, k in zip(codes, n, strict=True)
         }
-
-
-@dataclass(frozen=True)
-class Grid:
-    """The target grid: CRS, transform and ``(rows, cols)``."""
-
-    crs: CRS | None
-    transform: Affine
-    shape: tuple[int, int]
 
 
 def read_labels(

@@ -14,11 +14,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from geoensemble.app.config import DataConfig, LayerSpecConfig
 from geoensemble.errors import InputFileError, LayerNotFoundError
 from geoensemble.io import georef
 from geoensemble.io.checks import FORMATS, unsafe_name
 from geoensemble.io.sources import RasterSource, gdal_bands, subdatasets
+from geoensemble.io.spec import LayerSpecLike, ReadSpecLike
 
 _EXTENSIONS = {
     ".tif": "geotiff",
@@ -115,7 +115,7 @@ def find_files(folder: Path, pattern: str) -> list[Path]:
     return files
 
 
-def candidates(data: DataConfig) -> tuple[str, list[Candidate]]:
+def candidates(data: ReadSpecLike) -> tuple[str, list[Candidate]]:
     """The format of ``data.path`` and every array it offers."""
     path = Path(data.path)
     fmt = detect_format(path, data.format)
@@ -203,7 +203,7 @@ def _compile(text: str, *, key: str) -> re.Pattern[str]:
         ) from None
 
 
-def _match(spec: LayerSpecConfig, fmt: str, cands: list[Candidate], i: int) -> Candidate:
+def _match(spec: LayerSpecLike, fmt: str, cands: list[Candidate], i: int) -> Candidate:
     """The one candidate that ``spec`` names, or an error listing what there is."""
     field = "file" if fmt == "geotiff_dir" else "variable"
     text = getattr(spec, field)
@@ -256,7 +256,7 @@ def _kind(fmt: str) -> str:
     }.get(fmt, "subdatasets")
 
 
-def _fill_georef(src: RasterSource, data: DataConfig) -> RasterSource:
+def _fill_georef(src: RasterSource, data: ReadSpecLike) -> RasterSource:
     """Give a source without CRS or geotransform the ones named in the config."""
     changes: dict[str, object] = {}
     if src.crs is None and data.crs:
@@ -266,7 +266,7 @@ def _fill_georef(src: RasterSource, data: DataConfig) -> RasterSource:
     return dataclasses.replace(src, **changes) if changes else src  # type: ignore[arg-type]
 
 
-def resolve_sources(data: DataConfig) -> list[LayerSource]:
+def resolve_sources(data: ReadSpecLike) -> list[LayerSource]:
     """The layers named by a ``data`` config, each matched to exactly one 2-D source."""
     fmt, cands = candidates(data)
     if not cands:

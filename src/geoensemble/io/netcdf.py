@@ -9,6 +9,7 @@ mapping are taken as WGS 84 (EPSG:4326), as CF prescribes for such coordinates.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,7 +89,7 @@ def _axis(values: np.ndarray, name: str, where: str) -> tuple[float, float]:
 
 
 def netcdf_candidates(
-    path: str, *, label: str, crs: str | None, geotransform: list[float] | None
+    path: str, *, label: str, crs: str | None, geotransform: Sequence[float] | None
 ) -> list[tuple[str, dict[str, str], list[RasterSource]]]:
     """``(variable, attributes, one source per index of the extra dimension)`` per variable."""
     import rioxarray  # noqa: F401  (registers .rio)

@@ -23,14 +23,15 @@ from affine import Affine
 from dask.base import tokenize
 from rasterio.crs import CRS
 
-from geoensemble.app.config import DataConfig
 from geoensemble.errors import EmptyLayerError, InputFileError, LayerNotFoundError, OutputError
+from geoensemble.io.align import align
 from geoensemble.io.atomic import atomic_path, disk_full
 from geoensemble.io.checks import unsafe_name
 from geoensemble.io.georef import parse_crs
-from geoensemble.io.grid import Grid, align, target_grid
+from geoensemble.io.grid import Grid, target_grid
 from geoensemble.io.layers import LayerSource, resolve_sources
 from geoensemble.io.owned import SIDECAR, STORE_STAGES, store_refusal
+from geoensemble.io.spec import ReadSpecLike
 from geoensemble.io.window import (
     CropLayer,
     Layer,
@@ -135,7 +136,7 @@ def read_layer(src: LayerSource, *, chunk_size: int) -> xr.DataArray:
     return to_dataarray(prepare_layer(src), src.name, chunk_size=chunk_size)
 
 
-def build_stack(data: DataConfig) -> xr.Dataset:
+def build_stack(data: ReadSpecLike) -> xr.Dataset:
     """Read every layer named by ``data`` and put them on one grid (lazily).
 
     Raises
@@ -163,7 +164,7 @@ def build_stack(data: DataConfig) -> xr.Dataset:
         warnings.simplefilter("default")  # the no-CRS warning must reach the user once
         aligned, grid = align(
             layers,
-            policy=data.align.value,
+            policy=str(data.align),  # a StrEnum from the config: its value
             reference=data.reference,
             target=target,
             categorical=frozenset(s.name for s in sources if s.categorical),

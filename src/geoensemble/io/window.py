@@ -118,13 +118,11 @@ def crop_window(grid: Grid, window: list[int], *, where: str) -> tuple[int, int,
 
 def bbox_window(grid: Grid, bbox: list[float], *, where: str) -> tuple[int, int, int, int]:
     """The pixel window (rounded outwards, clipped) covering ``bbox`` in the layer's CRS."""
-    xmin, ymin, xmax, ymax = (float(v) for v in bbox)
-    inv = ~grid.transform
-    cs, rs = zip(*(inv @ (x, y) for x in (xmin, xmax) for y in (ymin, ymax)), strict=True)
-    r0 = max(0, math.floor(min(rs) + 1e-9))
-    c0 = max(0, math.floor(min(cs) + 1e-9))
-    r1 = min(grid.shape[0], math.ceil(max(rs) - 1e-9))
-    c1 = min(grid.shape[1], math.ceil(max(cs) - 1e-9))
+    rlo, rhi, clo, chi = _pixel_span(grid, tuple(float(v) for v in bbox))
+    r0 = max(0, math.floor(rlo + 1e-9))
+    c0 = max(0, math.floor(clo + 1e-9))
+    r1 = min(grid.shape[0], math.ceil(rhi - 1e-9))
+    c1 = min(grid.shape[1], math.ceil(chi - 1e-9))
     if r1 <= r0 or c1 <= c0:
         raise InputFileError(
             f"{where}: bbox {bbox} does not overlap the layer, whose bounds are "
@@ -198,17 +196,26 @@ def _covering(
     The margin is two source pixels (bilinear/cubic kernels) plus one destination pixel's
     worth of source pixels (``average`` gathers every source pixel a destination pixel covers).
     """
-    xmin, ymin, xmax, ymax = bounds
     if not all(map(math.isfinite, bounds)):
         return (0, grid.shape[0], 0, grid.shape[1])
-    inv = ~grid.transform
-    cs, rs = zip(*(inv @ (x, y) for x in (xmin, xmax) for y in (ymin, ymax)), strict=True)
-    span = max((max(rs) - min(rs)) / block[0], (max(cs) - min(cs)) / block[1])
-    pad = 2 + math.ceil(span)
-    r0 = max(0, math.floor(min(rs)) - pad)
-    c0 = max(0, math.floor(min(cs)) - pad)
-    r1 = min(grid.shape[0], math.ceil(max(rs)) + pad)
-    c1 = min(grid.shape[1], math.ceil(max(cs)) + pad)
+    rlo, rhi, clo, chi = _pixel_span(grid, bounds)
+    pad = 2 + math.ceil(max((rhi - rlo) / block[0], (chi - clo) / block[1]))
+    r0 = max(0, math.floor(rlo) - pad)
+    c0 = max(0, math.floor(clo) - pad)
+    r1 = min(grid.shape[0], math.ceil(rhi) + pad)
+    c1 = min(grid.shape[1], math.ceil(chi) + pad)
     if r1 <= r0 or c1 <= c0:
         return None
     return r0, r1, c0, c1
+
+
+def _pixel_span(grid: Grid, bounds: tuple[float, ...]) -> tuple[float, float, float, float]:
+    """Fractional ``(row_min, row_max, col_min, col_max)`` of ``bounds`` on ``grid``.
+
+    By the inverse transform of the four corners: unlike ``rasterio.windows.from_bounds``,
+    this also holds for south-up grids (a positive pixel height).
+    """
+    xmin, ymin, xmax, ymax = bounds
+    inv = ~grid.transform
+    cs, rs = zip(*(inv @ (x, y) for x in (xmin, xmax) for y in (ymin, ymax)), strict=True)
+    return min(rs), max(rs), min(cs), max(cs)
