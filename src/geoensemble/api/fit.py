@@ -38,19 +38,6 @@ RETRIES = 2  # reruns of a member task whose fit raised (compute.retries)
 
 
 @dataclass(frozen=True)
-class _InProcess:
-    """An in-process dask cluster of one worker thread (``compute=threads`` of the stage)."""
-
-    address: str | None = None
-    n_workers: int = 1
-    threads_per_worker: int = 1
-    processes: bool = False
-    memory_limit: str = "auto"
-    timeout: float = 30.0
-    retries: int = RETRIES
-
-
-@dataclass(frozen=True)
 class _Fit:
     """What one ``fit_ensemble`` call runs: the members' recipe, the search, the sample."""
 
@@ -226,9 +213,11 @@ def _cluster(client: Any) -> Iterator[Any]:
             )
         yield client
         return
-    from geoensemble.compute import dask_client
+    from geoensemble.compute import Cluster, dask_client
 
-    with dask_client(_InProcess(), preload=["geoensemble.ensemble.member"]) as own:  # type: ignore[arg-type]
+    # in-process (compute=threads of the stage): one worker thread
+    inproc = Cluster(n_workers=1, threads_per_worker=1, processes=False, retries=RETRIES)
+    with dask_client(inproc, preload=["geoensemble.ensemble.member"]) as own:
         yield own
 
 
@@ -344,9 +333,9 @@ class Ensemble:
             When the store cannot be used, in one line naming it.
         """
         from geoensemble import tracking
-        from geoensemble.app.validate import check_name
         from geoensemble.ensemble.runlog import MemberLogger
         from geoensemble.ensemble.search import EnsembleResult
+        from geoensemble.io.checks import check_name
 
         if not isinstance(uri, str) or not uri:
             raise ConfigError(f"uri={uri!r} is not an MLflow tracking URI: use sqlite:///... ")
@@ -475,7 +464,7 @@ def fit_ensemble(
         where it can be known beforehand.
     """
     from geoensemble.api.estimators import recipe
-    from geoensemble.compute import wait_for_workers
+    from geoensemble.compute import Cluster, wait_for_workers
     from geoensemble.ensemble.checks import check_members
     from geoensemble.ensemble.search import run_ensemble
 
@@ -499,7 +488,7 @@ def fit_ensemble(
         # cluster starts (as in the train stage).
         check_members(fit.spec, fit.search.space, fit.search.size, data, source="ds")
         with _cluster(client) as c:
-            wait_for_workers(c, _InProcess.timeout)
+            wait_for_workers(c, Cluster.timeout)
             result = run_ensemble(data, fit.spec, fit.search, c)
     ens = Ensemble(
         members=result.members,
