@@ -312,7 +312,7 @@ class Ensemble:
             When the store cannot be used, in one line naming it.
         """
         from geoensemble import tracking
-        from geoensemble.config import TrackingConfig, check_name, flatten, to_dict
+        from geoensemble.config import check_name, flatten, to_dict
         from geoensemble.ensemble.runlog import MemberLogger
         from geoensemble.ensemble.scoring import scoring_space
         from geoensemble.ensemble.search import EnsembleResult
@@ -324,12 +324,11 @@ class Ensemble:
         with argument_names(((r"config key predict\.alias", "alias"),)):
             check_name("predict.alias", alias)
         cfg = self.config
-        exp_id = tracking.setup(
-            TrackingConfig(uri=uri, experiment=experiment, model_name=model_name, timeout=timeout)
-        )
+        tracker = tracking.Tracker(uri, experiment=experiment, timeout=timeout)
+        exp_id = tracker.open()
         tags = {**tracking.run_tags(), "geoensemble.source": "api"}
         run_name = f"ensemble-{cfg.model.name}"
-        with tracking.parent_run(
+        with tracker.parent_run(
             exp_id,
             run_name=run_name,
             params=flatten(to_dict(cfg)),
@@ -341,8 +340,9 @@ class Ensemble:
             },
         ) as parent_id:
             logger = MemberLogger(
-                tracking.experiment_of(parent_id),
+                tracker.experiment_of(parent_id),
                 parent_id,
+                tracker=tracker,
                 family=cfg.model.name,
                 space_keys=list(cfg.model.space),
                 tags=tags,
@@ -363,8 +363,8 @@ class Ensemble:
                 },
             )
             # the caller's own alias: an explicit act, as `geoensemble promote` is
-            tracking.set_alias(model_name, alias, versions[self.kept[0].number])
-            tracking.log_metrics(
+            tracker.set_alias(model_name, alias, versions[self.kept[0].number])
+            tracker.log_metrics(
                 parent_id,
                 {
                     f"best_{self.metric}": self.best.scores[self.metric],

@@ -20,6 +20,7 @@ import numpy as np
 
 from geoensemble.config import AppConfig, ExternalModelConfig
 from geoensemble.errors import ConfigError, FeatureMismatchError, InputFileError
+from geoensemble.tracking import Tracker
 
 log = logging.getLogger("geoensemble")
 
@@ -105,20 +106,19 @@ def _stem(uri: str, name: str | None, version: str | None) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", stem).lstrip("._") or "model"
 
 
-def registered_member(uri: str, *, trusted_types: Sequence[str] = ()) -> Member:
-    """A logged or registered model, loaded with its signature's feature names.
+def registered_member(tracker: Tracker, uri: str, *, trusted_types: Sequence[str] = ()) -> Member:
+    """A logged or registered model of ``tracker``'s store, loaded with its signature's
+    feature names.
 
     ``trusted_types`` (``trust.types``) are the types its file may hold beyond geoensemble's
     allow-list.
     """
-    from geoensemble import tracking
-
-    loaded = tracking.load_model(uri, trusted_types=trusted_types)
+    loaded = tracker.load_model(uri, trusted_types=trusted_types)
     model_id = None
     class_names = None
     if loaded.name and loaded.version:
-        model_id = tracking.model_id_of(loaded.name, loaded.version)
-        class_names = registered_class_names(loaded.name, loaded.version)
+        model_id = tracker.model_id_of(loaded.name, loaded.version)
+        class_names = registered_class_names(tracker, loaded.name, loaded.version)
     return Member(
         label=_stem(uri, loaded.name, loaded.version),
         model=loaded.model,
@@ -132,15 +132,14 @@ def registered_member(uri: str, *, trusted_types: Sequence[str] = ()) -> Member:
     )
 
 
-def registered_class_names(name: str, version: str) -> dict[str, str] | None:
+def registered_class_names(tracker: Tracker, name: str, version: str) -> dict[str, str] | None:
     """The class names recorded on a registered model version (:data:`CLASS_NAMES_TAG`),
     or None when it has none (clusterers, models registered elsewhere or before)."""
     import json
 
-    from geoensemble import tracking
     from geoensemble.classes import CLASS_NAMES_TAG
 
-    raw = tracking.version_tags(name, version).get(CLASS_NAMES_TAG)
+    raw = tracker.version_tags(name, version).get(CLASS_NAMES_TAG)
     try:
         data = json.loads(raw) if raw else None
     except ValueError:  # a malformed tag only costs the names, never the prediction
@@ -282,28 +281,27 @@ def nan_policy(
     return out, tags
 
 
-def resolve_members(cfg: AppConfig, experiment_id: str | None) -> list[Member]:
-    """Every model of this prediction, in a fixed order, without duplicates.
+def resolve_members(cfg: AppConfig, tracker: Tracker) -> list[Member]:
+    """Every model of this prediction, in a fixed order, without duplicates, from
+    ``tracker``'s store (opened: :meth:`~geoensemble.tracking.Tracker.open`).
 
     The members are the union of ``predict.models``, the kept members of
     ``predict.ensemble`` and ``predict.external``; when none is set, ``predict.model_uri``
     (default ``models:/<tracking.model_name>@<predict.alias>``).
     """
-    from geoensemble import tracking
-
     p = cfg.predict
     uris = list(p.models)
     if p.ensemble:
-        assert experiment_id is not None
-        parent = tracking.find_ensemble_run(p.ensemble, experiment_id)
-        uris += tracking.kept_member_uris(cfg.tracking.model_name, parent)
+        assert tracker.experiment_id is not None
+        parent = tracker.find_ensemble_run(p.ensemble, tracker.experiment_id)
+        uris += tracker.kept_member_uris(cfg.tracking.model_name, parent)
     trained = train_report_uris(cfg) if p.model_uri == TRAIN_REPORT else []
     if trained:
         uris[:0] = trained
     elif p.model_uri or (not uris and not p.external.path):
-        uris.insert(0, tracking.model_uri(cfg.tracking, p.model_uri, p.alias))
+        uris.insert(0, p.model_uri or f"models:/{cfg.tracking.model_name}@{p.alias}")
     trusted = cfg.trust.types
-    members = [registered_member(u, trusted_types=trusted) for u in dict.fromkeys(uris)]
+    members = [registered_member(tracker, u, trusted_types=trusted) for u in dict.fromkeys(uris)]
     if trained:
         # the pipeline's map keeps one name whichever version its train registered
         members[0].label = f"{members[0].name}_{p.alias}"

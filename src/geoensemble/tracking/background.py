@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+_preloading: threading.Thread | None = None
 _mlflow_imported = threading.Event()
 
 
