@@ -81,10 +81,36 @@ class LoadedModel:
     run_id: str | None
 
 
-def _download(uri: str, dst: str, tracking_uri: str | None) -> Path:
-    """The files of the model ``uri``, fetched from the store ``tracking_uri`` into ``dst``."""
+def resolve_models_uri(client: Any, uri: str) -> str:
+    """Where the files of ``uri`` are, when it is a ``models:/`` URI (else ``uri``).
+
+    MLflow resolves ``models:/<name>/<version>``, ``models:/<name>@<alias>`` and
+    ``models:/<model id>`` with a client of its process-wide registry URI, whatever store a
+    download names; the client of the model's own store resolves them here instead.
+    """
+    for _ in range(3):  # a version's source may itself be a models:/<model id> URI
+        if not uri.startswith("models:/"):
+            break
+        ref = uri[len("models:/") :]
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            version = str(client.get_model_version_by_alias(name, alias).version)
+            uri = str(client.get_model_version_download_uri(name, version))
+        elif "/" in ref:
+            name, version = ref.rsplit("/", 1)
+            uri = str(client.get_model_version_download_uri(name, version))
+        else:
+            uri = str(client.get_logged_model(ref).artifact_location)
+    return uri
+
+
+def _download(uri: str, dst: str, tracking_uri: str | None, client: Any = None) -> Path:
+    """The files of the model ``uri``, fetched from the store ``tracking_uri`` (with its
+    ``client``, which resolves ``models:/`` URIs) into ``dst``."""
     import mlflow
 
+    if client is not None:
+        uri = resolve_models_uri(client, uri)
     return Path(
         mlflow.artifacts.download_artifacts(
             artifact_uri=uri, dst_path=dst, tracking_uri=tracking_uri, registry_uri=tracking_uri
@@ -101,9 +127,9 @@ def log_sklearn_model(
     pipeline: Any,
     feature_names: list[str],
     example: np.ndarray,
-) -> tuple[str, str]:
+) -> tuple[str, str, str]:
     """Log ``pipeline`` as an MLflow 3 logged model of run ``run_id`` through ``client``;
-    return its id and the sha256 of its ``model.skops`` as stored.
+    return its id, where its files are and the sha256 of its ``model.skops`` as stored.
 
     What ``mlflow.sklearn.log_model`` does, with the client of one store rather than the
     process-wide tracking URI: create the logged model (with the run's params), link it to
@@ -154,7 +180,8 @@ def log_sklearn_model(
             client.log_model_artifacts(model_id, str(local))
         # The digest of the file as stored, so that loading the version can tell a changed file.
         with tempfile.TemporaryDirectory(prefix="geoensemble-model-") as tmp:
-            digest = file_sha256(_download(f"models:/{model_id}", tmp, tracking_uri) / SKOPS_FILE)
+            local = _download(f"models:/{model_id}", tmp, tracking_uri, client)
+            digest = file_sha256(local / SKOPS_FILE)
     except BaseException:
         import contextlib
 
@@ -162,10 +189,11 @@ def log_sklearn_model(
             client.finalize_logged_model(model_id, LoggedModelStatus.FAILED)
         raise
     client.finalize_logged_model(model_id, LoggedModelStatus.READY)
-    return model_id, digest
+    return model_id, str(model.artifact_location), digest
 
 
 def read_model(
+    client: Any,
     uri: str,
     tracking_uri: str,
     *,
@@ -173,7 +201,7 @@ def read_model(
     expected_sha256: str | None = None,
 ) -> tuple[Any, Any]:
     """The model at ``uri`` in the store ``tracking_uri`` (see :func:`load_sklearn_flavour`)
-    and its ``MLmodel`` description (flavours, signature).
+    and its ``MLmodel`` description (flavours, signature); ``client`` is the store's.
 
     Raises
     ------
@@ -184,7 +212,7 @@ def read_model(
     from mlflow.models import Model
 
     with tempfile.TemporaryDirectory(prefix="geoensemble-model-") as tmp:
-        local = _download(uri, tmp, tracking_uri)
+        local = _download(uri, tmp, tracking_uri, client)
         if not (local / "MLmodel").is_file():
             raise MlflowException(f"{uri} is not an MLflow model (it has no MLmodel file)")
         info = Model.load(str(local / "MLmodel"))

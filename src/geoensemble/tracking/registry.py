@@ -18,7 +18,7 @@ from geoensemble.tracking.models import (
     read_model,
 )
 from geoensemble.tracking.redact import redact_uri
-from geoensemble.tracking.store import guarded
+from geoensemble.tracking.store import guarded, process_tracking_uri
 
 
 class Registry:
@@ -58,7 +58,7 @@ class Registry:
         from mlflow.exceptions import MlflowException
 
         client = self.client
-        model_id, digest = log_sklearn_model(
+        model_id, _, digest = log_sklearn_model(
             client,
             self.uri,
             experiment_id=experiment_id or self.experiment_of(run_id),
@@ -77,14 +77,17 @@ class Registry:
             except MlflowException as again:  # another stage created it meanwhile
                 if again.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
                     raise
-        mv = client.create_model_version(
-            model_name,
-            f"models:/{model_id}",
-            run_id=run_id,
-            tags={**tags, SKOPS_SHA256_TAG: digest},
-            description=description,
-            model_id=model_id,
-        )
+        # The source models:/<model id> links the version to its logged model (the UI and
+        # model_id_of read it); a SQLite registry resolves it with the process-wide URI.
+        with process_tracking_uri(self.uri):
+            mv = client.create_model_version(
+                model_name,
+                f"models:/{model_id}",
+                run_id=run_id,
+                tags={**tags, SKOPS_SHA256_TAG: digest},
+                description=description,
+                model_id=model_id,
+            )
         return str(mv.version)
 
     @guarded
@@ -124,7 +127,7 @@ class Registry:
                 version, run_id = str(mv.version), mv.run_id
                 expected = (mv.tags or {}).get(SKOPS_SHA256_TAG)
             model, info = read_model(
-                uri, self.uri, trusted_types=trusted_types, expected_sha256=expected
+                client, uri, self.uri, trusted_types=trusted_types, expected_sha256=expected
             )
         except MlflowException as exc:
             if (fault := self.fault(exc)) is not None:

@@ -8,11 +8,13 @@ deletes afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
 import re
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -264,3 +266,27 @@ def guarded(fn: _F) -> _F:
             raise err from None
 
     return call  # type: ignore[return-value]
+
+
+_PROCESS_URI_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def process_tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's process-wide tracking URI set to ``uri`` for the block only, then restored.
+
+    For the one MLflow call that reads it whichever client makes it: a SQLite registry
+    resolves a version's ``models:/<model id>`` source with ``MlflowClient()`` (an MLflow
+    TODO in ``SqlAlchemyStore.create_model_version``). Only MLflow's module variable is set,
+    not ``MLFLOW_TRACKING_URI`` (which ``mlflow.set_tracking_uri`` would export to every
+    subprocess, or clear when restoring an unset URI).
+    """
+    from mlflow.tracking._tracking_service import utils
+
+    with _PROCESS_URI_LOCK:
+        old = utils._tracking_uri
+        utils._tracking_uri = uri
+        try:
+            yield
+        finally:
+            utils._tracking_uri = old
