@@ -244,3 +244,38 @@ class Registry:
             return (int(rank) if rank.isdigit() else 1_000_000, int(mv.version))
 
         return [f"models:/{model_name}/{mv.version}" for mv in sorted(versions, key=order)]
+
+    @guarded
+    def find_ensemble_run(self, spec: str, experiment_id: str) -> str:
+        """The parent run of one ensemble: a run id, ``latest``, or a ``key:value`` tag.
+
+        ``latest`` and tags pick the most recent ensemble parent run of the experiment
+        (``key=value`` works too, quoted on a Hydra command line).
+        """
+        from mlflow.exceptions import MlflowException
+
+        sep = "=" if "=" in spec else ":" if ":" in spec else None
+        if spec != "latest" and sep is None:
+            try:
+                return str(self.client.get_run(spec).info.run_id)
+            except MlflowException as exc:
+                if (fault := self.fault(exc)) is not None:
+                    raise fault from None
+                raise ModelNotFoundError(
+                    f"predict.ensemble={spec!r}: no such run in the store "
+                    f"{redact_uri(self.uri)}; give the parent run id from reports/train.json, "
+                    f"'latest', or a key:value tag of the ensemble run"
+                ) from None
+        query = "tags.`geoensemble.role` = 'ensemble'"
+        if sep is not None:
+            key, value = (p.strip() for p in spec.split(sep, 1))
+            query += f" and tags.`{key}` = '{value}'"
+        runs = self.client.search_runs(
+            [experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1
+        )
+        if not runs:
+            raise ModelNotFoundError(
+                f"predict.ensemble={spec!r}: no ensemble run matches in experiment "
+                f"{experiment_id}; run the train stage first or check the tag"
+            )
+        return str(runs[0].info.run_id)

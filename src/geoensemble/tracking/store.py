@@ -285,7 +285,7 @@ def process_tracking_uri(uri: str) -> Iterator[None]:
 
     with _PROCESS_URI_LOCK:
         old = utils._tracking_uri
-        utils._tracking_uri = uri
+        setattr(utils, "_tracking_uri", uri)  # noqa: B010 (typed None)
         try:
             yield
         finally:

@@ -9,23 +9,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
-from geoensemble.errors import GeoEnsembleError, ModelNotFoundError, TrackingError
+from geoensemble.errors import GeoEnsembleError, TrackingError
 from geoensemble.tracking import session
 from geoensemble.tracking.background import wait_for_import
+from geoensemble.tracking.closing import PARENT_TAG, Closing
 from geoensemble.tracking.redact import redact_uri, redact_value, redacted_config
 from geoensemble.tracking.registry import Registry
 from geoensemble.tracking.sqlite import check_store, init_sqlite_store, schema_error
 from geoensemble.tracking.store import (
     artifact_base,
     bound_http_calls,
-    chain,
     check_server,
     default_uri,
     guarded,
@@ -34,17 +33,17 @@ from geoensemble.tracking.store import (
     server_error,
     sqlite_path,
 )
-from geoensemble.tracking.tags import OWNER_HOST, OWNER_PID, SWEEP_RUN_VAR, owner_tags
+from geoensemble.tracking.sweeps import Sweeps
+from geoensemble.tracking.tags import SWEEP_RUN_VAR, owner_tags
 
 log = logging.getLogger("geoensemble")
 
-PARENT_TAG = "mlflow.parentRunId"
 MAX_PARAM_LEN = 6000
 DEFAULT_EXPERIMENT_ID = "0"  # MLflow's "Default" experiment, where `mlflow run` puts runs
 VIEW_TAG = "mlflow.sharedViewState."  # the MLflow UI's saved views of an experiment's runs
 
 
-class Tracker(Registry):
+class Tracker(Sweeps, Closing, Registry):
     """An MLflow store (tracking and registry) and one client of it.
 
     Parameters
@@ -392,103 +391,6 @@ class Tracker(Registry):
         self.log_batch(run_id, params=params)
         return run_id
 
-    def end_run(self, run_id: str, *, failed: BaseException | None = None) -> None:
-        """End a run: FINISHED, or with ``failed`` as its ``failure_reason``: KILLED if it
-        was interrupted (Ctrl-C, SIGTERM), else FAILED.
-
-        Ending a failed run, and its child runs, is best effort: a store error here would
-        hide the error being reported.
-        """
-        if failed is None:
-            self._terminate(run_id, "FINISHED")
-            return
-        # Its child runs too: one cut short, or reopened to log its model, would stay RUNNING.
-        self.close_open_runs(failed, parent_id=run_id)
-
-    @guarded
-    def _terminate(self, run_id: str, status: str, reason: str | None = None) -> None:
-        if reason is not None:
-            self.client.set_tag(run_id, "failure_reason", reason[:5000])
-        self.client.set_terminated(run_id, status=status)
-        session.ended(self.uri, run_id)
-
-    def close_open_runs(
-        self, exc: BaseException | None = None, *, parent_id: str | None = None
-    ) -> None:
-        """End, as FAILED or KILLED (see :meth:`end_run`), runs this process started in this
-        store and has not ended: all of them, or ``parent_id``, its child runs still open or
-        RUNNING (model logging may reopen a member's run) and then ``parent_id`` itself.
-
-        Best effort: a store that fails here must not hide the error that brought us here,
-        and a server that stopped answering is not waited for again (the next stage closes
-        those runs, see :meth:`close_orphaned_runs`).
-        """
-        status, reason = _failure(exc)
-        if exc is not None:
-            session.SESSION.failed = True
-            _release_interrupted_connections(exc)
-        if parent_id is None:
-            ids = session.open_runs(self.uri)
-            for parent in session.parents(self.uri):  # members reopened to log their models
-                with contextlib.suppress(Exception):
-                    ids += [r for r in self._running_children(parent) if r not in ids]
-        else:
-            ids = session.open_runs(self.uri, parent_id, children_only=True)
-            with contextlib.suppress(Exception):
-                ids += [r for r in self._running_children(parent_id) if r not in ids]
-            ids.append(parent_id)
-        for run_id in ids:
-            try:
-                self._terminate(run_id, status, reason)
-            except Exception as err:
-                log.debug("MLflow: could not close run %s: %s", run_id, err)
-                if self.down is not None or "locked" in str(err):
-                    return  # not worth a wait per run: the exit handler tries again
-
-    @guarded
-    def _running_children(self, parent_id: str) -> list[str]:
-        runs = self.client.search_runs(
-            [self.experiment_of(parent_id)],
-            filter_string=f"attributes.status = 'RUNNING' and tags.`{PARENT_TAG}` = '{parent_id}'",
-            max_results=1000,
-        )
-        return [str(r.info.run_id) for r in runs]
-
-    @guarded
-    def close_orphaned_runs(self, experiment_id: str) -> list[str]:
-        """Mark KILLED the RUNNING runs whose owning process on this host no longer exists.
-
-        A stage killed outright (SIGKILL, out of memory, power loss) cannot end its run,
-        which would stay RUNNING in the MLflow UI for ever. Runs of other hosts, of live
-        processes and runs without owner tags (``mlflow run``'s own, sweeps) are left alone.
-
-        Returns
-        -------
-        list of str
-            The ids of the runs closed.
-        """
-        host = socket.gethostname().replace("'", "")
-        runs = self.client.search_runs(
-            [experiment_id],
-            filter_string=f"attributes.status = 'RUNNING' and tags.`{OWNER_HOST}` = '{host}'",
-            max_results=1000,
-        )
-        closed: list[str] = []
-        for run in runs:
-            pid = run.data.tags.get(OWNER_PID, "")
-            if not pid.isdigit() or _alive(int(pid)):
-                continue
-            reason = (
-                f"its process ({pid} on {host}) ended without closing the run: it was killed "
-                f"or crashed; found by a later run"
-            )
-            # Its children first: runs logged before members carried owner tags have none.
-            for child in [*self._running_children(run.info.run_id), run.info.run_id]:
-                if child not in closed:
-                    self._terminate(child, "KILLED", reason)
-                    closed.append(child)
-        return closed
-
     # ----------------------------------------------------------------------- mlflow run
     def _outer_run(self, experiment_id: str) -> tuple[str | None, str | None]:
         """``(run to adopt, run to leave)`` of the run ``mlflow run`` created (``MLFLOW_RUN_ID``).
@@ -529,146 +431,3 @@ class Tracker(Registry):
             outer,
             tags=[RunTag("geoensemble.run_id", run_id), RunTag("mlflow.note.content", note)],
         )
-
-    # ----------------------------------------------------------------------- sweeps
-    @guarded
-    def start_sweep_run(
-        self,
-        experiment_id: str,
-        *,
-        sweep_id: str,
-        params: Mapping[str, Any],
-        tags: Mapping[str, str],
-    ) -> tuple[str, bool]:
-        """The run every job of a Hydra sweep nests under; return ``(run_id, created)``.
-
-        Under ``mlflow run`` (``MLFLOW_RUN_ID`` set) that run is the sweep run and ``mlflow
-        run`` ends it, so ``created`` is False.
-        """
-        client = self.client
-        outer, bystander = self._outer_run(experiment_id)
-        if outer:
-            run_id = outer
-            client.set_tag(run_id, "mlflow.runName", f"sweep-{sweep_id}")
-        else:
-            run_id = client.create_run(
-                experiment_id, run_name=f"sweep-{sweep_id}", tags=owner_tags()
-            ).info.run_id
-            self._opened(run_id)
-            if bystander:
-                self._link_outer_run(bystander, str(run_id))
-        self.log_batch(
-            run_id, params=params, tags={**tags, "sweep_id": sweep_id, "geoensemble.role": "sweep"}
-        )
-        return str(run_id), not outer
-
-    @guarded
-    def sweep_ensembles(self, sweep_run_id: str, sweep_id: str) -> list[dict[str, Any]]:
-        """The ensemble runs of a sweep: run id, status, job number, overrides and metrics."""
-        runs = self.client.search_runs(
-            [self.experiment_of(sweep_run_id)],
-            f"tags.sweep_id = '{sweep_id}' and tags.`geoensemble.role` = 'ensemble'",
-            max_results=5000,
-        )
-        return [
-            {
-                "run_id": r.info.run_id,
-                "run_name": r.info.run_name,
-                "status": r.info.status,
-                "job": int(r.data.tags.get("sweep_job", -1)),
-                "overrides": r.data.tags.get("sweep_overrides", ""),
-                "metrics": dict(r.data.metrics),
-                "tags": dict(r.data.tags),
-            }
-            for r in runs
-        ]
-
-    @guarded
-    def finish_sweep_run(
-        self,
-        run_id: str,
-        *,
-        created: bool,
-        failed: bool,
-        metrics: Mapping[str, float],
-        tags: Mapping[str, str],
-        summary: str | os.PathLike[str] | None = None,
-    ) -> None:
-        """Record the sweep's outcome on its run and end it (if this process created it)."""
-        self.log_batch(run_id, metrics=metrics, tags=tags)
-        if summary is not None:
-            self.log_artifact(run_id, summary)
-        if created:
-            self._terminate(run_id, "FAILED" if failed else "FINISHED")
-
-    # ----------------------------------------------------------------------- predict
-    @guarded
-    def find_ensemble_run(self, spec: str, experiment_id: str) -> str:
-        """The parent run of one ensemble: a run id, ``latest``, or a ``key:value`` tag.
-
-        ``latest`` and tags pick the most recent ensemble parent run of the experiment
-        (``key=value`` works too, quoted on a Hydra command line).
-        """
-        from mlflow.exceptions import MlflowException
-
-        sep = "=" if "=" in spec else ":" if ":" in spec else None
-        if spec != "latest" and sep is None:
-            try:
-                return str(self.client.get_run(spec).info.run_id)
-            except MlflowException as exc:
-                if (fault := self.fault(exc)) is not None:
-                    raise fault from None
-                raise ModelNotFoundError(
-                    f"predict.ensemble={spec!r}: no such run in the store "
-                    f"{redact_uri(self.uri)}; give the parent run id from reports/train.json, "
-                    f"'latest', or a key:value tag of the ensemble run"
-                ) from None
-        query = "tags.`geoensemble.role` = 'ensemble'"
-        if sep is not None:
-            key, value = (p.strip() for p in spec.split(sep, 1))
-            query += f" and tags.`{key}` = '{value}'"
-        runs = self.client.search_runs(
-            [experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1
-        )
-        if not runs:
-            raise ModelNotFoundError(
-                f"predict.ensemble={spec!r}: no ensemble run matches in experiment "
-                f"{experiment_id}; run the train stage first or check the tag"
-            )
-        return str(runs[0].info.run_id)
-
-
-def _failure(exc: BaseException | None) -> tuple[str, str]:
-    """MLflow status and ``failure_reason`` of a run ended by ``exc``."""
-    if isinstance(exc, KeyboardInterrupt | SystemExit):
-        how = str(exc) or "SIGINT (Ctrl-C)"
-        return "KILLED", f"interrupted by {how}"
-    if exc is None:
-        return "KILLED", "the process exited without closing the run"
-    return "FAILED", f"{type(exc).__name__}: {exc}"
-
-
-def _release_interrupted_connections(exc: BaseException) -> None:
-    """Let go of the store connections the frames of ``exc`` still hold.
-
-    Ctrl-C can land inside a SQLite write, skipping its rollback; the interrupted frames keep
-    that connection, and its lock, alive, so closing the runs would wait on our own lock.
-    Clearing the frames' locals (the traceback keeps its lines) frees the connection.
-    """
-    import gc
-    import traceback
-
-    for e in chain(exc):
-        if e.__traceback__ is not None:
-            traceback.clear_frames(e.__traceback__)
-    gc.collect()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
