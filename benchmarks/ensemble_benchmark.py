@@ -74,7 +74,7 @@ def config(work: Path, pixels: int, members: int) -> AppConfig:
 
 def cluster(work: Path, pixels: int, members: int) -> None:
     """The train stage's way: LocalCluster, MLflow logging, registration."""
-    from geoensemble import tracking
+    from geoensemble.app.tracker import tracker_for
     from geoensemble.app.train import member_spec, search_of
     from geoensemble.compute import dask_client, wait_for_workers
     from geoensemble.ensemble.runlog import MemberLogger
@@ -95,9 +95,12 @@ def cluster(work: Path, pixels: int, members: int) -> None:
 
     with dask_client(cfg.compute, preload=["geoensemble.ensemble.member"]) as client:
         phase("start the scheduler")
-        exp = tracking.setup(cfg.tracking)
-        with tracking.parent_run(exp, run_name="benchmark", params={}, tags={}) as parent:
-            logger = MemberLogger(exp, parent, family="kmeans", space_keys=["n_clusters"], tags={})
+        tracker = tracker_for(cfg.tracking)
+        exp = tracker.open()
+        with tracker.parent_run(exp, run_name="benchmark", params={}, tags={}) as parent:
+            logger = MemberLogger(
+                exp, parent, tracker=tracker, family="kmeans", space_keys=["n_clusters"], tags={}
+            )
             phase("MLflow store and parent run")
             wait_for_workers(client, cfg.compute.timeout)
             phase("workers still starting")
@@ -113,7 +116,7 @@ def cluster(work: Path, pixels: int, members: int) -> None:
                 ensemble_name="benchmark",
             )
             # as the workspace pipeline does (see geoensemble.app.promote): the best gets the alias
-            tracking.set_alias("benchmark", "champion", versions[result.kept[0].number])
+            tracker.set_alias("benchmark", "champion", versions[result.kept[0].number])
             phase("log and register the kept member")
     phase("close the cluster")
     phases["MLflow calls"] = phases["MLflow store and parent run"] + logger.seconds
@@ -149,7 +152,7 @@ def main() -> None:
         fn(Path(args.work), args.pixels, args.members)
         return
 
-    from geoensemble import tracking
+    from geoensemble.app.tracker import tracker_for
 
     with tempfile.TemporaryDirectory(prefix="ensemble-bench-") as tmp:
         work = Path(tmp)
@@ -157,7 +160,7 @@ def main() -> None:
         np.save(work / "sample.npy", X)
         cfg = config(work, args.pixels, args.members)
         t0 = time.perf_counter()
-        tracking.setup(cfg.tracking)
+        tracker_for(cfg.tracking).open()
         print(
             f"{args.members} members of {cfg.model.estimator['_target_']} on "
             f"{args.pixels:,} pixels x {X.shape[1]} features; MLflow store created once in "

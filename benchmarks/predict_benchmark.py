@@ -101,19 +101,20 @@ def register(paths: dict[str, Path], work: Path) -> None:
     """Each model as version 1 (alias champion) of ``bench_<name>`` in ``work/mlflow.db``."""
     import joblib
 
-    from geoensemble import tracking
     from geoensemble.app.config import TrackingConfig
+    from geoensemble.app.tracker import tracker_for
 
     os.environ["GEOENSEMBLE_ROOT"] = str(work)
     for name, p in paths.items():
         t = TrackingConfig(uri=f"sqlite:///{work}/mlflow.db", model_name=f"bench_{name}")
-        exp = tracking.setup(t)
+        tracker = tracker_for(t)
+        exp = tracker.open()
         model = joblib.load(p)
-        with tracking.parent_run(exp, run_name=f"bench-{name}", params={}, tags={}) as parent:
-            run = tracking.log_child_run(
+        with tracker.parent_run(exp, run_name=f"bench-{name}", params={}, tags={}) as parent:
+            run = tracker.log_child_run(
                 exp, parent, run_name="member-000", params={}, metrics={}, tags={}
             )
-            v = tracking.log_model(
+            v = tracker.log_model(
                 run,
                 model,
                 feature_names=BANDS,
@@ -121,7 +122,7 @@ def register(paths: dict[str, Path], work: Path) -> None:
                 model_name=t.model_name,
                 tags={"ensemble_run_id": parent, "rank": "0"},
             )
-        tracking.set_alias(t.model_name, "champion", v)
+        tracker.set_alias(t.model_name, "champion", v)
 
 
 # --------------------------------------------------------------------------- variants

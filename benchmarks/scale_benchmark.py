@@ -86,18 +86,19 @@ def register(X: np.ndarray, work: Path) -> None:
     """A K-Means (8 clusters) on the sample as ``models:/scale@champion``."""
     from sklearn.cluster import KMeans
 
-    from geoensemble import tracking
     from geoensemble.app.config import TrackingConfig
+    from geoensemble.app.tracker import tracker_for
 
     os.environ["GEOENSEMBLE_ROOT"] = str(work)
     km = KMeans(8, n_init=2, random_state=0).fit(X[:: max(1, len(X) // 50_000)])
     t = TrackingConfig(uri=f"sqlite:///{work}/mlflow.db", model_name="scale")
-    exp = tracking.setup(t)
-    with tracking.parent_run(exp, run_name="scale", params={}, tags={}) as parent:
-        run = tracking.log_child_run(
+    tracker = tracker_for(t)
+    exp = tracker.open()
+    with tracker.parent_run(exp, run_name="scale", params={}, tags={}) as parent:
+        run = tracker.log_child_run(
             exp, parent, run_name="member-000", params={}, metrics={}, tags={}
         )
-        v = tracking.log_model(
+        v = tracker.log_model(
             run,
             km,
             feature_names=LAYERS,
@@ -105,7 +106,7 @@ def register(X: np.ndarray, work: Path) -> None:
             model_name=t.model_name,
             tags={"ensemble_run_id": parent, "rank": "0"},
         )
-    tracking.set_alias(t.model_name, "champion", v)
+    tracker.set_alias(t.model_name, "champion", v)
 
 
 def params(work: Path, name: str, extra: list[str]) -> Path:

@@ -183,11 +183,9 @@ def _leave_the_checkout_alone(tmp_path_factory: pytest.TempPathFactory) -> Itera
             left = sorted(_checkout_state() - before)
             assert not left, f"the tests left these in the checkout: {left}"
     finally:
-        # geoensemble's exit handler closes runs a failed stage left open, in the store MLflow
-        # points at then; the in-process stages of the tests used many stores, now gone, and
-        # MLflow's default one would be created in the checkout: nothing is left to close.
-        from geoensemble import tracking
+        # geoensemble's exit handler closes runs a failed stage left open, each in its own
+        # store; the in-process stages of the tests used many stores, now gone (reopening one
+        # would create it again): nothing is left to close.
+        from geoensemble.tracking import session
 
-        tracking._session.open_runs.clear()
-        tracking._session.parents.clear()
-        tracking._session.failed = False
+        session.forget()

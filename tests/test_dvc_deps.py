@@ -135,7 +135,7 @@ def test_closure_follows_function_imports() -> None:
     train = {str(p) for p in stage_closure("train")}
     assert "src/geoensemble/ensemble/member.py" in train  # named only as a preload string
     assert "src/geoensemble/workers.py" in train  # compute's worker preload
-    assert "src/geoensemble/tracking.py" in train
+    assert "src/geoensemble/tracking/tracker.py" in train
     scene = {str(p) for p in stage_closure("scene")}
     assert "src/geoensemble/synthetic.py" in scene
     assert "src/geoensemble/ensemble/search.py" not in scene

@@ -26,6 +26,7 @@ from geoensemble.app.promote import (
     degenerate,
     training_origin,
 )
+from geoensemble.app.tracker import tracker_for
 from tests.conftest import run, tool
 from tests.integration.conftest import reset_mlflow_uris
 
@@ -155,17 +156,18 @@ def register(t: TrackingConfig, candidates: list[dict[str, str]]) -> tuple[str, 
     """One ensemble run whose members are registered with ``candidates`` as version tags."""
     from sklearn.cluster import KMeans
 
-    exp = tracking.setup(t)
+    tracker = tracker_for(t)
+    exp = tracker.open()
     X = np.random.default_rng(0).normal(size=(60, 2)).astype(np.float32)
     versions = []
-    with tracking.parent_run(exp, run_name="ensemble-test", params={}, tags={}) as parent:
+    with tracker.parent_run(exp, run_name="ensemble-test", params={}, tags={}) as parent:
         for i, tags in enumerate(candidates):
-            run_id = tracking.log_child_run(
+            run_id = tracker.log_child_run(
                 exp, parent, run_name=f"member-{i}", params={}, metrics={}, tags={}
             )
             model = KMeans(2 + i, n_init=1, random_state=0).fit(X)
             versions.append(
-                tracking.log_model(
+                tracker.log_model(
                     run_id,
                     model,
                     feature_names=["a", "b"],
@@ -216,7 +218,8 @@ def test_promote_by_version_moves_champion_and_records_why(store: TrackingConfig
             {**SPACE, "criterion_value": "100", "n_classes": "1"},  # one cluster: degenerate
         ],
     )
-    assert tracking.alias_version(store.model_name, "champion") is None  # training set none
+    # training sets no champion
+    assert tracker_for(store).alias_version(store.model_name, "champion") is None
 
     done = promote(store, f"version={v2}", "reason=checked the map by eye")
     assert done.returncode == 0, done.stderr
@@ -224,8 +227,8 @@ def test_promote_by_version_moves_champion_and_records_why(store: TrackingConfig
         f"geoensemble promote: @champion of model 'geoensemble' moved from version none to "
         f"{v2} (checked the map by eye)"
     ]
-    assert tracking.alias_version(store.model_name, "champion") == v2
-    tags = tracking.model_version(store.model_name, v2).tags
+    assert tracker_for(store).alias_version(store.model_name, "champion") == v2
+    tags = tracker_for(store).model_version(store.model_name, v2).tags
     assert tags["promoted_by"] == f"promote version={v2}"
     assert tags["promotion_reason"] == "checked the map by eye"
     assert tags["previous_champion"] == "none" and tags["promoted_at"].endswith("Z")
@@ -233,7 +236,7 @@ def test_promote_by_version_moves_champion_and_records_why(store: TrackingConfig
     moved = promote(store, f"version={v1}")
     assert moved.returncode == 0, moved.stderr
     assert f"moved from version {v2} to {v1}" in moved.stdout
-    assert tracking.model_version(store.model_name, v1).tags["previous_champion"] == v2
+    assert tracker_for(store).model_version(store.model_name, v1).tags["previous_champion"] == v2
 
     refused = promote(store, f"version={v3}")
     line = one_error_line(refused)
@@ -242,7 +245,7 @@ def test_promote_by_version_moves_champion_and_records_why(store: TrackingConfig
         f"@champion: it uses only one cluster: promote another version (geoensemble promote "
         f"version=N), or retrain"
     )
-    assert tracking.alias_version(store.model_name, "champion") == v1  # unchanged
+    assert tracker_for(store).alias_version(store.model_name, "champion") == v1  # unchanged
 
     missing = one_error_line(promote(store, "version=99"))
     assert "model 'geoensemble' has no version 99" in missing
@@ -263,7 +266,7 @@ def test_promote_by_rule_compares_only_comparable_candidates(store: TrackingConf
     assert done.returncode == 0, done.stderr
     assert f"moved from version none to {v2} (best aic (minimize) = 200" in done.stdout
     assert "1 degenerate skipped" in done.stdout
-    assert tracking.model_version(store.model_name, v2).tags["promoted_by"] == (
+    assert tracker_for(store).model_version(store.model_name, v2).tags["promoted_by"] == (
         f"promote rule=best ensemble={parent}"
     )
     latest = promote(store, "rule=best", "ensemble=latest")
@@ -273,11 +276,11 @@ def test_promote_by_rule_compares_only_comparable_candidates(store: TrackingConf
         store, [{**SPACE, "score_space": "other", "criterion_value": "1", "n_classes": "2"}]
     )
     for v in (v1, v2, v3, v4):  # one experiment holding both ensembles
-        tracking.set_version_tags(store.model_name, v, {"dvc_exp_name": "mixed"})
+        tracker_for(store).set_version_tags(store.model_name, v, {"dvc_exp_name": "mixed"})
     line = one_error_line(promote(store, "rule=best", "ensemble=dvc_exp_name:mixed"))
     assert "the 4 candidates of promote.ensemble='dvc_exp_name:mixed' are not comparable" in line
     assert "narrow promote.ensemble to one ensemble" in line
-    assert tracking.alias_version(store.model_name, "champion") == v2
+    assert tracker_for(store).alias_version(store.model_name, "champion") == v2
     nothing = one_error_line(promote(store, "rule=best", "ensemble=sweep_id:none"))
     assert "no registered version of model 'geoensemble' belongs to it" in nothing
 

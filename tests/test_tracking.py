@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from geoensemble import tracking
+from geoensemble.app.tracker import tracker_for
 from tests.integration.conftest import reset_mlflow_uris
 
 
@@ -35,11 +36,12 @@ def test_runs_left_running_by_dead_processes_are_marked_killed(
     monkeypatch.setenv("GEOENSEMBLE_ROOT", str(tmp_path))
     cfg = TrackingConfig(uri=f"sqlite:///{tmp_path}/mlflow.db")
     try:
-        exp = tracking.setup(cfg)
+        tracker = tracker_for(cfg)
+        exp = tracker.open()
         dead = subprocess.Popen(["true"])
         dead.wait()
         here = socket.gethostname()
-        client = mlflow.MlflowClient()
+        client = mlflow.MlflowClient(cfg.uri, cfg.uri)
 
         def running(host: str, pid: int) -> str:
             tags = {tracking.OWNER_HOST: host, tracking.OWNER_PID: str(pid)}
@@ -50,7 +52,7 @@ def test_runs_left_running_by_dead_processes_are_marked_killed(
         elsewhere = running("another-host", dead.pid)  # cannot be checked from here
         untagged = str(client.create_run(exp).info.run_id)  # not ours (mlflow run, sweeps)
 
-        assert tracking.setup(cfg) == exp  # the next stage to open the store closes it
+        assert tracker_for(cfg).open() == exp  # the next stage to open the store closes it
         status = {r: client.get_run(r).info.status for r in (killed, alive, elsewhere, untagged)}
         assert status == {
             killed: "KILLED",

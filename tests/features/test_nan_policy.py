@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from geoensemble import tracking
 from geoensemble.app.config import FeaturesConfig, TrackingConfig
 from geoensemble.app.params import compose
+from geoensemble.app.tracker import tracker_for
 from geoensemble.app.validate import validate
 from geoensemble.ensemble.pipeline import build_pipeline
 from geoensemble.errors import ConfigError
@@ -82,9 +82,10 @@ def test_logged_model_imputes_with_training_medians_and_names_its_features(
     np.testing.assert_allclose(pipe.named_steps["impute"].statistics_, train_medians)
 
     t = TrackingConfig(uri=f"sqlite:///{tmp_path}/mlflow.db", experiment="features-test")
-    exp_id = tracking.setup(t)
-    with tracking.parent_run(exp_id, run_name="nan-policy", params={}, tags={}) as run_id:
-        version = tracking.log_model(
+    tracker = tracker_for(t)
+    exp_id = tracker.open()
+    with tracker.parent_run(exp_id, run_name="nan-policy", params={}, tags={}) as run_id:
+        version = tracker.log_model(
             run_id,
             pipe,
             feature_names=names,
@@ -92,7 +93,7 @@ def test_logged_model_imputes_with_training_medians_and_names_its_features(
             model_name="nan-policy",
             tags={},
         )
-    loaded = tracking.load_model(f"models:/nan-policy/{version}")
+    loaded = tracker.load_model(f"models:/nan-policy/{version}")
     assert loaded.feature_names == names == ["B2", "B3", "B4", "B5", "ndvi", "ndwi"]
 
     # A scene twice as bright: its medians differ, the model must still use the training's.

@@ -23,12 +23,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import pytest
 
 from geoensemble import tracking
 from geoensemble.app.cli import one_line
 from geoensemble.app.config import TrackingConfig
+from geoensemble.app.tracker import tracker_for
 from geoensemble.errors import TrackingError
 from tests.conftest import ROOT, tool, tool_env
 from tests.integration.conftest import (
@@ -263,16 +263,17 @@ def test_timeout_bounds_mlflow_http_calls_in_process(
 ) -> None:
     """MLflow's own HTTP settings come from tracking.timeout: one try, no backoff."""
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7")  # a user's: overridden
+    tracker = tracker_for(TrackingConfig(uri=hanging_server, timeout=2))
     t0 = time.monotonic()
     with pytest.raises(TrackingError, match=r"gave no answer to /api/2\.0/mlflow/\S+ within 2 s"):
-        tracking.setup(TrackingConfig(uri=hanging_server, timeout=2))
+        tracker.open()
     assert time.monotonic() - t0 < 20
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "2"
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "0"
     # The server is known dead: a later call fails at once instead of waiting again.
     t0 = time.monotonic()
     with pytest.raises(TrackingError, match="gave no answer"):
-        tracking.log_metrics("0" * 32, {"x": 1.0})
+        tracker.log_metrics("0" * 32, {"x": 1.0})
     assert time.monotonic() - t0 < 1
 
 
@@ -379,7 +380,7 @@ def test_train_killed_while_registering_leaves_no_run_running_after_the_next_sta
     # The next stage to open the store closes them.
     monkeypatch.setenv("GEOENSEMBLE_ROOT", str(tmp_path))
     try:
-        tracking.setup(TrackingConfig(uri=f"sqlite:///{db}"))
+        tracker_for(TrackingConfig(uri=f"sqlite:///{db}")).open()
     finally:
         reset_mlflow_uris()
     after = {r: (s, tags) for r, s, tags in runs_of(db)}
@@ -397,7 +398,7 @@ def good_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GEOENSEMBLE_ROOT", str(d))
         try:
-            tracking.setup(TrackingConfig(uri=f"sqlite:///{d}/mlflow.db"))
+            tracker_for(TrackingConfig(uri=f"sqlite:///{d}/mlflow.db")).open()
         finally:
             reset_mlflow_uris()
     return d / "mlflow.db"
@@ -481,7 +482,7 @@ def test_a_broken_store_is_one_line_naming_the_file_and_the_fix(
     t0 = time.monotonic()
     try:
         with pytest.raises(TrackingError) as e:
-            tracking.setup(TrackingConfig(uri=f"sqlite:///{db}", timeout=5))
+            tracker_for(TrackingConfig(uri=f"sqlite:///{db}", timeout=5)).open()
     finally:
         reset_mlflow_uris()
     assert time.monotonic() - t0 < 30
@@ -514,7 +515,7 @@ def test_a_locked_store_waits_tracking_timeout_then_says_so(
     t0 = time.monotonic()
     try:
         with pytest.raises(TrackingError) as e:
-            tracking.setup(TrackingConfig(uri=f"sqlite:///{db}", timeout=2))
+            tracker_for(TrackingConfig(uri=f"sqlite:///{db}", timeout=2)).open()
     finally:
         holder.execute("ROLLBACK")
         holder.close()
@@ -569,8 +570,9 @@ def test_disk_full_while_creating_the_store_leaves_no_half_made_store(
         remount(small, "size=20m")
         monkeypatch.setenv("GEOENSEMBLE_ROOT", str(tmp_path))
         try:
-            exp = tracking.setup(TrackingConfig(uri=f"sqlite:///{db}"))
-            assert mlflow.MlflowClient().get_experiment(exp).name == "geoensemble"
+            tracker = tracker_for(TrackingConfig(uri=f"sqlite:///{db}"))
+            exp = tracker.open()
+            assert tracker.client.get_experiment(exp).name == "geoensemble"
         finally:
             reset_mlflow_uris()
         assert sorted(p.name for p in small.iterdir()) == ["mlflow.db"]
@@ -595,7 +597,7 @@ def test_a_store_half_made_by_mlflow_on_a_full_disk_is_diagnosed(
         monkeypatch.setenv("GEOENSEMBLE_ROOT", str(tmp_path))
         try:
             with pytest.raises(TrackingError) as e:
-                tracking.setup(TrackingConfig(uri=f"sqlite:///{db}"))
+                tracker_for(TrackingConfig(uri=f"sqlite:///{db}")).open()
         finally:
             reset_mlflow_uris()
         msg = one_line(str(e.value))
@@ -627,7 +629,7 @@ def test_a_read_only_store_is_one_line(
                 undo.callback(target.chmod, 0o755 if what == "folder" else 0o644)
         try:
             with pytest.raises(TrackingError) as e:
-                tracking.setup(TrackingConfig(uri=f"sqlite:///{db}", timeout=5))
+                tracker_for(TrackingConfig(uri=f"sqlite:///{db}", timeout=5)).open()
         finally:
             reset_mlflow_uris()
     msg = one_line(str(e.value))
@@ -645,7 +647,7 @@ def test_a_new_store_in_a_read_only_folder_is_one_line(
         t0 = time.monotonic()
         try:
             with pytest.raises(TrackingError, match=rf"the MLflow store {db} cannot be written"):
-                tracking.setup(TrackingConfig(uri=f"sqlite:///{db}"))
+                tracker_for(TrackingConfig(uri=f"sqlite:///{db}")).open()
         finally:
             reset_mlflow_uris()
         assert time.monotonic() - t0 < 10  # MLflow alone retried for ~100 s
@@ -663,7 +665,7 @@ def test_a_killed_creation_leaves_nothing_the_next_stage_does_not_clean(
     other.write_bytes(b"x")
     monkeypatch.setenv("GEOENSEMBLE_ROOT", str(tmp_path))
     try:
-        tracking.setup(TrackingConfig(uri=f"sqlite:///{db}"))
+        tracker_for(TrackingConfig(uri=f"sqlite:///{db}")).open()
     finally:
         reset_mlflow_uris()
     assert sorted(p.name for p in folder.iterdir()) == ["mlflow.db", "notes.db"]

@@ -28,7 +28,6 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from geoensemble import tracking
-from geoensemble.app.config import TrackingConfig
 from geoensemble.errors import InputFileError
 from tests.integration.conftest import reset_mlflow_uris, tiny_overrides
 from tests.test_bad_inputs_cli import outputs_in, stage, the_error_line
@@ -46,16 +45,20 @@ def register(store: Path, names: list[str], model: Any = None, name: str = MODEL
     """Fit ``model`` (a small K-Means pipeline by default) on random rows with ``names`` as
     features, log and register it exactly as the train stage does; return its URI."""
     uri = f"sqlite:///{store}/mlflow.db"
-    exp = tracking.setup(TrackingConfig(uri=uri))
+    tracker = tracking.Tracker(uri)
+    exp = tracker.open()
+    # For the tests' own checks with a bare MlflowClient(); geoensemble never relies on it.
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     X = np.random.default_rng(0).normal(size=(200, len(names))).astype(np.float32)
     pipe = model or Pipeline([("scale", StandardScaler()), ("model", MiniBatchKMeans(3, n_init=1))])
     pipe.fit(X)
-    run_id = mlflow.MlflowClient().create_run(exp).info.run_id
-    version = tracking.log_model(
+    run_id = tracker.client.create_run(exp).info.run_id
+    version = tracker.log_model(
         run_id, pipe, feature_names=names, example=X[:5], model_name=name, tags={}
     )
-    mlflow.MlflowClient().set_terminated(run_id, "FINISHED")
-    tracking.set_alias(name, "champion", version)
+    tracker.client.set_terminated(run_id, "FINISHED")
+    tracker.set_alias(name, "champion", version)
     return f"models:/{name}@champion"
 
 
@@ -131,7 +134,7 @@ def test_a_registered_model_records_its_digest_and_loads_through_our_allow_list(
 ) -> None:
     mv = mlflow.MlflowClient().get_model_version(MODEL, "1")
     assert mv.tags[tracking.SKOPS_SHA256_TAG] == tracking.file_sha256(store["skops"])
-    loaded = tracking.load_model(store["uri"])
+    loaded = tracking.Tracker(f"sqlite:///{store['dir']}/mlflow.db").load_model(store["uri"])
     assert type(loaded.model).__name__ == "Pipeline" and loaded.version == "1"
 
 
@@ -214,12 +217,13 @@ def test_a_type_of_your_own_loads_only_when_trust_types_names_it(
     monkeypatch.setenv("GEOENSEMBLE_ROOT", str(tmp_path))
     reset_mlflow_uris()
     uri = register(tmp_path, feature_names(featurized), FaultyKMeans(3, n_init=1), "own")
+    tracker = tracking.Tracker(f"sqlite:///{tmp_path}/mlflow.db")
     own = "tests.hardening.estimators.FaultyKMeans"
     with pytest.raises(
         InputFileError, match=rf"does not trust \['{own}'\].*trust\.types=\[{own}\]"
     ):
-        tracking.load_model(uri)
-    loaded = tracking.load_model(uri, trusted_types=[own])
+        tracker.load_model(uri)
+    loaded = tracker.load_model(uri, trusted_types=[own])
     assert type(loaded.model).__name__ == "FaultyKMeans"
     reset_mlflow_uris()
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from geoensemble import tracking
-from geoensemble.app.config import ExternalModelConfig, TrackingConfig
+from geoensemble.app.config import ExternalModelConfig
 from geoensemble.app.members import external_member
 from geoensemble.errors import ConfigError, InputFileError
 from tests.conftest import ROOT
@@ -59,7 +59,7 @@ def test_registry_models_load_through_their_logged_skops_flavour(trained: dict[s
     info = mlflow.models.get_model_info(uri)
     assert info.flavors["sklearn"]["serialization_format"] == "skops"
     assert "python_function" in info.flavors
-    loaded = tracking.load_model(uri)
+    loaded = tracking.Tracker(trained["uri"]).load_model(uri)
     assert type(loaded.model).__name__ == "Pipeline"
     assert loaded.feature_names == trained["report"]["feature_names"]
     local = Path(mlflow.artifacts.download_artifacts(uri))
@@ -80,7 +80,8 @@ def test_a_pickled_registry_model_is_refused_before_its_code_runs(tmp_path: Path
     from sklearn.dummy import DummyClassifier
 
     store = f"sqlite:///{tmp_path}/mlflow.db"
-    tracking.setup(TrackingConfig(uri=store))
+    tracker = tracking.Tracker(store)
+    tracker.open()
     marker = tmp_path / "pwned"
     model = DummyClassifier().fit([[0.0], [1.0]], [0, 1])
     model.payload = Payload(marker)  # type: ignore[attr-defined]
@@ -89,7 +90,7 @@ def test_a_pickled_registry_model_is_refused_before_its_code_runs(tmp_path: Path
     with pytest.raises(
         ConfigError, match=r"models:/pickled/1 is stored as a cloudpickle file.*skops"
     ):
-        tracking.load_model(uri)
+        tracker.load_model(uri)
     assert not marker.exists()
 
 

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import yaml
 
-from geoensemble import tracking
 from geoensemble.app import stages
 from geoensemble.app.config import AppConfig
 from geoensemble.app.params import compose
+from geoensemble.app.tracker import tracker_for
 from geoensemble.app.validate import validate
 from tests.conftest import ROOT, TINY
 
@@ -136,7 +136,7 @@ def check_structure(cfg: AppConfig, train: dict, keep: int) -> list:
                 assert mv.tags[f"model.{k}"] == str(v)
         assert mv.description.startswith(f"{cfg.model.name} ")
         # the logged model is in the run's experiment (not MLflow's Default one)
-        model_id = tracking.model_id_of(mv.name, mv.version)
+        model_id = tracker_for(cfg.tracking).model_id_of(mv.name, mv.version)
         assert client.get_logged_model(model_id).experiment_id == parent.info.experiment_id
         assert f"{mv.tags['member']} of ensemble ensemble-{cfg.model.name}-" in mv.description
         assert f"rank {mv.tags['rank']} of {len(children)} by {metric}" in mv.description

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from geoensemble.app.config import TrackingConfig
+from geoensemble.app.tracker import tracker_for
 from geoensemble.errors import TrackingError
-from geoensemble.tracking import setup
 from tests.integration.conftest import Server, free_port, run_metrics, run_params, run_tags
 
 pytestmark = pytest.mark.integration
@@ -57,4 +57,4 @@ def test_unreachable_server_names_the_uri(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail now, not after backoff
     uri = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(TrackingError, match=r"127\.0\.0\.1.*tracking\.uri"):
-        setup(TrackingConfig(uri=uri, experiment="nowhere"))
+        tracker_for(TrackingConfig(uri=uri, experiment="nowhere")).open()

@@ -65,12 +65,17 @@ def scene() -> Callable[..., xr.Dataset]:
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TrackingConfig:
     """A fresh SQLite MLflow store (and artifact root) in ``tmp_path``."""
-    from geoensemble import tracking
+    import mlflow
+
+    from geoensemble.app.tracker import tracker_for
 
     monkeypatch.setenv("GEOENSEMBLE_ROOT", str(tmp_path))
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     t = TrackingConfig(uri=f"sqlite:///{tmp_path}/mlflow.db", model_name="geoensemble")
-    tracking.setup(t)
+    tracker_for(t).open()
+    # For the tests' own checks with a bare MlflowClient(); geoensemble never relies on it.
+    mlflow.set_tracking_uri(t.uri)
+    mlflow.set_registry_uri(t.uri)
     return t
 
 
@@ -102,20 +107,21 @@ def register(
     ensemble_tags: dict[str, str] | None = None,
 ) -> tuple[str, list[str]]:
     """Log ``models`` as the kept members of one ensemble run; return (parent id, versions)."""
-    from geoensemble import tracking
+    from geoensemble.app.tracker import tracker_for
 
-    exp = tracking.setup(t)
+    tracker = tracker_for(t)
+    exp = tracker.open()
     example = np.zeros((3, len(names)), dtype=np.float32)
     versions = []
-    with tracking.parent_run(
+    with tracker.parent_run(
         exp, run_name="ensemble-test", params={}, tags=ensemble_tags or {}
     ) as parent:
         for i, m in enumerate(models):
-            run = tracking.log_child_run(
+            run = tracker.log_child_run(
                 exp, parent, run_name=f"member-{i:03d}", params={}, metrics={}, tags={}
             )
             versions.append(
-                tracking.log_model(
+                tracker.log_model(
                     run,
                     m,
                     feature_names=names,
@@ -125,5 +131,5 @@ def register(
                 )
             )
     if alias:
-        tracking.set_alias(t.model_name, alias, versions[0])
+        tracker.set_alias(t.model_name, alias, versions[0])
     return parent, versions

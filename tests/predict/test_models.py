@@ -119,12 +119,13 @@ def cfg_with(make_cfg, *overrides: str) -> AppConfig:
 
 
 def test_models_resolve_by_alias_version_and_ensemble(make_cfg, store: TrackingConfig) -> None:
-    from geoensemble import tracking
+    from geoensemble.app.tracker import tracker_for
 
     ests = [fit_kmeans(NAMES, k) for k in (3, 4, 5)]
     parent, versions = register(store, ests, NAMES, ensemble_tags={"campaign": "spring"})
     register(store, [fit_kmeans(NAMES, 6)], NAMES, alias=None)  # a later, other ensemble
-    exp = tracking.setup(store)
+    exp = tracker_for(store)
+    exp.open()
 
     def uris(*overrides: str) -> list[str]:
         return [m.uri for m in resolve_members(make_cfg(*overrides), exp)]
@@ -146,9 +147,9 @@ def test_models_resolve_by_alias_version_and_ensemble(make_cfg, store: TrackingC
 
 
 def test_members_of_different_kinds_are_refused(make_cfg, store: TrackingConfig) -> None:
-    from geoensemble import tracking
+    from geoensemble.app.tracker import tracker_for
 
     register(store, [fit_kmeans(NAMES), fit_forest(NAMES)], NAMES)
     cfg = make_cfg("predict.models=[models:/geoensemble/1,models:/geoensemble/2]")
     with pytest.raises(ConfigError, match=r"mix model kinds \['classifier', 'cluster'\]"):
-        resolve_members(cfg, tracking.setup(store))
+        resolve_members(cfg, tracker_for(store))

@@ -22,9 +22,9 @@ def test_predict_loads_the_version_of_the_train_report_not_the_champion(
 ) -> None:
     write_store(make_scene(), tmp_path / "features", meta={"feature_names": NAMES})
     _, (v1, v2) = register(store, [fit_kmeans(NAMES, 4), fit_kmeans(NAMES, 6)], NAMES)
-    from geoensemble import tracking
+    from geoensemble.app.tracker import tracker_for
 
-    tracking.set_alias(store.model_name, "champion", v2)  # promoted meanwhile
+    tracker_for(store).set_alias(store.model_name, "champion", v2)  # promoted meanwhile
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports/train.json").write_text(
         json.dumps({"model_name": "geoensemble", "champion": {"version": v1}})

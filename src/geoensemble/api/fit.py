@@ -76,17 +76,6 @@ class _Fit:
         return space_id({"origin": "api", **self.params})
 
 
-@dataclass(frozen=True)
-class _TrackingSettings:
-    """Where :meth:`Ensemble.log_to_mlflow` logs (the stage's ``tracking`` keys)."""
-
-    uri: str
-    experiment: str
-    model_name: str
-    timeout: float
-    artifact_root: str = "mlartifacts"
-
-
 def _at_least(name: str, value: Any, lo: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise ConfigError(f"{name}={value!r} is not an integer: use an integer >= {lo}")
@@ -344,11 +333,11 @@ class Ensemble:
         with argument_names(((r"config key predict\.alias", "alias"),)):
             check_name("predict.alias", alias)
         family = str(self.params.get("model.name", ""))
-        where = _TrackingSettings(uri, experiment, model_name, timeout)
-        exp_id = tracking.setup(where)  # type: ignore[arg-type]
+        tracker = tracking.Tracker(uri, experiment=experiment, timeout=timeout)
+        exp_id = tracker.open()
         tags = {**tracking.run_tags(), "geoensemble.source": "api"}
         run_name = f"ensemble-{family}"
-        with tracking.parent_run(
+        with tracker.parent_run(
             exp_id,
             run_name=run_name,
             params=self.params,
@@ -360,8 +349,9 @@ class Ensemble:
             },
         ) as parent_id:
             logger = MemberLogger(
-                tracking.experiment_of(parent_id),
+                tracker.experiment_of(parent_id),
                 parent_id,
+                tracker=tracker,
                 family=family,
                 space_keys=list(self.params.get("model.space") or {}),
                 tags=tags,
@@ -382,8 +372,8 @@ class Ensemble:
                 },
             )
             # the caller's own alias: an explicit act, as `geoensemble promote` is
-            tracking.set_alias(model_name, alias, versions[self.kept[0].number])
-            tracking.log_metrics(
+            tracker.set_alias(model_name, alias, versions[self.kept[0].number])
+            tracker.log_metrics(
                 parent_id,
                 {
                     f"best_{self.metric}": self.best.scores[self.metric],

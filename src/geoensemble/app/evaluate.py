@@ -79,7 +79,7 @@ def mapped_counts(
 def evaluate_ensemble(cfg: AppConfig) -> dict[str, Any]:
     """Write ``reports/metrics.json``, ``reports/evaluation.json`` and the plots; log them to
     the ensemble's parent run."""
-    from geoensemble import tracking
+    from geoensemble.app.tracker import tracker_for
     from geoensemble.ensemble import figures
 
     reports = Path(cfg.paths.reports)
@@ -145,16 +145,17 @@ def evaluate_ensemble(cfg: AppConfig) -> dict[str, Any]:
             best=rep.get("history", []),
         ),
     ]
-    tracking.setup(cfg.tracking)
+    tracker = tracker_for(cfg.tracking)
+    tracker.open()
     trusted = cfg.trust.types
     kept = [
-        tracking.load_model(
+        tracker.load_model(
             f"models:/{rep['model_name']}/{k['version']}", trusted_types=trusted
         ).model
         for k in rep.get("kept", [])
     ]
     champion = (
-        tracking.load_model(rep["champion"]["uri"], trusted_types=trusted).model
+        tracker.load_model(rep["champion"]["uri"], trusted_types=trusted).model
         if not kept
         else kept[0]
     )
@@ -182,9 +183,9 @@ def evaluate_ensemble(cfg: AppConfig) -> dict[str, Any]:
         for k, v in metrics.items()
         if isinstance(v, int | float) and not isinstance(v, bool) and k not in logged
     }
-    tracking.log_metrics(rep["parent_run_id"], numeric)
+    tracker.log_metrics(rep["parent_run_id"], numeric)
     for f in files:
-        tracking.log_artifact(
+        tracker.log_artifact(
             rep["parent_run_id"], f, "evaluate/" + f.parent.relative_to(reports).as_posix()
         )
     log.info("evaluate: %s", json.dumps({k: v for k, v in metrics.items() if k != "per_class"}))

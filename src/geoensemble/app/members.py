@@ -14,6 +14,7 @@ from typing import Any
 from geoensemble.app.config import AppConfig, ExternalModelConfig
 from geoensemble.errors import ConfigError, FeatureMismatchError, InputFileError
 from geoensemble.predict.models import LoadedMember, registered_member
+from geoensemble.tracking import Tracker
 
 log = logging.getLogger("geoensemble")
 
@@ -154,28 +155,27 @@ def nan_policy(
     return out, tags
 
 
-def resolve_members(cfg: AppConfig, experiment_id: str | None) -> list[LoadedMember]:
-    """Every model of this prediction, in a fixed order, without duplicates.
+def resolve_members(cfg: AppConfig, tracker: Tracker) -> list[LoadedMember]:
+    """Every model of this prediction, in a fixed order, without duplicates, from
+    ``tracker``'s store (opened: :meth:`~geoensemble.tracking.Tracker.open`).
 
     The members are the union of ``predict.models``, the kept members of
     ``predict.ensemble`` and ``predict.external``; when none is set, ``predict.model_uri``
     (default ``models:/<tracking.model_name>@<predict.alias>``).
     """
-    from geoensemble import tracking
-
     p = cfg.predict
     uris = list(p.models)
     if p.ensemble:
-        assert experiment_id is not None
-        parent = tracking.find_ensemble_run(p.ensemble, experiment_id)
-        uris += tracking.kept_member_uris(cfg.tracking.model_name, parent)
+        assert tracker.experiment_id is not None
+        parent = tracker.find_ensemble_run(p.ensemble, tracker.experiment_id)
+        uris += tracker.kept_member_uris(cfg.tracking.model_name, parent)
     trained = train_report_uris(cfg) if p.model_uri == TRAIN_REPORT else []
     if trained:
         uris[:0] = trained
     elif p.model_uri or (not uris and not p.external.path):
-        uris.insert(0, tracking.model_uri(cfg.tracking, p.model_uri, p.alias))
+        uris.insert(0, p.model_uri or f"models:/{cfg.tracking.model_name}@{p.alias}")
     trusted = cfg.trust.types
-    members = [registered_member(u, trusted_types=trusted) for u in dict.fromkeys(uris)]
+    members = [registered_member(tracker, u, trusted_types=trusted) for u in dict.fromkeys(uris)]
     if trained:
         # the pipeline's map keeps one name whichever version its train registered
         members[0].label = f"{members[0].name}_{p.alias}"

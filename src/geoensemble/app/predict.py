@@ -193,14 +193,16 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
     """
     from geoensemble import tracking
     from geoensemble.app.provenance import config_hash, dvc_hashes
+    from geoensemble.app.tracker import tracker_for
 
     phases = Phases()
     phases.add("startup", process_age())
     p = cfg.predict
     with phases.time("tracking"):
-        exp_id = tracking.setup(cfg.tracking)
+        tracker = tracker_for(cfg.tracking)
+        exp_id = tracker.open()
     with phases.time("models"):
-        members = resolve_members(cfg, exp_id)
+        members = resolve_members(cfg, tracker)
     keys = output_keys(members, p.outputs)
     set_label = f"{cfg.tracking.model_name}_ensemble"
     sources = scene_sources(cfg)
@@ -241,7 +243,7 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
     who = champion.label if len(members) == 1 else set_label
     run_name = f"predict-{'+'.join(n for n, *_ in sources)}-{who}"
     t_run = time.perf_counter()
-    run_id = tracking.start_predict_run(
+    run_id = tracker.start_predict_run(
         exp_id,
         run_name=run_name[:250],
         params={
@@ -256,9 +258,9 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
     summaries: list[SceneSummary] = []
     try:
         with contextlib.suppress(Exception):  # older stores cannot link models to runs
-            tracking.link_models(run_id, [m.model_id for m in members if m.model_id])
+            tracker.link_models(run_id, [m.model_id for m in members if m.model_id])
         if scheme.kind != REGRESSOR:
-            tracking.log_dict(run_id, legend.as_dict(), "maps/legend.json")
+            tracker.log_dict(run_id, legend.as_dict(), "maps/legend.json")
         phases.add("tracking", time.perf_counter() - t_run)
         threads = p.threads or env_threads()
         with _client(cfg) as client:
@@ -323,15 +325,15 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
                 }
             )
             for q in s.quicklooks:
-                tracking.log_artifact(run_id, q, "maps")
+                tracker.log_artifact(run_id, q, "maps")
         # What the run spent so far, by phase (closing the run itself is in the log line).
         phases.add("tracking", time.perf_counter() - t_run)
-        tracking.log_metrics(run_id, {**metrics, **phases.metrics()})
+        tracker.log_metrics(run_id, {**metrics, **phases.metrics()})
     except BaseException as exc:
-        tracking.end_run(run_id, failed=exc)
+        tracker.end_run(run_id, failed=exc)
         raise
     with phases.time("tracking"):
-        tracking.end_run(run_id)
+        tracker.end_run(run_id)
     log.info("predict: %s", phases.line())
     main = summaries[0]
     return {

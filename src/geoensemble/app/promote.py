@@ -38,6 +38,7 @@ from typing import Any
 from geoensemble.app.config import AppConfig, to_dict
 from geoensemble.ensemble.scoring import space_id
 from geoensemble.errors import ConfigError, ModelNotFoundError, PromotionError
+from geoensemble.tracking import Tracker
 
 log = logging.getLogger("geoensemble")
 
@@ -220,12 +221,17 @@ def _float(text: str) -> float:
 
 # --------------------------------------------------------------------------- moving the alias
 def _move(
-    name: str, alias: str, version: str, *, by: str, reason: str, previous: str | None
+    tracker: Tracker,
+    name: str,
+    alias: str,
+    version: str,
+    *,
+    by: str,
+    reason: str,
+    previous: str | None,
 ) -> None:
     """Point ``alias`` at ``version`` and record why on the version."""
-    from geoensemble import tracking
-
-    tracking.set_version_tags(
+    tracker.set_version_tags(
         name,
         version,
         {
@@ -235,11 +241,12 @@ def _move(
             "previous_champion": previous or "none",
         },
     )
-    tracking.set_alias(name, alias, version)
+    tracker.set_alias(name, alias, version)
 
 
 def after_training(
     cfg: AppConfig,
+    tracker: Tracker,
     origin: Origin,
     *,
     parent_run_id: str,
@@ -257,15 +264,15 @@ def after_training(
         The ``registry`` entry of ``reports/train.json``: origin, alias set, whether the
         champion moved, the champion's version afterwards, and why it was refused.
     """
-    from geoensemble import tracking
-
     name, champion = cfg.tracking.model_name, cfg.predict.alias
     alias = origin.alias(champion, parent_run_id)
-    previous = tracking.alias_version(name, champion)
+    previous = tracker.alias_version(name, champion)
     refused = degenerate(tags) if origin.kind == PIPELINE else None
     current: str | None = version
     if origin.kind == PIPELINE and refused is None:
-        _move(name, champion, version, by="pipeline", reason=origin.detail, previous=previous)
+        _move(
+            tracker, name, champion, version, by="pipeline", reason=origin.detail, previous=previous
+        )
         log.info(
             "train: @%s of %s moved from version %s to %s (%s)",
             champion,
@@ -277,7 +284,7 @@ def after_training(
     else:
         if origin.kind == PIPELINE:
             alias = alias_name(f"refused-{parent_run_id[:8]}")
-            tracking.set_version_tags(name, version, {"promotion_refused": str(refused)})
+            tracker.set_version_tags(name, version, {"promotion_refused": str(refused)})
             log.warning(
                 "train: version %s of %s is not promoted to @%s: %s; @%s stays at version %s",
                 version,
@@ -287,7 +294,7 @@ def after_training(
                 champion,
                 previous or "none",
             )
-        tracking.set_alias(name, alias, version)
+        tracker.set_alias(name, alias, version)
         current = previous
         if origin.kind != PIPELINE:
             log.info(
@@ -336,12 +343,10 @@ def _check(cfg: AppConfig) -> None:
         )
 
 
-def candidates(name: str, spec: str) -> list[Any]:
+def candidates(tracker: Tracker, name: str, spec: str) -> list[Any]:
     """The registered versions of one ensemble (``spec``: a parent run id or ``latest``) or
     of one experiment or sweep (``key:value``, also ``key=value``: a version tag)."""
-    from geoensemble import tracking
-
-    versions = tracking.model_versions(name)
+    versions = tracker.model_versions(name)
     sep = ":" if ":" in spec else "=" if "=" in spec else None
     if sep is not None:
         key, value = (s.strip() for s in spec.split(sep, 1))
@@ -415,14 +420,15 @@ def promote(cfg: AppConfig) -> dict[str, Any]:
     PromotionError
         If the version is degenerate or the candidates are not comparable.
     """
-    from geoensemble import tracking
+    from geoensemble.app.tracker import tracker_for
 
     _check(cfg)
     p = cfg.promote
     name, alias = cfg.tracking.model_name, cfg.predict.alias
-    tracking.setup(cfg.tracking)
+    tracker = tracker_for(cfg.tracking)
+    tracker.open()
     if p.version is not None:
-        chosen = tracking.model_version(name, str(p.version))
+        chosen = tracker.model_version(name, str(p.version))
         why = degenerate(chosen.tags)
         if why is not None:
             raise PromotionError(
@@ -433,14 +439,14 @@ def promote(cfg: AppConfig) -> dict[str, Any]:
         reason = p.reason or f"chosen by version ({by})"
     else:
         assert p.ensemble is not None
-        chosen, reason = best_candidate(name, p.ensemble, candidates(name, p.ensemble))
+        chosen, reason = best_candidate(name, p.ensemble, candidates(tracker, name, p.ensemble))
         by = f"promote rule=best ensemble={p.ensemble}"
         reason = f"{p.reason}; {reason}" if p.reason else reason
-    previous = tracking.alias_version(name, alias)
+    previous = tracker.alias_version(name, alias)
     if previous == chosen.version:
         line = f"@{alias} of model '{name}' already is version {chosen.version}: nothing moved"
     else:
-        _move(name, alias, chosen.version, by=by, reason=reason, previous=previous)
+        _move(tracker, name, alias, chosen.version, by=by, reason=reason, previous=previous)
         line = (
             f"@{alias} of model '{name}' moved from version {previous or 'none'} to "
             f"{chosen.version} ({reason})"

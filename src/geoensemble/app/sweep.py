@@ -32,6 +32,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from geoensemble.app.config import EnsembleConfig, TrackingConfig
 from geoensemble.errors import ConfigError, GeoEnsembleError
+from geoensemble.tracking import Tracker
 
 SUMMARY_NAME = "sweep_summary.json"
 T = TypeVar("T")
@@ -45,6 +46,7 @@ class _Sweep:
     metric: str
     direction: str
     sweep_dir: Path
+    tracker: Tracker
 
 
 _active: _Sweep | None = None
@@ -93,20 +95,22 @@ def start(config: DictConfig) -> _Sweep:
     """Create (or adopt, under ``mlflow run``) the sweep run and export the sweep ids."""
     global _active
     from geoensemble import tracking
+    from geoensemble.app.tracker import tracker_for
 
     # Only what the sweep itself needs: other keys may interpolate job values
     # (${hydra:job.num}) that exist only in the jobs, which validate everything themselves.
     tcfg = _section(config, "tracking", TrackingConfig)
     ecfg = _section(config, "ensemble", EnsembleConfig)
-    uri = tracking.tracking_uri(tcfg)
+    tracker = tracker_for(tcfg)
+    uri = tracker.uri
     check_launcher(config, uri)
     sweep_id = os.environ.get(tracking.SWEEP_ID_VAR) or new_sweep_id()
-    exp_id = tracking.setup(tcfg)
+    exp_id = tracker.open()
     # unresolved: overrides may hold job interpolations (paths.reports=out/${hydra:job.num})
     overrides = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
     assert isinstance(overrides, list)
     tags = {k: v for k, v in tracking.run_tags().items() if not k.startswith("sweep_")}
-    run_id, created = tracking.start_sweep_run(
+    run_id, created = tracker.start_sweep_run(
         exp_id,
         sweep_id=sweep_id,
         params={"sweep.overrides": " ".join(map(str, overrides))},
@@ -121,6 +125,7 @@ def start(config: DictConfig) -> _Sweep:
         metric=ecfg.metric,
         direction=ecfg.direction.value,
         sweep_dir=Path(str(OmegaConf.select(config, "hydra.sweep.dir") or ".")),
+        tracker=tracker,
     )
     print(f"sweep {sweep_id}: MLflow run {run_id} at {uri}", flush=True)
     return _active
@@ -135,7 +140,7 @@ def summarize(
     Parameters
     ----------
     rows
-        Ensemble runs as returned by :func:`geoensemble.tracking.sweep_ensembles`.
+        Ensemble runs as returned by :meth:`geoensemble.tracking.Tracker.sweep_ensembles`.
     metric, direction
         The ensemble's selection metric and ``minimize`` or ``maximize``.
     """
@@ -191,7 +196,7 @@ def finish(*, failed: bool) -> dict[str, Any] | None:
     if sweep is None:
         return None
     try:
-        rows = tracking.sweep_ensembles(sweep.run_id, sweep.sweep_id)
+        rows = sweep.tracker.sweep_ensembles(sweep.run_id, sweep.sweep_id)
         best, jobs, not_compared = summarize(rows, metric=sweep.metric, direction=sweep.direction)
         key = f"best_{sweep.metric}"
         failed = failed or any(j["status"] != "FINISHED" for j in jobs)
@@ -215,7 +220,7 @@ def finish(*, failed: bool) -> dict[str, Any] | None:
                 "best_run_id": best["run_id"],
                 "best_overrides": best["changed"],
             }
-        tracking.finish_sweep_run(
+        sweep.tracker.finish_sweep_run(
             sweep.run_id,
             created=sweep.created,
             failed=failed,

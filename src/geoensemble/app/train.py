@@ -248,7 +248,7 @@ def overridden_keys() -> list[str]:
 def runs_view(cfg: AppConfig, parent_id: str, space_keys: list[str]) -> dict[str, Any]:
     """The MLflow UI view of one ensemble's members: sorted by the criterion (best first),
     with the criterion, the other objectives, generation, rank and the searched values as
-    columns (see :func:`geoensemble.tracking.set_runs_view`)."""
+    columns (see :meth:`geoensemble.tracking.Tracker.set_runs_view`)."""
     ens = cfg.ensemble
     metrics = [ens.metric, *(o.metric for o in ens.objectives)]
     if cfg.model.kind.value == "cluster":
@@ -277,6 +277,7 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
     """Fit, log and register the ensemble; return the ``reports/train.json`` content."""
     from geoensemble import tracking
     from geoensemble.app import promote
+    from geoensemble.app.tracker import tracker_for
     from geoensemble.compute import dask_client, wait_for_workers
     from geoensemble.ensemble.runlog import MemberLogger, timed_call
 
@@ -305,16 +306,18 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
         t_mlflow = time.perf_counter()
         # A store that cannot be used fails here, before any fit; MLflow itself is opened,
         # and the parent run started, in the background while the members fit.
-        if not tracking.check_store(cfg.tracking):
-            tracking.setup(cfg.tracking)  # a new store: created now, once
+        tracker = tracker_for(cfg.tracking)
+        if not tracker.check():
+            tracker.open()  # a new store: created now, once
         tags = tracking.run_tags()
         origin = promote.training_origin()
         space_keys = list(cfg.model.space)
-        logger = MemberLogger(family=cfg.model.name, space_keys=space_keys, tags=tags)
+        logger = MemberLogger(
+            tracker=tracker, family=cfg.model.name, space_keys=space_keys, tags=tags
+        )
         logger.seconds += time.perf_counter() - t_mlflow
         with logger:
             logger.start(
-                cfg.tracking,
                 run_name=f"ensemble-{cfg.model.name}",
                 params=key_params(cfg),
                 tags={
@@ -341,7 +344,7 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
             exp_id, parent_id = logger.experiment_id, logger.parent_id
             timed_call(
                 logger,
-                tracking.set_runs_view,
+                tracker.set_runs_view,
                 exp_id,
                 view_key(cfg),
                 runs_view(cfg, parent_id, space_keys),
@@ -351,6 +354,7 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
                 logger,
                 promote.after_training,
                 cfg,
+                tracker,
                 origin,
                 parent_run_id=parent_id,
                 version=versions[champion.number],
@@ -362,7 +366,7 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
             wall = time.perf_counter() - t0
             timed_call(
                 logger,
-                tracking.log_metrics,
+                tracker.log_metrics,
                 parent_id,
                 {
                     "n_members": len(result.members),

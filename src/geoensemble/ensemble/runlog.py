@@ -47,6 +47,7 @@ import numpy as np
 from geoensemble import tracking
 from geoensemble.classes import CLASS_NAMES_TAG
 from geoensemble.ensemble.search import EnsembleResult, Member
+from geoensemble.tracking import Tracker
 
 
 class MemberLogger:
@@ -58,6 +59,8 @@ class MemberLogger:
 
     Parameters
     ----------
+    tracker
+        The store the runs go to.
     experiment_id, parent_id
         Where the child runs go, for a parent run the caller started and ends; ``None`` when
         :meth:`start` starts it.
@@ -75,10 +78,12 @@ class MemberLogger:
         experiment_id: str | None = None,
         parent_id: str | None = None,
         *,
+        tracker: Tracker,
         family: str,
         space_keys: list[str],
         tags: dict[str, str],
     ) -> None:
+        self.tracker = tracker
         self.experiment_id = experiment_id or ""
         self.parent_id = parent_id or ""
         self._owned: bool | None = None  # started by start(): is it mlflow run's run?
@@ -107,11 +112,10 @@ class MemberLogger:
         with self.timed():
             self.background.close()
             if self._owned is not None and self.parent_id:
-                tracking.end_parent(self.parent_id, not self._owned, failed=exc)
+                self.tracker.end_parent(self.parent_id, not self._owned, failed=exc)
 
     def start(
         self,
-        t: Any,
         *,
         run_name: str,
         params: dict[str, Any],
@@ -121,16 +125,18 @@ class MemberLogger:
         """Open the store, start the parent run and log ``config`` as its ``config.yaml``, in
         the background: importing MLflow alone takes seconds, which the members' fits hide.
 
-        Call :func:`geoensemble.tracking.check_store` first, so that a store that cannot be
+        Call :meth:`geoensemble.tracking.Tracker.check` first, so that a store that cannot be
         used fails the stage before any fit.
         """
 
         def open_parent() -> None:
-            exp = tracking.setup(t)
-            run_id, outer = tracking.start_parent(exp, run_name=run_name, params=params, tags=tags)
+            exp = self.tracker.open()
+            run_id, outer = self.tracker.start_parent(
+                exp, run_name=run_name, params=params, tags=tags
+            )
             self.parent_id, self._owned = run_id, not outer
-            self.experiment_id = tracking.experiment_of(run_id)  # mlflow run may choose it
-            tracking.log_config(run_id, config)
+            self.experiment_id = self.tracker.experiment_of(run_id)  # mlflow run may choose it
+            self.tracker.log_config(run_id, config)
 
         self._owned = True  # until open_parent() says
         self.run_name = run_name
@@ -175,7 +181,7 @@ class MemberLogger:
         self.background.submit(self._log_member, m)
 
     def _log_member(self, m: Member) -> None:
-        run_id = tracking.log_child_run(
+        run_id = self.tracker.log_child_run(
             self.experiment_id,
             self.parent_id,
             run_name=m.name,
@@ -185,7 +191,7 @@ class MemberLogger:
         )
         self.runs[m.number] = run_id
         if m.preview is not None:
-            tracking.log_image(run_id, m.preview, "preview.png")
+            self.tracker.log_image(run_id, m.preview, "preview.png")
 
     def finish(
         self,
@@ -214,13 +220,13 @@ class MemberLogger:
             self._warm.join()
             ensemble_name = ensemble_name or f"{self.run_name}-{self.parent_id[:8]}"
             for m in result.members:
-                tracking.log_batch(
+                self.tracker.log_batch(
                     self.runs[m.number],
                     metrics={"rank": m.rank, "front": m.front},
                     tags={"rank": str(m.rank), "kept": str(m in result.kept)},
                 )
             for m in result.kept:
-                self.versions[m.number] = tracking.log_model(
+                self.versions[m.number] = self.tracker.log_model(
                     self.runs[m.number],
                     m.pipeline,
                     feature_names=feature_names,
@@ -242,10 +248,10 @@ class MemberLogger:
                     description=self.version_description(m, result, ensemble_name),
                     experiment_id=self.experiment_id,
                 )
-            tracking.log_metric_steps(
+            self.tracker.log_metric_steps(
                 self.parent_id, {f"best_{result.metric}": best_by_generation(result)}
             )
-            tracking.log_dict(self.parent_id, result.history, "search_history.json")
+            self.tracker.log_dict(self.parent_id, result.history, "search_history.json")
         return self.versions
 
     def hyperparameters(self, m: Member) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from geoensemble.errors import FeatureMismatchError
+from geoensemble.tracking import Tracker
 
 log = logging.getLogger("geoensemble")
 
@@ -100,20 +101,21 @@ def _stem(uri: str, name: str | None, version: str | None) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", stem).lstrip("._") or "model"
 
 
-def registered_member(uri: str, *, trusted_types: Sequence[str] = ()) -> LoadedMember:
-    """A logged or registered model, loaded with its signature's feature names.
+def registered_member(
+    tracker: Tracker, uri: str, *, trusted_types: Sequence[str] = ()
+) -> LoadedMember:
+    """A logged or registered model of ``tracker``'s store, loaded with its signature's
+    feature names.
 
     ``trusted_types`` (``trust.types``) are the types its file may hold beyond geoensemble's
     allow-list.
     """
-    from geoensemble import tracking
-
-    loaded = tracking.load_model(uri, trusted_types=trusted_types)
+    loaded = tracker.load_model(uri, trusted_types=trusted_types)
     model_id = None
     class_names = None
     if loaded.name and loaded.version:
-        model_id = tracking.model_id_of(loaded.name, loaded.version)
-        class_names = registered_class_names(loaded.name, loaded.version)
+        model_id = tracker.model_id_of(loaded.name, loaded.version)
+        class_names = registered_class_names(tracker, loaded.name, loaded.version)
     return LoadedMember(
         label=_stem(uri, loaded.name, loaded.version),
         model=loaded.model,
@@ -127,15 +129,14 @@ def registered_member(uri: str, *, trusted_types: Sequence[str] = ()) -> LoadedM
     )
 
 
-def registered_class_names(name: str, version: str) -> dict[str, str] | None:
+def registered_class_names(tracker: Tracker, name: str, version: str) -> dict[str, str] | None:
     """The class names recorded on a registered model version (:data:`CLASS_NAMES_TAG`),
     or None when it has none (clusterers, models registered elsewhere or before)."""
     import json
 
-    from geoensemble import tracking
     from geoensemble.classes import CLASS_NAMES_TAG
 
-    raw = tracking.version_tags(name, version).get(CLASS_NAMES_TAG)
+    raw = tracker.version_tags(name, version).get(CLASS_NAMES_TAG)
     try:
         data = json.loads(raw) if raw else None
     except ValueError:  # a malformed tag only costs the names, never the prediction

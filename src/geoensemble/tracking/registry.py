@@ -1,0 +1,281 @@
+"""The model registry of a :class:`~geoensemble.tracking.Tracker`'s store: logging, loading,
+versions, tags and aliases."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from geoensemble.errors import FeatureMismatchError, ModelNotFoundError, TrackingError
+from geoensemble.tracking.models import (
+    SKOPS_SHA256_TAG,
+    LoadedModel,
+    VersionInfo,
+    _version_info,
+    log_sklearn_model,
+    read_model,
+)
+from geoensemble.tracking.redact import redact_uri
+from geoensemble.tracking.store import guarded, process_tracking_uri
+
+
+class Registry:
+    """Registry methods of :class:`~geoensemble.tracking.Tracker` (a mixin: it provides
+    ``uri``, ``client``, ``down``, :meth:`fault` and :meth:`experiment_of`)."""
+
+    if TYPE_CHECKING:
+        uri: str
+        client: Any
+        down: TrackingError | None
+
+        def fault(self, exc: BaseException) -> TrackingError | None: ...
+
+        def experiment_of(self, run_id: str) -> str: ...
+
+    @guarded
+    def log_model(
+        self,
+        run_id: str,
+        pipeline: Any,
+        *,
+        feature_names: list[str],
+        example: np.ndarray,
+        model_name: str,
+        tags: Mapping[str, str],
+        description: str | None = None,
+        experiment_id: str | None = None,
+    ) -> str:
+        """Log a fitted pipeline as the model of run ``run_id`` and register it; return the
+        version.
+
+        The run is not reopened (it stays as it is, e.g. FINISHED), and the version is
+        created in one call with its tags, the sha256 of its file and ``description``.
+        ``experiment_id`` is the run's (looked up when not given): the logged model goes
+        there. See :func:`~geoensemble.tracking.models.log_sklearn_model`.
+        """
+        from mlflow.exceptions import MlflowException
+
+        client = self.client
+        model_id, _, digest = log_sklearn_model(
+            client,
+            self.uri,
+            experiment_id=experiment_id or self.experiment_of(run_id),
+            run_id=run_id,
+            pipeline=pipeline,
+            feature_names=feature_names,
+            example=example,
+        )
+        try:
+            client.get_registered_model(model_name)  # a read: most trainings find it
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            try:
+                client.create_registered_model(model_name)
+            except MlflowException as again:  # another stage created it meanwhile
+                if again.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                    raise
+        # The source models:/<model id> links the version to its logged model (the UI and
+        # model_id_of read it); a SQLite registry resolves it with the process-wide URI.
+        with process_tracking_uri(self.uri):
+            mv = client.create_model_version(
+                model_name,
+                f"models:/{model_id}",
+                run_id=run_id,
+                tags={**tags, SKOPS_SHA256_TAG: digest},
+                description=description,
+                model_id=model_id,
+            )
+        return str(mv.version)
+
+    @guarded
+    def load_model(self, uri: str, *, trusted_types: Sequence[str] = ()) -> LoadedModel:
+        """Load a logged scikit-learn model and its signature's feature names.
+
+        Parameters
+        ----------
+        uri
+            ``models:/<name>/<version>``, ``models:/<name>@<alias>``, ``runs:/<id>/model``...
+        trusted_types
+            ``trust.types``: types the model file may hold besides geoensemble's allow-list.
+
+        Raises
+        ------
+        ModelNotFoundError
+            If there is no such model.
+        InputFileError
+            If its ``model.skops`` differs from the file registered, is damaged, or holds
+            types that are not trusted (see
+            :func:`~geoensemble.tracking.models.load_sklearn_flavour`).
+        """
+        from mlflow.exceptions import MlflowException
+
+        client = self.client
+        name = version = run_id = None
+        expected: str | None = None
+        try:
+            if uri.startswith("models:/"):
+                ref = uri[len("models:/") :]
+                if "@" in ref:
+                    name, alias = ref.split("@", 1)
+                    mv = client.get_model_version_by_alias(name, alias)
+                else:
+                    name, version = ref.rsplit("/", 1)
+                    mv = client.get_model_version(name, version)
+                version, run_id = str(mv.version), mv.run_id
+                expected = (mv.tags or {}).get(SKOPS_SHA256_TAG)
+            model, info = read_model(
+                client, uri, self.uri, trusted_types=trusted_types, expected_sha256=expected
+            )
+        except MlflowException as exc:
+            if (fault := self.fault(exc)) is not None:
+                raise fault from None
+            # only the workspace pipeline and `geoensemble promote` set the champion alias
+            how = (
+                " (dvc repro on the committed params.yaml), promote a registered version "
+                "(geoensemble promote version=N)"
+                if "@" in uri
+                else ""
+            )
+            raise ModelNotFoundError(
+                f"cannot load {uri}: {exc.message.splitlines()[0].rstrip('.')}. Run the "
+                f"train stage first{how}, or check tracking.model_name and "
+                f"predict.alias"
+            ) from None
+        if info.signature is None:
+            raise FeatureMismatchError(
+                f"{uri} has no signature naming its input features: "
+                f"log it with one (the train stage does)"
+            )
+        names = list(info.signature.inputs.input_names())
+        return LoadedModel(
+            uri=uri,
+            model=model,
+            feature_names=[str(n) for n in names],
+            name=name,
+            version=version,
+            run_id=run_id,
+        )
+
+    @guarded
+    def model_version(self, name: str, version: str) -> VersionInfo:
+        """One registered version.
+
+        Raises
+        ------
+        ModelNotFoundError
+            If the model or the version does not exist.
+        """
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return _version_info(self.client.get_model_version(name, str(version)))
+        except MlflowException as exc:
+            if (fault := self.fault(exc)) is not None:
+                raise fault from None
+            raise ModelNotFoundError(
+                f"model '{name}' has no version {version} in the store {redact_uri(self.uri)}: "
+                f"list its versions in the MLflow UI (Models > {name}), or check "
+                f"tracking.model_name and tracking.uri"
+            ) from None
+
+    @guarded
+    def alias_version(self, name: str, alias: str) -> str | None:
+        """The version ``alias`` points at (``None`` if the alias or the model does not exist)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(self.client.get_model_version_by_alias(name, alias).version)
+        except MlflowException as exc:
+            if (fault := self.fault(exc)) is not None:
+                raise fault from None
+            return None
+
+    @guarded
+    def model_versions(self, name: str) -> list[VersionInfo]:
+        """Every registered version of model ``name`` (oldest first)."""
+        found = self.client.search_model_versions(f"name = '{name}'", max_results=10_000)
+        return sorted((_version_info(mv) for mv in found), key=lambda v: int(v.version))
+
+    @guarded
+    def set_alias(self, model_name: str, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(model_name, alias, version)
+
+    @guarded
+    def set_version_tags(self, model_name: str, version: str, tags: Mapping[str, str]) -> None:
+        """Tags on a registered model version (e.g. its final rank in the ensemble)."""
+        for k, v in tags.items():
+            self.client.set_model_version_tag(model_name, version, k, str(v))
+
+    @guarded
+    def version_tags(self, model_name: str, version: str) -> dict[str, str]:
+        """The tags of a registered model version (e.g. the class names recorded at training)."""
+        return dict(self.client.get_model_version(model_name, version).tags or {})
+
+    @guarded
+    def model_id_of(self, name: str, version: str) -> str | None:
+        """The MLflow 3 logged-model id behind a registered version (for run-model links)."""
+        mv = self.client.get_model_version(name, version)
+        if getattr(mv, "model_id", None):
+            return str(mv.model_id)
+        src = str(mv.source or "")
+        if src.startswith("models:/m-"):
+            return src.split("models:/", 1)[1].split("/", 1)[0]
+        return None
+
+    @guarded
+    def kept_member_uris(self, model_name: str, parent_run_id: str) -> list[str]:
+        """``models:/<name>/<version>`` of every kept member of one ensemble, best rank first."""
+        versions = [
+            mv
+            for mv in self.client.search_model_versions(f"name = '{model_name}'")
+            if mv.tags.get("ensemble_run_id") == parent_run_id
+        ]
+        if not versions:
+            raise ModelNotFoundError(
+                f"ensemble run {parent_run_id} registered no version of model "
+                f"'{model_name}': check tracking.model_name, or that its train run finished"
+            )
+
+        def order(mv: Any) -> tuple[int, int]:
+            rank = mv.tags.get("rank", "")
+            return (int(rank) if rank.isdigit() else 1_000_000, int(mv.version))
+
+        return [f"models:/{model_name}/{mv.version}" for mv in sorted(versions, key=order)]
+
+    @guarded
+    def find_ensemble_run(self, spec: str, experiment_id: str) -> str:
+        """The parent run of one ensemble: a run id, ``latest``, or a ``key:value`` tag.
+
+        ``latest`` and tags pick the most recent ensemble parent run of the experiment
+        (``key=value`` works too, quoted on a Hydra command line).
+        """
+        from mlflow.exceptions import MlflowException
+
+        sep = "=" if "=" in spec else ":" if ":" in spec else None
+        if spec != "latest" and sep is None:
+            try:
+                return str(self.client.get_run(spec).info.run_id)
+            except MlflowException as exc:
+                if (fault := self.fault(exc)) is not None:
+                    raise fault from None
+                raise ModelNotFoundError(
+                    f"predict.ensemble={spec!r}: no such run in the store "
+                    f"{redact_uri(self.uri)}; give the parent run id from reports/train.json, "
+                    f"'latest', or a key:value tag of the ensemble run"
+                ) from None
+        query = "tags.`geoensemble.role` = 'ensemble'"
+        if sep is not None:
+            key, value = (p.strip() for p in spec.split(sep, 1))
+            query += f" and tags.`{key}` = '{value}'"
+        runs = self.client.search_runs(
+            [experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1
+        )
+        if not runs:
+            raise ModelNotFoundError(
+                f"predict.ensemble={spec!r}: no ensemble run matches in experiment "
+                f"{experiment_id}; run the train stage first or check the tag"
+            )
+        return str(runs[0].info.run_id)

@@ -1,0 +1,54 @@
+"""The package's layering, checked by import-linter with the contracts in pyproject.toml.
+
+app > api > predict > ensemble > tracking > features > io > core: a module imports only from
+its own layer or below (imports inside functions count), the config schema imports nothing of
+the library, and no two sibling modules import each other.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+LINT = Path(sys.executable).parent / "lint-imports"
+
+
+def lint(src: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``lint-imports`` on the package under ``src``, run outside the checkout (its cache
+    goes to ``cwd``)."""
+    return subprocess.run(
+        [str(LINT), "--config", str(ROOT / "pyproject.toml"), "--no-cache"],
+        cwd=cwd,
+        env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_the_layering_contracts_are_kept(tmp_path: Path) -> None:
+    proc = lint(ROOT / "src", tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for name in (
+        "app > api > predict > ensemble > tracking > features > io > core KEPT",
+        "the config schema imports nothing of the library KEPT",
+        "no import cycles between sibling modules KEPT",
+    ):
+        assert name in proc.stdout
+
+
+def test_an_upward_import_inside_a_function_breaks_the_contract(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "src" / "geoensemble", src / "geoensemble")
+    mod = src / "geoensemble" / "io" / "atomic.py"
+    mod.write_text(
+        mod.read_text() + "\n\ndef _sneaky() -> None:\n    from geoensemble.app import config\n"
+    )
+    proc = lint(src, tmp_path)
+    assert proc.returncode == 1
+    assert "geoensemble.io is not allowed to import geoensemble.app" in proc.stdout
+    assert "geoensemble.io.atomic -> geoensemble.app.config" in proc.stdout

@@ -1,0 +1,155 @@
+"""A :class:`~geoensemble.tracking.Tracker` holds its own store: two in one process each log to
+theirs, MLflow's process-wide tracking URI is neither read nor changed, and runs left open
+are closed at exit each in its own store (real SQLite stores, a real process exit)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from geoensemble.tracking import Tracker, session
+from tests.conftest import tool_env
+from tests.integration.conftest import reset_mlflow_uris
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+@pytest.fixture
+def stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
+    """Two SQLite stores, each in its own folder (and artifact root)."""
+    monkeypatch.setenv("GEOENSEMBLE_ROOT", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    uris = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        uris.append(f"sqlite:///{tmp_path / name}/mlflow.db")
+    reset_mlflow_uris()
+    yield uris[0], uris[1]
+    session.forget()
+    reset_mlflow_uris()
+
+
+def runs_in(uri: str, experiment: str) -> dict[str, tuple[str, str]]:
+    """Run id -> (name, status) of every run of ``experiment`` in the store ``uri``."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return {}
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    return {r.info.run_id: (r.info.run_name, r.info.status) for r in runs}
+
+
+def test_two_trackers_log_to_their_own_stores_and_leave_the_global_uri_alone(
+    stores: tuple[str, str], tmp_path: Path
+) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+    from sklearn.cluster import KMeans
+
+    uri_a, uri_b = stores
+    # A process-wide URI no code of ours may use: a store in a folder that does not exist.
+    trap = f"sqlite:///{tmp_path}/nowhere/mlflow.db"
+    mlflow.set_tracking_uri(trap)
+    env_before = os.environ.get("MLFLOW_TRACKING_URI")
+    a, b = Tracker(uri_a, experiment="ex"), Tracker(uri_b, experiment="ex")
+    exp_a, exp_b = a.open(), b.open()
+    X = np.random.default_rng(0).normal(size=(50, 2)).astype(np.float32)
+    with a.parent_run(exp_a, run_name="ens-a", params={"k": 2}, tags={}) as pa:
+        child = a.log_child_run(exp_a, pa, run_name="m-a", params={}, metrics={"aic": 1.0}, tags={})
+        with b.parent_run(exp_b, run_name="ens-b", params={"k": 3}, tags={}) as pb:
+            for i in range(2):
+                b.log_child_run(exp_b, pb, run_name=f"m-b{i}", params={}, metrics={}, tags={})
+        model = KMeans(2, n_init=1, random_state=0).fit(X)
+        version = a.log_model(
+            child, model, feature_names=["x", "y"], example=X[:3], model_name="m", tags={}
+        )
+    a.set_alias("m", "champion", version)
+
+    assert sorted(n for n, _ in runs_in(uri_a, "ex").values()) == ["ens-a", "m-a"]
+    assert sorted(n for n, _ in runs_in(uri_b, "ex").values()) == ["ens-b", "m-b0", "m-b1"]
+    assert {s for _, s in runs_in(uri_a, "ex").values()} == {"FINISHED"}
+    # the model is registered in store a only, and loads from there
+    assert a.alias_version("m", "champion") == version == "1"
+    assert b.alias_version("m", "champion") is None
+    assert MlflowClient(uri_b, uri_b).search_registered_models() == []
+    loaded = a.load_model("models:/m@champion")
+    assert loaded.feature_names == ["x", "y"] and loaded.version == "1"
+    np.testing.assert_array_equal(loaded.model.predict(X), model.predict(X))
+    # MLflow's process-wide URI is as it was, and nothing was created there
+    assert mlflow.get_tracking_uri() == trap
+    assert os.environ.get("MLFLOW_TRACKING_URI") == env_before
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_runs_left_open_are_closed_at_exit_each_in_its_own_store(
+    stores: tuple[str, str], tmp_path: Path
+) -> None:
+    """A process that opened runs in two stores and exits without ending them: the exit
+    handler closes each in its store (it used to close them all in the current one)."""
+    uri_a, uri_b = stores
+    script = textwrap.dedent(
+        f"""
+        import mlflow
+        from geoensemble.tracking import Tracker
+
+        a, b = Tracker({uri_a!r}, experiment="ex"), Tracker({uri_b!r}, experiment="ex")
+        exp_a, exp_b = a.open(), b.open()
+        a.start_parent(exp_a, run_name="ens-a", params={{}}, tags={{}})
+        a.start_predict_run(exp_a, run_name="predict-a", params={{}}, tags={{}})
+        b.start_predict_run(exp_b, run_name="predict-b", params={{}}, tags={{}})
+        assert mlflow.get_tracking_uri() != {uri_b!r}
+        print("started", flush=True)
+        """
+    )
+    env = tool_env(PYTHONPATH=str(SRC), GEOENSEMBLE_ROOT=str(tmp_path))
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "started" in proc.stdout and "Traceback" not in proc.stderr
+    in_a, in_b = runs_in(uri_a, "ex"), runs_in(uri_b, "ex")
+    assert sorted(in_a.values()) == [("ens-a", "KILLED"), ("predict-a", "KILLED")]
+    assert sorted(in_b.values()) == [("predict-b", "KILLED")]
+    from mlflow import MlflowClient
+
+    for uri, runs in ((uri_a, in_a), (uri_b, in_b)):
+        client = MlflowClient(uri, uri)
+        for run_id in runs:
+            reason = client.get_run(run_id).data.tags["failure_reason"]
+            assert reason == "the process exited without closing the run"
+    # the process used no other store: no default mlflow.db where it ran
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
+
+
+def test_a_failed_run_closes_its_open_children_in_its_own_store(
+    stores: tuple[str, str],
+) -> None:
+    """end_run(failed=...) on one tracker ends its run and the children it opened, and leaves
+    the runs of another store open until that store's own tracker closes them."""
+    uri_a, uri_b = stores
+    a, b = Tracker(uri_a, experiment="ex"), Tracker(uri_b, experiment="ex")
+    exp_a, exp_b = a.open(), b.open()
+    pa, _ = a.start_parent(exp_a, run_name="ens-a", params={}, tags={})
+    pb = b.start_predict_run(exp_b, run_name="predict-b", params={}, tags={})
+    a.end_run(pa, failed=RuntimeError("boom"))
+    assert sorted(runs_in(uri_a, "ex").values()) == [("ens-a", "FAILED")]
+    assert runs_in(uri_b, "ex") == {pb: ("predict-b", "RUNNING")}
+    assert session.open_runs(uri_b) == [pb] and session.open_runs(uri_a) == []
+    session.close_at_exit()  # what the exit handler does
+    assert runs_in(uri_b, "ex") == {pb: ("predict-b", "KILLED")}
+    assert session.open_runs(uri_b) == []
