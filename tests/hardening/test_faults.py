@@ -119,7 +119,7 @@ def test_predict_killed_mid_write_leaves_no_finished_map_and_a_rerun_cleans_up(
     np.testing.assert_array_equal(got[mask], model.predict(cube[:, mask].T))
     assert (got[~mask] == 255).all()
     # The killed run's MLflow run does not stay RUNNING: the rerun marked it KILLED.
-    client = mlflow.MlflowClient()
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     [exp] = [x for x in client.search_experiments() if x.name == cfg.tracking.experiment]
     runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
     assert [r.info.status for r in runs] == ["KILLED", "FINISHED"]
