@@ -356,7 +356,7 @@ def validation_sample(
         If a validation pixel is also a training label (the sample must be independent).
     """
     from geoensemble.errors import ConfigError, EmptyLayerError, GeoEnsembleError
-    from geoensemble.features.table import valid_mask
+    from geoensemble.features.sample import pixels_at
     from geoensemble.io.grid import Grid
     from geoensemble.io.labels import load_labels, read_labels
     from geoensemble.io.stack import grid_attrs
@@ -395,9 +395,7 @@ def validation_sample(
             code_of[name] = max(names_out, default=-1) + 1
             names_out[code_of[name]] = name
         ref[val.array[rows, cols] == c] = code_of[name]
-    ry, cx = xr.DataArray(rows, dims="pixel"), xr.DataArray(cols, dims="pixel")
-    X = np.stack([feats[n].isel(y=ry, x=cx).to_numpy() for n in names], axis=1).astype(np.float32)
-    ok = valid_mask(X.T[:, :, np.newaxis], nan_threshold=nan_threshold)[:, 0]
+    X, ok = pixels_at(feats, names, rows, cols, nan_threshold=nan_threshold)
     if not ok.any():
         raise EmptyLayerError(
             f"none of the {rows.size} pixels of data.validation.path={v.path} lies on the "

@@ -12,8 +12,7 @@ import xarray as xr
 from geoensemble.ensemble.folds import Fold
 from geoensemble.ensemble.member import TrainingData
 from geoensemble.errors import EmptyLayerError
-from geoensemble.features.sample import Sample, balanced_quotas
-from geoensemble.features.table import valid_mask
+from geoensemble.features.sample import Sample, balanced_quotas, pixels_at
 from geoensemble.io.labels import Labels
 
 log = logging.getLogger("geoensemble")
@@ -53,9 +52,7 @@ def labelled_sample(
     elif rows.size > size:
         pick = np.sort(rng.choice(rows.size, size=size, replace=False))
         rows, cols = rows[pick], cols[pick]
-    ry, cx = xr.DataArray(rows, dims="pixel"), xr.DataArray(cols, dims="pixel")
-    X = np.stack([ds[n].isel(y=ry, x=cx).to_numpy() for n in names], axis=1).astype(np.float32)
-    ok = valid_mask(X.T[:, :, np.newaxis], nan_threshold=nan_threshold)[:, 0]
+    X, ok = pixels_at(ds, names, rows, cols, nan_threshold=nan_threshold)
     if not ok.any():
         raise EmptyLayerError(
             f"none of the {rows.size} labelled pixels has valid features: check that the "

@@ -191,3 +191,14 @@ def sample_pixels(
         names=list(names),
         y=y_all if labels is not None else None,
     )
+
+
+def pixels_at(
+    ds: xr.Dataset, names: list[str], rows: np.ndarray, cols: np.ndarray, *, nan_threshold: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The features of the pixels at ``(rows, cols)`` (read pointwise, chunk by chunk) as
+    a float32 ``(n, features)`` table, and which of them the NaN rule keeps."""
+    ry, cx = xr.DataArray(rows, dims="pixel"), xr.DataArray(cols, dims="pixel")
+    X = np.stack([ds[n].isel(y=ry, x=cx).to_numpy() for n in names], axis=1).astype(np.float32)
+    ok = valid_mask(X.T[:, :, np.newaxis], nan_threshold=nan_threshold)[:, 0]
+    return X, ok
