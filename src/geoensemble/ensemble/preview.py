@@ -6,33 +6,19 @@ only its valid pixels are predicted. No-data is transparent.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import xarray as xr
 
 from geoensemble.classes import palette
-from geoensemble.features.table import to_table, valid_mask
+from geoensemble.features.table import Table, flatten
 
 
-@dataclass(frozen=True)
-class PreviewGrid:
-    """The valid pixels of a thinned grid, as a table, and where they go."""
-
-    X: np.ndarray  # (n_valid, features)
-    mask: np.ndarray  # (rows, cols) bool
-    step: int
-
-
-def preview_grid(
-    ds: xr.Dataset, names: list[str], *, size: int, nan_threshold: int = 0
-) -> PreviewGrid:
-    """Every ``step``-th pixel of the features so that the longer side is at most ``size``."""
+def preview_grid(ds: xr.Dataset, names: list[str], *, size: int, nan_threshold: int = 0) -> Table:
+    """The valid pixels of every ``step``-th pixel of the features (the longer side at most
+    ``size``) as a :class:`~geoensemble.features.table.Table` of that thinned grid."""
     step = max(1, int(np.ceil(max(ds.sizes["y"], ds.sizes["x"]) / size)))
     thin = ds[names].isel(y=slice(None, None, step), x=slice(None, None, step))
-    block = np.stack([thin[n].to_numpy() for n in names]).astype(np.float32)
-    mask = valid_mask(block, nan_threshold=nan_threshold)
-    return PreviewGrid(X=to_table(block, mask), mask=mask, step=step)
+    return flatten(thin, names, nan_threshold=nan_threshold)
 
 
 def preview_rgba(values: np.ndarray, mask: np.ndarray, *, kind: str) -> np.ndarray:
