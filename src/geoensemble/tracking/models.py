@@ -150,6 +150,19 @@ class LoadedModel:
     name: str | None
     version: str | None
     run_id: str | None
+    model_id: str | None = None  # the logged model behind a registered version
+    tags: dict[str, str] | None = None  # a registered version's tags
+
+
+def model_id_from(mv: Any) -> str | None:
+    """The MLflow 3 logged-model id behind a registered version (its ``model_id``, else its
+    ``models:/<model id>`` source)."""
+    if getattr(mv, "model_id", None):
+        return str(mv.model_id)
+    src = str(getattr(mv, "source", "") or "")
+    if src.startswith("models:/m-"):
+        return src.split("models:/", 1)[1].split("/", 1)[0]
+    return None
 
 
 def resolve_models_uri(client: Any, uri: str) -> str:
@@ -357,11 +370,15 @@ def _load_skops(
         f"its {SKOPS_FILE} is damaged or truncated: retrain (python pipelines/train.py), or "
         f"register an intact copy of the model again"
     )
+    import hashlib
+
     allowed = skops_trusted(trusted_types)
     path = local / SKOPS_FILE
     if not path.is_file():
         raise InputFileError(f"cannot load {uri}: {damaged} (the file is missing)")
-    if expected_sha256 and file_sha256(path) != expected_sha256:
+    # Read once: the bytes checked are the bytes loaded (the file may be the store's own).
+    data = path.read_bytes()
+    if expected_sha256 and hashlib.sha256(data).hexdigest() != expected_sha256:
         raise InputFileError(
             f"cannot load {uri}: its {SKOPS_FILE} is not the file registered (its sha256 "
             f"differs from the tag {SKOPS_SHA256_TAG}), so it was changed or damaged "
@@ -370,7 +387,7 @@ def _load_skops(
         )
     try:
         # Reads the file's schema only: nothing is imported or built yet.
-        found = sio.get_untrusted_types(file=path)
+        found = sio.get_untrusted_types(data=data)
     except Exception as exc:  # zip, JSON and schema errors of a damaged file
         raise InputFileError(
             f"cannot load {uri}: {damaged} ({type(exc).__name__}: "
@@ -386,7 +403,7 @@ def _load_skops(
             f"list them in trust.types (e.g. trust.types=[{untrusted[0]}])"
         )
     try:
-        return sio.load(path, trusted=allowed)
+        return sio.loads(data, trusted=allowed)
     except Exception as exc:  # arrays or attributes of a damaged file
         raise InputFileError(
             f"cannot load {uri}: {damaged} ({type(exc).__name__}: "
