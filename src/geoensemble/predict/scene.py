@@ -155,6 +155,7 @@ def predict_scene(
     scheme = predictor.scheme
     hist = np.zeros(max(scheme.labels.size, 1), dtype=np.int64)
     valid = 0
+    waited = 0.0
     writers: dict[str, MapWriter] = {}
     ph = phases if phases is not None else Phases()
     step = thumbnail_step(height, width) if thumbnails else 0
@@ -197,7 +198,9 @@ def predict_scene(
                 if res.histogram is not None:
                     hist += res.histogram
             if late_tags is not None:
+                t_wait = time.perf_counter()
                 more = late_tags()
+                waited = time.perf_counter() - t_wait  # not the scene's own time
                 for w in writers.values():
                     w.add_tags(more)
             with ph.time("cog"):
@@ -226,7 +229,7 @@ def predict_scene(
         maps=maps,
         pixels=height * width,
         valid_pixels=valid,
-        seconds=time.perf_counter() - t0,
+        seconds=time.perf_counter() - t0 - waited,
         histogram=histogram,
         thumbnails={k: w.thumbnail for k, w in writers.items() if w.thumbnail is not None},
     )
