@@ -333,6 +333,12 @@ def _predict_all(
     summaries: list[SceneSummary] = []
     threads = p.threads or env_threads()
     with _client(cfg) as client:
+        if client is None and threads >= env_threads():
+            # No core is left while the blocks are predicted here: MLflow's import and calls
+            # (pure Python, holding the GIL) would slow the block threads by more than they
+            # take (measured: 21 Mpx, 2 cores), so they are waited for before the blocks.
+            with phases.time("tracking"):
+                book.wait()
         for i, (name, in_path, open_scene) in enumerate(sources):
             with phases.time("open"):
                 ds = first if i == 0 else open_scene()

@@ -118,7 +118,11 @@ class Tracker(Sweeps, Closing, Registry):
         from geoensemble.tracking.local import schema_current
 
         path = sqlite_path(self.uri)
-        return self.check() and path is not None and schema_current(path, self.timeout)
+        if not (self.check() and path is not None and schema_current(path, self.timeout)):
+            return False
+        # As open() does: a store error MLflow meets before it is one line, not a traceback.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+        return True
 
     def open_later(self, background: Background) -> None:
         """:meth:`open` the store on ``background`` (see :meth:`can_open_later`): importing
