@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import xarray as xr
 
 from geoensemble.app.config import AppConfig, PredictScheduler
+from geoensemble.app.heap import settle
 from geoensemble.app.legend import scheme_for
 from geoensemble.app.members import nan_policy, resolve_members
 from geoensemble.errors import OutputError
@@ -262,6 +263,7 @@ def _predict_all(
     p = cfg.predict
     with phases.time("models"):
         members = resolve_members(cfg, tracker)
+    settle()  # scikit-learn, skops and the models: not walked again by MLflow's import
     if later:
         # MLflow's import and store (seconds) while the maps are written, not before.
         tracker.open_later(book)
@@ -339,6 +341,7 @@ def _predict_all(
             # take (measured: 21 Mpx, 2 cores), so they are waited for before the blocks.
             with phases.time("tracking"):
                 book.wait()
+            settle()  # MLflow's modules too
         for i, (name, in_path, open_scene) in enumerate(sources):
             with phases.time("open"):
                 ds = first if i == 0 else open_scene()
