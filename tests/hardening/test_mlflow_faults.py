@@ -669,3 +669,62 @@ def test_a_killed_creation_leaves_nothing_the_next_stage_does_not_clean(
     finally:
         reset_mlflow_uris()
     assert sorted(p.name for p in folder.iterdir()) == ["mlflow.db", "notes.db"]
+
+
+# --------------------------------------------------------------------------- predict's run
+PREDICT_RUNS = "SELECT count(*) FROM tags WHERE key = 'geoensemble.role' AND value = 'predict'"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_predict_interrupted_while_writing_ends_its_background_run_and_no_map(
+    featurized: Path, tmp_path: Path, sig: signal.Signals
+) -> None:
+    """The predict run is started and ended on a background thread while the maps are
+    written (the store exists, so it is opened there too): an interruption still ends it
+    KILLED, with no finished map and no traceback."""
+    from tests.hardening.test_faults import partials, save_slow_model
+
+    db = tmp_path / "mlflow.db"
+    tracker_for(TrackingConfig(uri=f"sqlite:///{db}")).open()  # an existing local store
+    names = save_slow_model(tmp_path / "slow.pkl", featurized / "features", delay=0.25)
+    maps = tmp_path / "maps"
+    cmd = stage_cmd(
+        "predict",
+        featurized,
+        tmp_path,
+        f"predict.external.path={tmp_path}/slow.pkl",
+        "predict.external.allow_pickle=true",
+        f"predict.external.feature_names=[{','.join(names)}]",
+        "predict.external.label=slow",
+        "predict.block_size=16",  # 56 blocks x 0.25 s: seconds of writing to interrupt
+        "predict.threads=1",
+        "predict.progress=false",
+    )
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=stage_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        seen = poll(lambda: count(db, PREDICT_RUNS) >= 1 and bool(partials(maps)), proc)
+        if sig == signal.SIGINT:
+            os.killpg(proc.pid, sig)  # what Ctrl-C in a terminal does
+        else:
+            proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+    if proc.returncode == 0 or not seen:
+        pytest.skip("predict ended before it could be interrupted while writing")
+    assert proc.returncode == (130 if sig == signal.SIGINT else 143), err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    [run] = [r for r in runs_of(db) if r[2].get("geoensemble.role") == "predict"]
+    assert run[1] == "KILLED", (run, err[-2000:])
+    assert run[2]["failure_reason"].startswith("interrupted by")
+    assert [p.name for p in maps.iterdir() if not p.name.startswith(".")] == []

@@ -101,6 +101,7 @@ def run_stage(stage: str, cfg: AppConfig) -> Any:
     import signal
     import threading
 
+    from geoensemble.app.heap import settle
     from geoensemble.app.stages import STAGES, check_dvc_outputs
 
     try:
@@ -111,6 +112,7 @@ def run_stage(stage: str, cfg: AppConfig) -> Any:
     if threading.current_thread() is threading.main_thread():
         old = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        settle()  # what the config and the imports so far left: never walked again
         return STAGES[stage](cfg)
     except KeyboardInterrupt as exc:
         how = str(exc) or "SIGINT (Ctrl-C)"
@@ -368,6 +370,9 @@ def run_then_exit(stage: str, args: list[str] | None = None) -> None:
     import atexit
     import threading
 
+    from geoensemble.app.heap import script_mode
+
+    script_mode()
     try:
         stage_main(stage, args)
         code = 0

@@ -11,14 +11,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import xarray as xr
 
 from geoensemble.app.config import AppConfig, PredictScheduler
+from geoensemble.app.heap import settle
 from geoensemble.app.legend import scheme_for
 from geoensemble.app.members import nan_policy, resolve_members
 from geoensemble.errors import OutputError
@@ -35,6 +35,9 @@ from geoensemble.predict.legend import Legend
 from geoensemble.predict.models import LoadedMember, check_features, env_threads
 from geoensemble.predict.scene import SceneSummary, map_paths, predict_scene, quicklooks
 from geoensemble.predict.timing import Phases, process_age
+
+if TYPE_CHECKING:
+    from geoensemble.tracking import Background, Tracker
 
 log = logging.getLogger("geoensemble")
 
@@ -192,17 +195,78 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
         ``path``/``valid_pixels``/``histogram`` repeat the first scene's main map.
     """
     from geoensemble import tracking
-    from geoensemble.app.provenance import config_hash, dvc_hashes
     from geoensemble.app.tracker import tracker_for
 
     phases = Phases()
     phases.add("startup", process_age())
+    tracker = tracker_for(cfg.tracking)
+    # The predict run's bookkeeping (opening the store, starting the run, its tags, legend,
+    # metrics and end) runs in order on one background thread while the stage loads its
+    # models and writes its maps; the stage waits for it at the end (and for the run's id
+    # before it finishes a map), and fails with its error.
+    book = tracking.Background()
+    run: dict[str, str] = {}
+    try:
+        with phases.time("tracking"):
+            # sqlite3 only: a store that cannot be used fails now, in one line, before any
+            # model or map; a local store is opened later in the background, others now.
+            # (predict.ensemble searches the experiment's runs through MLflow first.)
+            later = tracker.can_open_later() and not cfg.predict.ensemble
+            if not later:
+                tracker.open()
+        summaries = _predict_all(cfg, tracker, book, run, phases, later=later)
+        with phases.time("tracking"):
+            book.wait()
+    except BaseException as exc:
+        book.close()  # nothing may still write while the run is closed
+        if run.get("id") and not run.get("ended"):
+            tracker.end_run(run["id"], failed=exc)
+        raise
+    book.close()
+    run_id = run["id"]
+    log.info("predict: %s", phases.line())
+    main = summaries[0]
+    return {
+        "run_id": run_id,
+        "path": str(main.path),
+        "valid_pixels": main.valid_pixels,
+        "histogram": main.histogram,
+        "scenes": {
+            s.scene: {
+                "maps": {k: str(v) for k, v in s.maps.items()},
+                "pixels": s.pixels,
+                "valid_pixels": s.valid_pixels,
+                "valid_fraction": s.valid_fraction,
+                "seconds": s.seconds,
+                "histogram": s.histogram,
+            }
+            for s in summaries
+        },
+    }
+
+
+def _predict_all(
+    cfg: AppConfig,
+    tracker: Tracker,
+    book: Background,
+    run: dict[str, str],
+    phases: Phases,
+    *,
+    later: bool,
+) -> list[SceneSummary]:
+    """Every scene of :func:`predict_many`, with the predict run's calls put on ``book``
+    (``run`` receives its ``id``, and ``ended`` once it is FINISHED); ``later``: the store
+    is still to be opened there (:meth:`~geoensemble.tracking.Tracker.open_later`)."""
+    from geoensemble import tracking
+    from geoensemble.app.provenance import config_hash, dvc_hashes
+
     p = cfg.predict
-    with phases.time("tracking"):
-        tracker = tracker_for(cfg.tracking)
-        exp_id = tracker.open()
     with phases.time("models"):
         members = resolve_members(cfg, tracker)
+    settle()  # scikit-learn, skops and the models: not walked again by MLflow's import
+    if later:
+        # MLflow's import and store (seconds) while the maps are written, not before.
+        tracker.open_later(book)
     keys = output_keys(members, p.outputs)
     set_label = f"{cfg.tracking.model_name}_ensemble"
     sources = scene_sources(cfg)
@@ -242,114 +306,111 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
     }
     who = champion.label if len(members) == 1 else set_label
     run_name = f"predict-{'+'.join(n for n, *_ in sources)}-{who}"
-    t_run = time.perf_counter()
-    run_id = tracker.start_predict_run(
-        exp_id,
-        run_name=run_name[:250],
-        params={
-            "models": run_tags["model_uris"],
-            "scenes": ",".join(n for n, *_ in sources),
-            "outputs": ",".join(keys),
-            "block_size": block_edge(p.block_size),
-            "scheduler": p.scheduler.value,
-        },
-        tags=run_tags,
-    )
-    summaries: list[SceneSummary] = []
-    try:
-        with contextlib.suppress(Exception):  # older stores cannot link models to runs
-            tracker.link_models(run_id, [m.model_id for m in members if m.model_id])
-        if scheme.kind != REGRESSOR:
-            tracker.log_dict(run_id, legend.as_dict(), "maps/legend.json")
-        phases.add("tracking", time.perf_counter() - t_run)
-        threads = p.threads or env_threads()
-        with _client(cfg) as client:
-            for i, (name, in_path, open_scene) in enumerate(sources):
-                with phases.time("open"):
-                    ds = first if i == 0 else open_scene()
-                union = scene_union(cfg, members, ds, name, in_path, i)
-                scene_members, policy_tags = nan_policy(members, ds, cfg, scene=name)
-                predictor = BlockPredictor(
-                    scene_members, union, scheme, keys, nan_threshold=cfg.features.nan_threshold
-                )
-                tags = {
-                    **base_tags,
-                    **policy_tags,
-                    "scene": name,
-                    "scene_path": str(in_path),
-                    "predict_run_id": run_id,
-                    "dvc_inputs": json.dumps(dvc_hashes([str(in_path)])),
-                    "n_classes": str(scheme.labels.size),
-                }
-                summary = predict_scene(
-                    ds,
-                    predictor,
-                    all_paths[name],
-                    block_size=p.block_size,
-                    threads=threads,
-                    client=client,
-                    compress=p.compress,
-                    tags=tags,
-                    progress=p.progress,
-                    scene=name,
-                    overviews=p.overviews,
-                    thumbnails=p.quicklook,
-                    phases=phases,
-                )
-                phases.add("blocks", summary.seconds)
-                if p.quicklook:
-                    with phases.time("quicklook"):
-                        summary.quicklooks = quicklooks(summary, scheme, members)
-                summaries.append(summary)
-                log.info(
-                    "predict: %s: %d of %d px valid (%.1f %%), %.2f s, %d map(s) in %s",
-                    name,
-                    summary.valid_pixels,
-                    summary.pixels,
-                    100 * summary.valid_fraction,
-                    summary.seconds,
-                    len(summary.maps),
-                    out_dir,
-                )
-        t_run = time.perf_counter()
-        metrics: dict[str, float] = {}
-        for s in summaries:
-            pre = f"{s.scene}/" if len(summaries) > 1 else ""
-            metrics.update(
-                {
-                    f"{pre}pixels": s.pixels,
-                    f"{pre}valid_pixels": s.valid_pixels,
-                    f"{pre}valid_fraction": s.valid_fraction,
-                    f"{pre}seconds": s.seconds,
-                    **{f"{pre}class_{k}_pixels": v for k, v in s.histogram.items()},
-                }
-            )
-            for q in s.quicklooks:
-                tracker.log_artifact(run_id, q, "maps")
-        # What the run spent so far, by phase (closing the run itself is in the log line).
-        phases.add("tracking", time.perf_counter() - t_run)
-        tracker.log_metrics(run_id, {**metrics, **phases.metrics()})
-    except BaseException as exc:
-        tracker.end_run(run_id, failed=exc)
-        raise
-    with phases.time("tracking"):
-        tracker.end_run(run_id)
-    log.info("predict: %s", phases.line())
-    main = summaries[0]
-    return {
-        "run_id": run_id,
-        "path": str(main.path),
-        "valid_pixels": main.valid_pixels,
-        "histogram": main.histogram,
-        "scenes": {
-            s.scene: {
-                "maps": {k: str(v) for k, v in s.maps.items()},
-                "pixels": s.pixels,
-                "valid_pixels": s.valid_pixels,
-                "valid_fraction": s.valid_fraction,
-                "seconds": s.seconds,
-                "histogram": s.histogram,
-            }
-            for s in summaries
-        },
+    params = {
+        "models": run_tags["model_uris"],
+        "scenes": ",".join(n for n, *_ in sources),
+        "outputs": ",".join(keys),
+        "block_size": block_edge(p.block_size),
+        "scheduler": p.scheduler.value,
     }
+
+    def start_run() -> None:
+        assert tracker.experiment_id is not None
+        run["id"] = tracker.start_predict_run(
+            tracker.experiment_id, run_name=run_name[:250], params=params, tags=run_tags
+        )
+        with contextlib.suppress(Exception):  # older stores cannot link models to runs
+            tracker.link_models(run["id"], [m.model_id for m in members if m.model_id])
+        if scheme.kind != REGRESSOR:
+            tracker.log_dict(run["id"], legend.as_dict(), "maps/legend.json")
+
+    book.submit(start_run)
+
+    def run_id_tag() -> dict[str, str]:
+        """The run's id for the maps' tags: waits for the run to be started."""
+        with phases.time("tracking"):
+            book.wait()
+        return {"predict_run_id": run["id"]}
+
+    summaries: list[SceneSummary] = []
+    threads = p.threads or env_threads()
+    with _client(cfg) as client:
+        if client is None and threads >= env_threads():
+            # No core is left while the blocks are predicted here: MLflow's import and calls
+            # (pure Python, holding the GIL) would slow the block threads by more than they
+            # take (measured: 21 Mpx, 2 cores), so they are waited for before the blocks.
+            with phases.time("tracking"):
+                book.wait()
+            settle()  # MLflow's modules too
+        for i, (name, in_path, open_scene) in enumerate(sources):
+            with phases.time("open"):
+                ds = first if i == 0 else open_scene()
+            union = scene_union(cfg, members, ds, name, in_path, i)
+            scene_members, policy_tags = nan_policy(members, ds, cfg, scene=name)
+            predictor = BlockPredictor(
+                scene_members, union, scheme, keys, nan_threshold=cfg.features.nan_threshold
+            )
+            tags = {
+                **base_tags,
+                **policy_tags,
+                "scene": name,
+                "scene_path": str(in_path),
+                "dvc_inputs": json.dumps(dvc_hashes([str(in_path)])),
+                "n_classes": str(scheme.labels.size),
+            }
+            summary = predict_scene(
+                ds,
+                predictor,
+                all_paths[name],
+                block_size=p.block_size,
+                threads=threads,
+                client=client,
+                compress=p.compress,
+                tags=tags,
+                late_tags=run_id_tag,
+                progress=p.progress,
+                scene=name,
+                overviews=p.overviews,
+                thumbnails=p.quicklook,
+                phases=phases,
+            )
+            phases.add("blocks", summary.seconds)
+            if p.quicklook:
+                with phases.time("quicklook"):
+                    summary.quicklooks = quicklooks(summary, scheme, members)
+            summaries.append(summary)
+            log.info(
+                "predict: %s: %d of %d px valid (%.1f %%), %.2f s, %d map(s) in %s",
+                name,
+                summary.valid_pixels,
+                summary.pixels,
+                100 * summary.valid_fraction,
+                summary.seconds,
+                len(summary.maps),
+                out_dir,
+            )
+    metrics: dict[str, float] = {}
+    for s in summaries:
+        pre = f"{s.scene}/" if len(summaries) > 1 else ""
+        metrics.update(
+            {
+                f"{pre}pixels": s.pixels,
+                f"{pre}valid_pixels": s.valid_pixels,
+                f"{pre}valid_fraction": s.valid_fraction,
+                f"{pre}seconds": s.seconds,
+                **{f"{pre}class_{k}_pixels": v for k, v in s.histogram.items()},
+            }
+        )
+    # What the stage spent so far, by phase (the run's last calls are in the log line).
+    metrics.update(phases.metrics())
+    quicklook_files = [q for s in summaries for q in s.quicklooks]
+
+    def finish_run() -> None:
+        for q in quicklook_files:
+            tracker.log_artifact(run["id"], q, "maps")
+        tracker.log_metrics(run["id"], metrics)
+        tracker.end_run(run["id"])
+        run["ended"] = "yes"
+
+    book.submit(finish_run)
+    return summaries

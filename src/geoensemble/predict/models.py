@@ -114,8 +114,13 @@ def registered_member(
     model_id = None
     class_names = None
     if loaded.name and loaded.version:
-        model_id = tracker.model_id_of(loaded.name, loaded.version)
-        class_names = registered_class_names(tracker, loaded.name, loaded.version)
+        # Read with the version when it was loaded (no further call to the store).
+        if loaded.tags is not None:
+            model_id = loaded.model_id
+            class_names = class_names_of(loaded.tags)
+        else:
+            model_id = tracker.model_id_of(loaded.name, loaded.version)
+            class_names = registered_class_names(tracker, loaded.name, loaded.version)
     return LoadedMember(
         label=_stem(uri, loaded.name, loaded.version),
         model=loaded.model,
@@ -132,11 +137,16 @@ def registered_member(
 def registered_class_names(tracker: Tracker, name: str, version: str) -> dict[str, str] | None:
     """The class names recorded on a registered model version (:data:`CLASS_NAMES_TAG`),
     or None when it has none (clusterers, models registered elsewhere or before)."""
+    return class_names_of(tracker.version_tags(name, version))
+
+
+def class_names_of(tags: dict[str, str]) -> dict[str, str] | None:
+    """The class names in a registered version's tags (:data:`CLASS_NAMES_TAG`), or None."""
     import json
 
     from geoensemble.classes import CLASS_NAMES_TAG
 
-    raw = tracker.version_tags(name, version).get(CLASS_NAMES_TAG)
+    raw = tags.get(CLASS_NAMES_TAG)
     try:
         data = json.loads(raw) if raw else None
     except ValueError:  # a malformed tag only costs the names, never the prediction

@@ -11,7 +11,7 @@ call it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,7 @@ def predict_scene(
     client: Any = None,
     compress: str = "lzw",
     tags: dict[str, str] | None = None,
+    late_tags: Callable[[], Mapping[str, str]] | None = None,
     progress: bool = False,
     scene: str = "scene",
     overviews: bool = True,
@@ -125,6 +126,10 @@ def predict_scene(
         Blocks predicted in parallel (ignored with ``client``).
     client
         A ``distributed.Client``: run the blocks as tasks on its cluster.
+    late_tags
+        Tags that may take a while to be known (the predict run's id, while its MLflow
+        store opens in the background): asked for once the blocks are written, before the
+        maps are finished; if it raises, no map is finished.
     overviews
         Give the COGs overviews.
     thumbnails
@@ -150,6 +155,7 @@ def predict_scene(
     scheme = predictor.scheme
     hist = np.zeros(max(scheme.labels.size, 1), dtype=np.int64)
     valid = 0
+    waited = 0.0
     writers: dict[str, MapWriter] = {}
     ph = phases if phases is not None else Phases()
     step = thumbnail_step(height, width) if thumbnails else 0
@@ -191,6 +197,12 @@ def predict_scene(
                 valid += res.n_valid
                 if res.histogram is not None:
                     hist += res.histogram
+            if late_tags is not None:
+                t_wait = time.perf_counter()
+                more = late_tags()
+                waited = time.perf_counter() - t_wait  # not the scene's own time
+                for w in writers.values():
+                    w.add_tags(more)
             with ph.time("cog"):
                 maps = {key: w.finish() for key, w in writers.items()}
         except BaseException as exc:
@@ -217,7 +229,7 @@ def predict_scene(
         maps=maps,
         pixels=height * width,
         valid_pixels=valid,
-        seconds=time.perf_counter() - t0,
+        seconds=time.perf_counter() - t0 - waited,
         histogram=histogram,
         thumbnails={k: w.thumbnail for k, w in writers.items() if w.thumbnail is not None},
     )

@@ -115,6 +115,10 @@ class MapWriter:
         if scales:
             self.dst.scales = tuple(scales)
 
+    def add_tags(self, tags: Mapping[str, str]) -> None:
+        """More provenance tags, known only once the blocks are written (before :meth:`finish`)."""
+        self.dst.update_tags(**{k: str(v) for k, v in tags.items()})
+
     def keep_thumbnail(self, step: int) -> None:
         """From now on keep every ``step``-th pixel of band 1 in :attr:`thumbnail`."""
         self.step = step

@@ -9,12 +9,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from geoensemble.errors import FeatureMismatchError, ModelNotFoundError, TrackingError
+from geoensemble.tracking.local import local_version, read_mlmodel
 from geoensemble.tracking.models import (
     SKOPS_SHA256_TAG,
     LoadedModel,
     VersionInfo,
+    _load_skops,
     _version_info,
     log_sklearn_model,
+    model_id_from,
     read_model,
 )
 from geoensemble.tracking.redact import redact_uri
@@ -27,6 +30,7 @@ class Registry:
 
     if TYPE_CHECKING:
         uri: str
+        timeout: float
         client: Any
         down: TrackingError | None
 
@@ -90,7 +94,6 @@ class Registry:
             )
         return str(mv.version)
 
-    @guarded
     def load_model(self, uri: str, *, trusted_types: Sequence[str] = ()) -> LoadedModel:
         """Load a logged scikit-learn model and its signature's feature names.
 
@@ -110,11 +113,18 @@ class Registry:
             types that are not trusted (see
             :func:`~geoensemble.tracking.models.load_sklearn_flavour`).
         """
+        # A registered version of a local store without MLflow; else MLflow's own path.
+        fast = self._load_local(uri, trusted_types)
+        return fast if fast is not None else self._load_mlflow(uri, trusted_types)
+
+    @guarded
+    def _load_mlflow(self, uri: str, trusted_types: Sequence[str]) -> LoadedModel:
         from mlflow.exceptions import MlflowException
 
         client = self.client
-        name = version = run_id = None
+        name = version = run_id = model_id = None
         expected: str | None = None
+        tags: dict[str, str] | None = None
         try:
             if uri.startswith("models:/"):
                 ref = uri[len("models:/") :]
@@ -125,7 +135,9 @@ class Registry:
                     name, version = ref.rsplit("/", 1)
                     mv = client.get_model_version(name, version)
                 version, run_id = str(mv.version), mv.run_id
-                expected = (mv.tags or {}).get(SKOPS_SHA256_TAG)
+                tags = dict(mv.tags or {})
+                expected = tags.get(SKOPS_SHA256_TAG)
+                model_id = model_id_from(mv)
             model, info = read_model(
                 client, uri, self.uri, trusted_types=trusted_types, expected_sha256=expected
             )
@@ -157,6 +169,35 @@ class Registry:
             name=name,
             version=version,
             run_id=run_id,
+            model_id=model_id,
+            tags=tags,
+        )
+
+    def _load_local(self, uri: str, trusted_types: Sequence[str]) -> LoadedModel | None:
+        """:meth:`load_model` without MLflow, for a registered version of a local SQLite
+        store (see :mod:`~geoensemble.tracking.local`); ``None``: MLflow's path is needed.
+        The checks are the same: the sha256 recorded at registration, our allow-list."""
+        found = local_version(self.uri, uri, timeout=self.timeout)
+        meta = read_mlmodel(found.folder) if found is not None else None
+        if found is None or meta is None:
+            return None
+        flavors, names = meta
+        model = _load_skops(
+            uri,
+            found.folder,
+            flavors,
+            trusted_types=trusted_types,
+            expected_sha256=found.tags.get(SKOPS_SHA256_TAG),
+        )
+        return LoadedModel(
+            uri=uri,
+            model=model,
+            feature_names=names,
+            name=found.name,
+            version=found.version,
+            run_id=found.run_id,
+            model_id=found.model_id,
+            tags=found.tags,
         )
 
     @guarded
@@ -217,13 +258,7 @@ class Registry:
     @guarded
     def model_id_of(self, name: str, version: str) -> str | None:
         """The MLflow 3 logged-model id behind a registered version (for run-model links)."""
-        mv = self.client.get_model_version(name, version)
-        if getattr(mv, "model_id", None):
-            return str(mv.model_id)
-        src = str(mv.source or "")
-        if src.startswith("models:/m-"):
-            return src.split("models:/", 1)[1].split("/", 1)[0]
-        return None
+        return model_id_from(self.client.get_model_version(name, version))
 
     @guarded
     def kept_member_uris(self, model_name: str, parent_run_id: str) -> list[str]:
