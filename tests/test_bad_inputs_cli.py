@@ -59,11 +59,11 @@ def outputs_in(d: Path) -> list[Path]:
     ],
     ids=["unknown-key", "unknown-group-option", "syntax"],
 )
-def test_a_bad_override_is_one_line_with_exit_code_1(
+def test_a_bad_override_is_one_line_with_exit_code_2(
     override: str, message: str, tmp_path: Path
 ) -> None:
     proc = stage("train", override, cwd=tmp_path)
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 2, proc.stderr
     assert re.search(message, the_error_line(proc, "train")), proc.stderr
     assert not outputs_in(tmp_path)
 

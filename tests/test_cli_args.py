@@ -66,7 +66,7 @@ def test_a_folder_with_a_space_in_its_name_is_read_and_written(tmp_path: Path) -
 def test_the_quoting_advice_of_a_parse_error_works(tmp_path: Path) -> None:
     """The message advises quoting; quoting as advised then composes."""
     bad = stage("train", "ensemble.size=[1,", cwd=tmp_path)
-    assert bad.returncode == 1
+    assert bad.returncode == 2
     assert "quote values with spaces or brackets" in the_error_line(bad, "train")
     good = stage("train", "model.space.n_clusters=[4, 5]", "--cfg", "job", cwd=tmp_path)
     assert good.returncode == 0, good.stderr

@@ -36,8 +36,8 @@ from geoensemble.app.params import conf_dir, running_on
 from geoensemble.app.validate import load_params, validate
 from geoensemble.errors import ConfigError, GeoEnsembleError
 
-EXIT_ERROR = 2  # a GeoEnsembleError: bad input, the user can fix it
-EXIT_USAGE = 1  # a Hydra composition error (Hydra's own exit code) or a bug
+EXIT_ERROR = 2  # bad input the user can fix: a GeoEnsembleError or a bad override
+EXIT_USAGE = 1  # a bug in geoensemble
 DEBUG_VAR = "GEOENSEMBLE_DEBUG"
 
 
@@ -312,7 +312,7 @@ def stage_main(stage: str, argv: list[str] | None = None) -> None:
                         f"geoensemble {stage}: error: {hydra_message(exc, args, stage)}",
                         file=sys.stderr,
                     )
-                    raise SystemExit(EXIT_USAGE) from None
+                    raise SystemExit(EXIT_ERROR) from None
                 except Exception as exc:
                     raise fail(stage, exc) from None
         else:

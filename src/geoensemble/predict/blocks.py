@@ -10,6 +10,7 @@ block function runs as tasks on the compute cluster instead.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -118,15 +119,25 @@ def run_distributed(
     *,
     in_flight: int,
 ) -> Iterator[tuple[Block, Any]]:
-    """The block function as tasks on a dask.distributed cluster, results as they complete."""
-    from dask import delayed
+    """The block function as tasks on a dask.distributed cluster, results as they complete.
+
+    Each block is ONE task: the block's own slice of the lazy feature array (its graph culled
+    to the chunks it needs) is computed by the worker with dask's synchronous scheduler, then
+    predicted. Submitting the slice as a dask collection instead made the client build, and
+    the scheduler run, dozens of small read/stack tasks per block, which on a small machine
+    cost more than the prediction itself.
+    """
+    import dask
     from distributed import as_completed
 
     remote = client.scatter(predictor, broadcast=True, hash=False)
+    run = uuid.uuid4().hex[:8]  # keys unique per scene: a cluster may serve several clients
 
     def task(b: Block) -> Any:
         rows, cols = b.slices
-        return client.compute(delayed(_apply)(remote, arr[:, rows, cols]))
+        (lazy,) = dask.optimize(arr[:, rows, cols])
+        key = f"predict-{run}-{b.row}-{b.col}"
+        return client.submit(_read_apply, remote, _Lazy(lazy), pure=False, key=key)
 
     it = iter(todo)
     futures = {}
@@ -144,6 +155,20 @@ def run_distributed(
             ac.add(new)
         yield b, fut.result()
         fut.release()
+
+
+@dataclass(frozen=True)
+class _Lazy:
+    """A lazy block passed to a task as a plain object (distributed would otherwise turn a
+    dask collection argument into tasks of its graph)."""
+
+    array: Any
+
+
+def _read_apply(predictor: Any, lazy: _Lazy) -> Any:
+    from dask.local import get_sync
+
+    return _apply(predictor, np.asarray(lazy.array.compute(scheduler=get_sync)))
 
 
 def _apply(predictor: Any, block: np.ndarray) -> Any:
