@@ -89,7 +89,7 @@ def test_thumbnail_built_block_by_block_equals_the_decimated_map(step: int) -> N
     [
         (["--help"], 0, "predict"),
         (["predict.threads=-1"], 2, "predict.threads=-1 is out of range"),
-        (["predict.no_such_key=1"], 1, "unknown config key 'predict.no_such_key'"),
+        (["predict.no_such_key=1"], 2, "unknown config key 'predict.no_such_key'"),
     ],
 )
 def test_predict_script_exits_with_the_stage_code_and_one_line(
