@@ -1,7 +1,7 @@
 """The library's errors, reworded for the API: config keys become argument names.
 
-The library functions under the stages still take (parts of) the application config, so
-their messages name config keys (``data.layers[0].band``); a notebook passed arguments
+The library's messages name the config keys a stage's user sets (``data.layers[0].band``),
+since that is where most of its users give the values; a notebook passed arguments
 (``layers[0].band``). The error keeps its class (a
 :class:`~geoensemble.errors.GeoEnsembleError` subclass), so callers catch the same errors as
 from the stages.
