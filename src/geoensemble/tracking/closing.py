@@ -7,10 +7,9 @@ import contextlib
 import logging
 import os
 import socket
-from typing import TYPE_CHECKING, Any
 
-from geoensemble.errors import TrackingError
 from geoensemble.tracking import session
+from geoensemble.tracking.base import TrackerBase
 from geoensemble.tracking.store import chain, guarded
 from geoensemble.tracking.tags import OWNER_HOST, OWNER_PID
 
@@ -19,17 +18,8 @@ log = logging.getLogger("geoensemble")
 PARENT_TAG = "mlflow.parentRunId"
 
 
-class Closing:
+class Closing(TrackerBase):
     """Run-ending methods of :class:`~geoensemble.tracking.Tracker`."""
-
-    if TYPE_CHECKING:
-        uri: str
-        client: Any
-        down: TrackingError | None
-
-        def fault(self, exc: BaseException) -> TrackingError | None: ...
-
-        def experiment_of(self, run_id: str) -> str: ...
 
     def end_run(self, run_id: str, *, failed: BaseException | None = None) -> None:
         """End a run: FINISHED, or with ``failed`` as its ``failure_reason``: KILLED if it

@@ -4,11 +4,12 @@ versions, tags and aliases."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from geoensemble.errors import FeatureMismatchError, ModelNotFoundError, TrackingError
+from geoensemble.errors import FeatureMismatchError, ModelNotFoundError
+from geoensemble.tracking.base import TrackerBase
 from geoensemble.tracking.local import local_version, read_mlmodel
 from geoensemble.tracking.models import (
     SKOPS_SHA256_TAG,
@@ -24,19 +25,8 @@ from geoensemble.tracking.redact import redact_uri
 from geoensemble.tracking.store import guarded, process_tracking_uri
 
 
-class Registry:
-    """Registry methods of :class:`~geoensemble.tracking.Tracker` (a mixin: it provides
-    ``uri``, ``client``, ``down``, :meth:`fault` and :meth:`experiment_of`)."""
-
-    if TYPE_CHECKING:
-        uri: str
-        timeout: float
-        client: Any
-        down: TrackingError | None
-
-        def fault(self, exc: BaseException) -> TrackingError | None: ...
-
-        def experiment_of(self, run_id: str) -> str: ...
+class Registry(TrackerBase):
+    """Registry methods of :class:`~geoensemble.tracking.Tracker`."""
 
     @guarded
     def log_model(

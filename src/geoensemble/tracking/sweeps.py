@@ -7,22 +7,15 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from geoensemble.errors import TrackingError
+from geoensemble.tracking.base import TrackerBase
 from geoensemble.tracking.store import guarded
 from geoensemble.tracking.tags import owner_tags
 
 
-class Sweeps:
+class Sweeps(TrackerBase):
     """Sweep methods of :class:`~geoensemble.tracking.Tracker`."""
 
     if TYPE_CHECKING:
-        uri: str
-        client: Any
-        down: TrackingError | None
-
-        def fault(self, exc: BaseException) -> TrackingError | None: ...
-
-        def experiment_of(self, run_id: str) -> str: ...
 
         def log_batch(
             self,
