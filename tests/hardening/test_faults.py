@@ -39,6 +39,20 @@ def partials(folder: Path) -> list[Path]:
 
 
 # --------------------------------------------------------------------------- killed predict
+def slow_predict(tmp: Path, names: list[str]) -> list[str]:
+    """Overrides predicting with the slow model saved as ``tmp/slow.pkl`` in many small
+    blocks on one thread: seconds of writing to interrupt."""
+    return [
+        f"predict.external.path={tmp}/slow.pkl",
+        "predict.external.allow_pickle=true",
+        f"predict.external.feature_names=[{','.join(names)}]",
+        "predict.external.label=slow",
+        "predict.block_size=16",  # 56 blocks x 0.25 s
+        "predict.threads=1",
+        "predict.progress=false",
+    ]
+
+
 def save_slow_model(path: Path, features: Path, delay: float) -> list[str]:
     """A K-Means fitted on the scene, wrapped to sleep ``delay`` s per predict call."""
     from sklearn.cluster import KMeans
@@ -62,13 +76,7 @@ def test_predict_killed_mid_write_leaves_no_finished_map_and_a_rerun_cleans_up(
         *tiny_overrides(featurized),
         f"predict.output_dir={maps}",
         f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
-        f"predict.external.path={tmp_path}/slow.pkl",
-        "predict.external.allow_pickle=true",
-        f"predict.external.feature_names=[{','.join(names)}]",
-        "predict.external.label=slow",
-        "predict.block_size=16",  # 56 blocks x 0.25 s: seconds of writing to interrupt
-        "predict.threads=1",
-        "predict.progress=false",
+        *slow_predict(tmp_path, names),
     ]
     proc = subprocess.Popen(
         [sys.executable, "pipelines/predict.py", *overrides],

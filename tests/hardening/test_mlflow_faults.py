@@ -125,6 +125,38 @@ def poll(ok: Callable[[], bool], proc: subprocess.Popen[Any], timeout: float = 1
 
 
 # --------------------------------------------------------------------------- a server dies
+def interrupt(
+    cmd: list[str], tmp: Path, sig: signal.Signals, ready: Callable[[], bool], what: str
+) -> str:
+    """Run a stage, send it ``sig`` once ``ready()`` holds (SIGINT to its whole process
+    group, as Ctrl-C in a terminal does), and return its stderr after checking it exited
+    with the signal's code; skip when it ended before it could be interrupted ``what``."""
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=stage_env(tmp),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        seen = poll(ready, proc)
+        if sig == signal.SIGINT:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+    if proc.returncode == 0 or not seen:
+        pytest.skip(f"{what} ended before it could be interrupted")
+    assert proc.returncode == (130 if sig == signal.SIGINT else 143), err[-3000:]
+    return err
+
+
 def test_server_killed_mid_train_stops_the_stage_within_the_timeout(
     featurized: Path, tmp_path: Path
 ) -> None:
@@ -310,30 +342,14 @@ def test_interrupted_train_closes_every_run_it_started(
     db = tmp_path / "mlflow.db"
     markers = tmp_path / "markers"
     markers.mkdir()
-    proc = subprocess.Popen(
+    sql = CHILDREN if when == "fitting" else VERSIONS
+    err = interrupt(
         train_cmd(featurized, tmp_path, markers, delay=1.0 if when == "fitting" else 0.0),
-        cwd=ROOT,
-        env=stage_env(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+        tmp_path,
+        sig,
+        lambda: count(db, sql) >= 1,
+        f"train while {when}",
     )
-    try:
-        sql = CHILDREN if when == "fitting" else VERSIONS
-        seen = poll(lambda: count(db, sql) >= 1, proc)
-        if sig == signal.SIGINT:
-            os.killpg(proc.pid, sig)  # what Ctrl-C in a terminal does
-        else:
-            proc.send_signal(sig)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(30)
-    if proc.returncode == 0 or not seen:
-        pytest.skip(f"train ended before it could be interrupted while {when}")
-    assert proc.returncode == (130 if sig == signal.SIGINT else 143), err[-3000:]
     assert "Traceback" not in err, err[-3000:]
     assert f"interrupted by {'SIGTERM' if sig == signal.SIGTERM else 'SIGINT'}" in err
     runs = runs_of(db)
@@ -682,47 +698,20 @@ def test_predict_interrupted_while_writing_ends_its_background_run_and_no_map(
     """The predict run is started and ended on a background thread while the maps are
     written (the store exists, so it is opened there too): an interruption still ends it
     KILLED, with no finished map and no traceback."""
-    from tests.hardening.test_faults import partials, save_slow_model
+    from tests.hardening.test_faults import partials, save_slow_model, slow_predict
 
     db = tmp_path / "mlflow.db"
     tracker_for(TrackingConfig(uri=f"sqlite:///{db}")).open()  # an existing local store
     names = save_slow_model(tmp_path / "slow.pkl", featurized / "features", delay=0.25)
     maps = tmp_path / "maps"
-    cmd = stage_cmd(
-        "predict",
-        featurized,
-        tmp_path,
-        f"predict.external.path={tmp_path}/slow.pkl",
-        "predict.external.allow_pickle=true",
-        f"predict.external.feature_names=[{','.join(names)}]",
-        "predict.external.label=slow",
-        "predict.block_size=16",  # 56 blocks x 0.25 s: seconds of writing to interrupt
-        "predict.threads=1",
-        "predict.progress=false",
-    )
-    proc = subprocess.Popen(
+    cmd = stage_cmd("predict", featurized, tmp_path, *slow_predict(tmp_path, names))
+    err = interrupt(
         cmd,
-        cwd=ROOT,
-        env=stage_env(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+        tmp_path,
+        sig,
+        lambda: count(db, PREDICT_RUNS) >= 1 and bool(partials(maps)),
+        "predict while writing",
     )
-    try:
-        seen = poll(lambda: count(db, PREDICT_RUNS) >= 1 and bool(partials(maps)), proc)
-        if sig == signal.SIGINT:
-            os.killpg(proc.pid, sig)  # what Ctrl-C in a terminal does
-        else:
-            proc.send_signal(sig)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(30)
-    if proc.returncode == 0 or not seen:
-        pytest.skip("predict ended before it could be interrupted while writing")
-    assert proc.returncode == (130 if sig == signal.SIGINT else 143), err[-3000:]
     assert "Traceback" not in err, err[-3000:]
     [run] = [r for r in runs_of(db) if r[2].get("geoensemble.role") == "predict"]
     assert run[1] == "KILLED", (run, err[-2000:])

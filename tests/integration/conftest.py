@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, TINY, tool, tool_env
+from tests.conftest import ROOT, TINY, run, tool, tool_env
 
 
 def copy_project(dst: Path) -> Path:
@@ -45,6 +45,31 @@ def copy_project(dst: Path) -> Path:
             (dst / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst / f)
     return dst
+
+
+@contextlib.contextmanager
+def tiny_git_project(d: Path) -> Iterator[Path]:
+    """The project copied to ``d`` as a git repo whose ``conf/config.yaml`` holds the tiny
+    scene (appended after the groups, so it wins even when ``dvc exp run`` recomposes conf/
+    with only its ``-S`` overrides), committed after ``dvc repro``; DVC's queue is stopped
+    at the end."""
+    from omegaconf import OmegaConf
+
+    copy_project(d)
+    tiny = OmegaConf.to_yaml(OmegaConf.from_dotlist([*TINY, "ensemble.size=2"]))
+    with (d / "conf/config.yaml").open("a") as f:
+        f.write("\n# tests: a tiny scene\n" + tiny)
+    run(["git", "init", "-q", "-b", "main"], d)
+    run([tool("python"), "-m", "geoensemble.app.params"], d)
+    run(["git", "add", "-A"], d)
+    run(["git", "commit", "-qm", "project"], d)
+    run([tool("dvc"), "repro"], d, timeout=900)
+    run(["git", "add", "-A"], d)
+    run(["git", "commit", "-qm", "baseline"], d)
+    try:
+        yield d
+    finally:
+        run([tool("dvc"), "queue", "stop"], d, check=False, timeout=120)
 
 
 def tiny_overrides(d: Path) -> list[str]:

@@ -14,10 +14,9 @@ from typing import Any
 import mlflow
 import pytest
 import yaml
-from omegaconf import OmegaConf
 
-from tests.conftest import ROOT, TINY, run, tool
-from tests.integration.conftest import copy_project
+from tests.conftest import ROOT, run, tool
+from tests.integration.conftest import tiny_git_project
 
 pytestmark = pytest.mark.integration
 
@@ -33,21 +32,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     The tiny values go into ``conf/config.yaml`` (after the groups, so they win) because
     ``dvc exp run`` recomposes conf/ from scratch with only the ``-S`` overrides.
     """
-    d = copy_project(tmp_path_factory.mktemp("exp-project"))
-    tiny = OmegaConf.to_yaml(OmegaConf.from_dotlist([*TINY, "ensemble.size=2"]))
-    with (d / "conf/config.yaml").open("a") as f:
-        f.write("\n# tests: a tiny scene\n" + tiny)
-    run(["git", "init", "-q", "-b", "main"], d)
-    run([tool("python"), "-m", "geoensemble.app.params"], d)
-    run(["git", "add", "-A"], d)
-    run(["git", "commit", "-qm", "project"], d)
-    run([tool("dvc"), "repro"], d, timeout=900)
-    run(["git", "add", "-A"], d)
-    run(["git", "commit", "-qm", "baseline"], d)
-    try:
+    with tiny_git_project(tmp_path_factory.mktemp("exp-project")) as d:
         yield d
-    finally:
-        run([tool("dvc"), "queue", "stop"], d, check=False, timeout=120)
 
 
 def exp_rows(shown: Any) -> list[dict[str, Any]]:

@@ -22,10 +22,9 @@ import mlflow
 import numpy as np
 import pytest
 import rasterio
-from omegaconf import OmegaConf
 
-from tests.conftest import TINY, run, tool
-from tests.integration.conftest import copy_project
+from tests.conftest import run, tool
+from tests.integration.conftest import tiny_git_project
 from tests.integration.test_dvc_experiments import wait_for_queue
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -36,21 +35,8 @@ MAP = "outputs/maps/synthetic_geoensemble_champion.tif"
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The project in a git repo whose conf/ holds the tiny scene, after ``dvc repro``."""
-    d = copy_project(tmp_path_factory.mktemp("promote-project"))
-    tiny = OmegaConf.to_yaml(OmegaConf.from_dotlist([*TINY, "ensemble.size=2"]))
-    with (d / "conf/config.yaml").open("a") as f:
-        f.write("\n# tests: a tiny scene\n" + tiny)
-    run(["git", "init", "-q", "-b", "main"], d)
-    run([tool("python"), "-m", "geoensemble.app.params"], d)
-    run(["git", "add", "-A"], d)
-    run(["git", "commit", "-qm", "project"], d)
-    run([tool("dvc"), "repro"], d, timeout=900)
-    run(["git", "add", "-A"], d)
-    run(["git", "commit", "-qm", "baseline"], d)
-    try:
+    with tiny_git_project(tmp_path_factory.mktemp("promote-project")) as d:
         yield d
-    finally:
-        run([tool("dvc"), "queue", "stop"], d, check=False, timeout=120)
 
 
 def client(repo: Path) -> Any:
