@@ -64,16 +64,21 @@ def mlflow_schema_head() -> str | None:
     return heads.pop() if len(heads) == 1 else None
 
 
+def _current(con: sqlite3.Connection) -> bool:
+    """Whether the store open as ``con`` has the schema the installed MLflow writes."""
+    head = mlflow_schema_head()
+    rows = con.execute("SELECT version_num FROM alembic_version").fetchall()
+    return head is not None and rows == [(head,)]
+
+
 def schema_current(path: Path, timeout: float = 10.0) -> bool:
     """Whether the SQLite store ``path`` has the schema the installed MLflow writes."""
-    head = mlflow_schema_head()
     try:
         uri = f"{path.resolve().as_uri()}?mode=ro"
         with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=timeout)) as con:
-            rows = con.execute("SELECT version_num FROM alembic_version").fetchall()
+            return _current(con)
     except sqlite3.Error:
         return False
-    return head is not None and rows == [(head,)]
 
 
 def local_version(store_uri: str, model_uri: str, *, timeout: float = 10.0) -> LocalVersion | None:
@@ -93,12 +98,10 @@ def local_version(store_uri: str, model_uri: str, *, timeout: float = 10.0) -> L
             return None
     else:
         return None  # models:/<model id>
-    head = mlflow_schema_head()
     try:
         uri = f"{path.resolve().as_uri()}?mode=ro"
         with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=timeout)) as con:
-            row = con.execute("SELECT version_num FROM alembic_version").fetchall()
-            if head is None or row != [(head,)]:
+            if not _current(con):
                 return None  # another schema: MLflow reports it (or knows it)
             if alias is not None:
                 found = con.execute(
