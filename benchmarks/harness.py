@@ -28,6 +28,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 PHASES_MARK = "seconds by phase: "
 
@@ -83,6 +84,32 @@ def scene_profile(side: int, *, tile: int = 512, **extra: object) -> dict[str, o
         "predictor": 2,
         **extra,
     }
+
+
+def register_champion(work: Path, model: Any, model_name: str, feature_names: list[str]) -> None:
+    """``model`` as a version of ``model_name`` with alias ``champion`` in
+    ``work/mlflow.db``, logged as the train stage logs a member (not timed)."""
+    import numpy as np
+
+    from geoensemble.app.config import TrackingConfig
+    from geoensemble.app.tracker import tracker_for
+
+    os.environ["GEOENSEMBLE_ROOT"] = str(work)
+    tracker = tracker_for(TrackingConfig(uri=f"sqlite:///{work}/mlflow.db"))
+    exp = tracker.open()
+    with tracker.parent_run(exp, run_name=model_name, params={}, tags={}) as parent:
+        run = tracker.log_child_run(
+            exp, parent, run_name="member-000", params={}, metrics={}, tags={}
+        )
+        version = tracker.log_model(
+            run,
+            model,
+            feature_names=feature_names,
+            example=np.ones((3, len(feature_names)), np.float32),
+            model_name=model_name,
+            tags={"ensemble_run_id": parent, "rank": "0"},
+        )
+    tracker.set_alias(model_name, "champion", version)
 
 
 def run_process(v: Variant, *, timeout: float = 3600.0) -> Run:

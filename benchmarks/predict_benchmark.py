@@ -38,6 +38,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness
 
+from geoensemble.clock import process_age
+
 BANDS = [f"B{i}" for i in range(1, 7)]
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -101,40 +103,13 @@ def register(paths: dict[str, Path], work: Path) -> None:
     """Each model as version 1 (alias champion) of ``bench_<name>`` in ``work/mlflow.db``."""
     import joblib
 
-    from geoensemble.app.config import TrackingConfig
-    from geoensemble.app.tracker import tracker_for
-
-    os.environ["GEOENSEMBLE_ROOT"] = str(work)
     for name, p in paths.items():
-        t = TrackingConfig(uri=f"sqlite:///{work}/mlflow.db", model_name=f"bench_{name}")
-        tracker = tracker_for(t)
-        exp = tracker.open()
-        model = joblib.load(p)
-        with tracker.parent_run(exp, run_name=f"bench-{name}", params={}, tags={}) as parent:
-            run = tracker.log_child_run(
-                exp, parent, run_name="member-000", params={}, metrics={}, tags={}
-            )
-            v = tracker.log_model(
-                run,
-                model,
-                feature_names=BANDS,
-                example=np.ones((3, len(BANDS)), np.float32),
-                model_name=t.model_name,
-                tags={"ensemble_run_id": parent, "rank": "0"},
-            )
-        tracker.set_alias(t.model_name, "champion", v)
+        harness.register_champion(work, joblib.load(p), f"bench_{name}", BANDS)
 
 
 # --------------------------------------------------------------------------- variants
 #: GDAL's own threads for (de)compression, as the stage sets them (predict/writer.py).
 GDAL_THREADS = {"GDAL_NUM_THREADS": "ALL_CPUS", "GDAL_CACHEMAX": 256}
-
-
-def process_age() -> float:
-    """Seconds since this process started (as the stage's ``startup`` phase)."""
-    import psutil
-
-    return time.time() - psutil.Process().create_time()
 
 
 def phases_line(phases: dict[str, float]) -> None:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import tempfile
 import time
@@ -86,27 +85,8 @@ def register(X: np.ndarray, work: Path) -> None:
     """A K-Means (8 clusters) on the sample as ``models:/scale@champion``."""
     from sklearn.cluster import KMeans
 
-    from geoensemble.app.config import TrackingConfig
-    from geoensemble.app.tracker import tracker_for
-
-    os.environ["GEOENSEMBLE_ROOT"] = str(work)
     km = KMeans(8, n_init=2, random_state=0).fit(X[:: max(1, len(X) // 50_000)])
-    t = TrackingConfig(uri=f"sqlite:///{work}/mlflow.db", model_name="scale")
-    tracker = tracker_for(t)
-    exp = tracker.open()
-    with tracker.parent_run(exp, run_name="scale", params={}, tags={}) as parent:
-        run = tracker.log_child_run(
-            exp, parent, run_name="member-000", params={}, metrics={}, tags={}
-        )
-        v = tracker.log_model(
-            run,
-            km,
-            feature_names=LAYERS,
-            example=np.ones((3, len(LAYERS)), np.float32),
-            model_name=t.model_name,
-            tags={"ensemble_run_id": parent, "rank": "0"},
-        )
-    tracker.set_alias(t.model_name, "champion", v)
+    harness.register_champion(work, km, "scale", LAYERS)
 
 
 def params(work: Path, name: str, extra: list[str]) -> Path:

@@ -21,6 +21,7 @@ from geoensemble.app.config import AppConfig, PredictScheduler
 from geoensemble.app.heap import settle
 from geoensemble.app.legend import scheme_for
 from geoensemble.app.members import nan_policy, resolve_members
+from geoensemble.clock import process_age
 from geoensemble.errors import OutputError
 from geoensemble.io.atomic import remove_stale_partials
 from geoensemble.predict.blocks import (
@@ -34,7 +35,7 @@ from geoensemble.predict.combine import (
 from geoensemble.predict.legend import Legend
 from geoensemble.predict.models import LoadedMember, check_features, env_threads
 from geoensemble.predict.scene import SceneSummary, map_paths, predict_scene, quicklooks
-from geoensemble.predict.timing import Phases, process_age
+from geoensemble.predict.timing import Phases
 
 if TYPE_CHECKING:
     from geoensemble.tracking import Background, Tracker
