@@ -153,3 +153,47 @@ def test_a_failed_run_closes_its_open_children_in_its_own_store(
     session.close_at_exit()  # what the exit handler does
     assert runs_in(uri_b, "ex") == {pb: ("predict-b", "KILLED")}
     assert session.open_runs(uri_b) == []
+
+
+def test_a_view_saved_by_two_trainings_at_once_is_written_not_a_failure(
+    stores: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two trainings on a new SQLite store both insert the experiment's saved view; the loser
+    of the unique key (the error MLflow raised in CI) writes it again, now as an update."""
+    import json
+
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    uri, _ = stores
+    tracker = Tracker(uri, experiment="ex")
+    exp = tracker.open()
+    other = MlflowClient(uri, uri)  # the other training, already done
+    real = tracker.client.set_experiment_tag
+    calls = []
+
+    def raced(experiment_id: str, key: str, value: str) -> None:
+        calls.append(key)
+        if len(calls) == 1:
+            other.set_experiment_tag(experiment_id, key, '{"theirs": 1}')
+            raise MlflowException(
+                "(sqlite3.IntegrityError) UNIQUE constraint failed: experiment_tags.key, "
+                "experiment_tags.experiment_id"
+            )
+        real(experiment_id, key, value)
+
+    monkeypatch.setattr(tracker.client, "set_experiment_tag", raced)
+    tracker.set_runs_view(exp, "members-by-aic", {"orderByKey": "metrics.`aic`"})
+    tags = MlflowClient(uri, uri).get_experiment(exp).tags
+    assert json.loads(tags["mlflow.sharedViewState.members-by-aic"]) == {
+        "orderByKey": "metrics.`aic`"
+    }
+    assert len(calls) == 2
+
+    # any other store error is still an error, in one line
+    def broken(experiment_id: str, key: str, value: str) -> None:
+        raise MlflowException("database is locked")
+
+    monkeypatch.setattr(tracker.client, "set_experiment_tag", broken)
+    with pytest.raises(Exception, match="database is locked"):
+        tracker.set_runs_view(exp, "members-by-aic", {})

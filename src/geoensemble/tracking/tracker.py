@@ -309,7 +309,17 @@ class Tracker(Sweeps, Closing, Registry):
         ``mlflow.sharedViewState.<key>`` holding the JSON of the UI's own "share" format."""
         import json
 
-        self.client.set_experiment_tag(experiment_id, VIEW_TAG + key, json.dumps(view))
+        from mlflow.exceptions import MlflowException
+
+        tag, value = VIEW_TAG + key, json.dumps(view)
+        try:
+            self.client.set_experiment_tag(experiment_id, tag, value)
+        except MlflowException as exc:
+            # Two trainings saving the same view of a new experiment at once: the SQL store
+            # inserts for both, one loses on the unique key; written again, it updates the row.
+            if "UNIQUE constraint" not in str(exc) and "Duplicate entry" not in str(exc):
+                raise
+            self.client.set_experiment_tag(experiment_id, tag, value)
 
     @guarded
     def link_models(self, run_id: str, model_ids: list[str]) -> None:
