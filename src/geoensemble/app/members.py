@@ -166,7 +166,6 @@ def resolve_members(cfg: AppConfig, tracker: Tracker) -> list[LoadedMember]:
     p = cfg.predict
     uris = list(p.models)
     if p.ensemble:
-        tracker.wait_opened()  # the experiment, when the store opens in the background
         assert tracker.experiment_id is not None
         parent = tracker.find_ensemble_run(p.ensemble, tracker.experiment_id)
         uris += tracker.kept_member_uris(cfg.tracking.model_name, parent)

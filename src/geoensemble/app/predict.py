@@ -38,7 +38,8 @@ from geoensemble.predict.scene import SceneSummary, map_paths, predict_scene, qu
 from geoensemble.predict.timing import Phases
 
 if TYPE_CHECKING:
-    from geoensemble.tracking import Background, Tracker
+    from geoensemble.tracking import Tracker
+    from geoensemble.tracking.runbook import RunBook, RunBookProcess
 
 log = logging.getLogger("geoensemble")
 
@@ -197,35 +198,41 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
     """
     from geoensemble import tracking
     from geoensemble.app.tracker import tracker_for
+    from geoensemble.tracking.runbook import RunBook, RunBookProcess
 
     phases = Phases()
     phases.add("startup", process_age())
     tracker = tracker_for(cfg.tracking)
     # The predict run's bookkeeping (opening the store, starting the run, its tags, legend,
-    # metrics and end) runs in order on one background thread while the stage loads its
-    # models and writes its maps; the stage waits for it at the end (and for the run's id
-    # before it finishes a map), and fails with its error.
-    book = tracking.Background()
-    run: dict[str, str] = {}
+    # metrics and end) runs in order while the stage loads its models and writes its maps;
+    # the stage waits for it at the end (and for the run's id before it finishes a map), and
+    # fails with its error. A local store is opened by a helper process, so that MLflow's
+    # import and calls take the core the stage leaves idle while it loads its models, and
+    # no memory of the stage; any other store on a thread of the stage, after it was opened
+    # here (predict.ensemble searches the experiment's runs through MLflow first).
+    book: RunBook | RunBookProcess
+    with phases.time("tracking"):
+        # sqlite3 only: a store that cannot be used fails now, in one line, before any
+        # model or map.
+        if tracker.can_open_later() and not cfg.predict.ensemble:
+            book = RunBookProcess(tracker)
+        else:
+            tracker.open()
+            book = RunBook(tracker, tracking.Background())
     try:
-        with phases.time("tracking"):
-            # sqlite3 only: a store that cannot be used fails now, in one line, before any
-            # model or map; a local store is opened later in the background, others now.
-            # (predict.ensemble searches the experiment's runs through MLflow first.)
-            later = tracker.can_open_later() and not cfg.predict.ensemble
-            if not later:
-                tracker.open()
-        summaries = _predict_all(cfg, tracker, book, run, phases, later=later)
-        with phases.time("tracking"):
-            book.wait()
+        summaries = _predict_all(cfg, tracker, book, phases)
     except BaseException as exc:
-        book.close()  # nothing may still write while the run is closed
-        if run.get("id") and not run.get("ended"):
-            tracker.end_run(run["id"], failed=exc)
+        book.fail(exc)
         raise
+    run_id = book.run_id()
     book.close()
-    run_id = run["id"]
     log.info("predict: %s", phases.line())
+    if isinstance(book, RunBookProcess):
+        log.info(
+            "predict: MLflow bookkeeping in a helper process: %.2f s, peak RSS %.0f MB",
+            book.seconds,
+            book.peak_rss_mb,
+        )
     main = summaries[0]
     return {
         "run_id": run_id,
@@ -247,27 +254,17 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
 
 
 def _predict_all(
-    cfg: AppConfig,
-    tracker: Tracker,
-    book: Background,
-    run: dict[str, str],
-    phases: Phases,
-    *,
-    later: bool,
+    cfg: AppConfig, tracker: Tracker, book: RunBook | RunBookProcess, phases: Phases
 ) -> list[SceneSummary]:
-    """Every scene of :func:`predict_many`, with the predict run's calls put on ``book``
-    (``run`` receives its ``id``, and ``ended`` once it is FINISHED); ``later``: the store
-    is still to be opened there (:meth:`~geoensemble.tracking.Tracker.open_later`)."""
+    """Every scene of :func:`predict_many`, the predict run recorded by ``book``."""
     from geoensemble import tracking
     from geoensemble.app.provenance import config_hash, dvc_hashes
+    from geoensemble.tracking.runbook import RunBook
 
     p = cfg.predict
     with phases.time("models"):
         members = resolve_members(cfg, tracker)
     settle()  # scikit-learn, skops and the models: not walked again by MLflow's import
-    if later:
-        # MLflow's import and store (seconds) while the maps are written, not before.
-        tracker.open_later(book)
     keys = output_keys(members, p.outputs)
     set_label = f"{cfg.tracking.model_name}_ensemble"
     sources = scene_sources(cfg)
@@ -315,33 +312,29 @@ def _predict_all(
         "scheduler": p.scheduler.value,
     }
 
-    def start_run() -> None:
-        assert tracker.experiment_id is not None
-        run["id"] = tracker.start_predict_run(
-            tracker.experiment_id, run_name=run_name[:250], params=params, tags=run_tags
-        )
-        with contextlib.suppress(Exception):  # older stores cannot link models to runs
-            tracker.link_models(run["id"], [m.model_id for m in members if m.model_id])
-        if scheme.kind != REGRESSOR:
-            tracker.log_dict(run["id"], legend.as_dict(), "maps/legend.json")
-
-    book.submit(start_run)
+    book.start(
+        run_name=run_name,
+        params=params,
+        tags=run_tags,
+        model_ids=[m.model_id for m in members if m.model_id],
+        legend=legend.as_dict() if scheme.kind != REGRESSOR else None,
+    )
 
     def run_id_tag() -> dict[str, str]:
         """The run's id for the maps' tags: waits for the run to be started."""
         with phases.time("tracking"):
-            book.wait()
-        return {"predict_run_id": run["id"]}
+            return {"predict_run_id": book.run_id()}
 
     summaries: list[SceneSummary] = []
     threads = p.threads or env_threads()
     with _client(cfg) as client:
-        if client is None and threads >= env_threads():
-            # No core is left while the blocks are predicted here: MLflow's import and calls
-            # (pure Python, holding the GIL) would slow the block threads by more than they
-            # take (measured: 21 Mpx, 2 cores), so they are waited for before the blocks.
+        if isinstance(book, RunBook) and client is None and threads >= env_threads():
+            # No core is left while the blocks are predicted here: MLflow's calls on a
+            # thread of the stage (pure Python, holding the GIL) would slow the block
+            # threads by more than they take (measured: 21 Mpx, 2 cores), so they are
+            # waited for before the blocks.
             with phases.time("tracking"):
-                book.wait()
+                book.run_id()
             settle()  # MLflow's modules too
         for i, (name, in_path, open_scene) in enumerate(sources):
             with phases.time("open"):
@@ -404,14 +397,6 @@ def _predict_all(
         )
     # What the stage spent so far, by phase (the run's last calls are in the log line).
     metrics.update(phases.metrics())
-    quicklook_files = [q for s in summaries for q in s.quicklooks]
-
-    def finish_run() -> None:
-        for q in quicklook_files:
-            tracker.log_artifact(run["id"], q, "maps")
-        tracker.log_metrics(run["id"], metrics)
-        tracker.end_run(run["id"])
-        run["ended"] = "yes"
-
-    book.submit(finish_run)
+    with phases.time("tracking"):
+        book.finish(artifacts=[str(q) for s in summaries for q in s.quicklooks], metrics=metrics)
     return summaries

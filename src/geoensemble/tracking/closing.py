@@ -34,6 +34,12 @@ class Closing(TrackerBase):
         # Its child runs too: one cut short, or reopened to log its model, would stay RUNNING.
         self.close_open_runs(failed, parent_id=run_id)
 
+    def end_run_as(self, run_id: str, status: str, reason: str) -> None:
+        """End a run (no child runs) with an MLflow ``status`` and ``failure_reason`` that
+        :func:`failure` gave in another process (the predict stage's, for its helper)."""
+        session.SESSION.failed = True
+        self._terminate(run_id, status, reason)
+
     @guarded
     def _terminate(self, run_id: str, status: str, reason: str | None = None) -> None:
         if reason is not None:
@@ -52,7 +58,7 @@ class Closing(TrackerBase):
         and a server that stopped answering is not waited for again (the next stage closes
         those runs, see :meth:`close_orphaned_runs`).
         """
-        status, reason = _failure(exc)
+        status, reason = failure(exc)
         if exc is not None:
             session.SESSION.failed = True
             _release_interrupted_connections(exc)
@@ -119,7 +125,7 @@ class Closing(TrackerBase):
         return closed
 
 
-def _failure(exc: BaseException | None) -> tuple[str, str]:
+def failure(exc: BaseException | None) -> tuple[str, str]:
     """MLflow status and ``failure_reason`` of a run ended by ``exc``."""
     if isinstance(exc, KeyboardInterrupt | SystemExit):
         how = str(exc) or "SIGINT (Ctrl-C)"

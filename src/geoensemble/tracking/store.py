@@ -255,9 +255,6 @@ def guarded(fn: _F) -> _F:
 
     @functools.wraps(fn)
     def call(self: Any, *args: Any, **kwargs: Any) -> Any:
-        wait_opened = getattr(self, "wait_opened", None)
-        if wait_opened is not None:
-            wait_opened()  # the store is being opened on a background thread
         if self.down is not None:
             raise self.down
         try:

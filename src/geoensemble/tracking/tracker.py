@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -18,7 +17,7 @@ import numpy as np
 
 from geoensemble.errors import GeoEnsembleError, TrackingError
 from geoensemble.tracking import session
-from geoensemble.tracking.background import Background, wait_for_import
+from geoensemble.tracking.background import wait_for_import
 from geoensemble.tracking.closing import PARENT_TAG, Closing
 from geoensemble.tracking.redact import redact_uri, redact_value, redacted_config
 from geoensemble.tracking.registry import Registry
@@ -81,8 +80,6 @@ class Tracker(Sweeps, Closing, Registry):
         self.experiment_id: str | None = None  # set by open()
         self.down: TrackingError | None = None
         self._client: Any = None
-        # An open() under way on a background thread: (that thread's id, done, its error).
-        self._opening: tuple[int, threading.Event, list[BaseException]] | None = None
 
     def __repr__(self) -> str:
         return f"Tracker({redact_uri(self.uri)!r}, experiment={self.experiment!r})"
@@ -113,8 +110,9 @@ class Tracker(Sweeps, Closing, Registry):
 
     def can_open_later(self) -> bool:
         """Check the store now (:meth:`check`: sqlite3 alone, so a store that cannot be used
-        fails here, in one line), and say whether :meth:`open_later` may open it: an existing
-        local SQLite store of the installed MLflow's schema. Otherwise call :meth:`open`."""
+        fails here, in one line), and say whether it may be opened later by a helper process
+        (:class:`~geoensemble.tracking.runbook.RunBookProcess`): an existing local SQLite
+        store of the installed MLflow's schema. Otherwise call :meth:`open`."""
         from geoensemble.tracking.local import schema_current
 
         path = sqlite_path(self.uri)
@@ -123,37 +121,6 @@ class Tracker(Sweeps, Closing, Registry):
         # As open() does: a store error MLflow meets before it is one line, not a traceback.
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         return True
-
-    def open_later(self, background: Background) -> None:
-        """:meth:`open` the store on ``background`` (see :meth:`can_open_later`): importing
-        MLflow and opening its store take seconds, which the caller spends on its own work
-        (the predict stage loads its models with sqlite3, see
-        :mod:`~geoensemble.tracking.local`, and writes its maps). Any call through MLflow
-        from another thread meanwhile waits for the open to finish, and fails with its error.
-        """
-        done, errors = threading.Event(), list[BaseException]()
-
-        def open_here() -> None:
-            self._opening = (threading.get_ident(), done, errors)
-            try:
-                self.open()
-            except BaseException as exc:
-                errors.append(exc)
-                raise
-            finally:
-                done.set()
-
-        self._opening = (-1, done, errors)
-        background.submit(open_here)
-
-    def wait_opened(self) -> None:
-        """Wait for an :meth:`open_soon` under way on another thread; raise its error."""
-        opening = self._opening
-        if opening is None or opening[0] == threading.get_ident():
-            return
-        opening[1].wait()
-        if opening[2]:
-            raise opening[2][0]
 
     def open(self) -> str:
         """Check (or create) the store, close runs that dead processes left RUNNING, and
