@@ -164,3 +164,60 @@ def test_the_stage_side_never_imports_mlflow(store: Tracker, tmp_path: Path) -> 
     run_id, imported = proc.stdout.split(" ", 1)
     assert imported.strip() == "[]"
     assert the_run(store, run_id).info.status == "FINISHED"  # type: ignore[attr-defined]
+
+
+def processes_with(marker: str) -> list[int]:
+    """Live processes whose environment holds ``marker`` (this test's own children)."""
+    out = []
+    for env in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker.encode() in env.read_bytes():
+                out.append(int(env.parent.name))
+        except OSError:
+            continue
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc")
+def test_a_predict_stage_that_stops_early_leaves_no_helper_behind(tmp_path: Path) -> None:
+    """The helper is started as the predict stage starts (it imports MLflow meanwhile); a
+    config error ends the stage at once, and the unused helper with it."""
+    import uuid
+
+    marker = f"GEOENSEMBLE_TEST_MARK={uuid.uuid4().hex}"
+    key, value = marker.split("=")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "pipelines" / "predict.py"), "ensemble.sizee=3"],
+        cwd=tmp_path,
+        env=tool_env(**{key: value}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("geoensemble predict: error:")
+    assert processes_with(marker) == []
+
+
+def test_a_prewarmed_helper_is_used_only_where_it_was_started(
+    store: Tracker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process running several stages (a notebook, the tests) takes the prewarmed helper
+    only when nothing it inherited changed since; else a new one, and the old one ends."""
+    from geoensemble.tracking import runbook
+
+    runbook.prewarm()
+    spare = runbook._spare
+    assert spare is not None
+    book = RunBookProcess(Tracker(store.uri, experiment="ex"))
+    assert book.proc is spare and runbook._spare is None
+    book.close()
+
+    runbook.prewarm()
+    stale = runbook._spare
+    assert stale is not None
+    monkeypatch.setenv("GEOENSEMBLE_ROOT", str(tmp_path / "elsewhere"))
+    book = RunBookProcess(Tracker(store.uri, experiment="ex"))
+    assert book.proc is not stale and stale.poll() is not None  # the stale one is gone
+    book.close()

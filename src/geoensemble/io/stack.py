@@ -7,10 +7,11 @@ in the same pass that computes the per-layer report, so memory does not grow wit
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -285,7 +286,7 @@ def write_store(
     target = Path(path)
     ds = _storable(ds)
     check_names(ds, key)
-    with atomic_path(target, replace_if=_guard(kind), key=key) as tmp:
+    with atomic_path(target, replace_if=_guard(kind), key=key) as tmp, _joined_pool():
         try:
             ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2)
         except RuntimeError as exc:
@@ -323,7 +324,7 @@ def write_stack(
     target = Path(path)
     ds = _storable(ds)
     check_names(ds, key)
-    with atomic_path(target, replace_if=_guard("stack"), key=key) as tmp:
+    with atomic_path(target, replace_if=_guard("stack"), key=key) as tmp, _joined_pool():
         store = ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2, compute=False)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN chunks
@@ -331,6 +332,25 @@ def write_stack(
         report = _report(ds, computed)
         _write_sidecar(tmp, "stack", {**(meta or {}), "layers": report})
     return report
+
+
+@contextlib.contextmanager
+def _joined_pool() -> Iterator[None]:
+    """Dask's threaded computations in the block on a pool of their own, joined when the
+    block ends. When one chunk write fails (a full disk), dask raises at once while other
+    threads may still be writing chunks: joined, none of them recreates the temporary
+    store after :func:`~geoensemble.io.atomic.atomic_path` removed it. (A distributed
+    client, if one is the default scheduler, ignores the pool.)"""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import dask
+
+    pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="geoensemble-write")
+    try:
+        with dask.config.set(pool=pool):
+            yield
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def check_names(ds: xr.Dataset, key: str | None = None) -> None:

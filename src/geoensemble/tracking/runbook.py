@@ -118,19 +118,7 @@ class RunBookProcess:
     """
 
     def __init__(self, tracker: Tracker) -> None:
-        import geoensemble
-
-        here = str(Path(geoensemble.__file__).resolve().parents[1])
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "geoensemble.tracking.runbook"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-            start_new_session=True,  # Ctrl-C reaches the stage only; it says how the run ended
-        )
+        self.proc = _take_spare() or _spawn()
         self.id: str | None = None
         self.ended = False
         self.seconds = 0.0
@@ -221,6 +209,68 @@ class RunBookProcess:
             self.proc.stdout.close()
 
 
+# The helper prewarm() started, and the directory and environment it was started in.
+_spare: subprocess.Popen[str] | None = None
+_spare_context: tuple[str, dict[str, str]] | None = None
+
+
+def _context() -> tuple[str, dict[str, str]]:
+    return os.getcwd(), dict(os.environ)
+
+
+def _take_spare() -> subprocess.Popen[str] | None:
+    """The prewarmed helper, if it was started where and as a new one would be (a process
+    that runs several stages, a notebook or the tests, may have moved since)."""
+    global _spare
+    proc = _spare
+    if proc is None or _spare_context != _context():
+        _discard_spare()
+        return None
+    _spare = None
+    return proc
+
+
+def _spawn() -> subprocess.Popen[str]:
+    import geoensemble
+
+    here = str(Path(geoensemble.__file__).resolve().parents[1])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+    return subprocess.Popen(
+        [sys.executable, "-m", "geoensemble.tracking.runbook"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,  # Ctrl-C reaches the stage only; it says how the run ended
+    )
+
+
+def prewarm() -> None:
+    """Start the helper process now, so that it imports MLflow (1.5 s) while the stage
+    starts and composes its config; the next :class:`RunBookProcess` takes it. Unused
+    (a config error, a tracking server), it is killed when the process exits: it has
+    done nothing but import."""
+    global _spare, _spare_context
+    if _spare is None:
+        import atexit
+
+        _spare, _spare_context = _spawn(), _context()
+        atexit.unregister(_discard_spare)  # once, however many stages this process runs
+        atexit.register(_discard_spare)
+
+
+def _discard_spare() -> None:
+    global _spare
+    if _spare is not None:
+        _spare.kill()
+        _spare.wait()
+        for pipe in (_spare.stdin, _spare.stdout):
+            if pipe is not None:
+                pipe.close()
+        _spare = None
+
+
 # --------------------------------------------------------------------------- the child
 class _Child:
     """The child's state: its tracker and the run it started."""
@@ -299,8 +349,20 @@ def main() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Runs left open when the stage's pipe closes are ended KILLED by the session's exit handler.
+    # What every operation needs, before the first one comes (see prewarm).
+    import mlflow
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+
     serve(sys.stdin, sys.stdout)
+    # The stage's pipe closed. The exit handlers end, KILLED, a run the stage left open
+    # (:mod:`.session`); then leave without freeing MLflow's objects one by one (most of
+    # a second, which the stage would wait for).
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
