@@ -308,8 +308,17 @@ OPERATIONS = ("open", "start", "finish", "fail")
 
 
 def _peak_rss_mb() -> float:
+    """This process's own peak RSS: ``VmHWM`` where Linux gives it (``ru_maxrss`` would
+    start from the RSS of the process that forked it: the stage, or a test runner)."""
     import resource
 
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
