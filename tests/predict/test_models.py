@@ -153,3 +153,26 @@ def test_members_of_different_kinds_are_refused(make_cfg, store: TrackingConfig)
     cfg = make_cfg("predict.models=[models:/geoensemble/1,models:/geoensemble/2]")
     with pytest.raises(ConfigError, match=r"mix model kinds \['classifier', 'cluster'\]"):
         resolve_members(cfg, tracker_for(store))
+
+
+def test_blocks_predicted_in_parallel_hold_the_models_to_their_share_of_cores() -> None:
+    """A fitted K-Means keeps the OpenMP thread count of the machine it was fitted on, a
+    forest its n_jobs: inside threads_held both are the block's share, restored after."""
+    from sklearn.cluster import KMeans
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from geoensemble.predict.models import threads_held
+
+    X = np.random.default_rng(0).normal(size=(200, 3))
+    km = KMeans(3, n_init=1, random_state=0).fit(X)
+    km._n_threads = 8  # as if fitted on an 8-core machine
+    forest = make_pipeline(
+        StandardScaler(), RandomForestClassifier(5, n_jobs=-1, random_state=0)
+    ).fit(X, km.labels_)
+    before = km.predict(X)
+    with threads_held([km, forest], 1):
+        assert km._n_threads == 1 and forest[-1].n_jobs == 1
+        np.testing.assert_array_equal(km.predict(X), before)
+    assert km._n_threads == 8 and forest[-1].n_jobs == -1

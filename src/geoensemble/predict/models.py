@@ -7,10 +7,11 @@ each map can name its sources.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,32 @@ class LoadedMember:
 def final_step(model: Any) -> Any:
     """The estimator at the end of a pipeline (or the model itself)."""
     return model[-1] if hasattr(model, "steps") else model
+
+
+@contextlib.contextmanager
+def threads_held(models: Iterable[Any], n: int) -> Iterator[None]:
+    """Inside the block, every step of ``models`` predicts on at most ``n`` threads of its
+    own; their settings are restored after.
+
+    A fitted estimator keeps the thread counts it was fitted with: the K-Means family its
+    ``_n_threads`` (the OpenMP threads of the machine it was fitted on, passed explicitly
+    to its parallel loop, so ``threadpoolctl`` limits do not reach it) and ensembles their
+    ``n_jobs``. Blocks predicted in parallel, on threads or dask workers, each get their
+    share of the cores instead: without it a "single-thread" worker ran K-Means on every
+    core, and two of them took longer than one.
+    """
+    saved: list[tuple[Any, str, Any]] = []
+    for model in models:
+        for est in [s for _, s in model.steps] if hasattr(model, "steps") else [model]:
+            for attr in ("_n_threads", "n_jobs"):
+                if hasattr(est, attr):
+                    saved.append((est, attr, getattr(est, attr)))
+                    setattr(est, attr, n)
+    try:
+        yield
+    finally:
+        for est, attr, value in reversed(saved):
+            setattr(est, attr, value)
 
 
 def model_kind(model: Any) -> str:

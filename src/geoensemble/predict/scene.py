@@ -35,7 +35,7 @@ from geoensemble.predict.blocks import (
     run_threads,
 )
 from geoensemble.predict.combine import REGRESSOR, BlockPredictor, ClassScheme
-from geoensemble.predict.models import LoadedMember
+from geoensemble.predict.models import LoadedMember, env_threads, threads_held
 from geoensemble.predict.timing import Phases
 from geoensemble.predict.writer import GDAL_ENV, MapWriter
 
@@ -159,7 +159,11 @@ def predict_scene(
     writers: dict[str, MapWriter] = {}
     ph = phases if phases is not None else Phases()
     step = thumbnail_step(height, width) if thumbnails else 0
-    with rasterio.Env(**GDAL_ENV):
+    # Each block's model calls get their share of the cores (a worker's thread, or the
+    # cores over the block threads).
+    per_block = 1 if client is not None else max(1, env_threads() // max(1, threads))
+    models = [m.model for m in predictor.members]
+    with rasterio.Env(**GDAL_ENV), threads_held(models, per_block):
         try:
             for key, path in paths.items():
                 writers[key] = _writer(
