@@ -15,7 +15,12 @@ that is timed), then runs, each as a whole process (start to exit, imports inclu
   ``predict.scheduler=threads`` (one thread per core);
 - ``predict-dist-1`` and ``predict-dist-2``: the same predict with
   ``predict.scheduler=distributed`` on a LocalCluster of 1, then 2, worker processes x 1
-  thread (interleaved rounds).
+  thread, which the stage starts and closes (interleaved rounds);
+- ``predict-cluster-1`` and ``predict-cluster-2``: the same predict on an existing cluster
+  (``compute.address``): a ``dask scheduler`` with 1, then 2, ``dask worker --nthreads 1``
+  processes on loopback, started before the rounds and stopped after (not timed), each
+  used once untimed first so its workers have imported what a block needs. This is the
+  cluster's throughput, without its start-up (interleaved rounds).
 
 It prints seconds, seconds per Mpx and peak RSS of each stage at each size (linear scaling
 means equal seconds per Mpx), and the distributed throughput ratio t(1 worker) / t(2
@@ -30,11 +35,14 @@ stage process's own; the distributed workers are separate processes and are not 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -187,6 +195,41 @@ def one_size(mpx: float, work: Path, repeats: int) -> dict[str, dict[str, float]
     )
     for name, s in sums.items():
         out[name] = {"seconds": s.seconds, "s_per_mpx": s.seconds / real, "rss": s.peak_rss_mb}
+    with running_cluster(1, work) as addr1, running_cluster(2, work) as addr2:
+        existing = [
+            stage(
+                work,
+                f"predict-cluster-{n}",
+                "predict",
+                f"the same predict on an existing cluster of {n} dask worker process(es) x "
+                "1 thread (compute.address; its start-up not timed)",
+                ["predict.scheduler=distributed", f"compute.address={addr}"],
+            )
+            for n, addr in ((1, addr1), (2, addr2))
+        ]
+        harness.print_definitions(f"scale, {real:.1f} Mpx, existing cluster", existing)
+        for v in existing:  # a cluster in use: its workers have imported what a block needs
+            harness.run_process(v)
+        print("  (one untimed run on each cluster first: its workers warm, as in use)")
+        ext = harness.report(
+            harness.interleaved(existing, repeats=repeats),
+            ratios=[
+                (
+                    "throughput 2 workers / 1 worker, existing cluster",
+                    "predict-cluster-1",
+                    "predict-cluster-2",
+                )
+            ],
+        )
+    for name, s in ext.items():
+        out[name] = {"seconds": s.seconds, "s_per_mpx": s.seconds / real, "rss": s.peak_rss_mb}
+    e1, e2 = (ext[f"predict-cluster-{n}"].phases.get("blocks", 0.0) for n in (1, 2))
+    if e1 and e2:
+        print(
+            f"  ratio throughput of the blocks phase, existing cluster, 2 workers / 1 worker: "
+            f"{e1 / e2:.2f}x"
+        )
+        out["_ratio_existing"] = {"blocks throughput 2/1": e1 / e2}
     # The stage's own "blocks" phase: the scene's blocks predicted and written, cluster
     # start and the fixed costs left out; what the workers' count can speed up.
     b1, b2 = (sums[f"predict-dist-{n}"].phases.get("blocks", 0.0) for n in (1, 2))
@@ -203,6 +246,81 @@ def one_size(mpx: float, work: Path, repeats: int) -> dict[str, dict[str, float]
         )
     out["_mpx"] = {"mpx": real}
     return out
+
+
+@contextlib.contextmanager
+def running_cluster(n: int, work: Path) -> Iterator[str]:
+    """A ``dask scheduler`` and ``n`` single-thread ``dask worker`` processes on loopback,
+    as a user's existing cluster; yields its address, stops them after."""
+    import socket
+    import subprocess
+
+    from distributed import Client
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    addr = f"tcp://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False",
+    }
+    py = harness.python()
+    procs = [
+        subprocess.Popen(
+            [
+                py,
+                "-m",
+                "distributed.cli.dask_scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--dashboard-address",
+                "127.0.0.1:0",
+            ],
+            env=env,
+            cwd=work,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
+    try:
+        procs.append(
+            subprocess.Popen(
+                [
+                    py,
+                    "-m",
+                    "distributed.cli.dask_worker",
+                    addr,
+                    "--nthreads",
+                    "1",
+                    "--nworkers",
+                    str(n),
+                    "--no-dashboard",
+                    "--host",
+                    "127.0.0.1",
+                ],
+                env=env,
+                cwd=work,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        with Client(addr, timeout=60) as client:
+            client.wait_for_workers(n, timeout=120)
+        yield addr
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 def main() -> None:
