@@ -268,46 +268,28 @@ def running_cluster(n: int, work: Path) -> Iterator[str]:
         "MKL_NUM_THREADS": "1",
         "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False",
     }
-    py = harness.python()
-    procs = [
-        subprocess.Popen(
-            [
-                py,
-                "-m",
-                "distributed.cli.dask_scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--dashboard-address",
-                "127.0.0.1:0",
-            ],
+
+    def start(module: str, *args: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [harness.python(), "-m", f"distributed.cli.{module}", *args],
             env=env,
             cwd=work,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+
+    procs = [
+        start(
+            "dask_scheduler",
+            *("--host", "127.0.0.1", "--port", str(port), "--dashboard-address", "127.0.0.1:0"),
+        )
     ]
     try:
         procs.append(
-            subprocess.Popen(
-                [
-                    py,
-                    "-m",
-                    "distributed.cli.dask_worker",
-                    addr,
-                    "--nthreads",
-                    "1",
-                    "--nworkers",
-                    str(n),
-                    "--no-dashboard",
-                    "--host",
-                    "127.0.0.1",
-                ],
-                env=env,
-                cwd=work,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+            start(
+                "dask_worker",
+                *(addr, "--nthreads", "1", "--nworkers", str(n), "--no-dashboard"),
+                *("--host", "127.0.0.1"),
             )
         )
         with Client(addr, timeout=60) as client:
