@@ -164,3 +164,24 @@ def test_regressors_write_float32_with_nan_nodata_and_their_mean(tmp_path: Path)
         assert src.dtypes[0] == "float32"
     np.testing.assert_allclose(got, 3 * values, rtol=1e-5)
     assert np.isnan(got[0, 2])
+
+
+def test_one_member_max_probability_without_the_per_class_table() -> None:
+    """One member, no per-class layers: the largest probability per pixel is kept alone,
+    with the same values as through the table of every class."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 2)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5).astype(int)
+    forest = RandomForestClassifier(7, max_depth=3, random_state=0).fit(X, y)
+    (m,) = [LoadedMember("f", forest, ["a", "b"], "test:f")]
+    scheme = ClassScheme.of([m])
+    lean = BlockPredictor([m], ["a", "b"], scheme, ["member:0", "max_probability"])
+    full = BlockPredictor([m], ["a", "b"], scheme, ["member:0", "probabilities", "max_probability"])
+    a, b = lean.predict_table(X), full.predict_table(X)
+    expected = np.rint(100 * forest.predict_proba(X).max(axis=1).astype(np.float32))
+    np.testing.assert_array_equal(a["max_probability"], expected.astype(np.uint8))
+    np.testing.assert_array_equal(a["max_probability"], b["max_probability"])
+    np.testing.assert_array_equal(a["member:0"], b["member:0"])
+    assert "probabilities" not in a and 40 < expected.mean() <= 100

@@ -265,17 +265,25 @@ class BlockPredictor:
             return out
         n_cls = self.scheme.labels.size
         pos = np.empty((len(self.members), n), dtype=np.int64)
-        mean_p = np.zeros((n, n_cls), dtype=np.float32) if self.proba else None
+        # One member and no per-class layers: only each pixel's largest probability is kept,
+        # not a (pixels x classes) table (the forest's default outputs, ~30 MB a block).
+        only_max = self.proba and len(self.members) == 1 and "probabilities" not in self.outputs
+        mean_p = np.zeros((n, n_cls), dtype=np.float32) if self.proba and not only_max else None
+        max_p = np.empty(n, dtype=np.float32) if only_max else None
         for i, m in enumerate(self.members):
             x = self._table(table, i)
-            if mean_p is not None:
+            if self.proba:
                 cls_pos = self.scheme.positions(final_step(m.model).classes_)
                 from_proba = _uses_proba_for_labels(m.model)
                 # Slice by slice, so no (pixels x classes) float64 array is ever whole.
                 for r in range(0, n, ROWS_PER_CALL):
                     sl = slice(r, r + ROWS_PER_CALL)
                     p = np.asarray(m.model.predict_proba(x[sl]))
-                    mean_p[sl, cls_pos] += p.astype(np.float32) / len(self.members)
+                    if mean_p is not None:
+                        mean_p[sl, cls_pos] += p.astype(np.float32) / len(self.members)
+                    else:
+                        assert max_p is not None
+                        max_p[sl] = p.max(axis=1)
                     if from_proba:
                         pos[i, sl] = cls_pos[np.argmax(p, axis=1)]
                 if from_proba:
@@ -292,6 +300,8 @@ class BlockPredictor:
             if "probabilities" in self.outputs:
                 out["probabilities"] = np.rint(100 * mean_p.T).astype(np.uint8)
             out["max_probability"] = np.rint(100 * mean_p.max(axis=1)).astype(np.uint8)
+        elif max_p is not None:
+            out["max_probability"] = np.rint(100 * max_p).astype(np.uint8)
         out["_main"] = pos[0] if self.main == "member:0" else winner
         return out
 
