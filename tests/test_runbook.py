@@ -221,3 +221,19 @@ def test_a_prewarmed_helper_is_used_only_where_it_was_started(
     book = RunBookProcess(Tracker(store.uri, experiment="ex"))
     assert book.proc is not stale and stale.poll() is not None  # the stale one is gone
     book.close()
+
+
+def test_what_a_library_prints_in_the_helper_does_not_break_its_answers(
+    store: Tracker, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The helper's stdout carries its answers: what a library prints there (here at the
+    interpreter's start, before the helper moves stdout to stderr) is passed on to stderr."""
+    hook = Path(store.uri.removeprefix("sqlite:///")).parent / "sitecustomize.py"
+    hook.write_text("print('a library says hello on stdout')\n")
+    monkeypatch.setenv("PYTHONPATH", f"{hook.parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    book = RunBookProcess(Tracker(store.uri, experiment="ex"))
+    book.start(**SPEC)
+    book.finish(artifacts=[], metrics={"m": 1.0})
+    book.close()
+    assert the_run(store, book.run_id()).info.status == "FINISHED"  # type: ignore[attr-defined]
+    assert "a library says hello on stdout" in capfd.readouterr().err

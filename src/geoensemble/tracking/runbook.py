@@ -145,14 +145,22 @@ class RunBookProcess:
         """The answer to the oldest operation not yet answered."""
         assert self.proc.stdout is not None
         op = self._pending.pop(0)
-        line = self.proc.stdout.readline()
-        if not line:
-            code = self.proc.wait()
-            raise TrackingError(
-                f"the MLflow bookkeeping process ended (exit code {code}) before it answered "
-                f"'{op}': see the messages above; rerun with GEOENSEMBLE_DEBUG=1 for details"
-            )
-        reply = json.loads(line)
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                code = self.proc.wait()
+                raise TrackingError(
+                    f"the MLflow bookkeeping process ended (exit code {code}) before it "
+                    f"answered '{op}': see the messages above; rerun with GEOENSEMBLE_DEBUG=1 "
+                    f"for details"
+                )
+            try:
+                reply = json.loads(line)
+            except ValueError:
+                reply = None
+            if isinstance(reply, dict) and "seconds" in reply:
+                break
+            sys.stderr.write(line)  # printed before the helper took its stdout for answers
         self.seconds = float(reply.get("seconds", self.seconds))
         self.peak_rss_mb = float(reply.get("peak_rss_mb", self.peak_rss_mb))
         if "error" in reply:
@@ -164,6 +172,8 @@ class RunBookProcess:
 
     def run_id(self) -> str:
         while self.id is None:
+            if not self._pending:
+                raise TrackingError("the predict run was not started (no start was sent)")
             op = self._pending[0]
             value = self._answer()
             if op == "start":
@@ -358,18 +368,22 @@ def main() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Standard output is the answers' pipe alone: whatever a library prints goes to stderr.
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     # What every operation needs, before the first one comes (see prewarm).
     import mlflow
     import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
 
-    serve(sys.stdin, sys.stdout)
+    serve(sys.stdin, answers)
     # The stage's pipe closed. The exit handlers end, KILLED, a run the stage left open
     # (:mod:`.session`); then leave without freeing MLflow's objects one by one (most of
     # a second, which the stage would wait for).
     import atexit
 
     atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
+    for stream in (answers, sys.stderr):
         stream.flush()
     os._exit(0)
 
