@@ -146,7 +146,11 @@ def _assemble(
     if client is not None:
         results = run_distributed(client, predictor, arr, todo, in_flight=4)
     else:
-        results = run_threads(lambda b: predictor(read_block(arr, b)), todo, threads=threads)
+        results = run_threads(
+            lambda b: predictor.predict_valid(*predictor.tabulate(read_block(arr, b))),
+            todo,
+            threads=threads,
+        )
     for b, res in results:
         rows, cols = b.slices
         for key, a in res.arrays.items():

@@ -168,8 +168,8 @@ class _Lazy:
 def _read_apply(predictor: Any, lazy: _Lazy) -> Any:
     from dask.local import get_sync
 
-    return _apply(predictor, np.asarray(lazy.array.compute(scheduler=get_sync)))
-
-
-def _apply(predictor: Any, block: np.ndarray) -> Any:
-    return predictor(np.asarray(block, dtype=np.float32))
+    # The block is freed once tabled: the models run with its table alone in memory.
+    block = np.asarray(lazy.array.compute(scheduler=get_sync), dtype=np.float32)
+    mask, table = predictor.tabulate(block)
+    del block
+    return predictor.predict_valid(mask, table)

@@ -307,12 +307,21 @@ class BlockPredictor:
 
     def __call__(self, block: np.ndarray) -> BlockResult:
         """Outputs for one ``(features, rows, cols)`` block; no model call if it is empty."""
+        return self.predict_valid(*self.tabulate(block))
+
+    def tabulate(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The block's valid-pixel mask and table: all :meth:`predict_valid` needs, so
+        that a caller can let go of the block (its largest array) before the models run."""
         mask = valid_mask(block, nan_threshold=self.nan_threshold)
-        n_valid = int(mask.sum())
+        return mask, to_table(block, mask)
+
+    def predict_valid(self, mask: np.ndarray, table: np.ndarray) -> BlockResult:
+        """Outputs for a block's valid pixels (see :meth:`tabulate`)."""
+        n_valid = int(table.shape[0])
         shape = mask.shape
         if not n_valid:
             return BlockResult(self.empty(shape), 0, None)
-        per_pixel = self.predict_table(to_table(block, mask))
+        per_pixel = self.predict_table(table)
         main = per_pixel.pop("_main", None)
         hist = None
         if main is not None:

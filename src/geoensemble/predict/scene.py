@@ -179,9 +179,10 @@ def predict_scene(
 
                 def fn(b: Block) -> Any:
                     t0 = time.perf_counter()
-                    a = read_block(arr, b)
+                    mask, table = predictor.tabulate(read_block(arr, b))
                     t1 = time.perf_counter()
-                    out = predictor(a)
+                    # the block itself is freed once tabled, before the models run
+                    out = predictor.predict_valid(mask, table)
                     ph.add("read", t1 - t0)
                     ph.add("predict", time.perf_counter() - t1)
                     return out
