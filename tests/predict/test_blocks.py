@@ -83,3 +83,32 @@ def test_blocks_cover_the_scene_once_and_align_with_tiles(h: int, w: int, edge: 
 @pytest.mark.parametrize(("size", "edge"), [(64, 64), (512, 512), (700, 512), (1000, 1024)])
 def test_block_edge_is_whole_tiles_from_512(size: int, edge: int) -> None:
     assert block_edge(size) == edge
+
+
+def test_blocks_on_threads_hold_each_model_to_its_share_of_the_cores() -> None:
+    """The one block mechanism of the stage and the API: while the blocks run, a K-Means
+    fitted on 8 cores predicts on one thread per block thread; restored after, same labels."""
+    import dask.array as da
+    from sklearn.cluster import KMeans
+
+    from geoensemble.predict import BlockPredictor, ClassScheme, LoadedMember
+    from geoensemble.predict.blocks import predicted_blocks
+    from geoensemble.predict.models import env_threads
+
+    rng = np.random.default_rng(0)
+    cube = rng.normal(size=(2, 600, 600)).astype(np.float32)
+    km = KMeans(3, n_init=1, random_state=0).fit(cube.reshape(2, -1).T[:2000])
+    km._n_threads = 8  # as if fitted on an 8-core machine
+    m = LoadedMember("km", km, ["a", "b"], "test:km")
+    predictor = BlockPredictor([m], ["a", "b"], ClassScheme.of([m]), ["member:0"])
+    seen = []
+    with predicted_blocks(
+        predictor, da.from_array(cube, chunks=(2, 512, 512)), blocks(600, 600, 512), threads=2
+    ) as results:
+        for b, res in results:
+            seen.append(km._n_threads)
+            rows, cols = b.slices
+            expected = km.predict(cube[:, rows, cols].reshape(2, -1).T)
+            np.testing.assert_array_equal(res.arrays["member:0"].ravel(), expected)
+    assert seen == [max(1, env_threads() // 2)] * 4
+    assert km._n_threads == 8

@@ -126,14 +126,7 @@ def _assemble(
     ds: xr.Dataset, predictor: BlockPredictor, client: Any, *, threads: int
 ) -> dict[str, np.ndarray]:
     """Every output of one scene, predicted block by block into whole arrays."""
-    from geoensemble.predict.blocks import (
-        block_edge,
-        blocks,
-        feature_array,
-        read_block,
-        run_distributed,
-        run_threads,
-    )
+    from geoensemble.predict.blocks import block_edge, blocks, feature_array, predicted_blocks
 
     height, width = int(ds.sizes["y"]), int(ds.sizes["x"])
     arr = feature_array(ds, predictor.features)
@@ -143,18 +136,11 @@ def _assemble(
         dtype, nodata, bands = predictor.layout(key)
         shape = (bands, height, width) if bands > 1 else (height, width)
         full[key] = np.full(shape, nodata, dtype=dtype)
-    if client is not None:
-        results = run_distributed(client, predictor, arr, todo, in_flight=4)
-    else:
-        results = run_threads(
-            lambda b: predictor.predict_valid(*predictor.tabulate(read_block(arr, b))),
-            todo,
-            threads=threads,
-        )
-    for b, res in results:
-        rows, cols = b.slices
-        for key, a in res.arrays.items():
-            full[key][..., rows, cols] = a
+    with predicted_blocks(predictor, arr, todo, threads=threads, client=client) as results:
+        for b, res in results:
+            rows, cols = b.slices
+            for key, a in res.arrays.items():
+                full[key][..., rows, cols] = a
     return full
 
 

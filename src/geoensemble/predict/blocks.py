@@ -10,15 +10,21 @@ block function runs as tasks on the compute cluster instead.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 
 from geoensemble.io.profiles import TILE
+from geoensemble.predict.models import env_threads, threads_held
+
+if TYPE_CHECKING:
+    from geoensemble.predict.timing import Phases
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,41 @@ def run_threads(
                 if nxt is not None:
                     pending[pool.submit(fn, nxt)] = nxt
                 yield b, fut.result()
+
+
+@contextlib.contextmanager
+def predicted_blocks(
+    predictor: Any,
+    arr: Any,
+    todo: list[Block],
+    *,
+    threads: int,
+    client: Any = None,
+    phases: Phases | None = None,
+) -> Iterator[Iterator[tuple[Block, Any]]]:
+    """The predictor's result for every block, as they complete: tasks on ``client``'s
+    cluster, else ``threads`` threads here (their seconds reading and predicting added to
+    ``phases``). Inside the block every member's model predicts on its block's share of the
+    cores (:func:`~geoensemble.predict.models.threads_held`): one thread on a worker, the
+    cores over the threads here; restored when the block ends."""
+    per_block = 1 if client is not None else max(1, env_threads() // max(1, threads))
+    with threads_held([m.model for m in predictor.members], per_block):
+        if client is not None:
+            yield run_distributed(client, predictor, arr, todo, in_flight=4)
+            return
+
+        def fn(b: Block) -> Any:
+            t0 = time.perf_counter()
+            mask, table = predictor.tabulate(read_block(arr, b))
+            t1 = time.perf_counter()
+            # the block itself is freed once tabled, before the models run
+            out = predictor.predict_valid(mask, table)
+            if phases is not None:
+                phases.add("read", t1 - t0)
+                phases.add("predict", time.perf_counter() - t1)
+            return out
+
+        yield run_threads(fn, todo, threads=threads)
 
 
 def run_distributed(

@@ -11,7 +11,7 @@ call it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,17 +25,9 @@ from geoensemble.errors import DiskFullError, OutputError
 from geoensemble.io.atomic import disk_full, full_error
 from geoensemble.io.memory import ensure_fits
 from geoensemble.io.stack import grid_attrs
-from geoensemble.predict.blocks import (
-    Block,
-    block_edge,
-    blocks,
-    feature_array,
-    read_block,
-    run_distributed,
-    run_threads,
-)
+from geoensemble.predict.blocks import block_edge, blocks, feature_array, predicted_blocks
 from geoensemble.predict.combine import REGRESSOR, BlockPredictor, ClassScheme
-from geoensemble.predict.models import LoadedMember, env_threads, threads_held
+from geoensemble.predict.models import LoadedMember
 from geoensemble.predict.timing import Phases
 from geoensemble.predict.writer import GDAL_ENV, MapWriter
 
@@ -159,11 +151,12 @@ def predict_scene(
     writers: dict[str, MapWriter] = {}
     ph = phases if phases is not None else Phases()
     step = thumbnail_step(height, width) if thumbnails else 0
-    # Each block's model calls get their share of the cores (a worker's thread, or the
-    # cores over the block threads).
-    per_block = 1 if client is not None else max(1, env_threads() // max(1, threads))
-    models = [m.model for m in predictor.members]
-    with rasterio.Env(**GDAL_ENV), threads_held(models, per_block):
+    with (
+        rasterio.Env(**GDAL_ENV),
+        predicted_blocks(
+            predictor, arr, todo, threads=threads, client=client, phases=ph
+        ) as results,
+    ):
         try:
             for key, path in paths.items():
                 writers[key] = _writer(
@@ -172,22 +165,6 @@ def predict_scene(
                 writers[key].overviews = overviews
                 if step and has_quicklook(key):
                     writers[key].keep_thumbnail(step)
-            results: Iterator[tuple[Any, Any]]
-            if client is not None:
-                results = run_distributed(client, predictor, arr, todo, in_flight=4)
-            else:
-
-                def fn(b: Block) -> Any:
-                    t0 = time.perf_counter()
-                    mask, table = predictor.tabulate(read_block(arr, b))
-                    t1 = time.perf_counter()
-                    # the block itself is freed once tabled, before the models run
-                    out = predictor.predict_valid(mask, table)
-                    ph.add("read", t1 - t0)
-                    ph.add("predict", time.perf_counter() - t1)
-                    return out
-
-                results = run_threads(fn, todo, threads=threads)
             bar = tqdm(
                 results,
                 total=len(todo),
