@@ -120,7 +120,6 @@ class RunBookProcess:
     def __init__(self, tracker: Tracker) -> None:
         self.proc = _take_spare() or _spawn()
         self.id: str | None = None
-        self.ended = False
         self.seconds = 0.0
         self.peak_rss_mb = 0.0
         self._pending: list[str] = []
@@ -185,7 +184,6 @@ class RunBookProcess:
         self._send("finish", artifacts=[str(a) for a in artifacts], metrics=dict(metrics))
         while self._pending:
             self._answer()
-        self.ended = True
 
     def fail(self, exc: BaseException) -> None:
         """End the run as ``exc`` ended the stage (best effort: the stage's error is what
