@@ -14,9 +14,16 @@ from geoensemble.errors import ComputeError
 
 
 def _worker_facts() -> dict[str, object]:
+    import gc
+
     import dask
 
     return {
+        "collector": gc.isenabled(),
+        "frozen": gc.get_freeze_count(),
+        "scipy_notes": sys.modules["scipy._lib._array_api"].FunctionDoc.__name__
+        if "scipy._lib._array_api" in sys.modules
+        else None,
         "parent": os.getppid(),
         "preloaded": "geoensemble.ensemble.member" in sys.modules,
         "profiler": dask.config.get("distributed.worker.profile.enabled"),
@@ -35,6 +42,11 @@ def test_workers_start_in_the_background_forked_with_their_imports() -> None:
         # Forked from the fork server, not spawned by this process's nannies.
         assert f["parent"] != os.getpid()
         assert f["preloaded"] is True
+        # The server imported with the collector off; each worker froze what it inherited
+        # (thousands of objects no collection walks) and turned the collector back on.
+        assert f["collector"] is True
+        assert int(str(f["frozen"])) > 100_000
+        assert f["scipy_notes"] == "PlainDoc"  # SciPy's docstring notes skipped (docnotes)
         # The statistical profiler would take the GIL from the members' fits every 10 ms.
         assert f["profiler"] is False
         assert f["threads"] == "1"

@@ -16,12 +16,12 @@ PROBE = textwrap.dedent(
     import json, sys
     hook = sys.argv[1] == "hook"
     if hook:
-        from geoensemble.app import docnotes
+        from geoensemble import docnotes
         docnotes.install()
     import numpy as np
     import scipy._lib._array_api as aa
     import scipy.stats
-    from geoensemble.app import docnotes
+    from geoensemble import docnotes
     print(json.dumps({
         "plain": aa.FunctionDoc is docnotes.PlainDoc,
         "hooked": docnotes._finder in sys.meta_path,
@@ -59,7 +59,7 @@ def test_hook_keeps_values_and_docstrings_without_the_notes() -> None:
 
 def test_hook_imports_nothing_by_itself() -> None:
     code = (
-        "import sys; from geoensemble.app import docnotes; docnotes.install(); "
+        "import sys; from geoensemble import docnotes; docnotes.install(); "
         "print(sorted(m for m in sys.modules if m.startswith('scipy')))"
     )
     out = subprocess.run(

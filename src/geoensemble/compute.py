@@ -226,7 +226,10 @@ def _forkserver(preload: Sequence[str]) -> dict[str, str]:
     config = {"distributed.worker.multiprocessing-method": "forkserver"}
     with dask.config.set(config):
         ctx = get_mp_context()  # distributed sets its own preloads on the first call only
-    ctx.set_forkserver_preload(["distributed", "numpy", "pandas", "threadpoolctl", *preload])
+    # geoensemble.forkserver first: the collector off while the server imports.
+    ctx.set_forkserver_preload(
+        ["geoensemble.forkserver", "distributed", "numpy", "pandas", "threadpoolctl", *preload]
+    )
     return config
 
 

@@ -176,3 +176,23 @@ def test_blocks_predicted_in_parallel_hold_the_models_to_their_share_of_cores() 
         assert km._n_threads == 1 and forest[-1].n_jobs == 1
         np.testing.assert_array_equal(km.predict(X), before)
     assert km._n_threads == 8 and forest[-1].n_jobs == -1
+
+
+def test_task_modules_name_what_a_worker_imports_for_the_blocks() -> None:
+    from sklearn.cluster import KMeans
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from geoensemble.predict.models import task_modules
+
+    mods = task_modules([make_pipeline(StandardScaler(), KMeans(3)), RandomForestClassifier()])
+    assert mods == [
+        "geoensemble.predict.blocks",
+        "geoensemble.predict.combine",
+        "geoensemble.io.stack",
+        "zarr",
+        "sklearn.preprocessing._data",
+        "sklearn.cluster._kmeans",
+        "sklearn.ensemble._forest",
+    ]

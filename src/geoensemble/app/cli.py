@@ -375,7 +375,7 @@ def run_then_exit(stage: str, args: list[str] | None = None) -> None:
     import atexit
     import threading
 
-    from geoensemble.app import docnotes
+    from geoensemble import docnotes
     from geoensemble.app.heap import script_mode
 
     script_mode()

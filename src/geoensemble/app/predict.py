@@ -33,7 +33,7 @@ from geoensemble.predict.combine import (
     output_keys,
 )
 from geoensemble.predict.legend import Legend
-from geoensemble.predict.models import LoadedMember, check_features, env_threads
+from geoensemble.predict.models import LoadedMember, check_features, env_threads, task_modules
 from geoensemble.predict.scene import SceneSummary, map_paths, predict_scene, quicklooks
 from geoensemble.predict.timing import Phases
 
@@ -176,13 +176,15 @@ def partial_names(all_paths: dict[str, dict[str, Path]]) -> list[str]:
 
 
 @contextlib.contextmanager
-def _client(cfg: AppConfig) -> Iterator[Any]:
+def _client(cfg: AppConfig, members: list[LoadedMember]) -> Iterator[Any]:
     if cfg.predict.scheduler != PredictScheduler.distributed:
         yield None
         return
     from geoensemble.compute import dask_client, wait_for_workers
 
-    with dask_client(cfg.compute) as client:
+    # A LocalCluster's workers fork from a server that has imported what the blocks need.
+    preload = task_modules(m.model for m in members)
+    with dask_client(cfg.compute, preload=preload) as client:
         wait_for_workers(client, cfg.compute.timeout)  # the model is broadcast to all of them
         yield client
 
@@ -327,7 +329,7 @@ def _predict_all(
 
     summaries: list[SceneSummary] = []
     threads = p.threads or env_threads()
-    with _client(cfg) as client:
+    with _client(cfg, members) as client:
         if isinstance(book, RunBook) and client is None and threads >= env_threads():
             # No core is left while the blocks are predicted here: MLflow's calls on a
             # thread of the stage (pure Python, holding the GIL) would slow the block

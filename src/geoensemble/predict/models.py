@@ -51,6 +51,26 @@ def final_step(model: Any) -> Any:
     return model[-1] if hasattr(model, "steps") else model
 
 
+def steps_of(model: Any) -> list[Any]:
+    """The estimators of a pipeline, in order (or the model itself)."""
+    return [s for _, s in model.steps] if hasattr(model, "steps") else [model]
+
+
+def task_modules(models: Iterable[Any]) -> list[str]:
+    """What a worker imports to run the blocks of ``models``: the block task's modules, the
+    readers of scenes and feature stores, and each step's own module (e.g.
+    ``sklearn.cluster._kmeans``), for a LocalCluster's fork server to import once
+    (:func:`geoensemble.compute.dask_client`) instead of every worker on its first block."""
+    mods = ["geoensemble.predict.blocks", "geoensemble.predict.combine", "geoensemble.io.stack"]
+    mods.append("zarr")
+    for model in models:
+        for est in steps_of(model):
+            mod = type(est).__module__
+            if mod not in mods:
+                mods.append(mod)
+    return mods
+
+
 @contextlib.contextmanager
 def threads_held(models: Iterable[Any], n: int) -> Iterator[None]:
     """Inside the block, every step of ``models`` predicts on at most ``n`` threads of its
@@ -65,7 +85,7 @@ def threads_held(models: Iterable[Any], n: int) -> Iterator[None]:
     """
     saved: list[tuple[Any, str, Any]] = []
     for model in models:
-        for est in [s for _, s in model.steps] if hasattr(model, "steps") else [model]:
+        for est in steps_of(model):
             for attr in ("_n_threads", "n_jobs"):
                 if hasattr(est, attr):
                     saved.append((est, attr, getattr(est, attr)))

@@ -1,4 +1,4 @@
-"""SciPy's docstring notes left out of a stage script's imports.
+"""SciPy's docstring notes left out of a stage script's imports (and its workers').
 
 SciPy (1.15 and later) decorates several hundred functions with ``xp_capabilities``, which
 parses each function's docstring with numpydoc's parser at import time to append a note on
