@@ -18,7 +18,8 @@ that is timed), then runs, each as a whole process (start to exit, imports inclu
   thread, which the stage starts and closes (interleaved rounds);
 - ``predict-cluster-1`` and ``predict-cluster-2``: the same predict on an existing cluster
   (``compute.address``): a ``dask scheduler`` with 1, then 2, ``dask worker --nthreads 1``
-  processes on loopback, started before the rounds and stopped after (not timed), each
+  processes on loopback, started as the README says (``DASK_CONFIG=examples/dask``: without
+  the nanny's ``MALLOC_TRIM_THRESHOLD_``), before the rounds and stopped after (not timed), each
   used once untimed first so its workers have imported what a block needs. This is the
   cluster's throughput, without its start-up (interleaved rounds).
 
@@ -202,7 +203,8 @@ def one_size(mpx: float, work: Path, repeats: int) -> dict[str, dict[str, float]
                 f"predict-cluster-{n}",
                 "predict",
                 f"the same predict on an existing cluster of {n} dask worker process(es) x "
-                "1 thread (compute.address; its start-up not timed)",
+                "1 thread, started as the README says (DASK_CONFIG=examples/dask) "
+                "(compute.address; its start-up not timed)",
                 ["predict.scheduler=distributed", f"compute.address={addr}"],
             )
             for n, addr in ((1, addr1), (2, addr2))
@@ -267,6 +269,8 @@ def running_cluster(n: int, work: Path) -> Iterator[str]:
         "OPENBLAS_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
         "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False",
+        # as the README says to start workers: without the nanny's MALLOC_TRIM_THRESHOLD_
+        "DASK_CONFIG": str(ROOT / "examples" / "dask"),
     }
 
     def start(module: str, *args: str) -> subprocess.Popen[bytes]:

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 from geoensemble.errors import ComputeError, ConfigError
 
+log = logging.getLogger("geoensemble")
+
 
 class ClusterSettings(Protocol):
     """What :func:`dask_client` reads (the ``compute`` config satisfies it structurally)."""
@@ -142,6 +144,16 @@ def dask_client(ccfg: ClusterSettings, *, preload: Sequence[str] = ()) -> Iterat
     if ccfg.address:
         client = connect(ccfg.address, timeout=ccfg.timeout)
         try:
+            slow = slow_malloc_workers(client)
+            if slow:
+                log.warning(
+                    "%d of the dask workers at compute.address=%s run with %s set (the "
+                    "nanny's default), which makes each block or member up to 1.9x slower: "
+                    "start them with DASK_CONFIG=examples/dask (see the README, A dask cluster)",
+                    len(slow),
+                    ccfg.address,
+                    SLOW_MALLOC,
+                )
             yield client
         finally:
             client.close()
@@ -258,6 +270,24 @@ def wait_for_workers(client: Any, timeout: float) -> None:
             f"the machine may be short of memory or busy; raise compute.timeout or lower "
             f"compute.n_workers"
         ) from None
+
+
+#: Set in every worker by dask's nannies (65536). Any value turns glibc's dynamic mmap
+#: threshold off: each array over 128 kB is mapped and unmapped anew and page-faults every
+#: time. A predict block took 1.9x as long (examples/dask/distributed.yaml removes it).
+SLOW_MALLOC = "MALLOC_TRIM_THRESHOLD_"
+
+
+def _malloc_setting() -> str | None:
+    # On the worker (by reference: os.environ.get itself would be pickled with this
+    # process's whole environment).
+    return os.environ.get(SLOW_MALLOC)
+
+
+def slow_malloc_workers(client: Any) -> list[str]:
+    """The addresses of ``client``'s workers that run with :data:`SLOW_MALLOC` set."""
+    found = client.run(_malloc_setting)
+    return sorted(w for w, v in found.items() if v is not None)
 
 
 def connect(address: str, *, timeout: float = 30.0) -> Any:

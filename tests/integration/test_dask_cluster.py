@@ -15,9 +15,9 @@ import rasterio
 from distributed import Client
 
 from geoensemble.app import stages
-from geoensemble.compute import connect
+from geoensemble.compute import connect, dask_client, slow_malloc_workers
 from geoensemble.errors import ConfigError
-from tests.conftest import tool
+from tests.conftest import ROOT, tool
 from tests.integration.conftest import compose_tiny, free_port, start, stop, wait_until
 
 pytestmark = pytest.mark.integration
@@ -54,6 +54,8 @@ def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     d,
                     d / f"worker{i}.log",
                     OMP_NUM_THREADS="1",
+                    # w1 as the README says to start workers; w0 with dask's defaults
+                    **({"DASK_CONFIG": str(ROOT / "examples" / "dask")} if i else {}),
                 )
             )
 
@@ -123,6 +125,26 @@ def test_fit_and_predict_on_the_cluster_match_the_local_run(
         assert np.array_equal(xa, xb)
         assert (xa != ra.nodata).sum() > 1000
     assert maps["cluster"] and maps["local"]
+
+
+def test_workers_started_with_the_nannys_malloc_setting_are_named(
+    scheduler: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from geoensemble.app.config import ComputeConfig
+
+    with Client(scheduler) as client:
+        names = client.run(lambda dask_worker: dask_worker.name)
+        trim = client.run(lambda: __import__("os").environ.get("MALLOC_TRIM_THRESHOLD_"))
+        slow = slow_malloc_workers(client)
+    assert sorted(trim.values(), key=str) == ["65536", None]
+    # only the worker started without examples/dask/distributed.yaml
+    assert [names[a] for a in slow] == ["w0"]
+    with caplog.at_level("WARNING", logger="geoensemble"):
+        with dask_client(ComputeConfig(address=scheduler)):
+            pass
+    (line,) = [r.getMessage() for r in caplog.records if "MALLOC_TRIM" in r.getMessage()]
+    assert line.startswith(f"1 of the dask workers at compute.address={scheduler} run with")
+    assert "DASK_CONFIG=examples/dask" in line
 
 
 @pytest.mark.parametrize(

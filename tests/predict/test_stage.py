@@ -4,6 +4,7 @@ with provenance, quicklooks, the predict run, overwrite rules, ensembles, other 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from geoensemble.app import stages
 from geoensemble.app.config import DataConfig, TrackingConfig
 from geoensemble.errors import OutputError
 from geoensemble.io.stack import write_store
+from geoensemble.predict.timing import LOG_PREFIX
 from tests.predict.conftest import NAMES, fit_forest, fit_kmeans, make_scene, register, valid_table
 
 H, W = 620, 700  # > 512: tiled COG with an overview
@@ -93,7 +95,7 @@ def test_ensemble_members_vote_agreement_and_probabilities(
 
 
 def test_another_scene_is_ingested_and_featurized_in_memory(
-    tmp_path: Path, make_cfg, store: TrackingConfig
+    tmp_path: Path, make_cfg, store: TrackingConfig, caplog: pytest.LogCaptureFixture
 ) -> None:
     from geoensemble.features.build import build_features
     from geoensemble.io.stack import build_stack
@@ -111,8 +113,13 @@ def test_another_scene_is_ingested_and_featurized_in_memory(
     est = KMeans(4, n_init=1, random_state=0).fit(X[::7])
     register(store, [est], names)
     cfg.predict.scenes = [scene]
+    caplog.set_level(logging.INFO, logger="geoensemble")
     out = stages.predict(cfg)
     with rasterio.open(out["scenes"]["other"]["maps"]["member:0"]) as src:
         got = src.read(1)
     np.testing.assert_array_equal(got[mask], est.predict(X))
     assert (got[~mask] == 255).all()
+    # the blocks' reading and predicting, timed on the dask workers that ran them
+    [line] = [r.getMessage() for r in caplog.records if LOG_PREFIX in r.getMessage()]
+    phases = json.loads(line.split(LOG_PREFIX, 1)[1])
+    assert phases["read"] > 0 and phases["predict"] > 0

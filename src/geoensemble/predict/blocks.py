@@ -82,6 +82,18 @@ def read_block(arr: Any, block: Block) -> np.ndarray:
     return np.asarray(arr[:, rows, cols].compute(scheduler=get_sync))
 
 
+def timed_block(predictor: Any, read: Callable[[], np.ndarray]) -> Any:
+    """The predictor's result for the block ``read`` returns, with the seconds spent reading
+    and tabling it and predicting it (where it runs: a thread here or a dask worker). The
+    block itself is freed once tabled: the models run with its table alone in memory."""
+    t0 = time.perf_counter()
+    mask, table = predictor.tabulate(read())
+    t1 = time.perf_counter()
+    out = predictor.predict_valid(mask, table)
+    out.read_seconds, out.predict_seconds = t1 - t0, time.perf_counter() - t1
+    return out
+
+
 def _thread_init() -> None:
     # One OpenMP/BLAS thread per worker thread: threads x library threads <= cores.
     from threadpoolctl import threadpool_limits
@@ -135,21 +147,24 @@ def predicted_blocks(
     per_block = 1 if client is not None else max(1, env_threads() // max(1, threads))
     with threads_held([m.model for m in predictor.members], per_block):
         if client is not None:
-            yield run_distributed(client, predictor, arr, todo, in_flight=4)
-            return
+            results = run_distributed(client, predictor, arr, todo, in_flight=4)
+        else:
+            results = run_threads(
+                lambda b: timed_block(predictor, lambda: read_block(arr, b)), todo, threads=threads
+            )
+        yield _timed(results, phases)
 
-        def fn(b: Block) -> Any:
-            t0 = time.perf_counter()
-            mask, table = predictor.tabulate(read_block(arr, b))
-            t1 = time.perf_counter()
-            # the block itself is freed once tabled, before the models run
-            out = predictor.predict_valid(mask, table)
-            if phases is not None:
-                phases.add("read", t1 - t0)
-                phases.add("predict", time.perf_counter() - t1)
-            return out
 
-        yield run_threads(fn, todo, threads=threads)
+def _timed(
+    results: Iterator[tuple[Block, Any]], phases: Phases | None
+) -> Iterator[tuple[Block, Any]]:
+    """``results``, their seconds reading and predicting added to ``phases`` (summed over the
+    threads or workers that ran them)."""
+    for b, res in results:
+        if phases is not None:
+            phases.add("read", res.read_seconds)
+            phases.add("predict", res.predict_seconds)
+        yield b, res
 
 
 def run_distributed(
@@ -209,8 +224,7 @@ class _Lazy:
 def _read_apply(predictor: Any, lazy: _Lazy) -> Any:
     from dask.local import get_sync
 
-    # The block is freed once tabled: the models run with its table alone in memory.
-    block = np.asarray(lazy.array.compute(scheduler=get_sync), dtype=np.float32)
-    mask, table = predictor.tabulate(block)
-    del block
-    return predictor.predict_valid(mask, table)
+    return timed_block(
+        predictor,
+        lambda: np.asarray(lazy.array.compute(scheduler=get_sync), dtype=np.float32),
+    )

@@ -215,6 +215,10 @@ class BlockResult:
     arrays: dict[str, np.ndarray]
     n_valid: int
     histogram: np.ndarray | None = None
+    #: Seconds the block took where it ran (a thread here or a dask worker): reading and
+    #: tabling its valid pixels, then predicting them.
+    read_seconds: float = 0.0
+    predict_seconds: float = 0.0
 
 
 @dataclass

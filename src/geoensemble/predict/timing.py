@@ -2,13 +2,14 @@
 
 The phases are logged as one line (``predict: seconds by phase: {json}``, read by
 ``benchmarks/harness.py``) and recorded as ``seconds_<phase>`` metrics of the predict run.
-Worker-thread phases (``read``, ``predict``) are summed over the threads that ran them, so
-with several threads they can add up to more than the wall time; the others are wall time
-of the stage's main thread: ``startup`` (process start to the stage: interpreter, imports,
-config), ``tracking`` (MLflow store, predict run, its logging and closing), ``models``
-(loading them), ``open`` (opening the scenes, the legend), ``write`` (blocks into the
-scratch files), ``cog`` (compression and overviews into the COG), ``blocks`` (the scene's
-wall time: reading, predicting, writing and ``cog``, overlapped), ``quicklook``.
+Block phases (``read``, ``predict``) are timed where each block ran (a thread or a dask
+worker) and summed, so with several they can add up to more than the wall time; the others
+are wall time of the stage's main thread: ``startup`` (process start to the stage:
+interpreter, imports, config), ``tracking`` (MLflow store, predict run, its logging and
+closing), ``models`` (loading them), ``open`` (opening the scenes, the legend), ``write``
+(blocks into the scratch files), ``cog`` (compression and overviews into the COG),
+``blocks`` (the scene's wall time: reading, predicting, writing and ``cog``, overlapped),
+``quicklook``.
 """
 
 from __future__ import annotations
