@@ -3,8 +3,9 @@ layers, and the same predict on a dask.distributed cluster of 1 and 2 single-thr
 
 For each size in ``--mpx`` (e.g. ``25,100``) the benchmark writes 10 single-band uint16
 GeoTiffs (tiled 512, LZW, nodata 0 outside a tilted footprint) to a temporary folder, fits a
-K-Means (8 clusters) on a sample of them and registers it in a SQLite MLflow store (none of
-that is timed), then runs, each as a whole process (start to exit, imports included) with
+K-Means (8 clusters) on a sample of them (``--model forest``: a 50-tree random forest fitted
+to its clusters) and registers it in a SQLite MLflow store (none of that is timed),
+then runs, each as a whole process (start to exit, imports included) with
 :mod:`harness`:
 
 - ``ingest``: ``python pipelines/ingest.py --params ...`` (the 10 layers onto one grid, a
@@ -31,6 +32,7 @@ stage process's own; the distributed workers are separate processes and are not 
 
     python benchmarks/scale_benchmark.py --mpx 25,100 [--repeats 1] [--work DIR]
     python benchmarks/scale_benchmark.py --mpx 2,4      # a quick check
+    python benchmarks/scale_benchmark.py --mpx 25 --model forest   # more work per pixel
 """
 
 from __future__ import annotations
@@ -90,12 +92,19 @@ def write_layers(folder: Path, side: int, seed: int = 0) -> np.ndarray:
     return np.concatenate(sample).astype(np.float32)
 
 
-def register(X: np.ndarray, work: Path) -> None:
-    """A K-Means (8 clusters) on the sample as ``models:/scale@champion``."""
+def register(X: np.ndarray, work: Path, model: str = "kmeans") -> None:
+    """A K-Means (8 clusters) on the sample as ``models:/scale@champion``; with ``model``
+    ``forest``, a 50-tree random forest fitted to that K-Means's clusters instead (more work
+    per pixel, the same scene)."""
     from sklearn.cluster import KMeans
+    from sklearn.ensemble import RandomForestClassifier
 
-    km = KMeans(8, n_init=2, random_state=0).fit(X[:: max(1, len(X) // 50_000)])
-    harness.register_champion(work, km, "scale", LAYERS)
+    fit = X[:: max(1, len(X) // 50_000)]
+    km = KMeans(8, n_init=2, random_state=0).fit(fit)
+    est = km if model == "kmeans" else RandomForestClassifier(50, random_state=0)
+    if model != "kmeans":
+        est.fit(fit, km.labels_)
+    harness.register_champion(work, est, "scale", LAYERS)
 
 
 def params(work: Path, name: str, extra: list[str]) -> Path:
@@ -152,11 +161,13 @@ def stage(work: Path, name: str, script: str, definition: str, extra: list[str])
     )
 
 
-def one_size(mpx: float, work: Path, repeats: int) -> dict[str, dict[str, float]]:
+def one_size(
+    mpx: float, work: Path, repeats: int, model: str = "kmeans"
+) -> dict[str, dict[str, float]]:
     side = max(TILE, round(math.sqrt(mpx * 1e6)))
     t = time.perf_counter()
     X = write_layers(work / "raw", side)
-    register(X, work)
+    register(X, work, model)
     real = side * side / 1e6
     print(
         f"\nscene {side} x {side} = {real:.1f} Mpx x {len(LAYERS)} uint16 layers written, "
@@ -184,7 +195,9 @@ def one_size(mpx: float, work: Path, repeats: int) -> dict[str, dict[str, float]
         )
         for n in (1, 2)
     ]
-    harness.print_definitions(f"scale, {real:.1f} Mpx x {len(LAYERS)} layers", chain + dist)
+    harness.print_definitions(
+        f"scale, {real:.1f} Mpx x {len(LAYERS)} layers, champion: {model}", chain + dist
+    )
     out: dict[str, dict[str, float]] = {}
     for v in chain:  # in order: each stage reads what the previous one wrote
         runs = harness.interleaved([v], repeats=repeats)
@@ -314,12 +327,18 @@ def main() -> None:
     ap.add_argument("--mpx", default="25,100", help="comma-separated scene sizes, Mpx")
     ap.add_argument("--repeats", type=int, default=1, help="interleaved rounds")
     ap.add_argument("--work", help="parent folder for the temporary scenes (default: $TMPDIR)")
+    ap.add_argument(
+        "--model",
+        choices=["kmeans", "forest"],
+        default="kmeans",
+        help="the champion: K-Means (8), or a 50-tree forest fitted to its clusters",
+    )
     args = ap.parse_args()
     sizes = [float(x) for x in args.mpx.split(",")]
     results = {}
     for mpx in sizes:
         with tempfile.TemporaryDirectory(prefix=f"scale-{mpx:g}-", dir=args.work) as tmp:
-            results[mpx] = one_size(mpx, Path(tmp), args.repeats)
+            results[mpx] = one_size(mpx, Path(tmp), args.repeats, args.model)
     if len(results) > 1:
         print("\nseconds per Mpx by size (linear scaling: equal across sizes):")
         names = [k for k in next(iter(results.values())) if not k.startswith("_")]

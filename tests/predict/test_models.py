@@ -196,3 +196,13 @@ def test_task_modules_name_what_a_worker_imports_for_the_blocks() -> None:
         "sklearn.cluster._kmeans",
         "sklearn.ensemble._forest",
     ]
+
+
+def test_task_modules_never_name_the_main_script() -> None:
+    from geoensemble.predict.models import task_modules
+
+    class Local:  # a model class of a script: its module is __main__ here
+        pass
+
+    Local.__module__ = "__main__"
+    assert "__main__" not in task_modules([Local()])

@@ -61,12 +61,17 @@ def task_modules(models: Iterable[Any]) -> list[str]:
     readers of scenes and feature stores, and each step's own module (e.g.
     ``sklearn.cluster._kmeans``), for a LocalCluster's fork server to import once
     (:func:`geoensemble.compute.dask_client`) instead of every worker on its first block."""
-    mods = ["geoensemble.predict.blocks", "geoensemble.predict.combine", "geoensemble.io.stack"]
-    mods.append("zarr")
+    mods = [
+        "geoensemble.predict.blocks",
+        "geoensemble.predict.combine",
+        "geoensemble.io.stack",
+        "zarr",
+    ]
     for model in models:
         for est in steps_of(model):
             mod = type(est).__module__
-            if mod not in mods:
+            # never __main__: the fork server would run the stage's script again
+            if mod not in mods and not mod.startswith("__") and mod != "builtins":
                 mods.append(mod)
     return mods
 
