@@ -6,16 +6,25 @@ task modules) once, and forks each worker from itself. While it imports, the cyc
 collector stays off, as in a stage script (:mod:`geoensemble.app.heap`), and SciPy keeps its
 docstrings as they are (:mod:`geoensemble.docnotes`): measured on MLflow's imports, the
 collector alone costs 0.7 of 1.7 s of CPU, on the cores the stage and its workers share.
-Each worker freezes what it inherited (never walked by a collection) and turns the collector
-back on as it starts (:func:`geoensemble.workers.dask_setup`), as Python's documentation of
-:func:`gc.freeze` advises for processes forked from a server.
+Every process forked from the server freezes what it inherited (never walked by a
+collection) and turns the collector back on at once, in the fork itself
+(:func:`os.register_at_fork`), as Python's documentation of :func:`gc.freeze` advises for
+processes forked from a server; so does a worker of any other cluster forked from it.
 """
 
 from __future__ import annotations
 
 import gc
+import os
 
 from geoensemble import docnotes
 
+
+def _child() -> None:
+    gc.freeze()
+    gc.enable()
+
+
 gc.disable()
 docnotes.install()
+os.register_at_fork(after_in_child=_child)
