@@ -309,10 +309,6 @@ class BlockPredictor:
         out["_main"] = pos[0] if self.main == "member:0" else winner
         return out
 
-    def __call__(self, block: np.ndarray) -> BlockResult:
-        """Outputs for one ``(features, rows, cols)`` block; no model call if it is empty."""
-        return self.predict_valid(*self.tabulate(block))
-
     def tabulate(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The block's valid-pixel mask and table: all :meth:`predict_valid` needs, so
         that a caller can let go of the block (its largest array) before the models run."""
@@ -320,7 +316,8 @@ class BlockPredictor:
         return mask, to_table(block, mask)
 
     def predict_valid(self, mask: np.ndarray, table: np.ndarray) -> BlockResult:
-        """Outputs for a block's valid pixels (see :meth:`tabulate`)."""
+        """Outputs for a block's valid pixels (see :meth:`tabulate`); no model call if there
+        are none."""
         n_valid = int(table.shape[0])
         shape = mask.shape
         if not n_valid:
