@@ -3,7 +3,7 @@ _forkserver`).
 
 The server imports what every worker needs (distributed, numpy, scikit-learn and the stage's
 task modules) once, and forks each worker from itself. While it imports, the cyclic garbage
-collector stays off, as in a stage script (:mod:`geoensemble.app.heap`), and SciPy keeps its
+collector stays off, as in a stage script (:mod:`geoensemble.heap`), and SciPy keeps its
 docstrings as they are (:mod:`geoensemble.docnotes`): measured on MLflow's imports, the
 collector alone costs 0.7 of 1.7 s of CPU, on the cores the stage and its workers share.
 Every process forked from the server freezes what it inherited (never walked by a
@@ -14,17 +14,11 @@ processes forked from a server; so does a worker of any other cluster forked fro
 
 from __future__ import annotations
 
-import gc
 import os
 
 from geoensemble import docnotes
+from geoensemble.heap import script_mode, settle
 
-
-def _child() -> None:
-    gc.freeze()
-    gc.enable()
-
-
-gc.disable()
+script_mode()
 docnotes.install()
-os.register_at_fork(after_in_child=_child)
+os.register_at_fork(after_in_child=settle)

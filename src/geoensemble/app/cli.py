@@ -101,8 +101,8 @@ def run_stage(stage: str, cfg: AppConfig) -> Any:
     import signal
     import threading
 
-    from geoensemble.app.heap import settle
     from geoensemble.app.stages import STAGES, check_dvc_outputs
+    from geoensemble.heap import settle
 
     try:
         check_dvc_outputs(cfg, stage)
@@ -376,7 +376,7 @@ def run_then_exit(stage: str, args: list[str] | None = None) -> None:
     import threading
 
     from geoensemble import docnotes
-    from geoensemble.app.heap import script_mode
+    from geoensemble.heap import script_mode
 
     script_mode()
     docnotes.install()

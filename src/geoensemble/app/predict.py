@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 import xarray as xr
 
 from geoensemble.app.config import AppConfig, PredictScheduler
-from geoensemble.app.heap import settle
 from geoensemble.app.legend import scheme_for
 from geoensemble.app.members import nan_policy, resolve_members
 from geoensemble.clock import process_age
 from geoensemble.errors import OutputError
+from geoensemble.heap import settle
 from geoensemble.io.atomic import remove_stale_partials
 from geoensemble.predict.blocks import (
     block_edge,
