@@ -101,10 +101,11 @@ def register(X: np.ndarray, work: Path, model: str = "kmeans") -> None:
 
     fit = X[:: max(1, len(X) // 50_000)]
     km = KMeans(8, n_init=2, random_state=0).fit(fit)
-    est = km if model == "kmeans" else RandomForestClassifier(50, random_state=0)
-    if model != "kmeans":
-        est.fit(fit, km.labels_)
-    harness.register_champion(work, est, "scale", LAYERS)
+    if model == "kmeans":
+        harness.register_champion(work, km, "scale", LAYERS)
+    else:
+        forest = RandomForestClassifier(50, random_state=0).fit(fit, km.labels_)
+        harness.register_champion(work, forest, "scale", LAYERS)
 
 
 def params(work: Path, name: str, extra: list[str]) -> Path:
@@ -200,15 +201,12 @@ def one_size(
     )
     out: dict[str, dict[str, float]] = {}
     for v in chain:  # in order: each stage reads what the previous one wrote
-        runs = harness.interleaved([v], repeats=repeats)
-        s = harness.report(runs)[v.name]
-        out[v.name] = {"seconds": s.seconds, "s_per_mpx": s.seconds / real, "rss": s.peak_rss_mb}
+        record(out, harness.report(harness.interleaved([v], repeats=repeats)), real)
     sums = harness.report(
         harness.interleaved(dist, repeats=repeats),
         ratios=[("throughput 2 workers / 1 worker", "predict-dist-1", "predict-dist-2")],
     )
-    for name, s in sums.items():
-        out[name] = {"seconds": s.seconds, "s_per_mpx": s.seconds / real, "rss": s.peak_rss_mb}
+    record(out, sums, real)
     with running_cluster(1, work) as addr1, running_cluster(2, work) as addr2:
         existing = [
             stage(
@@ -236,21 +234,14 @@ def one_size(
                 )
             ],
         )
-    for name, s in ext.items():
-        out[name] = {"seconds": s.seconds, "s_per_mpx": s.seconds / real, "rss": s.peak_rss_mb}
-    e1, e2 = (ext[f"predict-cluster-{n}"].phases.get("blocks", 0.0) for n in (1, 2))
-    if e1 and e2:
-        print(
-            f"  ratio throughput of the blocks phase, existing cluster, 2 workers / 1 worker: "
-            f"{e1 / e2:.2f}x"
-        )
-        out["_ratio_existing"] = {"blocks throughput 2/1": e1 / e2}
-    # The stage's own "blocks" phase: the scene's blocks predicted and written, cluster
-    # start and the fixed costs left out; what the workers' count can speed up.
-    b1, b2 = (sums[f"predict-dist-{n}"].phases.get("blocks", 0.0) for n in (1, 2))
-    if b1 and b2:
-        print(f"  ratio throughput of the blocks phase, 2 workers / 1 worker: {b1 / b2:.2f}x")
-        out["_ratio"] = {"blocks throughput 2/1": b1 / b2}
+    record(out, ext, real)
+    for key, runs, prefix, where in (
+        ("_ratio_existing", ext, "predict-cluster", ", existing cluster"),
+        ("_ratio", sums, "predict-dist", ""),
+    ):
+        ratio = blocks_ratio(runs, prefix, where)
+        if ratio is not None:
+            out[key] = {"blocks throughput 2/1": ratio}
     print(f"  at {real:.1f} Mpx:")
     for name, r in out.items():
         if name.startswith("_"):
@@ -261,6 +252,23 @@ def one_size(
         )
     out["_mpx"] = {"mpx": real}
     return out
+
+
+def record(out: dict[str, dict[str, float]], runs: dict[str, harness.Summary], mpx: float) -> None:
+    """Seconds, seconds per Mpx and peak RSS of each summarised variant into ``out``."""
+    for name, s in runs.items():
+        out[name] = {"seconds": s.seconds, "s_per_mpx": s.seconds / mpx, "rss": s.peak_rss_mb}
+
+
+def blocks_ratio(runs: dict[str, harness.Summary], prefix: str, where: str) -> float | None:
+    """Throughput of ``<prefix>-2`` over ``<prefix>-1`` by the stage's own ``blocks`` phase
+    (the scene's blocks predicted and written; cluster start and the fixed costs left out:
+    what the workers' count can speed up), printed; ``None`` without the phase."""
+    one, two = (runs[f"{prefix}-{n}"].phases.get("blocks", 0.0) for n in (1, 2))
+    if not (one and two):
+        return None
+    print(f"  ratio throughput of the blocks phase{where}, 2 workers / 1 worker: {one / two:.2f}x")
+    return one / two
 
 
 @contextlib.contextmanager
