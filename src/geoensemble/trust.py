@@ -15,10 +15,22 @@ The one policy for ``_target_`` (:func:`check_target`, :func:`resolve`):
 - ``features.custom`` functions come from :data:`FUNCTION_MODULES` (geoensemble's examples);
 - ``hydra.utils.get_method`` / ``get_class`` / ``get_object`` references (``score_func`` of
   ``SelectKBest``) name objects of :data:`REFERENCE_MODULES`;
-- anything else only from a module the user lists in ``trust.modules`` (and its submodules).
+- anything else only from a module the user lists in ``trust.modules`` (and its submodules);
+- no written path may name a private module or object (a part starting with ``_``, such as
+  ``sklearn.utils._testing``), and no object defined in a package's tests or test helpers
+  (``tests``, ``testing``, ``_testing``, ``conftest``) is ever built, whatever is trusted.
 
 The written path and the module that really defines the object are both checked, so a
 re-export (``sklearn.something.os.system``) does not pass.
+
+An allowed class can still be told to read or write files: ``FeatureAgglomeration(memory=...)``
+unpickles whatever its ``joblib.Memory`` cache folder holds, ``numpy.memmap(filename=...)``
+truncates a file. So the arguments of every ``_target_`` are checked too
+(:func:`check_params`): the parameters in :data:`FILE_PARAMS` or ending in one of
+:data:`FILE_SUFFIXES` (unless null, a number or a boolean), Hydra's positional ``_args_`` and
+``_partial_`` (``numpy.memmap``'s file goes unnamed in ``_args_``), and a string given to a
+parameter that takes a callable (:data:`CALLABLE_SUFFIXES`) are refused unless the user lists
+the parameter's name in ``trust.params``.
 """
 
 from __future__ import annotations
@@ -154,6 +166,29 @@ SKOPS_TYPES: tuple[str, ...] = (
     "sklearn.tree._tree.Tree",
 )
 
+# Parameters that name a file, a folder, a cache or a pickle store (read or written).
+FILE_PARAMS: frozenset[str] = frozenset(
+    {
+        "cache",
+        "cachedir",
+        "dir",
+        "directory",
+        "dirname",
+        "file",
+        "filename",
+        "filepath",
+        "folder",
+        "location",
+        "memory",
+        "path",
+    }
+)
+FILE_SUFFIXES: tuple[str, ...] = ("_file", "_filename", "_path", "_dir", "_folder", "_cache")
+# A string given to one of these is a callable named by a string (imported by the library).
+CALLABLE_SUFFIXES: tuple[str, ...] = ("func", "function", "callback", "callbacks", "hook")
+# Module parts that hold a package's tests or test helpers: never built, even when trusted.
+TEST_PARTS: frozenset[str] = frozenset({"tests", "testing", "_testing", "conftest"})
+
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
@@ -175,7 +210,17 @@ def _check_dotted(key: str, value: Any, example: str) -> str:
             f"config key {key}={value!r} is not a dotted Python name: use the module "
             f"path and name, e.g. {example}"
         )
+    private = [p for p in parts if p.startswith("_")]
+    if private:
+        raise ConfigError(
+            f"config key {key}={value!r} names the private part {private[0]!r}: no config "
+            f"may name a private module or object; use the public name, e.g. {example}"
+        )
     return text
+
+
+def _test_code(module: str) -> bool:
+    return any(part in TEST_PARTS for part in module.split("."))
 
 
 def check_modules(modules: Sequence[str], key: str = "trust.modules") -> None:
@@ -244,6 +289,11 @@ def check_target(target: Any, key: str, *, kind: str = CLASS, modules: Sequence[
         allow-list of ``kind`` and ``modules``.
     """
     path = _check_dotted(key, target, "sklearn.cluster.MiniBatchKMeans")
+    if _test_code(path):
+        raise ConfigError(
+            f"config key {key}={path!r} names a package's test code: no config may build "
+            f"it; name a class or function of the package itself"
+        )
     bad = _blocked(path)
     if bad:
         raise ConfigError(
@@ -289,6 +339,11 @@ def resolve(target: Any, key: str, *, kind: str = CLASS, modules: Sequence[str] 
     home = getattr(obj, "__module__", None)
     if not isinstance(home, str):
         home = ""
+    if _test_code(home):
+        raise ConfigError(
+            f"config key {key}={path!r} is defined in module {home}, a package's test code: "
+            f"no config may build it; name a class or function of the package itself"
+        )
     bad = _blocked(home)
     if bad or not (_within(home, _ROOTS[kind]) or _within(home, modules)):
         raise ConfigError(
@@ -319,8 +374,67 @@ def _targets(node: Any, key: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
             yield from _targets(v, f"{key}[{i}]")
 
 
+def risky_param(name: str, value: Any) -> str | None:
+    """Why parameter ``name=value`` of a ``_target_`` may touch files or code, if it may."""
+    if name in {"_args_", "_partial_"}:
+        return "passes unnamed arguments or makes a callable past this check"
+    harmless = value is None or isinstance(value, bool | int | float)  # Lars(fit_path=True)
+    if (name in FILE_PARAMS or name.endswith(FILE_SUFFIXES)) and not harmless:
+        return "reads or writes files, caches or pickles"
+    if isinstance(value, str) and name.endswith(CALLABLE_SUFFIXES):
+        return "names a callable by a string"
+    return None
+
+
+def check_params(node: Mapping[str, Any], key: str, params: Sequence[str] = ()) -> None:
+    """Refuse the arguments of one ``{_target_: ..., **kwargs}`` node that touch files or code.
+
+    Parameters
+    ----------
+    node
+        The mapping holding the ``_target_``.
+    key
+        Its config key, for the message.
+    params
+        ``trust.params``: parameter names the user allows anyway.
+
+    Raises
+    ------
+    ConfigError
+        Naming the first refused parameter and how to allow it.
+    """
+    for name, value in node.items():
+        if name in {"_target_", "_convert_", "_recursive_"} or name in params:
+            continue
+        why = risky_param(str(name), value)
+        if why:
+            raise ConfigError(
+                f"config key {key}.{name}={value!r} is refused: parameter {name!r} {why}, "
+                f"which a params file may not do unless you allow it by name with "
+                f"trust.params=[{name}] (only for a folder or file you own)"
+            )
+
+
+def check_space_names(space: Mapping[str, Any], key: str, params: Sequence[str] = ()) -> None:
+    """Refuse searched parameter names (``model.space``) that :func:`risky_param` refuses."""
+    for name, value in space.items():
+        param = str(name).rsplit("__", 1)[-1]
+        choices = value if isinstance(value, list | tuple) else [value]
+        why = next(filter(None, (risky_param(param, v) for v in choices)), None)
+        if why and param not in params:
+            raise ConfigError(
+                f"config key {key}.{name} is refused: parameter {param!r} {why}, which a "
+                f"params file may not search unless you allow it with trust.params=[{param}]"
+            )
+
+
 def check_spec(
-    spec: Any, key: str, *, modules: Sequence[str] = (), resolve_targets: bool = False
+    spec: Any,
+    key: str,
+    *,
+    modules: Sequence[str] = (),
+    resolve_targets: bool = False,
+    params: Sequence[str] | None = None,
 ) -> None:
     """Apply the policy to every ``_target_`` in ``spec``, an instantiable config node.
 
@@ -338,6 +452,9 @@ def check_spec(
     resolve_targets
         Also import each target and check the object (:func:`resolve`); without it only the
         written paths are checked (config validation, which imports nothing).
+    params
+        ``trust.params``; when given, every node's arguments are checked too
+        (:func:`check_params`).
 
     Raises
     ------
@@ -349,12 +466,19 @@ def check_spec(
         target = node["_target_"]
         if target in REFERENCE_TARGETS:
             check(node.get("path"), f"{where}.path", kind=REFERENCE, modules=modules)
-        else:
-            check(target, f"{where}._target_", kind=CLASS, modules=modules)
+            continue
+        check(target, f"{where}._target_", kind=CLASS, modules=modules)
+        if params is not None:
+            check_params(node, where, params)
 
 
 def check_custom(
-    spec: Mapping[str, Any], key: str, *, modules: Sequence[str] = (), resolve_targets: bool = False
+    spec: Mapping[str, Any],
+    key: str,
+    *,
+    modules: Sequence[str] = (),
+    resolve_targets: bool = False,
+    params: Sequence[str] | None = None,
 ) -> Any:
     """Apply the policy to a ``features.custom`` entry: its function and its arguments.
 
@@ -366,7 +490,9 @@ def check_custom(
     check = resolve if resolve_targets else check_target
     fn = check(spec["_target_"], f"{key}._target_", kind=FUNCTION, modules=modules)
     args = {k: v for k, v in spec.items() if k != "_target_"}
-    check_spec(args, key, modules=modules, resolve_targets=resolve_targets)
+    if params is not None:
+        check_params(spec, key, params)
+    check_spec(args, key, modules=modules, resolve_targets=resolve_targets, params=params)
     return fn
 
 

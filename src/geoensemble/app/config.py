@@ -311,6 +311,7 @@ class TrustConfig:
 
     modules: list[str] = field(default_factory=list)  # modules a _target_ may name (yours)
     types: list[str] = field(default_factory=list)  # more types a registered model may hold
+    params: list[str] = field(default_factory=list)  # file/cache parameters allowed (memory...)
 
 
 @dataclass

@@ -113,16 +113,17 @@ def _target_checks(cfg: AppConfig) -> None:
     """Every ``_target_`` of the config against the one trust policy (nothing imported)."""
     from geoensemble import trust
 
-    mods = cfg.trust.modules
+    mods, params = cfg.trust.modules, cfg.trust.params
     trust.check_modules(mods)
     trust.check_types(cfg.trust.types)
-    trust.check_spec(cfg.model.estimator, "model.estimator", modules=mods)
-    trust.check_spec(cfg.model.space, "model.space", modules=mods)
+    trust.check_spec(cfg.model.estimator, "model.estimator", modules=mods, params=params)
+    trust.check_spec(cfg.model.space, "model.space", modules=mods, params=params)
+    trust.check_space_names(cfg.model.space, "model.space", params)
     for name, spec in cfg.features.steps.items():
-        trust.check_spec(spec, f"features.steps.{name}", modules=mods)
+        trust.check_spec(spec, f"features.steps.{name}", modules=mods, params=params)
     for i, spec in enumerate(cfg.features.custom):
         if isinstance(spec, dict) and spec.get("_target_"):  # else: custom.py says what
-            trust.check_custom(spec, f"features.custom[{i}]", modules=mods)
+            trust.check_custom(spec, f"features.custom[{i}]", modules=mods, params=params)
 
 
 def _name_checks(cfg: AppConfig) -> None:
