@@ -243,7 +243,15 @@ def _hydra_errors() -> Iterator[type[BaseException]]:
 
 
 def stage_main(stage: str, argv: list[str] | None = None) -> None:
-    """Entry point of ``pipelines/<stage>.py`` and of ``geoensemble <stage>``."""
+    """Entry point of ``pipelines/<stage>.py`` and of ``geoensemble <stage>``: every line it
+    or a library prints is redacted (:func:`~geoensemble.app.screen.redacted_screen`)."""
+    from geoensemble.app.screen import redacted_screen
+
+    with redacted_screen():
+        _stage_main(stage, argv)
+
+
+def _stage_main(stage: str, argv: list[str] | None = None) -> None:
     try:
         args = _split_args(list(sys.argv[1:] if argv is None else argv))
     except ConfigError as exc:

@@ -9,10 +9,11 @@ tracking URI, so one process can use several stores.
 - :mod:`.store` and :mod:`.sqlite`: where the store is, its checks, its faults in one line;
 - :mod:`.session`: the runs this process left open, closed in their own store at exit;
 - :mod:`.models`: skops model files, their sha256 and trusted types;
-- :mod:`.redact`, :mod:`.tags`, :mod:`.background`: pure helpers.
+- :mod:`.tags`, :mod:`.background`: pure helpers (redaction lives in :mod:`geoensemble.redact`).
 """
 
 from geoensemble.errors import TrackingError
+from geoensemble.redact import redact_uri, redact_value, redacted_config
 from geoensemble.tracking.background import Background, preload, warm_model_logging
 from geoensemble.tracking.models import (
     SKOPS_FILE,
@@ -24,7 +25,6 @@ from geoensemble.tracking.models import (
     pip_requirements,
     skops_trusted_types,
 )
-from geoensemble.tracking.redact import redact_uri, redact_value, redacted_config
 from geoensemble.tracking.sqlite import CREATING, check_store, init_sqlite_store
 from geoensemble.tracking.store import check_server, default_uri, store_error, store_root
 from geoensemble.tracking.tags import (

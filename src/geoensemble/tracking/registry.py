@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from geoensemble.errors import FeatureMismatchError, ModelNotFoundError
+from geoensemble.redact import redact_uri
 from geoensemble.tracking.base import TrackerBase
 from geoensemble.tracking.local import local_version, read_mlmodel
 from geoensemble.tracking.models import (
@@ -21,7 +22,6 @@ from geoensemble.tracking.models import (
     model_id_from,
     read_model,
 )
-from geoensemble.tracking.redact import redact_uri
 from geoensemble.tracking.store import guarded, process_tracking_uri
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from geoensemble.errors import GeoEnsembleError, TrackingError
-from geoensemble.tracking.redact import redact_uri
+from geoensemble.redact import redact_uri
 
 
 def store_root() -> Path:

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from geoensemble.errors import GeoEnsembleError, TrackingError
+from geoensemble.redact import redact_uri, redact_value, redacted_config
 from geoensemble.tracking import session
 from geoensemble.tracking.background import wait_for_import
 from geoensemble.tracking.closing import PARENT_TAG, Closing
-from geoensemble.tracking.redact import redact_uri, redact_value, redacted_config
 from geoensemble.tracking.registry import Registry
 from geoensemble.tracking.sqlite import check_store, init_sqlite_store, schema_error
 from geoensemble.tracking.store import (

@@ -13,8 +13,10 @@ SECRET_KEY = re.compile(
     r"secret_?key|private_?key|auth|key|sig|signature)($|[._-])",
     re.IGNORECASE,
 )
-# user:password@ in URIs
-_URI_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<user>[^/@:\s]*):[^/@\s]*@")
+# user:password@ in URIs, also as Hydra escapes them in its messages (http\://alice\:pw@)
+_URI_CREDENTIALS = re.compile(
+    r"(?P<scheme>[a-zA-Z][\w+.-]*\\*://)(?P<user>[^/@:\s\\]*)(?P<sep>\\*:)[^/@\s]*@"
+)
 # name=value pairs in query strings (?token=...) and override lists (a.password=...)
 _NAME_VALUE = re.compile(r"(?P<pre>^|[?&;\s])(?P<name>[\w.+~-]+)=(?P<value>[^&;#\s]*)")
 REDACTED = "***"
@@ -22,10 +24,13 @@ REDACTED = "***"
 
 def redact_uri(text: str) -> str:
     """``text`` with URI passwords and secret ``name=value`` pairs replaced by ``***``."""
-    text = _URI_CREDENTIALS.sub(rf"\g<scheme>\g<user>:{REDACTED}@", text)
+    text = _URI_CREDENTIALS.sub(rf"\g<scheme>\g<user>\g<sep>{REDACTED}@", text)
 
     def pair(m: re.Match[str]) -> str:
-        if not SECRET_KEY.search(m["name"].lstrip("+~")):
+        name = m["name"].lstrip("+~")
+        if not SECRET_KEY.search(name):
+            return m[0]
+        if name.lower() == "key" and m["pre"] not in "?&;":  # prose: "write key=value"
             return m[0]
         return f"{m['pre']}{m['name']}={REDACTED}"
 
