@@ -6,6 +6,7 @@ default so that dask threads x BLAS threads never exceed the cores.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -294,6 +295,53 @@ def slow_malloc_workers(client: Any) -> list[str]:
     return sorted(w for w, v in found.items() if v is not None)
 
 
+async def _identity(address: str, timeout: float) -> Any:
+    from distributed.comm import connect as open_comm
+
+    comm = await open_comm(address, timeout=timeout)
+    try:
+        await comm.write({"op": "identity"})
+        return await asyncio.wait_for(comm.read(), timeout)
+    finally:
+        comm.abort()
+
+
+def _check_scheduler(address: str, timeout: float) -> None:
+    """Ask ``address`` who it is, within ``timeout`` s: a server that accepts the connection
+    but does not speak dask (an HTTP proxy, a silent port) would keep the client waiting or
+    send bytes read as a frame length of exabytes."""
+    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import TimeoutError as FutureTimeout
+
+    # On its own thread and event loop: a notebook's running loop is left alone.
+    pool = ThreadPoolExecutor(1, thread_name_prefix="geoensemble-probe")
+    # The connection and the answer each get ``timeout``; the bound over both is a backstop.
+    job = pool.submit(asyncio.run, asyncio.wait_for(_identity(address, timeout), 2 * timeout + 1))
+    try:
+        reply: Any = job.result(2 * timeout + 5)
+    except (TimeoutError, FutureTimeout):  # TimeoutError is an OSError: first
+        reply = f"no dask answer within compute.timeout={timeout:g} s"
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot reach the dask scheduler at compute.address={address!r} "
+            f"({type(exc).__name__}: {exc}): start it (dask scheduler), or set "
+            f"compute.address=null for a local cluster"
+        ) from None
+    except Exception as exc:  # an unreadable answer (MemoryError on a bogus frame length)
+        reply = f"an answer that is not a dask message ({type(exc).__name__})"
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    if isinstance(reply, dict) and reply.get("type") == "Scheduler":
+        return
+    if isinstance(reply, dict):
+        reply = f"the answer of a dask {reply.get('type')!r}, not of a scheduler"
+    raise ConfigError(
+        f"compute.address={address!r} is not a dask scheduler (it gave {reply}): check the "
+        f"host and port of `dask scheduler` (default 8786), or set compute.address=null for "
+        f"a local cluster"
+    )
+
+
 def connect(address: str, *, timeout: float = 30.0) -> Any:
     """A client of the running scheduler at ``address``, once it has at least one worker.
 
@@ -309,6 +357,7 @@ def connect(address: str, *, timeout: float = 30.0) -> Any:
             f"compute.address={address!r} is not a scheduler address: use "
             f"tcp://host:port (e.g. tcp://127.0.0.1:8786), or null for a local cluster"
         )
+    _check_scheduler(address, timeout)
     try:
         client = Client(address, timeout=f"{timeout}s")
     except (OSError, TimeoutError) as exc:

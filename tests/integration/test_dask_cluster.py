@@ -5,7 +5,9 @@ with the same results as on the default local cluster.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -173,3 +175,54 @@ def test_scheduler_without_workers_is_reported(tmp_path: Path) -> None:
             connect(f"tcp://127.0.0.1:{port}", timeout=2)
     finally:
         stop(proc)
+
+
+@pytest.mark.parametrize(
+    ("answer", "match"),
+    [
+        (None, r"not a dask scheduler \(it gave no dask answer within compute\.timeout=2 s\)"),
+        (
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+            r"not a dask scheduler \(it gave an answer that is not a dask message",
+        ),
+    ],
+    ids=["silent-port", "http-server"],
+)
+def test_an_address_that_does_not_speak_dask_is_refused_within_the_timeout(
+    answer: bytes | None, match: str
+) -> None:
+    """A port that accepts TCP but is no scheduler: one line within compute.timeout, not a
+    hang of 600 s nor a MemoryError reading an HTTP reply as a frame length."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = server.accept()
+                held.append(conn)
+                if answer:
+                    conn.sendall(answer)
+
+    threading.Thread(target=accept, daemon=True).start()
+    address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            connect(address, timeout=2)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    caller.join(120)  # a hang guard, not a speed test
+    server.close()
+    for c in held:
+        c.close()
+    assert not caller.is_alive(), "connect() did not return"
+    (exc,) = outcome
+    assert isinstance(exc, ConfigError) and re.search(match, str(exc)), exc
