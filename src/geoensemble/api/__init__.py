@@ -13,10 +13,14 @@ from geoensemble.api.features import featurize
 from geoensemble.api.fit import Ensemble, fit_ensemble
 from geoensemble.api.load import LayerSpec, load_array  # LayerSpec lives in io.spec
 from geoensemble.api.predict import predict_many, write_map
+from geoensemble.ensemble.metasearch import EnsembleSearch
+from geoensemble.ensemble.spatialcv import SpatialBlockCV
 
 __all__ = [
     "Ensemble",
+    "EnsembleSearch",
     "LayerSpec",
+    "SpatialBlockCV",
     "featurize",
     "fit_ensemble",
     "load_array",
