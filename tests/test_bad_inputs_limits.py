@@ -73,16 +73,16 @@ def params_interpolation_bomb(proj: Path, tmp: Path) -> str:
 # --------------------------------------------------------------------------- the search
 case(
     "train",
-    r"ensemble\.size=10000 members per generation, but model\.space allows only 8 distinct "
+    r"ensemble\.size=200 members per generation, but model\.space allows only 8 distinct "
     r"member\(s\) \(model\.space\.n_clusters\): lower ensemble\.size to at most 8",
     before_run=True,
-)(edits(ensemble__size=10000))
+)(edits(ensemble__size=200))
 case(
     "train",
     r"model\.space\.n_clusters=7000 needs at least 7000 pixels to fit, but a member fits on "
     r"6000 .*: lower model\.space\.n_clusters",
     before_run=True,
-)(edits(model__space={"n_clusters": [4, 5, 6, 7000]}))
+)(edits(model__space={"n_clusters": [4, 5, 6, 7000]}, limits__max_clusters=10000))
 case(
     "train",
     r"model\.estimator\.n_init: The 'n_init' parameter of MiniBatchKMeans must be .* Got 0 "
@@ -256,6 +256,7 @@ def test_a_member_error_that_repeats_is_not_retried(
             "model.estimator._target_": "tests.hardening.estimators.FaultyKMeans",
             "model.estimator.marker_dir": str(marks),
             "trust.modules": ["tests"],
+            "trust.params": ["marker_dir"],
             "model.estimator.n_init": 0,
             "compute.retries": 2,
             "ensemble.size": 1,

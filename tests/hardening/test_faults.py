@@ -141,6 +141,7 @@ def faulty_overrides(markers: Path, *extra: str) -> list[str]:
         f"model.estimator._target_={FAULTY}",
         f"+model.estimator.marker_dir={markers}",
         "trust.modules=[tests]",
+        "trust.params=[marker_dir]",
         "model.space.n_clusters=[4,5,6,7]",
         "compute.processes=true",
         "compute.n_workers=2",

@@ -315,6 +315,16 @@ class TrustConfig:
 
 
 @dataclass
+class LimitsConfig:
+    """Sizes checked before work starts (README "When things go wrong"): raise one if you
+    mean it."""
+
+    max_pixels: int = 2_000_000_000  # pixels one raster file may declare
+    max_members: int = 500  # ensemble.size x ensemble.generations
+    max_clusters: int = 1000  # n_clusters / n_components, set or searched
+
+
+@dataclass
 class PathsConfig:
     raw: str = "data/raw"
     stack: str = "data/stack"
@@ -340,6 +350,7 @@ class AppConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     trust: TrustConfig = field(default_factory=TrustConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
 
 def register_configs() -> None:

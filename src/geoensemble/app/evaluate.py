@@ -33,6 +33,7 @@ import xarray as xr
 from geoensemble.app.config import AppConfig
 from geoensemble.errors import GridMismatchError, InputFileError
 from geoensemble.io.atomic import write_json
+from geoensemble.io.limits import read_json
 
 log = logging.getLogger("geoensemble")
 
@@ -88,7 +89,7 @@ def evaluate_ensemble(cfg: AppConfig) -> dict[str, Any]:
             f"{reports / 'train.json'} does not exist: run the train stage first "
             f"(dvc repro train), with the same paths.reports"
         )
-    rep = json.loads((reports / "train.json").read_text())
+    rep = read_json(reports / "train.json")
     metric, kind = rep["metric"], rep.get("kind", "cluster")
     truth = cfg.data.truth
     if kind == "cluster" and truth and not Path(truth).exists():

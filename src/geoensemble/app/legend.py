@@ -3,7 +3,6 @@ registry, cluster names matched against a reference (see :mod:`geoensemble.predi
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -12,6 +11,8 @@ import numpy as np
 import xarray as xr
 
 from geoensemble.app.config import AppConfig
+from geoensemble.errors import InputFileError
+from geoensemble.io.limits import read_json
 from geoensemble.predict.combine import REGRESSOR, ClassScheme
 from geoensemble.predict.legend import (
     Legend,
@@ -48,7 +49,9 @@ def labels_names(cfg: AppConfig) -> dict[str, str]:
 
     js = Path(cfg.paths.labels) / CLASSES_FILE
     try:
-        meta = json.loads(js.read_text())
+        meta = read_json(js)
+    except InputFileError:  # over the size limit: say so rather than drop the names
+        raise
     except (OSError, ValueError):
         return {}
     if meta.get("target") != "classes" or not isinstance(meta.get("classes"), dict):

@@ -13,6 +13,7 @@ from typing import Any
 
 from geoensemble.app.config import AppConfig, ExternalModelConfig
 from geoensemble.errors import ConfigError, FeatureMismatchError, InputFileError
+from geoensemble.io.limits import read_json
 from geoensemble.predict.models import LoadedMember, registered_member
 from geoensemble.tracking import Tracker
 
@@ -210,12 +211,13 @@ def train_report_uris(cfg: AppConfig) -> list[str]:
     ConfigError
         If it records another registered model than ``tracking.model_name``.
     """
-    import json
 
     path = Path(cfg.paths.reports) / "train.json"
     rerun = "run the train stage first (dvc repro), or set predict.model_uri to a model"
     try:
-        report = json.loads(path.read_text(encoding="utf-8"))
+        report = read_json(path)
+    except InputFileError:
+        raise
     except FileNotFoundError:
         raise InputFileError(
             f"predict.model_uri=train_report reads {path}, which does not exist: {rerun}"

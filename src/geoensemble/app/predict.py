@@ -60,7 +60,7 @@ def scene_sources(cfg: AppConfig) -> list[tuple[str, str, Callable[[], xr.Datase
 
             key = f"predict.scenes[{i}]"
             try:
-                stack = build_stack(d)
+                stack = build_stack(d, max_pixels=cfg.limits.max_pixels)
             except GeoEnsembleError as exc:
                 # The readers name the training data's keys (data.path...); here the
                 # culprit is this scene's entry.

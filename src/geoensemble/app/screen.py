@@ -59,7 +59,7 @@ def redacted_screen() -> Iterator[None]:
             record.msg, record.args = redact_uri(record.getMessage()), None
         return record
 
-    sys.stdout, sys.stderr = RedactedStream(old_out), RedactedStream(old_err)  # type: ignore[assignment]
+    sys.stdout, sys.stderr = RedactedStream(old_out), RedactedStream(old_err)
     logging.setLogRecordFactory(factory)
     try:
         yield

@@ -97,7 +97,7 @@ def ingest(cfg: AppConfig) -> dict[str, Any]:
     check_store(cfg, "paths.stack", "stack")
     check_writable(cfg.paths.reports, key="paths.reports")
     clean_leftovers(reports_dir(cfg) / "ingest.json")
-    ds = build_stack(cfg.data)
+    ds = build_stack(cfg.data, max_pixels=cfg.limits.max_pixels)
     meta: dict[str, Any] = {
         "source": cfg.data.path,
         "format": detect_format(Path(cfg.data.path), cfg.data.format),

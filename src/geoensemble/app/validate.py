@@ -82,6 +82,13 @@ def _range_checks(cfg: AppConfig) -> None:
         if not ok(value):
             raise ConfigError(f"config key {key}={value!r} is out of range: use {allowed}")
     fitted = cfg.ensemble.size * cfg.ensemble.generations
+    if fitted > cfg.limits.max_members:
+        raise ConfigError(
+            f"config key ensemble.size={cfg.ensemble.size} x ensemble.generations="
+            f"{cfg.ensemble.generations} is {fitted} members, over the limit "
+            f"limits.max_members={cfg.limits.max_members}: lower them, or raise "
+            f"limits.max_members if you mean it"
+        )
     if cfg.ensemble.keep > fitted:
         raise ConfigError(
             f"config key ensemble.keep={cfg.ensemble.keep!r} is out of range: use at most the "
@@ -106,7 +113,7 @@ def _range_checks(cfg: AppConfig) -> None:
         )
     _target_checks(cfg)
     _name_checks(cfg)
-    _model_checks(cfg.model)
+    _model_checks(cfg.model, cfg.limits.max_clusters)
 
 
 def _target_checks(cfg: AppConfig) -> None:
@@ -140,12 +147,31 @@ def _name_checks(cfg: AppConfig) -> None:
         check_name(key, value)
 
 
-def _model_checks(m: ModelConfig) -> None:
+def _model_checks(m: ModelConfig, max_clusters: int) -> None:
     # The rule lives beside the search that applies it (one value for every member, or
     # searched in model.space, never both).
     from geoensemble.ensemble.precedence import check_precedence
 
     check_precedence(m.n_clusters, m.estimator, m.space)
+    counts = [("model.n_clusters", m.n_clusters)]
+    counts += [(f"model.estimator.{k}", m.estimator.get(k)) for k in CLUSTER_COUNTS]
+    for k in CLUSTER_COUNTS:
+        value = m.space.get(k)
+        if isinstance(value, dict):  # {low, high}
+            value = value.get("high")
+        for v in value if isinstance(value, list) else [value]:
+            counts.append((f"model.space.{k}", v))
+    for key, value in counts:
+        if isinstance(value, int) and not isinstance(value, bool) and value > max_clusters:
+            raise ConfigError(
+                f"config key {key}={value} is over the limit limits.max_clusters="
+                f"{max_clusters} (a fit's time grows with the clusters: 20,000 took minutes "
+                f"per member): lower it, or raise limits.max_clusters if you mean it"
+            )
+
+
+# Estimator arguments that set how many classes a map gets (K-Means, mixtures).
+CLUSTER_COUNTS = ("n_clusters", "n_components")
 
 
 def _features_checks(f: FeaturesConfig) -> None:

@@ -34,6 +34,7 @@ from geoensemble.errors import (
 from geoensemble.io.atomic import atomic_path, write_json
 from geoensemble.io.geotiff import write_geotiff
 from geoensemble.io.grid import Grid
+from geoensemble.io.limits import read_json
 from geoensemble.io.owned import OUTPUT_TAG, refuse_unless_ours_tif
 
 NODATA = 255
@@ -451,7 +452,7 @@ def load_labels(folder: str | os.PathLike[str]) -> Labels | None:
     js = f / CLASSES_FILE
     if not js.exists():
         raise InputFileError(f"{js} does not exist: run the labels stage (dvc repro labels) first")
-    meta = json.loads(js.read_text())
+    meta = read_json(js)
     if not meta.get("target"):
         return None
     with rasterio.open(f / LABELS_FILE) as src:

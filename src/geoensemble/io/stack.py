@@ -31,6 +31,7 @@ from geoensemble.io.checks import unsafe_name
 from geoensemble.io.georef import parse_crs
 from geoensemble.io.grid import Grid, target_grid
 from geoensemble.io.layers import LayerSource, resolve_sources
+from geoensemble.io.limits import MAX_PIXELS, check_declared_size, check_real, read_json
 from geoensemble.io.owned import SIDECAR, STORE_STAGES, store_refusal
 from geoensemble.io.spec import ReadSpecLike
 from geoensemble.io.window import (
@@ -137,8 +138,11 @@ def read_layer(src: LayerSource, *, chunk_size: int) -> xr.DataArray:
     return to_dataarray(prepare_layer(src), src.name, chunk_size=chunk_size)
 
 
-def build_stack(data: ReadSpecLike) -> xr.Dataset:
+def build_stack(data: ReadSpecLike, *, max_pixels: int = MAX_PIXELS) -> xr.Dataset:
     """Read every layer named by ``data`` and put them on one grid (lazily).
+
+    ``max_pixels`` bounds what one file may declare (:data:`~geoensemble.io.limits.MAX_PIXELS`
+    by default), checked before anything is read.
 
     Raises
     ------
@@ -146,6 +150,9 @@ def build_stack(data: ReadSpecLike) -> xr.Dataset:
         Naming the file, the spec or the layer and how to fix it.
     """
     sources = resolve_sources(data)
+    for s in sources:
+        check_declared_size(s.label, s.source.shape, max_pixels, "limits.max_pixels")
+        check_real(s.label, s.source.dtype)
     layers = {s.name: prepare_layer(s, default_resampling=data.resampling) for s in sources}
     t = data.target
     target: Grid | None = None
@@ -440,7 +447,7 @@ def store_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON sidecar written with a store."""
     f = Path(path) / SIDECAR
     try:
-        meta = json.loads(f.read_text()) if f.exists() else {}
+        meta = read_json(f) if f.exists() else {}
     except (OSError, ValueError) as exc:
         raise InputFileError(
             f"{f} is damaged ({exc}): rebuild the store it describes with dvc repro --force "
