@@ -238,6 +238,10 @@ def test_predict_many_lists_missing_features_and_write_map_refuses_a_foreign_fil
         ge.write_map(vote, tmp_path / "x.tif", compress="jpeg")
     with pytest.raises(ConfigError, match="has no grid"):
         ge.write_map(xr.DataArray(vote.values, dims=("y", "x")), tmp_path / "x.tif")
+    n = int(vote.values[vote.values != 255].max()) + 1
+    with pytest.raises(ConfigError, match=r"class_names lacks class code\(s\) \[1, 2"):
+        ge.write_map(vote, tmp_path / "partial.tif", class_names=["water"])
+    assert not (tmp_path / "partial.tif").exists() and n >= 3
     path = ge.write_map(
         vote,
         tmp_path / "named.tif",
@@ -250,3 +254,9 @@ def test_predict_many_lists_missing_features_and_write_map_refuses_a_foreign_fil
         assert src.colormap(1)[1][:3] == (0, 128, 0)
         assert '"1": "forest"' in src.tags()["class_names"]
         np.testing.assert_array_equal(src.read(1), vote.values)
+
+
+@pytest.mark.parametrize("path", [123, None, ["scene"]])
+def test_load_array_of_something_that_is_no_path_is_one_clear_error(path: object) -> None:
+    with pytest.raises(ConfigError, match=r"path=.* is not a path: give a folder of GeoTiffs"):
+        ge.load_array(path)  # type: ignore[arg-type]

@@ -197,6 +197,17 @@ def params_a_list(proj: Path, tmp: Path) -> str:
     return "- ensemble.size=3\n- model=gmm\n"
 
 
+@case("train", r"config file .* has no ensemble section: .*regenerate it with python -m")
+def params_without_a_section(proj: Path, tmp: Path) -> str:
+    import yaml
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    return yaml.safe_dump({k: v for k, v in params.items() if k != "ensemble"})
+
+
+case("train", r"seed=-1 is out of range: use an integer between 0 and 2\*\*32 - 1")(edits(seed=-1))
+
+
 # estimators that cannot be built: refused before the MLflow run starts (issue 12)
 case(
     "train",

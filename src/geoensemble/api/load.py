@@ -107,6 +107,11 @@ def load_array(
     """
     from geoensemble.io.stack import build_stack
 
+    if not isinstance(path, str | os.PathLike):
+        raise ConfigError(
+            f"path={path!r} is not a path: give a folder of GeoTiffs or a raster file as a "
+            f"str or pathlib.Path, e.g. load_array('data/raw/scene')"
+        )
     d = read_spec(
         path, layers=layers, format=format, align=align, reference=reference, chunks=chunks
     )

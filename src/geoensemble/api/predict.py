@@ -391,6 +391,18 @@ def _classes(
     names = {int(k): str(v) for k, v in names.items()}
     if nodata is not None and int(nodata) in names:
         raise ConfigError(f"class_names names code {int(nodata)}, the map's no-data value")
+    present = np.unique(values)
+    if nodata is not None:
+        present = present[present != int(nodata)]
+    unnamed = [int(c) for c in present if int(c) not in names]
+    if unnamed:
+        # A map whose legend leaves classes out would show them black and unnamed in a GIS.
+        raise ConfigError(
+            f"class_names lacks class code(s) {unnamed[:10]}"
+            + (f" (and {len(unnamed) - 10} more)" if len(unnamed) > 10 else "")
+            + f" of the map's {len(present)} classes: name every class, e.g. a list of "
+            f"{int(present.max()) + 1} names or a {{code: name}} mapping"
+        )
     codes = sorted(names)
     if colors is None:
         rgb = dict(zip(codes, palette(len(codes)), strict=True))

@@ -39,6 +39,7 @@ def _positive(v: Any) -> bool:
 
 # key -> (test of its value, what to use instead); checked once, when a stage starts.
 RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
+    ("seed", _between(0, 2**32 - 1), "an integer between 0 and 2**32 - 1"),
     ("paths.dvc_outputs", lambda v: v in ("refuse", "allow"), "refuse or allow"),
     ("ensemble.size", _at_least(1), "an integer >= 1"),
     ("ensemble.generations", _at_least(1), "an integer >= 1"),
@@ -425,7 +426,19 @@ def load_params(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
             f"config file {p} does not hold a mapping of config keys (it is {what}): "
             f"regenerate it with python -m geoensemble.app.params"
         )
+    missing = [k for k in REQUIRED_SECTIONS if k not in loaded]
+    if missing:
+        raise ConfigError(
+            f"config file {p} has no {', '.join(missing)} section: a params file holds the "
+            f"whole composed config, and running on defaults instead would not be what the "
+            f"file says; regenerate it with python -m geoensemble.app.params"
+        )
     return validate(_with_overrides(loaded, overrides, p))
+
+
+# Sections a params file must hold (trust and limits may be left out: their defaults are the
+# safe ones).
+REQUIRED_SECTIONS = ("data", "features", "model", "ensemble", "predict", "tracking", "compute")
 
 
 def _with_overrides(cfg: DictConfig, overrides: Sequence[str], path: Path) -> DictConfig:
