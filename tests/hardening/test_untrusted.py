@@ -51,6 +51,33 @@ def test_a_pickled_model_is_not_opened_without_the_explicit_option(tmp_path: Pat
     assert marker.exists()
 
 
+def test_an_external_skops_model_loads_without_pickle_and_only_with_trusted_types(
+    tmp_path: Path,
+) -> None:
+    import numpy as np
+    import skops.io
+    from sklearn.cluster import KMeans
+    from sklearn.utils._testing import MinimalClassifier
+
+    X = np.random.default_rng(0).normal(size=(60, 2))
+    km = KMeans(3, n_init=1, random_state=0).fit(X)
+    good = tmp_path / "kmeans.skops"
+    skops.io.dump(km, good)
+    ext = ExternalModelConfig(path=str(good), feature_names=["B2", "B3"])  # no allow_pickle
+    member = external_member(ext)
+    np.testing.assert_array_equal(member.model.predict(X), km.predict(X))
+
+    bad = tmp_path / "private.skops"
+    skops.io.dump(MinimalClassifier().fit(X, [0, 1] * 30), bad)
+    ext = ExternalModelConfig(path=str(bad), feature_names=["B2", "B3"], allow_pickle=True)
+    with pytest.raises(
+        InputFileError,
+        match=r"cannot load external model .*private\.skops: it holds types geoensemble does "
+        r"not trust \['sklearn\.utils\._testing\.MinimalClassifier'\].*trust\.types",
+    ):
+        external_member(ext)
+
+
 # --------------------------------------------------------------------------- registry models
 def test_registry_models_load_through_their_logged_skops_flavour(trained: dict[str, Any]) -> None:
     mlflow.set_tracking_uri(trained["uri"])

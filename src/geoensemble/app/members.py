@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,9 @@ log = logging.getLogger("geoensemble")
 TRAIN_REPORT = "train_report"
 
 
-def external_member(ext: ExternalModelConfig) -> LoadedMember:
-    """A pickled or joblib model trained elsewhere; refused unless explicitly enabled.
+def external_member(ext: ExternalModelConfig, trusted_types: Sequence[str] = ()) -> LoadedMember:
+    """A model trained elsewhere: a ``.skops`` file (built only from trusted types, like a
+    registered model), or a pickle or joblib file, refused unless explicitly enabled.
 
     Raises
     ------
@@ -37,10 +39,12 @@ def external_member(ext: ExternalModelConfig) -> LoadedMember:
     """
     assert ext.path is not None
     path = Path(ext.path)
-    if not ext.allow_pickle:
+    skops = path.suffix.lower() == ".skops"
+    if not skops and not ext.allow_pickle:
         raise ConfigError(
             f"predict.external.path={str(path)!r} is a pickled model, and loading a pickle "
-            f"runs code stored in the file. Only if you trust its source, set "
+            f"runs code stored in the file. Save it with skops.io.dump as a .skops file "
+            f"(loaded like a registered model, no pickle), or, only if you trust its source, set "
             f"predict.external.allow_pickle=true (and declare its inputs with "
             f"predict.external.feature_names)"
         )
@@ -51,7 +55,14 @@ def external_member(ext: ExternalModelConfig) -> LoadedMember:
         )
     if not path.is_file():
         raise InputFileError(f"external model {path} does not exist: check predict.external.path")
-    model = _unpickle(path)
+    if skops:
+        from geoensemble.tracking.models import load_skops_bytes
+
+        model = load_skops_bytes(
+            path.read_bytes(), where=f"external model {path}", trusted_types=trusted_types
+        )
+    else:
+        model = _unpickle(path)
     if not hasattr(model, "predict"):
         raise ConfigError(
             f"{path.name} holds a {type(model).__name__}, not a model with .predict(): "
@@ -181,7 +192,7 @@ def resolve_members(cfg: AppConfig, tracker: Tracker) -> list[LoadedMember]:
         # the pipeline's map keeps one name whichever version its train registered
         members[0].label = f"{members[0].name}_{p.alias}"
     if p.external.path:
-        members.append(external_member(p.external))
+        members.append(external_member(p.external, trusted))
     labels = [m.label for m in members]
     for i, m in enumerate(members):
         if labels.count(m.label) > 1:

@@ -23,76 +23,6 @@ def pip_requirements() -> list[str]:
     return [f"scikit-learn=={sklearn.__version__}", f"numpy=={np.__version__}"]
 
 
-def import_skops() -> Any:
-    """``skops.io``, imported without its scan of every scikit-learn estimator.
-
-    At import skops builds its default allow-list with ``sklearn.utils.all_estimators()``,
-    which imports every scikit-learn module (~0.6 s of a predict stage that needs one
-    estimator). When skops is not imported yet, the scan is replaced by an empty list for
-    the import; that list is then empty in this process, and :func:`public_estimators` gives
-    the same trust to the estimators a file holds (see :func:`_load_skops`). Once skops is
-    imported (by MLflow, or earlier here) it is used as it is.
-    """
-    import sys
-
-    if "skops.io" not in sys.modules:
-        import sklearn.utils
-
-        scan = sklearn.utils.all_estimators
-        sklearn.utils.all_estimators = lambda *args, **kwargs: []
-        try:
-            import skops.io
-        finally:
-            sklearn.utils.all_estimators = scan
-    import skops.io
-
-    return skops.io
-
-
-def public_estimators(types: Sequence[str]) -> list[str]:
-    """The ``types`` (dotted names) that skops' default allow-list trusts as scikit-learn
-    estimators: what ``sklearn.utils.all_estimators()`` lists, decided per type.
-
-    A type qualifies when it is a class defined in a module under ``sklearn.`` (not in its
-    tests, externals or experimental parts), named without a leading ``_``, a concrete
-    subclass of ``BaseEstimator`` (not itself), and exported under its name by the public
-    package it is defined in (``sklearn.cluster._kmeans.KMeans`` is ``sklearn.cluster.KMeans``).
-    Importing the module is safe: scikit-learn's modules define, they do not act.
-    """
-    import importlib
-    import inspect
-
-    from sklearn.base import BaseEstimator
-
-    ignored = {"tests", "externals", "setup", "conftest", "experimental", "estimator_checks"}
-    out = []
-    for name in types:
-        module, _, cls_name = name.rpartition(".")
-        parts = module.split(".")
-        if (
-            parts[0] != "sklearn"
-            or not all(p.isidentifier() for p in [*parts, cls_name])
-            or cls_name.startswith("_")
-            or ignored & set(parts)
-        ):
-            continue
-        public = ".".join(parts[: next((i for i, p in enumerate(parts) if p[:1] == "_"), None)])
-        try:
-            cls = getattr(importlib.import_module(module), cls_name, None)
-            exported = getattr(importlib.import_module(public), cls_name, None)
-        except Exception:  # not importable: not an estimator of this scikit-learn
-            continue
-        if (
-            isinstance(cls, type)
-            and issubclass(cls, BaseEstimator)
-            and exported is cls
-            and cls is not BaseEstimator
-            and not inspect.isabstract(cls)
-        ):
-            out.append(name)
-    return out
-
-
 def skops_trusted_types(pipeline: Any) -> list[str]:
     """Types a pipeline we just fitted needs trusted for MLflow's skops format to load it.
 
@@ -101,10 +31,9 @@ def skops_trusted_types(pipeline: Any) -> list[str]:
     ``SelectKBest``'s score function all need it. The list is written into the model's
     ``MLmodel`` file for MLflow's own check when saving; loading never reads it (trust comes
     from :mod:`geoensemble.trust` and ``trust.types``, see :func:`load_sklearn_flavour`).
-    In a process that imported skops with :func:`import_skops`, the estimators are listed
-    too (MLflow checks the list against skops' allow-list of this process).
     """
-    sio = import_skops()
+    import skops.io as sio
+
     return sorted(sio.get_untrusted_types(data=sio.dumps(pipeline)))
 
 
@@ -348,9 +277,6 @@ def _load_skops(
     """The model in the downloaded folder ``local`` of ``uri`` (see
     :func:`load_sklearn_flavour`)."""
     from geoensemble.errors import ConfigError, InputFileError
-    from geoensemble.trust import skops_trusted
-
-    sio = import_skops()
 
     conf = flavors.get("sklearn")
     if conf is None:
@@ -372,7 +298,6 @@ def _load_skops(
     )
     import hashlib
 
-    allowed = skops_trusted(trusted_types)
     path = local / SKOPS_FILE
     if not path.is_file():
         raise InputFileError(f"cannot load {uri}: {damaged} (the file is missing)")
@@ -385,27 +310,48 @@ def _load_skops(
             f"after train logged it: retrain (python pipelines/train.py), or register "
             f"the intended model again"
         )
+    return load_skops_bytes(data, where=uri, trusted_types=trusted_types, damaged=damaged)
+
+
+def load_skops_bytes(
+    data: bytes, *, where: str, trusted_types: Sequence[str] = (), damaged: str = ""
+) -> Any:
+    """The object of a skops file's bytes, built only from types geoensemble trusts.
+
+    Trusted are skops' own defaults (scikit-learn's estimators, numpy arrays, builtin
+    containers), :data:`geoensemble.trust.SKOPS_TYPES` and ``trusted_types``
+    (``trust.types``); never what the file or its ``MLmodel`` says.
+
+    Raises
+    ------
+    InputFileError
+        Naming ``where``, the untrusted types and ``trust.types``, or what is damaged.
+    """
+    import skops.io as sio
+
+    from geoensemble.errors import InputFileError
+    from geoensemble.trust import skops_trusted
+
+    damaged = damaged or "the file is damaged or truncated: export it again with skops.io.dump"
+
+    def broken(exc: Exception) -> InputFileError:
+        first = str(exc).splitlines()[0] if str(exc) else "unreadable"
+        return InputFileError(f"cannot load {where}: {damaged} ({type(exc).__name__}: {first})")
+
     try:
         # Reads the file's schema only: nothing is imported or built yet.
         found = sio.get_untrusted_types(data=data)
     except Exception as exc:  # zip, JSON and schema errors of a damaged file
-        raise InputFileError(
-            f"cannot load {uri}: {damaged} ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})"
-        ) from None
-    # The estimators skops' default allow-list would have trusted (its scan may be skipped).
-    allowed = sorted({*allowed, *public_estimators(sorted(set(found) - set(allowed)))})
+        raise broken(exc) from None
+    allowed = skops_trusted(trusted_types)
     untrusted = sorted(set(found) - set(allowed))
     if untrusted:
         raise InputFileError(
-            f"cannot load {uri}: its {SKOPS_FILE} holds types geoensemble does not trust "
+            f"cannot load {where}: it holds types geoensemble does not trust "
             f"{untrusted}: retrain, or, only if you trust where this model comes from, "
             f"list them in trust.types (e.g. trust.types=[{untrusted[0]}])"
         )
     try:
         return sio.loads(data, trusted=allowed)
     except Exception as exc:  # arrays or attributes of a damaged file
-        raise InputFileError(
-            f"cannot load {uri}: {damaged} ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})"
-        ) from None
+        raise broken(exc) from None
