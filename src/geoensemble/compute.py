@@ -135,12 +135,23 @@ def dask_client(ccfg: ClusterSettings, *, preload: Sequence[str] = ()) -> Iterat
     (what their tasks need, e.g. scikit-learn) while the caller does its own set-up; call
     :func:`wait_for_workers` before sending them data.
     """
+    # distributed sets its loggers to INFO on import and LocalCluster(silence_logs=...)
+    # restores that level on close, flooding stage output with shutdown chatter; the
+    # caller's level comes back when the client is closed.
+    logger = logging.getLogger("distributed")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with _client(ccfg, preload) as client:
+            yield client
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _client(ccfg: ClusterSettings, preload: Sequence[str]) -> Iterator[object]:
     import dask
     from distributed import Client, LocalCluster
-
-    # distributed sets its loggers to INFO on import and LocalCluster(silence_logs=...)
-    # restores that level on close, flooding stage output with shutdown chatter.
-    logging.getLogger("distributed").setLevel(logging.ERROR)
 
     if ccfg.address:
         client = connect(ccfg.address, timeout=ccfg.timeout)
@@ -189,7 +200,6 @@ def dask_client(ccfg: ClusterSettings, *, preload: Sequence[str] = ()) -> Iterat
                     # and every member task waiting on it (seen as "already forgotten").
                     "distributed.scheduler.active-memory-manager.start": False,
                     **_QUIET_WORKERS,
-                    **_forkserver(preload),
                 }
             ),
             LocalCluster(
@@ -219,31 +229,6 @@ def dask_client(ccfg: ClusterSettings, *, preload: Sequence[str] = ()) -> Iterat
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-
-
-def _forkserver(preload: Sequence[str]) -> dict[str, str]:
-    """Dask config to fork workers from one server process that has imported ``preload``.
-
-    Spawned workers each import distributed, numpy and scikit-learn anew (~2.5 s of CPU
-    apiece, on the cores the stage needs); forked from the server they start with them
-    loaded, and a worker restarted after a crash starts at once. The server starts with the
-    first cluster of this process and keeps its environment (thread variables) and imports.
-    """
-    import multiprocessing
-
-    import dask
-    from distributed.utils import get_mp_context
-
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return {}  # Windows: distributed spawns
-    config = {"distributed.worker.multiprocessing-method": "forkserver"}
-    with dask.config.set(config):
-        ctx = get_mp_context()  # distributed sets its own preloads on the first call only
-    # geoensemble.forkserver first: the collector off while the server imports.
-    ctx.set_forkserver_preload(
-        ["geoensemble.forkserver", "distributed", "numpy", "pandas", "threadpoolctl", *preload]
-    )
-    return config
 
 
 def wait_for_workers(client: Any, timeout: float) -> None:

@@ -7,13 +7,19 @@ from typing import Any
 
 
 def dask_setup(worker: Any) -> None:
-    """Size the worker's BLAS and OpenMP pools to its thread variables.
+    """Leave Ctrl-C to the stage, and size the worker's BLAS and OpenMP pools to its thread
+    variables.
 
-    Workers are forked from a server process whose libraries sized their pools when it
-    started, with the settings of this process's first cluster; a later cluster may ask for
-    another ``compute.threads_per_worker``, which its workers find in ``OMP_NUM_THREADS``.
+    Ctrl-C sends SIGINT to the whole process group, worker processes included: each would
+    print its own KeyboardInterrupt traceback while the stage, which owns them, says in one
+    line that it was interrupted and closes its cluster. ``OMP_NUM_THREADS`` holds the
+    cluster's ``threads_per_worker`` (set by :func:`geoensemble.compute.dask_client`).
     """
+    import signal
+
     from threadpoolctl import threadpool_limits
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     threads = os.environ.get("OMP_NUM_THREADS")
     if threads and threads.isdigit():

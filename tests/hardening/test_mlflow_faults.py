@@ -294,20 +294,29 @@ def test_server_whose_api_hangs_stops_the_stage_within_the_timeout(
 def test_timeout_bounds_mlflow_http_calls_in_process(
     tmp_path: Path, hanging_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """MLflow's own HTTP settings come from tracking.timeout: one try, no backoff."""
+    """MLflow's own HTTP settings come from tracking.timeout for the life of a stage (one
+    try, no backoff), and the caller's own settings come back after it."""
+    from geoensemble.app.tracker import bounded_mlflow
+
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7")  # a user's: overridden
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
     tracker = tracker_for(TrackingConfig(uri=hanging_server, timeout=2))
-    t0 = time.monotonic()
-    with pytest.raises(TrackingError, match=r"gave no answer to /api/2\.0/mlflow/\S+ within 2 s"):
-        tracker.open()
-    assert time.monotonic() - t0 < 20
-    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "2"
-    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "0"
-    # The server is known dead: a later call fails at once instead of waiting again.
-    t0 = time.monotonic()
-    with pytest.raises(TrackingError, match="gave no answer"):
-        tracker.log_metrics("0" * 32, {"x": 1.0})
-    assert time.monotonic() - t0 < 1
+    with bounded_mlflow(2):
+        t0 = time.monotonic()
+        with pytest.raises(
+            TrackingError, match=r"gave no answer to /api/2\.0/mlflow/\S+ within 2 s"
+        ):
+            tracker.open()
+        assert time.monotonic() - t0 < 20
+        assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "2"
+        assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "0"
+        # The server is known dead: a later call fails at once instead of waiting again.
+        t0 = time.monotonic()
+        with pytest.raises(TrackingError, match="gave no answer"):
+            tracker.log_metrics("0" * 32, {"x": 1.0})
+        assert time.monotonic() - t0 < 1
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "7"
+    assert "MLFLOW_HTTP_REQUEST_TIMEOUT" not in os.environ
 
 
 # --------------------------------------------------------------------------- signals

@@ -20,7 +20,6 @@ Set ``GEOENSEMBLE_DEBUG=1`` to get the traceback as well.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import logging
 import os
@@ -102,7 +101,7 @@ def run_stage(stage: str, cfg: AppConfig) -> Any:
     import threading
 
     from geoensemble.app.stages import STAGES, check_dvc_outputs
-    from geoensemble.heap import settle
+    from geoensemble.app.tracker import bounded_mlflow
 
     try:
         check_dvc_outputs(cfg, stage)
@@ -112,8 +111,8 @@ def run_stage(stage: str, cfg: AppConfig) -> Any:
     if threading.current_thread() is threading.main_thread():
         old = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        settle()  # what the config and the imports so far left: never walked again
-        return STAGES[stage](cfg)
+        with bounded_mlflow(cfg.tracking.timeout):
+            return STAGES[stage](cfg)
     except KeyboardInterrupt as exc:
         how = str(exc) or "SIGINT (Ctrl-C)"
         print(f"geoensemble {stage}: interrupted by {how}", file=sys.stderr)
@@ -262,11 +261,6 @@ def _stage_main(stage: str, argv: list[str] | None = None) -> None:
         print(stage_help(stage))
         return
     _setup_logging()
-    if stage == "predict":
-        # The predict run's MLflow helper imports MLflow while this process starts.
-        from geoensemble.tracking.runbook import prewarm
-
-        prewarm()
     if stage == "promote":
         args = promote_shorthand(args)
     if args[:1] == ["--params"]:
@@ -288,6 +282,7 @@ def _stage_main(stage: str, argv: list[str] | None = None) -> None:
 
     from geoensemble.app import sweep
     from geoensemble.app.params import clear_overrides
+    from geoensemble.app.tracker import bounded_mlflow
 
     @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
     def _main(raw: DictConfig) -> Any:
@@ -297,7 +292,8 @@ def _stage_main(stage: str, argv: list[str] | None = None) -> None:
             try:
                 cfg = validate(raw)
                 check_dvc_outputs(cfg, stage)
-                return STAGES[stage](cfg)
+                with bounded_mlflow(cfg.tracking.timeout):
+                    return STAGES[stage](cfg)
             except GeoEnsembleError as exc:
                 print(f"geoensemble {stage}: error: {one_line(str(exc))}", file=sys.stderr)
                 raise
@@ -372,35 +368,11 @@ def exit_code(exc: SystemExit) -> int:
 
 
 def run_then_exit(stage: str, args: list[str] | None = None) -> None:
-    """Run ``stage`` as a script, then leave without the interpreter's teardown.
-
-    Freeing every object of the libraries a stage imports (MLflow, scikit-learn, dask...)
-    takes the interpreter one to two seconds after the work is done. Once the stage has
-    returned, its files are closed and its runs ended; the exit handlers (MLflow's, logging's)
-    still run and the output streams are flushed, then the process ends at once. A thread
-    still running (none of ours should be) gets the ordinary exit, which waits for it.
-    """
-    import atexit
-    import threading
-
-    from geoensemble import docnotes
-    from geoensemble.heap import script_mode
-
-    script_mode()
-    docnotes.install()
+    """Run ``stage`` as a script and exit with its code (0, 1, 2 or 130)."""
     try:
         stage_main(stage, args)
-        code = 0
     except SystemExit as exc:
-        code = exit_code(exc)
-    main = threading.main_thread()
-    if any(t is not main and t.is_alive() and not t.daemon for t in threading.enumerate()):
-        raise SystemExit(code)
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(code)
+        raise SystemExit(exit_code(exc)) from None
 
 
 def main() -> None:

@@ -22,7 +22,6 @@ from geoensemble.app.legend import scheme_for
 from geoensemble.app.members import nan_policy, resolve_members
 from geoensemble.clock import process_age
 from geoensemble.errors import OutputError
-from geoensemble.heap import settle
 from geoensemble.io.atomic import remove_stale_partials
 from geoensemble.predict.blocks import (
     block_edge,
@@ -39,7 +38,7 @@ from geoensemble.predict.timing import Phases
 
 if TYPE_CHECKING:
     from geoensemble.tracking import Tracker
-    from geoensemble.tracking.runbook import RunBook, RunBookProcess
+    from geoensemble.tracking.runbook import RunBook
 
 log = logging.getLogger("geoensemble")
 
@@ -200,27 +199,18 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
     """
     from geoensemble import tracking
     from geoensemble.app.tracker import tracker_for
-    from geoensemble.tracking.runbook import RunBook, RunBookProcess
+    from geoensemble.tracking.runbook import RunBook
 
     phases = Phases()
     phases.add("startup", process_age())
     tracker = tracker_for(cfg.tracking)
-    # The predict run's bookkeeping (opening the store, starting the run, its tags, legend,
-    # metrics and end) runs in order while the stage loads its models and writes its maps;
-    # the stage waits for it at the end (and for the run's id before it finishes a map), and
-    # fails with its error. A local store is opened by a helper process, so that MLflow's
-    # import and calls take the core the stage leaves idle while it loads its models, and
-    # no memory of the stage; any other store on a thread of the stage, after it was opened
-    # here (predict.ensemble searches the experiment's runs through MLflow first).
-    book: RunBook | RunBookProcess
+    # The predict run's bookkeeping (starting the run, its tags, legend, metrics and end)
+    # runs in order on a thread while the stage loads its models and writes its maps; the
+    # stage waits for it at the end (and for the run's id before it finishes a map), and
+    # fails with its error. A store that cannot be used fails now, before any model or map.
     with phases.time("tracking"):
-        # sqlite3 only: a store that cannot be used fails now, in one line, before any
-        # model or map.
-        if tracker.can_open_later() and not cfg.predict.ensemble:
-            book = RunBookProcess(tracker)
-        else:
-            tracker.open()
-            book = RunBook(tracker, tracking.Background())
+        tracker.open()
+        book = RunBook(tracker, tracking.Background())
     try:
         summaries = _predict_all(cfg, tracker, book, phases)
     except BaseException as exc:
@@ -229,12 +219,6 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
     run_id = book.run_id()
     book.close()
     log.info("predict: %s", phases.line())
-    if isinstance(book, RunBookProcess):
-        log.info(
-            "predict: MLflow bookkeeping in a helper process: %.2f s, peak RSS %.0f MB",
-            book.seconds,
-            book.peak_rss_mb,
-        )
     main = summaries[0]
     return {
         "run_id": run_id,
@@ -256,17 +240,15 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
 
 
 def _predict_all(
-    cfg: AppConfig, tracker: Tracker, book: RunBook | RunBookProcess, phases: Phases
+    cfg: AppConfig, tracker: Tracker, book: RunBook, phases: Phases
 ) -> list[SceneSummary]:
     """Every scene of :func:`predict_many`, the predict run recorded by ``book``."""
     from geoensemble import tracking
     from geoensemble.app.provenance import config_hash, dvc_hashes
-    from geoensemble.tracking.runbook import RunBook
 
     p = cfg.predict
     with phases.time("models"):
         members = resolve_members(cfg, tracker)
-    settle()  # scikit-learn, skops and the models: not walked again by MLflow's import
     keys = output_keys(members, p.outputs)
     set_label = f"{cfg.tracking.model_name}_ensemble"
     sources = scene_sources(cfg)
@@ -330,14 +312,13 @@ def _predict_all(
     summaries: list[SceneSummary] = []
     threads = p.threads or env_threads()
     with _client(cfg, members) as client:
-        if isinstance(book, RunBook) and client is None and threads >= env_threads():
+        if client is None and threads >= env_threads():
             # No core is left while the blocks are predicted here: MLflow's calls on a
             # thread of the stage (pure Python, holding the GIL) would slow the block
             # threads by more than they take (measured: 21 Mpx, 2 cores), so they are
             # waited for before the blocks.
             with phases.time("tracking"):
                 book.run_id()
-            settle()  # MLflow's modules too
         for i, (name, in_path, open_scene) in enumerate(sources):
             with phases.time("open"):
                 ds = first if i == 0 else open_scene()

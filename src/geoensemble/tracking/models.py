@@ -83,11 +83,18 @@ class LoadedModel:
     tags: dict[str, str] | None = None  # a registered version's tags
 
 
+# The logged model a registered version was made from (its source is the model's files).
+MODEL_ID_TAG = "geoensemble.model_id"
+
+
 def model_id_from(mv: Any) -> str | None:
-    """The MLflow 3 logged-model id behind a registered version (its ``model_id``, else its
-    ``models:/<model id>`` source)."""
+    """The MLflow 3 logged-model id behind a registered version (its ``model_id``, our
+    :data:`MODEL_ID_TAG`, else its ``models:/<model id>`` source)."""
     if getattr(mv, "model_id", None):
         return str(mv.model_id)
+    tag = (getattr(mv, "tags", None) or {}).get(MODEL_ID_TAG)
+    if tag:
+        return str(tag)
     src = str(getattr(mv, "source", "") or "")
     if src.startswith("models:/m-"):
         return src.split("models:/", 1)[1].split("/", 1)[0]

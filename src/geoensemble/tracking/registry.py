@@ -11,18 +11,17 @@ import numpy as np
 from geoensemble.errors import FeatureMismatchError, ModelNotFoundError
 from geoensemble.redact import redact_uri
 from geoensemble.tracking.base import TrackerBase
-from geoensemble.tracking.local import local_version, read_mlmodel
 from geoensemble.tracking.models import (
+    MODEL_ID_TAG,
     SKOPS_SHA256_TAG,
     LoadedModel,
     VersionInfo,
-    _load_skops,
     _version_info,
     log_sklearn_model,
     model_id_from,
     read_model,
 )
-from geoensemble.tracking.store import guarded, process_tracking_uri
+from geoensemble.tracking.store import guarded
 
 
 class Registry(TrackerBase):
@@ -52,7 +51,7 @@ class Registry(TrackerBase):
         from mlflow.exceptions import MlflowException
 
         client = self.client
-        model_id, _, digest = log_sklearn_model(
+        model_id, location, digest = log_sklearn_model(
             client,
             self.uri,
             experiment_id=experiment_id or self.experiment_of(run_id),
@@ -71,17 +70,17 @@ class Registry(TrackerBase):
             except MlflowException as again:  # another stage created it meanwhile
                 if again.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
                     raise
-        # The source models:/<model id> links the version to its logged model (the UI and
-        # model_id_of read it); a SQLite registry resolves it with the process-wide URI.
-        with process_tracking_uri(self.uri):
-            mv = client.create_model_version(
-                model_name,
-                f"models:/{model_id}",
-                run_id=run_id,
-                tags={**tags, SKOPS_SHA256_TAG: digest},
-                description=description,
-                model_id=model_id,
-            )
+        # The source is where the logged model's files are: a models:/<model id> source
+        # would make a SQLite registry look the model up with MLflow's process-wide URI, not
+        # this client's. The logged model is named by a tag (model_id_from reads it).
+        mv = client.create_model_version(
+            model_name,
+            location,
+            run_id=run_id,
+            tags={**tags, SKOPS_SHA256_TAG: digest, MODEL_ID_TAG: model_id},
+            description=description,
+            model_id=model_id,
+        )
         return str(mv.version)
 
     def load_model(self, uri: str, *, trusted_types: Sequence[str] = ()) -> LoadedModel:
@@ -103,9 +102,7 @@ class Registry(TrackerBase):
             types that are not trusted (see
             :func:`~geoensemble.tracking.models.load_sklearn_flavour`).
         """
-        # A registered version of a local store without MLflow; else MLflow's own path.
-        fast = self._load_local(uri, trusted_types)
-        return fast if fast is not None else self._load_mlflow(uri, trusted_types)
+        return self._load_mlflow(uri, trusted_types)
 
     @guarded
     def _load_mlflow(self, uri: str, trusted_types: Sequence[str]) -> LoadedModel:
@@ -161,33 +158,6 @@ class Registry(TrackerBase):
             run_id=run_id,
             model_id=model_id,
             tags=tags,
-        )
-
-    def _load_local(self, uri: str, trusted_types: Sequence[str]) -> LoadedModel | None:
-        """:meth:`load_model` without MLflow, for a registered version of a local SQLite
-        store (see :mod:`~geoensemble.tracking.local`); ``None``: MLflow's path is needed.
-        The checks are the same: the sha256 recorded at registration, our allow-list."""
-        found = local_version(self.uri, uri, timeout=self.timeout)
-        meta = read_mlmodel(found.folder) if found is not None else None
-        if found is None or meta is None:
-            return None
-        flavors, names = meta
-        model = _load_skops(
-            uri,
-            found.folder,
-            flavors,
-            trusted_types=trusted_types,
-            expected_sha256=found.tags.get(SKOPS_SHA256_TAG),
-        )
-        return LoadedModel(
-            uri=uri,
-            model=model,
-            feature_names=names,
-            name=found.name,
-            version=found.version,
-            run_id=found.run_id,
-            model_id=found.model_id,
-            tags=found.tags,
         )
 
     @guarded

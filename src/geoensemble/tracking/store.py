@@ -8,13 +8,10 @@ deletes afterwards.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import math
 import os
 import re
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -51,29 +48,6 @@ def artifact_base(uri: str) -> Path:
 def is_local_store(uri: str) -> bool:
     """True for stores on this machine's disk (SQLite, file), False for servers."""
     return not uri.startswith(("http://", "https://", "databricks"))
-
-
-# MLflow reads these on every HTTP request (mlflow.utils.rest_utils.http_request), so
-# setting them per stage takes effect at once. One try per call: with MLflow's default of 7
-# retries and exponential backoff a dead server held a stage for minutes.
-HTTP_RETRY_VARS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0",
-}
-HTTP_TIMEOUT_VARS = ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_DOWNLOAD_CHUNK_TIMEOUT")
-
-
-def bound_http_calls(timeout: float) -> None:
-    """Make every MLflow HTTP request wait at most ``timeout`` s, with no retry.
-
-    The variables are MLflow's own (integers, so the timeout is rounded up to whole
-    seconds); they override values inherited from the environment, since ``tracking.timeout``
-    is the documented setting.
-    """
-    os.environ.update(HTTP_RETRY_VARS)
-    for var in HTTP_TIMEOUT_VARS:
-        os.environ[var] = str(max(1, math.ceil(timeout)))
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -266,27 +240,3 @@ def guarded(fn: _F) -> _F:
             raise err from None
 
     return call  # type: ignore[return-value]
-
-
-_PROCESS_URI_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def process_tracking_uri(uri: str) -> Iterator[None]:
-    """MLflow's process-wide tracking URI set to ``uri`` for the block only, then restored.
-
-    For the one MLflow call that reads it whichever client makes it: a SQLite registry
-    resolves a version's ``models:/<model id>`` source with ``MlflowClient()`` (an MLflow
-    TODO in ``SqlAlchemyStore.create_model_version``). Only MLflow's module variable is set,
-    not ``MLFLOW_TRACKING_URI`` (which ``mlflow.set_tracking_uri`` would export to every
-    subprocess, or clear when restoring an unset URI).
-    """
-    from mlflow.tracking._tracking_service import utils
-
-    with _PROCESS_URI_LOCK:
-        old = utils._tracking_uri
-        setattr(utils, "_tracking_uri", uri)  # noqa: B010 (typed None)
-        try:
-            yield
-        finally:
-            utils._tracking_uri = old

@@ -24,7 +24,6 @@ from geoensemble.tracking.registry import Registry
 from geoensemble.tracking.sqlite import check_store, init_sqlite_store, schema_error
 from geoensemble.tracking.store import (
     artifact_base,
-    bound_http_calls,
     check_server,
     default_uri,
     guarded,
@@ -108,24 +107,11 @@ class Tracker(Sweeps, Closing, Registry):
         when it does not exist yet (:meth:`open` creates it)."""
         return check_store(self.uri, timeout=self.timeout)
 
-    def can_open_later(self) -> bool:
-        """Check the store now (:meth:`check`: sqlite3 alone, so a store that cannot be used
-        fails here, in one line), and say whether it may be opened later by a helper process
-        (:class:`~geoensemble.tracking.runbook.RunBookProcess`): an existing local SQLite
-        store of the installed MLflow's schema. Otherwise call :meth:`open`."""
-        from geoensemble.tracking.local import schema_current
-
-        path = sqlite_path(self.uri)
-        if not (self.check() and path is not None and schema_current(path, self.timeout)):
-            return False
-        # As open() does: a store error MLflow meets before it is one line, not a traceback.
-        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
-        return True
-
     def open(self) -> str:
         """Check (or create) the store, close runs that dead processes left RUNNING, and
         return the id of the experiment (created if needed); also kept as
-        ``experiment_id``. Every later MLflow HTTP call is bounded by ``timeout``.
+        ``experiment_id``. (The command line bounds MLflow's HTTP calls by ``timeout``:
+        :func:`geoensemble.app.tracker.bounded_mlflow`.)
 
         Raises
         ------
@@ -136,9 +122,6 @@ class Tracker(Sweeps, Closing, Registry):
         from mlflow.exceptions import MlflowException
 
         uri, self.down = self.uri, None
-        bound_http_calls(self.timeout)
-        # MLflow logs a store error with its traceback before raising it; we say it in one line.
-        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         check_server(uri, timeout=self.timeout)
         init_sqlite_store(uri, timeout=self.timeout)
         try:
