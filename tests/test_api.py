@@ -254,11 +254,14 @@ def test_import_is_fast_and_imports_no_heavy_library() -> None:
     assert out[1] == str(
         [
             "Ensemble",
+            "EnsembleSearch",
             "LayerSpec",
+            "SpatialBlockCV",
             "featurize",
             "fit_ensemble",
             "load_array",
             "predict_many",
+            "rasterize_labels",
             "write_map",
         ]
     )

@@ -8,9 +8,9 @@ import pytest
 import yaml
 from hydra.utils import instantiate
 
+from geoensemble.app.estimators import build_pipeline
 from geoensemble.app.params import compose, render
 from geoensemble.app.validate import validate
-from geoensemble.ensemble.pipeline import build_pipeline
 from geoensemble.errors import ConfigError
 from tests.conftest import run, tool
 
@@ -40,9 +40,8 @@ def test_every_group_option_composes_validates_and_instantiates(group: str, opti
     from geoensemble.app.train import member_spec
 
     cfg = validate(compose([f"{group}={option}"], config_dir=CONF))
-    estimator = member_spec(cfg).estimator  # without the `searched` markers
-    assert "searched" not in estimator.values()
-    pipe = build_pipeline(cfg.features.steps, estimator, impute=cfg.features.impute)
+    pipe = member_spec(cfg).template  # built without the `searched` markers
+    assert "searched" not in pipe[-1].get_params(deep=False).values()
     assert pipe.steps[-1][0] == "model"
     assert type(pipe[-1]).__name__ == cfg.model.estimator["_target_"].rsplit(".", 1)[1]
     for name, spec in cfg.features.steps.items():
@@ -115,7 +114,7 @@ def test_user_values_reach_every_member_when_the_space_is_cleared() -> None:
     from geoensemble.app.train import member_spec
 
     cfg = validate(compose(["model.n_clusters=6", "model.space={}"], config_dir=CONF))
-    assert cfg.model.space == {} and member_spec(cfg).estimator["n_clusters"] == 6
+    assert cfg.model.space == {} and member_spec(cfg).template[-1].n_clusters == 6
     rf = validate(
         compose(
             [
@@ -128,8 +127,8 @@ def test_user_values_reach_every_member_when_the_space_is_cleared() -> None:
             config_dir=CONF,
         )
     )
-    est = member_spec(rf).estimator
-    assert est["n_estimators"] == 50 and est["max_depth"] is None
+    est = member_spec(rf).template[-1]
+    assert est.n_estimators == 50 and est.max_depth is None
     assert set(rf.model.space) == {"min_samples_leaf", "max_features"}
 
 

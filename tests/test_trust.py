@@ -13,7 +13,7 @@ import pytest
 import skops.io
 
 from geoensemble.app.config import FeaturesConfig
-from geoensemble.ensemble.pipeline import build_pipeline
+from geoensemble.app.estimators import build_pipeline
 from geoensemble.errors import ConfigError
 from geoensemble.features.build import build_features
 from geoensemble.trust import CLASS, FUNCTION, SKOPS_TYPES, resolve

@@ -28,11 +28,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Ensemble",
+    "EnsembleSearch",
     "LayerSpec",
+    "SpatialBlockCV",
     "featurize",
     "fit_ensemble",
     "load_array",
     "predict_many",
+    "rasterize_labels",
     "write_map",
 ]
 

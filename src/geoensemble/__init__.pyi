@@ -4,7 +4,13 @@ from geoensemble.api import (
     Ensemble as Ensemble,
 )
 from geoensemble.api import (
+    EnsembleSearch as EnsembleSearch,
+)
+from geoensemble.api import (
     LayerSpec as LayerSpec,
+)
+from geoensemble.api import (
+    SpatialBlockCV as SpatialBlockCV,
 )
 from geoensemble.api import (
     featurize as featurize,
@@ -17,6 +23,9 @@ from geoensemble.api import (
 )
 from geoensemble.api import (
     predict_many as predict_many,
+)
+from geoensemble.api import (
+    rasterize_labels as rasterize_labels,
 )
 from geoensemble.api import (
     write_map as write_map,

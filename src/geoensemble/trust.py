@@ -314,6 +314,24 @@ def check_target(target: Any, key: str, *, kind: str = CLASS, modules: Sequence[
     return path
 
 
+def _import_object(path: str) -> Any:
+    """The object at dotted ``path``: the longest importable module, then attributes."""
+    import importlib
+
+    parts = path.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ModuleNotFoundError as exc:
+            if exc.name and not ".".join(parts[:i]).startswith(exc.name):
+                raise  # a module that exists failed to import one of its own
+            continue
+        for attr in parts[i:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ModuleNotFoundError(f"No module named {parts[0]!r}")
+
+
 def resolve(target: Any, key: str, *, kind: str = CLASS, modules: Sequence[str] = ()) -> Any:
     """Check ``target`` (:func:`check_target`), import it, and check what it really is.
 
@@ -328,13 +346,11 @@ def resolve(target: Any, key: str, *, kind: str = CLASS, modules: Sequence[str] 
         If it is not allowed (as written, or by the module that defines it), cannot be
         imported, or is not ``kind``.
     """
-    from hydra.utils import get_object
-
     path = check_target(target, key, kind=kind, modules=modules)
     try:
-        obj = get_object(path)
-    except Exception as exc:  # hydra wraps ImportError, AttributeError, module-level errors...
-        cause = str(exc.__cause__ or exc).splitlines()[0]
+        obj = _import_object(path)
+    except Exception as exc:  # ImportError, AttributeError, a module's own import errors
+        cause = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise ConfigError(
             f"config key {key}={path!r} cannot be imported; check the module and name, and "
             f"that the module is installed or on PYTHONPATH ({cause})"

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from geoensemble.app.config import FeaturesConfig, TrackingConfig
+from geoensemble.app.estimators import build_pipeline
 from geoensemble.app.params import compose
 from geoensemble.app.tracker import tracker_for
 from geoensemble.app.validate import validate
-from geoensemble.ensemble.pipeline import build_pipeline
 from geoensemble.errors import ConfigError
 from geoensemble.features.build import build_features
 from geoensemble.features.sample import sample_pixels

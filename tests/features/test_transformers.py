@@ -9,9 +9,9 @@ import pytest
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from geoensemble.app.estimators import build_pipeline
 from geoensemble.app.params import compose
 from geoensemble.app.validate import validate
-from geoensemble.ensemble.pipeline import build_pipeline
 from geoensemble.errors import ConfigError
 from geoensemble.features.transformers import RandomBandSubset, output_names
 

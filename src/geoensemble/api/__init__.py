@@ -11,6 +11,7 @@ API builds the library's own frozen settings from its arguments (``read_spec`` f
 
 from geoensemble.api.features import featurize
 from geoensemble.api.fit import Ensemble, fit_ensemble
+from geoensemble.api.labels import rasterize_labels
 from geoensemble.api.load import LayerSpec, load_array  # LayerSpec lives in io.spec
 from geoensemble.api.predict import predict_many, write_map
 from geoensemble.ensemble.metasearch import EnsembleSearch
@@ -25,5 +26,6 @@ __all__ = [
     "fit_ensemble",
     "load_array",
     "predict_many",
+    "rasterize_labels",
     "write_map",
 ]

@@ -57,6 +57,15 @@ FIT: Renames = (
     (rf"{_ALONE}compute\.timeout\b", "the workers' start timeout"),
     (rf"{_ALONE}compute\.retries\b", "the scheduler's allowed-failures"),
 )
+LABELS: Renames = (
+    (rf"{_ALONE}data\.labels\.(attribute|code_attribute|target|layer|buffer)\b", r"\1"),
+    (rf"{_ALONE}data\.labels\.path\b", "path"),
+    (
+        r"set path to a label raster or a vector file \(GeoPackage, Shapefile, GeoJSON\), or null "
+        r"for unsupervised models",
+        "give a label raster or a vector file (GeoPackage, Shapefile, GeoJSON)",
+    ),
+)
 PREDICT: Renames = (
     (rf"{_ALONE}predict\.block_size\b", "the block size"),
     (rf"{_ALONE}predict\.threads\b", "the threads"),

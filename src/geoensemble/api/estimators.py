@@ -1,9 +1,10 @@
-"""A scikit-learn estimator or ``Pipeline`` as the member recipe the train stage builds from.
+"""A scikit-learn estimator or ``Pipeline`` as the members' recipe.
 
-The train stage builds each member from ``{_target_: ..., **params}`` specs
-(``features.steps`` and ``model.estimator``, see :mod:`geoensemble.ensemble.pipeline`). The
-API turns the caller's estimator into the same specs, so a member fitted from a notebook is
-built, seeded, searched and scored exactly as the stage builds it from a config.
+The caller's live objects are the members' template: each member is a clone of them with its
+own parameters (:func:`geoensemble.ensemble.pipeline.member_pipeline`), exactly as the train
+stage builds members from the pipeline it instantiated from its config. Classes defined in a
+notebook work (members travel to dask workers by pickle). The ``{_target_: ..., **params}``
+descriptions kept beside the template only record what was fitted (logged as parameters).
 """
 
 from __future__ import annotations
@@ -15,9 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from geoensemble.api.features import dotted_name
 from geoensemble.errors import ConfigError
-from geoensemble.trust import CLASS_MODULES, check_modules
 
 # Parameters always kept in a spec, even at their default: a seeded estimator is what makes
 # the search give each member its own seed (as the stage's ``random_state: ${seed}``).
@@ -40,8 +39,10 @@ class Recipe:
         ``cluster``, ``classifier`` or ``regressor``.
     family
         The final estimator's class name (``MiniBatchKMeans``), the ``model.name``.
-    modules
-        Modules of the caller's own classes, trusted because the caller passed them.
+    template
+        The unfitted pipeline members are cloned from (steps, then ``model``).
+    configured
+        The values set on the caller's objects, under the space's names.
     """
 
     steps: dict[str, Any]
@@ -49,7 +50,8 @@ class Recipe:
     space: dict[str, Any]
     kind: str
     family: str
-    modules: list[str] = field(default_factory=list)
+    template: Any = None
+    configured: dict[str, Any] = field(default_factory=dict)
 
 
 def _is_default(value: Any, default: Any) -> bool:
@@ -72,8 +74,13 @@ def _defaults(cls: type) -> dict[str, Any]:
     return {n: p.default for n, p in sig.parameters.items() if n != "self"}
 
 
-def _value(value: Any, where: str, modules: set[str]) -> Any:
-    """A parameter value as a config node: plain data, a nested spec, or a reference."""
+def _name(obj: Any) -> str:
+    """``module.qualname`` of a class or function, for the record (``__main__.LogT`` too)."""
+    return f"{getattr(obj, '__module__', '') or '?'}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+def _value(value: Any, where: str) -> Any:
+    """A parameter value as a config-like node: plain data, a nested spec, or a reference."""
     if value is None or isinstance(value, bool | str):
         return value
     if isinstance(value, np.generic):
@@ -81,39 +88,25 @@ def _value(value: Any, where: str, modules: set[str]) -> Any:
     if isinstance(value, int | float):
         return value
     if isinstance(value, list | tuple):
-        return [_value(v, f"{where}[{i}]", modules) for i, v in enumerate(value)]
+        return [_value(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, Mapping):
-        return {str(k): _value(v, f"{where}.{k}", modules) for k, v in value.items()}
+        return {str(k): _value(v, f"{where}.{k}") for k, v in value.items()}
     if hasattr(value, "get_params") and not isinstance(value, type):
-        return estimator_spec(value, where, modules)
-    if inspect.isfunction(value) or inspect.isbuiltin(value) or isinstance(value, type):
-        path = dotted_name(value, where)
-        _vouch(value, modules)
-        return {"_target_": "hydra.utils.get_method", "path": path}
-    raise ConfigError(
-        f"{where}={value!r} is a {type(value).__name__}, which an ensemble member cannot be "
-        f"rebuilt from: give numbers, strings, lists, estimators or functions as parameters"
-    )
+        return estimator_spec(value, where)
+    if callable(value):
+        return {"_target_": "hydra.utils.get_method", "path": _name(value)}
+    return repr(value)
 
 
-def _vouch(obj: Any, modules: set[str]) -> None:
-    """Trust the module of an object the caller passed (outside geoensemble's allow-list)."""
-    module = str(getattr(obj, "__module__", "") or "")
-    if not any(module == r or module.startswith(r + ".") for r in CLASS_MODULES):
-        modules.add(module)
-
-
-def estimator_spec(est: Any, where: str, modules: set[str]) -> dict[str, Any]:
+def estimator_spec(est: Any, where: str) -> dict[str, Any]:
     """``{_target_: module.Class, **params}``: the parameters that differ from the class's
-    defaults (plus ``random_state``), nested estimators as nested specs."""
+    defaults (plus ``random_state``), nested estimators as nested specs (a record only)."""
     cls = type(est)
-    target = dotted_name(cls, where)
-    _vouch(cls, modules)
     defaults = _defaults(cls)
-    spec: dict[str, Any] = {"_target_": target}
+    spec: dict[str, Any] = {"_target_": _name(cls)}
     for name, value in est.get_params(deep=False).items():
         if name in ALWAYS or not _is_default(value, defaults.get(name, inspect.Parameter.empty)):
-            spec[name] = _value(value, f"{where}.{name}", modules)
+            spec[name] = _value(value, f"{where}.{name}")
     return spec
 
 
@@ -127,8 +120,7 @@ def recipe(estimator: Any, space: Mapping[str, Any] | None) -> Recipe:
     Raises
     ------
     ConfigError
-        For an object that is not an estimator, a class defined in a notebook cell, a
-        parameter that cannot be passed on, or a parameter both set and searched.
+        For an object that is not an estimator, or a parameter both set and searched.
     """
     from geoensemble.predict.models import model_kind
 
@@ -142,20 +134,19 @@ def recipe(estimator: Any, space: Mapping[str, Any] | None) -> Recipe:
             f"estimator={estimator.__name__} is a class: pass an instance, "
             f"e.g. {estimator.__name__}()"
         )
-    modules: set[str] = set()
     named = list(getattr(estimator, "steps", [("model", estimator)]))
     if not named or any(s is None or s == "passthrough" for _, s in named):
         raise ConfigError(
             "the estimator Pipeline has an empty or 'passthrough' step: remove it from the Pipeline"
         )
     *head, (last_name, last) = named
-    steps = {str(n): estimator_spec(s, f"the pipeline step {n}", modules) for n, s in head if n}
+    steps = {str(n): estimator_spec(s, f"the pipeline step {n}") for n, s in head if n}
     if "model" in steps:
         raise ConfigError(
             "the estimator Pipeline has a step named 'model' before its last step: rename it "
             "(the final estimator is the member's 'model' step)"
         )
-    spec = estimator_spec(last, "the estimator", modules)
+    spec = estimator_spec(last, "the estimator")
     space_out: dict[str, Any] = {}
     for key, dist in (space or {}).items():
         step, _, param = str(key).rpartition("__")
@@ -179,12 +170,19 @@ def recipe(estimator: Any, space: Mapping[str, Any] | None) -> Recipe:
             f"you set is used by every member and only space varies, so leave {key} at its "
             f"default on the estimator to search it, or remove it from space"
         )
-    check_modules(sorted(modules), key="the estimator's modules")
+    from sklearn.base import clone
+    from sklearn.pipeline import Pipeline
+
+    template = Pipeline([*((str(n), clone(s)) for n, s in head), ("model", clone(last))])
+    from geoensemble.ensemble.space import configured_values
+
+    configured = configured_values(steps, {k: v for k, v in spec.items() if k not in ALWAYS})
     return Recipe(
         steps=steps,
         estimator=spec,
         space=space_out,
         kind=model_kind(estimator),
         family=type(last).__name__,
-        modules=sorted(modules),
+        template=template,
+        configured={k: v for k, v in configured.items() if k in space_out},
     )

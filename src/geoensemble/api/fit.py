@@ -97,7 +97,6 @@ def _settings(
     """The members' recipe and the search for these arguments, checked as the stage's
     config keys are (``ensemble.size`` ..., ``features.sample.size``)."""
     from geoensemble.ensemble.member import MemberSpec
-    from geoensemble.ensemble.precedence import member_estimator
     from geoensemble.ensemble.search import Search
 
     if not isinstance(criterion, str) or not criterion:
@@ -112,10 +111,10 @@ def _settings(
             f"fitted (size x generations), or raise size"
         )
     spec = MemberSpec(
-        steps={k: (dict(v) if v is not None else None) for k, v in rec.steps.items()},
-        estimator=member_estimator(dict(rec.estimator)),
+        template=rec.template,
+        configured=rec.configured,
+        seeded="random_state" in rec.estimator,
         kind=rec.kind,
-        trusted_modules=tuple(rec.modules),
     )
     direction = "maximize" if criterion in MAXIMIZE else "minimize"
     search = Search(
@@ -410,8 +409,8 @@ def fit_ensemble(
     ----------
     estimator
         An unfitted scikit-learn estimator or ``Pipeline`` (e.g. scaling, PCA, then
-        ``MiniBatchKMeans``). Its classes are rebuilt by name on the workers, so they must
-        live in an importable module (not a notebook cell).
+        ``MiniBatchKMeans``). Each member is a clone of it with its own parameters; members
+        reach dask workers by pickle, so classes defined in a notebook cell work.
     ds
         Features from :func:`featurize`: a seeded sample of at most ``sample`` valid pixels
         (no NaN feature) is drawn for clusterers; labelled valid pixels for supervised ones.

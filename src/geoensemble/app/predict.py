@@ -20,6 +20,7 @@ import xarray as xr
 from geoensemble.app.config import AppConfig, PredictScheduler
 from geoensemble.app.legend import scheme_for
 from geoensemble.app.members import nan_policy, resolve_members
+from geoensemble.app.sweep import job_tags
 from geoensemble.clock import process_age
 from geoensemble.errors import OutputError
 from geoensemble.io.atomic import remove_stale_partials
@@ -268,7 +269,7 @@ def _predict_all(
     scheme = legend.scheme
 
     base_tags = {
-        **tracking.run_tags(),
+        **tracking.run_tags(job_tags()),
         "config_sha256": config_hash(cfg),
         "model_uris": ",".join(m.uri for m in members),
         "model_names": ",".join(m.name or "" for m in members),

@@ -118,7 +118,9 @@ def training_origin() -> Origin:
 
     env = os.environ
     if env.get(tracking.SWEEP_ID_VAR):
-        sweep = tracking.sweep_tags()
+        from geoensemble.app.sweep import job_tags
+
+        sweep = tracking.sweep_tags(job_tags())
         job = sweep.get("sweep_job", "")
         return Origin(
             SWEEP,

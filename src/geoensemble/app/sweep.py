@@ -278,3 +278,20 @@ def _exit(exc: Exception, what: str) -> None:
     msg = str(exc) if isinstance(exc, GeoEnsembleError) else f"{what}: {type(exc).__name__}: {exc}"
     print(f"geoensemble sweep: error: {msg}", file=sys.stderr)
     raise SystemExit(2) from None
+
+
+def job_tags() -> dict[str, str]:
+    """``sweep_job`` and ``sweep_overrides`` of the running Hydra multirun job (empty
+    outside one): what :func:`geoensemble.tracking.run_tags` records of the job."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    if not HydraConfig.initialized():
+        return {}
+    hc: Any = HydraConfig.get()  # a DictConfig at run time
+    tags = {}
+    num = OmegaConf.select(hc, "job.num")
+    if num is not None:
+        tags["sweep_job"] = str(num)
+    tags["sweep_overrides"] = " ".join(OmegaConf.select(hc, "overrides.task") or [])
+    return tags

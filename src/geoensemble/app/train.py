@@ -8,22 +8,37 @@ from pathlib import Path
 from typing import Any
 
 from geoensemble.app.config import AppConfig, flatten, to_dict
+from geoensemble.app.estimators import pipeline_template
 from geoensemble.app.promote import scoring_space
+from geoensemble.app.sweep import job_tags
 from geoensemble.ensemble.checks import check_members
 from geoensemble.ensemble.member import MemberSpec
 from geoensemble.ensemble.precedence import member_estimator
 from geoensemble.ensemble.runlog import candidate_tags
 from geoensemble.ensemble.search import EnsembleResult, Search, TrainingData, run_ensemble
+from geoensemble.ensemble.space import configured_values
 from geoensemble.errors import ConfigError
 
 log = logging.getLogger("geoensemble")
 
 
 def member_spec(cfg: AppConfig) -> MemberSpec:
-    """The shared build/fit/score recipe of ``cfg``'s members."""
+    """The shared build/fit/score recipe of ``cfg``'s members: the config's pipeline built
+    here, in the application, as live objects."""
+    steps = {k: (dict(v) if v is not None else None) for k, v in cfg.features.steps.items()}
+    estimator = member_estimator(dict(cfg.model.estimator))
+    template = pipeline_template(
+        steps,
+        estimator,
+        impute=cfg.features.impute,
+        impute_value=cfg.features.impute_value,
+        trusted_modules=cfg.trust.modules,
+        space=dict(cfg.model.space),
+    )
     return MemberSpec(
-        steps={k: (dict(v) if v is not None else None) for k, v in cfg.features.steps.items()},
-        estimator=member_estimator(dict(cfg.model.estimator)),
+        template=template,
+        configured=configured_values(steps, estimator),
+        seeded="random_state" in estimator,
         impute=cfg.features.impute,
         impute_value=cfg.features.impute_value,
         kind=cfg.model.kind.value,
@@ -31,7 +46,6 @@ def member_spec(cfg: AppConfig) -> MemberSpec:
         partial_fit_batches=cfg.ensemble.partial_fit_batches,
         per_member_sample=cfg.ensemble.sample.value == "per_member",
         member_fraction=cfg.ensemble.member_fraction,
-        trusted_modules=tuple(cfg.trust.modules),
     )
 
 
@@ -309,7 +323,7 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
         tracker = tracker_for(cfg.tracking)
         if not tracker.check():
             tracker.open()  # a new store: created now, once
-        tags = tracking.run_tags()
+        tags = tracking.run_tags(job_tags())
         origin = promote.training_origin()
         space_keys = list(cfg.model.space)
         logger = MemberLogger(

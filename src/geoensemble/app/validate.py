@@ -349,6 +349,25 @@ def _resolved_size(data: Any) -> int:
     return size(())
 
 
+class _ParamsLoader(yaml.SafeLoader):
+    """YAML's safe loader reading ``1e-3`` as a float, as OmegaConf and YAML 1.2 do (YAML 1.1
+    wants ``1.0e-3``)."""
+
+
+_ParamsLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
 def _read_params_yaml(p: Path) -> Any:
     """The plain data of the YAML file ``p``, read with OmegaConf's loader within bounds.
 
@@ -358,8 +377,6 @@ def _read_params_yaml(p: Path) -> Any:
         If the file is over :data:`MAX_PARAMS_BYTES`, or its anchors and aliases expand to
         over :data:`MAX_PARAMS_NODES` values (checked on the parsed graph, before expanding).
     """
-    from omegaconf._utils import get_yaml_loader
-
     regenerate = "regenerate params.yaml with python -m geoensemble.app.params"
     size = p.stat().st_size
     if size > MAX_PARAMS_BYTES:
@@ -370,7 +387,7 @@ def _read_params_yaml(p: Path) -> Any:
         )
     with p.open("rb") as f:
         text = f.read(MAX_PARAMS_BYTES + 1)  # the file may grow after stat
-    loader = get_yaml_loader()(text)
+    loader = _ParamsLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:

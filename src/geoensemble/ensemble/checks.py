@@ -57,7 +57,11 @@ def _key_of(step: str, param: str, params: dict[str, Any], spec: MemberSpec) -> 
         return f"model.estimator.{param}"
     if f"{step}__{param}" in params:
         return f"model.space.{step}__{param}"
-    return f"features.steps.{step}.{param}" if step in spec.steps else f"features.{step}"
+    return (
+        f"features.steps.{step}.{param}"
+        if step in spec.step_names and step != "impute"
+        else f"features.{step}"
+    )
 
 
 def _fit_rows(data: TrainingData, spec: MemberSpec) -> int:

@@ -7,13 +7,13 @@ so that worker processes preload it (and scikit-learn) quickly while the stage s
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from geoensemble.ensemble.folds import Fold
-from geoensemble.ensemble.pipeline import build_pipeline
+from geoensemble.ensemble.pipeline import member_pipeline
 from geoensemble.ensemble.preview import preview_rgba
 from geoensemble.ensemble.scoring import common_space, score_unsupervised
 from geoensemble.ensemble.supervised import score_supervised
@@ -41,10 +41,19 @@ class TrainingData:
 
 @dataclass(frozen=True)
 class MemberSpec:
-    """What every member of an ensemble shares: how to build, fit and score it."""
+    """What every member of an ensemble shares: how to build, fit and score it.
 
-    steps: dict[str, Any]
-    estimator: dict[str, Any]
+    ``template`` is the unfitted pipeline (learned steps, then the estimator as step
+    ``model``); a member is a clone of it with its own parameters
+    (:func:`~geoensemble.ensemble.pipeline.member_pipeline`). ``configured`` holds the values
+    the template was given, under the names a search space uses (``n_clusters``,
+    ``pca__n_components``): the search's first member starts from them. ``seeded``: each
+    member gets its own ``random_state``.
+    """
+
+    template: Any
+    configured: dict[str, Any] = field(default_factory=dict)
+    seeded: bool = False
     impute: str | None = None
     impute_value: float = 0.0
     kind: str = "cluster"
@@ -52,19 +61,15 @@ class MemberSpec:
     partial_fit_batches: int = 0
     per_member_sample: bool = False
     member_fraction: float = 0.5
-    trusted_modules: tuple[str, ...] = ()  # trust.modules, for the _target_ policy
+
+    @property
+    def step_names(self) -> list[str]:
+        """The learned steps before the estimator (``impute`` included when there)."""
+        return [name for name, _ in self.template.steps[:-1]]
 
     def build(self, params: dict[str, Any], *, n_features: int) -> Any:
         """This member's unfitted pipeline (a refused parameter is a ConfigError)."""
-        return build_pipeline(
-            self.steps,
-            self.estimator,
-            impute=self.impute,
-            impute_value=self.impute_value,
-            params=params,
-            n_features=n_features,
-            trusted_modules=self.trusted_modules,
-        )
+        return member_pipeline(self.template, params, n_features=n_features)
 
 
 @dataclass

@@ -330,10 +330,10 @@ def run_ensemble(
     )
     n_space = space_size(dists)
     check_members(spec, search.space, ens.size, data)
-    defaults = defaults_in_space(spec.estimator, dists, spec.steps)
+    defaults = defaults_in_space(spec.configured, dists)
     if defaults:
         study.enqueue_trial(defaults)
-    seeded = "random_state" in spec.estimator
+    seeded = spec.seeded
     try:
         data_future = client.scatter(data, broadcast=True)
     except Exception:

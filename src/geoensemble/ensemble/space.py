@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from optuna.distributions import (
@@ -87,28 +88,43 @@ def check_space_size(space: dict[str, Any], size: int) -> int | None:
 
 
 def defaults_in_space(
-    estimator: dict[str, Any],
-    dists: dict[str, BaseDistribution],
-    steps: dict[str, Any] | None = None,
+    configured: dict[str, Any], dists: dict[str, BaseDistribution]
 ) -> dict[str, Any]:
     """The configured values of the searched parameters, where the space admits them.
 
-    Plain names are looked up in the estimator, ``<step>__<param>`` names in the step's
-    config (``model__<param>`` in the estimator).
+    ``configured`` holds values under the space's names (``n_clusters``,
+    ``pca__n_components``, ``model__tol``); see ``MemberSpec.configured``.
     """
     out = {}
     for name, dist in dists.items():
-        source: dict[str, Any] | None = estimator
-        key = name
-        if "__" in name:
-            step, key = name.split("__", 1)
-            source = estimator if step == "model" else (steps or {}).get(step)
-        if source and key in source and source[key] is not None:
-            value = source[key]
-            try:
-                dist.to_internal_repr(value)
-                if dist._contains(dist.to_internal_repr(value)):
-                    out[name] = value
-            except (ValueError, TypeError):
-                continue
+        value = configured.get(name)
+        if value is not None and _admits(dist, value):
+            out[name] = value
+    return out
+
+
+def _admits(dist: BaseDistribution, value: Any) -> bool:
+    """Whether ``value`` is one ``dist`` can propose (through public attributes only)."""
+    if isinstance(dist, CategoricalDistribution):
+        return any(type(c) is type(value) and c == value for c in dist.choices)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(dist, IntDistribution) and not float(value).is_integer():
+        return False
+    low, high = getattr(dist, "low", None), getattr(dist, "high", None)
+    if low is None or high is None or not low <= value <= high:
+        return False
+    step = getattr(dist, "step", None)
+    return not step or abs((value - low) / step - round((value - low) / step)) < 1e-9
+
+
+def configured_values(steps: Mapping[str, Any], estimator: Mapping[str, Any]) -> dict[str, Any]:
+    """The values the config sets, under the names ``model.space`` uses: the estimator's as
+    plain names, a step's as ``<step>__<param>`` (the search starts from them)."""
+    out = {k: v for k, v in estimator.items() if k != "_target_"}
+    out.update({f"model__{k}": v for k, v in list(out.items())})
+    for name, spec in steps.items():
+        for k, v in (spec or {}).items():
+            if k != "_target_":
+                out[f"{name}__{k}"] = v
     return out

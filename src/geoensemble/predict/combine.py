@@ -188,10 +188,11 @@ def vote(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _uses_proba_for_labels(model: Any) -> bool:
     """Trees and forests define predict as the argmax of predict_proba: compute it once."""
-    from sklearn.ensemble._forest import ForestClassifier
+    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
     from sklearn.tree import BaseDecisionTree
 
-    return isinstance(final_step(model), ForestClassifier | BaseDecisionTree)
+    forests = RandomForestClassifier | ExtraTreesClassifier | BaseDecisionTree
+    return isinstance(final_step(model), forests)
 
 
 # Rows per model call: forests accumulate a (rows x classes) float64 array per tree, which

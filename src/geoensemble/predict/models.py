@@ -59,8 +59,8 @@ def steps_of(model: Any) -> list[Any]:
 def task_modules(models: Iterable[Any]) -> list[str]:
     """What a worker imports to run the blocks of ``models``: the block task's modules, the
     readers of scenes and feature stores, and each step's own module (e.g.
-    ``sklearn.cluster._kmeans``), for a LocalCluster's fork server to import once
-    (:func:`geoensemble.compute.dask_client`) instead of every worker on its first block."""
+    ``sklearn.cluster._kmeans``), preloaded by a LocalCluster's workers as they start
+    (:func:`geoensemble.compute.dask_client`) instead of on their first block."""
     mods = [
         "geoensemble.predict.blocks",
         "geoensemble.predict.combine",
@@ -70,7 +70,7 @@ def task_modules(models: Iterable[Any]) -> list[str]:
     for model in models:
         for est in steps_of(model):
             mod = type(est).__module__
-            # never __main__: the fork server would run the stage's script again
+            # never __main__: a worker importing it would run the stage's script again
             if mod not in mods and not mod.startswith("__") and mod != "builtins":
                 mods.append(mod)
     return mods

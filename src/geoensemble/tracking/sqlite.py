@@ -257,9 +257,11 @@ def check_sqlite_store(path: Path, *, timeout: float) -> None:
 def schema_error(path: Path) -> TrackingError | None:
     """Explain a store whose schema MLflow refused: written by a newer MLflow (upgrade MLflow),
     or by an older one (``mlflow db upgrade``). ``None`` if the schema is current."""
+    from importlib.resources import files
+
     import mlflow
+    from alembic.config import Config
     from alembic.script import ScriptDirectory
-    from mlflow.store.db.utils import _get_alembic_config
 
     try:
         with contextlib.closing(_connect_ro(path, 5.0)) as con:
@@ -267,7 +269,10 @@ def schema_error(path: Path) -> TrackingError | None:
     except sqlite3.Error:
         return None
     found = row[0] if row else None
-    script = ScriptDirectory.from_config(_get_alembic_config(""))
+    # MLflow's migration scripts, as shipped in its package, read with alembic's own API.
+    config = Config()
+    config.set_main_option("script_location", str(files("mlflow.store") / "db_migrations"))
+    script = ScriptDirectory.from_config(config)
     head = script.get_current_head()
     if found is None or found == head:
         return None

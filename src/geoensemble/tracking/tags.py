@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-from typing import Any
+from collections.abc import Mapping
 
 from geoensemble.tracking.store import store_root
 
 
-def run_tags() -> dict[str, str]:
-    """Provenance tags: git commit of the project and the DVC experiment name when present."""
+def run_tags(job: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Provenance tags: git commit of the project, the DVC experiment name and the sweep
+    (with ``job``'s tags, see :func:`sweep_tags`) when present."""
     tags = {}
     try:
         sha = subprocess.run(
@@ -29,7 +30,7 @@ def run_tags() -> dict[str, str]:
         pass
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
-    tags.update(sweep_tags())
+    tags.update(sweep_tags(job))
     return tags
 
 
@@ -37,8 +38,9 @@ SWEEP_ID_VAR = "GEOENSEMBLE_SWEEP_ID"
 SWEEP_RUN_VAR = "GEOENSEMBLE_SWEEP_RUN_ID"
 
 
-def sweep_tags() -> dict[str, str]:
-    """``sweep_id``, job number and overrides of a Hydra multirun job (empty otherwise).
+def sweep_tags(job: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``sweep_id`` of a Hydra multirun job (empty otherwise), with ``job``'s tags
+    (``sweep_job``, ``sweep_overrides``: what the application knows of the job).
 
     The sweep id comes from the environment, set by :mod:`geoensemble.app.sweep` in the process
     that launches the jobs, so jobs in other processes (joblib launcher) share it.
@@ -46,17 +48,7 @@ def sweep_tags() -> dict[str, str]:
     sweep_id = os.environ.get(SWEEP_ID_VAR)
     if not sweep_id:
         return {}
-    tags = {"sweep_id": sweep_id}
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
-
-    if HydraConfig.initialized():
-        hc: Any = HydraConfig.get()  # a DictConfig at run time
-        num = OmegaConf.select(hc, "job.num")
-        if num is not None:
-            tags["sweep_job"] = str(num)
-        tags["sweep_overrides"] = " ".join(OmegaConf.select(hc, "overrides.task") or [])
-    return tags
+    return {"sweep_id": sweep_id, **(job or {})}
 
 
 OWNER_HOST, OWNER_PID = "geoensemble.host", "geoensemble.pid"
