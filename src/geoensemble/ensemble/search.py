@@ -177,6 +177,7 @@ def as_finished(futures: list[Any]) -> Iterator[tuple[int, Any]]:
                     f.cancel()
                 raise oom from None
             _raise_killed(err, futures)
+            _raise_lost(err, future, futures)
             raise
         if isinstance(result, FitResult) and result.error:
             for f in futures:
@@ -209,6 +210,23 @@ def _raise_killed(err: Exception, futures: list[Any]) -> None:
         f"often for lack of memory. Lower features.sample.size or the model's size, "
         f"give workers more memory (compute.memory_limit), or raise compute.retries if "
         f"workers die for other reasons"
+    ) from None
+
+
+def _raise_lost(err: Exception, future: Any, futures: list[Any]) -> None:
+    """A member task the scheduler cancelled or forgot (its workers killed or lost over and
+    over, the data they held gone with them) is one line, not an internal error."""
+    import concurrent.futures
+
+    if not isinstance(err, concurrent.futures.CancelledError):
+        return
+    for f in futures:
+        f.cancel()
+    raise ComputeError(
+        f"{member_of_key(future.key)} was cancelled by the dask scheduler: its workers were "
+        f"killed or lost while it ran, and the data they held went with them. Rerun; if "
+        f"workers keep dying, check the machine's memory (compute.memory_limit) or the "
+        f"cluster's workers (compute.address)"
     ) from None
 
 
