@@ -275,3 +275,23 @@ def test_pydoc_pipepager_in_features_custom_runs_nothing(featurized: Path, tmp_p
         assert re.search(r"pydoc.*(names module pydoc|cannot be trusted: module pydoc)", line)
         assert not marker.exists()
     assert not (tmp_path / "features").exists()
+
+
+def test_a_deleted_artifact_store_is_named_as_such_not_as_a_missing_training(
+    store: dict[str, Any],
+) -> None:
+    import shutil
+
+    from geoensemble.errors import InputFileError
+
+    shutil.rmtree(store["dir"] / "mlartifacts")
+    tracker = tracking.Tracker(f"sqlite:///{store['dir']}/mlflow.db")
+    with pytest.raises(InputFileError) as err:
+        tracker.load_model(store["uri"])
+    line = str(err.value)
+    assert "\n" not in line and "Run the train stage first" not in line
+    assert re.search(
+        r"version 1 of 'tampered' is registered, but its files cannot be read .*the artifact "
+        r"store was moved or deleted; restore it",
+        line,
+    ), line

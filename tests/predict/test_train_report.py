@@ -44,8 +44,17 @@ def test_predict_loads_the_version_of_the_train_report_not_the_champion(
     ("report", "error", "match"),
     [
         (None, InputFileError, r"predict\.model_uri=train_report reads .*train\.json, which "),
-        ("{not json", InputFileError, r"cannot read .*train\.json \(JSONDecodeError\)"),
-        ({"model_name": "geoensemble"}, InputFileError, r"records no champion version"),
+        (
+            "{not json",
+            InputFileError,
+            r"cannot read .*train\.json \(JSONDecodeError\): it is not the report the train "
+            r"stage wrote .*restore it",
+        ),
+        (
+            {"model_name": "geoensemble"},
+            InputFileError,
+            r"records no champion version .*: it is not the report the train stage wrote",
+        ),
         (
             {"model_name": "other", "champion": {"version": "1"}},
             ConfigError,

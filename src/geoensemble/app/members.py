@@ -225,6 +225,10 @@ def train_report_uris(cfg: AppConfig) -> list[str]:
 
     path = Path(cfg.paths.reports) / "train.json"
     rerun = "run the train stage first (dvc repro), or set predict.model_uri to a model"
+    rewrite = (
+        "restore it (git checkout / dvc checkout reports/train.json) or rerun the train stage "
+        "(dvc repro --force train), or set predict.model_uri to a model"
+    )
     try:
         report = read_json(path)
     except InputFileError:
@@ -235,14 +239,16 @@ def train_report_uris(cfg: AppConfig) -> list[str]:
         ) from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise InputFileError(
-            f"predict.model_uri=train_report cannot read {path} ({type(exc).__name__}): {rerun}"
+            f"predict.model_uri=train_report cannot read {path} ({type(exc).__name__}): it "
+            f"is not the report the train stage wrote (changed or damaged since); {rewrite}"
         ) from None
     champion = report.get("champion") if isinstance(report, dict) else None
     name = report.get("model_name") if isinstance(report, dict) else None
     version = champion.get("version") if isinstance(champion, dict) else None
     if not isinstance(name, str) or not str(version or "").isdigit():
         raise InputFileError(
-            f"{path} records no champion version (champion.version, model_name): {rerun}"
+            f"{path} records no champion version (champion.version, model_name): it is not "
+            f"the report the train stage wrote (changed since); {rewrite}"
         )
     if name != cfg.tracking.model_name:
         raise ConfigError(

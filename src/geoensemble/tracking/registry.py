@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from geoensemble.errors import FeatureMismatchError, ModelNotFoundError
+from geoensemble.errors import FeatureMismatchError, InputFileError, ModelNotFoundError
 from geoensemble.redact import redact_uri
 from geoensemble.tracking.base import TrackerBase
 from geoensemble.tracking.models import (
@@ -131,6 +131,13 @@ class Registry(TrackerBase):
         except MlflowException as exc:
             if (fault := self.fault(exc)) is not None:
                 raise fault from None
+            if version is not None:  # the registry knows the version: its files are gone
+                raise InputFileError(
+                    f"cannot load {uri}: version {version} of '{name}' is registered, but its "
+                    f"files cannot be read ({exc.message.splitlines()[0].rstrip('.:')}): the "
+                    f"artifact store was moved or deleted; restore it (tracking.artifact_root, "
+                    f"beside the SQLite store by default) or retrain (dvc repro --force train)"
+                ) from None
             # only the workspace pipeline and `geoensemble promote` set the champion alias
             how = (
                 " (dvc repro on the committed params.yaml), promote a registered version "
