@@ -108,3 +108,33 @@ def test_a_stage_run_before_its_input_exists_through_a_params_file(tmp_path: Pat
     missing = stage("train", "--params", "nowhere.yaml", cwd=tmp_path)
     assert missing.returncode == 2
     assert re.search(r"config file nowhere\.yaml does not exist", the_error_line(missing, "train"))
+
+
+def test_hydra_job_chdir_keeps_the_configs_relative_paths_where_the_user_ran_it(
+    tmp_path: Path,
+) -> None:
+    """With hydra.job.chdir=true Hydra moves the job into its run folder; data/raw/scene
+    still means the folder the command was run from (it was reported missing)."""
+    (tmp_path / "data" / "raw").mkdir(parents=True)
+    proc = stage(
+        "scene",
+        "hydra.job.chdir=true",
+        "data.scene.width=64",
+        "data.scene.height=64",
+        "data.scene.n_points=20",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "data/raw/scene").glob("B*.TIF"))[:2] == [
+        "B1.TIF",
+        "B2.TIF",
+    ]
+    proc = stage(
+        "ingest",
+        "hydra.job.chdir=true",
+        "paths.stack=data/stack",
+        "paths.reports=reports",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "data/stack").is_dir() and (tmp_path / "reports").is_dir()

@@ -286,6 +286,12 @@ def _stage_main(stage: str, argv: list[str] | None = None) -> None:
 
     @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
     def _main(raw: DictConfig) -> Any:
+        from hydra.utils import get_original_cwd
+
+        if os.getcwd() != get_original_cwd():
+            # hydra.job.chdir=true moved the job into its run folder: the config's relative
+            # paths (data/raw/scene, reports...) still mean the folder the user ran it from.
+            os.chdir(get_original_cwd())
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             # A failed sweep job raises (Hydra records it and runs the other jobs) instead
             # of exiting the whole sweep.
