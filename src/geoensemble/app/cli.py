@@ -67,6 +67,11 @@ def fail(stage: str, exc: BaseException) -> SystemExit:
     """
     if debug():
         traceback.print_exception(exc)
+    if _INTERRUPTED:
+        # A library caught the interrupt and raised its own error instead (OmegaConf turns
+        # it into a ConfigKeyError mid-copy): the user pressed Ctrl-C, and that is the line.
+        print(f"geoensemble {stage}: interrupted by SIGINT (Ctrl-C)", file=sys.stderr)
+        return SystemExit(EXIT_INTERRUPTED)
     if isinstance(exc, GeoEnsembleError):
         print(f"geoensemble {stage}: error: {one_line(str(exc))}", file=sys.stderr)
         return SystemExit(EXIT_ERROR)
@@ -246,8 +251,31 @@ def stage_main(stage: str, argv: list[str] | None = None) -> None:
     or a library prints is redacted (:func:`~geoensemble.app.screen.redacted_screen`)."""
     from geoensemble.app.screen import redacted_screen
 
-    with redacted_screen():
-        _stage_main(stage, argv)
+    def on_sigint(signum: int, frame: Any) -> None:
+        _INTERRUPTED.append(signum)
+        raise KeyboardInterrupt
+
+    import signal
+    import threading
+
+    old = None
+    if threading.current_thread() is threading.main_thread():
+        old = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        with redacted_screen():
+            _stage_main(stage, argv)
+    except KeyboardInterrupt:
+        # Ctrl-C before or after the stage's own handling (composing the config, exiting)
+        print(f"geoensemble {stage}: interrupted by SIGINT (Ctrl-C)", file=sys.stderr)
+        raise SystemExit(EXIT_INTERRUPTED) from None
+    finally:
+        _INTERRUPTED.clear()
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+
+
+# Ctrl-C seen by this process while a stage runs (see stage_main and fail).
+_INTERRUPTED: list[int] = []
 
 
 def _stage_main(stage: str, argv: list[str] | None = None) -> None:

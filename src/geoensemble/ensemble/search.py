@@ -454,6 +454,15 @@ def run_ensemble(
                 "improved": float(improved),
             }
         )
+        log.info(
+            "train: generation %d of %d: %d member(s) fitted, best %s so far %.6g%s",
+            gen + 1,
+            ens.generations,
+            len(gen_members),
+            metric,
+            best,
+            "" if improved else f" (no better for {stale} generation(s))",
+        )
         if on_generation:
             on_generation(gen, gen_members)
         if stale >= ens.patience:
