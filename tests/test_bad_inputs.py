@@ -219,7 +219,8 @@ case(
 )(edits(model__estimator__n_clusterz=3))
 case(
     "train",
-    r"unexpected keyword argument 'n_clusterz'.*\(and under model\.space: n_clusterz",
+    r"model\.space\.n_clusterz: MiniBatchKMeans \(step 'model'\) has no parameter 'n_clusterz'; "
+    r"did you mean 'n_clusters'\?",
 )(edits(model__estimator__n_clusters=4, model__space={"n_clusterz": {"low": 2, "high": 5}}))
 case("train", r"ensemble metric\(s\) \['accuracyy'\] are not computed .*choose among")(
     edits(ensemble__metric="accuracyy")

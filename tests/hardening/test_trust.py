@@ -179,7 +179,7 @@ def test_a_tampered_model_with_a_rewritten_digest_is_refused_by_our_allow_list(
     assert proc.returncode == 2, proc.stderr
     line = the_error_line(proc, "predict")
     assert re.search(
-        rf"cannot load models:/{MODEL}@champion: its model\.skops holds types geoensemble does "
+        rf"cannot load models:/{MODEL}@champion: it holds types geoensemble does "
         r"not trust \['builtins\.exec'\]: retrain, or.*trust\.types",
         line,
     ), line

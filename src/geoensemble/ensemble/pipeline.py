@@ -8,6 +8,7 @@ dask workers by pickle, so a class defined in a notebook works.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from sklearn.base import clone
@@ -45,6 +46,17 @@ def member_pipeline(
             raise ConfigError(
                 f"model.space.{key}: the member pipeline has no step {step!r} "
                 f"(steps: {list(pipe.named_steps)}); name a step of features.steps or model"
+            )
+        param = full.split("__", 1)[1]
+        owner = pipe.named_steps[step]
+        valid = owner.get_params(deep=False) if hasattr(owner, "get_params") else {}
+        if "__" not in param and param not in valid:
+            hint = difflib.get_close_matches(param, list(valid), n=1)
+            raise ConfigError(
+                f"model.space.{key}: {type(owner).__name__} (step {step!r}) has no parameter "
+                f"{param!r}"
+                + (f"; did you mean {hint[0]!r}?" if hint else "")
+                + f" (its parameters: {sorted(valid)})"
             )
         try:
             pipe.set_params(**{full: value})

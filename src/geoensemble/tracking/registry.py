@@ -111,6 +111,7 @@ class Registry(TrackerBase):
         client = self.client
         name = version = run_id = model_id = None
         expected: str | None = None
+        registered = False
         tags: dict[str, str] | None = None
         try:
             if uri.startswith("models:/"):
@@ -122,6 +123,7 @@ class Registry(TrackerBase):
                     name, version = ref.rsplit("/", 1)
                     mv = client.get_model_version(name, version)
                 version, run_id = str(mv.version), mv.run_id
+                registered = True
                 tags = dict(mv.tags or {})
                 expected = tags.get(SKOPS_SHA256_TAG)
                 model_id = model_id_from(mv)
@@ -131,7 +133,7 @@ class Registry(TrackerBase):
         except MlflowException as exc:
             if (fault := self.fault(exc)) is not None:
                 raise fault from None
-            if version is not None:  # the registry knows the version: its files are gone
+            if registered:  # the registry knows the version: its files are gone
                 raise InputFileError(
                     f"cannot load {uri}: version {version} of '{name}' is registered, but its "
                     f"files cannot be read ({exc.message.splitlines()[0].rstrip('.:')}): the "
