@@ -606,3 +606,23 @@ def test_a_full_disk_while_writing_maps_is_one_line_and_leaves_nothing(
         error_line(err, "predict"),
     )
     assert visible(full_disk) == []
+
+
+def test_a_full_artifact_disk_names_the_artifact_store_not_the_database(
+    featurized: Path, full_disk: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The SQLite store has room, the artifact folder's disk is full: the line names the
+    artifact store and tracking.artifact_root (not the disk of mlflow.db)."""
+    art = full_disk / "artifacts"
+    cfg = stage_cfg(featurized, tmp_path, f"tracking.artifact_root={art}", "ensemble.size=2")
+    code, err = run_stage("train", cfg, tmp_path, capfd)
+    assert code == 2, err
+    line = error_line(err, "train")
+    assert re.search(
+        rf"no space left on the disk of the MLflow artifact store {re.escape(str(art))} while "
+        r"MLflow wrote a model there: free space there, or point tracking\.artifact_root at "
+        r"another disk",
+        line,
+    ), line
+    assert "mlflow.db" not in line
+    assert not (tmp_path / "reports" / "train.json").exists()

@@ -101,10 +101,13 @@ def server_error(
     )
 
 
-def local_error(exc: BaseException, uri: str, timeout: float) -> TrackingError | None:
+def local_error(
+    exc: BaseException, uri: str, timeout: float, *, artifacts: Path | None = None
+) -> TrackingError | None:
     """The one-line error for a fault of a store on this machine the user can fix (``None``
     if ``exc`` is not one): a SQLite store that is locked, full, read-only or damaged; a disk
-    that fills up or is read-only while MLflow writes artifacts."""
+    that fills up or is read-only while MLflow writes artifacts (``artifacts``: the artifact
+    folder, to name the disk that is full when the error does not say)."""
     import errno
 
     if isinstance(exc, GeoEnsembleError):
@@ -115,16 +118,43 @@ def local_error(exc: BaseException, uri: str, timeout: float) -> TrackingError |
         if isinstance(e, OSError) and e.errno and not isinstance(e, GeoEnsembleError):
             name = e.filename or where_of(uri)
             if e.errno == errno.ENOSPC:
-                return TrackingError(
-                    f"no space left on the disk of {name} while MLflow wrote it: free space "
-                    f"there, or point tracking.uri (and tracking.artifact_root) at another disk"
-                )
+                return _full(e.filename, uri, artifacts)
             if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
                 return TrackingError(
                     f"MLflow cannot write {name} ({e.strerror}): make it writable, or point "
                     f"tracking.uri (and tracking.artifact_root) at a writable folder"
                 )
     return None
+
+
+def _full(filename: str | None, uri: str, artifacts: Path | None) -> TrackingError:
+    """No space left: name the disk that is full, the store's or the artifact store's."""
+    store = sqlite_path(uri)
+    if filename is None and artifacts is not None and store is not None:
+        # a write() that fails names no file: the fuller of the two disks is the one
+        if _free_bytes(artifacts) < _free_bytes(store.parent):
+            return TrackingError(
+                f"no space left on the disk of the MLflow artifact store {artifacts} while "
+                f"MLflow wrote a model there: free space there, or point "
+                f"tracking.artifact_root at another disk"
+            )
+    name = filename or where_of(uri)
+    return TrackingError(
+        f"no space left on the disk of {name} while MLflow wrote it: free space "
+        f"there, or point tracking.uri (and tracking.artifact_root) at another disk"
+    )
+
+
+def _free_bytes(path: Path) -> int:
+    """Free bytes on the disk of ``path`` (or of its nearest existing parent)."""
+    import shutil
+
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return 1 << 62
 
 
 def store_error(

@@ -99,7 +99,9 @@ class Tracker(Sweeps, Closing, Registry):
         if err is not None:
             self.down = err
             return err
-        return local_error(exc, self.uri, self.timeout)
+        local = is_local_store(self.uri)
+        artifacts = artifact_base(self.uri) / self.artifact_root if local else None
+        return local_error(exc, self.uri, self.timeout, artifacts=artifacts)
 
     # ----------------------------------------------------------------------- the store
     def check(self) -> bool:
