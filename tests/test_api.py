@@ -59,7 +59,7 @@ SCRIPT = textwrap.dedent(
         steps = [("scale", StandardScaler())]
     pipe = Pipeline([*steps, ("kmeans", kmeans)])
     space = {"kmeans__n_clusters": [4, 5, 6, 7, 8, 9, 10, 12]}
-    kwargs = dict(space=space, size=3, keep=%(keep)d, sample=6000, seed=42)
+    kwargs = dict(space=space, size=3, generations=1, keep=%(keep)d, sample=6000, seed=42)
     tracking = os.environ.get("GE_TRACKING") or None
     if os.environ.get("GE_CLIENT"):
         from dask.distributed import Client, LocalCluster

@@ -172,6 +172,13 @@ KMEANS = MiniBatchKMeans(n_init=1, random_state=0)
         (KMEANS, {"criterion": "kappa"}, ConfigError, ["criterion", "kappa", "not computed"]),
         (RandomForestClassifier(), {}, ConfigError, ["classifier, which needs labels", "pass y"]),
         (KMEANS, {"client": "tcp://x"}, ConfigError, ["not a dask.distributed Client"]),
+        (
+            KMEANS,
+            {"nan_threshold": 2},
+            ConfigError,
+            ["nan_threshold=2 lets pixels with NaN features", "set impute=median"],
+        ),
+        (KMEANS, {"impute": "mode"}, ConfigError, ["impute='mode' is unknown", "median"]),
     ],
 )
 def test_fit_ensemble_names_the_argument_and_the_fix(
@@ -260,3 +267,27 @@ def test_predict_many_lists_missing_features_and_write_map_refuses_a_foreign_fil
 def test_load_array_of_something_that_is_no_path_is_one_clear_error(path: object) -> None:
     with pytest.raises(ConfigError, match=r"path=.* is not a path: give a folder of GeoTiffs"):
         ge.load_array(path)  # type: ignore[arg-type]
+
+
+def test_searched_names_come_back_as_given_and_nan_features_are_imputed(
+    feats: xr.Dataset,
+) -> None:
+    """``kmeans__n_clusters`` stays ``kmeans__n_clusters`` in the scores; with nan_threshold
+    and impute, pixels with a NaN feature are sampled and filled by each member."""
+    holed = feats.copy()
+    nd = holed["ndvi"].values.copy()
+    nd[:, ::3] = np.nan  # a third of the columns lack NDVI
+    holed["ndvi"] = (holed["ndvi"].dims, nd)
+    pipe = Pipeline([("scale", StandardScaler()), ("kmeans", MiniBatchKMeans(n_init=1))])
+    kwargs = {"space": {"kmeans__n_clusters": [3, 4]}, "size": 2, "generations": 1, "keep": 1}
+    strict = ge.fit_ensemble(pipe, holed, sample=5000, **kwargs)
+    filled = ge.fit_ensemble(pipe, holed, sample=5000, nan_threshold=1, impute="median", **kwargs)
+    assert "kmeans__n_clusters" in strict.scores.columns
+    assert set(strict.scores["kmeans__n_clusters"]) <= {3, 4}
+    n_nan = sum(np.isnan(holed[v].values).astype(int) for v in holed.data_vars)
+    assert strict.sample_pixels == int((n_nan == 0).sum())  # only pixels with every feature
+    assert filled.sample_pixels == int((n_nan <= 1).sum())  # NDVI imputed where it lacks
+    assert filled.sample_pixels > 1.4 * strict.sample_pixels
+    assert filled.params["features.impute"] == "median"
+    step = filled.best.pipeline.steps[0][1]
+    assert type(step).__name__ == "SimpleImputer" and step.strategy == "median"

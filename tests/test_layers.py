@@ -35,7 +35,7 @@ def test_the_layering_contracts_are_kept(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for name in (
         "app > api > predict > ensemble > tracking > features > io > core KEPT",
-        "the config schema imports nothing of the library KEPT",
+        "the config schema imports nothing of the library but its defaults KEPT (1 ignored import)",
         "no import cycles between sibling modules KEPT",
         "only the app layer knows Hydra and OmegaConf KEPT",
     ):

@@ -43,6 +43,7 @@ FIT: Renames = (
     (rf"{_ALONE}features\.steps\.(\w+)\.(\w+)", r"the pipeline step \1's \2"),
     (rf"{_ALONE}features\.steps\.(\w+)", r"the pipeline step \1"),
     (rf"{_ALONE}features\.sample\.size\b", "sample"),
+    (rf"{_ALONE}features\.(nan_threshold|impute_value|impute)\b", r"\1"),
     (rf"{_ALONE}ensemble\.(size|generations|keep)\b", r"\1"),
     (rf"{_ALONE}ensemble\.metric\b", "criterion"),
     (rf"{_ALONE}ensemble metric\(s\)", "criterion"),

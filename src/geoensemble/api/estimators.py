@@ -43,6 +43,9 @@ class Recipe:
         The unfitted pipeline members are cloned from (steps, then ``model``).
     configured
         The values set on the caller's objects, under the space's names.
+    given
+        The space's names as the caller gave them (``kmeans__n_clusters``), by their names
+        in ``space`` (``n_clusters``).
     """
 
     steps: dict[str, Any]
@@ -52,6 +55,7 @@ class Recipe:
     family: str
     template: Any = None
     configured: dict[str, Any] = field(default_factory=dict)
+    given: dict[str, str] = field(default_factory=dict)
 
 
 def _is_default(value: Any, default: Any) -> bool:
@@ -148,9 +152,11 @@ def recipe(estimator: Any, space: Mapping[str, Any] | None) -> Recipe:
         )
     spec = estimator_spec(last, "the estimator")
     space_out: dict[str, Any] = {}
+    given: dict[str, str] = {}
     for key, dist in (space or {}).items():
         step, _, param = str(key).rpartition("__")
         if step in (last_name, "model"):
+            given[param] = str(key)
             key = param
         elif step and step not in steps:
             raise ConfigError(
@@ -185,4 +191,5 @@ def recipe(estimator: Any, space: Mapping[str, Any] | None) -> Recipe:
         family=type(last).__name__,
         template=template,
         configured={k: v for k, v in configured.items() if k in space_out},
+        given=given,
     )

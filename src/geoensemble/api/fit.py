@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from geoensemble.api._keys import FIT, argument_names
+from geoensemble.ensemble import defaults
 from geoensemble.errors import ConfigError, GridMismatchError
 
 if TYPE_CHECKING:
@@ -19,22 +20,6 @@ if TYPE_CHECKING:
     from geoensemble.api.estimators import Recipe
     from geoensemble.ensemble.member import MemberSpec, TrainingData
     from geoensemble.ensemble.search import Member, Search
-
-# Criteria where larger is better; every other one (aic, bic, log_loss, rmse...) is minimized.
-MAXIMIZE = frozenset(
-    {
-        "accuracy",
-        "kappa",
-        "f1_macro",
-        "r2",
-        "log_likelihood",
-        "heldout_log_likelihood",
-        "member_space_log_likelihood",
-    }
-)
-# The API keeps the train stage's defaults for what it has no argument for.
-CV_FOLDS, CV_BLOCK = 5, 32
-RETRIES = 2  # reruns of a member task whose fit raised (compute.retries)
 
 
 @dataclass(frozen=True)
@@ -46,6 +31,7 @@ class _Fit:
     search: Search
     sample: int
     seed: int
+    nan_threshold: int = 0
 
     @property
     def params(self) -> dict[str, Any]:
@@ -59,6 +45,8 @@ class _Fit:
             "model.space": self.rec.space,
             "features.steps": self.rec.steps,
             "features.sample.size": self.sample,
+            "features.nan_threshold": self.nan_threshold,
+            "features.impute": self.spec.impute,
             "ensemble.size": s.size,
             "ensemble.generations": s.generations,
             "ensemble.keep": s.keep,
@@ -93,11 +81,16 @@ def _settings(
     criterion: str,
     sample: int,
     seed: int,
+    nan_threshold: int = 0,
+    impute: str | None = None,
+    impute_value: float = 0.0,
 ) -> _Fit:
     """The members' recipe and the search for these arguments, checked as the stage's
     config keys are (``ensemble.size`` ..., ``features.sample.size``)."""
     from geoensemble.ensemble.member import MemberSpec
+    from geoensemble.ensemble.pipeline import ensemble_pipeline
     from geoensemble.ensemble.search import Search
+    from geoensemble.features.nanpolicy import check_nan_policy
 
     if not isinstance(criterion, str) or not criterion:
         raise ConfigError(f"criterion={criterion!r} is not a score name: use e.g. 'aic'")
@@ -105,18 +98,24 @@ def _settings(
     generations = _at_least("generations", generations, 1)
     keep = _at_least("keep", keep, 1)
     sample = _at_least("sample", sample, 10)
+    nan_threshold = _at_least("nan_threshold", nan_threshold, 0)
+    check_nan_policy(nan_threshold, impute)
     if keep > size * generations:
         raise ConfigError(
             f"keep={keep} is out of range: use at most the {size * generations} members "
             f"fitted (size x generations), or raise size"
         )
+    *head, (_, last) = rec.template.steps
     spec = MemberSpec(
-        template=rec.template,
+        # the imputer, when asked for, is each member's first step (as in the train stage)
+        template=ensemble_pipeline(head, last, impute=impute, impute_value=float(impute_value)),
         configured=rec.configured,
         seeded="random_state" in rec.estimator,
+        impute=impute,
+        impute_value=float(impute_value),
         kind=rec.kind,
     )
-    direction = "maximize" if criterion in MAXIMIZE else "minimize"
+    direction = defaults.direction_of(criterion)
     search = Search(
         space=dict(rec.space),
         size=size,
@@ -124,9 +123,9 @@ def _settings(
         keep=keep,
         objectives=((criterion, direction),),
         seed=int(seed),
-        retries=RETRIES,
+        retries=defaults.RETRIES,
     )
-    return _Fit(rec, spec, search, sample, int(seed))
+    return _Fit(rec, spec, search, sample, int(seed), nan_threshold)
 
 
 def _labels(y: xr.DataArray, ds: xr.Dataset, kind: str) -> Any:
@@ -185,8 +184,7 @@ def training_data(
         kind=kind,
         size=fit.sample,
         seed=fit.seed,
-        n_folds=CV_FOLDS,
-        block_size=CV_BLOCK,
+        nan_threshold=fit.nan_threshold,
     )
     return drawn.data, names
 
@@ -204,7 +202,7 @@ def _cluster(client: Any) -> Iterator[Any]:
     from geoensemble.compute import Cluster, dask_client
 
     # in-process (compute=threads of the stage): one worker thread
-    inproc = Cluster(n_workers=1, threads_per_worker=1, processes=False, retries=RETRIES)
+    inproc = Cluster(n_workers=1, threads_per_worker=1, processes=False, retries=defaults.RETRIES)
     with dask_client(inproc, preload=["geoensemble.ensemble.member"]) as own:
         yield own
 
@@ -232,6 +230,9 @@ class Ensemble:
         The fit's settings as train-stage-like keys (what :meth:`log_to_mlflow` logs).
     space_id
         What the scores are computed on (comparable ensembles share it).
+    param_names
+        The searched parameters' names as given in ``space`` (``kmeans__n_clusters``) by
+        their names in the members' ``params`` (``n_clusters``); :attr:`scores` uses them.
     """
 
     members: list[Member]
@@ -243,6 +244,7 @@ class Ensemble:
     space_id: str = ""
     example: np.ndarray | None = field(default=None, repr=False)
     sample_pixels: int = 0
+    param_names: dict[str, str] = field(default_factory=dict)
 
     @property
     def best(self) -> Member:
@@ -264,7 +266,7 @@ class Ensemble:
                 "kept": m.number in kept,
                 "seed": m.seed,
             }
-            row.update(m.params)
+            row.update({self.param_names.get(k, k): v for k, v in m.params.items()})
             row[self.metric] = m.scores.get(self.metric, np.nan)
             row.update({k: v for k, v in m.scores.items() if k != self.metric})
             rows.append(row)
@@ -390,12 +392,15 @@ def fit_ensemble(
     *,
     y: xr.DataArray | None = None,
     space: Mapping[str, Any] | None = None,
-    size: int = 8,
-    generations: int = 1,
-    keep: int = 1,
-    criterion: str = "aic",
-    sample: int = 200_000,
+    size: int = defaults.SIZE,
+    generations: int = defaults.GENERATIONS,
+    keep: int = defaults.KEEP,
+    criterion: str = defaults.CRITERION,
+    sample: int = defaults.SAMPLE,
     seed: int = 0,
+    nan_threshold: int = 0,
+    impute: str | None = None,
+    impute_value: float = 0.0,
     client: Any = None,
     tracking: str | None = None,
 ) -> Ensemble:
@@ -422,11 +427,11 @@ def fit_ensemble(
         .., "step": .., "log": ..}}``; ``<step>__<param>`` for a pipeline step's
         parameter. A searched parameter must be left at its default on ``estimator``.
     size
-        Members per generation.
+        Members per generation (4, as the train stage).
     generations
-        Generations of the search (it stops early after 2 without improvement).
+        Generations of the search (2; it stops early after 2 without improvement).
     keep
-        Members kept (best first) for prediction and registration.
+        Members kept (3), best first, for prediction and registration.
     criterion
         The score that ranks members: ``aic`` (default), ``bic``, ``inertia`` for
         clusterers; ``log_loss``, ``kappa``, ``accuracy``... for classifiers; ``rmse``,
@@ -435,6 +440,14 @@ def fit_ensemble(
         Most training pixels.
     seed
         Seeds the sample, the search and each member (``seed + member number``).
+    nan_threshold
+        Pixels with more NaN features than this are left out of the sample (0: only pixels
+        without a NaN feature); above 0 needs ``impute``.
+    impute
+        ``"median"``, ``"mean"`` or ``"constant"`` (``impute_value``): how each member's
+        pipeline fills the NaN features it keeps, learned on its training pixels.
+    impute_value
+        The fill of ``impute="constant"``.
     client
         A ``dask.distributed.Client`` whose workers fit the members; ``None``: an
         in-process cluster of one worker thread, closed afterwards.
@@ -471,6 +484,9 @@ def fit_ensemble(
             criterion=criterion,
             sample=sample,
             seed=seed,
+            nan_threshold=nan_threshold,
+            impute=impute,
+            impute_value=impute_value,
         )
         data, names = training_data(ds, y, fit)
         # A member that cannot be built or fitted on this sample fails here, before the
@@ -489,6 +505,7 @@ def fit_ensemble(
         space_id=fit.space_id,
         example=data.X[:5],
         sample_pixels=len(data.X),
+        param_names=dict(fit.rec.given),
     )
     if tracking is not None:
         ens.log_to_mlflow(tracking)

@@ -13,6 +13,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from geoensemble.ensemble import defaults
+
 
 class Align(StrEnum):
     strict = "strict"
@@ -135,7 +137,7 @@ class DataConfig:
 class SampleConfig:
     """The training sample: at most ``size`` valid pixels, seeded, optionally class-balanced."""
 
-    size: int = 200_000
+    size: int = defaults.SAMPLE
     stratify: bool = False  # with labels: an equal share per class (as far as classes allow)
 
 
@@ -188,20 +190,20 @@ class ConsensusConfig:
 class CVConfig:
     """Spatial block cross-validation of supervised members."""
 
-    folds: int = 5
-    block_size: int = 32  # pixels per side of a square block; a block is never split
+    folds: int = defaults.CV_FOLDS
+    block_size: int = defaults.CV_BLOCK  # pixels per side of a square block; a block is never split
     buffer: int = 0  # training pixels this close (px, Chebyshev) to a test pixel are left out
 
 
 @dataclass
 class EnsembleConfig:
-    size: int = 4
-    generations: int = 1
-    keep: int = 1
-    metric: str = "aic"
+    size: int = defaults.SIZE
+    generations: int = defaults.GENERATIONS
+    keep: int = defaults.KEEP
+    metric: str = defaults.CRITERION
     direction: Direction = Direction.minimize
     objectives: list[ObjectiveConfig] = field(default_factory=list)
-    patience: int = 2
+    patience: int = defaults.PATIENCE
     sample: SampleMode = SampleMode.shared
     member_fraction: float = 0.5
     partial_fit_batches: int = 0
@@ -298,7 +300,7 @@ class ComputeConfig:
     processes: bool = True  # LocalCluster only: worker processes (true) or threads
     memory_limit: str = "auto"  # LocalCluster only, per worker
     timeout: float = 30.0  # seconds to wait for local workers, or a scheduler and a worker
-    retries: int = 2  # times a member's task is rerun after its worker died
+    retries: int = defaults.RETRIES  # times a member's task is rerun after its worker died
 
 
 @dataclass

@@ -177,22 +177,13 @@ CLUSTER_COUNTS = ("n_clusters", "n_components")
 
 def _features_checks(f: FeaturesConfig) -> None:
     from geoensemble.features.indices import SENSORS
+    from geoensemble.features.nanpolicy import check_nan_policy
 
     if f.sensor not in SENSORS:
         raise ConfigError(
             f"config key features.sensor={f.sensor!r} is unknown: use one of {list(SENSORS)}"
         )
-    if f.impute not in {None, "median", "mean", "constant"}:
-        raise ConfigError(
-            f"config key features.impute={f.impute!r} is unknown: use median, mean, "
-            f"constant or null"
-        )
-    if f.nan_threshold > 0 and f.impute is None:
-        raise ConfigError(
-            f"config key features.nan_threshold={f.nan_threshold} lets pixels with NaN features "
-            f"reach the model but features.impute is null: set features.impute=median (or "
-            f"mean, constant), or features.nan_threshold=0"
-        )
+    check_nan_policy(f.nan_threshold, f.impute)
     if f.false_colour and len(f.false_colour) != 3:
         raise ConfigError(
             f"config key features.false_colour={f.false_colour} must name exactly three "

@@ -34,6 +34,7 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from geoensemble.compute import out_of_memory
+from geoensemble.ensemble import defaults
 from geoensemble.ensemble.checks import check_members
 from geoensemble.ensemble.member import (
     FitResult,
@@ -123,13 +124,13 @@ class Search:
     """
 
     space: dict[str, Any] = field(default_factory=dict)
-    size: int = 8
-    generations: int = 1
-    keep: int = 1
-    objectives: tuple[tuple[str, str], ...] = (("aic", "minimize"),)
-    patience: int = 2
+    size: int = defaults.SIZE
+    generations: int = defaults.GENERATIONS
+    keep: int = defaults.KEEP
+    objectives: tuple[tuple[str, str], ...] = ((defaults.CRITERION, "minimize"),)
+    patience: int = defaults.PATIENCE
     seed: int = 0
-    retries: int = 0
+    retries: int = defaults.RETRIES
     consensus_top: int | None = None
     consensus_clusters: int | None = None
 

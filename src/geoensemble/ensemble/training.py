@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from geoensemble.ensemble import defaults
 from geoensemble.ensemble.folds import Fold
 from geoensemble.ensemble.member import TrainingData
 from geoensemble.errors import EmptyLayerError
@@ -147,8 +148,8 @@ def draw_training_data(
     seed: int,
     nan_threshold: int = 0,
     stratify: bool = False,
-    n_folds: int = 5,
-    block_size: int = 32,
+    n_folds: int = defaults.CV_FOLDS,
+    block_size: int = defaults.CV_BLOCK,
     buffer: int = 0,
 ) -> Drawn:
     """The members' training data: a seeded sample of valid pixels for clusterers; the
