@@ -114,6 +114,44 @@ def estimator_spec(est: Any, where: str) -> dict[str, Any]:
     return spec
 
 
+def _space_names(
+    space: Mapping[str, Any], last_name: str, steps: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """``space`` with the final step's ``<name>__<param>`` keys as plain names, and the
+    names as given by their plain names."""
+    out: dict[str, Any] = {}
+    given: dict[str, str] = {}
+    for key, dist in space.items():
+        step, _, param = str(key).rpartition("__")
+        if step in (last_name, "model"):
+            given[param] = str(key)
+            key = param
+        elif step and step not in steps:
+            raise ConfigError(
+                f"space['{key}']: the pipeline has no step {step!r} (steps: "
+                f"{[*steps, last_name]}); name a step, or the estimator's own parameter"
+            )
+        out[str(key)] = dist
+    return out, given
+
+
+def _unset_searched(spec: dict[str, Any], space: Mapping[str, Any], last: Any) -> None:
+    """Drop from ``spec`` the searched seeds and counts left at their defaults; refuse a
+    value the caller set on the estimator and also searches (every member would use it)."""
+    defaults = _defaults(type(last))
+    for key in space:
+        if "__" in key or key not in spec:
+            continue
+        if key in ALWAYS and _is_default(last.get_params(deep=False).get(key), defaults.get(key)):
+            spec.pop(key)
+            continue
+        raise ConfigError(
+            f"the estimator's {key}={spec[key]!r} is also searched by space['{key}']: a value "
+            f"you set is used by every member and only space varies, so leave {key} at its "
+            f"default on the estimator to search it, or remove it from space"
+        )
+
+
 def recipe(estimator: Any, space: Mapping[str, Any] | None) -> Recipe:
     """The member recipe of ``estimator`` (a scikit-learn estimator or ``Pipeline``).
 
@@ -151,31 +189,8 @@ def recipe(estimator: Any, space: Mapping[str, Any] | None) -> Recipe:
             "(the final estimator is the member's 'model' step)"
         )
     spec = estimator_spec(last, "the estimator")
-    space_out: dict[str, Any] = {}
-    given: dict[str, str] = {}
-    for key, dist in (space or {}).items():
-        step, _, param = str(key).rpartition("__")
-        if step in (last_name, "model"):
-            given[param] = str(key)
-            key = param
-        elif step and step not in steps:
-            raise ConfigError(
-                f"space['{key}']: the pipeline has no step {step!r} (steps: "
-                f"{[*steps, last_name]}); name a step, or the estimator's own parameter"
-            )
-        space_out[str(key)] = dist
-    defaults = _defaults(type(last))
-    for key in space_out:
-        if "__" in key or key not in spec:
-            continue
-        if key in ALWAYS and _is_default(last.get_params(deep=False).get(key), defaults.get(key)):
-            spec.pop(key)
-            continue
-        raise ConfigError(
-            f"the estimator's {key}={spec[key]!r} is also searched by space['{key}']: a value "
-            f"you set is used by every member and only space varies, so leave {key} at its "
-            f"default on the estimator to search it, or remove it from space"
-        )
+    space_out, given = _space_names(space or {}, str(last_name), steps)
+    _unset_searched(spec, space_out, last)
     from sklearn.base import clone
     from sklearn.pipeline import Pipeline
 

@@ -323,16 +323,8 @@ class Ensemble:
             When the store cannot be used, in one line naming it.
         """
         from geoensemble import tracking
-        from geoensemble.ensemble.runlog import MemberLogger
-        from geoensemble.ensemble.search import EnsembleResult
-        from geoensemble.io.checks import check_name
 
-        if not isinstance(uri, str) or not uri:
-            raise ConfigError(f"uri={uri!r} is not an MLflow tracking URI: use sqlite:///... ")
-        with argument_names(((r"config key tracking\.model_name", "model_name"),)):
-            check_name("tracking.model_name", model_name)
-        with argument_names(((r"config key predict\.alias", "alias"),)):
-            check_name("predict.alias", alias)
+        _check_log_args(uri, model_name, alias)
         family = str(self.params.get("model.name", ""))
         tracker = tracking.Tracker(uri, experiment=experiment, timeout=timeout)
         exp_id = tracker.open()
@@ -349,29 +341,7 @@ class Ensemble:
                 "score_space": self.space_id,
             },
         ) as parent_id:
-            logger = MemberLogger(
-                tracker.experiment_of(parent_id),
-                parent_id,
-                tracker=tracker,
-                family=family,
-                space_keys=list(self.params.get("model.space") or {}),
-                tags=tags,
-            )
-            for m in self.members:
-                logger.log_member(m)
-            versions = logger.finish(
-                EnsembleResult(self.members, self.kept, self.history, self.metric),
-                feature_names=self.feature_names,
-                example=self.example if self.example is not None else np.zeros((0, 0)),
-                model_name=model_name,
-                ensemble_name=f"{run_name}-{parent_id[:8]}",
-                lineage={
-                    "origin": "api",
-                    "criterion": self.metric,
-                    "score_space": self.space_id,
-                    "family": family,
-                },
-            )
+            versions = self._log_members(tracker, parent_id, tags, model_name, run_name)
             # the caller's own alias: an explicit act, as `geoensemble promote` is
             tracker.set_alias(model_name, alias, versions[self.kept[0].number])
             tracker.log_metrics(
@@ -384,6 +354,51 @@ class Ensemble:
                 },
             )
         return parent_id
+
+    def _log_members(
+        self, tracker: Any, parent_id: str, tags: dict[str, str], model_name: str, run_name: str
+    ) -> dict[int, str]:
+        """One child run per member; the kept ones logged as models and registered."""
+        from geoensemble.ensemble.runlog import MemberLogger
+        from geoensemble.ensemble.search import EnsembleResult
+
+        family = str(self.params.get("model.name", ""))
+        logger = MemberLogger(
+            tracker.experiment_of(parent_id),
+            parent_id,
+            tracker=tracker,
+            family=family,
+            space_keys=list(self.params.get("model.space") or {}),
+            tags=tags,
+        )
+        for m in self.members:
+            logger.log_member(m)
+        versions: dict[int, str] = logger.finish(
+            EnsembleResult(self.members, self.kept, self.history, self.metric),
+            feature_names=self.feature_names,
+            example=self.example if self.example is not None else np.zeros((0, 0)),
+            model_name=model_name,
+            ensemble_name=f"{run_name}-{parent_id[:8]}",
+            lineage={
+                "origin": "api",
+                "criterion": self.metric,
+                "score_space": self.space_id,
+                "family": family,
+            },
+        )
+        return versions
+
+
+def _check_log_args(uri: Any, model_name: Any, alias: Any) -> None:
+    """One line for a tracking URI, registered model name or alias that cannot work."""
+    from geoensemble.io.checks import check_name
+
+    if not isinstance(uri, str) or not uri:
+        raise ConfigError(f"uri={uri!r} is not an MLflow tracking URI: use sqlite:///... ")
+    with argument_names(((r"config key tracking\.model_name", "model_name"),)):
+        check_name("tracking.model_name", model_name)
+    with argument_names(((r"config key predict\.alias", "alias"),)):
+        check_name("predict.alias", alias)
 
 
 def fit_ensemble(
