@@ -110,6 +110,18 @@ def test_a_parameter_both_set_and_searched_names_both_keys(
         validate(compose(overrides, config_dir=CONF))
 
 
+def test_a_whole_space_given_on_the_command_line_replaces_the_models_own() -> None:
+    """model.space={pca__n_components: ...} names a parameter the K-Means space does not
+    list: it replaces the space (Hydra alone would merge it and call the key unknown)."""
+    cfg = validate(
+        compose(
+            ["model.n_clusters=6", "model.space={pca__n_components:{low:3,high:6}}"],
+            config_dir=CONF,
+        )
+    )
+    assert cfg.model.space == {"pca__n_components": {"low": 3, "high": 6}}
+
+
 def test_user_values_reach_every_member_when_the_space_is_cleared() -> None:
     from geoensemble.app.train import member_spec
 

@@ -17,15 +17,18 @@ from omegaconf import OmegaConf
 
 # Hydra merges a dict override into the existing dict, so `model.space={}` alone would keep the
 # model's whole space: it is rewritten to delete the space and add an empty one.
-_CLEAR_SPACE = re.compile(r"^model\.space=\{\s*\}$")
+_WHOLE_SPACE = re.compile(r"^model\.space=(?P<value>.*)$", re.S)
 
 
 def clear_overrides(overrides: list[str]) -> list[str]:
-    """``overrides`` with ``model.space={}`` made to clear the space (``~model.space``, then
-    ``+model.space={}``) instead of merging nothing into it."""
+    """``overrides`` with ``model.space=<dict>`` made to replace the space (``~model.space``,
+    then ``+model.space=<dict>``): Hydra would merge the dict into the model's own space, so
+    ``{}`` would change nothing and a parameter the space does not list yet would be refused
+    as an unknown key."""
     out: list[str] = []
     for o in overrides:
-        out += ["~model.space", "+model.space={}"] if _CLEAR_SPACE.match(o.strip()) else [o]
+        m = _WHOLE_SPACE.match(o.strip())
+        out += ["~model.space", f"+model.space={m['value']}"] if m else [o]
     return out
 
 
