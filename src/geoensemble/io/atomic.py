@@ -230,12 +230,34 @@ def remove_stale_partials(
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     """Write ``obj`` as indented JSON atomically (reports, metrics, plot data, sidecars).
 
-    numpy scalars and arrays and paths are written as plain JSON values.
+    numpy scalars and arrays and paths are written as plain JSON values; a NaN or infinite
+    number as ``null`` (JSON has no NaN: ``jq``, browsers and DVC's plots refuse a bare
+    ``NaN``).
     """
     target = Path(path)
+    text = json.dumps(_finite(obj), indent=2, default=_jsonable, allow_nan=False)
     with atomic_path(target) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, default=_jsonable) + "\n")
+        tmp.write_text(text + "\n")
     return target
+
+
+def _finite(o: Any) -> Any:
+    """``o`` with every NaN or infinite float (numpy's too) as ``None``."""
+    import math
+
+    import numpy as np
+
+    if isinstance(o, np.ndarray):
+        o = o.tolist()
+    elif isinstance(o, np.generic):
+        o = o.item()
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_finite(v) for v in o]
+    return o
 
 
 def _jsonable(o: Any) -> Any:
