@@ -257,6 +257,7 @@ def test_import_is_fast_and_imports_no_heavy_library() -> None:
             "EnsembleSearch",
             "LayerSpec",
             "SpatialBlockCV",
+            "draw_validation_sample",
             "featurize",
             "fit_ensemble",
             "load_array",

@@ -31,6 +31,7 @@ __all__ = [
     "EnsembleSearch",
     "LayerSpec",
     "SpatialBlockCV",
+    "draw_validation_sample",
     "featurize",
     "fit_ensemble",
     "load_array",

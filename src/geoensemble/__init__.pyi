@@ -13,6 +13,9 @@ from geoensemble.api import (
     SpatialBlockCV as SpatialBlockCV,
 )
 from geoensemble.api import (
+    draw_validation_sample as draw_validation_sample,
+)
+from geoensemble.api import (
     featurize as featurize,
 )
 from geoensemble.api import (

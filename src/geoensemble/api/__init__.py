@@ -16,12 +16,14 @@ from geoensemble.api.load import LayerSpec, load_array  # LayerSpec lives in io.
 from geoensemble.api.predict import predict_many, write_map
 from geoensemble.ensemble.metasearch import EnsembleSearch
 from geoensemble.ensemble.spatialcv import SpatialBlockCV
+from geoensemble.predict.validation import draw_validation_sample
 
 __all__ = [
     "Ensemble",
     "EnsembleSearch",
     "LayerSpec",
     "SpatialBlockCV",
+    "draw_validation_sample",
     "featurize",
     "fit_ensemble",
     "load_array",
