@@ -221,16 +221,29 @@ def class_colours(names: Sequence[str]) -> list[RGB]:
     return [out[i] for i in range(len(names))]
 
 
+# Greys for unnamed clusters, at least 64 levels apart (160 and 178 could not be told apart).
+_GREY_LEVELS = (NEUTRAL_GREY[0], 96, 224, 32)
+
+
 def neutral_greys(n: int) -> list[RGB]:
-    """``n`` greys (equal R, G and B) from :data:`NEUTRAL_GREY`, lighter and darker in turn,
-    so unnamed clusters look neutral yet stay apart."""
-    base = NEUTRAL_GREY[0]
-    out = []
-    for i in range(n):
-        v = base + (1 if i % 2 else -1) * 18 * ((i + 1) // 2) if i else base
-        v = int(min(max(v, 40), 235))
-        out.append((v, v, v))
+    """``n`` clearly distinct colours for unnamed clusters: up to four greys (equal R, G and
+    B, starting at :data:`NEUTRAL_GREY`), so they read as "no class"; beyond four, muted
+    colours of :data:`CLUSTER_PALETTE` (a quarter grey), each at least 48 RGB units from
+    every colour before it, then darker rounds of the same."""
+    out: list[RGB] = [(v, v, v) for v in _GREY_LEVELS[:n]]
+    muted = [tuple(int(0.75 * c + 0.25 * NEUTRAL_GREY[0]) for c in rgb) for rgb in CLUSTER_PALETTE]
+    hues: list[RGB] = []
+    for m in muted:  # greedily, in palette order: deterministic
+        if all(_dist(m, o) >= 48 for o in [*hues, *((v, v, v) for v in _GREY_LEVELS)]):
+            hues.append(m)  # type: ignore[arg-type]
+    for i in range(max(0, n - len(_GREY_LEVELS))):
+        f = 0.6 ** (i // len(hues))  # darker once every hue is used
+        out.append(tuple(int(c * f) for c in hues[i % len(hues)]))  # type: ignore[arg-type]
     return out
+
+
+def _dist(a: Sequence[float], b: Sequence[float]) -> float:
+    return float(np.sqrt(sum((x - y) ** 2 for x, y in zip(a, b, strict=True))))
 
 
 @dataclass(frozen=True)

@@ -220,3 +220,18 @@ def test_clusters_without_a_reference_keep_neutral_names(tmp_path, make_cfg, sto
             "2": "cluster 2",
         }
         assert src.tags()["class_source"] == "none"
+
+
+def test_unnamed_clusters_get_clearly_distinct_colours() -> None:
+    """Unnamed clusters were greys 18 levels apart (160 and 178 look the same): now up to four
+    greys at least 64 levels apart, then muted palette colours, 16 of them at least 48 RGB
+    units from each other and from the greys."""
+    import itertools
+    import math
+
+    cols = neutral_greys(16)
+    assert cols[:4] == [(160, 160, 160), (96, 96, 96), (224, 224, 224), (32, 32, 32)]
+    assert all(len(set(c)) > 1 for c in cols[4:])  # colours, not more greys
+    assert min(math.dist(a, b) for a, b in itertools.combinations(cols, 2)) >= 48
+    assert neutral_greys(16) == cols  # deterministic
+    assert len(set(neutral_greys(60))) == 60
