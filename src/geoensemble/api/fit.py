@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,8 @@ import numpy as np
 from geoensemble.api._keys import FIT, argument_names
 from geoensemble.ensemble import defaults
 from geoensemble.errors import ConfigError, GridMismatchError
+
+log = logging.getLogger("geoensemble")
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -233,6 +236,9 @@ class Ensemble:
     param_names
         The searched parameters' names as given in ``space`` (``kmeans__n_clusters``) by
         their names in the members' ``params`` (``n_clusters``); :attr:`scores` uses them.
+    warnings
+        What the search could not settle, also logged: e.g. the best member's value at an
+        edge of a searched integer range (widen ``space`` and fit again).
     """
 
     members: list[Member]
@@ -245,6 +251,7 @@ class Ensemble:
     example: np.ndarray | None = field(default=None, repr=False)
     sample_pixels: int = 0
     param_names: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def best(self) -> Member:
@@ -389,6 +396,17 @@ class Ensemble:
         return versions
 
 
+def _edge_warnings(rec: Recipe, best: Mapping[str, Any]) -> list[str]:
+    """Log and return a warning per searched integer range the best member sits at an end of."""
+    from geoensemble.ensemble.space import range_edges
+
+    out = []
+    for e in range_edges(rec.space, best):
+        out.append(e.message(f"space['{rec.given.get(e.name, e.name)}']"))
+        log.warning("fit_ensemble: %s", out[-1])
+    return out
+
+
 def _check_log_args(uri: Any, model_name: Any, alias: Any) -> None:
     """One line for a tracking URI, registered model name or alias that cannot work."""
     from geoensemble.io.checks import check_name
@@ -521,6 +539,7 @@ def fit_ensemble(
         example=data.X[:5],
         sample_pixels=len(data.X),
         param_names=dict(fit.rec.given),
+        warnings=_edge_warnings(fit.rec, result.kept[0].params),
     )
     if tracking is not None:
         ens.log_to_mlflow(tracking)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from optuna.distributions import (
@@ -127,4 +128,61 @@ def configured_values(steps: Mapping[str, Any], estimator: Mapping[str, Any]) ->
         for k, v in (spec or {}).items():
             if k != "_target_":
                 out[f"{name}__{k}"] = v
+    return out
+
+
+@dataclass(frozen=True)
+class RangeEdge:
+    """A searched integer parameter whose chosen value is an end of its searched range."""
+
+    name: str  # as the space names it
+    value: int
+    low: int
+    high: int
+
+    @property
+    def edge(self) -> str:
+        """``"top"`` or ``"bottom"``."""
+        return "top" if self.value == self.high else "bottom"
+
+    @property
+    def wider(self) -> dict[str, int]:
+        """A range reaching past this edge (half as wide again, at least 2 further)."""
+        reach = max(2, (self.high - self.low) // 2)
+        if self.edge == "top":
+            return {"low": self.low, "high": self.high + reach}
+        return {"low": max(1, self.low - reach), "high": self.high}
+
+    def message(self, where: str) -> str:
+        """One line for the log, the run and the evaluation; ``where`` names the space's
+        entry as the user gave it (``model.space.n_clusters``, ``space['n_clusters']``)."""
+        w = self.wider
+        return (
+            f"the chosen member's {self.name}={self.value} is the {self.edge} of the searched "
+            f"range {self.low}..{self.high}: a better value may lie beyond it; widen {where} "
+            f"(e.g. {{low: {w['low']}, high: {w['high']}}}) and train again"
+        )
+
+
+def range_edges(space: Mapping[str, Any], params: Mapping[str, Any]) -> list[RangeEdge]:
+    """The searched integer parameters of ``space`` whose value in ``params`` (the chosen
+    member's) sits at an end of the searched range: ``{low, high}`` integer ranges and lists
+    of at least three integers. A range of one value has no edge to leave."""
+    out = []
+    for name, spec in space.items():
+        value = params.get(name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            continue
+        if isinstance(spec, Mapping) and {"low", "high"} <= set(spec):
+            low, high = spec["low"], spec["high"]
+            if not (isinstance(low, int) and isinstance(high, int)) or spec.get("float"):
+                continue
+        elif isinstance(spec, list | tuple) and len(set(spec)) >= 3:
+            if not all(isinstance(c, int) and not isinstance(c, bool) for c in spec):
+                continue
+            low, high = min(spec), max(spec)
+        else:
+            continue
+        if low < high and value in (low, high):
+            out.append(RangeEdge(str(name), int(value), int(low), int(high)))
     return out
