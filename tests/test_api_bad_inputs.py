@@ -291,3 +291,20 @@ def test_searched_names_come_back_as_given_and_nan_features_are_imputed(
     assert filled.params["features.impute"] == "median"
     step = filled.best.pipeline.steps[0][1]
     assert type(step).__name__ == "SimpleImputer" and step.strategy == "median"
+
+
+def test_write_map_colours_classes_by_name_as_the_stage_does(tmp_path: Path) -> None:
+    """Water is water's blue whatever its code (it came out brown by position)."""
+    import rasterio
+
+    from geoensemble.classes import class_colour
+
+    arr = np.array([[0, 1], [1, 255]], dtype=np.uint8)
+    da = xr.DataArray(arr, dims=("y", "x"), coords={"y": [15.0, 5.0], "x": [5.0, 15.0]})
+    da = da.rio.write_crs("EPSG:32613").rio.write_nodata(255, encoded=False)
+    out = ge.write_map(da, tmp_path / "m.tif", class_names=["cropland", "water"])
+    with rasterio.open(out) as src:
+        cmap = src.colormap(1)
+    assert cmap[1][:3] == class_colour("water") == (31, 120, 180)  # blue
+    assert cmap[0][:3] == class_colour("cropland") == (240, 205, 40)  # yellow
+    assert cmap[0][:3] != cmap[1][:3]

@@ -160,6 +160,8 @@ def _scene_dataset(
     scheme = predictor.scheme
     coords = {"y": ds["y"].values, "x": ds["x"].values}
     names = {int(c): n for c, n in zip(scheme.codes, scheme.names, strict=True)}
+    # the stage's colours, so write_map draws each class as the predict stage does
+    colours = {int(c): list(rgb) for c, rgb in zip(scheme.codes, scheme.colours, strict=False)}
     out: dict[str, xr.DataArray] = {}
     for key, values in full.items():
         if key.startswith("member:") and "members" not in outputs:
@@ -174,6 +176,7 @@ def _scene_dataset(
             name, attrs["description"] = key, DESCRIPTION[key]
         if scheme.kind != REGRESSOR and (key == "vote" or key.startswith("member:")):
             attrs["class_names"] = json.dumps(names)
+            attrs["class_colours"] = json.dumps(colours)
         if key in ("agreement", "max_probability", "probabilities"):
             attrs["units"] = "percent"
         if bands > 1:
@@ -284,7 +287,8 @@ def write_map(
         Class names by code (a list: code = position); default ``da.attrs["class_names"]``.
     colors
         Colours by code: ``(r, g, b)`` 0-255 or matplotlib colour names; default the
-        predict stage's palette.
+        predict stage's (``da.attrs["class_colours"]`` of a map from :func:`predict_many`),
+        else each class name's own colour, as the stage picks it (water blue, forest green).
     compress
         ``lzw``, ``deflate``, ``zstd`` or ``none``.
 
@@ -379,8 +383,10 @@ def _classes(
     nodata: Any,
 ) -> dict[int, tuple[str, tuple[int, int, int]]] | None:
     """``{code: (name, rgb)}`` for a class map (integer codes with names), else ``None``."""
-    from geoensemble.classes import palette
+    from geoensemble.classes import class_colours
 
+    if colors is None and class_names is None and "class_colours" in da.attrs:
+        colors = {int(k): v for k, v in json.loads(da.attrs["class_colours"]).items()}
     if class_names is None and "class_names" in da.attrs:
         class_names = {int(k): v for k, v in json.loads(da.attrs["class_names"]).items()}
     if class_names is None or values.dtype.kind not in "iu":
@@ -404,8 +410,8 @@ def _classes(
             f"{int(present.max()) + 1} names or a {{code: name}} mapping"
         )
     codes = sorted(names)
-    if colors is None:
-        rgb = dict(zip(codes, palette(len(codes)), strict=True))
+    if colors is None:  # by name, as the stage colours a class
+        rgb = dict(zip(codes, class_colours([names[c] for c in codes]), strict=True))
     else:
         by_code = dict(enumerate(colors)) if not isinstance(colors, Mapping) else colors
         missing = [c for c in codes if c not in by_code]
