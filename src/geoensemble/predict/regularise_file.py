@@ -37,6 +37,7 @@ from geoensemble.predict.regularise import (
     Speckle,
     check_settings,
     describe,
+    hectares_to_pixels,
     label_patches,
     majority_filter,
     sieve_window,
@@ -65,6 +66,8 @@ class Regularised:
         The widest sieve halo a block needed (0 without the sieve).
     seconds
         Wall time, figures included.
+    min_pixels
+        The sieve's mapping unit in pixels (converted from hectares if given so).
     """
 
     path: Path
@@ -73,6 +76,7 @@ class Regularised:
     after: Speckle
     halo: int
     seconds: float
+    min_pixels: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +85,7 @@ class Regularised:
             "before": self.before.as_dict(),
             "after": self.after.as_dict(),
             "halo": self.halo,
+            "min_pixels": self.min_pixels,
             "seconds": round(self.seconds, 3),
         }
 
@@ -305,6 +310,7 @@ def regularise_file(
     *,
     radius: int | None = None,
     min_pixels: int | None = None,
+    min_hectares: float | None = None,
     connectivity: int = 4,
     block_size: int = BLOCK_SIZE,
     halo: int = 32,
@@ -313,7 +319,7 @@ def regularise_file(
     overviews: bool = True,
 ) -> Regularised:
     """Regularise a class-map GeoTiff block by block: the majority filter of ``radius`` (if
-    given), then the sieve of ``min_pixels`` (if given), equal to
+    given), then the sieve (if ``min_pixels`` or ``min_hectares``), equal to
     :func:`~geoensemble.predict.regularise.regularise` of the whole map.
 
     Parameters
@@ -321,8 +327,11 @@ def regularise_file(
     path, out
         The class map (single band, uint8 or uint16, its no-data value as the file's) and the
         Cloud-Optimized GeoTiff to write (replaced only if geoensemble wrote it).
-    radius, min_pixels, connectivity
-        The majority filter's radius, the sieve's mapping unit and connectivity (4 or 8).
+    radius, connectivity
+        The majority filter's radius; the sieve's connectivity (4 or 8).
+    min_pixels, min_hectares
+        The sieve's mapping unit, in pixels or in hectares (at most one; hectares need a
+        projected CRS, see :func:`~geoensemble.predict.regularise.hectares_to_pixels`).
     block_size
         Block edge in pixels (the core of each window read).
     halo, max_window_pixels
@@ -335,29 +344,48 @@ def regularise_file(
     -------
     Regularised
         The map, what was applied (also its ``geoensemble_regularisation`` tag), the speckle
-        figures before and after (with ``min_pixels``, else 5, and ``connectivity``).
+        figures before and after (with the mapping unit, else 5 px, and ``connectivity``).
     """
-    t0, unit = time.perf_counter(), min_pixels or 5
-    s = Settings(radius, min_pixels, connectivity, halo, max_window_pixels)
-    if not radius and not min_pixels:
-        raise ConfigError("nothing to apply: set radius (majority filter) and/or min_pixels")
+    t0 = time.perf_counter()
+    check_settings(radius=radius, min_pixels=min_pixels, connectivity=connectivity)
+    if min_pixels is not None and min_hectares is not None:
+        raise ConfigError(
+            f"min_pixels={min_pixels} and min_hectares={min_hectares} are both set: give the "
+            f"mapping unit once, in pixels or in hectares"
+        )
+    if not radius and min_pixels is None and min_hectares is None:
+        raise ConfigError("nothing to apply: set radius and/or min_pixels (or min_hectares)")
     target = _target(path, out)
     with rasterio.Env(**GDAL_ENV), _open_map(path) as src:
+        if min_hectares is not None:
+            min_pixels = hectares_to_pixels(
+                min_hectares, crs=src.crs, transform=src.transform, key="min_hectares"
+            )
+        s = Settings(radius, min_pixels, connectivity, halo, max_window_pixels)
+        unit = min_pixels or 5
         before = speckle_of(src, min_pixels=unit, connectivity=connectivity, block_size=block_size)
-        writer = _writer(src, target, s, compress=compress, overviews=overviews)
-        try:
-            regularised = BlockRegulariser(src, s)
-            for b in blocks(src.height, src.width, block_size):
-                writer.write(b, regularised(b))
-            written = writer.finish()
-        except BaseException:
-            writer.abort()
-            raise
+        written, widest = _write_blocks(src, target, s, block_size, compress, overviews)
     after = speckle_file(written, min_pixels=unit, connectivity=connectivity, block_size=block_size)
     applied = describe(radius, min_pixels, connectivity)
     return Regularised(
-        written, applied, before, after, regularised.widest, time.perf_counter() - t0
+        written, applied, before, after, widest, time.perf_counter() - t0, min_pixels
     )
+
+
+def _write_blocks(
+    src: Any, target: Path, s: Settings, block_size: int, compress: str, overviews: bool
+) -> tuple[Path, int]:
+    """Every block of ``src`` regularised into the COG at ``target``; the map and the widest
+    sieve halo a block needed."""
+    writer = _writer(src, target, s, compress=compress, overviews=overviews)
+    try:
+        regularised = BlockRegulariser(src, s)
+        for b in blocks(src.height, src.width, block_size):
+            writer.write(b, regularised(b))
+        return writer.finish(), regularised.widest
+    except BaseException:
+        writer.abort()
+        raise
 
 
 def _target(path: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
