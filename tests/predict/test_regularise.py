@@ -331,7 +331,8 @@ def test_a_noisy_sieve_widens_its_halo_and_stays_exact(tmp_path: Path) -> None:
     assert res.halo > 4
     with rasterio.open(res.path) as out:
         assert np.array_equal(out.read(1), sieve(classes, min_pixels=6))
-    with pytest.raises(ConfigError, match=r"max_window_pixels=5000.*raise max_window_pixels"):
+    too_big = r"\(halo \d+\) around block .*, above max_window_pixels=5000: raise"
+    with pytest.raises(ConfigError, match=too_big):
         regularise_file(
             src, tmp_path / "o2.tif", min_pixels=6, block_size=64, halo=4, max_window_pixels=5000
         )
@@ -413,6 +414,8 @@ def test_bad_maps_and_paths(tmp_path: Path) -> None:
         regularise_file(src, src, radius=1)
     with pytest.raises(ConfigError, match="nothing to apply"):
         regularise_file(src, tmp_path / "o.tif")
+    with pytest.raises(ConfigError, match=r"^halo=0 is not a whole number >= 1"):
+        regularise_file(src, tmp_path / "o.tif", min_pixels=3, halo=0)
     foreign = tmp_path / "notes.tif"
     foreign.write_text("mine")
     with pytest.raises(OutputError, match=r"refusing to replace out=.*notes.tif"):

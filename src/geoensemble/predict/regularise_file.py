@@ -155,6 +155,10 @@ class Settings:
         check_settings(
             radius=self.radius, min_pixels=self.min_pixels, connectivity=self.connectivity
         )
+        for key in ("halo", "max_window_pixels"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{key}={value!r} is not a whole number >= 1: use 1 or more")
 
 
 class BlockRegulariser:
@@ -182,31 +186,29 @@ class BlockRegulariser:
         """
         height, width = self.src.height, self.src.width
         own = _Span.around(b, 0, height, width)
-        halo = self.s.halo if self.s.min_pixels else 0
+        if not self.s.min_pixels:
+            return self._filtered(own)
+        if self._last is not None and self._last[0].holds(own):
+            span, out, exact = self._last
+            if exact[own.inside(span)].all():
+                return out[own.inside(span)]
+        halo = self.s.halo
         while True:
-            if self._last is not None and self._last[0].holds(own):
-                span, out, exact = self._last
-                core = own.inside(span)
-                if exact[core].all():
-                    return out[core]
             inner = _Span.around(b, halo, height, width)
-            a = self._filtered(inner)
-            core = own.inside(inner)
-            if not self.s.min_pixels:
-                return a[core]
+            self._check_size(b, halo, _Span.around(b, halo + (self.s.radius or 0), height, width))
             out, exact = sieve_window(
-                a,
+                self._filtered(inner),
                 min_pixels=self.s.min_pixels,
                 connectivity=self.s.connectivity,
                 nodata=self.nodata,
                 cut=inner.cut(height, width),
             )
             self._last = (inner, out, exact)
+            core = own.inside(inner)
             if exact[core].all():
                 self.widest = max(self.widest, halo)
                 return out[core]
             halo = min(2 * halo, max(height, width))
-            self._check_size(b, _Span.around(b, halo + (self.s.radius or 0), height, width))
 
     def _filtered(self, inner: _Span) -> np.ndarray:
         """The pixels of ``inner`` after the majority filter (read with its radius around)."""
@@ -223,14 +225,13 @@ class BlockRegulariser:
             a = majority_filter(a, radius=r, nodata=self.nodata)
         return a[inner.inside(outer)]
 
-    def _check_size(self, b: Block, window: _Span) -> None:
+    def _check_size(self, b: Block, halo: int, window: _Span) -> None:
         if window.pixels > self.s.max_window_pixels:
             raise ConfigError(
-                f"the sieve (min_pixels={self.s.min_pixels}) needs a window of "
-                f"{window.pixels} pixels, above max_window_pixels="
-                f"{self.s.max_window_pixels}, around block {b.row},{b.col}: the map holds a "
-                f"vast area of specks; apply the majority filter first, lower min_pixels, or "
-                f"raise max_window_pixels"
+                f"the sieve needs a window of {window.pixels} pixels (halo {halo}) around block "
+                f"{b.row},{b.col}, above max_window_pixels={self.s.max_window_pixels}: raise "
+                f"max_window_pixels, lower block_size, or apply the majority filter first (a "
+                f"vast area of specks widens the halo)"
             )
 
 
