@@ -311,6 +311,25 @@ def test_blockwise_equals_the_whole_scene(
     assert res.after == speckle(want, min_pixels=unit, connectivity=connectivity)
 
 
+def test_blockwise_uint16_maps_equal_the_whole_scene(tmp_path: Path) -> None:
+    classes = noisy_map(130, 170, seed=5).astype(np.uint16) * 300  # codes 0..2100
+    classes[classes == ND * 300] = 65535
+    src = write_geotiff(
+        tmp_path / "u16.tif",
+        classes,
+        crs="EPSG:32613",
+        transform=TRANSFORM,
+        nodata=65535,
+        tags={"geoensemble_output": "vote"},
+    )
+    res = regularise_file(src, tmp_path / "out.tif", radius=1, min_pixels=7, block_size=48)
+    want = regularise(classes, radius=1, min_pixels=7, nodata=65535)
+    with rasterio.open(res.path) as out:
+        assert out.dtypes[0] == "uint16" and out.nodata == 65535
+        assert np.array_equal(out.read(1), want)
+    assert (want == 65535).sum() == (classes == 65535).sum()
+
+
 def test_the_output_keeps_the_legend_and_its_sidecars(tmp_path: Path) -> None:
     src = write_map(tmp_path / "vote.tif", noisy_map(90, 130))
     out = regularise_file(src, tmp_path / "reg.tif", radius=1, min_pixels=4).path

@@ -59,7 +59,7 @@ def regularise_map(
     block_size
         Block edge in pixels.
     max_window_pixels
-        The largest window the sieve may read for one block (default ~33 Mpx, ~1 GB).
+        The largest window the sieve may read for one block (default 16.7 Mpx, ~1 GB).
     compress
         ``lzw``, ``deflate``, ``zstd`` or ``none``.
 

@@ -46,8 +46,9 @@ from geoensemble.predict.writer import GDAL_ENV, MapWriter
 
 TAG = "geoensemble_regularisation"
 BLOCK_SIZE = 1024
-# the largest window (block plus halos) the sieve may hold: ~30 bytes a pixel, ~1 GB
-MAX_WINDOW_PIXELS = 1 << 25
+# the largest window (block plus halos) the sieve may hold: 16.7 Mpx (a 4096-px square); the
+# sieve peaks at ~60 bytes a pixel on a map of specks (measured), so ~1 GB
+MAX_WINDOW_PIXELS = 1 << 24
 
 
 @dataclass(frozen=True)
