@@ -263,6 +263,7 @@ def test_import_is_fast_and_imports_no_heavy_library() -> None:
             "load_array",
             "predict_many",
             "rasterize_labels",
+            "regularise_map",
             "write_map",
         ]
     )

@@ -9,6 +9,7 @@ The Python API (for notebooks; no Hydra, DVC or MLflow needed)::
     ens = ge.fit_ensemble(pipeline, feats, space={"n_clusters": [4, 6, 8]}, size=4)
     (maps,) = ge.predict_many(ens, [feats])
     ge.write_map(maps["vote"], "vote.tif")
+    ge.regularise_map("vote.tif", "vote_mmu.tif", majority_radius=1, min_hectares=0.5)
 
 The stages (``scene``, ``ingest``, ``featurize``, ``train``, ``evaluate``, ``predict``) are
 plain functions in :mod:`geoensemble.app.stages` that take a validated config; the scripts in
@@ -37,6 +38,7 @@ __all__ = [
     "load_array",
     "predict_many",
     "rasterize_labels",
+    "regularise_map",
     "write_map",
 ]
 

@@ -31,6 +31,9 @@ from geoensemble.api import (
     rasterize_labels as rasterize_labels,
 )
 from geoensemble.api import (
+    regularise_map as regularise_map,
+)
+from geoensemble.api import (
     write_map as write_map,
 )
 

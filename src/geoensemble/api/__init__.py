@@ -14,6 +14,7 @@ from geoensemble.api.fit import Ensemble, fit_ensemble
 from geoensemble.api.labels import rasterize_labels
 from geoensemble.api.load import LayerSpec, load_array  # LayerSpec lives in io.spec
 from geoensemble.api.predict import predict_many, write_map
+from geoensemble.api.regularise import regularise_map
 from geoensemble.ensemble.metasearch import EnsembleSearch
 from geoensemble.ensemble.spatialcv import SpatialBlockCV
 from geoensemble.predict.validation import draw_validation_sample
@@ -29,5 +30,6 @@ __all__ = [
     "load_array",
     "predict_many",
     "rasterize_labels",
+    "regularise_map",
     "write_map",
 ]
