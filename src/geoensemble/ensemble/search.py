@@ -326,12 +326,9 @@ def run_ensemble(
     objectives = list(search.objectives)
     dists = distributions(search.space)
     data = _checked_data(data, spec, search, objectives)
-    study = _new_study(search, objectives)
     n_space = space_size(dists)
     check_members(spec, search.space, search.size, data)
-    defaults = defaults_in_space(spec.configured, dists)
-    if defaults:
-        study.enqueue_trial(defaults)
+    study = _new_study(search, objectives, defaults_in_space(spec.configured, dists))
     fitting = _Fitting(
         spec=spec,
         search=search,
@@ -429,15 +426,20 @@ def _checked_data(
     return data
 
 
-def _new_study(search: Search, objectives: list[tuple[str, str]]) -> optuna.Study:
-    """An NSGA-II study with one direction per objective."""
-    return optuna.create_study(
+def _new_study(
+    search: Search, objectives: list[tuple[str, str]], defaults: dict[str, Any]
+) -> optuna.Study:
+    """An NSGA-II study with one direction per objective, ``defaults`` its first trial."""
+    study = optuna.create_study(
         directions=[
             StudyDirection.MINIMIZE if d == "minimize" else StudyDirection.MAXIMIZE
             for _, d in objectives
         ],
         sampler=NSGAIISampler(seed=search.seed, population_size=max(2, search.size)),
     )
+    if defaults:
+        study.enqueue_trial(defaults)
+    return study
 
 
 def _scatter(client: Any, data: TrainingData) -> Any:
