@@ -307,7 +307,26 @@ def match_clusters(
     ref_codes = sorted({int(c) for c in np.unique(reference)} | set(class_names))
     ref_name = {c: str(class_names.get(c, f"class_{c}")) for c in ref_codes}
     ref_colour = dict(zip(ref_codes, class_colours([ref_name[c] for c in ref_codes]), strict=True))
-    rows: list[tuple[int, str | None, float, int]] = []
+    rows = _majorities(clusters, reference, codes, ref_name)
+    named = {
+        code: cls
+        for code, cls, share, n in rows
+        if cls is not None and share >= min_share and n >= min_pixels
+    }
+    rank = _shade_ranks(named, {code: share for code, _, share, _ in rows})
+    ref_by_name = {ref_name[c]: ref_colour[c] for c in ref_codes}
+    return _matches(rows, named, rank, ref_by_name)
+
+
+# (cluster code, its majority reference class or None, that class's share, reference pixels)
+_Majority = tuple[int, str | None, float, int]
+
+
+def _majorities(
+    clusters: np.ndarray, reference: np.ndarray, codes: Sequence[int], ref_name: dict[int, str]
+) -> list[_Majority]:
+    """The majority reference class of each cluster code, its share and the pixels."""
+    rows: list[_Majority] = []
     for code in codes:
         sel = reference[clusters == int(code)]
         if sel.size == 0:
@@ -318,18 +337,27 @@ def match_clusters(
         rows.append(
             (int(code), ref_name[int(vals[best])], float(counts[best] / sel.size), int(sel.size))
         )
-    named = {
-        code: cls
-        for code, cls, share, n in rows
-        if cls is not None and share >= min_share and n >= min_pixels
-    }
-    share_of = {code: share for code, _, share, _ in rows}
+    return rows
+
+
+def _shade_ranks(named: dict[int, str], share_of: dict[int, float]) -> dict[int, int]:
+    """The shade of each named cluster among the clusters of its class (0: pure colour)."""
     # Clusters of one class: the largest share keeps the pure colour, the others are shaded.
     rank: dict[int, int] = {}
     for cls in set(named.values()):
         same = sorted((c for c in named if named[c] == cls), key=lambda c: -share_of[c])
         rank.update({c: k for k, c in enumerate(same)})
-    ref_by_name = {ref_name[c]: ref_colour[c] for c in ref_codes}
+    return rank
+
+
+def _matches(
+    rows: list[_Majority],
+    named: dict[int, str],
+    rank: dict[int, int],
+    ref_by_name: dict[str, RGB],
+) -> list[ClusterMatch]:
+    """A ClusterMatch per row: named clusters in their class's (shaded) colour, the others
+    in neutral greys."""
     greys = iter(neutral_greys(sum(1 for r in rows if r[0] not in named)))
     out = []
     for code, majority, share, n in rows:

@@ -150,85 +150,113 @@ def dask_client(ccfg: ClusterSettings, *, preload: Sequence[str] = ()) -> Iterat
 
 @contextlib.contextmanager
 def _client(ccfg: ClusterSettings, preload: Sequence[str]) -> Iterator[object]:
+    """A client of the cluster at ``compute.address``, else of a new local cluster."""
     import dask
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if ccfg.address:
-        client = connect(ccfg.address, timeout=ccfg.timeout)
-        try:
-            slow = slow_malloc_workers(client)
-            if slow:
-                log.warning(
-                    "%d of the dask workers at compute.address=%s run with %s set (the "
-                    "nanny's default), which makes each block or member up to 1.9x slower: "
-                    "start them with DASK_CONFIG=examples/dask (see the README, A dask cluster)",
-                    len(slow),
-                    ccfg.address,
-                    SLOW_MALLOC,
-                )
-            yield client
-        finally:
-            client.close()
+        with _remote_client(ccfg.address, ccfg.timeout) as remote:
+            yield remote
         return
+    with (
+        _worker_environ(ccfg),
+        dask.config.set(_cluster_config(ccfg)),
+        _local_cluster(ccfg, preload) as cluster,
+        Client(cluster) as client,
+        _MemoryRestarts(str(ccfg.memory_limit)).watching() as watch,
+    ):
+        client.memory_restarts = watch  # read by out_of_memory()
+        cluster.scale(ccfg.n_workers)
+        yield client
+
+
+@contextlib.contextmanager
+def _remote_client(address: str, timeout: float) -> Iterator[object]:
+    """A client of the cluster at ``compute.address``, warning of slowly allocating workers."""
+    client = connect(address, timeout=timeout)
+    try:
+        slow = slow_malloc_workers(client)
+        if slow:
+            log.warning(
+                "%d of the dask workers at compute.address=%s run with %s set (the "
+                "nanny's default), which makes each block or member up to 1.9x slower: "
+                "start them with DASK_CONFIG=examples/dask (see the README, A dask cluster)",
+                len(slow),
+                address,
+                SLOW_MALLOC,
+            )
+        yield client
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def _worker_environ(ccfg: ClusterSettings) -> Iterator[None]:
+    """Set the thread counts and log level the local worker processes inherit; restore the
+    environment after."""
     env = {v: str(ccfg.threads_per_worker) for v in _THREAD_VARS}
     env["DASK_LOGGING__DISTRIBUTED"] = "error"  # worker processes read it at start
     old = {v: os.environ.get(v) for v in _ENV_VARS}
     os.environ.update(env)  # inherited by worker processes
     try:
-        with (
-            # The scheduler runs in this process: a task whose worker dies is rescheduled
-            # up to compute.retries times, then fails with KilledWorker.
-            # worker-saturation 1.0: a worker holds only the tasks it runs, so when one dies
-            # the blame (and the retry count) falls on the member that killed it, not on a
-            # member that merely waited in its queue.
-            dask.config.set(
-                {
-                    "distributed.scheduler.allowed-failures": ccfg.retries,
-                    "distributed.scheduler.worker-saturation": 1.0,
-                    # Nannies set MALLOC_TRIM_THRESHOLD_=65536 in workers: glibc then hands
-                    # freed memory back at once and every large array of a K-Means fit
-                    # page-faults anew, fits run ~1.45x slower than in-process (measured).
-                    # Members are short tasks whose memory is freed when they end.
-                    "distributed.nanny.pre-spawn-environ": {
-                        k: v
-                        for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()
-                        if k != "MALLOC_TRIM_THRESHOLD_"
-                    },
-                    # The training data is scattered to every worker so that a member's
-                    # worker can die without losing it; the memory manager's ReduceReplicas
-                    # would drop the copies it deems extra, and a death then forgets the data
-                    # and every member task waiting on it (seen as "already forgotten").
-                    "distributed.scheduler.active-memory-manager.start": False,
-                    **_QUIET_WORKERS,
-                }
-            ),
-            LocalCluster(
-                # Workers are added below, without waiting: they start while the stage does
-                # its own set-up (MLflow); wait_for_workers() is called before they are needed.
-                n_workers=0,
-                threads_per_worker=ccfg.threads_per_worker,
-                processes=ccfg.processes,
-                memory_limit=ccfg.memory_limit,
-                # loopback only, and a free port: runs side by side never clash on 8787
-                # (threads-only clusters talk in-process and take no host)
-                host="127.0.0.1" if ccfg.processes else None,
-                dashboard_address="127.0.0.1:0",
-                # Thread workers live in this process: their pools are this process's.
-                preload=["geoensemble.workers", *preload] if ccfg.processes else list(preload),
-                silence_logs=40,
-            ) as cluster,
-            Client(cluster) as client,
-            _MemoryRestarts(str(ccfg.memory_limit)).watching() as watch,
-        ):
-            client.memory_restarts = watch  # read by out_of_memory()
-            cluster.scale(ccfg.n_workers)
-            yield client
+        yield
     finally:
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _cluster_config(ccfg: ClusterSettings) -> dict[str, Any]:
+    """The dask settings of a local cluster."""
+    import dask
+
+    # The scheduler runs in this process: a task whose worker dies is rescheduled
+    # up to compute.retries times, then fails with KilledWorker.
+    # worker-saturation 1.0: a worker holds only the tasks it runs, so when one dies
+    # the blame (and the retry count) falls on the member that killed it, not on a
+    # member that merely waited in its queue.
+    return {
+        "distributed.scheduler.allowed-failures": ccfg.retries,
+        "distributed.scheduler.worker-saturation": 1.0,
+        # Nannies set MALLOC_TRIM_THRESHOLD_=65536 in workers: glibc then hands
+        # freed memory back at once and every large array of a K-Means fit
+        # page-faults anew, fits run ~1.45x slower than in-process (measured).
+        # Members are short tasks whose memory is freed when they end.
+        "distributed.nanny.pre-spawn-environ": {
+            k: v
+            for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()
+            if k != "MALLOC_TRIM_THRESHOLD_"
+        },
+        # The training data is scattered to every worker so that a member's
+        # worker can die without losing it; the memory manager's ReduceReplicas
+        # would drop the copies it deems extra, and a death then forgets the data
+        # and every member task waiting on it (seen as "already forgotten").
+        "distributed.scheduler.active-memory-manager.start": False,
+        **_QUIET_WORKERS,
+    }
+
+
+def _local_cluster(ccfg: ClusterSettings, preload: Sequence[str]) -> Any:
+    """A LocalCluster on this machine, with no workers yet."""
+    from distributed import LocalCluster
+
+    return LocalCluster(
+        # Workers are added by the caller, without waiting: they start while the stage does
+        # its own set-up (MLflow); wait_for_workers() is called before they are needed.
+        n_workers=0,
+        threads_per_worker=ccfg.threads_per_worker,
+        processes=ccfg.processes,
+        memory_limit=ccfg.memory_limit,
+        # loopback only, and a free port: runs side by side never clash on 8787
+        # (threads-only clusters talk in-process and take no host)
+        host="127.0.0.1" if ccfg.processes else None,
+        dashboard_address="127.0.0.1:0",
+        # Thread workers live in this process: their pools are this process's.
+        preload=["geoensemble.workers", *preload] if ccfg.processes else list(preload),
+        silence_logs=40,
+    )
 
 
 def wait_for_workers(client: Any, timeout: float) -> None:

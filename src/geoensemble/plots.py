@@ -83,11 +83,23 @@ def class_map_png(
     (code, name, colour) is also stored in the PNG as the text chunk :data:`LEGEND_KEY`
     (JSON), so a reader can tell what each colour means without the map.
     """
-    from PIL import Image, ImageDraw
-    from PIL.PngImagePlugin import PngInfo
-
-    arr = _thin(classes)
     code_list = list(range(len(names))) if codes is None else [int(c) for c in codes]
+    pixels = _class_pixels(_thin(classes), code_list, nodata, colours)
+    img = _with_legend(pixels, names, colours, title)
+    info = _legend_info(title, code_list, names, colours)
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        img.save(tmp, format="PNG", pnginfo=info)
+    return target
+
+
+def _class_pixels(
+    arr: np.ndarray,
+    code_list: list[int],
+    nodata: int,
+    colours: Sequence[tuple[int, int, int]],
+) -> np.ndarray:
+    """The RGBA pixels of the class map ``arr`` (no-data transparent), small maps zoomed."""
     # Map codes to positions so that sparse codes (e.g. 10, 20, 90) still get their colours.
     lut = np.full(int(max([*code_list, int(nodata)])) + 1, -1, dtype=np.int64)
     lut[code_list] = np.arange(len(code_list))
@@ -101,6 +113,18 @@ def class_map_png(
     zoom = max(1, min(8, MIN_SIDE // max(1, *arr.shape)))  # small maps: whole-pixel zoom
     if zoom > 1:
         pixels = pixels.repeat(zoom, axis=0).repeat(zoom, axis=1)
+    return pixels
+
+
+def _with_legend(
+    pixels: np.ndarray,
+    names: Sequence[str],
+    colours: Sequence[tuple[int, int, int]],
+    title: str,
+) -> Any:
+    """A PIL image of the map ``pixels`` under ``title`` with a legend beside it (at most
+    :data:`MAX_LEGEND` entries, then a note of how many more)."""
+    from PIL import Image, ImageDraw
 
     font = _font()
     shown = list(zip(names, colours, strict=True))[:MAX_LEGEND]
@@ -129,6 +153,18 @@ def class_map_png(
                 outline=(0, 0, 0),
             )
         draw.text((x0 + box + 8, y + 2), text, fill=(0, 0, 0, 255), font=font)
+    return img
+
+
+def _legend_info(
+    title: str,
+    code_list: list[int],
+    names: Sequence[str],
+    colours: Sequence[tuple[int, int, int]],
+) -> Any:
+    """The PNG text chunks: the title and the full legend as JSON under :data:`LEGEND_KEY`."""
+    from PIL.PngImagePlugin import PngInfo
+
     entries = [
         {"code": c, "name": str(nm), "colour": "#{:02x}{:02x}{:02x}".format(*col)}
         for c, nm, col in zip(code_list, names, colours, strict=True)
@@ -136,10 +172,7 @@ def class_map_png(
     info = PngInfo()
     info.add_text("Title", title)
     info.add_text(LEGEND_KEY, json.dumps(entries))
-    target = Path(path)
-    with atomic_path(target) as tmp:
-        img.save(tmp, format="PNG", pnginfo=info)
-    return target
+    return info
 
 
 #: Legend entries drawn on a class-map quicklook (the PNG's legend chunk holds them all).

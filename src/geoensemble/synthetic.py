@@ -207,7 +207,21 @@ def write_scene(
     """
     out = Path(out_dir)
     scene_dir, labels_dir = out / "scene", out / "labels"
-    tifs = [scene_dir / f"{b}.TIF" for b in BANDS] + [labels_dir / "truth.tif"]
+    _check_replaceable(
+        [scene_dir / f"{b}.TIF" for b in BANDS] + [labels_dir / "truth.tif"], out_dir
+    )
+    scene = make_scene(width, height, seed=seed, pixel_size=pixel_size, crs=crs)
+    _write_bands(scene, scene_dir, seed)
+    truth_path = _write_truth(scene, labels_dir / "truth.tif")
+    points_path = labels_dir / "points.geojson"
+    fc = _points_geojson(sample_points(scene, n_points, seed=seed), crs)
+    with atomic_path(points_path) as tmp:
+        tmp.write_text(json.dumps(fc))
+    return {"scene": scene_dir, "truth": truth_path, "points": points_path}
+
+
+def _check_replaceable(tifs: list[Path], out_dir: str | os.PathLike[str]) -> None:
+    """Raise an OutputError if one of ``tifs`` exists and is not ours to replace."""
     # all checked before the first is written: no half-replaced scene
     for p in tifs:
         why = _replaceable(p) if p.exists() or p.is_symlink() else None
@@ -216,7 +230,10 @@ def write_scene(
                 f"refusing to replace {p} (paths.raw={out_dir}): {why}; set paths.raw to a "
                 f"folder of its own, or move that file away"
             )
-    scene = make_scene(width, height, seed=seed, pixel_size=pixel_size, crs=crs)
+
+
+def _write_bands(scene: Scene, scene_dir: Path, seed: int) -> None:
+    """Write each band of ``scene`` as ``<band>.TIF`` in ``scene_dir``."""
     for band, name, arr in zip(BANDS, BAND_NAMES, scene.bands, strict=True):
         write_geotiff(
             scene_dir / f"{band}.TIF",
@@ -235,9 +252,13 @@ def write_scene(
             },
             replace_if=_replaceable,
         )
+
+
+def _write_truth(scene: Scene, path: Path) -> Path:
+    """Write the scene's truth raster with its class names and colours; its path."""
     class_tags = {f"CLASS_{k}": v[0] for k, v in SCENE_CLASSES.items()}
-    truth_path = write_geotiff(
-        labels_dir / "truth.tif",
+    return write_geotiff(
+        path,
         scene.truth,
         crs=scene.crs,
         transform=scene.transform,
@@ -246,9 +267,12 @@ def write_scene(
         colormap={k: v[1] for k, v in SCENE_CLASSES.items()},
         replace_if=_replaceable,
     )
-    points = sample_points(scene, n_points, seed=seed)
+
+
+def _points_geojson(points: list[dict[str, object]], crs: str) -> dict[str, object]:
+    """The labelled points as a GeoJSON FeatureCollection in ``crs`` (``EPSG:<code>``)."""
     epsg = crs.split(":")[-1]
-    fc = {
+    return {
         "type": "FeatureCollection",
         # Legacy named CRS member: GDAL/OGR and QGIS honour it for projected coordinates.
         "crs": {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{epsg}"}},
@@ -261,7 +285,3 @@ def write_scene(
             for p in points
         ],
     }
-    points_path = labels_dir / "points.geojson"
-    with atomic_path(points_path) as tmp:
-        tmp.write_text(json.dumps(fc))
-    return {"scene": scene_dir, "truth": truth_path, "points": points_path}

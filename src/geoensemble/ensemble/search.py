@@ -324,10 +324,94 @@ def run_ensemble(
     """
     if isinstance(data, np.ndarray):
         data = TrainingData(X=data)
-    ens = search
     objectives = list(search.objectives)
-    metric, direction = objectives[0]
     dists = distributions(search.space)
+    data = _checked_data(data, spec, search, objectives)
+    n_space = space_size(dists)
+    check_members(spec, search.space, search.size, data)
+    study = _new_study(search, objectives, defaults_in_space(spec.configured, dists))
+    fitting = _Fitting(
+        spec=spec,
+        search=search,
+        client=client,
+        data_future=_scatter(client, data),
+        n_features=data.X.shape[1],
+        run=uuid.uuid4().hex[:8],
+        objectives=objectives,
+        on_member=on_member,
+    )
+    members, history = _generations(fitting, study, dists, n_space, on_generation)
+    if search.consensus_top is not None:
+        _add_consensus(fitting, members, on_generation)
+    return EnsembleResult(
+        members=members,
+        kept=select(members, search.keep),
+        history=history,
+        metric=objectives[0][0],
+        objectives=objectives,
+    )
+
+
+@dataclass(frozen=True)
+class _Fitting:
+    """What every member task of one search shares."""
+
+    spec: MemberSpec
+    search: Search
+    client: Any
+    data_future: Any
+    n_features: int
+    run: str  # task keys unique per search: a client may serve several
+    objectives: list[tuple[str, str]]
+    on_member: Callable[[Member], None] | None
+
+
+@dataclass
+class _Progress:
+    """The best primary score so far, generations without improvement and the history."""
+
+    metric: str
+    direction: str
+    generations: int
+    best: float = math.nan
+    stale: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def record(self, gen: int, members: list[Member], gen_members: list[Member]) -> None:
+        """Score generation ``gen`` (its ``gen_members`` among all ``members``) and log it."""
+        metric, direction = self.metric, self.direction
+        score = min(members, key=lambda m: _key(m.scores[metric], direction)).scores[metric]
+        gen_score = min(gen_members, key=lambda m: _key(m.scores[metric], direction))
+        improved = math.isnan(self.best) or _better(score, self.best, direction)
+        if improved:
+            self.best, self.stale = score, 0
+        else:
+            self.stale += 1
+        self.history.append(
+            {
+                "generation": gen,
+                "best": self.best,
+                "generation_best": gen_score.scores[metric],
+                "members": float(len(gen_members)),
+                "improved": float(improved),
+            }
+        )
+        log.info(
+            "train: generation %d of %d: %d member(s) fitted, best %s so far %.6g%s",
+            gen + 1,
+            self.generations,
+            len(gen_members),
+            metric,
+            self.best,
+            "" if improved else f" (no better for {self.stale} generation(s))",
+        )
+
+
+def _checked_data(
+    data: TrainingData, spec: MemberSpec, search: Search, objectives: list[tuple[str, str]]
+) -> TrainingData:
+    """``data`` once the objectives are known comparable, with the clustering common space."""
+    metric = objectives[0][0]
     check_comparable(
         [("ensemble.metric", metric)]
         + [(f"ensemble.objectives[{i}].metric", m) for i, (m, _) in enumerate(objectives[1:])],
@@ -340,150 +424,183 @@ def run_ensemble(
         data = dataclasses.replace(
             data, common=common_space(data.X, impute=spec.impute, impute_value=spec.impute_value)
         )
+    return data
+
+
+def _new_study(
+    search: Search, objectives: list[tuple[str, str]], defaults: dict[str, Any]
+) -> optuna.Study:
+    """An NSGA-II study with one direction per objective, ``defaults`` its first trial."""
     study = optuna.create_study(
         directions=[
             StudyDirection.MINIMIZE if d == "minimize" else StudyDirection.MAXIMIZE
             for _, d in objectives
         ],
-        sampler=NSGAIISampler(seed=search.seed, population_size=max(2, ens.size)),
+        sampler=NSGAIISampler(seed=search.seed, population_size=max(2, search.size)),
     )
-    n_space = space_size(dists)
-    check_members(spec, search.space, ens.size, data)
-    defaults = defaults_in_space(spec.configured, dists)
     if defaults:
         study.enqueue_trial(defaults)
-    seeded = spec.seeded
+    return study
+
+
+def _scatter(client: Any, data: TrainingData) -> Any:
+    """The future of ``data`` broadcast to every worker."""
     try:
-        data_future = client.scatter(data, broadcast=True)
+        return client.scatter(data, broadcast=True)
     except Exception:
         oom = out_of_memory(client)  # a worker stopped for its memory while receiving
         if oom is not None:
             raise oom from None
         raise
-    run = uuid.uuid4().hex[:8]  # task keys unique per search: a client may serve several
+
+
+def _generations(
+    fitting: _Fitting,
+    study: optuna.Study,
+    dists: dict[str, Any],
+    n_space: int | None,
+    on_generation: Callable[[int, list[Member]], None] | None,
+) -> tuple[list[Member], list[dict[str, float]]]:
+    """Every member fitted and the per-generation history, generation after generation
+    until ``search.generations``, the patience or the space runs out."""
+    search = fitting.search
     seen: set[tuple[tuple[str, Any], ...]] = set()
     members: list[Member] = []
-    history: list[dict[str, float]] = []
-    best, stale = math.nan, 0
-    for gen in range(ens.generations):
-        trials = _propose(study, dists, seen, ens.size, n_space)
-        if len(trials) < ens.size:
-            log.info(
-                "train: generation %d: %d new member(s) for ensemble.size=%d; model.space "
-                "(%s distinct members, %d fitted) has none other the search can propose%s",
-                gen,
-                len(trials),
-                ens.size,
-                n_space if n_space is not None else "unbounded",
-                len(seen) - len(trials),
-                "; the search stops" if not trials else "",
-            )
+    metric, direction = fitting.objectives[0]
+    progress = _Progress(metric, direction, search.generations)
+    for gen in range(search.generations):
+        trials = _propose(study, dists, seen, search.size, n_space)
+        if len(trials) < search.size:
+            _log_short(gen, len(trials), search.size, n_space, len(seen) - len(trials))
         if not trials:
             break
-        futures = []
-        seeds: list[int] = []
         # Members are numbered in the order they are created: Optuna's trial numbers have
         # gaps where a repeated proposal was dropped.
         numbers = [len(members) + i for i in range(len(trials))]
-        for number, trial in zip(numbers, trials, strict=True):
-            params = dict(trial.params)
-            seed = search.seed + trial.number
-            if seeded:
-                params["random_state"] = seed
-            seeds.append(seed)
-            # Build (not fit) here first: a parameter the estimator refuses is a ConfigError
-            # now, not a task failure that dask would retry compute.retries times.
-            spec.build(params, n_features=data.X.shape[1])
-            futures.append(
-                client.submit(
-                    fit_member,
-                    data_future,
-                    spec,
-                    params,
-                    seed,
-                    pure=False,
-                    key=f"fit-{run}-gen{gen}-{number}",
-                    # reruns a member whose fit raised; a member whose worker died is
-                    # rescheduled by the scheduler (distributed.scheduler.allowed-failures)
-                    retries=search.retries,
-                )
-            )
-
-        done: dict[int, Member] = {}
-        for i, res in as_finished(futures):
-            missing = [m for m, _ in objectives if m not in res.scores]
-            if missing:
-                raise ConfigError(
-                    f"ensemble metric(s) {missing} are not computed for model.kind="
-                    f"{spec.kind}: choose among {sorted(res.scores)}"
-                )
-            done[i] = Member(
-                number=numbers[i],
-                generation=gen,
-                params=dict(trials[i].params),
-                scores=res.scores,
-                fit_seconds=res.seconds,
-                pipeline=res.pipeline,
-                seed=seeds[i],
-                family=res.family,
-                preview=res.preview,
-            )
-            if on_member:
-                on_member(done[i])
-        gen_members = [done[i] for i in range(len(trials))]
-        for trial, member in zip(trials, gen_members, strict=True):
-            values = [member.scores[m] for m, _ in objectives]
-            if all(math.isfinite(v) for v in values):
-                study.tell(trial, values if len(values) > 1 else values[0])
-            else:
-                study.tell(trial, state=TrialState.FAIL)
+        gen_members = _fit_generation(fitting, gen, trials, numbers)
+        _tell(study, trials, gen_members, fitting.objectives)
         members.extend(gen_members)
-        rank_members(members, objectives)
-        score = min(members, key=lambda m: _key(m.scores[metric], direction)).scores[metric]
-        gen_score = min(gen_members, key=lambda m: _key(m.scores[metric], direction))
-        improved = math.isnan(best) or _better(score, best, direction)
-        if improved:
-            best, stale = score, 0
-        else:
-            stale += 1
-        history.append(
-            {
-                "generation": gen,
-                "best": best,
-                "generation_best": gen_score.scores[metric],
-                "members": float(len(gen_members)),
-                "improved": float(improved),
-            }
-        )
-        log.info(
-            "train: generation %d of %d: %d member(s) fitted, best %s so far %.6g%s",
-            gen + 1,
-            ens.generations,
-            len(gen_members),
-            metric,
-            best,
-            "" if improved else f" (no better for {stale} generation(s))",
-        )
+        rank_members(members, fitting.objectives)
+        progress.record(gen, members, gen_members)
         if on_generation:
             on_generation(gen, gen_members)
-        if stale >= ens.patience:
+        if progress.stale >= search.patience:
             break
-    if search.consensus_top is not None:
-        extra = _consensus(members, data_future, search, spec, client)
-        if extra is not None:
-            members.append(extra)
-            rank_members(members, objectives)
-            if on_member:
-                on_member(extra)
-            if on_generation:
-                on_generation(extra.generation, [extra])
-    return EnsembleResult(
-        members=members,
-        kept=select(members, ens.keep),
-        history=history,
-        metric=metric,
-        objectives=objectives,
+    return members, progress.history
+
+
+def _log_short(gen: int, n_new: int, size: int, n_space: int | None, n_fitted: int) -> None:
+    """Say that generation ``gen`` has fewer new members than ``ensemble.size``."""
+    log.info(
+        "train: generation %d: %d new member(s) for ensemble.size=%d; model.space "
+        "(%s distinct members, %d fitted) has none other the search can propose%s",
+        gen,
+        n_new,
+        size,
+        n_space if n_space is not None else "unbounded",
+        n_fitted,
+        "; the search stops" if not n_new else "",
     )
+
+
+def _fit_generation(
+    fitting: _Fitting, gen: int, trials: list[optuna.trial.Trial], numbers: list[int]
+) -> list[Member]:
+    """The members of generation ``gen`` (in the order of ``trials``), each passed to
+    ``on_member`` as soon as its task finishes."""
+    futures, seeds = _submit_members(fitting, gen, trials, numbers)
+    done: dict[int, Member] = {}
+    for i, res in as_finished(futures):
+        _check_scores(res, fitting)
+        done[i] = Member(
+            number=numbers[i],
+            generation=gen,
+            params=dict(trials[i].params),
+            scores=res.scores,
+            fit_seconds=res.seconds,
+            pipeline=res.pipeline,
+            seed=seeds[i],
+            family=res.family,
+            preview=res.preview,
+        )
+        if fitting.on_member:
+            fitting.on_member(done[i])
+    return [done[i] for i in range(len(trials))]
+
+
+def _submit_members(
+    fitting: _Fitting, gen: int, trials: list[optuna.trial.Trial], numbers: list[int]
+) -> tuple[list[Any], list[int]]:
+    """The futures of the member tasks of ``trials`` and the seed of each."""
+    spec, search = fitting.spec, fitting.search
+    futures = []
+    seeds: list[int] = []
+    for number, trial in zip(numbers, trials, strict=True):
+        params = dict(trial.params)
+        seed = search.seed + trial.number
+        if spec.seeded:
+            params["random_state"] = seed
+        seeds.append(seed)
+        # Build (not fit) here first: a parameter the estimator refuses is a ConfigError
+        # now, not a task failure that dask would retry compute.retries times.
+        spec.build(params, n_features=fitting.n_features)
+        futures.append(
+            fitting.client.submit(
+                fit_member,
+                fitting.data_future,
+                spec,
+                params,
+                seed,
+                pure=False,
+                key=f"fit-{fitting.run}-gen{gen}-{number}",
+                # reruns a member whose fit raised; a member whose worker died is
+                # rescheduled by the scheduler (distributed.scheduler.allowed-failures)
+                retries=search.retries,
+            )
+        )
+    return futures, seeds
+
+
+def _check_scores(res: FitResult, fitting: _Fitting) -> None:
+    """Raise a ConfigError when a metric of the objectives was not computed."""
+    missing = [m for m, _ in fitting.objectives if m not in res.scores]
+    if missing:
+        raise ConfigError(
+            f"ensemble metric(s) {missing} are not computed for model.kind="
+            f"{fitting.spec.kind}: choose among {sorted(res.scores)}"
+        )
+
+
+def _tell(
+    study: optuna.Study,
+    trials: list[optuna.trial.Trial],
+    members: list[Member],
+    objectives: list[tuple[str, str]],
+) -> None:
+    """Report each member's objective values to the study (a non-finite one fails it)."""
+    for trial, member in zip(trials, members, strict=True):
+        values = [member.scores[m] for m, _ in objectives]
+        if all(math.isfinite(v) for v in values):
+            study.tell(trial, values if len(values) > 1 else values[0])
+        else:
+            study.tell(trial, state=TrialState.FAIL)
+
+
+def _add_consensus(
+    fitting: _Fitting,
+    members: list[Member],
+    on_generation: Callable[[int, list[Member]], None] | None,
+) -> None:
+    """Append the consensus member to ``members`` (ranked again) and report it."""
+    extra = _consensus(members, fitting.data_future, fitting.search, fitting.spec, fitting.client)
+    if extra is None:
+        return
+    members.append(extra)
+    rank_members(members, fitting.objectives)
+    if fitting.on_member:
+        fitting.on_member(extra)
+    if on_generation:
+        on_generation(extra.generation, [extra])
 
 
 def _propose(

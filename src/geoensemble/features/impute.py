@@ -133,34 +133,7 @@ def scene_fill_values(
             "constant (features.impute_value)",
             {n: "constant" for n in names},
         )
-    height, width = int(ds.sizes["y"]), int(ds.sizes["x"])
-    sums = np.zeros(len(names))
-    counts = np.zeros(len(names), dtype=np.int64)
-    kept: list[np.ndarray] = [np.empty(0, np.float32) for _ in names]
-    keys: list[np.ndarray] = [np.empty(0, np.float32) for _ in names]
-    for strip in row_strips(height, strip_rows or chunk_rows(ds, names)):
-        # one key per pixel from its row's own seed: the sample does not depend on strips
-        strip_keys = None
-        if strategy == "median":
-            strip_keys = np.stack(
-                [
-                    np.random.default_rng([seed, r]).random(width, dtype=np.float32)
-                    for r in range(strip.start, strip.stop)
-                ]
-            )
-        for i, n in enumerate(names):
-            layer = np.asarray(ds[n].isel(y=strip).to_numpy(), dtype=np.float32)
-            ok = ~np.isnan(layer)
-            v = layer[ok]
-            counts[i] += v.size
-            if strip_keys is None:
-                sums[i] += float(v.sum(dtype=np.float64))
-                continue
-            kept[i] = np.concatenate([kept[i], v])
-            keys[i] = np.concatenate([keys[i], strip_keys[ok]])
-            if kept[i].size > max_values:  # keep the smallest keys: a uniform sample
-                pick = np.argpartition(keys[i], max_values)[:max_values]
-                kept[i], keys[i] = kept[i][pick], keys[i][pick]
+    sums, counts, kept = _scan(ds, names, strategy == "median", seed, max_values, strip_rows)
     empty = [n for n, c in zip(names, counts, strict=True) if c == 0]
     if empty:
         raise EmptyLayerError(
@@ -184,6 +157,50 @@ def scene_fill_values(
                 f"{int(counts[i])} valid values, seed {seed})"
             )
     return FillValues(strategy, values, "scene", methods)
+
+
+def _scan(
+    ds: xr.Dataset,
+    names: list[str],
+    median: bool,
+    seed: int,
+    max_values: int,
+    strip_rows: int | None,
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Per layer, strip by strip: the sum and count of the valid values and, for the
+    ``median``, a seeded uniform sample of at most ``max_values`` of them."""
+    height, width = int(ds.sizes["y"]), int(ds.sizes["x"])
+    sums = np.zeros(len(names))
+    counts = np.zeros(len(names), dtype=np.int64)
+    kept: list[np.ndarray] = [np.empty(0, np.float32) for _ in names]
+    keys: list[np.ndarray] = [np.empty(0, np.float32) for _ in names]
+    for strip in row_strips(height, strip_rows or chunk_rows(ds, names)):
+        strip_keys = _strip_keys(seed, strip, width) if median else None
+        for i, n in enumerate(names):
+            layer = np.asarray(ds[n].isel(y=strip).to_numpy(), dtype=np.float32)
+            ok = ~np.isnan(layer)
+            v = layer[ok]
+            counts[i] += v.size
+            if strip_keys is None:
+                sums[i] += float(v.sum(dtype=np.float64))
+                continue
+            kept[i] = np.concatenate([kept[i], v])
+            keys[i] = np.concatenate([keys[i], strip_keys[ok]])
+            if kept[i].size > max_values:  # keep the smallest keys: a uniform sample
+                pick = np.argpartition(keys[i], max_values)[:max_values]
+                kept[i], keys[i] = kept[i][pick], keys[i][pick]
+    return sums, counts, kept
+
+
+def _strip_keys(seed: int, strip: slice, width: int) -> np.ndarray:
+    """A random key per pixel of the rows of ``strip``."""
+    # one key per pixel from its row's own seed: the sample does not depend on strips
+    return np.stack(
+        [
+            np.random.default_rng([seed, r]).random(width, dtype=np.float32)
+            for r in range(strip.start, strip.stop)
+        ]
+    )
 
 
 def declared_fill_values(path: str | Path, names: list[str], strategy: str) -> FillValues:

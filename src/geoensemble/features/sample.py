@@ -129,6 +129,17 @@ def sample_pixels(
     EmptyLayerError
         When no pixel is a candidate.
     """
+    _check_sample_args(ds, size, labels, stratify)
+    pools = _draw(ds, names, size, seed, nan_threshold, strip_rows, labels, stratify)
+    if not pools:
+        raise _no_candidates(labelled=labels is not None)
+    return _merged(pools, size, names, labelled=labels is not None)
+
+
+def _check_sample_args(
+    ds: xr.Dataset, size: int, labels: np.ndarray | None, stratify: bool
+) -> None:
+    """Raise a ConfigError or GridMismatchError for arguments no sample can be drawn with."""
     if size < 1:
         raise ConfigError(f"features.sample.size={size} must be >= 1")
     if stratify and labels is None:
@@ -142,10 +153,24 @@ def sample_pixels(
             f"labels of shape {labels.shape} are not on the features' grid "
             f"{(height, width)}: rasterize them onto the same grid"
         )
+
+
+def _draw(
+    ds: xr.Dataset,
+    names: list[str],
+    size: int,
+    seed: int,
+    nan_threshold: int,
+    strip_rows: int | None,
+    labels: np.ndarray | None,
+    stratify: bool,
+) -> dict[int, _Reservoir]:
+    """The reservoirs of candidates after reading every strip: one per class with
+    ``stratify``, else one under ``-1``; none when no pixel is a candidate."""
     rng = np.random.default_rng(seed)
     step = strip_rows or chunk_rows(ds, names)
     pools: dict[int, _Reservoir] = {}
-    for strip in row_strips(height, step):
+    for strip in row_strips(int(ds.sizes["y"]), step):
         block = np.stack([ds[n].isel(y=strip).to_numpy() for n in names]).astype(
             np.float32, copy=False
         )
@@ -160,22 +185,45 @@ def sample_pixels(
         X = to_table(block, mask)
         rc = np.stack([r + strip.start, c], axis=1)
         y = labels[strip][mask].astype(np.int64) if labels is not None else None
-        if stratify and y is not None:
-            for k in np.unique(y):
-                sel = y == k
-                pool = pools.setdefault(int(k), _Reservoir(len(names)))
-                pool.add(keys[sel], X[sel], rc[sel], y[sel])
-                pool.trim(size)
-        else:
-            pool = pools.setdefault(-1, _Reservoir(len(names)))
-            pool.add(keys, X, rc, y if y is not None else np.full(keys.size, -1, dtype=np.int64))
+        _add(pools, keys, X, rc, y, size=size, stratify=stratify)
+    return pools
+
+
+def _add(
+    pools: dict[int, _Reservoir],
+    keys: np.ndarray,
+    X: np.ndarray,
+    rc: np.ndarray,
+    y: np.ndarray | None,
+    *,
+    size: int,
+    stratify: bool,
+) -> None:
+    """Add one strip's candidates to their class's reservoir (or the one reservoir) and keep
+    its ``size`` smallest keys."""
+    if stratify and y is not None:
+        for k in np.unique(y):
+            sel = y == k
+            pool = pools.setdefault(int(k), _Reservoir(X.shape[1]))
+            pool.add(keys[sel], X[sel], rc[sel], y[sel])
             pool.trim(size)
-    if not pools:
-        raise EmptyLayerError(
-            "the features hold no valid pixel to train on: check the "
-            "no-data values and features.nan_threshold"
-            + (" (and that the labels overlap valid pixels)" if labels is not None else "")
-        )
+    else:
+        pool = pools.setdefault(-1, _Reservoir(X.shape[1]))
+        pool.add(keys, X, rc, y if y is not None else np.full(keys.size, -1, dtype=np.int64))
+        pool.trim(size)
+
+
+def _no_candidates(*, labelled: bool) -> EmptyLayerError:
+    """The error for features without a single candidate pixel."""
+    return EmptyLayerError(
+        "the features hold no valid pixel to train on: check the "
+        "no-data values and features.nan_threshold"
+        + (" (and that the labels overlap valid pixels)" if labelled else "")
+    )
+
+
+def _merged(pools: dict[int, _Reservoir], size: int, names: list[str], *, labelled: bool) -> Sample:
+    """The sample of at most ``size`` pixels shared among the reservoirs, in key order."""
     quotas = balanced_quotas({k: p.keys.size for k, p in pools.items()}, size)
     for k, p in pools.items():
         p.trim(quotas[k])
@@ -189,7 +237,7 @@ def sample_pixels(
         rows=rc[:, 0],
         cols=rc[:, 1],
         names=list(names),
-        y=y_all if labels is not None else None,
+        y=y_all if labelled else None,
     )
 
 

@@ -11,7 +11,8 @@ call it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,64 @@ def predict_scene(
     height, width = int(features.sizes["y"]), int(features.sizes["x"])
     crs, transform = grid_attrs(features)
     arr = feature_array(features, predictor.features)
+    todo = _blocks_that_fit(predictor, height, width, block_size, client, threads, scene)
+    step = thumbnail_step(height, width) if thumbnails else 0
+    layout = _Layout(width, height, crs, transform, compress, tags, overviews, step)
+    ph = phases if phases is not None else Phases()
+    with _predicted(predictor, arr, todo, threads, client, ph) as results:
+        written = _write_maps(
+            results, len(todo), predictor, paths, layout, late_tags, scene, progress, ph
+        )
+    return written.summary(scene, height * width, t0)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How every map of one scene is written: its grid and the file's options."""
+
+    width: int
+    height: int
+    crs: Any
+    transform: Any
+    compress: str
+    tags: dict[str, str] | None
+    overviews: bool
+    thumbnail_step: int  # 0: no thumbnail
+
+
+@dataclass
+class _Written:
+    """What writing one scene's maps produced."""
+
+    maps: dict[str, Path]
+    valid: int
+    histogram: dict[int, int]
+    waited: float  # seconds waiting for the late tags: not the scene's own time
+    thumbnails: dict[str, np.ndarray]
+
+    def summary(self, scene: str, pixels: int, t0: float) -> SceneSummary:
+        """The summary of ``scene``, begun at ``t0`` (``time.perf_counter``)."""
+        return SceneSummary(
+            scene=scene,
+            maps=self.maps,
+            pixels=pixels,
+            valid_pixels=self.valid,
+            seconds=time.perf_counter() - t0 - self.waited,
+            histogram=self.histogram,
+            thumbnails=self.thumbnails,
+        )
+
+
+def _blocks_that_fit(
+    predictor: BlockPredictor,
+    height: int,
+    width: int,
+    block_size: int,
+    client: Any,
+    threads: int,
+    scene: str,
+) -> list[Any]:
+    """The scene's blocks, once the blocks in flight at once are known to fit in memory."""
     edge = block_edge(block_size)
     # Each block in flight holds its features (float32), their table and the outputs.
     per_block = min(edge, height) * min(edge, width) * (len(predictor.features) * 4 * 2 + 64)
@@ -143,78 +202,110 @@ def predict_scene(
         f"({len(predictor.features)} features, {in_flight} block(s) at once)",
         fix="lower predict.block_size (e.g. 1024) or predict.threads",
     )
-    todo = blocks(height, width, edge)
-    scheme = predictor.scheme
-    hist = np.zeros(max(scheme.labels.size, 1), dtype=np.int64)
-    valid = 0
-    waited = 0.0
-    writers: dict[str, MapWriter] = {}
-    ph = phases if phases is not None else Phases()
-    step = thumbnail_step(height, width) if thumbnails else 0
+    return blocks(height, width, edge)
+
+
+@contextmanager
+def _predicted(
+    predictor: BlockPredictor,
+    arr: Any,
+    todo: list[Any],
+    threads: int,
+    client: Any,
+    phases: Phases,
+) -> Iterator[Iterable[tuple[Any, Any]]]:
+    """The predicted blocks as they complete, under GDAL's settings for writing the maps."""
     with (
         rasterio.Env(**GDAL_ENV),
         predicted_blocks(
-            predictor, arr, todo, threads=threads, client=client, phases=ph
+            predictor, arr, todo, threads=threads, client=client, phases=phases
         ) as results,
     ):
-        try:
-            for key, path in paths.items():
-                writers[key] = _writer(
-                    key, path, predictor, width, height, crs, transform, compress, tags
-                )
-                writers[key].overviews = overviews
-                if step and has_quicklook(key):
-                    writers[key].keep_thumbnail(step)
-            bar = tqdm(
-                results,
-                total=len(todo),
-                unit="block",
-                desc=f"predict {scene}",
-                disable=not progress,
-            )
-            for b, res in bar:
-                with ph.time("write"):
-                    for key, a in res.arrays.items():
-                        writers[key].write(b, a)
-                valid += res.n_valid
-                if res.histogram is not None:
-                    hist += res.histogram
-            if late_tags is not None:
-                t_wait = time.perf_counter()
-                more = late_tags()
-                waited = time.perf_counter() - t_wait  # not the scene's own time
-                for w in writers.values():
-                    w.add_tags(more)
-            with ph.time("cog"):
-                maps = {key: w.finish() for key, w in writers.items()}
-        except BaseException as exc:
-            for w in writers.values():
-                w.abort()
-            where = next(iter(paths.values())).parent if paths else None
-            # the writers name a file; the user needs the key that places the maps
-            if isinstance(exc, DiskFullError) or (
-                isinstance(exc, Exception)
-                and not isinstance(exc, OutputError)
-                and disk_full(exc, where)
-            ):
-                raise full_error(
-                    f"the maps of scene '{scene}' in {where}", "predict.output_dir"
-                ) from None
-            raise
-    histogram = (
-        {}
-        if scheme.kind == REGRESSOR
-        else {int(c): int(n) for c, n in zip(scheme.codes, hist, strict=False)}
-    )
-    return SceneSummary(
-        scene=scene,
-        maps=maps,
-        pixels=height * width,
-        valid_pixels=valid,
-        seconds=time.perf_counter() - t0 - waited,
-        histogram=histogram,
-        thumbnails={k: w.thumbnail for k, w in writers.items() if w.thumbnail is not None},
-    )
+        yield results
+
+
+def _write_maps(
+    results: Iterable[tuple[Any, Any]],
+    total: int,
+    predictor: BlockPredictor,
+    paths: dict[str, Path],
+    layout: _Layout,
+    late_tags: Callable[[], Mapping[str, str]] | None,
+    scene: str,
+    progress: bool,
+    phases: Phases,
+) -> _Written:
+    """Write the ``total`` predicted blocks into a map per output key and finish the maps; on
+    any error, every map is aborted."""
+    writers: dict[str, MapWriter] = {}
+    hist = np.zeros(max(predictor.scheme.labels.size, 1), dtype=np.int64)
+    try:
+        # filled as they open: the ones opened before an error are aborted
+        for key, path in paths.items():
+            writers[key] = _writer(key, path, predictor, layout)
+        bar = tqdm(
+            results, total=total, unit="block", desc=f"predict {scene}", disable=not progress
+        )
+        valid = _write_blocks(bar, writers, hist, phases)
+        waited = _add_late_tags(writers, late_tags)
+        with phases.time("cog"):
+            maps = {key: w.finish() for key, w in writers.items()}
+    except BaseException as exc:
+        for w in writers.values():
+            w.abort()
+        _raise_if_disk_full(exc, paths, scene)
+        raise
+    thumbnails = {k: w.thumbnail for k, w in writers.items() if w.thumbnail is not None}
+    return _Written(maps, valid, _histogram(predictor.scheme, hist), waited, thumbnails)
+
+
+def _write_blocks(
+    results: Iterable[tuple[Any, Any]],
+    writers: dict[str, MapWriter],
+    hist: np.ndarray,
+    phases: Phases,
+) -> int:
+    """Write each block's outputs, add its class counts to ``hist``; the valid pixels."""
+    valid = 0
+    for b, res in results:
+        with phases.time("write"):
+            for key, a in res.arrays.items():
+                writers[key].write(b, a)
+        valid += res.n_valid
+        if res.histogram is not None:
+            hist += res.histogram
+    return valid
+
+
+def _add_late_tags(
+    writers: dict[str, MapWriter], late_tags: Callable[[], Mapping[str, str]] | None
+) -> float:
+    """Tag every map with ``late_tags()``; the seconds spent waiting for them."""
+    if late_tags is None:
+        return 0.0
+    t_wait = time.perf_counter()
+    more = late_tags()
+    waited = time.perf_counter() - t_wait
+    for w in writers.values():
+        w.add_tags(more)
+    return waited
+
+
+def _raise_if_disk_full(exc: BaseException, paths: dict[str, Path], scene: str) -> None:
+    """Raise the one-line disk-full error naming ``predict.output_dir`` if ``exc`` is one."""
+    where = next(iter(paths.values())).parent if paths else None
+    # the writers name a file; the user needs the key that places the maps
+    if isinstance(exc, DiskFullError) or (
+        isinstance(exc, Exception) and not isinstance(exc, OutputError) and disk_full(exc, where)
+    ):
+        raise full_error(f"the maps of scene '{scene}' in {where}", "predict.output_dir") from None
+
+
+def _histogram(scheme: ClassScheme, hist: np.ndarray) -> dict[int, int]:
+    """Pixels per class code (none for a regressor's maps)."""
+    if scheme.kind == REGRESSOR:
+        return {}
+    return {int(c): int(n) for c, n in zip(scheme.codes, hist, strict=False)}
 
 
 def has_quicklook(key: str) -> bool:
@@ -229,20 +320,11 @@ def thumbnail_step(height: int, width: int) -> int:
     return thin_step((height, width))
 
 
-def _writer(
-    key: str,
-    path: Path,
-    predictor: BlockPredictor,
-    width: int,
-    height: int,
-    crs: Any,
-    transform: Any,
-    compress: str,
-    tags: dict[str, str] | None,
-) -> MapWriter:
+def _writer(key: str, path: Path, predictor: BlockPredictor, layout: _Layout) -> MapWriter:
+    """The writer of output ``key``'s map (keeping a thumbnail if it gets a quicklook)."""
     dtype, nodata, bands = predictor.layout(key)
     scheme = predictor.scheme
-    out_tags = {**(tags or {}), "geoensemble_output": key.split(":")[0]}
+    out_tags = {**(layout.tags or {}), "geoensemble_output": key.split(":")[0]}
     if key.startswith("member:"):
         m = predictor.members[int(key[7:])]
         out_tags.update(
@@ -266,21 +348,25 @@ def _writer(
     if key == "probabilities":
         scales = [0.01] * bands
         band_names = list(scheme.names)
-    return MapWriter(
+    writer = MapWriter(
         path,
-        width=width,
-        height=height,
+        width=layout.width,
+        height=layout.height,
         count=bands,
         dtype=dtype,
         nodata=nodata,
-        crs=crs,
-        transform=transform,
-        compress=compress,
+        crs=layout.crs,
+        transform=layout.transform,
+        compress=layout.compress,
         tags=out_tags,
         classes=classes,
         band_names=band_names,
         scales=scales,
     )
+    writer.overviews = layout.overviews
+    if layout.thumbnail_step and has_quicklook(key):
+        writer.keep_thumbnail(layout.thumbnail_step)
+    return writer
 
 
 def quicklooks(
