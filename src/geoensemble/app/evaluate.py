@@ -304,7 +304,7 @@ def _cluster_assessment(
 def train_cv_config(cfg: AppConfig, rep: dict[str, Any]) -> AppConfig:
     """``cfg`` with the labelled sample and spatial folds train used (``train.json``'s
     ``cv``), logging where the given config differs; ``cfg`` itself for an older report."""
-    from geoensemble.app.train import CV_KEYS, cv_settings, with_cv_settings
+    from geoensemble.app.training_data import CV_KEYS, cv_settings, with_cv_settings
 
     recorded = rep.get("cv")
     where = Path(cfg.paths.reports) / "train.json"
@@ -426,7 +426,7 @@ def _supervised_assessment(
         r2_score,
     )
 
-    from geoensemble.app.train import training_data
+    from geoensemble.app.training_data import training_data
     from geoensemble.ensemble import figures
     from geoensemble.ensemble.assessment import (
         area_weighted_accuracy,

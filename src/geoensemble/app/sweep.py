@@ -10,7 +10,7 @@ on stdout.
 
 Jobs are compared only on a score that is comparable across them: every finished job must have
 the same model family and the same scoring space (tag ``score_space``, see
-:func:`geoensemble.app.promote.scoring_space`: data, sample, features before the
+:func:`geoensemble.app.candidates.scoring_space`: data, sample, features before the
 member-specific steps, seed, metric). Otherwise no best job is named and the summary says why
 (``not_compared``); every job's score is still listed.
 """
