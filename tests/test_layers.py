@@ -2,7 +2,9 @@
 
 app > api > predict > ensemble > tracking > features > io > core: a module imports only from
 its own layer or below (imports inside functions count), the config schema imports nothing of
-the library, and no two sibling modules import each other.
+the library, no two sibling modules import each other, and the app's stage modules (train,
+evaluate, predict, promote) import none of the others: what two of them share lives in the
+library or in a shared app module, and only the dispatcher (``app/stages.py``) calls them.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def test_the_layering_contracts_are_kept(tmp_path: Path) -> None:
         "the config schema imports nothing of the library but its defaults KEPT (1 ignored import)",
         "no import cycles between sibling modules KEPT",
         "only the app layer knows Hydra and OmegaConf KEPT",
+        "the stage modules do not import each other KEPT",
     ):
         assert name in proc.stdout
 
@@ -96,3 +99,68 @@ def test_no_private_module_of_another_package_is_imported(tmp_path: Path) -> Non
         "m.py:1 sklearn.utils._testing",
         "m.py:1 sklearn.utils._testing.MinimalClassifier",
     ]
+
+
+STAGE_MODULES = ("train", "evaluate", "predict", "promote")
+
+
+def stage_imports(app: Path) -> list[str]:
+    """``file:line module`` of every import, at module level or inside a function, absolute or
+    relative (or by name, ``importlib.import_module``), of one stage module of the ``app``
+    package by another."""
+    import ast
+
+    stages = {f"geoensemble.app.{s}" for s in STAGE_MODULES}
+    found = []
+    for stage in STAGE_MODULES:
+        f = app / f"{stage}.py"
+        others = stages - {f"geoensemble.app.{stage}"}
+        for node in ast.walk(ast.parse(f.read_text())):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = ["geoensemble", "app"][: 3 - node.level] if node.level else []
+                mod = ".".join([*base, *([node.module] if node.module else [])])
+                names = [mod, *(f"{mod}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                names = [node.value] if node.value in stages else []
+            for name in names:
+                for other in others:
+                    if name == other or name.startswith(f"{other}."):
+                        found.append(f"{f.name}:{node.lineno} {other}")
+    return sorted(set(found))
+
+
+def test_no_stage_module_imports_another(tmp_path: Path) -> None:
+    """train, evaluate, predict and promote stand alone: a stage importing another (even
+    inside a function) breaks both this check and the import-linter contract."""
+    assert stage_imports(ROOT / "src" / "geoensemble" / "app") == []
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "src" / "geoensemble", src / "geoensemble")
+    app = src / "geoensemble" / "app"
+    sneaky = {
+        "evaluate": "from geoensemble.app.train import member_spec",
+        "train": "from geoensemble.app import promote",
+        "predict": "from .evaluate import headline",
+        "promote": "import importlib; importlib.import_module('geoensemble.app.predict')",
+    }
+    for stage, line in sneaky.items():
+        mod = app / f"{stage}.py"
+        mod.write_text(mod.read_text() + f"\n\ndef _sneaky() -> None:\n    {line}\n")
+    found = stage_imports(app)
+    assert [f.split(":")[0] for f in found] == [
+        "evaluate.py",
+        "predict.py",
+        "promote.py",
+        "train.py",
+    ], found
+    assert [f.split(" ")[1] for f in found] == [
+        "geoensemble.app.train",
+        "geoensemble.app.evaluate",
+        "geoensemble.app.predict",
+        "geoensemble.app.promote",
+    ], found
+    proc = lint(src, tmp_path)
+    assert proc.returncode == 1
+    assert "the stage modules do not import each other BROKEN" in proc.stdout

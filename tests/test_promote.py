@@ -14,8 +14,10 @@ import pytest
 from geoensemble import tracking
 from geoensemble.app import cli
 from geoensemble.app import params as app_params
+from geoensemble.app.candidates import training_origin
 from geoensemble.app.config import TrackingConfig
-from geoensemble.app.promote import (
+from geoensemble.app.tracker import tracker_for
+from geoensemble.tracking.promotion import (
     DVC_EXP,
     MANUAL,
     MLFLOW_RUN,
@@ -24,9 +26,7 @@ from geoensemble.app.promote import (
     UNCOMMITTED,
     alias_name,
     degenerate,
-    training_origin,
 )
-from geoensemble.app.tracker import tracker_for
 from tests.conftest import run, tool
 from tests.integration.conftest import reset_mlflow_uris
 

@@ -292,25 +292,70 @@ def _stage_main(stage: str, argv: list[str] | None = None) -> None:
     if stage == "promote":
         args = promote_shorthand(args)
     if args[:1] == ["--params"]:
-        if len(args) < 2:
-            print(f"usage: {stage} --params params.yaml [key=value ...]", file=sys.stderr)
-            raise SystemExit(EXIT_ERROR)
+        _run_on_params(stage, args)
+    else:
+        _run_with_hydra(stage, args)
+
+
+def _run_on_params(stage: str, args: list[str]) -> None:
+    """``stage`` on the config file given with ``--params`` and the overrides after it (how
+    ``dvc repro`` runs it)."""
+    if len(args) < 2:
+        print(f"usage: {stage} --params params.yaml [key=value ...]", file=sys.stderr)
+        raise SystemExit(EXIT_ERROR)
+    try:
+        cfg = load_params(args[1], args[2:])
+    except Exception as exc:
+        raise fail(stage, exc) from None
+    with running_on(Path(args[1]), tuple(args[2:])):
+        run_stage(stage, cfg)
+
+
+def _run_with_hydra(stage: str, args: list[str]) -> None:
+    """``stage`` on the config Hydra composes from ``conf/`` and the overrides ``args`` (a
+    sweep with ``-m``)."""
+    from geoensemble.app import sweep
+    from geoensemble.app.params import clear_overrides
+
+    call = _hydra_entry(stage)
+    sys.argv = [f"{stage}.py", *clear_overrides(args)]
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    # Sweeps keep Hydra's own reporting (a failed job must not end the others); a user who
+    # set HYDRA_FULL_ERROR or GEOENSEMBLE_DEBUG gets Hydra's traceback as usual.
+    own_errors = not (multirun or debug() or os.environ.get("HYDRA_FULL_ERROR"))
+    try:
+        if own_errors:
+            _call_in_one_line(call, stage, args)
+        else:
+            call()
+    finally:
+        # Hydra skips on_multirun_end when a job failed: still write the summary.
+        if sweep.active():
+            sweep.finish(failed=True)
+
+
+def _call_in_one_line(call: Callable[[], Any], stage: str, args: list[str]) -> None:
+    """``call()``, a composition or override error reported in one line (exit code 2)."""
+    with _HydraRaises():
         try:
-            cfg = load_params(args[1], args[2:])
+            call()
+        except tuple(_hydra_errors()) as exc:
+            print(
+                f"geoensemble {stage}: error: {hydra_message(exc, args, stage)}",
+                file=sys.stderr,
+            )
+            raise SystemExit(EXIT_ERROR) from None
         except Exception as exc:
             raise fail(stage, exc) from None
-        with running_on(Path(args[1]), tuple(args[2:])):
-            run_stage(stage, cfg)
-        return
 
+
+def _hydra_entry(stage: str) -> Callable[[], Any]:
+    """Hydra's entry point running ``stage`` on the composed config: once, or as one job of
+    a sweep."""
     import hydra
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
     from omegaconf import DictConfig
-
-    from geoensemble.app import sweep
-    from geoensemble.app.params import clear_overrides
-    from geoensemble.app.tracker import bounded_mlflow
 
     @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
     def _main(raw: DictConfig) -> Any:
@@ -321,49 +366,30 @@ def _stage_main(stage: str, argv: list[str] | None = None) -> None:
             # paths (data/raw/scene, reports...) still mean the folder the user ran it from.
             os.chdir(get_original_cwd())
         if HydraConfig.get().mode == RunMode.MULTIRUN:
-            # A failed sweep job raises (Hydra records it and runs the other jobs) instead
-            # of exiting the whole sweep.
-            try:
-                cfg = validate(raw)
-                check_dvc_outputs(cfg, stage)
-                with bounded_mlflow(cfg.tracking.timeout):
-                    return STAGES[stage](cfg)
-            except GeoEnsembleError as exc:
-                print(f"geoensemble {stage}: error: {one_line(str(exc))}", file=sys.stderr)
-                raise
+            return _sweep_job(stage, raw)
         try:
             cfg = validate(raw)
         except Exception as exc:
             raise fail(stage, exc) from None
         return run_stage(stage, cfg)
 
-    from geoensemble.app.stages import STAGES, check_dvc_outputs
+    return _main
 
-    sys.argv = [f"{stage}.py", *clear_overrides(args)]
-    multirun = any(a in ("-m", "--multirun") for a in args)
-    # Sweeps keep Hydra's own reporting (a failed job must not end the others); a user who
-    # set HYDRA_FULL_ERROR or GEOENSEMBLE_DEBUG gets Hydra's traceback as usual.
-    own_errors = not (multirun or debug() or os.environ.get("HYDRA_FULL_ERROR"))
-    call: Callable[[], Any] = _main
+
+def _sweep_job(stage: str, raw: Any) -> Any:
+    """One job of a sweep: a failed job raises (Hydra records it and runs the other jobs)
+    instead of exiting the whole sweep."""
+    from geoensemble.app.stages import STAGES, check_dvc_outputs
+    from geoensemble.app.tracker import bounded_mlflow
+
     try:
-        if own_errors:
-            with _HydraRaises():
-                try:
-                    call()
-                except tuple(_hydra_errors()) as exc:
-                    print(
-                        f"geoensemble {stage}: error: {hydra_message(exc, args, stage)}",
-                        file=sys.stderr,
-                    )
-                    raise SystemExit(EXIT_ERROR) from None
-                except Exception as exc:
-                    raise fail(stage, exc) from None
-        else:
-            call()
-    finally:
-        # Hydra skips on_multirun_end when a job failed: still write the summary.
-        if sweep.active():
-            sweep.finish(failed=True)
+        cfg = validate(raw)
+        check_dvc_outputs(cfg, stage)
+        with bounded_mlflow(cfg.tracking.timeout):
+            return STAGES[stage](cfg)
+    except GeoEnsembleError as exc:
+        print(f"geoensemble {stage}: error: {one_line(str(exc))}", file=sys.stderr)
+        raise
 
 
 HELP_FLAGS = ("-h", "--help")

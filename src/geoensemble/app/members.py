@@ -40,6 +40,32 @@ def external_member(ext: ExternalModelConfig, trusted_types: Sequence[str] = ())
     assert ext.path is not None
     path = Path(ext.path)
     skops = path.suffix.lower() == ".skops"
+    _check_external(ext, path, skops)
+    if skops:
+        from geoensemble.tracking.models import load_skops_bytes
+
+        model = load_skops_bytes(
+            path.read_bytes(), where=f"external model {path}", trusted_types=trusted_types
+        )
+    else:
+        model = _unpickle(path)
+    if not hasattr(model, "predict"):
+        raise ConfigError(
+            f"{path.name} holds a {type(model).__name__}, not a model with .predict(): "
+            f"export the fitted scikit-learn estimator or pipeline itself"
+        )
+    return LoadedMember(
+        label=ext.label or path.stem,
+        model=model,
+        feature_names=_external_feature_names(ext, model, path),
+        uri=path.resolve().as_uri(),
+        external=True,
+    )
+
+
+def _check_external(ext: ExternalModelConfig, path: Path, skops: bool) -> None:
+    """Refuse, before reading it, a pickle not explicitly allowed, a model without declared
+    inputs, and a missing file."""
     if not skops and not ext.allow_pickle:
         raise ConfigError(
             f"predict.external.path={str(path)!r} is a pickled model, and loading a pickle "
@@ -55,19 +81,11 @@ def external_member(ext: ExternalModelConfig, trusted_types: Sequence[str] = ())
         )
     if not path.is_file():
         raise InputFileError(f"external model {path} does not exist: check predict.external.path")
-    if skops:
-        from geoensemble.tracking.models import load_skops_bytes
 
-        model = load_skops_bytes(
-            path.read_bytes(), where=f"external model {path}", trusted_types=trusted_types
-        )
-    else:
-        model = _unpickle(path)
-    if not hasattr(model, "predict"):
-        raise ConfigError(
-            f"{path.name} holds a {type(model).__name__}, not a model with .predict(): "
-            f"export the fitted scikit-learn estimator or pipeline itself"
-        )
+
+def _external_feature_names(ext: ExternalModelConfig, model: Any, path: Path) -> list[str]:
+    """The declared input features, checked against the declared fill values and the names
+    the model was fitted with."""
     names = [str(n) for n in ext.feature_names]
     if ext.impute_stats:  # checked before any run or map is started
         from geoensemble.features.impute import declared_fill_values
@@ -79,13 +97,7 @@ def external_member(ext: ExternalModelConfig, trusted_types: Sequence[str] = ())
             f"predict.external.feature_names {names} differ from the names {path.name} was "
             f"fitted with {list(map(str, fitted))}: declare those, in that order"
         )
-    return LoadedMember(
-        label=ext.label or path.stem,
-        model=model,
-        feature_names=names,
-        uri=path.resolve().as_uri(),
-        external=True,
-    )
+    return names
 
 
 def _unpickle(path: Path) -> Any:

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ from geoensemble.predict.blocks import (
 from geoensemble.predict.combine import (
     REGRESSOR,
     BlockPredictor,
+    ClassScheme,
     output_keys,
 )
 from geoensemble.predict.legend import Legend
@@ -240,13 +242,43 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What every scene of one prediction shares: its members, output keys and the name of
+    their set, the scenes (name, input path, opener) and each scene's map paths."""
+
+    members: list[LoadedMember]
+    keys: list[str]
+    set_label: str
+    sources: list[tuple[str, str, Callable[[], xr.Dataset]]]
+    paths: dict[str, dict[str, Path]]
+    out_dir: Path
+
+
 def _predict_all(
     cfg: AppConfig, tracker: Tracker, book: RunBook, phases: Phases
 ) -> list[SceneSummary]:
     """Every scene of :func:`predict_many`, the predict run recorded by ``book``."""
-    from geoensemble import tracking
-    from geoensemble.app.provenance import config_hash, dvc_hashes
+    plan = plan_outputs(cfg, tracker, phases)
+    # The legend (aligned cluster codes, names, colours) holds for every scene; clusters are
+    # aligned on the first one.
+    name0, path0, open0 = plan.sources[0]
+    with phases.time("open"):
+        first = open0()
+        union = scene_union(cfg, plan.members, first, name0, path0, 0)
+        legend = scheme_for(cfg, plan.members, first, union)
+    base_tags = map_tags(cfg, plan.members, legend.scheme.kind)
+    start_predict_run(cfg, book, plan, legend, base_tags)
+    summaries = predict_scenes(cfg, plan, first, legend, base_tags, book, phases)
+    metrics = run_metrics(summaries, phases)
+    with phases.time("tracking"):
+        book.finish(artifacts=[str(q) for s in summaries for q in s.quicklooks], metrics=metrics)
+    return summaries
 
+
+def plan_outputs(cfg: AppConfig, tracker: Tracker, phases: Phases) -> Plan:
+    """The members and scenes of this prediction, with the maps' paths checked before any
+    work, and the leftovers of an interrupted earlier run removed."""
     p = cfg.predict
     with phases.time("models"):
         members = resolve_members(cfg, tracker)
@@ -259,16 +291,16 @@ def _predict_all(
     stale = remove_stale_partials(out_dir, partial_names(all_paths))
     if stale:
         log.info("predict: removed %d leftover(s) of an interrupted run in %s", len(stale), out_dir)
+    return Plan(members, keys, set_label, sources, all_paths, out_dir)
 
-    # The legend (aligned cluster codes, names, colours) holds for every scene; clusters are
-    # aligned on the first one.
-    name0, path0, open0 = sources[0]
-    with phases.time("open"):
-        first = open0()
-        legend = scheme_for(cfg, members, first, scene_union(cfg, members, first, name0, path0, 0))
-    scheme = legend.scheme
 
-    base_tags = {
+def map_tags(cfg: AppConfig, members: list[LoadedMember], kind: str) -> dict[str, str]:
+    """The tags every map and the predict run carry: the job, the config's hash and the
+    models used."""
+    from geoensemble import tracking
+    from geoensemble.app.provenance import config_hash
+
+    return {
         **tracking.run_tags(job_tags()),
         "config_sha256": config_hash(cfg),
         "model_uris": ",".join(m.uri for m in members),
@@ -276,8 +308,16 @@ def _predict_all(
         "model_versions": ",".join(m.version or "" for m in members),
         "member_run_ids": ",".join(m.run_id or "" for m in members),
         "n_members": str(len(members)),
-        "model_kind": scheme.kind,
+        "model_kind": kind,
     }
+
+
+def start_predict_run(
+    cfg: AppConfig, book: RunBook, plan: Plan, legend: Legend, base_tags: dict[str, str]
+) -> None:
+    """Start the predict run (in the background): its name, params, the champion's tags and
+    the legend, linked to the models it uses."""
+    p, members = cfg.predict, plan.members
     champion = members[0]
     run_tags = {
         **base_tags,
@@ -287,23 +327,34 @@ def _predict_all(
         "model_run_id": champion.run_id or "",
         **legend_tags(legend),
     }
-    who = champion.label if len(members) == 1 else set_label
-    run_name = f"predict-{'+'.join(n for n, *_ in sources)}-{who}"
-    params = {
-        "models": run_tags["model_uris"],
-        "scenes": ",".join(n for n, *_ in sources),
-        "outputs": ",".join(keys),
-        "block_size": block_edge(p.block_size),
-        "scheduler": p.scheduler.value,
-    }
-
+    who = champion.label if len(members) == 1 else plan.set_label
+    scenes = [n for n, *_ in plan.sources]
     book.start(
-        run_name=run_name,
-        params=params,
+        run_name=f"predict-{'+'.join(scenes)}-{who}",
+        params={
+            "models": run_tags["model_uris"],
+            "scenes": ",".join(scenes),
+            "outputs": ",".join(plan.keys),
+            "block_size": block_edge(p.block_size),
+            "scheduler": p.scheduler.value,
+        },
         tags=run_tags,
         model_ids=[m.model_id for m in members if m.model_id],
-        legend=legend.as_dict() if scheme.kind != REGRESSOR else None,
+        legend=legend.as_dict() if legend.scheme.kind != REGRESSOR else None,
     )
+
+
+def predict_scenes(
+    cfg: AppConfig,
+    plan: Plan,
+    first: xr.Dataset,
+    legend: Legend,
+    base_tags: dict[str, str],
+    book: RunBook,
+    phases: Phases,
+) -> list[SceneSummary]:
+    """Every scene's maps (and quicklooks), in order, on this process's threads or on the
+    dask cluster; ``first`` is the first scene, already open."""
 
     def run_id_tag() -> dict[str, str]:
         """The run's id for the maps' tags: waits for the run to be started."""
@@ -311,8 +362,8 @@ def _predict_all(
             return {"predict_run_id": book.run_id()}
 
     summaries: list[SceneSummary] = []
-    threads = p.threads or env_threads()
-    with _client(cfg, members) as client:
+    threads = cfg.predict.threads or env_threads()
+    with _client(cfg, plan.members) as client:
         if client is None and threads >= env_threads():
             # No core is left while the blocks are predicted here: MLflow's calls on a
             # thread of the stage (pure Python, holding the GIL) would slow the block
@@ -320,42 +371,21 @@ def _predict_all(
             # waited for before the blocks.
             with phases.time("tracking"):
                 book.run_id()
-        for i, (name, in_path, open_scene) in enumerate(sources):
+        for i, (name, _, open_scene) in enumerate(plan.sources):
             with phases.time("open"):
                 ds = first if i == 0 else open_scene()
-            union = scene_union(cfg, members, ds, name, in_path, i)
-            scene_members, policy_tags = nan_policy(members, ds, cfg, scene=name)
-            predictor = BlockPredictor(
-                scene_members, union, scheme, keys, nan_threshold=cfg.features.nan_threshold
-            )
-            tags = {
-                **base_tags,
-                **policy_tags,
-                "scene": name,
-                "scene_path": str(in_path),
-                "dvc_inputs": json.dumps(dvc_hashes([str(in_path)])),
-                "n_classes": str(scheme.labels.size),
-            }
-            summary = predict_scene(
+            summary = predict_one(
+                cfg,
+                plan,
+                i,
                 ds,
-                predictor,
-                all_paths[name],
-                block_size=p.block_size,
-                threads=threads,
+                legend.scheme,
+                base_tags,
                 client=client,
-                compress=p.compress,
-                tags=tags,
+                threads=threads,
                 late_tags=run_id_tag,
-                progress=p.progress,
-                scene=name,
-                overviews=p.overviews,
-                thumbnails=p.quicklook,
                 phases=phases,
             )
-            phases.add("blocks", summary.seconds)
-            if p.quicklook:
-                with phases.time("quicklook"):
-                    summary.quicklooks = quicklooks(summary, scheme, members)
             summaries.append(summary)
             log.info(
                 "predict: %s: %d of %d px valid (%.1f %%), %.2f s, %d map(s) in %s",
@@ -365,8 +395,69 @@ def _predict_all(
                 100 * summary.valid_fraction,
                 summary.seconds,
                 len(summary.maps),
-                out_dir,
+                plan.out_dir,
             )
+    return summaries
+
+
+def predict_one(
+    cfg: AppConfig,
+    plan: Plan,
+    index: int,
+    ds: xr.Dataset,
+    scheme: ClassScheme,
+    base_tags: dict[str, str],
+    *,
+    client: Any,
+    threads: int,
+    late_tags: Callable[[], dict[str, str]],
+    phases: Phases,
+) -> SceneSummary:
+    """Scene ``index``'s maps: its features checked against the members, the NaN policy
+    applied, its blocks predicted and written, its quicklooks drawn."""
+    from geoensemble.app.provenance import dvc_hashes
+
+    p = cfg.predict
+    name, in_path, _ = plan.sources[index]
+    union = scene_union(cfg, plan.members, ds, name, in_path, index)
+    scene_members, policy_tags = nan_policy(plan.members, ds, cfg, scene=name)
+    predictor = BlockPredictor(
+        scene_members, union, scheme, plan.keys, nan_threshold=cfg.features.nan_threshold
+    )
+    tags = {
+        **base_tags,
+        **policy_tags,
+        "scene": name,
+        "scene_path": str(in_path),
+        "dvc_inputs": json.dumps(dvc_hashes([str(in_path)])),
+        "n_classes": str(scheme.labels.size),
+    }
+    summary = predict_scene(
+        ds,
+        predictor,
+        plan.paths[name],
+        block_size=p.block_size,
+        threads=threads,
+        client=client,
+        compress=p.compress,
+        tags=tags,
+        late_tags=late_tags,
+        progress=p.progress,
+        scene=name,
+        overviews=p.overviews,
+        thumbnails=p.quicklook,
+        phases=phases,
+    )
+    phases.add("blocks", summary.seconds)
+    if p.quicklook:
+        with phases.time("quicklook"):
+            summary.quicklooks = quicklooks(summary, scheme, plan.members)
+    return summary
+
+
+def run_metrics(summaries: list[SceneSummary], phases: Phases) -> dict[str, float]:
+    """The predict run's metrics: each scene's pixels, valid share, seconds and class
+    histogram (prefixed with its name when there are several), then the time by phase."""
     metrics: dict[str, float] = {}
     for s in summaries:
         pre = f"{s.scene}/" if len(summaries) > 1 else ""
@@ -381,6 +472,4 @@ def _predict_all(
         )
     # What the stage spent so far, by phase (the run's last calls are in the log line).
     metrics.update(phases.metrics())
-    with phases.time("tracking"):
-        book.finish(artifacts=[str(q) for s in summaries for q in s.quicklooks], metrics=metrics)
-    return summaries
+    return metrics

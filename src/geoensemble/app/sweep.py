@@ -10,7 +10,7 @@ on stdout.
 
 Jobs are compared only on a score that is comparable across them: every finished job must have
 the same model family and the same scoring space (tag ``score_space``, see
-:func:`geoensemble.app.promote.scoring_space`: data, sample, features before the
+:func:`geoensemble.app.candidates.scoring_space`: data, sample, features before the
 member-specific steps, seed, metric). Otherwise no best job is named and the summary says why
 (``not_compared``); every job's score is still listed.
 """
@@ -198,7 +198,6 @@ def finish(*, failed: bool) -> dict[str, Any] | None:
     try:
         rows = sweep.tracker.sweep_ensembles(sweep.run_id, sweep.sweep_id)
         best, jobs, not_compared = summarize(rows, metric=sweep.metric, direction=sweep.direction)
-        key = f"best_{sweep.metric}"
         failed = failed or any(j["status"] != "FINISHED" for j in jobs)
         summary = {
             "sweep_id": sweep.sweep_id,
@@ -211,42 +210,63 @@ def finish(*, failed: bool) -> dict[str, Any] | None:
             "jobs": jobs,
         }
         path = write_json(sweep.sweep_dir / SUMMARY_NAME, summary)
-        metrics: dict[str, float] = {"n_jobs": len(jobs)}
-        tags = {}
-        if best is not None:
-            metrics[key] = best[key]
-            tags = {
-                "best_job": str(best["job"]),
-                "best_run_id": best["run_id"],
-                "best_overrides": best["changed"],
-            }
-        sweep.tracker.finish_sweep_run(
-            sweep.run_id,
-            created=sweep.created,
-            failed=failed,
-            metrics=metrics,
-            tags=tags,
-            summary=path,
-        )
-        for j in jobs:
-            print(
-                f"sweep {sweep.sweep_id}: job {j['job']:>3} {j['status']:<8} "
-                f"{key}={'-' if j[key] is None else format(j[key], '.6g')} [{j['changed']}]",
-                flush=True,
-            )
-        if best is not None:
-            print(
-                f"sweep {sweep.sweep_id}: best job {best['job']} by {sweep.metric} "
-                f"({sweep.direction}): {key}={best[key]:.6g} [{best['changed']}] "
-                f"run {best['run_id']}; summary in {path}",
-                flush=True,
-            )
-        elif not_compared:
-            print(f"sweep {sweep.sweep_id}: no best job: {not_compared}", flush=True)
+        _record_on_run(sweep, best, failed, path, n_jobs=len(jobs))
+        _print_summary(sweep, jobs, best, not_compared, path)
         return summary
     finally:
         os.environ.pop(tracking.SWEEP_ID_VAR, None)
         os.environ.pop(tracking.SWEEP_RUN_VAR, None)
+
+
+def _record_on_run(
+    sweep: _Sweep, best: dict[str, Any] | None, failed: bool, path: Path, *, n_jobs: int
+) -> None:
+    """End the sweep run with the number of jobs, the best job's score and tags, and the
+    summary file."""
+    key = f"best_{sweep.metric}"
+    metrics: dict[str, float] = {"n_jobs": n_jobs}
+    tags = {}
+    if best is not None:
+        metrics[key] = best[key]
+        tags = {
+            "best_job": str(best["job"]),
+            "best_run_id": best["run_id"],
+            "best_overrides": best["changed"],
+        }
+    sweep.tracker.finish_sweep_run(
+        sweep.run_id,
+        created=sweep.created,
+        failed=failed,
+        metrics=metrics,
+        tags=tags,
+        summary=path,
+    )
+
+
+def _print_summary(
+    sweep: _Sweep,
+    jobs: list[dict[str, Any]],
+    best: dict[str, Any] | None,
+    not_compared: str | None,
+    path: Path,
+) -> None:
+    """One line per job, then the best job (or why none is named)."""
+    key = f"best_{sweep.metric}"
+    for j in jobs:
+        print(
+            f"sweep {sweep.sweep_id}: job {j['job']:>3} {j['status']:<8} "
+            f"{key}={'-' if j[key] is None else format(j[key], '.6g')} [{j['changed']}]",
+            flush=True,
+        )
+    if best is not None:
+        print(
+            f"sweep {sweep.sweep_id}: best job {best['job']} by {sweep.metric} "
+            f"({sweep.direction}): {key}={best[key]:.6g} [{best['changed']}] "
+            f"run {best['run_id']}; summary in {path}",
+            flush=True,
+        )
+    elif not_compared:
+        print(f"sweep {sweep.sweep_id}: no best job: {not_compared}", flush=True)
 
 
 def active() -> bool:

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from geoensemble.app.candidates import after_training, lineage_tags, scoring_space, training_origin
 from geoensemble.app.config import AppConfig, flatten, to_dict
 from geoensemble.app.estimators import pipeline_template
-from geoensemble.app.promote import scoring_space
 from geoensemble.app.sweep import job_tags
+from geoensemble.app.training_data import training_data
 from geoensemble.ensemble.checks import check_members
 from geoensemble.ensemble.member import MemberSpec
 from geoensemble.ensemble.precedence import member_estimator
-from geoensemble.ensemble.runlog import candidate_tags
-from geoensemble.ensemble.search import EnsembleResult, Search, TrainingData, run_ensemble
+from geoensemble.ensemble.runlog import MemberLogger, candidate_tags, timed_call
+from geoensemble.ensemble.search import EnsembleResult, Member, Search, TrainingData, run_ensemble
 from geoensemble.ensemble.space import configured_values
-from geoensemble.errors import ConfigError
+from geoensemble.tracking.promotion import Origin
 
 log = logging.getLogger("geoensemble")
 
@@ -66,120 +68,6 @@ def search_of(cfg: AppConfig) -> Search:
         consensus_top=ens.consensus.top if ens.consensus.enabled else None,
         consensus_clusters=ens.consensus.n_clusters,
     )
-
-
-# What decides the labelled sample and its folds: recorded in train.json, reused by evaluate.
-CV_KEYS = ("folds", "block_size", "buffer", "seed", "sample_size", "stratify", "nan_threshold")
-
-
-def cv_settings(cfg: AppConfig) -> dict[str, Any]:
-    """The settings that decide the labelled sample and its spatial folds."""
-    cv = cfg.ensemble.cv
-    return {
-        "folds": cv.folds,
-        "block_size": cv.block_size,
-        "buffer": cv.buffer,
-        "seed": cfg.seed,
-        "sample_size": cfg.features.sample.size,
-        "stratify": cfg.features.sample.stratify,
-        "nan_threshold": cfg.features.nan_threshold,
-    }
-
-
-def with_cv_settings(cfg: AppConfig, settings: dict[str, Any]) -> AppConfig:
-    """``cfg`` with the sample and fold settings of :func:`cv_settings` replaced."""
-    import dataclasses
-
-    e, f = cfg.ensemble, cfg.features
-    return dataclasses.replace(
-        cfg,
-        seed=int(settings["seed"]),
-        ensemble=dataclasses.replace(
-            e,
-            cv=dataclasses.replace(
-                e.cv,
-                folds=int(settings["folds"]),
-                block_size=int(settings["block_size"]),
-                buffer=int(settings["buffer"]),
-            ),
-        ),
-        features=dataclasses.replace(
-            f,
-            nan_threshold=int(settings["nan_threshold"]),
-            sample=dataclasses.replace(
-                f.sample, size=int(settings["sample_size"]), stratify=bool(settings["stratify"])
-            ),
-        ),
-    )
-
-
-def training_data(cfg: AppConfig) -> tuple[TrainingData, list[str], dict[str, Any]]:
-    """The members' training data, the feature names, and facts for the report.
-
-    Clusterers get a seeded sample of valid pixels; supervised models the labelled pixels of
-    the labels stage with their spatial block folds.
-    """
-    from geoensemble.ensemble.folds import folds_digest
-    from geoensemble.ensemble.preview import preview_grid
-    from geoensemble.ensemble.training import draw_training_data
-    from geoensemble.io.labels import load_labels
-    from geoensemble.io.stack import open_store, store_meta
-
-    feats = open_store(cfg.paths.features)
-    names = store_meta(cfg.paths.features).get("feature_names") or [str(v) for v in feats.data_vars]
-    kind = cfg.model.kind.value
-    facts: dict[str, Any] = {"kind": kind}
-    labels = None
-    if kind != "cluster":
-        labels = load_labels(cfg.paths.labels)
-        if labels is None:
-            raise ConfigError(
-                f"model={cfg.model.name} (kind {kind}) needs labels, but the labels stage "
-                f"found none: set data.labels.path to a label raster or vector file and "
-                f"run the labels stage"
-            )
-        want = "value" if kind == "regressor" else "classes"
-        if labels.target != want:
-            raise ConfigError(
-                f"model.kind={kind} needs data.labels.target={want}, but the labels in "
-                f"{cfg.paths.labels} are {labels.target}: set data.labels.target={want}"
-            )
-    settings = cv_settings(cfg)
-    drawn = draw_training_data(
-        feats,
-        names,
-        labels,
-        kind=kind,
-        size=settings["sample_size"],
-        seed=settings["seed"],
-        nan_threshold=settings["nan_threshold"],
-        stratify=settings["stratify"],
-        n_folds=settings["folds"],
-        block_size=settings["block_size"],
-        buffer=settings["buffer"],
-    )
-    data = drawn.data
-    facts["sample_pixels"] = drawn.pixels
-    if drawn.labelled is not None:
-        assert labels is not None
-        ls, folds = drawn.labelled, drawn.folds
-        facts.update(
-            classes={str(k): v for k, v in labels.classes.items()},
-            folds=[int(f.test.size) for f in folds],
-            cv={
-                **settings,
-                "fold_sizes": [int(f.test.size) for f in folds],
-                "buffered": [int(f.buffered.size) for f in folds],
-                "digest": folds_digest(ls.rows, ls.cols, folds),
-            },
-            dropped_nan=ls.dropped,
-        )
-    if cfg.ensemble.previews:
-        grid = preview_grid(
-            feats, names, size=cfg.ensemble.preview_size, nan_threshold=cfg.features.nan_threshold
-        )
-        data.preview_X, data.preview_mask = grid.X, grid.mask
-    return data, names, facts
 
 
 def key_params(cfg: AppConfig) -> dict[str, Any]:
@@ -290,10 +178,6 @@ def view_key(cfg: AppConfig) -> str:
 def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
     """Fit, log and register the ensemble; return the ``reports/train.json`` content."""
     from geoensemble import tracking
-    from geoensemble.app import promote
-    from geoensemble.app.tracker import tracker_for
-    from geoensemble.compute import dask_client, wait_for_workers
-    from geoensemble.ensemble.runlog import MemberLogger, timed_call
 
     t0 = time.perf_counter()
     # MLflow's imports (seconds) run while the training data is read and workers start.
@@ -315,93 +199,163 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
         data,
         source=f"paths.features={cfg.paths.features}",
     )
+    trained = fit_and_register(cfg, data, names, facts, t0)
+    wall = time.perf_counter() - t0  # the parent run ended, the cluster closed
+    report = train_report(cfg, trained, names, facts, wall)
+    log_trained(cfg, trained, report, wall)
+    return report
+
+
+@dataclass
+class Trained:
+    """What the fit left for the report: the search's result, the logger of its runs (their
+    ids, MLflow's cost), the registered version of each kept member and the ``registry``
+    entry (:func:`geoensemble.app.candidates.after_training`)."""
+
+    result: EnsembleResult
+    logger: MemberLogger
+    versions: dict[int, str]
+    registry: dict[str, Any]
+    experiment_id: str
+    parent_id: str
+
+    @property
+    def champion(self) -> Member:
+        """The best kept member."""
+        return self.result.kept[0]
+
+
+def fit_and_register(
+    cfg: AppConfig, data: TrainingData, names: list[str], facts: dict[str, Any], t0: float
+) -> Trained:
+    """Fit the members on dask, each logged to MLflow as it finishes, then register the kept
+    ones, alias the best and log the parent run's metrics (``t0``: when the stage started)."""
+    from geoensemble.compute import dask_client, wait_for_workers
+
     # The cluster's workers start, and import what members need, while MLflow is imported.
     with dask_client(cfg.compute, preload=["geoensemble.ensemble.member"]) as client:
-        t_mlflow = time.perf_counter()
-        # A store that cannot be used fails here, before any fit; MLflow itself is opened,
-        # and the parent run started, in the background while the members fit.
-        tracker = tracker_for(cfg.tracking)
-        if not tracker.check():
-            tracker.open()  # a new store: created now, once
-        tags = tracking.run_tags(job_tags())
-        origin = promote.training_origin()
-        space_keys = list(cfg.model.space)
-        logger = MemberLogger(
-            tracker=tracker, family=cfg.model.name, space_keys=space_keys, tags=tags
-        )
-        logger.seconds += time.perf_counter() - t_mlflow
+        logger, origin = member_logger(cfg)
         with logger:
-            logger.start(
-                run_name=f"ensemble-{cfg.model.name}",
-                params=key_params(cfg),
-                tags={
-                    **tags,
-                    "model_family": cfg.model.name,
-                    "model_kind": facts["kind"],
-                    # sweeps compare jobs' best scores only when this is equal
-                    "score_space": scoring_space(cfg),
-                },
-                config=to_dict(cfg),
-            )
+            start_parent_run(cfg, logger, facts["kind"])
             wait_for_workers(client, cfg.compute.timeout)
             result: EnsembleResult = run_ensemble(
                 data, member_spec(cfg), search_of(cfg), client, on_member=logger.log_member
             )
-            versions = logger.finish(
-                result,
-                feature_names=names,
-                example=data.X[:5],
-                model_name=cfg.tracking.model_name,
-                lineage=(lineage := promote.lineage_tags(cfg, origin, tags)),
-                class_names=facts.get("classes"),
-            )
-            exp_id, parent_id = logger.experiment_id, logger.parent_id
-            timed_call(
-                logger,
-                tracker.set_runs_view,
-                exp_id,
-                view_key(cfg),
-                runs_view(cfg, parent_id, space_keys),
-            )
-            champion = result.kept[0]
-            registry = timed_call(
-                logger,
-                promote.after_training,
-                cfg,
-                tracker,
-                origin,
-                parent_run_id=parent_id,
-                version=versions[champion.number],
-                tags={
-                    **lineage,
-                    **candidate_tags(champion.scores, champion.pipeline, result.metric),
-                },
-            )
-            wall = time.perf_counter() - t0
-            timed_call(
-                logger,
-                tracker.log_metrics,
-                parent_id,
-                {
-                    "n_members": len(result.members),
-                    "n_generations": len(result.history),
-                    "sample_pixels": facts["sample_pixels"],
-                    **(
-                        {"labelled_dropped_nan": facts["dropped_nan"].get("pixels", 0)}
-                        if "dropped_nan" in facts
-                        else {}
-                    ),
-                    "mlflow_seconds": logger.seconds,
-                    "mlflow_share": logger.seconds / wall,
-                    "mlflow_background_seconds": logger.background.seconds,
-                    "train_seconds": wall,
-                },
-            )
-    runs = logger.runs
-    wall = time.perf_counter() - t0  # the parent run ended, the cluster closed
-    report: dict[str, Any] = {
-        "experiment_id": exp_id,
-        "parent_run_id": parent_id,
+            trained = register(cfg, logger, origin, result, names, data, facts)
+            metrics = parent_metrics(trained, facts, time.perf_counter() - t0)
+            timed_call(logger, logger.tracker.log_metrics, trained.parent_id, metrics)
+    return trained
+
+
+def member_logger(cfg: AppConfig) -> tuple[MemberLogger, Origin]:
+    """The logger of this ensemble's runs, on a store checked before any fit, and where this
+    training runs (which decides the alias of its best member)."""
+    from geoensemble import tracking
+    from geoensemble.app.tracker import tracker_for
+
+    t_mlflow = time.perf_counter()
+    # A store that cannot be used fails here, before any fit; MLflow itself is opened,
+    # and the parent run started, in the background while the members fit.
+    tracker = tracker_for(cfg.tracking)
+    if not tracker.check():
+        tracker.open()  # a new store: created now, once
+    tags = tracking.run_tags(job_tags())
+    origin = training_origin()
+    logger = MemberLogger(
+        tracker=tracker, family=cfg.model.name, space_keys=list(cfg.model.space), tags=tags
+    )
+    logger.seconds += time.perf_counter() - t_mlflow
+    return logger, origin
+
+
+def start_parent_run(cfg: AppConfig, logger: MemberLogger, kind: str) -> None:
+    """Start the ensemble's parent run (in the background): key params, tags, the config."""
+    logger.start(
+        run_name=f"ensemble-{cfg.model.name}",
+        params=key_params(cfg),
+        tags={
+            **logger.tags,
+            "model_family": cfg.model.name,
+            "model_kind": kind,
+            # sweeps compare jobs' best scores only when this is equal
+            "score_space": scoring_space(cfg),
+        },
+        config=to_dict(cfg),
+    )
+
+
+def register(
+    cfg: AppConfig,
+    logger: MemberLogger,
+    origin: Origin,
+    result: EnsembleResult,
+    names: list[str],
+    data: TrainingData,
+    facts: dict[str, Any],
+) -> Trained:
+    """Register the kept members as candidates with their lineage, save the MLflow UI's view
+    of the members, and alias the best kept member as ``origin`` allows."""
+    lineage = lineage_tags(cfg, origin, logger.tags)
+    versions = logger.finish(
+        result,
+        feature_names=names,
+        example=data.X[:5],
+        model_name=cfg.tracking.model_name,
+        lineage=lineage,
+        class_names=facts.get("classes"),
+    )
+    exp_id, parent_id = logger.experiment_id, logger.parent_id
+    view = runs_view(cfg, parent_id, logger.space_keys)
+    timed_call(logger, logger.tracker.set_runs_view, exp_id, view_key(cfg), view)
+    champion = result.kept[0]
+    registry = timed_call(
+        logger,
+        after_training,
+        cfg,
+        logger.tracker,
+        origin,
+        parent_run_id=parent_id,
+        version=versions[champion.number],
+        tags={**lineage, **candidate_tags(champion.scores, champion.pipeline, result.metric)},
+    )
+    return Trained(result, logger, versions, registry, exp_id, parent_id)
+
+
+def mlflow_cost(logger: MemberLogger, wall: float) -> dict[str, float]:
+    """The time the stage waited on MLflow, its share of the stage's ``wall`` time, the time
+    of the calls that ran in the background while members fitted, and ``wall`` itself."""
+    return {
+        "mlflow_seconds": logger.seconds,
+        "mlflow_share": logger.seconds / wall,
+        "mlflow_background_seconds": logger.background.seconds,
+        "train_seconds": wall,
+    }
+
+
+def parent_metrics(trained: Trained, facts: dict[str, Any], wall: float) -> dict[str, float]:
+    """The parent run's metrics: the search's size, the sample, and MLflow's cost so far."""
+    result = trained.result
+    return {
+        "n_members": len(result.members),
+        "n_generations": len(result.history),
+        "sample_pixels": facts["sample_pixels"],
+        **(
+            {"labelled_dropped_nan": facts["dropped_nan"].get("pixels", 0)}
+            if "dropped_nan" in facts
+            else {}
+        ),
+        **mlflow_cost(trained.logger, wall),
+    }
+
+
+def train_report(
+    cfg: AppConfig, trained: Trained, names: list[str], facts: dict[str, Any], wall: float
+) -> dict[str, Any]:
+    """The content of ``reports/train.json`` (``wall``: the stage's seconds)."""
+    result = trained.result
+    return {
+        "experiment_id": trained.experiment_id,
+        "parent_run_id": trained.parent_id,
         "model_name": cfg.tracking.model_name,
         "model": cfg.model.name,
         "kind": facts["kind"],
@@ -413,54 +367,70 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
         "classes": facts.get("classes", {}),
         "fold_sizes": facts.get("folds", []),
         **({"cv": facts["cv"]} if "cv" in facts else {}),
-        **(
-            {
-                "labelled_dropped_nan": facts["dropped_nan"].get("pixels", 0),
-                **({"dropped_nan": facts["dropped_nan"]} if facts["dropped_nan"] else {}),
-            }
-            if "dropped_nan" in facts
-            else {}
-        ),
-        # MLflow's cost (see benchmarks/train_mlflow_benchmark.py): the time the stage
-        # waited on MLflow, its share of the stage's wall time, and the time of the calls
-        # that ran in the background while members fitted.
-        "mlflow_seconds": logger.seconds,
-        "mlflow_share": logger.seconds / wall,
-        "mlflow_background_seconds": logger.background.seconds,
-        "train_seconds": wall,
+        **dropped_nan_entries(facts),
+        # MLflow's cost (see benchmarks/train_mlflow_benchmark.py)
+        **mlflow_cost(trained.logger, wall),
         # the MLflow UI's runs table of this ensemble's members, best first: append to the
         # UI's address, e.g. http://127.0.0.1:5000/
-        "mlflow_ui_view": f"#/experiments/{exp_id}/runs?viewStateShareKey={view_key(cfg)}",
-        "champion": {
-            "member": champion.name,
-            "version": versions[champion.number],
-            "run_id": runs[champion.number],
-            "alias": registry["alias"],
-            # the exact version: evaluate and the pipeline's predict use this one
-            "uri": f"models:/{cfg.tracking.model_name}/{versions[champion.number]}",
-            **champion.scores,
-        },
-        "registry": registry,
+        "mlflow_ui_view": (
+            f"#/experiments/{trained.experiment_id}/runs?viewStateShareKey={view_key(cfg)}"
+        ),
+        "champion": champion_entry(cfg, trained),
+        "registry": trained.registry,
         "kept": [
-            {"member": m.name, "version": versions[m.number], "rank": m.rank} for m in result.kept
+            {"member": m.name, "version": trained.versions[m.number], "rank": m.rank}
+            for m in result.kept
         ],
-        "members": [
-            {
-                "member": m.name,
-                "run_id": runs[m.number],
-                "generation": m.generation,
-                "rank": m.rank,
-                "front": m.front,
-                "consensus": m.consensus,
-                "params": m.params,
-                "version": versions.get(m.number),
-                "fit_seconds": m.fit_seconds,
-                **m.scores,
-            }
-            for m in result.members
-        ],
+        "members": [member_entry(m, trained) for m in result.members],
         "history": result.history,
     }
+
+
+def dropped_nan_entries(facts: dict[str, Any]) -> dict[str, Any]:
+    """The report's count (and, when any, breakdown) of labelled pixels dropped for NaN."""
+    if "dropped_nan" not in facts:
+        return {}
+    dropped = facts["dropped_nan"]
+    return {
+        "labelled_dropped_nan": dropped.get("pixels", 0),
+        **({"dropped_nan": dropped} if dropped else {}),
+    }
+
+
+def champion_entry(cfg: AppConfig, trained: Trained) -> dict[str, Any]:
+    """The report's champion: member, registered version, run, alias and scores."""
+    champion = trained.champion
+    version = trained.versions[champion.number]
+    return {
+        "member": champion.name,
+        "version": version,
+        "run_id": trained.logger.runs[champion.number],
+        "alias": trained.registry["alias"],
+        # the exact version: evaluate and the pipeline's predict use this one
+        "uri": f"models:/{cfg.tracking.model_name}/{version}",
+        **champion.scores,
+    }
+
+
+def member_entry(m: Member, trained: Trained) -> dict[str, Any]:
+    """One member of the report: its run, place in the search, params, version and scores."""
+    return {
+        "member": m.name,
+        "run_id": trained.logger.runs[m.number],
+        "generation": m.generation,
+        "rank": m.rank,
+        "front": m.front,
+        "consensus": m.consensus,
+        "params": m.params,
+        "version": trained.versions.get(m.number),
+        "fit_seconds": m.fit_seconds,
+        **m.scores,
+    }
+
+
+def log_trained(cfg: AppConfig, trained: Trained, report: dict[str, Any], wall: float) -> None:
+    """One line: the search's size, the champion, its version, and MLflow's share of time."""
+    result, champion, logger = trained.result, trained.champion, trained.logger
     log.info(
         "train: %d members in %d generation(s), champion %s (%s=%.6g) registered as %s "
         "version %s; %.1f s, %.0f %% of it waiting on MLflow; the members, best first, in "
@@ -471,9 +441,8 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
         result.metric,
         champion.scores[result.metric],
         cfg.tracking.model_name,
-        versions[champion.number],
+        trained.versions[champion.number],
         wall,
         100 * logger.seconds / wall,
         report["mlflow_ui_view"],
     )
-    return report
