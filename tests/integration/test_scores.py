@@ -90,3 +90,39 @@ def test_champion_over_pca_sizes_is_close_to_the_best_member(
         metrics["champion_adjusted_rand"]
     )
     assert metrics["champion_adjusted_rand"] >= best - 0.05, per_member
+
+
+def test_a_champion_at_the_top_of_the_searched_range_is_reported_everywhere(
+    scene: Callable[..., AppConfig], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Inertia always falls with more clusters: the champion sits at the top of 2..3, and
+    the log, the parent run, train.json and evaluation.json say so, naming the fix."""
+    import logging
+
+    import mlflow
+
+    cfg = scene(
+        "model.n_clusters=null",
+        "model.space={n_clusters: {low: 2, high: 3}}",
+        "ensemble.metric=inertia",
+        "ensemble.size=2",
+        "ensemble.generations=1",
+        "ensemble.keep=1",
+        "ensemble.previews=false",
+        "tracking.model_name=geo_edges",
+    )
+    with caplog.at_level(logging.WARNING, logger="geoensemble"):
+        train = stages.train(cfg)
+        metrics = stages.evaluate(cfg)
+    line = (
+        "the chosen member's n_clusters=3 is the top of the searched range 2..3: a better value "
+        "may lie beyond it; widen model.space.n_clusters (e.g. {low: 2, high: 5}) and train "
+        "again"
+    )
+    assert train["champion"]["n_clusters"] == 3
+    assert train["warnings"] == [line] == metrics["warnings"]
+    saved = json.loads((Path(cfg.paths.reports) / "evaluation.json").read_text())
+    assert saved["warnings"] == [line]
+    assert f"train: {line}" in caplog.text and f"evaluate: {line}" in caplog.text
+    run = mlflow.MlflowClient(cfg.tracking.uri).get_run(train["parent_run_id"])
+    assert run.data.tags["geoensemble.warning.0"] == line

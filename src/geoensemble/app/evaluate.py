@@ -117,8 +117,12 @@ def evaluate_ensemble(cfg: AppConfig) -> dict[str, Any]:
             write_json(reports / PLOTS / name, [])
     if kind == "cluster" and isinstance(rep["champion"].get("n_clusters"), int | float):
         metrics["clusters"] = int(rep["champion"]["n_clusters"])
-    elif kind == "classifier":
-        metrics["classes"] = len(rep.get("classes") or {})
+    elif kind == "classifier":  # what the champion predicts (not every class labelled)
+        classes = getattr(champion, "classes_", None)
+        metrics["classes"] = len(classes) if classes is not None else len(rep.get("classes") or {})
+    for w in rep.get("warnings", []):  # the search's, from train, where the numbers are read
+        log.warning("evaluate: %s", w)
+    metrics["warnings"] = list(rep.get("warnings", []))
     write_json(reports / "evaluation.json", metrics)
     write_json(reports / "metrics.json", headline(metrics))
     log_to_parent_run(tracker, rep, metrics, files, reports)

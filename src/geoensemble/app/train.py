@@ -203,6 +203,8 @@ def train_ensemble(cfg: AppConfig) -> dict[str, Any]:
     wall = time.perf_counter() - t0  # the parent run ended, the cluster closed
     report = train_report(cfg, trained, names, facts, wall)
     log_trained(cfg, trained, report, wall)
+    for w in report["warnings"]:
+        log.warning("train: %s", w)
     return report
 
 
@@ -243,8 +245,24 @@ def fit_and_register(
             )
             trained = register(cfg, logger, origin, result, names, data, facts)
             metrics = parent_metrics(trained, facts, time.perf_counter() - t0)
-            timed_call(logger, logger.tracker.log_metrics, trained.parent_id, metrics)
+            tags = {f"{EDGE_TAG}.{i}": w for i, w in enumerate(edge_warnings(cfg, result))}
+            timed_call(
+                logger, logger.tracker.log_batch, trained.parent_id, metrics=metrics, tags=tags
+            )
     return trained
+
+
+# A warning of the search on the parent run (``geoensemble.warning.0``, ...), seen in the UI.
+EDGE_TAG = "geoensemble.warning"
+
+
+def edge_warnings(cfg: AppConfig, result: EnsembleResult) -> list[str]:
+    """A line per searched integer range the champion sits at an end of, naming the
+    ``model.space`` entry to widen (logged once, when the search ends)."""
+    from geoensemble.ensemble.space import range_edges
+
+    edges = range_edges(cfg.model.space, result.kept[0].params)
+    return [e.message(f"model.space.{e.name}") for e in edges]
 
 
 def member_logger(cfg: AppConfig) -> tuple[MemberLogger, Origin]:
@@ -383,6 +401,7 @@ def train_report(
         ],
         "members": [member_entry(m, trained) for m in result.members],
         "history": result.history,
+        "warnings": edge_warnings(cfg, result),
     }
 
 
