@@ -77,7 +77,7 @@ def test_ensemble_members_vote_agreement_and_probabilities(
         [f"synthetic_geoensemble_v{i}.tif" for i in (1, 2, 3)]
         + [
             f"synthetic_geoensemble_ensemble_{k}.tif"
-            for k in ("vote", "agreement", "probabilities", "max_probability")
+            for k in ("vote", "agreement", "probabilities", "max_probability", "vote_regularised")
         ]
     )
     X, mask = valid_table(make_scene(H, W), NAMES)
@@ -123,3 +123,61 @@ def test_another_scene_is_ingested_and_featurized_in_memory(
     [line] = [r.getMessage() for r in caplog.records if LOG_PREFIX in r.getMessage()]
     phases = json.loads(line.split(LOG_PREFIX, 1)[1])
     assert phases["read"] > 0 and phases["predict"] > 0
+
+
+def test_the_main_map_gets_a_regularised_copy_with_its_speckle_before_and_after(
+    project: Path, make_cfg, store: TrackingConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On by default: <main map>_regularised.tif, equal to regularising the main map with
+    the library, tagged with what was applied; the speckle figures in the log, the run's
+    metrics and the stage's result. predict.regularise.enabled=false writes none."""
+    from geoensemble.predict.regularise import regularise, speckle
+
+    register(store, [fit_kmeans(NAMES, 6)], NAMES)
+    with caplog.at_level(logging.INFO, logger="geoensemble"):
+        out = stages.predict(make_cfg("predict.block_size=512", "predict.progress=false"))
+    maps = {k: Path(v) for k, v in out["scenes"]["synthetic"]["maps"].items()}
+    main, reg = Path(out["path"]), maps["regularised"]
+    assert reg.name == "synthetic_geoensemble_champion_regularised.tif"
+    with rasterio.open(main) as src, rasterio.open(reg) as dst:
+        raw, got = src.read(1), dst.read(1)
+        assert dst.tags()["geoensemble_regularisation"] == (
+            "majority(radius=1);sieve(min_pixels=5,connectivity=4)"
+        )
+        assert dst.colormap(1) == src.colormap(1) and dst.crs == src.crs
+    np.testing.assert_array_equal(got, regularise(raw, radius=1, min_pixels=5, connectivity=4))
+    before, after = speckle(raw, min_pixels=5), speckle(got, min_pixels=5)
+    # a speck alone amid no-data has no neighbour to join: it stays
+    assert after.share < before.share / 5 and after.small_patches < before.small_patches / 100
+    rec = out["scenes"]["synthetic"]["regularisation"]
+    assert rec["before"]["share"] == pytest.approx(before.share, abs=1e-6)
+    assert rec["after"]["small_patches"] == after.small_patches
+    m = mlflow.MlflowClient().get_run(out["run_id"]).data.metrics
+    assert m["speckle_share_before"] == pytest.approx(before.share, abs=1e-6)
+    assert m["small_patches_before"] == before.small_patches
+    assert m["small_patches_after"] == after.small_patches
+    assert f"{100 * before.share:.2f} % of pixels off their 3x3 majority before" in caplog.text
+
+    off = stages.predict(
+        make_cfg(
+            "predict.regularise.enabled=false", "predict.overwrite=true", "predict.progress=false"
+        )
+    )
+    assert "regularised" not in off["scenes"]["synthetic"]["maps"]
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("predict.regularise.majority_radius=0", r"predict\.regularise\.majority_radius=0 is not"),
+        ("predict.regularise.connectivity=6", r"predict\.regularise\.connectivity=6 is unknown"),
+        ("predict.regularise.min_hectares=0.5", r"min_pixels=5 and .*min_hectares=0\.5 both set"),
+    ],
+)
+def test_regularise_settings_are_checked_before_any_work(
+    make_cfg, override: str, match: str
+) -> None:
+    from geoensemble.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        make_cfg(override)

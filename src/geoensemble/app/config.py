@@ -243,6 +243,17 @@ class PredictOutputsConfig:
 
 
 @dataclass
+class RegulariseConfig:
+    """A regularised copy of each scene's main class map (README "Regularising a map")."""
+
+    enabled: bool = True  # writes <main map>_regularised.tif beside the main map
+    majority_radius: int | None = 1  # the (2r+1)^2 majority filter; null: none
+    min_pixels: int | None = 5  # minimum mapping unit in pixels; null: none
+    min_hectares: float | None = None  # or in hectares (projected maps), instead of pixels
+    connectivity: int = 4  # 4: patches touch by edges; 8: by edges and corners
+
+
+@dataclass
 class PredictConfig:
     """Which models predict which scenes, and what is written (see README "Prediction")."""
 
@@ -253,6 +264,7 @@ class PredictConfig:
     external: ExternalModelConfig = field(default_factory=ExternalModelConfig)
     scenes: list[DataConfig] = field(default_factory=list)  # default: the training features
     outputs: PredictOutputsConfig = field(default_factory=PredictOutputsConfig)
+    regularise: RegulariseConfig = field(default_factory=RegulariseConfig)
     output_dir: str = "outputs/maps"
     block_size: int = 1024  # block edge in pixels; a multiple of the 512-px tiles
     scheduler: PredictScheduler = PredictScheduler.threads

@@ -236,6 +236,7 @@ def predict_many(cfg: AppConfig) -> dict[str, Any]:
                 "valid_fraction": s.valid_fraction,
                 "seconds": s.seconds,
                 "histogram": s.histogram,
+                **({"regularisation": s.regularisation} if s.regularisation else {}),
             }
             for s in summaries
         },
@@ -253,6 +254,7 @@ class Plan:
     sources: list[tuple[str, str, Callable[[], xr.Dataset]]]
     paths: dict[str, dict[str, Path]]
     out_dir: Path
+    regularised: dict[str, Path]  # per scene, the regularised copy of its main map
 
 
 def _predict_all(
@@ -287,11 +289,65 @@ def plan_outputs(cfg: AppConfig, tracker: Tracker, phases: Phases) -> Plan:
     sources = scene_sources(cfg)
     out_dir = Path(p.output_dir)
     all_paths = {name: map_paths(out_dir, name, members, keys, set_label) for name, *_ in sources}
-    check_outputs([q for d in all_paths.values() for q in d.values()], p.overwrite)
-    stale = remove_stale_partials(out_dir, partial_names(all_paths))
+    regularised = regularised_paths(cfg, all_paths, keys, members[0].kind)
+    written = [q for d in all_paths.values() for q in d.values()] + list(regularised.values())
+    check_outputs(written, p.overwrite)
+    stale = remove_stale_partials(
+        out_dir, partial_names({**all_paths, "": {k: q for k, q in regularised.items()}})
+    )
     if stale:
         log.info("predict: removed %d leftover(s) of an interrupted run in %s", len(stale), out_dir)
-    return Plan(members, keys, set_label, sources, all_paths, out_dir)
+    return Plan(members, keys, set_label, sources, all_paths, out_dir, regularised)
+
+
+def regularised_paths(
+    cfg: AppConfig, paths: dict[str, dict[str, Path]], keys: list[str], kind: str
+) -> dict[str, Path]:
+    """Per scene, ``<main map>_regularised.tif`` (the vote, else the only class map), when
+    ``predict.regularise`` is on and the maps are class maps."""
+    if not cfg.predict.regularise.enabled or kind == REGRESSOR:
+        return {}
+    main = "vote" if "vote" in keys else next((k for k in keys if k.startswith("member:")), None)
+    if main is None:
+        return {}
+    return {
+        name: p[main].with_name(f"{p[main].stem}_regularised.tif")
+        for name, p in paths.items()
+        if main in p
+    }
+
+
+def regularise_main_map(cfg: AppConfig, summary: SceneSummary, out: Path) -> None:
+    """Write the regularised copy of the scene's main map; log and keep its speckle figures
+    before and after."""
+    from geoensemble.predict.regularise_file import regularise_file
+
+    r, p = cfg.predict.regularise, cfg.predict
+    done = regularise_file(
+        summary.path,
+        out,
+        radius=r.majority_radius,
+        min_pixels=r.min_pixels,
+        min_hectares=r.min_hectares,
+        connectivity=r.connectivity,
+        block_size=max(p.block_size, 256),
+        compress=p.compress,
+        overviews=p.overviews,
+    )
+    summary.maps["regularised"] = done.path
+    summary.regularisation = done.as_dict()
+    log.info(
+        "predict: %s: regularised (%s) into %s: %.2f %% of pixels off their 3x3 majority "
+        "before, %.2f %% after; patches under %d px: %d before, %d after",
+        summary.scene,
+        done.applied,
+        done.path.name,
+        100 * done.before.share,
+        100 * done.after.share,
+        done.min_pixels or 5,
+        done.before.small_patches,
+        done.after.small_patches,
+    )
 
 
 def map_tags(cfg: AppConfig, members: list[LoadedMember], kind: str) -> dict[str, str]:
@@ -452,7 +508,21 @@ def predict_one(
     if p.quicklook:
         with phases.time("quicklook"):
             summary.quicklooks = quicklooks(summary, scheme, plan.members)
+    if name in plan.regularised:
+        with phases.time("regularise"):
+            regularise_main_map(cfg, summary, plan.regularised[name])
     return summary
+
+
+def speckle_metrics(s: SceneSummary, pre: str) -> dict[str, float]:
+    """The main map's speckle before and after regularisation (none when it is off)."""
+    if not s.regularisation:
+        return {}
+    return {
+        f"{pre}{k}_{when}": s.regularisation[when][field]
+        for when in ("before", "after")
+        for k, field in (("speckle_share", "share"), ("small_patches", "small_patches"))
+    }
 
 
 def run_metrics(summaries: list[SceneSummary], phases: Phases) -> dict[str, float]:
@@ -468,6 +538,7 @@ def run_metrics(summaries: list[SceneSummary], phases: Phases) -> dict[str, floa
                 f"{pre}valid_fraction": s.valid_fraction,
                 f"{pre}seconds": s.seconds,
                 **{f"{pre}class_{k}_pixels": v for k, v in s.histogram.items()},
+                **speckle_metrics(s, pre),
             }
         )
     # What the stage spent so far, by phase (the run's last calls are in the log line).

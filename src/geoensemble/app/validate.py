@@ -115,6 +115,41 @@ def _range_checks(cfg: AppConfig) -> None:
     _target_checks(cfg)
     _name_checks(cfg)
     _model_checks(cfg.model, cfg.limits.max_clusters)
+    _regularise_checks(cfg.predict.regularise)
+
+
+def _regularise_checks(r: Any) -> None:
+    """predict.regularise: radius and unit of 1 or more, connectivity 4 or 8, one unit."""
+    from geoensemble.predict.regularise import check_settings
+
+    if not r.enabled:
+        return
+    key = "config key predict.regularise."
+    check_settings(
+        radius=r.majority_radius,
+        min_pixels=r.min_pixels,
+        connectivity=r.connectivity,
+        names={
+            k: key + v
+            for k, v in (
+                ("radius", "majority_radius"),
+                ("min_pixels", "min_pixels"),
+                ("connectivity", "connectivity"),
+            )
+        },
+    )
+    if r.min_pixels is not None and r.min_hectares is not None:
+        raise ConfigError(
+            f"{key}min_pixels={r.min_pixels} and {key}min_hectares={r.min_hectares} both set "
+            f"the mapping unit: set one, the other to null"
+        )
+    if r.min_hectares is not None and not r.min_hectares > 0:
+        raise ConfigError(f"{key}min_hectares={r.min_hectares!r} is out of range: use a number > 0")
+    if r.majority_radius is None and r.min_pixels is None and r.min_hectares is None:
+        raise ConfigError(
+            f"{key}enabled=true but nothing is asked: set {key}majority_radius or "
+            f"min_pixels, or {key}enabled=false"
+        )
 
 
 def _target_checks(cfg: AppConfig) -> None:

@@ -61,6 +61,8 @@ class SceneSummary:
     quicklooks: list[Path] = field(default_factory=list)
     #: Every n-th pixel of band 1 of the maps that get a quicklook, kept while writing.
     thumbnails: dict[str, np.ndarray] = field(default_factory=dict)
+    #: The regularised copy of the main map: what was applied, speckle before and after.
+    regularisation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def valid_fraction(self) -> float:
