@@ -89,18 +89,7 @@ def area_weighted_accuracy(
         np.where(sampled[:, None], W[:, None] ** 2 * rows * (1 - rows), 0.0) / denom[:, None],
         axis=0,
     )
-    N_j = (N[:, None] * rows).sum(axis=0)  # estimated reference pixels of class j
-    var_P = np.full(P.shape, np.nan)
-    for j in range(P.size):
-        if N_j[j] <= 0:
-            continue
-        first = N[j] ** 2 * (1 - P[j]) ** 2 * U[j] * (1 - U[j]) / denom[j] if sampled[j] else 0.0
-        others = sum(
-            N[i] ** 2 * rows[i, j] * (1 - rows[i, j]) / denom[i]
-            for i in range(P.size)
-            if i != j and sampled[i]
-        )
-        var_P[j] = (first + P[j] ** 2 * others) / N_j[j] ** 2
+    var_P = _producers_variance(N, rows, P, U, denom, sampled)
     area_total = total * pixel_area
     return {
         "overall_accuracy": overall,
@@ -117,6 +106,31 @@ def area_weighted_accuracy(
         "mapped_area": (N * pixel_area).tolist(),
         "unsampled_map_classes": int(np.sum(~sampled & (N > 0))),
     }
+
+
+def _producers_variance(
+    N: np.ndarray,
+    rows: np.ndarray,
+    P: np.ndarray,
+    U: np.ndarray,
+    denom: np.ndarray,
+    sampled: np.ndarray,
+) -> np.ndarray:
+    """The variance of each producer's accuracy ``P`` (Olofsson et al. 2014); NaN for
+    a class with no estimated reference pixels."""
+    N_j = (N[:, None] * rows).sum(axis=0)  # estimated reference pixels of class j
+    var_P = np.full(P.shape, np.nan)
+    for j in range(P.size):
+        if N_j[j] <= 0:
+            continue
+        first = N[j] ** 2 * (1 - P[j]) ** 2 * U[j] * (1 - U[j]) / denom[j] if sampled[j] else 0.0
+        others = sum(
+            N[i] ** 2 * rows[i, j] * (1 - rows[i, j]) / denom[i]
+            for i in range(P.size)
+            if i != j and sampled[i]
+        )
+        var_P[j] = (first + P[j] ** 2 * others) / N_j[j] ** 2
+    return var_P
 
 
 def fold_permutation_importance(

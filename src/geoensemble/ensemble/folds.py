@@ -86,31 +86,46 @@ def spatial_folds(
             f"{block_size} px, fewer than ensemble.cv.folds={n_folds}: lower "
             f"ensemble.cv.block_size or ensemble.cv.folds, or add labels"
         )
+    fold_of_pixel = _fold_of_block(counts, n_folds, seed)[inverse]
+    return [_fold(f, fold_of_pixel, rows, cols, n_folds, buffer) for f in range(n_folds)]
+
+
+def _fold_of_block(counts: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """The fold of each block (of ``counts`` pixels): largest blocks first (seeded shuffle
+    between equal ones), each to the fold with the fewest pixels so far."""
     rng = np.random.default_rng(seed)
-    order = rng.permutation(uniq.size)
+    order = rng.permutation(counts.size)
     order = order[np.argsort(-counts[order], kind="stable")]
-    fold_of_block = np.empty(uniq.size, dtype=np.int64)
+    fold_of_block = np.empty(counts.size, dtype=np.int64)
     load = np.zeros(n_folds, dtype=np.int64)
     for b in order:
         f = int(np.argmin(load))
         fold_of_block[b] = f
         load[f] += counts[b]
-    fold_of_pixel = fold_of_block[inverse]
-    idx = np.arange(ids.size)
-    folds = []
-    for f in range(n_folds):
-        test, train = idx[fold_of_pixel == f], idx[fold_of_pixel != f]
-        near = np.zeros(train.size, dtype=bool)
-        if buffer > 0:
-            near = _within(rows, cols, test, train, buffer)
-        if near.all():
-            raise ConfigError(
-                f"ensemble.cv.buffer={buffer} leaves fold {f + 1} of {n_folds} without "
-                f"training pixels (all {train.size} are within {buffer} px of its test "
-                f"pixels): lower ensemble.cv.buffer, or raise ensemble.cv.block_size"
-            )
-        folds.append(Fold(train=train[~near], test=test, buffered=train[near]))
-    return folds
+    return fold_of_block
+
+
+def _fold(
+    f: int,
+    fold_of_pixel: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    n_folds: int,
+    buffer: int,
+) -> Fold:
+    """Fold ``f``: its test pixels, and the training pixels less those within ``buffer``."""
+    idx = np.arange(fold_of_pixel.size)
+    test, train = idx[fold_of_pixel == f], idx[fold_of_pixel != f]
+    near = np.zeros(train.size, dtype=bool)
+    if buffer > 0:
+        near = _within(rows, cols, test, train, buffer)
+    if near.all():
+        raise ConfigError(
+            f"ensemble.cv.buffer={buffer} leaves fold {f + 1} of {n_folds} without "
+            f"training pixels (all {train.size} are within {buffer} px of its test "
+            f"pixels): lower ensemble.cv.buffer, or raise ensemble.cv.block_size"
+        )
+    return Fold(train=train[~near], test=test, buffered=train[near])
 
 
 def _within(

@@ -87,15 +87,7 @@ def nan_dropped(
         return {}
     out: dict[str, Any] = {"pixels": int(bad.sum()), "labelled": int(ok.size)}
     if labels.target != "value":
-        classes: dict[str, dict[str, int]] = {}
-        for c in np.unique(codes[bad]):
-            name = labels.classes.get(int(c), f"class_{int(c)}")
-            classes[name] = {
-                "dropped": int((bad & (codes == c)).sum()),
-                "labelled": int((codes == c).sum()),
-            }
-        out["classes"] = classes
-        out["classes_lost"] = [k for k, v in classes.items() if v["dropped"] == v["labelled"]]
+        out["classes"], out["classes_lost"] = _dropped_by_class(codes, bad, labels)
     nan_in = np.isnan(X[bad]).sum(axis=0)
     out["nan_in"] = {n: int(k) for n, k in zip(names, nan_in, strict=True) if k}
     n_nan = np.isnan(X[bad]).sum(axis=1)
@@ -126,6 +118,21 @@ def nan_dropped(
         out["fix"],
     )
     return out
+
+
+def _dropped_by_class(
+    codes: np.ndarray, bad: np.ndarray, labels: Labels
+) -> tuple[dict[str, dict[str, int]], list[str]]:
+    """Per class with drops, its ``dropped`` and ``labelled`` pixels; the classes that lost
+    every pixel."""
+    classes: dict[str, dict[str, int]] = {}
+    for c in np.unique(codes[bad]):
+        name = labels.classes.get(int(c), f"class_{int(c)}")
+        classes[name] = {
+            "dropped": int((bad & (codes == c)).sum()),
+            "labelled": int((codes == c).sum()),
+        }
+    return classes, [k for k, v in classes.items() if v["dropped"] == v["labelled"]]
 
 
 @dataclass(frozen=True)

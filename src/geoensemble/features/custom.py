@@ -85,42 +85,48 @@ def apply_custom(
     for i, spec in enumerate(specs):
         key = f"features.custom[{i}]"
         fn, kwargs = _function(spec, key, trusted_modules)
-        try:
-            result = fn(view, **kwargs)
-        except TypeError as exc:
-            raise ConfigError(
-                f"{key} ({spec['_target_']}) rejected its arguments {kwargs}: {exc}"
-            ) from None
-        except KeyError as exc:
-            raise LayerNotFoundError(
-                f"{key} ({spec['_target_']}) asks for layer {exc} but the stack has "
-                f"{[str(v) for v in view.data_vars]}: fix its arguments or features.sensor"
-            ) from None
+        what = f"{key} ({spec['_target_']})"
+        result = _call(fn, view, kwargs, what)
         layers = result.data_vars if isinstance(result, xr.Dataset) else result
         if not isinstance(layers, Mapping) or not layers:
             raise ConfigError(
-                f"{key} ({spec['_target_']}) returned {type(result).__name__}: a feature "
+                f"{what} returned {type(result).__name__}: a feature "
                 f"function must return a dict (or Dataset) of name -> DataArray"
             )
         for name, da in layers.items():
-            if (
-                not isinstance(da, xr.DataArray)
-                or da.dims != ("y", "x")
-                or tuple(da.shape) != shape
-            ):
-                got = (
-                    f"dims {da.dims} shape {tuple(da.shape)}"
-                    if isinstance(da, xr.DataArray)
-                    else type(da).__name__
-                )
-                raise ConfigError(
-                    f"{key} ({spec['_target_']}) returned layer {name!r} with {got}: "
-                    f"it must be a DataArray with dims ('y', 'x') and shape {shape}"
-                )
+            _check_layer(name, da, shape, what)
             if str(name) in out:
                 raise ConfigError(f"{key} returns layer {name!r} a second time: rename one")
             out[str(name)] = da.astype(np.float32, copy=False)
     return out
+
+
+def _call(fn: Callable[..., Any], view: xr.Dataset, kwargs: dict[str, Any], what: str) -> Any:
+    """``fn(view, **kwargs)``; arguments it rejects or a layer it misses are one line."""
+    try:
+        return fn(view, **kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{what} rejected its arguments {kwargs}: {exc}") from None
+    except KeyError as exc:
+        raise LayerNotFoundError(
+            f"{what} asks for layer {exc} but the stack has "
+            f"{[str(v) for v in view.data_vars]}: fix its arguments or features.sensor"
+        ) from None
+
+
+def _check_layer(name: Any, da: Any, shape: tuple[int, int], what: str) -> None:
+    """Raise a ConfigError unless ``da`` is a DataArray on the stack's grid."""
+    if isinstance(da, xr.DataArray) and da.dims == ("y", "x") and tuple(da.shape) == shape:
+        return
+    got = (
+        f"dims {da.dims} shape {tuple(da.shape)}"
+        if isinstance(da, xr.DataArray)
+        else type(da).__name__
+    )
+    raise ConfigError(
+        f"{what} returned layer {name!r} with {got}: "
+        f"it must be a DataArray with dims ('y', 'x') and shape {shape}"
+    )
 
 
 def savi(

@@ -155,6 +155,28 @@ def atomic_path(
     """
     target = Path(target)
     what = f"{key}={target}" if key else str(target)
+    _check_replaceable(target, what, overwrite=overwrite, replace_if=replace_if, key=key)
+    _writable_parent(target, what, key)
+    tmp = tmp_name(target)
+    try:
+        yield tmp
+        _swap_in(tmp, target)
+    except BaseException as exc:
+        _remove(tmp)
+        if isinstance(exc, Exception) and disk_full(exc, target.parent):
+            raise full_error(what, key) from None
+        raise
+
+
+def _check_replaceable(
+    target: Path,
+    what: str,
+    *,
+    overwrite: bool,
+    replace_if: Replaceable | None,
+    key: str | None,
+) -> None:
+    """Raise an OutputError if ``target`` exists and may not be replaced."""
     if target.exists() or target.is_symlink():
         if not overwrite:
             raise OutputError(
@@ -165,6 +187,11 @@ def atomic_path(
         if why:
             fix = f"set {key} to a new path" if key else "choose another output path"
             raise OutputError(f"refusing to replace {what}: {why}; {fix} or move it away")
+
+
+def _writable_parent(target: Path, what: str, key: str | None) -> None:
+    """Create the folder of ``target``; raise an OutputError if it cannot be or is not
+    writable."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -179,15 +206,6 @@ def atomic_path(
             f"output folder {target.parent} is not writable: fix its "
             f"permissions or choose another output folder"
         )
-    tmp = tmp_name(target)
-    try:
-        yield tmp
-        _swap_in(tmp, target)
-    except BaseException as exc:
-        _remove(tmp)
-        if isinstance(exc, Exception) and disk_full(exc, target.parent):
-            raise full_error(what, key) from None
-        raise
 
 
 def _default_refusal(target: Path) -> str | None:

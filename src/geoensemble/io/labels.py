@@ -113,13 +113,7 @@ def read_labels(
         No label falls on the grid.
     """
     p = Path(path)
-    if not p.exists():
-        raise InputFileError(
-            f"label file {p} does not exist: set data.labels.path to a label raster or a "
-            f"vector file (GeoPackage, Shapefile, GeoJSON), or null for unsupervised models"
-        )
-    if target not in {"classes", "value"}:
-        raise ConfigError(f"data.labels.target={target!r}: use classes or value")
+    _check_source(p, target)
     if p.suffix.lower() in RASTER_SUFFIXES:
         labels = _from_raster(p, grid, target)
     else:
@@ -133,12 +127,28 @@ def read_labels(
             buffer=buffer,
             all_touched=all_touched,
         )
+    _check_on_grid(labels, p, grid)
+    return labels
+
+
+def _check_source(p: Path, target: str) -> None:
+    """Raise unless the label file exists and ``target`` is known."""
+    if not p.exists():
+        raise InputFileError(
+            f"label file {p} does not exist: set data.labels.path to a label raster or a "
+            f"vector file (GeoPackage, Shapefile, GeoJSON), or null for unsupervised models"
+        )
+    if target not in {"classes", "value"}:
+        raise ConfigError(f"data.labels.target={target!r}: use classes or value")
+
+
+def _check_on_grid(labels: Labels, p: Path, grid: Grid) -> None:
+    """Raise an EmptyLayerError when no label of ``p`` falls on the grid."""
     if not labels.mask.any():
         raise EmptyLayerError(
             f"no label of {p} falls on the features' grid (CRS {grid.crs}): check the "
             f"file's CRS and extent against the scene"
         )
-    return labels
 
 
 def _from_raster(p: Path, grid: Grid, target: str) -> Labels:
@@ -263,31 +273,10 @@ def _from_vector(
     buffer: float,
     all_touched: bool,
 ) -> Labels:
-    import geopandas as gpd
+    """Labels rasterized from the vector file ``p`` onto ``grid``."""
     from rasterio.features import rasterize
 
-    try:
-        gdf = gpd.read_file(p, layer=layer, engine="pyogrio")
-    except Exception as exc:  # pyogrio raises its own DataSourceError/DataLayerError
-        raise InputFileError(
-            f"cannot read label file {p}"
-            + (f" (layer {layer!r})" if layer else "")
-            + f": {str(exc).splitlines()[0]}. Check the file and data.labels.layer"
-        ) from None
-    for key, col in (("attribute", attribute), ("code_attribute", code_attribute)):
-        if col is not None and col not in gdf.columns:
-            raise ConfigError(
-                f"data.labels.{key}={col!r} is not an attribute of {p}: it has "
-                f"{[c for c in gdf.columns if c != 'geometry']}"
-            )
-    gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty & gdf[attribute].notna()]
-    if gdf.crs is not None and grid.crs is not None:
-        gdf = gdf.to_crs(grid.crs)
-    elif gdf.crs is None and grid.crs is not None:
-        raise GridMismatchError(
-            f"label file {p} has no CRS while the scene is in {grid.crs.to_string()}: "
-            f"assign the CRS to the file (e.g. ogr2ogr -a_srs)"
-        )
+    gdf = _read_vector(p, layer, attribute, code_attribute, grid)
     geoms = gdf.geometry.buffer(buffer) if buffer > 0 else gdf.geometry
     shape = grid.shape
     if target == "value":
@@ -319,6 +308,38 @@ def _from_vector(
     )
     inside = _inside(geoms, grid)
     return Labels(arr, "classes", classes, str(p), int((~inside).sum()))
+
+
+def _read_vector(
+    p: Path, layer: str | None, attribute: str, code_attribute: str | None, grid: Grid
+) -> Any:
+    """The labelled features of ``p`` (those with a geometry and ``attribute``) in the
+    grid's CRS."""
+    import geopandas as gpd
+
+    try:
+        gdf = gpd.read_file(p, layer=layer, engine="pyogrio")
+    except Exception as exc:  # pyogrio raises its own DataSourceError/DataLayerError
+        raise InputFileError(
+            f"cannot read label file {p}"
+            + (f" (layer {layer!r})" if layer else "")
+            + f": {str(exc).splitlines()[0]}. Check the file and data.labels.layer"
+        ) from None
+    for key, col in (("attribute", attribute), ("code_attribute", code_attribute)):
+        if col is not None and col not in gdf.columns:
+            raise ConfigError(
+                f"data.labels.{key}={col!r} is not an attribute of {p}: it has "
+                f"{[c for c in gdf.columns if c != 'geometry']}"
+            )
+    gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty & gdf[attribute].notna()]
+    if gdf.crs is not None and grid.crs is not None:
+        gdf = gdf.to_crs(grid.crs)
+    elif gdf.crs is None and grid.crs is not None:
+        raise GridMismatchError(
+            f"label file {p} has no CRS while the scene is in {grid.crs.to_string()}: "
+            f"assign the CRS to the file (e.g. ogr2ogr -a_srs)"
+        )
+    return gdf
 
 
 def _inside(geoms: Any, grid: Grid) -> np.ndarray:

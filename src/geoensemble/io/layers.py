@@ -131,28 +131,38 @@ def candidates(data: ReadSpecLike) -> tuple[str, list[Candidate]]:
             out.append(Candidate(p.name, p.stem, dict(bands[0].meta), list(bands)))
         return fmt, out
     if fmt in ("geotiff", "gdal"):
-        subs = subdatasets(str(path), label=str(path))
-        if fmt == "gdal" and subs:
-            return fmt, [
-                Candidate(
-                    _sub_name(s),
-                    _sub_name(s).rsplit("/", 1)[-1],
-                    dict(bands[0].meta),
-                    list(bands),
-                )
-                for s in subs
-                for bands in [gdal_bands(s, label=f"{path} subdataset {_sub_name(s)}", locked=True)]
-            ]
-        bands = gdal_bands(str(path), label=str(path))
-        return fmt, [
+        return fmt, _gdal_candidates(path, fmt)
+    return fmt, _scientific_candidates(path, fmt, data)
+
+
+def _gdal_candidates(path: Path, fmt: str) -> list[Candidate]:
+    """The subdatasets of a GDAL file (format ``gdal``) that has some, else its bands."""
+    subs = subdatasets(str(path), label=str(path))
+    if fmt == "gdal" and subs:
+        return [
             Candidate(
-                b.meta.get("description") or f"band_{i}",
-                b.meta.get("description") or f"band_{i}",
-                dict(b.meta),
-                [b],
+                _sub_name(s),
+                _sub_name(s).rsplit("/", 1)[-1],
+                dict(bands[0].meta),
+                list(bands),
             )
-            for i, b in enumerate(bands, start=1)
+            for s in subs
+            for bands in [gdal_bands(s, label=f"{path} subdataset {_sub_name(s)}", locked=True)]
         ]
+    bands = gdal_bands(str(path), label=str(path))
+    return [
+        Candidate(
+            b.meta.get("description") or f"band_{i}",
+            b.meta.get("description") or f"band_{i}",
+            dict(b.meta),
+            [b],
+        )
+        for i, b in enumerate(bands, start=1)
+    ]
+
+
+def _scientific_candidates(path: Path, fmt: str, data: ReadSpecLike) -> list[Candidate]:
+    """The arrays of a NetCDF, HDF5 or HDF4 file."""
     if fmt == "netcdf":
         from geoensemble.io.netcdf import netcdf_candidates
 
@@ -175,7 +185,7 @@ def candidates(data: ReadSpecLike) -> tuple[str, list[Candidate]]:
         raise LayerNotFoundError(
             f"data.format={data.format!r} is not supported: use one of {list(FORMATS)}"
         )
-    return fmt, [Candidate(k, k.rsplit("/", 1)[-1], m, s) for k, m, s in found]
+    return [Candidate(k, k.rsplit("/", 1)[-1], m, s) for k, m, s in found]
 
 
 def _check_name(src: LayerSource) -> None:

@@ -158,10 +158,9 @@ def log_sklearn_model(
     features (``example`` gives their types). No input example is stored: MLflow would
     reload the model to check it, ~0.1 s per model for a file that only shows one row.
     """
-    import mlflow.sklearn
     import pandas as pd
-    from mlflow.entities import LoggedModelOutput, LoggedModelStatus, Metric
-    from mlflow.models import Model, infer_signature
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+    from mlflow.models import infer_signature
 
     frame = pd.DataFrame(example, columns=feature_names)
     signature = infer_signature(frame, pipeline.predict(example))
@@ -172,32 +171,8 @@ def log_sklearn_model(
     model_id = str(model.model_id)
     try:
         client.log_outputs(run_id, [LoggedModelOutput(model_id, step=0)])
-        # The run's metrics as the model's too, as mlflow.sklearn.log_model records them.
-        metrics = [
-            Metric(m.key, m.value, m.timestamp, m.step, run_id=run_id, model_id=model_id)
-            for key in run.data.metrics
-            for m in client.get_metric_history(run_id, key)
-            if m.step == 0 and getattr(m, "model_id", None) is None
-        ]
-        for n in range(0, len(metrics), 1000):
-            client.log_batch(run_id, metrics=metrics[n : n + 1000])
-        with tempfile.TemporaryDirectory(prefix="geoensemble-model-") as tmp:
-            local = Path(tmp) / "model"
-            mlflow.sklearn.save_model(
-                pipeline,
-                str(local),
-                mlflow_model=Model(
-                    artifact_path=model.artifact_location,
-                    model_uuid=model_id,
-                    run_id=run_id,
-                    model_id=model_id,
-                ),
-                serialization_format="skops",
-                signature=signature,
-                pip_requirements=pip_requirements(),
-                skops_trusted_types=skops_trusted_types(pipeline),
-            )
-            client.log_model_artifacts(model_id, str(local))
+        _log_run_metrics(client, run, run_id, model_id)
+        _upload_skops(client, pipeline, model, run_id, signature)
         # The digest of the file as stored, so that loading the version can tell a changed file.
         with tempfile.TemporaryDirectory(prefix="geoensemble-model-") as tmp:
             local = _download(f"models:/{model_id}", tmp, tracking_uri, client)
@@ -210,6 +185,45 @@ def log_sklearn_model(
         raise
     client.finalize_logged_model(model_id, LoggedModelStatus.READY)
     return model_id, str(model.artifact_location), digest
+
+
+def _log_run_metrics(client: Any, run: Any, run_id: str, model_id: str) -> None:
+    """Log the run's metrics as the model's too, as ``mlflow.sklearn.log_model`` records them."""
+    from mlflow.entities import Metric
+
+    metrics = [
+        Metric(m.key, m.value, m.timestamp, m.step, run_id=run_id, model_id=model_id)
+        for key in run.data.metrics
+        for m in client.get_metric_history(run_id, key)
+        if m.step == 0 and getattr(m, "model_id", None) is None
+    ]
+    for n in range(0, len(metrics), 1000):
+        client.log_batch(run_id, metrics=metrics[n : n + 1000])
+
+
+def _upload_skops(client: Any, pipeline: Any, model: Any, run_id: str, signature: Any) -> None:
+    """Save ``pipeline`` as skops in a temporary folder and upload it as ``model``'s files."""
+    import mlflow.sklearn
+    from mlflow.models import Model
+
+    model_id = str(model.model_id)
+    with tempfile.TemporaryDirectory(prefix="geoensemble-model-") as tmp:
+        local = Path(tmp) / "model"
+        mlflow.sklearn.save_model(
+            pipeline,
+            str(local),
+            mlflow_model=Model(
+                artifact_path=model.artifact_location,
+                model_uuid=model_id,
+                run_id=run_id,
+                model_id=model_id,
+            ),
+            serialization_format="skops",
+            signature=signature,
+            pip_requirements=pip_requirements(),
+            skops_trusted_types=skops_trusted_types(pipeline),
+        )
+        client.log_model_artifacts(model_id, str(local))
 
 
 def read_model(

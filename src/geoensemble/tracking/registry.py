@@ -4,6 +4,7 @@ versions, tags and aliases."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -109,49 +110,21 @@ class Registry(TrackerBase):
         from mlflow.exceptions import MlflowException
 
         client = self.client
-        name = version = run_id = model_id = None
-        expected: str | None = None
-        registered = False
-        tags: dict[str, str] | None = None
+        found: _Version | None = None
         try:
             if uri.startswith("models:/"):
-                ref = uri[len("models:/") :]
-                if "@" in ref:
-                    name, alias = ref.split("@", 1)
-                    mv = client.get_model_version_by_alias(name, alias)
-                else:
-                    name, version = ref.rsplit("/", 1)
-                    mv = client.get_model_version(name, version)
-                version, run_id = str(mv.version), mv.run_id
-                registered = True
-                tags = dict(mv.tags or {})
-                expected = tags.get(SKOPS_SHA256_TAG)
-                model_id = model_id_from(mv)
+                found = _registered_version(client, uri)
             model, info = read_model(
-                client, uri, self.uri, trusted_types=trusted_types, expected_sha256=expected
+                client,
+                uri,
+                self.uri,
+                trusted_types=trusted_types,
+                expected_sha256=found.tags.get(SKOPS_SHA256_TAG) if found else None,
             )
         except MlflowException as exc:
             if (fault := self.fault(exc)) is not None:
                 raise fault from None
-            if registered:  # the registry knows the version: its files are gone
-                raise InputFileError(
-                    f"cannot load {uri}: version {version} of '{name}' is registered, but its "
-                    f"files cannot be read ({exc.message.splitlines()[0].rstrip('.:')}): the "
-                    f"artifact store was moved or deleted; restore it (tracking.artifact_root, "
-                    f"beside the SQLite store by default) or retrain (dvc repro --force train)"
-                ) from None
-            # only the workspace pipeline and `geoensemble promote` set the champion alias
-            how = (
-                " (dvc repro on the committed params.yaml), promote a registered version "
-                "(geoensemble promote version=N)"
-                if "@" in uri
-                else ""
-            )
-            raise ModelNotFoundError(
-                f"cannot load {uri}: {exc.message.splitlines()[0].rstrip('.')}. Run the "
-                f"train stage first{how}, or check tracking.model_name and "
-                f"predict.alias"
-            ) from None
+            raise _not_loaded(uri, exc, found) from None
         if info.signature is None:
             raise FeatureMismatchError(
                 f"{uri} has no signature naming its input features: "
@@ -162,11 +135,11 @@ class Registry(TrackerBase):
             uri=uri,
             model=model,
             feature_names=[str(n) for n in names],
-            name=name,
-            version=version,
-            run_id=run_id,
-            model_id=model_id,
-            tags=tags,
+            name=found.name if found else None,
+            version=found.version if found else None,
+            run_id=found.run_id if found else None,
+            model_id=found.model_id if found else None,
+            tags=found.tags if found else None,
         )
 
     @guarded
@@ -283,3 +256,49 @@ class Registry(TrackerBase):
                 f"{experiment_id}; run the train stage first or check the tag"
             )
         return str(runs[0].info.run_id)
+
+
+@dataclass(frozen=True)
+class _Version:
+    """A registered version a ``models:/`` URI names."""
+
+    name: str
+    version: str
+    run_id: str | None
+    model_id: str | None
+    tags: dict[str, str]
+
+
+def _registered_version(client: Any, uri: str) -> _Version:
+    """The version ``models:/<name>/<version>`` or ``models:/<name>@<alias>`` names."""
+    ref = uri[len("models:/") :]
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        mv = client.get_model_version_by_alias(name, alias)
+    else:
+        name, version = ref.rsplit("/", 1)
+        mv = client.get_model_version(name, version)
+    return _Version(name, str(mv.version), mv.run_id, model_id_from(mv), dict(mv.tags or {}))
+
+
+def _not_loaded(uri: str, exc: Any, found: _Version | None) -> Exception:
+    """The one-line error for a model MLflow could not load (``exc``)."""
+    if found is not None:  # the registry knows the version: its files are gone
+        return InputFileError(
+            f"cannot load {uri}: version {found.version} of '{found.name}' is registered, but "
+            f"its files cannot be read ({exc.message.splitlines()[0].rstrip('.:')}): the "
+            f"artifact store was moved or deleted; restore it (tracking.artifact_root, "
+            f"beside the SQLite store by default) or retrain (dvc repro --force train)"
+        )
+    # only the workspace pipeline and `geoensemble promote` set the champion alias
+    how = (
+        " (dvc repro on the committed params.yaml), promote a registered version "
+        "(geoensemble promote version=N)"
+        if "@" in uri
+        else ""
+    )
+    return ModelNotFoundError(
+        f"cannot load {uri}: {exc.message.splitlines()[0].rstrip('.')}. Run the "
+        f"train stage first{how}, or check tracking.model_name and "
+        f"predict.alias"
+    )
