@@ -120,7 +120,7 @@ def _range_checks(cfg: AppConfig) -> None:
 
 def _regularise_checks(r: Any) -> None:
     """predict.regularise: radius and unit of 1 or more, connectivity 4 or 8, one unit."""
-    from geoensemble.predict.regularise import check_settings
+    from geoensemble.regularisation import check_settings
 
     if not r.enabled:
         return
