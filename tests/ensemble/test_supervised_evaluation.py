@@ -192,6 +192,66 @@ def test_a_stratified_validation_sample_gives_design_based_estimates(
     assert metrics["accuracy"] == pytest.approx(train["champion"]["accuracy"], abs=1e-12)
 
 
+def test_a_drawn_validation_sample_once_labelled_is_what_evaluate_assesses(
+    trained: tuple[Callable, dict], tmp_path: Path
+) -> None:
+    """draw_validation_sample on the champion's map (training labels excluded), half of the
+    points labelled from the truth raster (the rest left blank): evaluate takes the labelled
+    points as a stratified sample, design-based."""
+    import geopandas as gpd
+
+    import geoensemble as ge
+
+    make, _ = trained
+    cfg = make()
+    mapped, crs, tr = _champion_map(cfg)
+    with rasterio.open(
+        tmp_path / "champion.tif",
+        "w",
+        driver="GTiff",
+        width=mapped.shape[1],
+        height=mapped.shape[0],
+        count=1,
+        dtype="uint8",
+        nodata=255,
+        crs=crs,
+        transform=tr,
+    ) as dst:
+        dst.write(np.where(mapped >= 0, mapped, 255).astype(np.uint8), 1)
+    labels = Path(cfg.paths.labels) / "labels.tif"
+    out, _ = ge.draw_validation_sample(
+        tmp_path / "champion.tif",
+        tmp_path / "sample.gpkg",
+        target_se=0.05,
+        min_per_class=10,
+        exclude=labels,
+        seed=1,
+    )
+    g = gpd.read_file(out, layer="validation")
+    with rasterio.open(labels) as src:
+        assert (src.read(1)[g["row"], g["col"]] == 255).all()  # no training label
+    with rasterio.open(cfg.data.truth) as src:
+        truth, tags = src.read(1), src.tags()
+    on_truth = truth[g["row"], g["col"]] != 255
+    half = on_truth & (np.arange(len(g)) % 2 == 0)
+    g.loc[half, "reference"] = [
+        tags[f"CLASS_{truth[r, c]}"] for r, c in zip(g["row"][half], g["col"][half], strict=True)
+    ]
+    g.to_file(out, layer="validation", driver="GPKG")
+
+    metrics = stages.evaluate(
+        make(
+            f"data.validation.path={out}",
+            "data.validation.attribute=reference",
+            "data.validation.design=stratified",
+        )
+    )
+    assert metrics["design_based"] is True and metrics["validation_design"] == "stratified"
+    assert metrics["validation_pixels"] == int(half.sum()) > 0  # blank references left out
+    assert 0 < metrics["area_weighted_accuracy"] <= 1
+    assert metrics["area_weighted_accuracy_ci95"] > 0
+
+
 def test_a_validation_sample_that_overlaps_training_labels_is_refused(
     trained: tuple[Callable, dict], tmp_path: Path
 ) -> None:

@@ -145,3 +145,30 @@ def test_a_map_that_is_not_a_class_map_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="no classified pixel"):
         draw_validation_sample(empty, tmp_path / "s.gpkg")
     assert plan({0: 10}, min_per_class=50).sizes == {0: 10}
+
+
+def test_the_sample_stage_draws_from_the_map_it_is_given(
+    known: tuple[Path, np.ndarray], tmp_path: Path, make_cfg
+) -> None:
+    from geoensemble.app import stages
+    from geoensemble.app.cli import SAMPLE_KEYS, shorthand
+
+    assert shorthand(
+        ["map=a.tif", "target_se=0.05", "seed=3"], "validation_sample", SAMPLE_KEYS
+    ) == [
+        "validation_sample.map=a.tif",
+        "validation_sample.target_se=0.05",
+        "seed=3",
+    ]
+    with pytest.raises(ConfigError, match=r"validation_sample\.map is not set: name the class map"):
+        stages.sample(make_cfg())
+    out = stages.sample(
+        make_cfg(
+            f"validation_sample.map={known[0]}",
+            f"validation_sample.out={tmp_path}/s.gpkg",
+            "validation_sample.target_se=0.05",
+            "validation_sample.min_per_class=10",
+        )
+    )
+    g = gpd.read_file(out["path"])
+    assert out["points"] == len(g) and out["sizes"] == g["map_class"].value_counts().to_dict()

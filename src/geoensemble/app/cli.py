@@ -291,6 +291,8 @@ def _stage_main(stage: str, argv: list[str] | None = None) -> None:
     _setup_logging()
     if stage == "promote":
         args = promote_shorthand(args)
+    elif stage == "sample":
+        args = shorthand(args, "validation_sample", SAMPLE_KEYS)
     if args[:1] == ["--params"]:
         _run_on_params(stage, args)
     else:
@@ -396,6 +398,12 @@ HELP_FLAGS = ("-h", "--help")
 
 # `geoensemble promote version=3`: the promote keys without their section.
 PROMOTE_KEYS = ("version", "rule", "ensemble", "reason")
+SAMPLE_KEYS = ("map", "out", "target_se", "users_accuracy", "min_per_class", "exclude_labels")
+
+
+def shorthand(args: list[str], section: str, keys: tuple[str, ...]) -> list[str]:
+    """``key=value`` for each of ``keys`` as ``<section>.key=value`` (other args as given)."""
+    return [f"{section}.{a}" if a.partition("=")[0] in keys and "=" in a else a for a in args]
 
 
 def promote_shorthand(args: list[str]) -> list[str]:

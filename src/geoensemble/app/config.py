@@ -329,6 +329,19 @@ class TrustConfig:
 
 
 @dataclass
+class ValidationSampleConfig:
+    """``geoensemble sample``: a stratified random sample of a class map to label (README
+    "A validation sample to label")."""
+
+    map: str | None = None  # the class map to sample, e.g. outputs/maps/<scene>_..._champion.tif
+    out: str = "reports/validation_sample.gpkg"
+    target_se: float = 0.01  # standard error of overall accuracy the sample size aims at
+    users_accuracy: float = 0.8  # the user's accuracy the size formula assumes per class
+    min_per_class: int = 50  # fewest points per class (all of a class's pixels if fewer)
+    exclude_labels: bool = True  # no point on a training label (paths.labels/labels.tif)
+
+
+@dataclass
 class LimitsConfig:
     """Sizes checked before work starts (README "When things go wrong"): raise one if you
     mean it."""
@@ -365,6 +378,7 @@ class AppConfig:
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     trust: TrustConfig = field(default_factory=TrustConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    validation_sample: ValidationSampleConfig = field(default_factory=ValidationSampleConfig)
 
 
 def register_configs() -> None:

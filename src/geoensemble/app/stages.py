@@ -355,6 +355,43 @@ def promote(cfg: AppConfig) -> dict[str, Any]:
     return promote_version(cfg)
 
 
+# --------------------------------------------------------------------------- sample
+def sample(cfg: AppConfig) -> dict[str, Any]:
+    """Draw the validation sample ``validation_sample`` asks for: a GeoPackage of points to
+    label (see :func:`geoensemble.predict.validation.draw_validation_sample`)."""
+    from geoensemble.errors import ConfigError
+    from geoensemble.predict.validation import draw_validation_sample
+
+    v = cfg.validation_sample
+    if v.map is None:
+        maps = sorted(Path(cfg.predict.output_dir).glob("*.tif"))
+        raise ConfigError(
+            "validation_sample.map is not set: name the class map to sample, e.g. "
+            f"geoensemble sample map={maps[0] if maps else 'outputs/maps/<map>.tif'}"
+        )
+    labels = Path(cfg.paths.labels) / "labels.tif"
+    out, design = draw_validation_sample(
+        v.map,
+        v.out,
+        target_se=v.target_se,
+        users_accuracy=v.users_accuracy,
+        min_per_class=v.min_per_class,
+        seed=cfg.seed,
+        exclude=labels if v.exclude_labels and labels.is_file() else None,
+    )
+    log.info(
+        "sample: %d points in %d classes (%s) written to %s: fill its 'reference' column with "
+        "each point's class name, then evaluate with data.validation.path=%s "
+        "data.validation.attribute=reference data.validation.design=stratified",
+        design.total,
+        len(design.sizes),
+        ", ".join(f"{h}: {n}" for h, n in sorted(design.sizes.items())),
+        out,
+        out,
+    )
+    return {"path": str(out), "points": design.total, "sizes": design.sizes}
+
+
 PIPELINE = {
     "scene": scene,
     "ingest": ingest,
@@ -364,4 +401,4 @@ PIPELINE = {
     "evaluate": evaluate,
     "predict": predict,
 }
-STAGES = {**PIPELINE, "all": run_all, "promote": promote}
+STAGES = {**PIPELINE, "all": run_all, "promote": promote, "sample": sample}

@@ -94,6 +94,18 @@ STAGE_HELP: dict[str, StageHelp] = {
         ("promote.version", "promote.rule", "promote.ensemble", "promote.reason", "predict.alias"),
         usage="version=N | rule=best ensemble=<run id|latest|key:value> [reason=...]",
     ),
+    "sample": StageHelp(
+        "draw a stratified random sample of a class map to label, for design-based accuracy",
+        "validation_sample.map (a class map, e.g. a predict output), paths.labels (excluded)",
+        "validation_sample.out: a GeoPackage of points with an empty 'reference' column",
+        (
+            "validation_sample.map",
+            "validation_sample.out",
+            "validation_sample.target_se",
+            "validation_sample.min_per_class",
+        ),
+        usage="map=<class map> [out=...] [target_se=0.01] [min_per_class=50]",
+    ),
 }
 
 

@@ -331,7 +331,11 @@ def _read_vector(
                 f"data.labels.{key}={col!r} is not an attribute of {p}: it has "
                 f"{[c for c in gdf.columns if c != 'geometry']}"
             )
-    gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty & gdf[attribute].notna()]
+    # a feature without a value is unlabelled: null, or a blank string (a validation sample
+    # whose reference column is filled as the analyst goes)
+    value = gdf[attribute]
+    blank = value.map(lambda v: isinstance(v, str) and not v.strip()).astype(bool)
+    gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty & value.notna() & ~blank]
     if gdf.crs is not None and grid.crs is not None:
         gdf = gdf.to_crs(grid.crs)
     elif gdf.crs is None and grid.crs is not None:

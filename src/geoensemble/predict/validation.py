@@ -16,11 +16,12 @@ can be computed from the labelled points alone (``evaluate``'s ``data.validation
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,9 @@ class Design:
         ``{code: U_h}``: the user's accuracies the size formula assumed.
     seed
         Seeds the draw.
+    eligible
+        ``{code: E_h}``: pixels of each class the points may fall on (those not excluded,
+        e.g. not training labels); the sizes never exceed them.
     """
 
     pixels: dict[int, int]
@@ -57,6 +61,7 @@ class Design:
     target_se: float
     users_accuracy: dict[int, float]
     seed: int
+    eligible: dict[int, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -92,6 +97,7 @@ def plan(
     users_accuracy: float | Mapping[int, float] = 0.8,
     min_per_class: int = 50,
     seed: int = 0,
+    eligible: Mapping[int, int] | None = None,
 ) -> Design:
     """The design for a map with ``pixels`` per class (see :func:`total_size`, :func:`allocate`).
 
@@ -115,35 +121,51 @@ def plan(
     if bad := {h: u for h, u in ua.items() if not 0 <= u <= 1}:
         raise ConfigError(f"users_accuracy {bad} is out of range: use values in [0, 1]")
     n = total_size(pixels, ua, float(target_se))
-    sizes = allocate(pixels, n, min_per_class)
-    return Design(dict(pixels), sizes, float(target_se), ua, int(seed))
+    can = dict(eligible) if eligible is not None else dict(pixels)
+    sizes = {h: min(k, can.get(h, 0)) for h, k in allocate(pixels, n, min_per_class).items()}
+    sizes = {h: k for h, k in sizes.items() if k}
+    return Design(dict(pixels), sizes, float(target_se), ua, int(seed), can)
 
 
-def class_counts(src: Any, nodata: int) -> dict[int, int]:
-    """Pixels per class of band 1 of the open raster ``src``, read window by window."""
+def _window(src: Any, exclude: Any, w: Any, nodata: int) -> np.ndarray:
+    """Band 1 of ``src`` in window ``w``, with the pixels ``exclude`` labels set to no-data."""
+    arr = src.read(1, window=w)
+    if exclude is not None:
+        ex = exclude.read(1, window=w)
+        arr = np.where(ex != (exclude.nodata if exclude.nodata is not None else 255), nodata, arr)
+    return np.asarray(arr)
+
+
+def class_counts(src: Any, nodata: int, exclude: Any = None) -> dict[int, int]:
+    """Pixels per class of band 1 of the open raster ``src``, read window by window
+    (leaving out the labelled pixels of ``exclude``, an open raster on the same grid)."""
     counts = np.zeros(256, dtype=np.int64)
     for _, window in src.block_windows(1):
-        counts += np.bincount(src.read(1, window=window).ravel(), minlength=256)[:256]
+        block = _window(src, exclude, window, nodata)
+        counts += np.bincount(block.ravel(), minlength=256)[:256]
     counts[nodata] = 0
     return {int(h): int(c) for h, c in enumerate(counts) if c}
 
 
-def draw(src: Any, design: Design, nodata: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def draw(
+    src: Any, design: Design, nodata: int, exclude: Any = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows, columns and classes of the design's points in the open raster ``src``.
 
-    Each class's points are ranks drawn without replacement among its pixels in reading
-    order (windows in order, row-major within a window); a second pass maps ranks to
-    pixels, so only the chosen ranks are held in memory.
+    Each class's points are ranks drawn without replacement among its eligible pixels (not
+    labelled in ``exclude``) in reading order (windows in order, row-major within a
+    window); a second pass maps ranks to pixels, so only the chosen ranks are held in
+    memory.
     """
     rng = np.random.default_rng(design.seed)
     chosen = {
-        h: np.sort(rng.choice(design.pixels[h], size=n, replace=False))
+        h: np.sort(rng.choice(design.eligible[h], size=n, replace=False))
         for h, n in sorted(design.sizes.items())
     }
     seen = dict.fromkeys(chosen, 0)
     rows, cols, classes = [], [], []
     for _, w in src.block_windows(1):
-        arr = src.read(1, window=w)
+        arr = _window(src, exclude, w, nodata)
         for h, ranks in chosen.items():
             r, c = np.nonzero(arr == h)
             lo, hi = np.searchsorted(ranks, [seen[h], seen[h] + r.size])
@@ -176,12 +198,17 @@ def draw_validation_sample(
     users_accuracy: float | Mapping[int, float] = 0.8,
     min_per_class: int = 50,
     seed: int = 0,
+    exclude: str | Path | None = None,
 ) -> tuple[Path, Design]:
     """Draw a stratified random sample from the class map ``map_path`` and write it to the
     GeoPackage ``out`` (layer ``validation``): one point per sampled pixel centre, in the
     map's CRS, with columns ``map_class``, ``map_class_name``, ``stratum_pixels``,
     ``stratum_sample``, ``inclusion_probability``, ``row``, ``col`` and an empty
     ``reference`` for the analyst to fill with each point's true class name.
+
+    The strata are the map's classes with their pixel counts over the whole map; ``exclude``
+    (a raster on the map's grid, e.g. the training ``labels.tif``) names pixels no point may
+    fall on, so that the sample stays independent of the training labels.
 
     Returns
     -------
@@ -202,7 +229,7 @@ def draw_validation_sample(
     path = Path(map_path)
     if not path.is_file():
         raise InputFileError(f"map_path={path} does not exist: give a class map (GeoTiff)")
-    with rasterio.open(path) as src:
+    with rasterio.open(path) as src, _opened_exclude(exclude, src) as ex:
         if src.count != 1 or src.dtypes[0] != "uint8":
             raise InputFileError(
                 f"map_path={path} has {src.count} band(s) of {src.dtypes[0]}: give a class "
@@ -218,12 +245,33 @@ def draw_validation_sample(
             users_accuracy=users_accuracy,
             min_per_class=min_per_class,
             seed=seed,
+            eligible=class_counts(src, nodata, ex) if ex is not None else None,
         )
-        rows, cols, classes = draw(src, design, nodata)
+        rows, cols, classes = draw(src, design, nodata, ex)
         xs, ys = rasterio.transform.xy(src.transform, rows, cols, offset="center")
         crs = src.crs
         names = map_class_names(src)
     return write_sample(Path(out), design, rows, cols, classes, xs, ys, crs, names), design
+
+
+@contextlib.contextmanager
+def _opened_exclude(exclude: str | Path | None, src: Any) -> Iterator[Any]:
+    """``exclude`` opened, checked to lie on ``src``'s grid (None: nothing excluded)."""
+    import rasterio
+
+    if exclude is None:
+        yield None
+        return
+    p = Path(exclude)
+    if not p.is_file():
+        raise InputFileError(f"exclude={p} does not exist: give the training labels raster")
+    with rasterio.open(p) as ex:
+        if (ex.width, ex.height, ex.transform) != (src.width, src.height, src.transform):
+            raise InputFileError(
+                f"exclude={p} is not on the map's grid ({ex.width} x {ex.height} px against "
+                f"{src.width} x {src.height}): give the labels raster of the map's features"
+            )
+        yield ex
 
 
 def write_sample(
@@ -252,7 +300,7 @@ def write_sample(
             "stratum_pixels": [design.pixels[int(h)] for h in classes[order]],
             "stratum_sample": [design.sizes[int(h)] for h in classes[order]],
             "inclusion_probability": [
-                design.sizes[int(h)] / design.pixels[int(h)] for h in classes[order]
+                design.sizes[int(h)] / design.eligible[int(h)] for h in classes[order]
             ],
             "row": rows[order],
             "col": cols[order],
