@@ -6,7 +6,8 @@ both in a SQLite MLflow store, then times whole processes (start to exit, import
 in interleaved rounds with :mod:`harness`. The variants (printed with the figures):
 
 - ``stage``: ``python pipelines/predict.py --params ...`` with the default outputs (COG with
-  overviews, a max-probability map for the forest, PNG quicklook, the MLflow predict run);
+  overviews, a max-probability map for the forest, PNG quicklook, the MLflow predict run)
+  except the regularised copy of the map, which neither the floor nor the notebook makes;
 - ``stage-lean``: the same with ``predict=lean`` (class map only, no overviews, no
   quicklook; still the MLflow run);
 - ``floor``: read every band whole (GDAL threads on), ``predict`` the valid pixels as one
@@ -237,8 +238,14 @@ def variants(work: Path, scene: Path, model: str) -> list[harness.Variant]:
         harness.Variant(
             "stage",
             "python pipelines/predict.py, default outputs (COG + overviews, max-probability "
-            "map if the model has predict_proba, PNG quicklook, MLflow predict run)",
-            [*stage, str(stage_params(work, scene, model, "stage", []))],
+            "map if the model has predict_proba, PNG quicklook, MLflow predict run) but no "
+            "regularised copy (predict.regularise.enabled=false: floor and notebook make none)",
+            [
+                *stage,
+                str(
+                    stage_params(work, scene, model, "stage", ["predict.regularise.enabled=false"])
+                ),
+            ],
             env,
             str(work),
         ),
