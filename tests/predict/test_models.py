@@ -138,7 +138,15 @@ def test_models_resolve_by_alias_version_and_ensemble(make_cfg, store: TrackingC
     assert uris("predict.ensemble='campaign=spring'") == kept
     assert uris("predict.ensemble=latest") == ["models:/geoensemble/4"]
     ms = resolve_members(make_cfg(f"predict.ensemble={parent}"), exp)
-    assert [m.label for m in ms] == ["geoensemble_v1", "geoensemble_v2", "geoensemble_v3"]
+    # by role, not registry version: v1 holds @champion, the others by rank
+    assert [m.label for m in ms] == [
+        "geoensemble_champion",
+        "geoensemble_rank2",
+        "geoensemble_rank3",
+    ]
+    exp.set_alias("geoensemble", "champion", "4")  # promoted elsewhere: the best is no champion
+    ms = resolve_members(make_cfg(f"predict.ensemble={parent}"), exp)
+    assert [m.label for m in ms] == ["geoensemble_best", "geoensemble_rank2", "geoensemble_rank3"]
     assert all(m.run_id and m.model_id and m.feature_names == NAMES for m in ms)
     with pytest.raises(ModelNotFoundError, match=r"predict\.ensemble='0123abcd'"):
         resolve_members(make_cfg("predict.ensemble=0123abcd"), exp)

@@ -74,7 +74,8 @@ def test_ensemble_members_vote_agreement_and_probabilities(
     out = stages.predict(make_cfg("predict=ensemble", "predict.progress=false"))
     maps = {k: Path(v) for k, v in out["scenes"]["synthetic"]["maps"].items()}
     assert sorted(p.name for p in maps.values()) == sorted(
-        [f"synthetic_geoensemble_v{i}.tif" for i in (1, 2, 3)]
+        ["synthetic_geoensemble_champion.tif"]
+        + [f"synthetic_geoensemble_rank{i}.tif" for i in (2, 3)]
         + [
             f"synthetic_geoensemble_ensemble_{k}.tif"
             for k in ("vote", "agreement", "probabilities", "max_probability", "vote_regularised")

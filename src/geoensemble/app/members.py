@@ -189,20 +189,20 @@ def resolve_members(cfg: AppConfig, tracker: Tracker) -> list[LoadedMember]:
     """
     p = cfg.predict
     uris = list(p.models)
+    ranked: list[str] = []  # an ensemble's kept members, best first
     if p.ensemble:
         assert tracker.experiment_id is not None
         parent = tracker.find_ensemble_run(p.ensemble, tracker.experiment_id)
-        uris += tracker.kept_member_uris(cfg.tracking.model_name, parent)
+        ranked = tracker.kept_member_uris(cfg.tracking.model_name, parent)
+        uris += ranked
     trained = train_report_uris(cfg) if p.model_uri == TRAIN_REPORT else []
     if trained:
-        uris[:0] = trained
+        uris[:0] = ranked = trained
     elif p.model_uri or (not uris and not p.external.path):
         uris.insert(0, p.model_uri or f"models:/{cfg.tracking.model_name}@{p.alias}")
     trusted = cfg.trust.types
     members = [registered_member(tracker, u, trusted_types=trusted) for u in dict.fromkeys(uris)]
-    if trained:
-        # the pipeline's map keeps one name whichever version its train registered
-        members[0].label = f"{members[0].name}_{p.alias}"
+    name_by_rank([m for m in members if m.uri in ranked], tracker, p.alias)
     if p.external.path:
         members.append(external_member(p.external, trusted))
     labels = [m.label for m in members]
@@ -217,6 +217,20 @@ def resolve_members(cfg: AppConfig, tracker: Tracker) -> list[LoadedMember]:
             f"classifiers, clusterers and regressors in separate runs"
         )
     return members
+
+
+def name_by_rank(members: list[LoadedMember], tracker: Tracker, alias: str) -> None:
+    """Label an ensemble's kept members (best first) by role, not by registry version, so
+    their maps keep their names from run to run: the best is ``<model>_<alias>`` only when
+    ``@<alias>`` points at its version (else ``<model>_best``), the others ``<model>_rank2``,
+    ``<model>_rank3``..."""
+    if not members:
+        return
+    best = members[0]
+    holder = tracker.alias_version(best.name, alias) if best.name else None
+    best.label = f"{best.name}_{alias if holder == best.version else 'best'}"
+    for rank, m in enumerate(members[1:], start=2):
+        m.label = f"{m.name}_rank{rank}"
 
 
 def train_report_uris(cfg: AppConfig) -> list[str]:
