@@ -308,3 +308,33 @@ def test_write_map_colours_classes_by_name_as_the_stage_does(tmp_path: Path) -> 
     assert cmap[1][:3] == class_colour("water") == (31, 120, 180)  # blue
     assert cmap[0][:3] == class_colour("cropland") == (240, 205, 40)  # yellow
     assert cmap[0][:3] != cmap[1][:3]
+
+
+def test_a_class_map_carries_its_exact_statistics_so_readers_write_nothing(
+    tmp_path: Path,
+) -> None:
+    """The .aux.xml holds the class names, the exact statistics and histogram; rasterio's
+    stats (GDAL's, as gdalinfo -stats and QGIS ask) find them and leave the file alone."""
+    import rasterio
+
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 4, (300, 200)).astype(np.uint8)
+    arr[:20] = 255
+    da = xr.DataArray(
+        arr, dims=("y", "x"), coords={"y": np.arange(300.0)[::-1] * 30, "x": np.arange(200.0) * 30}
+    )
+    da = da.rio.write_crs("EPSG:32613").rio.write_nodata(255, encoded=False)
+    out = ge.write_map(da, tmp_path / "m.tif", class_names=["a", "b", "c", "d"])
+    aux = tmp_path / "m.tif.aux.xml"
+    before = aux.read_bytes()
+    assert b"<Category>d</Category>" in before and b"<HistCounts>" in before
+    valid = arr[arr != 255].astype(float)
+    with rasterio.open(out) as src:
+        (st,) = src.stats(approx=False)
+    assert (st.min, st.max) == (0, 3)
+    assert st.mean == pytest.approx(valid.mean()) and st.std == pytest.approx(valid.std())
+    assert aux.read_bytes() == before
+    counts = np.bincount(valid.astype(int), minlength=256)
+    text = before.decode()
+    assert text.split("<HistCounts>")[1].split("<")[0] == "|".join(map(str, counts))
+    assert 'key="STATISTICS_VALID_PERCENT">' + repr(100 * valid.size / arr.size) in text

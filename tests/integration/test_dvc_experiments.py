@@ -13,6 +13,7 @@ from typing import Any
 
 import mlflow
 import pytest
+import rasterio
 import yaml
 
 from tests.conftest import ROOT, run, tool
@@ -146,5 +147,12 @@ def test_remote_push_clone_pull_is_up_to_date(repo: Path, tmp_path: Path) -> Non
     assert maps
     for m in maps:
         assert (clone / m).read_bytes() == (repo / m).read_bytes()
+        # class names and statistics travel with the map (its .aux.xml is a DVC output)
+        aux = clone / m.with_name(m.name + ".aux.xml")
+        assert b"<CategoryNames>" in aux.read_bytes() and b"STATISTICS_MEAN" in aux.read_bytes()
+        with rasterio.open(clone / m) as src:
+            src.stats(approx=False)  # what gdalinfo -stats asks
+    after = run([tool("dvc"), "status"], clone).stdout
+    assert "up to date" in after, after
     lock = yaml.safe_load((clone / "dvc.lock").read_text())
     assert set(lock["stages"]) >= {"scene", "ingest", "featurize", "train", "evaluate", "predict"}

@@ -131,8 +131,19 @@ def to_cog(
     return Path(dst)
 
 
-def write_category_names(path: str | os.PathLike[str], names: Mapping[int, str]) -> Path:
-    """Class names as GDAL category names in the map's ``.aux.xml`` (read by GDAL and QGIS)."""
+def write_category_names(
+    path: str | os.PathLike[str],
+    names: Mapping[int, str],
+    histogram: np.ndarray | None = None,
+    nodata: int | None = None,
+) -> Path:
+    """Class names as GDAL category names in the map's ``.aux.xml`` (read by GDAL and QGIS).
+
+    With ``histogram`` (counts of band 1's values 0..255, no-data left out), the exact
+    statistics and histogram go in too, as GDAL writes them: ``gdalinfo -stats``, QGIS and
+    rasterio's ``stats()`` then find them and write nothing beside the map, so a map under
+    DVC stays unchanged when it is looked at.
+    """
     from xml.sax.saxutils import escape
 
     target = Path(f"{path}.aux.xml")
@@ -140,13 +151,44 @@ def write_category_names(path: str | os.PathLike[str], names: Mapping[int, str])
     for code, name in names.items():
         table[code] = name
     cats = "\n".join(f"      <Category>{escape(n)}</Category>" for n in table)
+    stats = _pam_statistics(histogram, nodata) if histogram is not None else ""
     xml = (
         '<PAMDataset>\n  <PAMRasterBand band="1">\n    <CategoryNames>\n'
-        f"{cats}\n    </CategoryNames>\n  </PAMRasterBand>\n</PAMDataset>\n"
+        f"{cats}\n    </CategoryNames>\n{stats}  </PAMRasterBand>\n</PAMDataset>\n"
     )
     with atomic_path(target) as tmp:
         tmp.write_text(xml, encoding="utf-8")
     return target
+
+
+def _pam_statistics(histogram: np.ndarray, nodata: int | None) -> str:
+    """GDAL's ``<Histograms>`` and ``STATISTICS_*`` items for a byte band's exact counts."""
+    counts = np.asarray(histogram, dtype=np.int64)[:256].copy()
+    if nodata is not None and 0 <= nodata < counts.size:
+        counts[nodata] = 0
+    total = int(counts.sum())
+    if not total:
+        return ""
+    values = np.arange(counts.size, dtype=np.float64)
+    mean = float((values * counts).sum() / total)
+    std = float(np.sqrt((counts * (values - mean) ** 2).sum() / total))
+    present = np.nonzero(counts)[0]
+    valid = 100 * total / max(1, int(np.asarray(histogram, dtype=np.int64).sum()))
+    mdi = {
+        "STATISTICS_MAXIMUM": float(present.max()),
+        "STATISTICS_MEAN": mean,
+        "STATISTICS_MINIMUM": float(present.min()),
+        "STATISTICS_STDDEV": std,
+        "STATISTICS_VALID_PERCENT": valid,
+    }
+    items = "\n".join(f'      <MDI key="{k}">{v!r}</MDI>' for k, v in mdi.items())
+    return (
+        "    <Histograms>\n      <HistItem>\n        <HistMin>-0.5</HistMin>\n"
+        "        <HistMax>255.5</HistMax>\n        <BucketCount>256</BucketCount>\n"
+        "        <IncludeOutOfRange>0</IncludeOutOfRange>\n        <Approximate>0</Approximate>\n"
+        f"        <HistCounts>{'|'.join(str(int(c)) for c in counts)}</HistCounts>\n"
+        f"      </HistItem>\n    </Histograms>\n    <Metadata>\n{items}\n    </Metadata>\n"
+    )
 
 
 def write_qml(

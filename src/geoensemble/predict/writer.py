@@ -84,8 +84,6 @@ class MapWriter:
         self.nodata = nodata
         self.step = 0
         self.thumbnail: np.ndarray | None = None
-        if thumbnail_step:
-            self.keep_thumbnail(thumbnail_step)
         self.classes = classes
         self.categorical = classes is not None
         self.scratch = tmp_name(self.target)
@@ -114,6 +112,11 @@ class MapWriter:
                 self.dst.set_band_description(i, name)
         if scales:
             self.dst.scales = tuple(scales)
+        if thumbnail_step:  # needs self.dst
+            self.keep_thumbnail(thumbnail_step)
+        # a byte class map's counts per value, all pixels (no-data too, for the valid share):
+        # its exact statistics are written with it (see write_category_names)
+        self.histogram = np.zeros(256, np.int64) if classes and dtype == "uint8" else None
 
     def add_tags(self, tags: Mapping[str, str]) -> None:
         """More provenance tags, known only once the blocks are written (before :meth:`finish`)."""
@@ -137,6 +140,9 @@ class MapWriter:
             self.dst.write(arr, window=win)
         if self.thumbnail is not None:
             thin_into(self.thumbnail, self.step, block, arr if arr.ndim == 2 else arr[0])
+        if self.histogram is not None:
+            band = arr if arr.ndim == 2 else arr[0]
+            self.histogram += np.bincount(band.ravel(), minlength=256)[:256]
 
     def finish(self) -> Path:
         """Convert to a COG under a temporary name, move it into place, add the sidecars."""
@@ -154,7 +160,8 @@ class MapWriter:
                 # never an older run's, even if the process dies right after the move.
                 if self.classes:
                     names = {c: n for c, (n, _) in self.classes.items()}
-                    write_category_names(self.target, names)
+                    nodata = int(self.nodata) if self.nodata is not None else None
+                    write_category_names(self.target, names, self.histogram, nodata)
                     write_qml(self.target, self.classes)
         finally:
             self.scratch.unlink(missing_ok=True)
