@@ -230,10 +230,12 @@ def layer_png(
     *,
     title: str,
     cmap: str = "RdYlGn",
+    limits: tuple[float, float] | None = None,
 ) -> Path:
-    """A continuous layer with a colour bar (2nd-98th percentile stretch), no-data white."""
+    """A continuous layer with a colour bar (2nd-98th percentile stretch, or ``limits``),
+    no-data transparent."""
     arr = thin_layer(layer)
-    lo, hi = stretch(arr)
+    lo, hi = limits if limits is not None else stretch(arr)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 7))
     cm = plt.get_cmap(cmap).with_extremes(bad=(0.0, 0.0, 0.0, 0.0))

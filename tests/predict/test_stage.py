@@ -85,6 +85,8 @@ def test_ensemble_members_vote_agreement_and_probabilities(
     preds = np.stack([e.predict(X) for e in ests])
     with rasterio.open(maps["vote"]) as v, rasterio.open(maps["agreement"]) as a:
         vote, agree = v.read(1)[mask], a.read(1)[mask]
+    # the agreement map has a quicklook of its own, on a fixed 0-100 % scale
+    assert maps["agreement"].with_suffix(".png").stat().st_size > 1000
     unanimous = (preds == preds[0]).all(axis=0)
     np.testing.assert_array_equal(agree[unanimous], 100)
     np.testing.assert_array_equal(vote[unanimous], preds[0][unanimous])

@@ -311,8 +311,9 @@ def _histogram(scheme: ClassScheme, hist: np.ndarray) -> dict[int, int]:
 
 
 def has_quicklook(key: str) -> bool:
-    """Whether the map of output ``key`` gets a PNG quicklook (class and mean maps)."""
-    return key.startswith("member:") or key in ("vote", "mean")
+    """Whether the map of output ``key`` gets a PNG quicklook (class, mean and agreement
+    maps)."""
+    return key.startswith("member:") or key in ("vote", "mean", "agreement")
 
 
 def thumbnail_step(height: int, width: int) -> int:
@@ -391,7 +392,10 @@ def quicklooks(
             arr, nodata = read_thumbnail(path)
         title = f"{path.stem}"
         png = path.with_suffix(".png")
-        if scheme.kind == REGRESSOR:
+        if key == "agreement":  # uint8 percent, no-data 255: a fixed 0-100 % scale
+            pct = np.where(arr == 255, np.nan, arr.astype(np.float32))
+            plots.layer_png(png, pct, title=f"{title} (%)", cmap="magma", limits=(0, 100))
+        elif scheme.kind == REGRESSOR:
             plots.layer_png(png, arr.astype(np.float32), title=title, cmap="viridis")
         else:
             plots.class_map_png(
