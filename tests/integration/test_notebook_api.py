@@ -15,35 +15,21 @@ import pytest
 import rasterio
 
 from tests.conftest import run
+from tests.integration.test_notebook_workflow import NOTEBOOK_STEP
 
 pytestmark = pytest.mark.integration
 
-SCRIPT = textwrap.dedent(
+SCRIPT = NOTEBOOK_STEP + textwrap.dedent(
     """
-    import json, sys
+    import sys
     from pathlib import Path
 
     import geopandas as gpd
-    import numpy as np
-    from distributed import Client, LocalCluster
     from shapely.geometry import box
-    from sklearn.base import BaseEstimator, TransformerMixin
-    from sklearn.cluster import MiniBatchKMeans
-    from sklearn.decomposition import PCA
     from sklearn.ensemble import RandomForestClassifier
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     import geoensemble as ge
     from geoensemble.synthetic import write_scene
-
-
-    class LogT(BaseEstimator, TransformerMixin):
-        def fit(self, X, y=None):
-            return self
-
-        def transform(self, X):
-            return np.log1p(np.clip(X, 0, None))
 
 
     if __name__ == "__main__":

@@ -18,7 +18,8 @@ from tests.conftest import run
 
 pytestmark = pytest.mark.integration
 
-SCRIPT = textwrap.dedent(
+# What both notebook scripts share: the imports and a step defined in the notebook itself.
+NOTEBOOK_STEP = textwrap.dedent(
     """
     import json
 
@@ -30,8 +31,6 @@ SCRIPT = textwrap.dedent(
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from geoensemble.api import EnsembleSearch
-
 
     class LogT(BaseEstimator, TransformerMixin):
         # a notebook cell's own step: log of the (non-negative) reflectances
@@ -40,6 +39,12 @@ SCRIPT = textwrap.dedent(
 
         def transform(self, X):
             return np.log1p(np.clip(X, 0, None))
+    """
+)
+
+SCRIPT = NOTEBOOK_STEP + textwrap.dedent(
+    """
+    from geoensemble.api import EnsembleSearch
 
 
     def raster_table(rows, cols, seed):
