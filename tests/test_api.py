@@ -98,6 +98,8 @@ STAGE_OVERRIDES = [
     "predict.quicklook=false",
     "predict.progress=false",
     "ensemble.previews=false",
+    "predict.regularise.enabled=false",  # the API's regularise_map is a step of its own
+    "predict.class_map=false",
 ]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -235,3 +236,39 @@ def test_unnamed_clusters_get_clearly_distinct_colours() -> None:
     assert min(math.dist(a, b) for a, b in itertools.combinations(cols, 2)) >= 48
     assert neutral_greys(16) == cols  # deterministic
     assert len(set(neutral_greys(60))) == 60
+
+
+def test_clusters_named_after_one_class_merge_into_a_class_map(truth_project, make_cfg, store):
+    """Clusters 0 and 2 are both water: the class map has one water (their pixels), the
+    shares recomputed over the merged clusters; the cluster map is left as it is."""
+    tmp_path, est, pred = truth_project
+    _, mask = valid_table(make_scene(150, 170), NAMES)
+    codes = np.array([0, 5, 0, 1])[pred]  # water, snow, water, forest ...
+    c3 = np.flatnonzero(pred == 3)
+    codes[c3] = np.array([1] * 7 + [0] * 3)[np.arange(c3.size) % 10]  # ... 70 % forest
+    truth = np.full(mask.shape, 255, dtype=np.uint8)
+    truth[mask] = codes
+    write_geotiff(
+        tmp_path / "raw/labels/truth.tif",
+        truth,
+        crs="EPSG:32613",
+        transform=TRANSFORM,
+        nodata=255,
+        tags={"CLASS_0": "water", "CLASS_1": "forest", "CLASS_5": "snow"},
+    )
+    register(store, [est], NAMES)
+    out = stages.predict(make_cfg("predict.progress=false"))
+    maps = {k: Path(v) for k, v in out["scenes"]["synthetic"]["maps"].items()}
+    assert maps["classes"].name == "synthetic_geoensemble_champion_classes.tif"
+    with rasterio.open(maps["classes"]) as src:
+        arr, tags, cmap = src.read(1), src.tags(), src.colormap(1)
+    assert json.loads(tags["merged_clusters"]) == {"forest": [3], "snow": [1], "water": [0, 2]}
+    names = json.loads(tags["class_names"])
+    assert names["1"] == "snow (100 %)" and names["2"] == "water (100 %)"
+    assert re.fullmatch(r"forest \((6[6-9]|7[0-4]) %\)", names["0"]), names
+    assert cmap[2][:3] == class_colour("water") and cmap[0][:3] == class_colour("forest")
+    lut = np.array([2, 1, 2, 0])
+    np.testing.assert_array_equal(arr[mask], lut[pred])  # water's pixels: clusters 0 and 2
+    assert (arr[~mask] == 255).all()
+    with rasterio.open(maps["member:0"]) as src:
+        np.testing.assert_array_equal(src.read(1)[mask], pred)  # the cluster map stays

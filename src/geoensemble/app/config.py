@@ -265,6 +265,7 @@ class PredictConfig:
     scenes: list[DataConfig] = field(default_factory=list)  # default: the training features
     outputs: PredictOutputsConfig = field(default_factory=PredictOutputsConfig)
     regularise: RegulariseConfig = field(default_factory=RegulariseConfig)
+    class_map: bool = True  # clusters named after a reference: also <main map>_classes.tif
     output_dir: str = "outputs/maps"
     block_size: int = 1024  # block edge in pixels; a multiple of the 512-px tiles
     scheduler: PredictScheduler = PredictScheduler.threads

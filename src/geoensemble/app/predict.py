@@ -28,6 +28,7 @@ from geoensemble.io.atomic import remove_stale_partials
 from geoensemble.predict.blocks import (
     block_edge,
 )
+from geoensemble.predict.classmap import Merge, merge_by_class
 from geoensemble.predict.combine import (
     REGRESSOR,
     BlockPredictor,
@@ -35,7 +36,13 @@ from geoensemble.predict.combine import (
     output_keys,
 )
 from geoensemble.predict.legend import Legend
-from geoensemble.predict.models import LoadedMember, check_features, env_threads, task_modules
+from geoensemble.predict.models import (
+    CLUSTER,
+    LoadedMember,
+    check_features,
+    env_threads,
+    task_modules,
+)
 from geoensemble.predict.scene import SceneSummary, map_paths, predict_scene, quicklooks
 from geoensemble.predict.timing import Phases
 
@@ -254,7 +261,7 @@ class Plan:
     sources: list[tuple[str, str, Callable[[], xr.Dataset]]]
     paths: dict[str, dict[str, Path]]
     out_dir: Path
-    regularised: dict[str, Path]  # per scene, the regularised copy of its main map
+    extra: dict[str, dict[str, Path]]  # per scene: its main map's class map, regularised copy
 
 
 def _predict_all(
@@ -289,32 +296,62 @@ def plan_outputs(cfg: AppConfig, tracker: Tracker, phases: Phases) -> Plan:
     sources = scene_sources(cfg)
     out_dir = Path(p.output_dir)
     all_paths = {name: map_paths(out_dir, name, members, keys, set_label) for name, *_ in sources}
-    regularised = regularised_paths(cfg, all_paths, keys, members[0].kind)
-    written = [q for d in all_paths.values() for q in d.values()] + list(regularised.values())
+    extra = extra_paths(cfg, all_paths, keys, members[0].kind)
+    written = [q for d in [*all_paths.values(), *extra.values()] for q in d.values()]
     check_outputs(written, p.overwrite)
-    stale = remove_stale_partials(
-        out_dir, partial_names({**all_paths, "": {k: q for k, q in regularised.items()}})
-    )
+    stale = remove_stale_partials(out_dir, partial_names({**all_paths, **_prefixed(extra)}))
     if stale:
         log.info("predict: removed %d leftover(s) of an interrupted run in %s", len(stale), out_dir)
-    return Plan(members, keys, set_label, sources, all_paths, out_dir, regularised)
+    return Plan(members, keys, set_label, sources, all_paths, out_dir, extra)
 
 
-def regularised_paths(
+def _prefixed(extra: dict[str, dict[str, Path]]) -> dict[str, dict[str, Path]]:
+    return {f"extra:{k}": v for k, v in extra.items()}
+
+
+def extra_paths(
     cfg: AppConfig, paths: dict[str, dict[str, Path]], keys: list[str], kind: str
-) -> dict[str, Path]:
-    """Per scene, ``<main map>_regularised.tif`` (the vote, else the only class map), when
-    ``predict.regularise`` is on and the maps are class maps."""
-    if not cfg.predict.regularise.enabled or kind == REGRESSOR:
-        return {}
+) -> dict[str, dict[str, Path]]:
+    """Per scene, the maps made from its main map (the vote, else the only class map):
+    ``<main>_classes.tif`` (clusters merged by class, ``predict.class_map``, clusterers) and
+    ``<main>_regularised.tif`` (``predict.regularise``)."""
     main = "vote" if "vote" in keys else next((k for k in keys if k.startswith("member:")), None)
-    if main is None:
+    if main is None or kind == REGRESSOR:
         return {}
+    wanted = [
+        suffix
+        for suffix, on in (
+            ("classes", cfg.predict.class_map and kind == CLUSTER),
+            ("regularised", cfg.predict.regularise.enabled),
+        )
+        if on
+    ]
     return {
-        name: p[main].with_name(f"{p[main].stem}_regularised.tif")
+        name: {s: p[main].with_name(f"{p[main].stem}_{s}.tif") for s in wanted}
         for name, p in paths.items()
-        if main in p
+        if main in p and wanted
     }
+
+
+def write_classes(cfg: AppConfig, summary: SceneSummary, out: Path, merge: Merge) -> None:
+    """The class map of the scene's main cluster map: clusters named after one class merged."""
+    from geoensemble.predict.classmap import write_class_map
+
+    p = cfg.predict
+    summary.maps["classes"] = write_class_map(
+        summary.path,
+        out,
+        merge,
+        block_size=p.block_size,
+        compress=p.compress,
+        overviews=p.overviews,
+    )
+    log.info(
+        "predict: %s: class map %s: %s",
+        summary.scene,
+        out.name,
+        "; ".join(f"{n} <- clusters {c}" for n, c in merge.members.items()),
+    )
 
 
 def regularise_main_map(cfg: AppConfig, summary: SceneSummary, out: Path) -> None:
@@ -441,6 +478,7 @@ def predict_scenes(
                 threads=threads,
                 late_tags=run_id_tag,
                 phases=phases,
+                merge=merge_by_class(legend.clusters) if legend.clusters else None,
             )
             summaries.append(summary)
             log.info(
@@ -468,6 +506,7 @@ def predict_one(
     threads: int,
     late_tags: Callable[[], dict[str, str]],
     phases: Phases,
+    merge: Merge | None = None,
 ) -> SceneSummary:
     """Scene ``index``'s maps: its features checked against the members, the NaN policy
     applied, its blocks predicted and written, its quicklooks drawn."""
@@ -508,9 +547,13 @@ def predict_one(
     if p.quicklook:
         with phases.time("quicklook"):
             summary.quicklooks = quicklooks(summary, scheme, plan.members)
-    if name in plan.regularised:
+    extra = plan.extra.get(name, {})
+    if "classes" in extra and merge is not None:
+        with phases.time("classes"):
+            write_classes(cfg, summary, extra["classes"], merge)
+    if "regularised" in extra:
         with phases.time("regularise"):
-            regularise_main_map(cfg, summary, plan.regularised[name])
+            regularise_main_map(cfg, summary, extra["regularised"])
     return summary
 
 
