@@ -40,6 +40,7 @@ def test_repro_writes_a_map_on_the_input_grid(repo: Path) -> None:
     maps = sorted((repo / "outputs/maps").glob("*.tif"))
     assert [m.name for m in maps] == [
         "synthetic_geoensemble_champion.tif",
+        "synthetic_geoensemble_champion_classes.tif",
         "synthetic_geoensemble_champion_regularised.tif",
     ]
     assert (repo / "outputs/maps/synthetic_geoensemble_champion.png").stat().st_size > 1000

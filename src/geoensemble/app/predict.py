@@ -547,14 +547,24 @@ def predict_one(
     if p.quicklook:
         with phases.time("quicklook"):
             summary.quicklooks = quicklooks(summary, scheme, plan.members)
-    extra = plan.extra.get(name, {})
+    from_main_map(cfg, summary, plan.extra.get(name, {}), merge, phases)
+    return summary
+
+
+def from_main_map(
+    cfg: AppConfig,
+    summary: SceneSummary,
+    extra: dict[str, Path],
+    merge: Merge | None,
+    phases: Phases,
+) -> None:
+    """The maps made from the scene's main map: its class map, its regularised copy."""
     if "classes" in extra and merge is not None:
         with phases.time("classes"):
             write_classes(cfg, summary, extra["classes"], merge)
     if "regularised" in extra:
         with phases.time("regularise"):
             regularise_main_map(cfg, summary, extra["regularised"])
-    return summary
 
 
 def speckle_metrics(s: SceneSummary, pre: str) -> dict[str, float]:
