@@ -272,3 +272,32 @@ def test_clusters_named_after_one_class_merge_into_a_class_map(truth_project, ma
     assert (arr[~mask] == 255).all()
     with rasterio.open(maps["member:0"]) as src:
         np.testing.assert_array_equal(src.read(1)[mask], pred)  # the cluster map stays
+
+
+def test_each_map_names_its_clusters_by_its_own_shares(truth_project, make_cfg, store):
+    """A 3-cluster member beside the 4-cluster champion: its map's names are its own
+    clusters' shares against the truth, not the champion's (within the naming sample's
+    error); the champion's map keeps its own."""
+    tmp_path, est, _ = truth_project
+    other = fit_kmeans(NAMES, 3, seed=1)
+    register(store, [est, other], NAMES)
+    out = stages.predict(make_cfg("predict=ensemble", "predict.progress=false"))
+    maps = {k: Path(v) for k, v in out["scenes"]["synthetic"]["maps"].items()}
+    with rasterio.open(tmp_path / "raw/labels/truth.tif") as src:
+        truth = src.read(1)
+    tags = {}
+    for key in ("member:0", "member:1", "vote"):
+        with rasterio.open(maps[key]) as src:
+            tags[key] = (src.read(1), json.loads(src.tags()["class_names"]))
+    assert tags["member:0"][1]["0"] == "water (100 %)"
+    arr, names = tags["member:1"]
+    differs = False
+    for code, name in names.items():
+        m = re.fullmatch(r"(\w+) \((\d+) %\)", name)
+        if not m:
+            continue
+        ref = truth[(arr == int(code)) & (truth != 255)]
+        share = 100 * np.bincount(ref).max() / ref.size  # the majority's share, whole map
+        assert abs(int(m.group(2)) - share) <= 3, (code, name, share)
+        differs |= name != tags["member:0"][1][code]
+    assert differs  # the member's shares are not the champion's

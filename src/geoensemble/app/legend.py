@@ -70,7 +70,7 @@ def cluster_legend(
     codes, class_names, source = ref
     # the evaluate stage's sample (size, seed, NaN rule), so that its truth-by-cluster table
     # and the maps give the same clusters the same names and shares
-    matches = name_clusters(
+    found = name_clusters(
         cfg.paths.features,
         members,
         scheme,
@@ -80,13 +80,15 @@ def cluster_legend(
         seed=cfg.seed + 7,
         nan_threshold=cfg.features.nan_threshold,
     )
-    if matches is None:
+    if found is None:
         return Legend(scheme, "none")
+    matches, by_map = found
     named = replace(
         scheme,
         names=[m.name for m in matches],
         colours=[m.colour for m in matches],
         source=source,
+        names_by_map=by_map,
     )
     return Legend(named, source, [m.as_dict() for m in matches])
 

@@ -43,6 +43,9 @@ class ClassScheme:
     colours: list[tuple[int, int, int]] = field(default_factory=list)
     recode: list[np.ndarray] = field(default_factory=list)
     source: str = ""  # where the names come from (tagged on the maps)
+    # names of the codes in one map (``vote``, ``member:1``) by that map's own shares, where
+    # they differ from ``names`` (the champion's)
+    names_by_map: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.colours and self.kind != REGRESSOR:
@@ -123,10 +126,16 @@ class ClassScheme:
     def colour_table(self) -> dict[int, tuple[int, int, int]]:
         return {int(c): tuple(col) for c, col in zip(self.codes, self.colours, strict=True)}  # type: ignore[misc]
 
-    def legend(self) -> dict[int, tuple[str, tuple[int, int, int]]]:
-        """``{code: (name, rgb)}``: what the writer puts in tags, colour table and sidecars."""
+    def names_of(self, key: str | None = None) -> list[str]:
+        """The names of the codes in the map of output ``key`` (its own, else the shared)."""
+        return self.names_by_map.get(key, self.names) if key else self.names
+
+    def legend(self, key: str | None = None) -> dict[int, tuple[str, tuple[int, int, int]]]:
+        """``{code: (name, rgb)}``: what the writer puts in tags, colour table and sidecars
+        of the map of output ``key``."""
         colours = self.colour_table()
-        return {int(c): (n, colours[int(c)]) for c, n in zip(self.codes, self.names, strict=True)}
+        names = self.names_of(key)
+        return {int(c): (n, colours[int(c)]) for c, n in zip(self.codes, names, strict=True)}
 
 
 def _named(default: list[str], labels: np.ndarray, names: Any) -> list[str]:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from geoensemble.predict.combine import CLUSTER, ClassScheme, align_clusters
+from geoensemble.predict.combine import CLUSTER, ClassScheme, align_clusters, vote
 from geoensemble.predict.models import LoadedMember, n_classes_of
 
 log = logging.getLogger("geoensemble")
@@ -105,12 +105,13 @@ def name_clusters(
     sample_size: int,
     seed: int,
     nan_threshold: int,
-) -> list[Any] | None:
+) -> tuple[list[Any], dict[str, list[str]]] | None:
     """:class:`~geoensemble.classes.ClusterMatch` of every shared code, from each code's own
-    member (the champion for its codes, the member an extra code belongs to otherwise),
-    on a seeded sample (``sample_size`` pixels at most :data:`NAME_SAMPLE`) of the reference
-    pixels of the feature store ``features``. None when that store cannot be used (missing,
-    other grid or features)."""
+    member (the champion for its codes, the member an extra code belongs to otherwise), and
+    the names each map gives its codes by its own shares (``member:<i>``, and ``vote`` when
+    there are several members), on a seeded sample (``sample_size`` pixels at most
+    :data:`NAME_SAMPLE`) of the reference pixels of the feature store ``features``. None when
+    that store cannot be used (missing, other grid or features)."""
     from geoensemble.classes import match_clusters
     from geoensemble.errors import GeoEnsembleError
     from geoensemble.features.sample import sample_pixels
@@ -154,4 +155,13 @@ def name_clusters(
         owner[lookup[lookup >= k0]] = i
     clusters = np.concatenate([a[owner[a] == i] for i, a in enumerate(aligned)])
     ref = np.concatenate([sample.y[owner[a] == i] for i, a in enumerate(aligned)])
-    return match_clusters(clusters, ref, [int(c) for c in scheme.codes], class_names)
+    codes_ = [int(c) for c in scheme.codes]
+    shared = match_clusters(clusters, ref, codes_, class_names)
+    maps = {f"member:{i}": a for i, a in enumerate(aligned)}
+    if len(aligned) > 1:
+        maps["vote"] = vote(np.stack(aligned))[0]
+    by_map = {
+        key: [m.name for m in match_clusters(a, sample.y, codes_, class_names)]
+        for key, a in maps.items()
+    }
+    return shared, by_map

@@ -343,7 +343,7 @@ def _writer(key: str, path: Path, predictor: BlockPredictor, layout: _Layout) ->
     band_names = None
     scales = None
     if scheme.kind != REGRESSOR and (key == "vote" or key.startswith("member:")):
-        classes = scheme.legend()
+        classes = scheme.legend(key)
         out_tags["class_source"] = scheme.source or "none"
     if key in ("agreement", "max_probability"):
         scales = [0.01]
@@ -402,7 +402,7 @@ def quicklooks(
                 png,
                 arr,
                 nodata=int(nodata if nodata is not None else scheme.nodata),
-                names=scheme.names,
+                names=scheme.names_of(key),
                 colours=[colours[int(c)] for c in scheme.codes],
                 codes=[int(c) for c in scheme.codes],
                 title=title,
