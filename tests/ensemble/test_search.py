@@ -252,7 +252,10 @@ def test_step_params_partial_fit_and_per_member_draws(blobs: np.ndarray) -> None
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
-        (["ensemble.metric=kappa"], r"ensemble metric\(s\) \['kappa'\] are not computed"),
+        (
+            ["ensemble.metric=kappa", "ensemble.direction=maximize"],
+            r"ensemble metric\(s\) \['kappa'\] are not computed",
+        ),
         (
             ["+model.space.pca__n_components=[2,3]", "ensemble.metric=member_space_aic"],
             r"ensemble\.metric=member_space_aic .*own transformed space",

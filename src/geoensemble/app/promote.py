@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from geoensemble.app.config import AppConfig
+from geoensemble.ensemble.agreement import NAME as AGREEMENT
+from geoensemble.ensemble.agreement import RELATIVE
 from geoensemble.errors import ConfigError, ModelNotFoundError, PromotionError
 from geoensemble.tracking import Tracker
 from geoensemble.tracking.promotion import degenerate, move_alias
@@ -89,6 +91,12 @@ def best_candidate(name: str, spec: str, found: list[Any]) -> tuple[Any, str]:
             f"ensemble (its parent run id), or promote one version by number (version=N)"
         )
     crit, direction, _ = next(iter(groups))
+    if crit == AGREEMENT and len({v.tags.get("ensemble_run_id") for v in found}) > 1:
+        raise PromotionError(
+            f"the candidates of promote.ensemble={spec!r} come from several ensembles and "
+            f"rank by {AGREEMENT}, which {RELATIVE}: narrow promote.ensemble to one ensemble "
+            f"(its parent run id), or promote one version by number (version=N)"
+        )
     usable = [v for v in found if degenerate(v.tags) is None]
     if not usable:
         v = found[0]

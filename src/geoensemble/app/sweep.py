@@ -31,6 +31,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from geoensemble.app.config import EnsembleConfig, TrackingConfig
+from geoensemble.ensemble.agreement import NAME as AGREEMENT
+from geoensemble.ensemble.agreement import RELATIVE
 from geoensemble.errors import ConfigError, GeoEnsembleError
 from geoensemble.tracking import Tracker
 
@@ -182,6 +184,8 @@ def summarize(
             f"comparable, so no best job is named; sweep only the model or member-specific "
             f"steps (features.steps.*) to compare",
         )
+    if metric == AGREEMENT and len(done) > 1:
+        return (None, jobs, f"{key}: {AGREEMENT} {RELATIVE}, so no best job is named")
     pick = min if direction == "minimize" else max
     return pick(done, key=lambda j: j[key]), jobs, None
 

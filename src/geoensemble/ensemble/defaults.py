@@ -28,7 +28,13 @@ MAXIMIZE = frozenset(
         "log_likelihood",
         "heldout_log_likelihood",
         "member_space_log_likelihood",
+        "agreement",  # a member's mean agreement with the others (ensemble.agreement)
     }
+)
+# Criteria known to be better when smaller (others not listed are the user's to direct).
+MINIMIZE = frozenset(
+    {"aic", "bic", "elm_aic", "inertia", "log_loss", "rmse", "mae", "member_space_aic"}
+    | {"member_space_bic", "heldout_penalized_nll"}
 )
 
 

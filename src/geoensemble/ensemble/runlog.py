@@ -19,9 +19,11 @@ What each run holds, so that the runs table and the compare charts show what dif
   ``f1_macro``, ``log_loss``, for regressors ``rmse``, ``mae``, ``r2``, and for both
   ``n_params``, ``heldout_log_likelihood`` and ``heldout_penalized_nll`` (not an AIC, see
   :mod:`geoensemble.ensemble.supervised`); ``fit_seconds``, ``generation``, ``rank``,
-  ``front``; tags ``geoensemble.role`` (member or consensus), ``ensemble_run_id``, ``rank``,
-  ``kept`` (and ``consensus_of``, ``n_params_family`` where they apply); artifact
-  ``preview.png``, the member's map over a thinned grid;
+  ``front``, ``agreement`` (the member's mean agreement with the others, logged at the end:
+  see :mod:`geoensemble.ensemble.agreement`); tags ``geoensemble.role`` (member or
+  consensus), ``ensemble_run_id``, ``rank``, ``kept`` (and ``consensus_of``,
+  ``n_params_family`` where they apply); artifact ``preview.png``, the member's map over a
+  thinned grid;
 - each kept member's registered version: tags ``family``, ``criterion``, ``<metric>`` (the
   score), ``model.<key>`` (its hyperparameters), ``rank``, ``generation``, ``member``,
   ``ensemble``, ``ensemble_run_id``, and a one-line description saying the same.
@@ -46,6 +48,7 @@ import numpy as np
 
 from geoensemble import tracking
 from geoensemble.classes import CLASS_NAMES_TAG
+from geoensemble.ensemble.agreement import NAME as AGREEMENT
 from geoensemble.ensemble.search import EnsembleResult, Member
 from geoensemble.tracking import Tracker
 
@@ -222,7 +225,8 @@ class MemberLogger:
             for m in result.members:
                 self.tracker.log_batch(
                     self.runs[m.number],
-                    metrics={"rank": m.rank, "front": m.front},
+                    # agreement: final only once every member is in (ensemble.agreement)
+                    metrics={"rank": m.rank, "front": m.front, **_agreement_of(m)},
                     tags={"rank": str(m.rank), "kept": str(m in result.kept)},
                 )
             for m in result.kept:
@@ -287,6 +291,11 @@ class MemberLogger:
             f"{f' ({direction})' if direction else ''}; {scores}"
             f"{f'; {hyper}' if hyper else ''}; generation {m.generation}, seed {m.seed}"
         )
+
+
+def _agreement_of(m: Member) -> dict[str, float]:
+    value = m.scores.get(AGREEMENT)
+    return {AGREEMENT: value} if value is not None and math.isfinite(value) else {}
 
 
 def best_by_generation(result: EnsembleResult) -> list[tuple[int, float]]:

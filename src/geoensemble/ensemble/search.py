@@ -35,6 +35,8 @@ from optuna.trial import TrialState
 
 from geoensemble.compute import out_of_memory
 from geoensemble.ensemble import defaults
+from geoensemble.ensemble.agreement import NAME as AGREEMENT
+from geoensemble.ensemble.agreement import agreement_subset, mean_agreement
 from geoensemble.ensemble.checks import check_members
 from geoensemble.ensemble.member import (
     FitResult,
@@ -339,6 +341,7 @@ def run_ensemble(
         run=uuid.uuid4().hex[:8],
         objectives=objectives,
         on_member=on_member,
+        agreement_X=_agreement_X(data, spec, search),
     )
     members, history = _generations(fitting, study, dists, n_space, on_generation)
     if search.consensus_top is not None:
@@ -364,6 +367,29 @@ class _Fitting:
     run: str  # task keys unique per search: a client may serve several
     objectives: list[tuple[str, str]]
     on_member: Callable[[Member], None] | None
+    # the sample rows every member labels for the agreement criterion (None: not computed)
+    agreement_X: np.ndarray | None = None
+    labels: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def score_agreement(self, members: list[Member]) -> None:
+        """Set every member's ``agreement`` with the others (see
+        :mod:`geoensemble.ensemble.agreement`), labelling the subset once per member."""
+        if self.agreement_X is None:
+            return
+        for m in members:
+            if m.number not in self.labels:
+                self.labels[m.number] = np.asarray(m.pipeline.predict(self.agreement_X))
+        values = mean_agreement([self.labels[m.number] for m in members], kind=self.spec.kind)
+        for m, value in zip(members, values, strict=True):
+            m.scores[AGREEMENT] = float(value)
+
+
+def _agreement_X(data: TrainingData, spec: MemberSpec, search: Search) -> np.ndarray | None:
+    """The rows of the sample the agreement criterion labels: clusterers and classifiers
+    only (a regression has no labels to agree on)."""
+    if spec.kind not in ("cluster", "classifier"):
+        return None
+    return data.X[agreement_subset(len(data.X), search.seed)]
 
 
 @dataclass
@@ -412,6 +438,7 @@ def _checked_data(
 ) -> TrainingData:
     """``data`` once the objectives are known comparable, with the clustering common space."""
     metric = objectives[0][0]
+    _check_directions(objectives, spec.kind)
     check_comparable(
         [("ensemble.metric", metric)]
         + [(f"ensemble.objectives[{i}].metric", m) for i, (m, _) in enumerate(objectives[1:])],
@@ -425,6 +452,23 @@ def _checked_data(
             data, common=common_space(data.X, impute=spec.impute, impute_value=spec.impute_value)
         )
     return data
+
+
+def _check_directions(objectives: list[tuple[str, str]], kind: str) -> None:
+    """Refuse ranking a score the wrong way round (the best member would be the worst)."""
+    for i, (metric, direction) in enumerate(objectives):
+        key = "ensemble.direction" if i == 0 else f"ensemble.objectives[{i - 1}].direction"
+        wanted = defaults.direction_of(metric)
+        if metric in defaults.MAXIMIZE | defaults.MINIMIZE and direction != wanted:
+            raise ConfigError(
+                f"{key}={direction}: {metric} is better when "
+                f"{'larger' if wanted == 'maximize' else 'smaller'}: set {key}={wanted}"
+            )
+        if metric == AGREEMENT and kind not in ("cluster", "classifier"):
+            raise ConfigError(
+                f"ensemble.metric={metric} compares members' labels: model.kind={kind} has "
+                f"none; rank regressors by rmse (minimize) or r2 (maximize)"
+            )
 
 
 def _new_study(
@@ -478,8 +522,9 @@ def _generations(
         # gaps where a repeated proposal was dropped.
         numbers = [len(members) + i for i in range(len(trials))]
         gen_members = _fit_generation(fitting, gen, trials, numbers)
-        _tell(study, trials, gen_members, fitting.objectives)
         members.extend(gen_members)
+        fitting.score_agreement(members)  # before the study hears it: it may be the metric
+        _tell(study, trials, gen_members, fitting.objectives)
         rank_members(members, fitting.objectives)
         progress.record(gen, members, gen_members)
         if on_generation:
@@ -563,7 +608,8 @@ def _submit_members(
 
 def _check_scores(res: FitResult, fitting: _Fitting) -> None:
     """Raise a ConfigError when a metric of the objectives was not computed."""
-    missing = [m for m, _ in fitting.objectives if m not in res.scores]
+    # agreement is computed once the generation is in (it needs the other members)
+    missing = [m for m, _ in fitting.objectives if m not in res.scores and m != AGREEMENT]
     if missing:
         raise ConfigError(
             f"ensemble metric(s) {missing} are not computed for model.kind="
@@ -596,6 +642,7 @@ def _add_consensus(
     if extra is None:
         return
     members.append(extra)
+    fitting.score_agreement(members)
     rank_members(members, fitting.objectives)
     if fitting.on_member:
         fitting.on_member(extra)
