@@ -87,6 +87,17 @@ def test_ensemble_members_vote_agreement_and_probabilities(
         vote, agree = v.read(1)[mask], a.read(1)[mask]
     # the agreement map has a quicklook of its own, on a fixed 0-100 % scale
     assert maps["agreement"].with_suffix(".png").stat().st_size > 1000
+    # ... and a continuous QGIS style on the same scale (QGIS shows the scaled 0-1 values)
+    import xml.etree.ElementTree as ET
+
+    style = ET.parse(maps["agreement"].with_suffix(".qml")).getroot()
+    renderer = style.find("pipe/rasterrenderer")
+    assert renderer is not None and renderer.get("type") == "singlebandpseudocolor"
+    ramp = [(i.get("value"), i.get("label"), i.get("color")) for i in style.iter("item")]
+    assert ramp[0] == ("0", "0 %", "#000004") and ramp[-1] == ("1", "100 %", "#fcfdbf")
+    assert [v for v, _, _ in ramp] == ["0", "0.25", "0.5", "0.75", "1"]
+    with rasterio.open(maps["agreement"]) as a:
+        assert a.scales == (0.01,)
     unanimous = (preds == preds[0]).all(axis=0)
     np.testing.assert_array_equal(agree[unanimous], 100)
     np.testing.assert_array_equal(vote[unanimous], preds[0][unanimous])

@@ -217,6 +217,38 @@ def write_qml(
     return target
 
 
+# matplotlib's magma at 0, 1/4, 1/2, 3/4 and 1: the quicklooks' colour map for percent layers
+MAGMA = ("#000004", "#51127c", "#b73779", "#fc8961", "#fcfdbf")
+
+
+def write_ramp_qml(path: str | os.PathLike[str], *, minimum: float, maximum: float) -> Path:
+    """A QGIS style beside a continuous map (``map.qml``): a magma colour ramp from
+    ``minimum`` to ``maximum`` (in the band's scaled values, which QGIS shows), labelled in
+    percent of the range, so an agreement map opens on the same scale as its quicklook."""
+    target = Path(path).with_suffix(".qml")
+    n = len(MAGMA) - 1
+    items = "\n".join(
+        f'          <item alpha="255" value="{minimum + (maximum - minimum) * i / n:.6g}" '
+        f'label="{100 * i // n} %" color="{colour}"/>'
+        for i, colour in enumerate(MAGMA)
+    )
+    xml = (
+        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+        '<qgis version="3.28" styleCategories="Symbology">\n  <pipe>\n'
+        '    <rasterrenderer type="singlebandpseudocolor" band="1" opacity="1" '
+        f'alphaBand="-1" classificationMin="{minimum:.6g}" classificationMax="{maximum:.6g}">\n'
+        "      <rasterTransparency/>\n      <minMaxOrigin><limits>None</limits>"
+        "<extent>WholeRaster</extent></minMaxOrigin>\n      <rastershader>\n"
+        '        <colorrampshader colorRampType="INTERPOLATED" classificationMode="1" clip="0" '
+        f'minimumValue="{minimum:.6g}" maximumValue="{maximum:.6g}">\n'
+        f"{items}\n        </colorrampshader>\n      </rastershader>\n"
+        "    </rasterrenderer>\n  </pipe>\n</qgis>\n"
+    )
+    with atomic_path(target) as tmp:
+        tmp.write_text(xml, encoding="utf-8")
+    return target
+
+
 def read_thumbnail(
     path: str | os.PathLike[str], *, max_px: int = 1024, band: int = 1
 ) -> tuple[np.ndarray, float | None]:

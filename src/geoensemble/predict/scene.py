@@ -345,9 +345,11 @@ def _writer(key: str, path: Path, predictor: BlockPredictor, layout: _Layout) ->
     if scheme.kind != REGRESSOR and (key == "vote" or key.startswith("member:")):
         classes = scheme.legend(key)
         out_tags["class_source"] = scheme.source or "none"
+    ramp = None
     if key in ("agreement", "max_probability"):
         scales = [0.01]
         band_names = [key]
+        ramp = (0.0, 1.0)  # QGIS applies the scale: 0-100 stored, 0-1 shown
     if key == "probabilities":
         scales = [0.01] * bands
         band_names = list(scheme.names)
@@ -365,6 +367,7 @@ def _writer(key: str, path: Path, predictor: BlockPredictor, layout: _Layout) ->
         classes=classes,
         band_names=band_names,
         scales=scales,
+        ramp=ramp,
     )
     writer.overviews = layout.overviews
     if layout.thumbnail_step and has_quicklook(key):

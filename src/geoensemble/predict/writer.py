@@ -22,7 +22,7 @@ import rasterio
 from rasterio.windows import Window
 
 from geoensemble.io.atomic import atomic_path, tmp_name
-from geoensemble.io.geotiff import to_cog, write_category_names, write_qml
+from geoensemble.io.geotiff import to_cog, write_category_names, write_qml, write_ramp_qml
 from geoensemble.io.owned import refuse_unless_ours_tif
 from geoensemble.io.profiles import TILE, geotiff_profile
 from geoensemble.predict.blocks import Block
@@ -77,8 +77,10 @@ class MapWriter:
         scales: Sequence[float] | None = None,
         overviews: bool = True,
         thumbnail_step: int = 0,
+        ramp: tuple[float, float] | None = None,
     ) -> None:
         self.target = Path(target)
+        self.ramp = ramp  # a continuous map's QGIS colour ramp (scaled values)
         self.compress = compress
         self.overviews = overviews
         self.nodata = nodata
@@ -163,6 +165,8 @@ class MapWriter:
                     nodata = int(self.nodata) if self.nodata is not None else None
                     write_category_names(self.target, names, self.histogram, nodata)
                     write_qml(self.target, self.classes)
+                elif self.ramp is not None:
+                    write_ramp_qml(self.target, minimum=self.ramp[0], maximum=self.ramp[1])
         finally:
             self.scratch.unlink(missing_ok=True)
         return self.target
