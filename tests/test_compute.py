@@ -9,8 +9,7 @@ import sys
 
 import pytest
 
-from geoensemble.app.config import ComputeConfig
-from geoensemble.compute import dask_client, wait_for_workers
+from geoensemble.compute import Cluster, dask_client, wait_for_workers
 from geoensemble.errors import ComputeError
 
 
@@ -31,7 +30,7 @@ def _worker_facts() -> dict[str, object]:
 
 
 def test_workers_start_in_the_background_with_their_imports() -> None:
-    cfg = ComputeConfig(n_workers=2, threads_per_worker=1, processes=True)
+    cfg = Cluster(n_workers=2, threads_per_worker=1, processes=True)
     with dask_client(cfg, preload=["geoensemble.ensemble.member"]) as client:
         # The client is usable at once; the workers join while the caller does other work.
         wait_for_workers(client, timeout=60)
@@ -50,7 +49,7 @@ def test_workers_start_in_the_background_with_their_imports() -> None:
 
 
 def test_workers_that_do_not_start_in_time_name_the_key() -> None:
-    cfg = ComputeConfig(n_workers=2, processes=True)
+    cfg = Cluster(n_workers=2, processes=True)
     # A worker that cannot import its preload never joins (its traceback is printed).
     with dask_client(cfg, preload=["geoensemble.no_such_module"]) as client:
         with pytest.raises(
@@ -69,7 +68,7 @@ def test_a_later_cluster_gets_the_threads_it_asks_for() -> None:
     # The fork server keeps the thread pools of the first cluster of the process; each
     # worker resizes them to its own compute.threads_per_worker as it starts.
     for threads in (1, 2):
-        cfg = ComputeConfig(n_workers=1, threads_per_worker=threads, processes=True)
+        cfg = Cluster(n_workers=1, threads_per_worker=threads, processes=True)
         with dask_client(cfg) as client:
             wait_for_workers(client, timeout=60)
             sizes = list(client.run(_pool_sizes).values())  # type: ignore[attr-defined]
@@ -81,7 +80,7 @@ def test_scattered_training_data_keeps_a_copy_on_every_worker() -> None:
 
     import numpy as np
 
-    cfg = ComputeConfig(n_workers=2, processes=True)
+    cfg = Cluster(n_workers=2, processes=True)
     with dask_client(cfg) as client:
         wait_for_workers(client, timeout=60)
         data = client.scatter(np.arange(1000.0), broadcast=True)  # type: ignore[attr-defined]

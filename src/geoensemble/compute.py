@@ -6,41 +6,22 @@ default so that dask threads x BLAS threads never exceed the cores.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from geoensemble.errors import ComputeError, ConfigError
 
 log = logging.getLogger("geoensemble")
 
 
-class ClusterSettings(Protocol):
-    """What :func:`dask_client` reads (the ``compute`` config satisfies it structurally)."""
-
-    @property
-    def address(self) -> str | None: ...
-    @property
-    def n_workers(self) -> int: ...
-    @property
-    def threads_per_worker(self) -> int: ...
-    @property
-    def processes(self) -> bool: ...
-    @property
-    def memory_limit(self) -> str: ...
-    @property
-    def timeout(self) -> float: ...
-    @property
-    def retries(self) -> int: ...
-
-
 @dataclass(frozen=True)
 class Cluster:
-    """A :class:`ClusterSettings` built in code, with the ``compute`` config's defaults.
+    """Where members and blocks run: what :func:`dask_client` reads (the application's
+    ``compute`` config takes its defaults from here).
 
     ``address``: ``tcp://host:8786`` of a running scheduler, or ``None`` for a LocalCluster
     of ``n_workers`` workers (``threads_per_worker`` threads each, worker processes unless
@@ -54,7 +35,7 @@ class Cluster:
     processes: bool = True
     memory_limit: str = "auto"
     timeout: float = 30.0
-    retries: int = 2
+    retries: int = 2  # = geoensemble.ensemble.defaults.RETRIES (tests/io/test_spec.py)
 
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -128,7 +109,7 @@ def out_of_memory(client: Any, *, wait: float = 2.0) -> ComputeError | None:
 
 
 @contextlib.contextmanager
-def dask_client(ccfg: ClusterSettings, *, preload: Sequence[str] = ()) -> Iterator[object]:
+def dask_client(ccfg: Cluster, *, preload: Sequence[str] = ()) -> Iterator[object]:
     """Yield a ``distributed.Client``; a LocalCluster it started is closed on exit.
 
     The LocalCluster's workers start in the background, importing the ``preload`` modules
@@ -149,7 +130,7 @@ def dask_client(ccfg: ClusterSettings, *, preload: Sequence[str] = ()) -> Iterat
 
 
 @contextlib.contextmanager
-def _client(ccfg: ClusterSettings, preload: Sequence[str]) -> Iterator[object]:
+def _client(ccfg: Cluster, preload: Sequence[str]) -> Iterator[object]:
     """A client of the cluster at ``compute.address``, else of a new local cluster."""
     import dask
     from distributed import Client
@@ -191,7 +172,7 @@ def _remote_client(address: str, timeout: float) -> Iterator[object]:
 
 
 @contextlib.contextmanager
-def _worker_environ(ccfg: ClusterSettings) -> Iterator[None]:
+def _worker_environ(ccfg: Cluster) -> Iterator[None]:
     """Set the thread counts and log level the local worker processes inherit; restore the
     environment after."""
     env = {v: str(ccfg.threads_per_worker) for v in _THREAD_VARS}
@@ -208,7 +189,7 @@ def _worker_environ(ccfg: ClusterSettings) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _cluster_config(ccfg: ClusterSettings) -> dict[str, Any]:
+def _cluster_config(ccfg: Cluster) -> dict[str, Any]:
     """The dask settings of a local cluster."""
     import dask
 
@@ -238,7 +219,7 @@ def _cluster_config(ccfg: ClusterSettings) -> dict[str, Any]:
     }
 
 
-def _local_cluster(ccfg: ClusterSettings, preload: Sequence[str]) -> Any:
+def _local_cluster(ccfg: Cluster, preload: Sequence[str]) -> Any:
     """A LocalCluster on this machine, with no workers yet."""
     from distributed import LocalCluster
 
@@ -309,6 +290,8 @@ def slow_malloc_workers(client: Any) -> list[str]:
 
 
 async def _identity(address: str, timeout: float) -> Any:
+    import asyncio
+
     from distributed.comm import connect as open_comm
 
     comm = await open_comm(address, timeout=timeout)
@@ -323,6 +306,7 @@ def _check_scheduler(address: str, timeout: float) -> None:
     """Ask ``address`` who it is, within ``timeout`` s: a server that accepts the connection
     but does not speak dask (an HTTP proxy, a silent port) would keep the client waiting or
     send bytes read as a frame length of exabytes."""
+    import asyncio
     from concurrent.futures import ThreadPoolExecutor
     from concurrent.futures import TimeoutError as FutureTimeout
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from geoensemble.app.config import AppConfig, ComputeConfig
+from geoensemble.app.config import AppConfig
 from geoensemble.app.params import compose
 from geoensemble.app.train import member_spec, search_of
 from geoensemble.app.validate import validate
-from geoensemble.compute import dask_client
+from geoensemble.compute import Cluster, dask_client
 from geoensemble.ensemble.agreement import (
     agreement_subset,
     mean_agreement,
@@ -61,7 +61,7 @@ def cfg_of(*overrides: str) -> AppConfig:
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Any]:
-    with dask_client(ComputeConfig(n_workers=1, processes=False)) as c:
+    with dask_client(Cluster(n_workers=1, processes=False)) as c:
         yield c
 
 

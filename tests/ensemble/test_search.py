@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from geoensemble.app.config import AppConfig, ComputeConfig
+from geoensemble.app.config import AppConfig
 from geoensemble.app.params import compose
 from geoensemble.app.train import member_spec, search_of
 from geoensemble.app.validate import validate
-from geoensemble.compute import dask_client
+from geoensemble.compute import Cluster, dask_client
 from geoensemble.ensemble.search import (
     Member,
     TrainingData,
@@ -40,7 +40,7 @@ def run_cfg(data: Any, cfg: AppConfig, client: Any, **kwargs: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Any]:
-    with dask_client(ComputeConfig(n_workers=1, processes=False)) as c:
+    with dask_client(Cluster(n_workers=1, processes=False)) as c:
         yield c
 
 

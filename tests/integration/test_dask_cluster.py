@@ -132,7 +132,7 @@ def test_fit_and_predict_on_the_cluster_match_the_local_run(
 def test_workers_started_with_the_nannys_malloc_setting_are_named(
     scheduler: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from geoensemble.app.config import ComputeConfig
+    from geoensemble.compute import Cluster
 
     with Client(scheduler) as client:
         names = client.run(lambda dask_worker: dask_worker.name)
@@ -142,7 +142,7 @@ def test_workers_started_with_the_nannys_malloc_setting_are_named(
     # only the worker started without examples/dask/distributed.yaml
     assert [names[a] for a in slow] == ["w0"]
     with caplog.at_level("WARNING", logger="geoensemble"):
-        with dask_client(ComputeConfig(address=scheduler)):
+        with dask_client(Cluster(address=scheduler)):
             pass
     (line,) = [r.getMessage() for r in caplog.records if "MALLOC_TRIM" in r.getMessage()]
     assert line.startswith(f"1 of the dask workers at compute.address={scheduler} run with")

@@ -63,6 +63,7 @@ def scene_sources(cfg: AppConfig) -> list[tuple[str, str, Callable[[], xr.Datase
 
     def opener(i: int, d: Any) -> Callable[[], xr.Dataset]:
         def _open() -> xr.Dataset:
+            from geoensemble.app.settings import recipe_of
             from geoensemble.errors import GeoEnsembleError, LayerNotFoundError
             from geoensemble.features.build import build_features
             from geoensemble.io.stack import build_stack
@@ -75,7 +76,9 @@ def scene_sources(cfg: AppConfig) -> list[tuple[str, str, Callable[[], xr.Datase
                 # culprit is this scene's entry.
                 raise type(exc)(scene_keys(str(exc), key)) from None
             try:
-                return build_features(stack, cfg.features, trusted_modules=cfg.trust.modules)
+                return build_features(
+                    stack, recipe_of(cfg.features), trusted_modules=cfg.trust.modules
+                )
             except LayerNotFoundError as exc:
                 # The features config was trained with; the scene is what lacks the layer.
                 what = str(exc).split(": fix ", 1)[0]
@@ -189,11 +192,12 @@ def _client(cfg: AppConfig, members: list[LoadedMember]) -> Iterator[Any]:
     if cfg.predict.scheduler != PredictScheduler.distributed:
         yield None
         return
+    from geoensemble.app.settings import cluster_of
     from geoensemble.compute import dask_client, wait_for_workers
 
     # A LocalCluster's workers fork from a server that has imported what the blocks need.
     preload = task_modules(m.model for m in members)
-    with dask_client(cfg.compute, preload=preload) as client:
+    with dask_client(cluster_of(cfg.compute), preload=preload) as client:
         wait_for_workers(client, cfg.compute.timeout)  # the model is broadcast to all of them
         yield client
 

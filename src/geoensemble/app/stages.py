@@ -128,6 +128,7 @@ def featurize(cfg: AppConfig) -> list[str]:
     read thinned views of the written store, so memory stays bounded by the chunk size.
     """
     from geoensemble import plots
+    from geoensemble.app.settings import recipe_of
     from geoensemble.features.build import build_features
     from geoensemble.io.stack import open_store, write_store
 
@@ -136,7 +137,7 @@ def featurize(cfg: AppConfig) -> list[str]:
     fig_dir = reports_dir(cfg) / "figures" / "features"
     clean_leftovers(folders=(fig_dir,))
     feats = build_features(
-        open_store(cfg.paths.stack), cfg.features, trusted_modules=cfg.trust.modules
+        open_store(cfg.paths.stack), recipe_of(cfg.features), trusted_modules=cfg.trust.modules
     )
     names = [str(n) for n in feats.data_vars]
     write_store(

@@ -232,10 +232,11 @@ def fit_and_register(
 ) -> Trained:
     """Fit the members on dask, each logged to MLflow as it finishes, then register the kept
     ones, alias the best and log the parent run's metrics (``t0``: when the stage started)."""
+    from geoensemble.app.settings import cluster_of
     from geoensemble.compute import dask_client, wait_for_workers
 
     # The cluster's workers start, and import what members need, while MLflow is imported.
-    with dask_client(cfg.compute, preload=["geoensemble.ensemble.member"]) as client:
+    with dask_client(cluster_of(cfg.compute), preload=["geoensemble.ensemble.member"]) as client:
         logger, origin = member_logger(cfg)
         with logger:
             start_parent_run(cfg, logger, facts["kind"])

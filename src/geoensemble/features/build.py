@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -15,24 +15,10 @@ from geoensemble.features.custom import apply_custom
 from geoensemble.features.indices import NAMED_INDICES, apply_op, derived_spec, resolve_layer
 
 
-class RecipeLike(Protocol):
-    """Which features to build (the ``features`` config satisfies it structurally)."""
-
-    @property
-    def sensor(self) -> str: ...
-    @property
-    def bands(self) -> Sequence[str]: ...
-    @property
-    def indices(self) -> Sequence[str]: ...
-    @property
-    def derived(self) -> Mapping[str, Any]: ...
-    @property
-    def custom(self) -> Sequence[Any]: ...
-
-
 @dataclass(frozen=True)
 class Recipe:
-    """A :class:`RecipeLike` built by the API (meanings as in ``features``).
+    """Which raster-level features to build (the application's ``features`` config gives
+    one through ``FeaturesConfig.recipe()``).
 
     ``sensor`` names the band-role preset (``none``: layers are named by role); ``bands``
     the layers kept (``*``: all); ``indices`` named normalized differences; ``derived``
@@ -46,7 +32,7 @@ class Recipe:
     custom: tuple[Mapping[str, Any], ...] = ()
 
 
-def feature_names(stack_layers: list[str], fcfg: RecipeLike) -> list[str]:
+def feature_names(stack_layers: list[str], fcfg: Recipe) -> list[str]:
     """The ordered feature names a config produces from a stack with ``stack_layers``.
 
     Layers of ``features.custom`` functions are only known once the functions run, so they
@@ -73,7 +59,7 @@ def _check_names(names: list[str], *, custom: bool) -> None:
 
 
 def build_features(
-    stack: xr.Dataset, fcfg: RecipeLike, *, trusted_modules: Sequence[str] = ()
+    stack: xr.Dataset, fcfg: Recipe, *, trusted_modules: Sequence[str] = ()
 ) -> xr.Dataset:
     """Bands, named indices, derived layers and custom layers as one lazy dataset.
 
