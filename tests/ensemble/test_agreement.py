@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from geoensemble.app.config import AppConfig
-from geoensemble.app.params import compose
 from geoensemble.app.train import member_spec, search_of
-from geoensemble.app.validate import validate
-from geoensemble.compute import Cluster, dask_client
 from geoensemble.ensemble.agreement import (
     agreement_subset,
     mean_agreement,
@@ -21,7 +16,7 @@ from geoensemble.ensemble.agreement import (
 )
 from geoensemble.ensemble.search import run_ensemble
 from geoensemble.errors import ConfigError
-from tests.conftest import ROOT
+from tests.ensemble.test_search import cfg_of
 
 
 def test_identical_partitions_agree_fully_whatever_their_codes() -> None:
@@ -53,23 +48,6 @@ def test_one_member_has_no_agreement_and_the_subset_is_seeded() -> None:
     sub = agreement_subset(100_000, seed=3)
     assert len(sub) == 10_000 and np.all(np.diff(sub) > 0)
     assert np.array_equal(sub, agreement_subset(100_000, seed=3))
-
-
-def cfg_of(*overrides: str) -> AppConfig:
-    return validate(compose(["features.sample.size=1000", *overrides], config_dir=ROOT / "conf"))
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[Any]:
-    with dask_client(Cluster(n_workers=1, processes=False)) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def blobs() -> np.ndarray:
-    rng = np.random.default_rng(0)
-    centres = rng.normal(0, 4, size=(4, 11))
-    return np.concatenate([rng.normal(c, 1.0, size=(200, 11)) for c in centres]).astype(np.float32)
 
 
 def test_the_search_ranks_by_agreement_over_all_members(client: Any, blobs: np.ndarray) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,6 @@ from geoensemble.app.config import AppConfig
 from geoensemble.app.params import compose
 from geoensemble.app.train import member_spec, search_of
 from geoensemble.app.validate import validate
-from geoensemble.compute import Cluster, dask_client
 from geoensemble.ensemble.search import (
     Member,
     TrainingData,
@@ -36,19 +34,6 @@ def cfg_of(*overrides: str) -> AppConfig:
 def run_cfg(data: Any, cfg: AppConfig, client: Any, **kwargs: Any) -> Any:
     """The train stage's search for ``cfg``."""
     return run_ensemble(data, member_spec(cfg), search_of(cfg), client, **kwargs)
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[Any]:
-    with dask_client(Cluster(n_workers=1, processes=False)) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def blobs() -> np.ndarray:
-    rng = np.random.default_rng(0)
-    centres = rng.normal(0, 4, size=(6, 11))
-    return np.concatenate([rng.normal(c, 1.0, size=(250, 11)) for c in centres]).astype(np.float32)
 
 
 def member(number: int, aic: float, **scores: float) -> Member:
