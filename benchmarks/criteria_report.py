@@ -3,7 +3,7 @@
 One ensemble of K-Means members (the README's Python API recipe: StandardScaler, PCA(6),
 MiniBatchKMeans; ``n_clusters`` drawn from 4..16, one generation of random members so that
 every criterion chooses among the same members) is fitted per seed. Each member has its
-``aic``, ``bic`` (partition criterion in the common space) and ``agreement`` (mean adjusted
+``aic``, ``bic`` (partition criterion in the common space) and ``mean_agreement`` (mean adjusted
 Rand index with the other members, needs no truth). For each criterion the report gives the
 member it picks and, where a truth map exists, that member's adjusted Rand index with the
 truth over every valid pixel and its rank among the members by that ARI (1 = closest).
@@ -33,7 +33,7 @@ from sklearn.preprocessing import StandardScaler
 import geoensemble as ge
 from geoensemble.synthetic import write_scene
 
-CRITERIA = (("aic", min), ("bic", min), ("agreement", max))
+CRITERIA = (("aic", min), ("bic", min), ("mean_agreement", max))
 RMNP = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "rmnp"
 
 

@@ -52,7 +52,7 @@ def test_one_member_has_no_agreement_and_the_subset_is_seeded() -> None:
 
 def test_the_search_ranks_by_agreement_over_all_members(client: Any, blobs: np.ndarray) -> None:
     cfg = cfg_of(
-        "ensemble.metric=agreement",
+        "ensemble.metric=mean_agreement",
         "ensemble.direction=maximize",
         "ensemble.size=3",
         "ensemble.generations=2",
@@ -65,9 +65,9 @@ def test_the_search_ranks_by_agreement_over_all_members(client: Any, blobs: np.n
     # the final values are those of every member against all the others, recomputed by hand
     labels = [m.pipeline.predict(blobs) for m in members]
     expected = mean_agreement(labels, kind="cluster")
-    got = np.array([m.scores["agreement"] for m in members])
+    got = np.array([m.scores["mean_agreement"] for m in members])
     assert got == pytest.approx(expected)
-    assert result.kept[0].scores["agreement"] == pytest.approx(expected.max())
+    assert result.kept[0].scores["mean_agreement"] == pytest.approx(expected.max())
     assert result.kept[0].rank == 1
 
 
@@ -76,13 +76,16 @@ def test_agreement_is_reported_beside_aic(client: Any, blobs: np.ndarray) -> Non
     result = run_ensemble(blobs, member_spec(cfg), search_of(cfg), client)
     a, b = result.members
     ari = adjusted_rand_score(a.pipeline.predict(blobs), b.pipeline.predict(blobs))
-    assert a.scores["agreement"] == pytest.approx(ari) == b.scores["agreement"]
+    assert a.scores["mean_agreement"] == pytest.approx(ari) == b.scores["mean_agreement"]
 
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["ensemble.metric=agreement"], "ensemble.direction=minimize: agreement is better when"),
+        (
+            ["ensemble.metric=mean_agreement"],
+            "ensemble.direction=minimize: mean_agreement is better when",
+        ),
         (["ensemble.direction=maximize"], "ensemble.direction=maximize: aic is better when"),
     ],
 )
@@ -102,7 +105,7 @@ def test_agreement_is_never_compared_across_ensembles() -> None:
     from geoensemble.errors import PromotionError
 
     tags = {
-        "criterion": "agreement",
+        "criterion": "mean_agreement",
         "direction": "maximize",
         "score_space": "s",
         "kind": "cluster",
@@ -116,13 +119,13 @@ def test_agreement_is_never_compared_across_ensembles() -> None:
 
     one = [version(1, "0.8", "a"), version(2, "0.9", "a")]
     assert best_candidate("m", "a", one)[0].version == "2"  # within one ensemble: ranked
-    with pytest.raises(PromotionError, match="come from several ensembles and rank by agreement"):
+    with pytest.raises(PromotionError, match="several ensembles and rank by mean_agreement"):
         best_candidate("m", "latest", [*one, version(3, "0.95", "b")])
 
     rows = [
         {"job": j, "run_id": f"r{j}", "status": "FINISHED", "overrides": f"seed={j}"}
-        | {"metrics": {"best_agreement": v}, "tags": {"model_family": "k", "score_space": "s"}}
+        | {"metrics": {"best_mean_agreement": v}, "tags": {"model_family": "k", "score_space": "s"}}
         for j, v in enumerate([0.7, 0.9])
     ]
-    best, _, why = summarize(rows, metric="agreement", direction="maximize")
+    best, _, why = summarize(rows, metric="mean_agreement", direction="maximize")
     assert best is None and why is not None and "its own ensemble" in why

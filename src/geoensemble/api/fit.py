@@ -468,7 +468,7 @@ def fit_ensemble(
     criterion
         The score that ranks members: ``aic`` (default), ``bic``, ``inertia`` for
         clusterers; ``log_loss``, ``kappa``, ``accuracy``... for classifiers; ``rmse``,
-        ``r2``... for regressors; ``agreement`` (needs no truth: a member's mean agreement
+        ``r2``... for regressors; ``mean_agreement`` (needs no truth: a member's mean agreement
         with the other members, see :mod:`geoensemble.ensemble.agreement`) for clusterers
         and classifiers. Larger-is-better scores are maximized.
     sample

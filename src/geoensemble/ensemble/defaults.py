@@ -28,7 +28,7 @@ MAXIMIZE = frozenset(
         "log_likelihood",
         "heldout_log_likelihood",
         "member_space_log_likelihood",
-        "agreement",  # a member's mean agreement with the others (ensemble.agreement)
+        "mean_agreement",  # a member's agreement with the others (ensemble.agreement)
     }
 )
 # Criteria known to be better when smaller (others not listed are the user's to direct).

@@ -19,7 +19,7 @@ What each run holds, so that the runs table and the compare charts show what dif
   ``f1_macro``, ``log_loss``, for regressors ``rmse``, ``mae``, ``r2``, and for both
   ``n_params``, ``heldout_log_likelihood`` and ``heldout_penalized_nll`` (not an AIC, see
   :mod:`geoensemble.ensemble.supervised`); ``fit_seconds``, ``generation``, ``rank``,
-  ``front``, ``agreement`` (the member's mean agreement with the others, logged at the end:
+  ``front``, ``mean_agreement`` (the member's mean agreement with the others, logged at the end:
   see :mod:`geoensemble.ensemble.agreement`); tags ``geoensemble.role`` (member or
   consensus), ``ensemble_run_id``, ``rank``, ``kept`` (and ``consensus_of``,
   ``n_params_family`` where they apply); artifact ``preview.png``, the member's map over a
@@ -225,7 +225,7 @@ class MemberLogger:
             for m in result.members:
                 self.tracker.log_batch(
                     self.runs[m.number],
-                    # agreement: final only once every member is in (ensemble.agreement)
+                    # mean_agreement: final only once every member is in (ensemble.agreement)
                     metrics={"rank": m.rank, "front": m.front, **_agreement_of(m)},
                     tags={"rank": str(m.rank), "kept": str(m in result.kept)},
                 )
