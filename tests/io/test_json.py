@@ -52,6 +52,6 @@ def test_reports_round_floats_so_a_rerun_writes_the_same_bytes(tmp_path: Path) -
     back = json.loads(one.read_text())
     assert back == {"aic": 0.6, "k": 7, "f": [0.3333333433, None]}
     assert REPORT_DIGITS == 10
-    assert json.loads(write_report(tmp_path / "c.json", {"aic": -123456.789012345}).read_text()) == {
-        "aic": -123456.789
-    }
+    assert json.loads(
+        write_report(tmp_path / "c.json", {"aic": -123456.789012345}).read_text()
+    ) == {"aic": -123456.789}

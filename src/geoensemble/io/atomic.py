@@ -251,9 +251,7 @@ def remove_stale_partials(
 REPORT_DIGITS = 10
 
 
-def write_json(
-    path: str | os.PathLike[str], obj: Any, *, significant: int | None = None
-) -> Path:
+def write_json(path: str | os.PathLike[str], obj: Any, *, significant: int | None = None) -> Path:
     """Write ``obj`` as indented JSON atomically (reports, metrics, plot data, sidecars).
 
     numpy scalars and arrays and paths are written as plain JSON values; a NaN or infinite
