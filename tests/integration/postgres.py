@@ -77,6 +77,17 @@ class Cluster:
     port: int
     log: Path
 
+    def create_database(self, name: str) -> str:
+        """Create another (empty) database; return its URI."""
+        import psycopg2
+
+        conn = psycopg2.connect(f"host=127.0.0.1 port={self.port} user={PG_USER} dbname=postgres")
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        conn.close()
+        return self.uri.rpartition("/")[0] + f"/{name}"
+
 
 def _wait_ready(proc: subprocess.Popen[bytes], dsn: str, log: Path, timeout: float) -> None:
     import psycopg2

@@ -8,6 +8,7 @@ why, where it cannot start.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.request
 from collections.abc import Iterator
@@ -31,45 +32,57 @@ from tests.integration.conftest import (
     tiny_overrides,
     wait_until,
 )
-from tests.integration.postgres import PostgresUnavailable, postgres_cluster
+from tests.integration.postgres import Cluster, PostgresUnavailable, postgres_cluster
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """``mlflow server`` over a fresh PostgreSQL database, artifacts served from a tmp dir."""
-    d = tmp_path_factory.mktemp("pg-server")
+def cluster() -> Iterator[Cluster]:
+    """A PostgreSQL cluster on loopback for this module (skipped, naming why, without one)."""
     try:
-        cluster_cm = postgres_cluster(free_port())
-        cluster = cluster_cm.__enter__()
+        cm = postgres_cluster(free_port())
+        c = cm.__enter__()
     except PostgresUnavailable as e:
         pytest.skip(f"no PostgreSQL server for the team-server tests: {e}")
-    port, log = free_port(), d / "server.log"
     try:
-        proc = start(
-            [
-                *(tool("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port)),
-                *("--workers", "2", "--backend-store-uri", cluster.uri),
-                *("--artifacts-destination", str(d / "mlartifacts"), "--serve-artifacts"),
-            ],
-            d,
-            log,
-            MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
-        )
-        server = Server(url=f"http://127.0.0.1:{port}", store=d, log=log)
-
-        def healthy() -> bool:
-            with urllib.request.urlopen(f"{server.url}/health", timeout=5) as r:
-                return bool(r.status == 200)
-
-        try:
-            wait_until(healthy, timeout=180, proc=proc, log=log)
-            yield server
-        finally:
-            stop(proc)
+        yield c
     finally:
-        cluster_cm.__exit__(None, None, None)
+        cm.__exit__(None, None, None)
+
+
+@contextlib.contextmanager
+def serve(backend: str, d: Path) -> Iterator[Server]:
+    """``mlflow server`` over ``backend`` on a free loopback port, artifacts served from ``d``."""
+    port, log = free_port(), d / "server.log"
+    proc = start(
+        [
+            *(tool("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port)),
+            *("--workers", "2", "--backend-store-uri", backend),
+            *("--artifacts-destination", str(d / "mlartifacts"), "--serve-artifacts"),
+        ],
+        d,
+        log,
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
+    )
+    server = Server(url=f"http://127.0.0.1:{port}", store=d, log=log)
+
+    def healthy() -> bool:
+        with urllib.request.urlopen(f"{server.url}/health", timeout=5) as r:
+            return bool(r.status == 200)
+
+    try:
+        wait_until(healthy, timeout=180, proc=proc, log=log)
+        yield server
+    finally:
+        stop(proc)
+
+
+@pytest.fixture(scope="module")
+def pg_server(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """``mlflow server`` over a fresh PostgreSQL database, artifacts served from a tmp dir."""
+    with serve(cluster.uri, tmp_path_factory.mktemp("pg-server")) as server:
+        yield server
 
 
 def pipeline(tiny_store: Path, out: Path, uri: str, *overrides: str) -> dict[str, Any]:
@@ -235,3 +248,58 @@ def test_promotion_then_predict_on_the_team_server(
     tags, band = main_map(out)
     assert tags["model_version"] == str(first["version"])
     np.testing.assert_array_equal(band, main_map(both["dirs"]["team"])[1])
+
+
+def test_store_copy_moves_sqlite_to_a_postgres_server(
+    cluster: Cluster, both: dict[str, Any], tmp_path: Path
+) -> None:
+    """`geoensemble store copy` moves the SQLite store (runs, metric histories, artifacts,
+    logged models, versions, aliases) to an empty team server."""
+    from mlflow import MlflowClient
+
+    lite = both["dirs"]["lite"]
+    source = f"sqlite:///{lite}/mlflow.db"
+    with serve(cluster.create_database("moved"), tmp_path) as server:
+        done = run(
+            [tool("geoensemble"), "store", "copy", "--from", source, "--to", server.url], ROOT
+        )
+        assert done.stdout.startswith("geoensemble store: copied "), done.stdout
+        src, dst = (MlflowClient(u, u) for u in (source, server.url))
+        s_exp = src.get_experiment_by_name("team")
+        d_exp = dst.get_experiment_by_name("team")
+        s_runs = src.search_runs([s_exp.experiment_id])
+        d_runs = {
+            r.data.tags["geoensemble.copied_from"]: r
+            for r in dst.search_runs([d_exp.experiment_id])
+        }
+        assert set(d_runs) == {r.info.run_id for r in s_runs}
+        for r in s_runs:
+            c = d_runs[r.info.run_id]
+            assert c.data.params == r.data.params and c.data.metrics == r.data.metrics
+            assert c.info.status == r.info.status and c.info.run_name == r.info.run_name
+            for key in r.data.metrics:
+                history = [(m.step, m.value) for m in src.get_metric_history(r.info.run_id, key)]
+                assert [
+                    (m.step, m.value) for m in dst.get_metric_history(c.info.run_id, key)
+                ] == history
+            parent = r.data.tags.get("mlflow.parentRunId")
+            if parent:
+                assert c.data.tags["mlflow.parentRunId"] == d_runs[parent].info.run_id
+        champion = both["lite"]["train"]["champion"]
+        copied = dst.get_model_version("team_model", str(champion["version"]))
+        assert d_runs[champion["run_id"]].info.run_id == copied.run_id
+        assert copied.tags == src.get_model_version("team_model", str(champion["version"])).tags
+        if champion.get("alias"):
+            moved = dst.get_model_version_by_alias("team_model", champion["alias"])
+            assert moved.version == copied.version
+        # a second copy into the same (now full) store is refused in one line
+        again = run(
+            [tool("geoensemble"), "store", "copy", "--from", source, "--to", server.url],
+            ROOT,
+            check=False,
+        )
+        assert again.returncode == 2 and "already holds runs" in again.stderr
+        # the model itself came along: its artifacts are served by the new server
+        model = dst.get_logged_model(copied.model_id)
+        assert str(model.status) == "READY" and copied.source == f"models:/{model.model_id}"
+        assert list((tmp_path / "mlartifacts").rglob("model.skops"))
