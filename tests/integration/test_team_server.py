@@ -263,7 +263,7 @@ def test_store_copy_moves_sqlite_to_a_postgres_server(
         done = run(
             [tool("geoensemble"), "store", "copy", "--from", source, "--to", server.url], ROOT
         )
-        assert done.stdout.startswith("geoensemble store: copied "), done.stdout
+        assert done.stdout.splitlines()[-1].startswith("geoensemble store: copied "), done.stdout
         src, dst = (MlflowClient(u, u) for u in (source, server.url))
         s_exp = src.get_experiment_by_name("team")
         d_exp = dst.get_experiment_by_name("team")

@@ -142,13 +142,24 @@ def _copy_models(
         report.models[m.model_id] = new.model_id
 
 
+def _source_model(version: Any) -> str:
+    """The id of the logged model a version was made from: its ``model_id``, else the one its
+    source names (``models:/m-...`` or the model's artifact folder ``.../models/m-.../...``)."""
+    import re
+
+    if getattr(version, "model_id", None):
+        return str(version.model_id)
+    found = re.search(r"\bm-[0-9a-f]{32}\b", version.source or "")
+    return found.group(0) if found else ""
+
+
 def _copy_registry(src: Any, dst: Any, report: CopyReport) -> None:
     for rm in _pages(src.search_registered_models, max_results=PAGE):
         dst.create_registered_model(rm.name, tags=dict(rm.tags), description=rm.description)
         versions = _pages(src.search_model_versions, f"name = '{rm.name}'", max_results=PAGE)
         numbers: dict[str, str] = {}
         for v in sorted(versions, key=lambda v: int(v.version)):
-            model_id = report.models.get(getattr(v, "model_id", None) or "", None)
+            model_id = report.models.get(_source_model(v), None)
             source = f"models:/{model_id}" if model_id else v.source
             new = dst.create_model_version(
                 rm.name,
