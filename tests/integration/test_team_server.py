@@ -300,6 +300,8 @@ def test_store_copy_moves_sqlite_to_a_postgres_server(
         )
         assert again.returncode == 2 and "already holds runs" in again.stderr
         # the model itself came along: its artifacts are served by the new server
-        model = dst.get_logged_model(copied.model_id)
-        assert str(model.status) == "READY" and copied.source == f"models:/{model.model_id}"
+        assert copied.source.startswith("models:/m-"), copied.source
+        model = dst.get_logged_model(copied.source.removeprefix("models:/"))
+        assert str(model.status) == "READY"
+        assert model.source_run_id == copied.run_id
         assert list((tmp_path / "mlartifacts").rglob("model.skops"))
