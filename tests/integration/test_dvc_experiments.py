@@ -186,6 +186,16 @@ def test_mlflow_run_writes_no_dvc_output_and_generated_files_are_ignored(repo: P
     assert not run(["git", "diff", "--cached", "--name-only"], repo).stdout  # no autostage
 
 
+def test_rerunning_evaluate_rewrites_the_same_reports(repo: Path) -> None:
+    """Metrics and reports are written at a fixed precision: re-running the stage (as a fresh
+    clone's `dvc repro` does) leaves git clean, and DVC stages nothing (no autostage)."""
+    assert run(["git", "status", "--porcelain"], repo).stdout == ""
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert all(v == float(f"{v:.10g}") for v in metrics.values()), metrics
+    run([tool("dvc"), "repro", "-f", "-s", "evaluate"], repo, timeout=600)
+    assert run(["git", "status", "--porcelain"], repo).stdout == ""
+
+
 def test_remote_push_clone_pull_is_up_to_date(repo: Path, tmp_path: Path) -> None:
     remote = tmp_path / "remote"
     run([tool("dvc"), "remote", "add", "-d", "local", str(remote)], repo)
