@@ -91,7 +91,7 @@ def copy_store(from_uri: str, to_uri: str) -> CopyReport:
 
 
 def _copy_runs(src: Any, dst: Any, exp: str, exp_id: str, tmp: Path, report: CopyReport) -> None:
-    from mlflow.entities import Param
+    from mlflow.entities import Metric, Param
 
     runs = _pages(src.search_runs, [exp], max_results=PAGE, order_by=["attributes.start_time"])
     # parents first, so a child's mlflow.parentRunId can name its parent's new id
@@ -109,7 +109,12 @@ def _copy_runs(src: Any, dst: Any, exp: str, exp_id: str, tmp: Path, report: Cop
         params = [Param(k, v) for k, v in r.data.params.items()]
         for i in range(0, len(params), 100):
             dst.log_batch(new, params=params[i : i + 100])
-        history = [m for key in r.data.metrics for m in src.get_metric_history(r.info.run_id, key)]
+        # the run's metrics, without the source store's model ids (they do not exist here)
+        history = [
+            Metric(m.key, m.value, m.timestamp, m.step)
+            for key in r.data.metrics
+            for m in src.get_metric_history(r.info.run_id, key)
+        ]
         for i in range(0, len(history), BATCH):
             dst.log_batch(new, metrics=history[i : i + BATCH])
         if src.list_artifacts(r.info.run_id):
