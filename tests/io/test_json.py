@@ -36,3 +36,22 @@ def test_nan_and_infinity_are_written_as_null(tmp_path: Path) -> None:
         "2": "int key",
     }
     assert [p.name for p in tmp_path.iterdir()] == ["evaluation.json"]
+
+
+def test_reports_round_floats_so_a_rerun_writes_the_same_bytes(tmp_path: Path) -> None:
+    """Two sums of the same numbers in another order differ in the last digit; the report
+    written from either is the same file (what keeps git clean after a fresh `dvc repro`)."""
+    from geoensemble.io.atomic import REPORT_DIGITS, write_report
+
+    a = 0.1 + 0.2 + 0.3
+    b = 0.3 + 0.2 + 0.1
+    assert a != b  # 0.6000000000000001 and 0.6
+    one = write_report(tmp_path / "a.json", {"aic": a, "k": 7, "f": [np.float32(1 / 3), None]})
+    two = write_report(tmp_path / "b.json", {"aic": b, "k": 7, "f": [np.float32(1 / 3), None]})
+    assert one.read_bytes() == two.read_bytes()
+    back = json.loads(one.read_text())
+    assert back == {"aic": 0.6, "k": 7, "f": [0.3333333433, None]}
+    assert REPORT_DIGITS == 10
+    assert json.loads(
+        write_report(tmp_path / "c.json", {"aic": -123456.789012345}).read_text()
+    ) == {"aic": -123456.789}

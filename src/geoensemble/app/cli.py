@@ -443,6 +443,16 @@ def run_then_exit(stage: str, args: list[str] | None = None) -> None:
         raise SystemExit(exit_code(exc)) from None
 
 
+def _store(args: list[str]) -> None:
+    """``geoensemble store copy --from URI --to URI`` (not a stage: no config)."""
+    from geoensemble.app.store import store_main
+
+    try:
+        print(store_main(args))
+    except GeoEnsembleError as e:
+        raise fail("store", e) from None
+
+
 def main() -> None:
     """``geoensemble <stage> [--params FILE | overrides...]``; ``--help`` lists the stages."""
     from geoensemble.app.usage import STAGE_HELP, main_help
@@ -453,6 +463,9 @@ def main() -> None:
         raise SystemExit(EXIT_ERROR)
     if args[0] in HELP_FLAGS:
         print(main_help())
+        return
+    if args[0] == "store":
+        _store(args[1:])
         return
     if args[0] not in STAGE_HELP:
         print(

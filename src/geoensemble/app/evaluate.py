@@ -39,7 +39,7 @@ from geoensemble.errors import (
     GridMismatchError,
     InputFileError,
 )
-from geoensemble.io.atomic import write_json
+from geoensemble.io.atomic import write_report as write_json
 from geoensemble.io.limits import read_json
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from geoensemble.app.config import AppConfig
-from geoensemble.io.atomic import remove_stale_partials, write_json
+from geoensemble.io.atomic import remove_stale_partials, write_report
 from geoensemble.io.writable import check_store_target, check_writable
 
 log = logging.getLogger("geoensemble")
@@ -108,7 +108,7 @@ def ingest(cfg: AppConfig) -> dict[str, Any]:
     # One pass over the data: the store is written chunk by chunk while the report is summed.
     report = write_stack(ds, cfg.paths.stack, meta=meta, key="paths.stack")
     meta = {"layers": report, **meta}
-    write_json(reports_dir(cfg) / "ingest.json", meta)
+    write_report(reports_dir(cfg) / "ingest.json", meta)
     for name, r in report.items():
         log.info(
             "ingest: %-12s valid %5.1f %%  min %-10.4g max %.4g",
@@ -231,7 +231,7 @@ def train(cfg: AppConfig) -> dict[str, Any]:
     check_writable(cfg.paths.reports, key="paths.reports")
     clean_leftovers(reports_dir(cfg) / "train.json")
     report = train_ensemble(cfg)
-    write_json(reports_dir(cfg) / "train.json", report)
+    write_report(reports_dir(cfg) / "train.json", report)
     return report
 
 

@@ -245,22 +245,35 @@ def remove_stale_partials(
     return removed
 
 
-def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+# significant digits of every float in a report (reports/*.json): the last digits of a sum
+# depend on the order of its terms (threads, BLAS), so a re-run would otherwise rewrite a
+# committed report that differs only in its 16th digit
+REPORT_DIGITS = 10
+
+
+def write_json(path: str | os.PathLike[str], obj: Any, *, significant: int | None = None) -> Path:
     """Write ``obj`` as indented JSON atomically (reports, metrics, plot data, sidecars).
 
     numpy scalars and arrays and paths are written as plain JSON values; a NaN or infinite
     number as ``null`` (JSON has no NaN: ``jq``, browsers and DVC's plots refuse a bare
-    ``NaN``).
+    ``NaN``); with ``significant``, every float rounded to that many significant digits.
     """
     target = Path(path)
-    text = json.dumps(_finite(obj), indent=2, default=_jsonable, allow_nan=False)
+    text = json.dumps(_finite(obj, significant), indent=2, default=_jsonable, allow_nan=False)
     with atomic_path(target) as tmp:
         tmp.write_text(text + "\n")
     return target
 
 
-def _finite(o: Any) -> Any:
-    """``o`` with every NaN or infinite float (numpy's too) as ``None``."""
+def write_report(path: str | os.PathLike[str], obj: Any) -> Path:
+    """:func:`write_json` with every float to :data:`REPORT_DIGITS` significant digits: a
+    stage's report (DVC output committed to git) that a re-run reproduces byte for byte."""
+    return write_json(path, obj, significant=REPORT_DIGITS)
+
+
+def _finite(o: Any, significant: int | None = None) -> Any:
+    """``o`` with every NaN or infinite float (numpy's too) as ``None`` (and every other float
+    rounded to ``significant`` digits when given)."""
     import math
 
     import numpy as np
@@ -270,11 +283,13 @@ def _finite(o: Any) -> Any:
     elif isinstance(o, np.generic):
         o = o.item()
     if isinstance(o, float):
-        return o if math.isfinite(o) else None
+        if not math.isfinite(o):
+            return None
+        return o if significant is None else float(f"{o:.{significant}g}")
     if isinstance(o, dict):
-        return {k: _finite(v) for k, v in o.items()}
+        return {k: _finite(v, significant) for k, v in o.items()}
     if isinstance(o, list | tuple):
-        return [_finite(v) for v in o]
+        return [_finite(v, significant) for v in o]
     return o
 
 
