@@ -30,6 +30,9 @@ def read_spec(
     align: str = "strict",
     reference: str | None = None,
     chunks: int | None = None,
+    product: str = "none",
+    qa: str = "mask",
+    qa_flags: Sequence[str] | None = None,
 ) -> ReadSpec:
     """The read settings these arguments stand for, with the ingest stage's checks
     (:func:`~geoensemble.io.checks.check_data_config`)."""
@@ -52,6 +55,9 @@ def read_spec(
         align=align,
         reference=reference,
         chunk_size=int(chunks) if chunks is not None else ReadSpec.chunk_size,
+        product=product,
+        qa=qa,
+        qa_flags=tuple(qa_flags) if qa_flags is not None else None,
     )
     with argument_names(DATA):
         check_data_config(d)
@@ -66,6 +72,9 @@ def load_array(
     align: str = "strict",
     reference: str | None = None,
     chunks: int | None = None,
+    product: str = "none",
+    qa: str = "mask",
+    qa_flags: Sequence[str] | None = None,
 ) -> xr.Dataset:
     """Read raster layers onto one grid, lazily: every reader and rule of the ingest stage.
 
@@ -89,6 +98,15 @@ def load_array(
         The layer whose grid is the reference (default: the first).
     chunks
         Pixels per side of a dask chunk (default 1024).
+    product
+        A product preset (``landsat_c2_l2``, ``sentinel2_l2a``, ``sentinel2_l2a_pre04``):
+        finds the product's files, applies its scale and offset, and its quality band as
+        ``qa`` says (see ``docs/cloud-inputs.md``). Default ``none``.
+    qa
+        ``mask`` (flagged pixels become NaN), ``features`` (one 0/1 layer per flag) or
+        ``keep`` (the quality band as a layer).
+    qa_flags
+        The flags to mask (or make features); default the preset's.
 
     Returns
     -------
@@ -113,7 +131,15 @@ def load_array(
             f"str or pathlib.Path, e.g. load_array('data/raw/scene')"
         )
     d = read_spec(
-        path, layers=layers, format=format, align=align, reference=reference, chunks=chunks
+        path,
+        layers=layers,
+        format=format,
+        align=align,
+        reference=reference,
+        chunks=chunks,
+        product=product,
+        qa=qa,
+        qa_flags=qa_flags,
     )
     with argument_names(DATA):
         return build_stack(d)

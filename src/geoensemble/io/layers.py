@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from geoensemble.errors import InputFileError, LayerNotFoundError
 from geoensemble.io import georef
 from geoensemble.io.checks import FORMATS, unsafe_name
+from geoensemble.io.products import get_product, product_specs
 from geoensemble.io.sources import RasterSource, gdal_bands, subdatasets
 from geoensemble.io.spec import LayerSpecLike, ReadSpecLike
 
@@ -284,7 +286,17 @@ def resolve_sources(data: ReadSpecLike) -> list[LayerSource]:
             f"{data.path} holds no raster {_kind(fmt)} (2-D numeric arrays) that "
             f"data.format={fmt} can read"
         )
-    if not data.layers:
+    specs: Sequence[LayerSpecLike] = data.layers
+    product = get_product(data.product)
+    if product is not None and not specs:
+        if fmt != "geotiff_dir":
+            raise LayerNotFoundError(
+                f"data.product={data.product} reads a product's files (a folder, URLs or a "
+                f"STAC item), but {data.path} is one {fmt} file: point data.path at the "
+                f"folder, or set data.product=none"
+            )
+        specs = product_specs(product, [c.key for c in cands], qa=data.qa)
+    if not specs:
         out = []
         for c in cands:
             names = (
@@ -306,7 +318,7 @@ def resolve_sources(data: ReadSpecLike) -> list[LayerSource]:
             _check_name(src)
         return out
     out = []
-    for i, spec in enumerate(data.layers):
+    for i, spec in enumerate(specs):
         cand = _match(spec, fmt, cands, i)
         if fmt == "geotiff" and spec.variable is None and spec.meta_key is None:
             pool = [s for c in cands for s in c.sources]
