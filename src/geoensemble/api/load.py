@@ -23,7 +23,7 @@ _GLOB_CHARS = set("*?[")
 
 
 def read_spec(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
     layers: Sequence[LayerSpec | Mapping[str, Any]] | None = None,
     format: str = "auto",
@@ -37,10 +37,18 @@ def read_spec(
     """The read settings these arguments stand for, with the ingest stage's checks
     (:func:`~geoensemble.io.checks.check_data_config`)."""
     from geoensemble.io.checks import ALIGN, check_data_config
+    from geoensemble.io.remote import is_url
 
-    p = Path(os.fspath(path))
+    urls: tuple[str, ...] = ()
+    if not isinstance(path, str | os.PathLike):  # a list of URLs (or paths)
+        urls = tuple(os.fspath(u) for u in path)
+        path = urls[0] if urls else ""
+    text = os.fspath(path)
+    p = Path(text)
     pattern = FOLDER_GLOB
-    if _GLOB_CHARS & set(p.name):
+    if urls or is_url(text):
+        pass  # URLs are never globbed
+    elif _GLOB_CHARS & set(p.name):
         p, pattern = p.parent, p.name
         format = "geotiff_dir" if format == "auto" else format
     if align not in ALIGN:
@@ -49,7 +57,8 @@ def read_spec(
         raise ConfigError(f"chunks={chunks!r} is out of range: use an integer between 16 and 65536")
     d = ReadSpec(
         format=format,
-        path=str(p),
+        path=text if urls or is_url(text) else str(p),
+        urls=urls,
         pattern=pattern,
         layers=tuple(layer_spec(s, i) for i, s in enumerate(layers or [])),
         align=align,
@@ -65,7 +74,7 @@ def read_spec(
 
 
 def load_array(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
     layers: Sequence[LayerSpec | Mapping[str, Any]] | None = None,
     format: str = "auto",
@@ -82,7 +91,9 @@ def load_array(
     ----------
     path
         A folder of GeoTiffs (its ``*.tif``/``*.TIF`` files, searched recursively), a glob
-        such as ``"scene/B*.TIF"``, or one GeoTiff, NetCDF, HDF5 or HDF4 file.
+        such as ``"scene/B*.TIF"``, or one GeoTiff, NetCDF, HDF5 or HDF4 file; or the
+        ``http(s)://`` or ``s3://`` URL of a COG, a list of such URLs, or a ``.txt`` file
+        listing them one a line (read window by window, see ``docs/cloud-inputs.md``).
     layers
         Which file, variable or band becomes which named layer: :class:`LayerSpec` objects
         or dicts with the same keys (``data.layers``). Default: every raster found, named
@@ -125,7 +136,11 @@ def load_array(
     """
     from geoensemble.io.stack import build_stack
 
-    if not isinstance(path, str | os.PathLike):
+    if not isinstance(path, str | os.PathLike) and not (
+        isinstance(path, list | tuple)
+        and path
+        and all(isinstance(u, str | os.PathLike) for u in path)
+    ):
         raise ConfigError(
             f"path={path!r} is not a path: give a folder of GeoTiffs or a raster file as a "
             f"str or pathlib.Path, e.g. load_array('data/raw/scene')"
