@@ -106,3 +106,35 @@ def test_paths_and_scoped_settings() -> None:
     assert not rasterio.env.hasenv()  # scoped: nothing left set once the block ends
     with cloud_env("/tmp/local.tif"):
         assert not rasterio.env.hasenv()  # local files: GDAL's defaults
+
+
+def test_s3_endpoint_by_vsis3(cogs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """/vsis3/ against moto's S3-compatible server on loopback (credentials from the
+    environment only: fake ones, set for this test and restored by monkeypatch)."""
+    moto_server = pytest.importorskip("moto.server")
+    boto3 = pytest.importorskip("boto3")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        for key, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+            "AWS_S3_ENDPOINT": f"{host}:{port}",
+            "AWS_HTTPS": "NO",
+            "AWS_VIRTUAL_HOSTING": "FALSE",
+        }.items():
+            monkeypatch.setenv(key, value)
+        s3 = boto3.client("s3", endpoint_url=f"http://{host}:{port}")
+        s3.create_bucket(Bucket="scenes")
+        for name in ("red", "nir"):
+            s3.upload_file(str(cogs / "scene" / f"{name}.tif"), "scenes", f"lc/{name}.tif")
+        remote = load_array(["s3://scenes/lc/red.tif", "s3://scenes/lc/nir.tif"], chunks=256)
+        local = build_stack(data(cogs / "scene", chunk_size=256))
+        for name in ("red", "nir"):
+            np.testing.assert_array_equal(remote[name].values, local[name].values)
+        assert remote["red"].attrs["source"] == "s3://scenes/lc/red.tif"
+    finally:
+        server.stop()
