@@ -23,21 +23,32 @@ _GLOB_CHARS = set("*?[")
 
 
 def read_spec(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
     layers: Sequence[LayerSpec | Mapping[str, Any]] | None = None,
     format: str = "auto",
     align: str = "strict",
     reference: str | None = None,
     chunks: int | None = None,
+    product: str = "none",
+    qa: str = "mask",
+    qa_flags: Sequence[str] | None = None,
 ) -> ReadSpec:
     """The read settings these arguments stand for, with the ingest stage's checks
     (:func:`~geoensemble.io.checks.check_data_config`)."""
     from geoensemble.io.checks import ALIGN, check_data_config
+    from geoensemble.io.remote import is_url
 
-    p = Path(os.fspath(path))
+    urls: tuple[str, ...] = ()
+    if not isinstance(path, str | os.PathLike):  # a list of URLs (or paths)
+        urls = tuple(os.fspath(u) for u in path)
+        path = urls[0] if urls else ""
+    text = os.fspath(path)
+    p = Path(text)
     pattern = FOLDER_GLOB
-    if _GLOB_CHARS & set(p.name):
+    if urls or is_url(text):
+        pass  # URLs are never globbed
+    elif _GLOB_CHARS & set(p.name):
         p, pattern = p.parent, p.name
         format = "geotiff_dir" if format == "auto" else format
     if align not in ALIGN:
@@ -46,12 +57,16 @@ def read_spec(
         raise ConfigError(f"chunks={chunks!r} is out of range: use an integer between 16 and 65536")
     d = ReadSpec(
         format=format,
-        path=str(p),
+        path=text if urls or is_url(text) else str(p),
+        urls=urls,
         pattern=pattern,
         layers=tuple(layer_spec(s, i) for i, s in enumerate(layers or [])),
         align=align,
         reference=reference,
         chunk_size=int(chunks) if chunks is not None else ReadSpec.chunk_size,
+        product=product,
+        qa=qa,
+        qa_flags=tuple(qa_flags) if qa_flags is not None else None,
     )
     with argument_names(DATA):
         check_data_config(d)
@@ -59,13 +74,16 @@ def read_spec(
 
 
 def load_array(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
     layers: Sequence[LayerSpec | Mapping[str, Any]] | None = None,
     format: str = "auto",
     align: str = "strict",
     reference: str | None = None,
     chunks: int | None = None,
+    product: str = "none",
+    qa: str = "mask",
+    qa_flags: Sequence[str] | None = None,
 ) -> xr.Dataset:
     """Read raster layers onto one grid, lazily: every reader and rule of the ingest stage.
 
@@ -73,7 +91,9 @@ def load_array(
     ----------
     path
         A folder of GeoTiffs (its ``*.tif``/``*.TIF`` files, searched recursively), a glob
-        such as ``"scene/B*.TIF"``, or one GeoTiff, NetCDF, HDF5 or HDF4 file.
+        such as ``"scene/B*.TIF"``, or one GeoTiff, NetCDF, HDF5 or HDF4 file; or the
+        ``http(s)://`` or ``s3://`` URL of a COG, a list of such URLs, or a ``.txt`` file
+        listing them one a line (read window by window, see ``docs/cloud-inputs.md``).
     layers
         Which file, variable or band becomes which named layer: :class:`LayerSpec` objects
         or dicts with the same keys (``data.layers``). Default: every raster found, named
@@ -89,6 +109,15 @@ def load_array(
         The layer whose grid is the reference (default: the first).
     chunks
         Pixels per side of a dask chunk (default 1024).
+    product
+        A product preset (``landsat_c2_l2``, ``sentinel2_l2a``, ``sentinel2_l2a_pre04``):
+        finds the product's files, applies its scale and offset, and its quality band as
+        ``qa`` says (see ``docs/cloud-inputs.md``). Default ``none``.
+    qa
+        ``mask`` (flagged pixels become NaN), ``features`` (one 0/1 layer per flag) or
+        ``keep`` (the quality band as a layer).
+    qa_flags
+        The flags to mask (or make features); default the preset's.
 
     Returns
     -------
@@ -107,13 +136,25 @@ def load_array(
     """
     from geoensemble.io.stack import build_stack
 
-    if not isinstance(path, str | os.PathLike):
+    if not isinstance(path, str | os.PathLike) and not (
+        isinstance(path, list | tuple)
+        and path
+        and all(isinstance(u, str | os.PathLike) for u in path)
+    ):
         raise ConfigError(
             f"path={path!r} is not a path: give a folder of GeoTiffs or a raster file as a "
             f"str or pathlib.Path, e.g. load_array('data/raw/scene')"
         )
     d = read_spec(
-        path, layers=layers, format=format, align=align, reference=reference, chunks=chunks
+        path,
+        layers=layers,
+        format=format,
+        align=align,
+        reference=reference,
+        chunks=chunks,
+        product=product,
+        qa=qa,
+        qa_flags=qa_flags,
     )
     with argument_names(DATA):
         return build_stack(d)

@@ -127,6 +127,11 @@ class DataConfig:
     chunk_size: int = 1024
     crs: str | None = None  # CRS for sources that carry none (HDF4/HDF5 without metadata)
     geotransform: list[float] | None = None  # GDAL order, for sources without geolocation
+    product: str = "none"  # none | landsat_c2_l2 | sentinel2_l2a | sentinel2_l2a_pre04
+    qa: str = "mask"  # the product's QA band: mask (flagged -> NaN) | features (0/1) | keep
+    qa_flags: list[str] | None = None  # flags masked or made features; null: the preset's
+    # data.path may also be an http(s):// or s3:// URL of a COG, a .txt listing such URLs
+    # (one a line), or a STAC item / item collection JSON (a file or a URL)
     truth: str | None = None
     labels: LabelsConfig = field(default_factory=LabelsConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)

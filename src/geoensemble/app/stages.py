@@ -91,16 +91,17 @@ def scene(cfg: AppConfig) -> dict[str, Path]:
 # --------------------------------------------------------------------------- ingest
 def ingest(cfg: AppConfig) -> dict[str, Any]:
     """Read the layers named by ``data`` onto one grid and store them as ``paths.stack``."""
-    from geoensemble.io.layers import detect_format
+    from geoensemble.io.layers import source_format
     from geoensemble.io.stack import build_stack, write_stack
+    from geoensemble.redact import redact_uri
 
     check_store(cfg, "paths.stack", "stack")
     check_writable(cfg.paths.reports, key="paths.reports")
     clean_leftovers(reports_dir(cfg) / "ingest.json")
     ds = build_stack(cfg.data, max_pixels=cfg.limits.max_pixels)
     meta: dict[str, Any] = {
-        "source": cfg.data.path,
-        "format": detect_format(Path(cfg.data.path), cfg.data.format),
+        "source": redact_uri(cfg.data.path),
+        "format": source_format(cfg.data),
         "shape": [int(ds.sizes["y"]), int(ds.sizes["x"])],
         "geotransform": ds.attrs["geotransform"],
         "categorical": [str(n) for n, v in ds.data_vars.items() if v.attrs.get("categorical")],

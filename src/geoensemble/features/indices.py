@@ -27,6 +27,21 @@ _OLI = {
     "swir2": "B7",
 }
 
+_S2 = {
+    "coastal": "B01",
+    "blue": "B02",
+    "green": "B03",
+    "red": "B04",
+    "rededge1": "B05",
+    "rededge2": "B06",
+    "rededge3": "B07",
+    "nir": "B08",
+    "nir08": "B8A",
+    "water_vapour": "B09",
+    "swir1": "B11",
+    "swir2": "B12",
+}
+
 #: Band role -> layer name per sensor (USGS band numbering; ``none``: layers named by role).
 SENSORS: dict[str, dict[str, str]] = {
     "landsat9": dict(_OLI),
@@ -34,6 +49,10 @@ SENSORS: dict[str, dict[str, str]] = {
     "landsat7": dict(_TM),
     "landsat5": dict(_TM),
     "landsat4": dict(_TM),
+    # product presets (data.product): layer names as the preset names them
+    "landsat_c2_l2": {**{role: f"SR_{b}" for role, b in _OLI.items()}, "lwir": "ST_B10"},
+    "sentinel2_l2a": dict(_S2),
+    "sentinel2_l2a_pre04": dict(_S2),
     "none": {},
 }
 

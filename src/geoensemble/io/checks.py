@@ -102,6 +102,9 @@ def check_data_config(d: ReadSpecLike) -> None:
     """Check every ``data`` key that the schema's types cannot check alone."""
     if d.format not in FORMATS:
         raise _fail("data.format", d.format, f"one of {', '.join(FORMATS)}")
+    from geoensemble.io.products import check_qa
+
+    check_qa(d.product, d.qa, d.qa_flags)
     _resampling("data.resampling", d.resampling)
     _crs("data.crs", d.crs)
     _crs("data.target.crs", d.target.crs)

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from geoensemble.errors import InputFileError, LayerNotFoundError
 from geoensemble.io import georef
 from geoensemble.io.checks import FORMATS, unsafe_name
-from geoensemble.io.sources import RasterSource, gdal_bands, subdatasets
+from geoensemble.io.products import get_product, product_specs
+from geoensemble.io.remote import input_urls, is_url, url_name, vsi_path
+from geoensemble.io.sources import GdalBand, RasterSource, gdal_bands, subdatasets
 from geoensemble.io.spec import LayerSpecLike, ReadSpecLike
+from geoensemble.redact import redact_uri
 
 _EXTENSIONS = {
     ".tif": "geotiff",
@@ -115,8 +119,33 @@ def find_files(folder: Path, pattern: str) -> list[Path]:
     return files
 
 
+def _url_candidates(urls: list[str], data: ReadSpecLike) -> tuple[str, list[Candidate]]:
+    """COGs by URL: one file's bands (format ``geotiff``), or one candidate per URL named
+    after its file (as a folder's files are), read through GDAL's network file systems."""
+    paths = [(vsi_path(u) if is_url(u) else u, redact_uri(u)) for u in urls]
+    if len(paths) == 1 and data.format in ("auto", "geotiff") and data.product == "none":
+        bands = gdal_bands(paths[0][0], label=paths[0][1])
+        return "geotiff", _band_candidates(bands)
+    out = []
+    for path, label in paths:
+        bands = gdal_bands(path, label=label)
+        name = url_name(path) if is_url(path) else Path(path).name
+        out.append(Candidate(name, Path(name).stem, dict(bands[0].meta), list(bands)))
+    return "geotiff_dir", out
+
+
+def source_format(data: ReadSpecLike) -> str:
+    """What ``data.path`` is, for reports: ``url`` (URLs or a listing of them) or its format."""
+    if input_urls(data.path, getattr(data, "urls", ())):
+        return "url"
+    return detect_format(Path(data.path), data.format)
+
+
 def candidates(data: ReadSpecLike) -> tuple[str, list[Candidate]]:
     """The format of ``data.path`` and every array it offers."""
+    urls = input_urls(data.path, getattr(data, "urls", ()))
+    if urls:
+        return _url_candidates(urls, data)
     path = Path(data.path)
     fmt = detect_format(path, data.format)
     if fmt != "geotiff_dir" and path.is_dir():
@@ -149,7 +178,10 @@ def _gdal_candidates(path: Path, fmt: str) -> list[Candidate]:
             for s in subs
             for bands in [gdal_bands(s, label=f"{path} subdataset {_sub_name(s)}", locked=True)]
         ]
-    bands = gdal_bands(str(path), label=str(path))
+    return _band_candidates(gdal_bands(str(path), label=str(path)))
+
+
+def _band_candidates(bands: list[GdalBand]) -> list[Candidate]:
     return [
         Candidate(
             b.meta.get("description") or f"band_{i}",
@@ -284,7 +316,17 @@ def resolve_sources(data: ReadSpecLike) -> list[LayerSource]:
             f"{data.path} holds no raster {_kind(fmt)} (2-D numeric arrays) that "
             f"data.format={fmt} can read"
         )
-    if not data.layers:
+    specs: Sequence[LayerSpecLike] = data.layers
+    product = get_product(data.product)
+    if product is not None and not specs:
+        if fmt != "geotiff_dir":
+            raise LayerNotFoundError(
+                f"data.product={data.product} reads a product's files (a folder, URLs or a "
+                f"STAC item), but {data.path} is one {fmt} file: point data.path at the "
+                f"folder, or set data.product=none"
+            )
+        specs = product_specs(product, [c.key for c in cands], qa=data.qa)
+    if not specs:
         out = []
         for c in cands:
             names = (
@@ -306,7 +348,7 @@ def resolve_sources(data: ReadSpecLike) -> list[LayerSource]:
             _check_name(src)
         return out
     out = []
-    for i, spec in enumerate(data.layers):
+    for i, spec in enumerate(specs):
         cand = _match(spec, fmt, cands, i)
         if fmt == "geotiff" and spec.variable is None and spec.meta_key is None:
             pool = [s for c in cands for s in c.sources]

@@ -26,6 +26,7 @@ from rasterio.windows import Window
 
 from geoensemble.errors import InputFileError
 from geoensemble.io.grid import Grid
+from geoensemble.io.remote import cloud_env
 
 # netCDF-C and the HDF4 library are not thread-safe: one lock per process for each.
 NETCDF_LOCK = SerializableLock("geoensemble-netcdf")
@@ -118,7 +119,7 @@ class GdalBand(RasterSource):
     def read(self, rows: slice, cols: slice) -> np.ndarray:
         lock = GDAL_LOCK if self.locked else contextlib.nullcontext()
         try:
-            with lock, _quiet_georef(), rasterio.open(self.path) as src:
+            with lock, _quiet_georef(), cloud_env(self.path), rasterio.open(self.path) as src:
                 return np.asarray(
                     src.read(self.band, window=Window.from_slices(rows, cols), masked=False)
                 )
@@ -128,6 +129,11 @@ class GdalBand(RasterSource):
 
 def gdal_bands(path: str, *, label: str, locked: bool = False) -> list[GdalBand]:
     """Every band of a GDAL dataset as a source, with band tags and description as ``meta``."""
+    with cloud_env(path):
+        return _gdal_bands(path, label=label, locked=locked)
+
+
+def _gdal_bands(path: str, *, label: str, locked: bool) -> list[GdalBand]:
     src = open_gdal(path, where=label)
     with src:
         check_geotiff(src, where=label)

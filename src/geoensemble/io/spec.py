@@ -89,6 +89,12 @@ class ReadSpecLike(Protocol):
     def crs(self) -> str | None: ...
     @property
     def geotransform(self) -> Sequence[float] | None: ...
+    @property
+    def product(self) -> str: ...
+    @property
+    def qa(self) -> str: ...
+    @property
+    def qa_flags(self) -> Sequence[str] | None: ...
 
 
 def _tuple(values: Sequence[Any] | None, kind: type) -> tuple[Any, ...] | None:
@@ -242,3 +248,7 @@ class ReadSpec:
     chunk_size: int = 1024
     crs: str | None = None
     geotransform: tuple[float, ...] | None = None
+    product: str = "none"
+    qa: str = "mask"
+    qa_flags: tuple[str, ...] | None = None
+    urls: tuple[str, ...] = ()

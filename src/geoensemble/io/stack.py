@@ -33,6 +33,7 @@ from geoensemble.io.grid import Grid, target_grid
 from geoensemble.io.layers import LayerSource, resolve_sources
 from geoensemble.io.limits import MAX_PIXELS, check_declared_size, check_real, read_json
 from geoensemble.io.owned import SIDECAR, STORE_STAGES, store_refusal
+from geoensemble.io.products import apply_qa, get_product
 from geoensemble.io.spec import ReadSpecLike
 from geoensemble.io.window import (
     CropLayer,
@@ -179,12 +180,18 @@ def build_stack(data: ReadSpecLike, *, max_pixels: int = MAX_PIXELS) -> xr.Datas
             resampling={s.name: s.resampling or data.resampling for s in sources},
             labels={s.name: s.label for s in sources},
         )
+    product = get_product(data.product)
+    if product is not None:
+        aligned = apply_qa(aligned, product, qa=data.qa, flags=data.qa_flags)
+    by_name = {s.name: s for s in sources}
+    qa_label = by_name[product.qa.layer].label if product and product.qa.layer in by_name else ""
     ds = xr.Dataset(
         {
             name: to_dataarray(lay, name, chunk_size=data.chunk_size).assign_attrs(
-                source=src.label, categorical=int(src.categorical)
+                source=by_name[name].label if name in by_name else qa_label,
+                categorical=int(by_name[name].categorical) if name in by_name else 0,
             )
-            for (name, lay), src in zip(aligned.items(), sources, strict=True)
+            for name, lay in aligned.items()
         }
     )
     return set_grid(ds, grid.crs, grid.transform)
