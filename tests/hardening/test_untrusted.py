@@ -19,6 +19,7 @@ from geoensemble.app.config import ExternalModelConfig
 from geoensemble.app.members import external_member
 from geoensemble.errors import ConfigError, InputFileError
 from tests.conftest import ROOT
+from tests.documentation import documentation_files
 
 
 class Payload:
@@ -144,7 +145,7 @@ def test_a_tampered_skops_model_is_refused(trained: dict[str, Any], tmp_path: Pa
 
 # --------------------------------------------------------------------------- servers
 def test_every_server_command_we_document_binds_to_loopback() -> None:
-    files = [ROOT / "README.md", ROOT / "MLproject", *(ROOT / "conf").rglob("*.yaml")]
+    files = [*documentation_files(), ROOT / "MLproject", *(ROOT / "conf").rglob("*.yaml")]
     files += [*(ROOT / "pipelines").glob("*.py"), *(ROOT / "src").rglob("*.py")]
     commands = []
     for f in files:

@@ -135,6 +135,8 @@ class LayerSpec:
     categorical
         Class codes: resampled with nearest neighbour only.
 
+    Notes
+    -----
     The attributes hold the values the readers use (``band`` 1, ``nodata`` a tuple,
     ``scale`` 1.0 ... where left out), so a spec is a :class:`LayerSpecLike`.
     """
