@@ -546,9 +546,11 @@ def predict_one(
         phases=phases,
     )
     phases.add("blocks", summary.seconds)
+    trim_heap()  # each post-pass starts from the imports' footprint, not the blocks' peak
     if p.quicklook:
         with phases.time("quicklook"):
             summary.quicklooks = quicklooks(summary, scheme, plan.members)
+        trim_heap()
     from_main_map(cfg, summary, plan.extra.get(name, {}), merge, phases)
     return summary
 
