@@ -23,6 +23,15 @@ MB at 21 Mpx and flat at 4x (``--grow``).
 
     python benchmarks/predict_benchmark.py [--mpx 21] [--repeats 3] [--grow]
         [--models kmeans,forest] [--work DIR]
+
+``--members 1,3,8`` instead measures peak memory as the number of members grows (issue 25):
+it registers 8 K-Means members (seeds 0-7, versions 1-8 of ``bench_members``) and runs the
+stage with the first N of them (``predict.model_uri`` + ``predict.models``) and every default
+output: a map per member, vote, agreement, COG overviews, quicklooks, the regularised map
+and the class map; with ``--grow`` also on the 4x scene. Target: peak RSS < 500 MB for
+every N at 21 Mpx and at 4x.
+
+    python benchmarks/predict_benchmark.py --members 1,3,8 [--mpx 21] [--grow]
 """
 
 from __future__ import annotations
@@ -98,6 +107,54 @@ def fit_models(X: np.ndarray, out: Path) -> dict[str, Path]:
         paths[name] = out / f"{name}.joblib"
         joblib.dump(m, paths[name])
     return paths
+
+
+def register_members(X: np.ndarray, work: Path, n: int) -> None:
+    """``n`` K-Means (8 clusters, seeds 0..n-1) as versions 1..n of ``bench_members``."""
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng(2)
+    X = X[rng.permutation(len(X))[:30_000]]
+    for seed in range(n):
+        km = KMeans(8, n_init=1, random_state=seed).fit(X)
+        harness.register_champion(work, km, "bench_members", BANDS)
+
+
+def member_variant(work: Path, scene: str, n: int, mpx: float) -> harness.Variant:
+    """The stage with the first ``n`` members and every default output."""
+    uris = [f"models:/bench_members/{v}" for v in range(1, n + 1)]
+    extra = [f"predict.model_uri={uris[0]}", f"predict.models=[{','.join(uris[1:])}]"]
+    params = stage_params(work, work / scene, "members", f"m{n}", extra)
+    return harness.Variant(
+        f"{n}-member{'s' if n > 1 else ''}-{mpx:.0f}Mpx",
+        f"python pipelines/predict.py, {n} K-Means member(s), default outputs (a map per "
+        "member, vote, agreement, COG overviews, quicklooks, regularised map, class map)",
+        [harness.python(), str(ROOT / "pipelines" / "predict.py"), "--params", str(params)],
+        {"GEOENSEMBLE_ROOT": str(work), "PYTHONWARNINGS": "ignore"},
+        str(work),
+    )
+
+
+def run_members(args: argparse.Namespace, work: Path) -> None:
+    """Peak RSS of the stage with N members at the scene's size (and 4x with ``--grow``)."""
+    counts = [int(n) for n in args.members.split(",")]
+    side = max(512, round(float(np.sqrt(args.mpx * 1e6))))
+    X = write_scene(work / "scene", side)
+    register_members(X, work, max(counts))
+    scenes = [("scene", side * side / 1e6)]
+    if args.grow:
+        write_scene(work / "scene4x", 2 * side, seed=1)
+        scenes.append(("scene4x", 4 * side * side / 1e6))
+    out = {}
+    for scene, mpx in scenes:
+        vs = [member_variant(work, scene, n, mpx) for n in counts]
+        harness.print_definitions(f"predict, members, {mpx:.1f} Mpx", vs)
+        sums = harness.report(harness.interleaved(vs, repeats=args.repeats))
+        for name, s in sums.items():
+            ok = "met" if s.peak_rss_mb < 500 else "NOT met"
+            print(f"  target {name} peak RSS < 500 MB: {s.peak_rss_mb:.0f} MB ({ok})")
+        out[scene] = {k: vars(v) for k, v in sums.items()}
+    (work / "members.json").write_text(json.dumps(out, indent=2, default=str))
 
 
 def register(paths: dict[str, Path], work: Path) -> None:
@@ -289,6 +346,7 @@ def main() -> None:
     ap.add_argument("--grow", action="store_true", help="also run the stage at 4x the scene")
     ap.add_argument("--models", default="kmeans,forest")
     ap.add_argument("--work", default=None, help="work folder (default: a temporary one)")
+    ap.add_argument("--members", default=None, help="member counts, e.g. 1,3,8")
     ap.add_argument("--child", choices=["floor", "notebook"])
     ap.add_argument("--scene")
     ap.add_argument("--model")
@@ -309,6 +367,9 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, work: Path) -> None:
+    if args.members:
+        run_members(args, work)
+        return
     side = max(512, round(float(np.sqrt(args.mpx * 1e6))))
     t = time.perf_counter()
     X = write_scene(work / "scene", side)

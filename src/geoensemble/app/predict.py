@@ -27,6 +27,7 @@ from geoensemble.errors import OutputError
 from geoensemble.io.atomic import remove_stale_partials
 from geoensemble.predict.blocks import (
     block_edge,
+    trim_heap,
 )
 from geoensemble.predict.classmap import Merge, merge_by_class
 from geoensemble.predict.combine import (
@@ -280,6 +281,7 @@ def _predict_all(
         first = open0()
         union = scene_union(cfg, plan.members, first, name0, path0, 0)
         legend = scheme_for(cfg, plan.members, first, union)
+    trim_heap()  # the sampling's freed strips: not part of every later step's peak
     base_tags = map_tags(cfg, plan.members, legend.scheme.kind)
     start_predict_run(cfg, book, plan, legend, base_tags)
     summaries = predict_scenes(cfg, plan, first, legend, base_tags, book, phases)
@@ -548,9 +550,11 @@ def predict_one(
         phases=phases,
     )
     phases.add("blocks", summary.seconds)
+    trim_heap()  # each post-pass starts from the imports' footprint, not the blocks' peak
     if p.quicklook:
         with phases.time("quicklook"):
             summary.quicklooks = quicklooks(summary, scheme, plan.members)
+        trim_heap()
     from_main_map(cfg, summary, plan.extra.get(name, {}), merge, phases)
     return summary
 

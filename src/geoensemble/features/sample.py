@@ -9,7 +9,7 @@ import numpy as np
 import xarray as xr
 
 from geoensemble.errors import ConfigError, EmptyLayerError, GridMismatchError
-from geoensemble.features.table import to_table, valid_mask
+from geoensemble.features.table import valid_mask
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,18 @@ def row_strips(height: int, step: int) -> list[slice]:
     return [slice(r, min(r + step, height)) for r in range(0, height, step)]
 
 
+#: Most pixels of one strip (all features): memory stays flat as scenes grow wider.
+STRIP_PIXELS = 1 << 20
+
+
 def chunk_rows(ds: xr.Dataset, names: list[str], default: int = 512) -> int:
-    """Rows per strip matching the dataset's ``y`` chunks, so no chunk is read twice."""
+    """Rows per strip matching the dataset's ``y`` chunks, so no chunk is read twice, but no
+    more than :data:`STRIP_PIXELS` pixels a strip (a wide scene's chunk row is read in
+    thinner strips; the keys, drawn in row-major order, and so the sample, are the same)."""
     chunks = ds[names[0]].chunksizes.get("y") if names else None
-    return int(chunks[0]) if chunks else default
+    rows = int(chunks[0]) if chunks else default
+    width = int(ds.sizes.get("x", 1)) if names else 1
+    return max(1, min(rows, STRIP_PIXELS // max(1, width)))
 
 
 @dataclass
@@ -182,11 +190,34 @@ def _draw(
         if r.size == 0:
             continue
         keys = rng.random(r.size)
-        X = to_table(block, mask)
-        rc = np.stack([r + strip.start, c], axis=1)
         y = labels[strip][mask].astype(np.int64) if labels is not None else None
+        # only the strip's `size` smallest keys (per class with stratify) can be in the
+        # sample: table just those, so memory is the strip's keys, not its whole table
+        keep = _smallest(keys, y if stratify else None, size)
+        if keep is not None:
+            keys, r, c = keys[keep], r[keep], c[keep]
+            y = y[keep] if y is not None else None
+        X = np.ascontiguousarray(block[:, r, c].T)
+        del block
+        rc = np.stack([r + strip.start, c], axis=1)
         _add(pools, keys, X, rc, y, size=size, stratify=stratify)
     return pools
+
+
+def _smallest(keys: np.ndarray, y: np.ndarray | None, size: int) -> np.ndarray | None:
+    """Sorted indices of the ``size`` smallest ``keys`` (of each class of ``y``); None when
+    every key is kept."""
+    if y is None:
+        if keys.size <= size:
+            return None
+        return np.sort(np.argpartition(keys, size)[:size])
+    parts = []
+    for k in np.unique(y):
+        idx = np.flatnonzero(y == k)
+        if idx.size > size:
+            idx = idx[np.argpartition(keys[idx], size)[:size]]
+        parts.append(idx)
+    return np.sort(np.concatenate(parts))
 
 
 def _add(

@@ -228,3 +228,21 @@ def _read_apply(predictor: Any, lazy: _Lazy) -> Any:
         predictor,
         lambda: np.asarray(lazy.array.compute(scheduler=get_sync), dtype=np.float32),
     )
+
+
+def trim_heap() -> None:
+    """Give the C heap's free pages back to the system (glibc ``malloc_trim``; a no-op
+    elsewhere). Reading and predicting on threads leaves freed memory in per-thread arenas,
+    which would otherwise add to the peak of every later step (measured: ~150 MB at 21 Mpx).
+    """
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    name = ctypes.util.find_library("c")
+    if not name:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(name).malloc_trim(0)

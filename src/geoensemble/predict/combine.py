@@ -188,8 +188,12 @@ def vote(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     m = positions.shape[0]
     counts = np.zeros(positions.shape, dtype=np.int16)
+    same = np.empty(positions.shape[1], dtype=bool)
+    # member by member: no (members x members x pixels) or (members x pixels) temporaries
     for i in range(m):
-        counts[i] = (positions == positions[i]).sum(axis=0)
+        for j in range(m):
+            np.equal(positions[j], positions[i], out=same)
+            counts[i] += same
     best = np.argmax(counts, axis=0)  # first maximum = earliest member
     cols = np.arange(positions.shape[1])
     return positions[best, cols], counts[best, cols]
@@ -278,7 +282,8 @@ class BlockPredictor:
                 out["mean"] = np.asarray(np.mean(values, axis=0), dtype=np.float32)
             return out
         n_cls = self.scheme.labels.size
-        pos = np.empty((len(self.members), n), dtype=np.int64)
+        # the smallest integer type of the positions: a block's (members x pixels) array
+        pos = np.empty((len(self.members), n), dtype=np.int16 if n_cls < 2**15 else np.int64)
         # One member and no per-class layers: only each pixel's largest probability is kept,
         # not a (pixels x classes) table (the forest's default outputs, ~30 MB a block).
         only_max = self.proba and len(self.members) == 1 and "probabilities" not in self.outputs
@@ -303,12 +308,13 @@ class BlockPredictor:
                 if from_proba:
                     continue
             pos[i] = self.scheme.positions(_rows(m.model.predict, x), i)
+        codes = self._codes()
         for i in range(len(self.members)):
             if f"member:{i}" in self.outputs:
-                out[f"member:{i}"] = self.scheme.codes[pos[i]]
+                out[f"member:{i}"] = codes[pos[i]]
         if "vote" in self.outputs or "agreement" in self.outputs:
             winner, count = vote(pos)
-            out["vote"] = self.scheme.codes[winner]
+            out["vote"] = codes[winner]
             out["agreement"] = np.rint(100 * count / len(self.members)).astype(np.uint8)
         if mean_p is not None:
             if "probabilities" in self.outputs:
@@ -318,6 +324,15 @@ class BlockPredictor:
             out["max_probability"] = np.rint(100 * max_p).astype(np.uint8)
         out["_main"] = pos[0] if self.main == "member:0" else winner
         return out
+
+    def _codes(self) -> np.ndarray:
+        """The class codes in the maps' own type (uint8 for a byte map): a block's member
+        maps are then a byte a pixel, not eight."""
+        codes = self.scheme.codes
+        dtype = np.dtype(self.scheme.dtype)
+        if dtype.kind in "iu" and codes.size and np.iinfo(dtype).max >= int(codes.max()):
+            return codes.astype(dtype)
+        return codes
 
     def tabulate(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The block's valid-pixel mask and table: all :meth:`predict_valid` needs, so

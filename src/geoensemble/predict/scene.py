@@ -26,7 +26,13 @@ from geoensemble.errors import DiskFullError, OutputError
 from geoensemble.io.atomic import disk_full, full_error
 from geoensemble.io.memory import ensure_fits
 from geoensemble.io.stack import grid_attrs
-from geoensemble.predict.blocks import block_edge, blocks, feature_array, predicted_blocks
+from geoensemble.predict.blocks import (
+    block_edge,
+    blocks,
+    feature_array,
+    predicted_blocks,
+    trim_heap,
+)
 from geoensemble.predict.combine import REGRESSOR, BlockPredictor, ClassScheme
 from geoensemble.predict.models import LoadedMember
 from geoensemble.predict.timing import Phases
@@ -276,6 +282,8 @@ def _write_blocks(
         valid += res.n_valid
         if res.histogram is not None:
             hist += res.histogram
+        del res
+        trim_heap()  # freed blocks back to the system: the peak stays that of a few blocks
     return valid
 
 

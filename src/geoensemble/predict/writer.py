@@ -28,7 +28,8 @@ from geoensemble.io.profiles import TILE, geotiff_profile
 from geoensemble.predict.blocks import Block
 
 # GDAL's block cache: small and fixed, so writing does not grow with the scene.
-GDAL_ENV = {"GDAL_CACHEMAX": 256, "GDAL_NUM_THREADS": "ALL_CPUS"}
+# 64 MB: the dirty tiles of every map being written and the tiles being read share it
+GDAL_ENV = {"GDAL_CACHEMAX": 64, "GDAL_NUM_THREADS": "ALL_CPUS"}
 
 
 def thin_into(thumb: np.ndarray, step: int, block: Block, arr: np.ndarray) -> None:
