@@ -40,6 +40,41 @@ def _git_status() -> str:
     ).stdout
 
 
+def test_the_readme_is_short_and_holds_the_two_commands() -> None:
+    lines = README.read_text().splitlines()
+    assert len(lines) <= MAX_README_LINES, f"README.md has {len(lines)} lines"
+    main, tests = _two_commands()
+    assert main == (
+        "python3.11 -m venv .venv && . .venv/bin/activate && pip install -e . && dvc repro"
+    )
+    assert tests == (
+        "python3.11 -m venv .venv && .venv/bin/pip install -q -e '.[test]' "
+        "&& .venv/bin/python -m pytest"
+    )
+    # the install page says the same
+    install = (DOCS / "install.md").read_text()
+    assert main in install and tests in install
+
+
+def test_ci_runs_the_readmes_test_command() -> None:
+    _, tests = _two_commands()
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert tests in ci, ".ci/run must run the README's test command as it is written"
+
+
+def test_the_readme_picture_and_links_lead_somewhere() -> None:
+    text = README.read_text()
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(pictures) == 1, pictures
+    picture = ROOT / pictures[0]
+    assert picture.suffix == ".png" and picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert picture.stat().st_size < PICTURE_MAX_BYTES
+    links = re.findall(r"(?<!!)\[[^\]]*\]\((docs/[^)#]+\.md)(?:#[^)]*)?\)", text)
+    assert len(links) >= 5, "README: 'where to go next' links into the docs"
+    for link in links:
+        assert (ROOT / link).is_file(), link
+
+
 def test_the_docs_dependencies_are_in_the_test_extras() -> None:
     import tomllib
 
