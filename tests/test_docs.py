@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,41 @@ def _git_status() -> str:
         text=True,
         check=True,
     ).stdout
+
+
+def test_the_readme_is_short_and_holds_the_two_commands() -> None:
+    lines = README.read_text().splitlines()
+    assert len(lines) <= MAX_README_LINES, f"README.md has {len(lines)} lines"
+    main, tests = _two_commands()
+    assert main == (
+        "python3.11 -m venv .venv && . .venv/bin/activate && pip install -e . && dvc repro"
+    )
+    assert tests == (
+        "python3.11 -m venv .venv && .venv/bin/pip install -q -e '.[test]' "
+        "&& .venv/bin/python -m pytest"
+    )
+    # the install page says the same
+    install = (DOCS / "install.md").read_text()
+    assert main in install and tests in install
+
+
+def test_ci_runs_the_readmes_test_command() -> None:
+    _, tests = _two_commands()
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert tests in ci, ".ci/run must run the README's test command as it is written"
+
+
+def test_the_readme_picture_and_links_lead_somewhere() -> None:
+    text = README.read_text()
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(pictures) == 1, pictures
+    picture = ROOT / pictures[0]
+    assert picture.suffix == ".png" and picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert picture.stat().st_size < PICTURE_MAX_BYTES
+    links = re.findall(r"(?<!!)\[[^\]]*\]\((docs/[^)#]+\.md)(?:#[^)]*)?\)", text)
+    assert len(links) >= 5, "README: 'where to go next' links into the docs"
+    for link in links:
+        assert (ROOT / link).is_file(), link
 
 
 def test_the_docs_dependencies_are_in_the_test_extras() -> None:
@@ -72,16 +108,22 @@ def test_every_nav_page_exists_and_every_page_is_documentation() -> None:
     assert len(documentation_files()) > len(nav)  # README + every page
 
 
-def test_the_site_builds_with_warnings_as_errors(tmp_path: Path) -> None:
+def _build(project: Path, site: Path) -> subprocess.CompletedProcess[str]:
+    """``mkdocs build --strict`` of ``project``'s mkdocs.yml into ``site``."""
     pytest.importorskip("mkdocs")
     pytest.importorskip("mkdocstrings_handlers.python")
-    before = _git_status()
-    site = tmp_path / "site"
     cmd = [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)]
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"{shlex.join(cmd)}\n{proc.stdout}\n{proc.stderr}"
     assert "WARNING" not in proc.stderr, proc.stderr
+    return proc
+
+
+def test_the_site_builds_with_warnings_as_errors(tmp_path: Path) -> None:
+    before = _git_status()
+    site = tmp_path / "site"
+    _build(ROOT, site)
     # the API reference is generated from the docstrings
     api = (site / "reference" / "api" / "index.html").read_text()
     for name in ("EnsembleSearch", "SpatialBlockCV", "fit_ensemble", "predict_many"):
@@ -92,3 +134,16 @@ def test_the_site_builds_with_warnings_as_errors(tmp_path: Path) -> None:
     assert (site / "index.html").is_file() and (site / "tour" / "index.html").is_file()
     assert not (ROOT / "site").exists()
     assert _git_status() == before
+
+
+def test_a_page_outside_the_nav_does_not_fail_the_strict_build(tmp_path: Path) -> None:
+    """Pages added beside the nav (before someone lists them) are reported, not fatal."""
+    project = tmp_path / "project"
+    shutil.copytree(DOCS, project / "docs")
+    shutil.copy(ROOT / "mkdocs.yml", project / "mkdocs.yml")
+    for name in ("src", "params.yaml"):  # the API reference and the key reference read them
+        (project / name).symlink_to(ROOT / name)
+    (project / "docs" / "not-in-nav.md").write_text("# Extra\n\nSee [the tour](tour.md).\n")
+    proc = _build(project, tmp_path / "site")
+    assert "not-in-nav.md" in proc.stderr  # named as INFO
+    assert (tmp_path / "site" / "not-in-nav" / "index.html").is_file()

@@ -161,7 +161,7 @@ def _remote_client(address: str, timeout: float) -> Iterator[object]:
             log.warning(
                 "%d of the dask workers at compute.address=%s run with %s set (the "
                 "nanny's default), which makes each block or member up to 1.9x slower: "
-                "start them with DASK_CONFIG=examples/dask (see the README, A dask cluster)",
+                "start them with DASK_CONFIG=examples/dask (see docs/compute.md)",
                 len(slow),
                 address,
                 SLOW_MALLOC,

@@ -95,7 +95,7 @@ class SamplingDesign(StrEnum):
 class ValidationConfig:
     """A validation sample for design-based accuracy and area estimates (Olofsson et al.
     2014): labels never used in training, drawn at random over the map (``random``) or at
-    random within each class of the assessed map (``stratified``). See README "Accuracy"."""
+    random within each class of the assessed map (``stratified``). See docs/evaluation.md."""
 
     path: str | None = None  # points/polygons (vector) or a label raster; null: no estimates
     attribute: str = "class_name"  # the vector attribute holding the class name
@@ -148,7 +148,7 @@ class SampleConfig:
 
 @dataclass
 class FeaturesConfig:
-    """Raster-level features, the NaN policy and the learned steps (see README "Features")."""
+    """Raster-level features, the NaN policy and the learned steps (see docs/features.md)."""
 
     name: str = "custom"
     sensor: str = "landsat8"  # one of geoensemble.features.indices.SENSORS
@@ -249,7 +249,7 @@ class PredictOutputsConfig:
 
 @dataclass
 class RegulariseConfig:
-    """A regularised copy of each scene's main class map (README "Regularising a map")."""
+    """A regularised copy of each scene's main class map (docs/python-api.md)."""
 
     enabled: bool = True  # writes <main map>_regularised.tif beside the main map
     majority_radius: int | None = 1  # the (2r+1)^2 majority filter; null: none
@@ -260,7 +260,7 @@ class RegulariseConfig:
 
 @dataclass
 class PredictConfig:
-    """Which models predict which scenes, and what is written (see README "Prediction")."""
+    """Which models predict which scenes, and what is written (see docs/predict.md)."""
 
     model_uri: str | None = None  # default: models:/<tracking.model_name>@<alias>
     alias: str = "champion"
@@ -310,7 +310,7 @@ class TrackingConfig:
 
 @dataclass
 class ComputeConfig:
-    """A LocalCluster (``address`` null) or an existing dask scheduler (see README)."""
+    """A LocalCluster (``address`` null) or an existing dask scheduler (see docs/compute.md)."""
 
     address: str | None = None  # tcp://host:8786 of a running `dask scheduler`
     n_workers: int = 2  # LocalCluster only
@@ -336,8 +336,8 @@ class TrustConfig:
 
 @dataclass
 class ValidationSampleConfig:
-    """``geoensemble sample``: a stratified random sample of a class map to label (README
-    "A validation sample to label")."""
+    """``geoensemble sample``: a stratified random sample of a class map to label
+    (docs/evaluation.md, "A validation sample to label")."""
 
     map: str | None = None  # the class map to sample, e.g. outputs/maps/<scene>_..._champion.tif
     out: str = "reports/validation_sample.gpkg"
@@ -349,7 +349,7 @@ class ValidationSampleConfig:
 
 @dataclass
 class LimitsConfig:
-    """Sizes checked before work starts (README "When things go wrong"): raise one if you
+    """Sizes checked before work starts (docs/troubleshooting.md): raise one if you
     mean it."""
 
     max_pixels: int = 2_000_000_000  # pixels one raster file may declare

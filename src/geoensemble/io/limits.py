@@ -1,8 +1,8 @@
 """Sizes checked before work starts, so a wrong or hostile file fails in one line at once.
 
 A GeoTiff header can declare 10^6 x 10^6 pixels in a few bytes (a sparse file); a sidecar
-``classes.json`` can be hundreds of megabytes. Each limit is documented in the README ("When
-things go wrong") and can be raised by the caller (the stages pass their config's value).
+``classes.json`` can be hundreds of megabytes. Each limit is documented in
+docs/troubleshooting.md and can be raised by the caller (the stages pass their config's value).
 """
 
 from __future__ import annotations
