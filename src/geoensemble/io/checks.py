@@ -15,7 +15,7 @@ from rasterio.errors import CRSError
 from geoensemble.errors import ConfigError
 from geoensemble.io.spec import ReadSpecLike
 
-FORMATS = ("auto", "geotiff_dir", "geotiff", "netcdf", "hdf5", "hdf4", "gdal")
+FORMATS = ("auto", "geotiff_dir", "geotiff", "netcdf", "hdf5", "hdf4", "gdal", "stac", "stac_api")
 RESAMPLING = tuple(
     m.name
     for m in Resampling
