@@ -175,3 +175,36 @@ def test_stac_api_search(tmp_path: Path) -> None:
         assert body["collections"] == ["two-dates"] and body["bbox"] == BBOX
         assert body["query"] == {"eo:cloud_cover": {"lte": 20.0}}
         assert body["datetime"].startswith("2023-07-01")
+
+
+@pytest.mark.parametrize(
+    ("path", "kw", "match"),
+    [
+        ("api.json", {"format": "stac_api"}, "path='api.json' is invalid: use the STAC API"),
+        ("https://h/api", {"format": "stac_api", "stac": {"limit": 0}}, "data.stac.limit=0"),
+        ("https://h/api", {"format": "stac_api", "stac": {"max_cloud": 120}}, "max_cloud=120"),
+        ("https://h/api", {"format": "stac_api", "stac": {"bbox": [1, 2, 0, 3]}}, "stac.bbox"),
+        ("https://h/api", {"format": "stac_api", "stac": {"cloud": 3}}, "unknown key"),
+    ],
+)
+def test_bad_stac_settings(path: str, kw: dict[str, Any], match: str) -> None:
+    from geoensemble.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        load_array(path, **kw)
+
+
+def test_unreadable_asset_url_is_named_without_its_password(tmp_path: Path) -> None:
+    from geoensemble.errors import InputFileError
+
+    www = tmp_path / "www"
+    www.mkdir()
+    doc = item("x", "2023-07-15T00:00:00Z", {"red": cog_asset("missing.tif")})
+    with serve(www) as srv:
+        doc["links"] = [
+            {"rel": "self", "href": srv.url.replace("//", "//bob:hunter2@") + "/x.json"}
+        ]
+        (www / "x.json").write_text(json.dumps(doc))
+        with pytest.raises(InputFileError, match=r"bob:\*\*\*@.*missing.tif.*404") as err:
+            load_array(f"{srv.url}/x.json")
+    assert "hunter2" not in str(err.value)
