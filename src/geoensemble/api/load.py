@@ -159,16 +159,18 @@ def load_array(
     --------
     >>> ds = load_array("scene", layers=[LayerSpec("red", file=r"B4\\.TIF$")])  # doctest: +SKIP
     """
+    from geoensemble.io.remote import is_url
     from geoensemble.io.stack import build_stack
 
     if not isinstance(path, str | os.PathLike) and not (
         isinstance(path, list | tuple)
         and path
-        and all(isinstance(u, str | os.PathLike) for u in path)
+        and all(isinstance(u, str) and is_url(u) for u in path)
     ):
         raise ConfigError(
             f"path={path!r} is not a path: give a folder of GeoTiffs or a raster file as a "
-            f"str or pathlib.Path, e.g. load_array('data/raw/scene')"
+            f"str or pathlib.Path, e.g. load_array('data/raw/scene'), or a list of COG URLs "
+            f"(http(s):// or s3://)"
         )
     d = read_spec(
         path,
