@@ -26,6 +26,7 @@ class RangeServer:
     root: Path
     url: str = ""
     log: list[Logged] = field(default_factory=list)
+    posted: list[str] = field(default_factory=list)
 
     def gets(self, name: str = "") -> list[Logged]:
         return [r for r in self.log if r.method == "GET" and r.path.endswith(name)]
@@ -68,6 +69,12 @@ def _handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
             self._serve(head=True)
 
         def do_GET(self) -> None:
+            self._serve(head=False)
+
+        def do_POST(self) -> None:
+            # a STAC API search: the body is logged, the file at the path is the answer
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            server.posted.append(body.decode())
             self._serve(head=False)
 
         def _serve(self, *, head: bool) -> None:

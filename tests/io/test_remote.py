@@ -138,3 +138,50 @@ def test_s3_endpoint_by_vsis3(cogs: Path, monkeypatch: pytest.MonkeyPatch) -> No
         assert remote["red"].attrs["source"] == "s3://scenes/lc/red.tif"
     finally:
         server.stop()
+
+
+@pytest.mark.integration
+def test_ingest_stage_reads_a_url_listing_and_records_no_password(tmp_path: Path) -> None:
+    """The pipeline's ingest stage (a real subprocess) on a listing of URLs with
+    user:password@: the stack and report equal the product's values; no password written."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    www = tmp_path / "www"
+    landsat_scene(www / "lc09")
+    with serve(www) as srv:
+        listing = tmp_path / "scene.txt"
+        base = srv.url.replace("http://", "http://bob:hunter2@")
+        names = sorted(p.name for p in (www / "lc09").glob("*.TIF"))
+        listing.write_text("".join(f"{base}/lc09/{n}\n" for n in names))
+        out = tmp_path / "out"
+        done = subprocess.run(
+            [
+                sys.executable,
+                str(root / "pipelines" / "ingest.py"),
+                f"data.path={listing}",
+                "data.product=landsat_c2_l2",
+                f"paths.stack={out}/stack",
+                f"paths.reports={out}/reports",
+                "data.truth=null",
+                "data.labels.path=null",
+                f"hydra.run.dir={tmp_path}/hydra",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "PYTHONPATH": str(root / "src")},
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert all(g.range for g in srv.gets(".TIF"))
+    report = json.loads((out / "reports" / "ingest.json").read_text())
+    assert report["format"] == "url"
+    assert report["layers"]["SR_B4"]["min"] == pytest.approx(0.075, abs=1e-6)
+    assert report["layers"]["SR_B4"]["valid_fraction"] == pytest.approx(0.25)
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert written and not [p for p in written if b"hunter2" in p.read_bytes()]
+    assert "hunter2" not in done.stdout + done.stderr

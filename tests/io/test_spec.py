@@ -40,7 +40,7 @@ def _defaults(obj: Any, names: list[str]) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("library", "app", "skip"),
     [
-        (ReadSpec(path="p"), DataConfig(path="p"), {"layers", "target", "urls"}),
+        (ReadSpec(path="p"), DataConfig(path="p"), {"layers", "target", "urls", "stac"}),
         (TargetGrid(), TargetGridConfig(), set()),
         (LayerSpec("a"), LayerSpecConfig(name="a"), set()),
         (Cluster(), ComputeConfig(), set()),

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from geoensemble.api._keys import DATA, argument_names
 from geoensemble.errors import ConfigError
-from geoensemble.io.spec import LayerSpec, ReadSpec, layer_spec
+from geoensemble.io.spec import LayerSpec, ReadSpec, StacSearch, layer_spec
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -33,6 +33,7 @@ def read_spec(
     product: str = "none",
     qa: str = "mask",
     qa_flags: Sequence[str] | None = None,
+    stac: StacSearch | Mapping[str, Any] | None = None,
 ) -> ReadSpec:
     """The read settings these arguments stand for, with the ingest stage's checks
     (:func:`~geoensemble.io.checks.check_data_config`)."""
@@ -67,10 +68,28 @@ def read_spec(
         product=product,
         qa=qa,
         qa_flags=tuple(qa_flags) if qa_flags is not None else None,
+        stac=_stac_search(stac),
     )
     with argument_names(DATA):
         check_data_config(d)
     return d
+
+
+def _stac_search(value: StacSearch | Mapping[str, Any] | None) -> StacSearch:
+    if value is None or isinstance(value, StacSearch):
+        return value or StacSearch()
+    keys = {"collections", "bbox", "datetime", "max_cloud", "limit"}
+    unknown = sorted(set(value) - keys)
+    if unknown:
+        raise ConfigError(f"stac has unknown key(s) {unknown}: use {sorted(keys)}")
+    v = dict(value)
+    return StacSearch(
+        collections=tuple(v.get("collections") or ()),
+        bbox=tuple(float(b) for b in v["bbox"]) if v.get("bbox") else None,
+        datetime=v.get("datetime"),
+        max_cloud=float(v["max_cloud"]) if v.get("max_cloud") is not None else None,
+        limit=int(v.get("limit", 1)),
+    )
 
 
 def load_array(
@@ -84,6 +103,7 @@ def load_array(
     product: str = "none",
     qa: str = "mask",
     qa_flags: Sequence[str] | None = None,
+    stac: StacSearch | Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
     """Read raster layers onto one grid, lazily: every reader and rule of the ingest stage.
 
@@ -118,6 +138,11 @@ def load_array(
         ``keep`` (the quality band as a layer).
     qa_flags
         The flags to mask (or make features); default the preset's.
+    stac
+        With ``format="stac_api"`` (``path`` the API root): the search, a
+        :class:`~geoensemble.io.spec.StacSearch` or a dict with its keys (``collections``,
+        ``bbox``, ``datetime``, ``max_cloud``, ``limit``). A STAC item or item collection
+        JSON (file or URL) needs no search: give it as ``path``.
 
     Returns
     -------
@@ -134,16 +159,18 @@ def load_array(
     --------
     >>> ds = load_array("scene", layers=[LayerSpec("red", file=r"B4\\.TIF$")])  # doctest: +SKIP
     """
+    from geoensemble.io.remote import is_url
     from geoensemble.io.stack import build_stack
 
     if not isinstance(path, str | os.PathLike) and not (
         isinstance(path, list | tuple)
         and path
-        and all(isinstance(u, str | os.PathLike) for u in path)
+        and all(isinstance(u, str) and is_url(u) for u in path)
     ):
         raise ConfigError(
             f"path={path!r} is not a path: give a folder of GeoTiffs or a raster file as a "
-            f"str or pathlib.Path, e.g. load_array('data/raw/scene')"
+            f"str or pathlib.Path, e.g. load_array('data/raw/scene'), or a list of COG URLs "
+            f"(http(s):// or s3://)"
         )
     d = read_spec(
         path,
@@ -155,6 +182,7 @@ def load_array(
         product=product,
         qa=qa,
         qa_flags=qa_flags,
+        stac=stac,
     )
     with argument_names(DATA):
         return build_stack(d)

@@ -114,6 +114,17 @@ class TargetGridConfig:
 
 
 @dataclass
+class StacSearchConfig:
+    """A STAC API search (``data.format: stac_api``, ``data.path``: the API root URL)."""
+
+    collections: list[str] = field(default_factory=list)  # e.g. [landsat-c2-l2]
+    bbox: list[float] | None = None  # [west, south, east, north] in degrees
+    datetime: str | None = None  # 2023-07-01/2023-07-31 or one instant
+    max_cloud: float | None = None  # eo:cloud_cover <= this (percent)
+    limit: int = 1  # items taken (several: layers get the item date as a suffix)
+
+
+@dataclass
 class DataConfig:
     name: str = "custom"
     format: str = "auto"
@@ -130,6 +141,7 @@ class DataConfig:
     product: str = "none"  # none | landsat_c2_l2 | sentinel2_l2a | sentinel2_l2a_pre04
     qa: str = "mask"  # the product's QA band: mask (flagged -> NaN) | features (0/1) | keep
     qa_flags: list[str] | None = None  # flags masked or made features; null: the preset's
+    stac: StacSearchConfig = field(default_factory=StacSearchConfig)
     # data.path may also be an http(s):// or s3:// URL of a COG, a .txt listing such URLs
     # (one a line), or a STAC item / item collection JSON (a file or a URL)
     truth: str | None = None

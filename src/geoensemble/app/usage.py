@@ -30,9 +30,18 @@ STAGE_HELP: dict[str, StageHelp] = {
     ),
     "ingest": StageHelp(
         "read the raster layers onto one grid (float32, NaN = no-data)",
-        "data.path (a GeoTiff folder, NetCDF, HDF5 or HDF4 file) with data.layers",
+        "data.path (a GeoTiff folder, NetCDF, HDF5 or HDF4 file; a COG URL, a .txt listing "
+        "of URLs, a STAC item/collection) with data.layers or data.product",
         "paths.stack (Zarr store), reports/ingest.json",
-        ("data", "data.path", "data.pattern", "data.layers", "data.align", "data.reference"),
+        (
+            "data",
+            "data.path",
+            "data.pattern",
+            "data.layers",
+            "data.product",
+            "data.align",
+            "data.reference",
+        ),
     ),
     "featurize": StageHelp(
         "compute the feature layers (bands, indices, derived and custom layers)",

@@ -15,7 +15,7 @@ from rasterio.errors import CRSError
 from geoensemble.errors import ConfigError
 from geoensemble.io.spec import ReadSpecLike
 
-FORMATS = ("auto", "geotiff_dir", "geotiff", "netcdf", "hdf5", "hdf4", "gdal")
+FORMATS = ("auto", "geotiff_dir", "geotiff", "netcdf", "hdf5", "hdf4", "gdal", "stac", "stac_api")
 RESAMPLING = tuple(
     m.name
     for m in Resampling
@@ -98,6 +98,19 @@ def _resampling(key: str, method: str | None) -> None:
         raise _fail(key, method, f"one of {', '.join(RESAMPLING)}")
 
 
+def _check_stac(d: ReadSpecLike) -> None:
+    from geoensemble.io.remote import is_url
+
+    if d.format == "stac_api" and not is_url(d.path):
+        raise _fail("data.path", d.path, "the STAC API root URL (https://...) with stac_api")
+    st = d.stac
+    if st.limit < 1:
+        raise _fail("data.stac.limit", st.limit, "a number of items >= 1")
+    if st.max_cloud is not None and not 0 <= st.max_cloud <= 100:
+        raise _fail("data.stac.max_cloud", st.max_cloud, "a cloud cover in percent, 0-100")
+    _bounds("data.stac.bbox", st.bbox)
+
+
 def check_data_config(d: ReadSpecLike) -> None:
     """Check every ``data`` key that the schema's types cannot check alone."""
     if d.format not in FORMATS:
@@ -105,6 +118,7 @@ def check_data_config(d: ReadSpecLike) -> None:
     from geoensemble.io.products import check_qa
 
     check_qa(d.product, d.qa, d.qa_flags)
+    _check_stac(d)
     _resampling("data.resampling", d.resampling)
     _crs("data.crs", d.crs)
     _crs("data.target.crs", d.target.crs)

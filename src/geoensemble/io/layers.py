@@ -136,13 +136,35 @@ def _url_candidates(urls: list[str], data: ReadSpecLike) -> tuple[str, list[Cand
 
 def source_format(data: ReadSpecLike) -> str:
     """What ``data.path`` is, for reports: ``url`` (URLs or a listing of them) or its format."""
+    if is_stac(data):
+        return "stac_api" if data.format == "stac_api" else "stac"
     if input_urls(data.path, getattr(data, "urls", ())):
         return "url"
     return detect_format(Path(data.path), data.format)
 
 
+def is_stac(data: ReadSpecLike) -> bool:
+    """Whether ``data`` names a STAC input (an item/collection JSON, or an API search)."""
+    if data.format in ("stac", "stac_api"):
+        return True
+    return data.format == "auto" and data.path.split("?")[0].lower().endswith(".json")
+
+
+def _stac_candidates(data: ReadSpecLike) -> tuple[str, list[Candidate]]:
+    from geoensemble.io.stac import item_sources, load_items, search_items
+
+    if data.format == "stac_api":
+        items = search_items(data.path, data.stac)
+    else:
+        items = load_items(data.path)
+    found = item_sources(items, data.product)
+    return "stac", [Candidate(k, k, dict(s[0].meta), list(s)) for k, s in found]
+
+
 def candidates(data: ReadSpecLike) -> tuple[str, list[Candidate]]:
     """The format of ``data.path`` and every array it offers."""
+    if is_stac(data):
+        return _stac_candidates(data)
     urls = input_urls(data.path, getattr(data, "urls", ()))
     if urls:
         return _url_candidates(urls, data)
@@ -247,7 +269,7 @@ def _compile(text: str, *, key: str) -> re.Pattern[str]:
 
 def _match(spec: LayerSpecLike, fmt: str, cands: list[Candidate], i: int) -> Candidate:
     """The one candidate that ``spec`` names, or an error listing what there is."""
-    field = "file" if fmt == "geotiff_dir" else "variable"
+    field = "file" if fmt in ("geotiff_dir", "stac") else "variable"
     text = getattr(spec, field)
     if fmt == "geotiff" and text is None and spec.meta_key is None:
         return cands[0]  # a multi-band file: the spec's band picks the band
@@ -291,6 +313,7 @@ def _match(spec: LayerSpecLike, fmt: str, cands: list[Candidate], i: int) -> Can
 def _kind(fmt: str) -> str:
     return {
         "geotiff_dir": "files",
+        "stac": "assets",
         "geotiff": "bands",
         "netcdf": "variables",
         "hdf5": "datasets",
@@ -319,7 +342,7 @@ def resolve_sources(data: ReadSpecLike) -> list[LayerSource]:
     specs: Sequence[LayerSpecLike] = data.layers
     product = get_product(data.product)
     if product is not None and not specs:
-        if fmt != "geotiff_dir":
+        if fmt not in ("geotiff_dir", "stac"):
             raise LayerNotFoundError(
                 f"data.product={data.product} reads a product's files (a folder, URLs or a "
                 f"STAC item), but {data.path} is one {fmt} file: point data.path at the "

@@ -233,7 +233,13 @@ def pick(band: Band, keys: Sequence[str]) -> str | None:
     """The file name (or key) among ``keys`` that holds ``band``: the finest resolution
     when a product ships it at several (Sentinel-2's ``_10m``, ``_20m``, ``_60m``)."""
     rx = re.compile(band.pattern, re.IGNORECASE)
-    found = [(m, k) for k in keys for m in [rx.search(k.rsplit("/", 1)[-1])] if m]
+    # a file name matching the pattern, or a key that is the band's name (STAC assets)
+    found = [
+        (m, k)
+        for k in keys
+        for m in [rx.search(k.rsplit("/", 1)[-1]) or re.fullmatch(re.escape(band.name), k)]
+        if m
+    ]
     if not found:
         return None
     best = min(_rank(m) for m, _ in found)

@@ -27,6 +27,7 @@ from rasterio.windows import Window
 from geoensemble.errors import InputFileError
 from geoensemble.io.grid import Grid
 from geoensemble.io.remote import cloud_env
+from geoensemble.redact import redact_uri
 
 # netCDF-C and the HDF4 library are not thread-safe: one lock per process for each.
 NETCDF_LOCK = SerializableLock("geoensemble-netcdf")
@@ -62,8 +63,9 @@ class RasterSource:
     def _fail(self, rows: slice, cols: slice, exc: BaseException) -> InputFileError:
         return InputFileError(
             f"cannot read {self.label} (rows {rows.start}-{rows.stop}, cols "
-            f"{cols.start}-{cols.stop}): {exc}. The file may be truncated or corrupt: "
-            f"copy it again or drop it from data.layers"
+            f"{cols.start}-{cols.stop}): {redact_uri(str(exc))}. The file may be truncated or "
+            f"corrupt (or, for a URL, the server unreachable): copy it again or drop it from "
+            f"data.layers"
         )
 
 
@@ -81,6 +83,12 @@ def open_gdal(path: str, *, where: str) -> Any:
         with _quiet_georef():
             return rasterio.open(path)
     except (RasterioError, OSError) as exc:
+        if path.startswith("/vsi") and not path.startswith("/vsimem/"):
+            raise InputFileError(
+                f"cannot read {where}: {redact_uri(str(exc))}. Check the URL, the network, "
+                f"and the credentials in the environment (AWS_*, GDAL_HTTP_*; see "
+                f"docs/cloud-inputs.md)"
+            ) from None
         raise InputFileError(
             f"cannot read {where}: {exc}. Check that it is a complete raster file of a format "
             f"GDAL reads (or set data.format)"

@@ -64,6 +64,21 @@ class TargetGridLike(Protocol):
     def bounds(self) -> Sequence[float] | None: ...
 
 
+class StacSearchLike(Protocol):
+    """A STAC API search (``data.stac``, used with ``data.format=stac_api``)."""
+
+    @property
+    def collections(self) -> Sequence[str]: ...
+    @property
+    def bbox(self) -> Sequence[float] | None: ...
+    @property
+    def datetime(self) -> str | None: ...
+    @property
+    def max_cloud(self) -> float | None: ...
+    @property
+    def limit(self) -> int: ...
+
+
 class ReadSpecLike(Protocol):
     """Where the rasters are and how to put them on one grid (the ``data`` config)."""
 
@@ -95,6 +110,8 @@ class ReadSpecLike(Protocol):
     def qa(self) -> str: ...
     @property
     def qa_flags(self) -> Sequence[str] | None: ...
+    @property
+    def stac(self) -> StacSearchLike: ...
 
 
 def _tuple(values: Sequence[Any] | None, kind: type) -> tuple[Any, ...] | None:
@@ -236,6 +253,17 @@ class TargetGrid:
 
 
 @dataclass(frozen=True)
+class StacSearch:
+    """A STAC API search (a :class:`StacSearchLike`): ``max_cloud`` in percent."""
+
+    collections: tuple[str, ...] = ()
+    bbox: tuple[float, ...] | None = None
+    datetime: str | None = None
+    max_cloud: float | None = None
+    limit: int = 1
+
+
+@dataclass(frozen=True)
 class ReadSpec:
     """Read settings built by the API (a :class:`ReadSpecLike`; defaults as ``data``)."""
 
@@ -253,4 +281,5 @@ class ReadSpec:
     product: str = "none"
     qa: str = "mask"
     qa_flags: tuple[str, ...] | None = None
+    stac: StacSearch = field(default_factory=StacSearch)
     urls: tuple[str, ...] = ()
