@@ -14,7 +14,9 @@ from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
 
 from geoensemble.app.config import Align, DataConfig, LayerSpecConfig, TargetGridConfig
+from geoensemble.app.settings import read_spec_of
 from geoensemble.io.checks import check_data_config
+from geoensemble.io.spec import ReadSpec
 
 UTM = "EPSG:32613"
 T30 = Affine(30.0, 0.0, 440000.0, 0.0, -30.0, 4480000.0)
@@ -56,8 +58,9 @@ def write_tif(
     return path
 
 
-def data(path: Path | str, *layers: dict[str, Any], **kw: Any) -> DataConfig:
-    """A checked ``DataConfig`` (the same checks as ``validate``) for ``path``."""
+def data(path: Path | str, *layers: dict[str, Any], **kw: Any) -> ReadSpec:
+    """The readers' settings of a ``data`` config for ``path``, converted and checked as the
+    stages do (:func:`geoensemble.app.settings.read_spec_of`, then the ``validate`` checks)."""
     target = kw.pop("target", None)
     if "align" in kw:
         kw["align"] = Align(kw["align"])
@@ -69,8 +72,9 @@ def data(path: Path | str, *layers: dict[str, Any], **kw: Any) -> DataConfig:
         target=TargetGridConfig(**(target or {})),
         **kw,
     )
-    check_data_config(cfg)
-    return cfg
+    spec = read_spec_of(cfg)
+    check_data_config(spec)
+    return spec
 
 
 def ramp(h: int = 24, w: int = 20, dtype: str = "int16", start: int = 1) -> np.ndarray:

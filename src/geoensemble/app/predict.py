@@ -64,14 +64,14 @@ def scene_sources(cfg: AppConfig) -> list[tuple[str, str, Callable[[], xr.Datase
 
     def opener(i: int, d: Any) -> Callable[[], xr.Dataset]:
         def _open() -> xr.Dataset:
-            from geoensemble.app.settings import recipe_of
+            from geoensemble.app.settings import read_spec_of, recipe_of
             from geoensemble.errors import GeoEnsembleError, LayerNotFoundError
             from geoensemble.features.build import build_features
             from geoensemble.io.stack import build_stack
 
             key = f"predict.scenes[{i}]"
             try:
-                stack = build_stack(d, max_pixels=cfg.limits.max_pixels)
+                stack = build_stack(read_spec_of(d), max_pixels=cfg.limits.max_pixels)
             except GeoEnsembleError as exc:
                 # The readers name the training data's keys (data.path...); here the
                 # culprit is this scene's entry.

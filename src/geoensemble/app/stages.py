@@ -91,6 +91,7 @@ def scene(cfg: AppConfig) -> dict[str, Path]:
 # --------------------------------------------------------------------------- ingest
 def ingest(cfg: AppConfig) -> dict[str, Any]:
     """Read the layers named by ``data`` onto one grid and store them as ``paths.stack``."""
+    from geoensemble.app.settings import read_spec_of
     from geoensemble.io.layers import source_format
     from geoensemble.io.stack import build_stack, write_stack
     from geoensemble.redact import redact_uri
@@ -98,10 +99,11 @@ def ingest(cfg: AppConfig) -> dict[str, Any]:
     check_store(cfg, "paths.stack", "stack")
     check_writable(cfg.paths.reports, key="paths.reports")
     clean_leftovers(reports_dir(cfg) / "ingest.json")
-    ds = build_stack(cfg.data, max_pixels=cfg.limits.max_pixels)
+    spec = read_spec_of(cfg.data)
+    ds = build_stack(spec, max_pixels=cfg.limits.max_pixels)
     meta: dict[str, Any] = {
         "source": redact_uri(cfg.data.path),
-        "format": source_format(cfg.data),
+        "format": source_format(spec),
         "shape": [int(ds.sizes["y"]), int(ds.sizes["x"])],
         "geotransform": ds.attrs["geotransform"],
         "categorical": [str(n) for n, v in ds.data_vars.items() if v.attrs.get("categorical")],

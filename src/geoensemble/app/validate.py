@@ -241,9 +241,10 @@ def _scene_crs_check(crs: str) -> None:
 
 def _data_checks(d: DataConfig) -> None:
     # Lives in io/ so that the format list and the checks stay beside the readers.
+    from geoensemble.app.settings import read_spec_of
     from geoensemble.io.checks import check_data_config
 
-    check_data_config(d)
+    check_data_config(read_spec_of(d))
 
 
 def validate(cfg: DictConfig | dict[str, Any]) -> AppConfig:

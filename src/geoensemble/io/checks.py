@@ -13,7 +13,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import CRSError
 
 from geoensemble.errors import ConfigError
-from geoensemble.io.spec import ReadSpecLike
+from geoensemble.io.spec import ReadSpec
 
 FORMATS = ("auto", "geotiff_dir", "geotiff", "netcdf", "hdf5", "hdf4", "gdal", "stac", "stac_api")
 RESAMPLING = tuple(
@@ -98,7 +98,7 @@ def _resampling(key: str, method: str | None) -> None:
         raise _fail(key, method, f"one of {', '.join(RESAMPLING)}")
 
 
-def _check_stac(d: ReadSpecLike) -> None:
+def _check_stac(d: ReadSpec) -> None:
     from geoensemble.io.remote import is_url
 
     if d.format == "stac_api" and not is_url(d.path):
@@ -111,7 +111,7 @@ def _check_stac(d: ReadSpecLike) -> None:
     _bounds("data.stac.bbox", st.bbox)
 
 
-def check_data_config(d: ReadSpecLike) -> None:
+def check_data_config(d: ReadSpec) -> None:
     """Check every ``data`` key that the schema's types cannot check alone."""
     if d.format not in FORMATS:
         raise _fail("data.format", d.format, f"one of {', '.join(FORMATS)}")

@@ -21,7 +21,7 @@ from geoensemble.io.checks import FORMATS, unsafe_name
 from geoensemble.io.products import get_product, product_specs
 from geoensemble.io.remote import input_urls, is_url, url_name, vsi_path
 from geoensemble.io.sources import GdalBand, RasterSource, gdal_bands, subdatasets
-from geoensemble.io.spec import LayerSpecLike, ReadSpecLike
+from geoensemble.io.spec import LayerSpec, ReadSpec
 from geoensemble.redact import redact_uri
 
 _EXTENSIONS = {
@@ -119,7 +119,7 @@ def find_files(folder: Path, pattern: str) -> list[Path]:
     return files
 
 
-def _url_candidates(urls: list[str], data: ReadSpecLike) -> tuple[str, list[Candidate]]:
+def _url_candidates(urls: list[str], data: ReadSpec) -> tuple[str, list[Candidate]]:
     """COGs by URL: one file's bands (format ``geotiff``), or one candidate per URL named
     after its file (as a folder's files are), read through GDAL's network file systems."""
     paths = [(vsi_path(u) if is_url(u) else u, redact_uri(u)) for u in urls]
@@ -134,7 +134,7 @@ def _url_candidates(urls: list[str], data: ReadSpecLike) -> tuple[str, list[Cand
     return "geotiff_dir", out
 
 
-def source_format(data: ReadSpecLike) -> str:
+def source_format(data: ReadSpec) -> str:
     """What ``data.path`` is, for reports: ``url`` (URLs or a listing of them) or its format."""
     if is_stac(data):
         return "stac_api" if data.format == "stac_api" else "stac"
@@ -143,14 +143,14 @@ def source_format(data: ReadSpecLike) -> str:
     return detect_format(Path(data.path), data.format)
 
 
-def is_stac(data: ReadSpecLike) -> bool:
+def is_stac(data: ReadSpec) -> bool:
     """Whether ``data`` names a STAC input (an item/collection JSON, or an API search)."""
     if data.format in ("stac", "stac_api"):
         return True
     return data.format == "auto" and data.path.split("?")[0].lower().endswith(".json")
 
 
-def _stac_candidates(data: ReadSpecLike) -> tuple[str, list[Candidate]]:
+def _stac_candidates(data: ReadSpec) -> tuple[str, list[Candidate]]:
     from geoensemble.io.stac import item_sources, load_items, search_items
 
     if data.format == "stac_api":
@@ -161,7 +161,7 @@ def _stac_candidates(data: ReadSpecLike) -> tuple[str, list[Candidate]]:
     return "stac", [Candidate(k, k, dict(s[0].meta), list(s)) for k, s in found]
 
 
-def candidates(data: ReadSpecLike) -> tuple[str, list[Candidate]]:
+def candidates(data: ReadSpec) -> tuple[str, list[Candidate]]:
     """The format of ``data.path`` and every array it offers."""
     if is_stac(data):
         return _stac_candidates(data)
@@ -215,7 +215,7 @@ def _band_candidates(bands: list[GdalBand]) -> list[Candidate]:
     ]
 
 
-def _scientific_candidates(path: Path, fmt: str, data: ReadSpecLike) -> list[Candidate]:
+def _scientific_candidates(path: Path, fmt: str, data: ReadSpec) -> list[Candidate]:
     """The arrays of a NetCDF, HDF5 or HDF4 file."""
     if fmt == "netcdf":
         from geoensemble.io.netcdf import netcdf_candidates
@@ -267,7 +267,7 @@ def _compile(text: str, *, key: str) -> re.Pattern[str]:
         ) from None
 
 
-def _match(spec: LayerSpecLike, fmt: str, cands: list[Candidate], i: int) -> Candidate:
+def _match(spec: LayerSpec, fmt: str, cands: list[Candidate], i: int) -> Candidate:
     """The one candidate that ``spec`` names, or an error listing what there is."""
     field = "file" if fmt in ("geotiff_dir", "stac") else "variable"
     text = getattr(spec, field)
@@ -321,7 +321,7 @@ def _kind(fmt: str) -> str:
     }.get(fmt, "subdatasets")
 
 
-def _fill_georef(src: RasterSource, data: ReadSpecLike) -> RasterSource:
+def _fill_georef(src: RasterSource, data: ReadSpec) -> RasterSource:
     """Give a source without CRS or geotransform the ones named in the config."""
     changes: dict[str, object] = {}
     if src.crs is None and data.crs:
@@ -331,7 +331,7 @@ def _fill_georef(src: RasterSource, data: ReadSpecLike) -> RasterSource:
     return dataclasses.replace(src, **changes) if changes else src  # type: ignore[arg-type]
 
 
-def resolve_sources(data: ReadSpecLike) -> list[LayerSource]:
+def resolve_sources(data: ReadSpec) -> list[LayerSource]:
     """The layers named by a ``data`` config, each matched to exactly one 2-D source."""
     fmt, cands = candidates(data)
     if not cands:
@@ -339,7 +339,7 @@ def resolve_sources(data: ReadSpecLike) -> list[LayerSource]:
             f"{data.path} holds no raster {_kind(fmt)} (2-D numeric arrays) that "
             f"data.format={fmt} can read"
         )
-    specs: Sequence[LayerSpecLike] = data.layers
+    specs: Sequence[LayerSpec] = data.layers
     product = get_product(data.product)
     if product is not None and not specs:
         if fmt not in ("geotiff_dir", "stac"):

@@ -2,10 +2,9 @@
 
 The readers (:func:`~geoensemble.io.layers.resolve_sources`,
 :func:`~geoensemble.io.stack.build_stack`) and the checks
-(:func:`~geoensemble.io.checks.check_data_config`) take any object with the read-only
-attributes of :class:`ReadSpecLike`: the application's ``data`` config satisfies it
-structurally (nothing here imports it), and the public API builds a :class:`ReadSpec` of
-:class:`LayerSpec` objects.
+(:func:`~geoensemble.io.checks.check_data_config`) take a :class:`ReadSpec` of
+:class:`LayerSpec` objects: the public API builds one from its arguments, the application
+from its ``data`` config (:func:`geoensemble.app.settings.read_spec_of`).
 """
 
 from __future__ import annotations
@@ -13,105 +12,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from geoensemble.errors import ConfigError
-
-
-class LayerSpecLike(Protocol):
-    """One entry of ``data.layers``: which array becomes the layer ``name``, and how."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def file(self) -> str | None: ...
-    @property
-    def variable(self) -> str | None: ...
-    @property
-    def meta_key(self) -> str | None: ...
-    @property
-    def meta_value(self) -> str | None: ...
-    @property
-    def band(self) -> int: ...
-    @property
-    def nodata(self) -> Sequence[float]: ...
-    @property
-    def scale(self) -> float: ...
-    @property
-    def offset(self) -> float: ...
-    @property
-    def categorical(self) -> bool: ...
-    @property
-    def window(self) -> Sequence[int] | None: ...
-    @property
-    def bbox(self) -> Sequence[float] | None: ...
-    @property
-    def out_shape(self) -> Sequence[int] | None: ...
-    @property
-    def resolution(self) -> Sequence[float] | None: ...
-    @property
-    def resampling(self) -> str | None: ...
-
-
-class TargetGridLike(Protocol):
-    """An explicit target grid (``data.target``); parts left ``None`` follow the reference."""
-
-    @property
-    def crs(self) -> str | None: ...
-    @property
-    def resolution(self) -> Sequence[float] | None: ...
-    @property
-    def bounds(self) -> Sequence[float] | None: ...
-
-
-class StacSearchLike(Protocol):
-    """A STAC API search (``data.stac``, used with ``data.format=stac_api``)."""
-
-    @property
-    def collections(self) -> Sequence[str]: ...
-    @property
-    def bbox(self) -> Sequence[float] | None: ...
-    @property
-    def datetime(self) -> str | None: ...
-    @property
-    def max_cloud(self) -> float | None: ...
-    @property
-    def limit(self) -> int: ...
-
-
-class ReadSpecLike(Protocol):
-    """Where the rasters are and how to put them on one grid (the ``data`` config)."""
-
-    @property
-    def path(self) -> str: ...
-    @property
-    def format(self) -> str: ...
-    @property
-    def pattern(self) -> str: ...
-    @property
-    def layers(self) -> Sequence[LayerSpecLike]: ...
-    @property
-    def align(self) -> str: ...
-    @property
-    def reference(self) -> str | None: ...
-    @property
-    def target(self) -> TargetGridLike: ...
-    @property
-    def resampling(self) -> str: ...
-    @property
-    def chunk_size(self) -> int: ...
-    @property
-    def crs(self) -> str | None: ...
-    @property
-    def geotransform(self) -> Sequence[float] | None: ...
-    @property
-    def product(self) -> str: ...
-    @property
-    def qa(self) -> str: ...
-    @property
-    def qa_flags(self) -> Sequence[str] | None: ...
-    @property
-    def stac(self) -> StacSearchLike: ...
 
 
 def _tuple(values: Sequence[Any] | None, kind: type) -> tuple[Any, ...] | None:
@@ -155,7 +58,7 @@ class LayerSpec:
     Notes
     -----
     The attributes hold the values the readers use (``band`` 1, ``nodata`` a tuple,
-    ``scale`` 1.0 ... where left out), so a spec is a :class:`LayerSpecLike`.
+    ``scale`` 1.0 ... where left out), so a spec is a :class:`LayerSpec`.
     """
 
     name: str
@@ -245,7 +148,7 @@ def layer_spec(value: LayerSpec | Mapping[str, Any], i: int) -> LayerSpec:
 @dataclass(frozen=True)
 class TargetGrid:
     """An explicit target grid; ``None`` parts follow the reference layer (a
-    :class:`TargetGridLike`)."""
+    :class:`TargetGrid`)."""
 
     crs: str | None = None
     resolution: tuple[float, ...] | None = None
@@ -254,7 +157,7 @@ class TargetGrid:
 
 @dataclass(frozen=True)
 class StacSearch:
-    """A STAC API search (a :class:`StacSearchLike`): ``max_cloud`` in percent."""
+    """A STAC API search (a :class:`StacSearch`): ``max_cloud`` in percent."""
 
     collections: tuple[str, ...] = ()
     bbox: tuple[float, ...] | None = None
@@ -265,7 +168,7 @@ class StacSearch:
 
 @dataclass(frozen=True)
 class ReadSpec:
-    """Read settings built by the API (a :class:`ReadSpecLike`; defaults as ``data``)."""
+    """Read settings built by the API (a :class:`ReadSpec`; defaults as ``data``)."""
 
     path: str
     format: str = "auto"

@@ -34,7 +34,7 @@ from geoensemble.io.layers import LayerSource, resolve_sources
 from geoensemble.io.limits import MAX_PIXELS, check_declared_size, check_real, read_json
 from geoensemble.io.owned import SIDECAR, STORE_STAGES, store_refusal
 from geoensemble.io.products import apply_qa, get_product
-from geoensemble.io.spec import ReadSpecLike
+from geoensemble.io.spec import ReadSpec
 from geoensemble.io.window import (
     CropLayer,
     Layer,
@@ -139,7 +139,7 @@ def read_layer(src: LayerSource, *, chunk_size: int) -> xr.DataArray:
     return to_dataarray(prepare_layer(src), src.name, chunk_size=chunk_size)
 
 
-def build_stack(data: ReadSpecLike, *, max_pixels: int = MAX_PIXELS) -> xr.Dataset:
+def build_stack(data: ReadSpec, *, max_pixels: int = MAX_PIXELS) -> xr.Dataset:
     """Read every layer named by ``data`` and put them on one grid (lazily).
 
     ``max_pixels`` bounds what one file may declare (:data:`~geoensemble.io.limits.MAX_PIXELS`
