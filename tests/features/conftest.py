@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
 import xarray as xr
 from affine import Affine
 from rasterio.crs import CRS
+
+from geoensemble.app.config import FeaturesConfig
+from geoensemble.app.settings import recipe_of
+from geoensemble.features.build import Recipe
 
 BANDS = ["B1", "B2", "B3", "B4", "B5", "B6", "B7"]
 
@@ -45,3 +50,8 @@ def stack_dataset(
 @pytest.fixture
 def make_stack() -> Callable[..., xr.Dataset]:
     return stack_dataset
+
+
+def recipe(**features: Any) -> Recipe:
+    """The ``features`` config with these keys, as the stages hand it to the library."""
+    return recipe_of(FeaturesConfig(**features))

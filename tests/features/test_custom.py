@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from geoensemble.app.config import FeaturesConfig
 from geoensemble.errors import ConfigError, LayerNotFoundError
 from geoensemble.features.build import build_features
 from geoensemble.features.custom import with_roles
-from tests.features.conftest import stack_dataset
+from tests.features.conftest import recipe, stack_dataset
 
 
 def tasseled_wetness(ds: xr.Dataset, *, weight: float = 2.0) -> xr.Dataset:
@@ -29,7 +28,7 @@ def wrong_grid(ds: xr.Dataset) -> dict[str, xr.DataArray]:
 @pytest.mark.parametrize("chunks", [None, 8])
 def test_custom_functions_add_named_layers(chunks: int | None) -> None:
     ds = stack_dataset(chunks=chunks)
-    fcfg = FeaturesConfig(
+    fcfg = recipe(
         bands=["B5"],
         custom=[
             {"_target_": "geoensemble.features.custom.savi", "L": 0.5},
@@ -52,7 +51,7 @@ def test_custom_functions_add_named_layers(chunks: int | None) -> None:
 def test_savi_of_known_reflectances() -> None:
     ds = xr.Dataset({"nir": (("y", "x"), [[0.5]]), "red": (("y", "x"), [[0.1]])})
     out = build_features(
-        ds, FeaturesConfig(sensor="none", custom=[{"_target_": "geoensemble.features.custom.savi"}])
+        ds, recipe(sensor="none", custom=[{"_target_": "geoensemble.features.custom.savi"}])
     )
     assert out["savi"].item() == pytest.approx(1.5 * 0.4 / 1.1, rel=1e-6)
 
@@ -93,5 +92,5 @@ def test_bad_custom_functions_name_the_entry(
 ) -> None:
     with pytest.raises(error, match=match):
         build_features(
-            stack_dataset(), FeaturesConfig(bands=["B5"], custom=[spec]), trusted_modules=["tests"]
+            stack_dataset(), recipe(bands=["B5"], custom=[spec]), trusted_modules=["tests"]
         )

@@ -9,9 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from geoensemble.app.config import FeaturesConfig
 from geoensemble.errors import ConfigError, LayerNotFoundError
-from geoensemble.features.build import build_features
+from geoensemble.features.build import Recipe, build_features
 from geoensemble.features.indices import (
     NAMED_INDICES,
     OPS,
@@ -21,7 +20,7 @@ from geoensemble.features.indices import (
     normalized_difference,
     ratio,
 )
-from tests.features.conftest import BANDS, stack_dataset
+from tests.features.conftest import BANDS, recipe, stack_dataset
 
 
 def one_pixel(**bands: float) -> xr.Dataset:
@@ -36,7 +35,7 @@ def one_pixel(**bands: float) -> xr.Dataset:
 def test_ndvi_of_known_reflectances() -> None:
     # Healthy vegetation: NIR 0.50, red 0.08 -> (0.50 - 0.08) / (0.50 + 0.08) = 0.7241...
     ds = one_pixel(B4=0.08, B5=0.50)
-    out = build_features(ds, FeaturesConfig(indices=["ndvi"]))
+    out = build_features(ds, recipe(indices=["ndvi"]))
     assert out["ndvi"].dtype == np.float32
     assert out["ndvi"].item() == pytest.approx(0.42 / 0.58, rel=1e-6)
 
@@ -57,7 +56,7 @@ def test_four_indices_use_the_standard_band_pairs_of_each_landsat(
     # Same reflectances by role on every sensor, so every sensor must give the same indices.
     green, nir, red, swir1, swir2 = 0.1, 0.4, 0.2, 0.3, 0.05
     out = build_features(
-        one_pixel(**bands), FeaturesConfig(sensor=sensor, indices=["ndwi", "ndvi", "ndsi", "nbr"])
+        one_pixel(**bands), recipe(sensor=sensor, indices=["ndwi", "ndvi", "ndsi", "nbr"])
     )
     want = {
         "ndwi": (green - nir) / (green + nir),
@@ -91,40 +90,40 @@ def test_sensor_presets_name_the_usgs_bands() -> None:
 def test_derived_operations_of_any_two_layers(
     spec: object, a: float, b: float, expected: float
 ) -> None:
-    out = build_features(one_pixel(B5=a, B4=b), FeaturesConfig(derived={"f": spec}))
+    out = build_features(one_pixel(B5=a, B4=b), recipe(derived={"f": spec}))
     np.testing.assert_allclose(out["f"].item(), expected, rtol=1e-6)
 
 
 def test_collection2_layer_names_match_the_preset_by_suffix() -> None:
     ds = one_pixel(SR_B4=0.1, SR_B5=0.3)
     assert layer_name(ds, "nir", "landsat8") == "SR_B5"
-    out = build_features(ds, FeaturesConfig(indices=["ndvi"]))
+    out = build_features(ds, recipe(indices=["ndvi"]))
     assert out["ndvi"].item() == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize(
     ("fcfg", "error", "match"),
     [
-        (FeaturesConfig(indices=["evi"]), ConfigError, r"unknown index 'evi'.*features\.derived"),
-        (FeaturesConfig(sensor="sentinel2", indices=["ndvi"]), ConfigError, r"sentinel2"),
-        (FeaturesConfig(bands=["B9"]), LayerNotFoundError, r"'B9'.*stack has"),
+        (recipe(indices=["evi"]), ConfigError, r"unknown index 'evi'.*features\.derived"),
+        (recipe(sensor="sentinel2", indices=["ndvi"]), ConfigError, r"sentinel2"),
+        (recipe(bands=["B9"]), LayerNotFoundError, r"'B9'.*stack has"),
         (
-            FeaturesConfig(sensor="landsat7", indices=["ndvi"]),
+            recipe(sensor="landsat7", indices=["ndvi"]),
             LayerNotFoundError,
             r"'red' \(= B3 for landsat7\)",
         ),
-        (FeaturesConfig(derived={"x": ["B5"]}), ConfigError, r"features\.derived\.x"),
+        (recipe(derived={"x": ["B5"]}), ConfigError, r"features\.derived\.x"),
         (
-            FeaturesConfig(derived={"x": {"op": "product", "a": "B5", "b": "B4"}}),
+            recipe(derived={"x": {"op": "product", "a": "B5", "b": "B4"}}),
             ConfigError,
             r"derived\.x\.op='product'",
         ),
-        (FeaturesConfig(bands=["B4"], derived={"B4": ["B5", "B4"]}), ConfigError, r"twice"),
-        (FeaturesConfig(), ConfigError, r"selects no feature"),
+        (recipe(bands=["B4"], derived={"B4": ["B5", "B4"]}), ConfigError, r"twice"),
+        (recipe(), ConfigError, r"selects no feature"),
     ],
 )
 def test_bad_feature_configs_name_the_key(
-    fcfg: FeaturesConfig, error: type[Exception], match: str
+    fcfg: Recipe, error: type[Exception], match: str
 ) -> None:
     with pytest.raises(error, match=match):
         build_features(one_pixel(B4=0.1, B5=0.3), fcfg)
@@ -137,7 +136,7 @@ def test_ambiguous_suffix_is_an_error() -> None:
 
 @pytest.mark.parametrize("chunks", [None, 7, 16, 64])
 def test_dask_and_numpy_stacks_give_identical_features(chunks: int | None) -> None:
-    fcfg = FeaturesConfig(
+    fcfg = recipe(
         bands=["*"],
         indices=["ndwi", "ndvi", "ndsi", "nbr"],
         derived={"r": {"op": "ratio", "a": "nir", "b": "red"}},

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from geoensemble.app.config import FeaturesConfig, TrackingConfig
+from geoensemble.app.config import TrackingConfig
 from geoensemble.app.estimators import build_pipeline
 from geoensemble.app.params import compose
 from geoensemble.app.tracker import tracker_for
@@ -17,7 +17,7 @@ from geoensemble.errors import ConfigError
 from geoensemble.features.build import build_features
 from geoensemble.features.sample import sample_pixels
 from geoensemble.features.table import flatten, unflatten
-from tests.features.conftest import stack_dataset
+from tests.features.conftest import recipe, stack_dataset
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -61,7 +61,7 @@ def test_nan_threshold_without_imputation_is_refused_by_the_config() -> None:
 def test_logged_model_imputes_with_training_medians_and_names_its_features(
     tmp_path: Path,
 ) -> None:
-    fcfg = FeaturesConfig(bands=["B2", "B3", "B4", "B5"], indices=["ndvi", "ndwi"])
+    fcfg = recipe(bands=["B2", "B3", "B4", "B5"], indices=["ndvi", "ndwi"])
     train_feats = build_features(stack_dataset(height=60, width=50, seed=1, chunks=16), fcfg)
     names = [str(n) for n in train_feats.data_vars]
     sample = sample_pixels(train_feats, names, size=2000, seed=0, nan_threshold=2)

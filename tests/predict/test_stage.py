@@ -111,6 +111,7 @@ def test_ensemble_members_vote_agreement_and_probabilities(
 def test_another_scene_is_ingested_and_featurized_in_memory(
     tmp_path: Path, make_cfg, store: TrackingConfig, caplog: pytest.LogCaptureFixture
 ) -> None:
+    from geoensemble.app.settings import read_spec_of, recipe_of
     from geoensemble.features.build import build_features
     from geoensemble.io.stack import build_stack
     from geoensemble.synthetic import write_scene
@@ -119,7 +120,7 @@ def test_another_scene_is_ingested_and_featurized_in_memory(
     write_scene(tmp_path / "other", width=300, height=260, seed=7)
     scene = DataConfig(name="other", format="geotiff_dir", path=str(tmp_path / "other/scene"))
     scene.pattern = "B*.TIF"
-    feats = build_features(build_stack(scene), cfg.features)
+    feats = build_features(build_stack(read_spec_of(scene)), recipe_of(cfg.features))
     names = list(map(str, feats.data_vars))
     X, mask = valid_table(feats, names)
     from sklearn.cluster import KMeans
