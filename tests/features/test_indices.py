@@ -122,9 +122,7 @@ def test_collection2_layer_names_match_the_preset_by_suffix() -> None:
         (recipe(), ConfigError, r"selects no feature"),
     ],
 )
-def test_bad_feature_configs_name_the_key(
-    fcfg: Recipe, error: type[Exception], match: str
-) -> None:
+def test_bad_feature_configs_name_the_key(fcfg: Recipe, error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         build_features(one_pixel(B4=0.1, B5=0.3), fcfg)
 
