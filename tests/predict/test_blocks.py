@@ -173,3 +173,23 @@ def test_distributed_workers_read_their_own_windows_and_write_the_threads_maps(
     for k in threads:
         np.testing.assert_array_equal(dist[k], threads[k])
     assert (threads["member:0"] != 255).sum() > 100_000
+
+
+@pytest.mark.parametrize(
+    ("size", "n", "edge"),
+    [
+        (1024, 6, 1024),
+        (1024, 16, 1024),
+        (1024, 32, 512),
+        (1024, 100, 256),
+        (1024, 300, 128),
+        (48, 100, 48),
+    ],
+)
+def test_many_features_make_smaller_blocks(size: int, n: int, edge: int) -> None:
+    from geoensemble.predict.blocks import BLOCK_FEATURE_BYTES, feature_block_edge
+
+    got = feature_block_edge(size, n)
+    assert got == edge
+    assert got <= 128 or got * got * n * 4 <= BLOCK_FEATURE_BYTES
+    assert 512 % got == 0 or got % 512 == 0 or got < 128

@@ -55,6 +55,21 @@ def block_edge(size: int) -> int:
     return TILE * max(1, round(size / TILE))
 
 
+#: Most bytes of one block's float32 features: many layers make smaller blocks, so memory
+#: stays flat in the number of features (100 layers: 256-px blocks, 26 MB each).
+BLOCK_FEATURE_BYTES = 64 << 20
+
+
+def feature_block_edge(size: int, n_features: int) -> int:
+    """:func:`block_edge` of ``size``, halved (down to 128 px) while a block's float32
+    features would exceed :data:`BLOCK_FEATURE_BYTES`; below a tile, edges divide the tile
+    so that a tile is written by whole blocks."""
+    edge = block_edge(size)
+    while edge > 128 and edge * edge * max(1, n_features) * 4 > BLOCK_FEATURE_BYTES:
+        edge = edge - TILE if edge > TILE else edge // 2
+    return edge
+
+
 def blocks(height: int, width: int, edge: int) -> list[Block]:
     """Square blocks of ``edge`` pixels covering the scene, row by row."""
     return [

@@ -27,9 +27,9 @@ from geoensemble.io.atomic import disk_full, full_error
 from geoensemble.io.memory import ensure_fits
 from geoensemble.io.stack import grid_attrs
 from geoensemble.predict.blocks import (
-    block_edge,
     blocks,
     feature_array,
+    feature_block_edge,
     predicted_blocks,
     trim_heap,
 )
@@ -200,7 +200,7 @@ def _blocks_that_fit(
     scene: str,
 ) -> list[Any]:
     """The scene's blocks, once the blocks in flight at once are known to fit in memory."""
-    edge = block_edge(block_size)
+    edge = feature_block_edge(block_size, len(predictor.features))
     # Each block in flight holds its features (float32), their table and the outputs.
     per_block = min(edge, height) * min(edge, width) * (len(predictor.features) * 4 * 2 + 64)
     in_flight = 4 if client is not None else max(1, threads)
