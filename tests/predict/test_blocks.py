@@ -180,9 +180,10 @@ def test_distributed_workers_read_their_own_windows_and_write_the_threads_maps(
     [
         (1024, 6, 1024),
         (1024, 16, 1024),
-        (1024, 32, 512),
-        (1024, 100, 256),
-        (1024, 300, 128),
+        (1024, 32, 1024),
+        (1024, 33, 512),
+        (1024, 100, 512),
+        (1024, 300, 256),
         (48, 100, 48),
     ],
 )
@@ -193,3 +194,12 @@ def test_many_features_make_smaller_blocks(size: int, n: int, edge: int) -> None
     assert got == edge
     assert got <= 128 or got * got * n * 4 <= BLOCK_FEATURE_BYTES
     assert 512 % got == 0 or got % 512 == 0 or got < 128
+
+
+def test_large_blocks_run_on_fewer_threads() -> None:
+    from geoensemble.predict.blocks import threads_for
+
+    assert threads_for(1024, 6, 2) == 2  # 25 MB blocks: every core
+    assert threads_for(1024, 6, 16) == 9  # at most 10 in flight
+    assert threads_for(512, 100, 2) == 1  # 105 MB blocks: one at a time
+    assert threads_for(512, 300, 4) == 1  # never below one

@@ -56,8 +56,20 @@ def block_edge(size: int) -> int:
 
 
 #: Most bytes of one block's float32 features: many layers make smaller blocks, so memory
-#: stays flat in the number of features (100 layers: 256-px blocks, 26 MB each).
-BLOCK_FEATURE_BYTES = 64 << 20
+#: stays flat in the number of features (100 layers: 512-px blocks of 105 MB; 300: 256 px).
+#: Blocks stay whole 512-px tiles up to ~120 layers: a tile read by parts is decoded once
+#: per part.
+BLOCK_FEATURE_BYTES = 128 << 20
+#: Most bytes of float32 features of the blocks in flight on threads: with large blocks
+#: (many layers) fewer threads run, rather than memory growing with the layers.
+IN_FLIGHT_FEATURE_BYTES = 256 << 20
+
+
+def threads_for(edge: int, n_features: int, threads: int) -> int:
+    """``threads``, lowered so the ``threads + 1`` blocks in flight hold at most
+    :data:`IN_FLIGHT_FEATURE_BYTES` of features (never below 1)."""
+    per_block = edge * edge * max(1, n_features) * 4
+    return max(1, min(threads, IN_FLIGHT_FEATURE_BYTES // max(1, per_block) - 1))
 
 
 def feature_block_edge(size: int, n_features: int) -> int:
