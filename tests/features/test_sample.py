@@ -69,6 +69,16 @@ def test_labels_restrict_and_stratify_balances_classes() -> None:
     counts = np.bincount(strat.y, minlength=3)
     assert counts.tolist() == [35, 35, 20]  # the rare class keeps all 20, the rest split
     np.testing.assert_array_equal(strat.y, labels[strat.rows, strat.cols])
+    # each strip keeps only its smallest keys (per class): the same sample whatever the strip
+    for kw in ({"stratify": True}, {}):
+        ref = sample_pixels(ds, BANDS, size=90, seed=3, labels=labels, strip_rows=40, **kw)
+        for strip_rows in (1, 3, 11):
+            s = sample_pixels(
+                ds, BANDS, size=90, seed=3, labels=labels, strip_rows=strip_rows, **kw
+            )
+            np.testing.assert_array_equal(s.rows, ref.rows)
+            np.testing.assert_array_equal(s.cols, ref.cols)
+            np.testing.assert_array_equal(s.X, ref.X)
 
 
 def test_balanced_quotas() -> None:

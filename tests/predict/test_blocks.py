@@ -112,3 +112,94 @@ def test_blocks_on_threads_hold_each_model_to_its_share_of_the_cores() -> None:
             np.testing.assert_array_equal(res.arrays["member:0"].ravel(), expected)
     assert seen == [max(1, env_threads() // 2)] * 4
     assert km._n_threads == 8
+
+
+def _scene_from_files(tmp_path: Path):
+    """A synthetic scene written as GeoTiffs and opened lazily, as the stage opens one."""
+    from geoensemble.app.config import DataConfig, FeaturesConfig
+    from geoensemble.features.build import build_features
+    from geoensemble.io.stack import build_stack
+    from geoensemble.synthetic import write_scene
+
+    write_scene(tmp_path / "src", width=600, height=520, seed=3)
+    data = DataConfig(name="s", format="geotiff_dir", path=str(tmp_path / "src/scene"))
+    data.pattern = "B*.TIF"
+    feats = FeaturesConfig()
+    feats.bands = [f"B{i}" for i in range(1, 8)]
+    feats.indices = []
+    return build_features(build_stack(data), feats)
+
+
+def test_distributed_workers_read_their_own_windows_and_write_the_threads_maps(
+    tmp_path: Path,
+) -> None:
+    from distributed import Client, LocalCluster
+    from sklearn.cluster import KMeans
+
+    from geoensemble.predict.blocks import block_window, feature_array, ships_pixels, task_bytes
+
+    ds = _scene_from_files(tmp_path)
+    names = list(map(str, ds.data_vars))
+    X, _ = valid_table(ds, names)
+    est = KMeans(5, n_init=1, random_state=0).fit(X[::11])
+    members = [LoadedMember("m", est, names, "test:m")]
+    keys = output_keys(members, PredictOutputsConfig())
+    pred = BlockPredictor(members, names, ClassScheme.of(members), keys)
+    # a task carries where to read its block (files, windows), not the block's pixels
+    window = block_window(feature_array(ds, names), blocks(520, 600, 512)[0])
+    assert not ships_pixels(window)
+    assert task_bytes(window) < window.array.nbytes / 10
+    in_memory = block_window(feature_array(ds.load(), names), blocks(520, 600, 512)[0])
+    assert ships_pixels(in_memory)
+
+    def run(sub: str, **kw) -> dict[str, np.ndarray]:
+        paths = {k: tmp_path / sub / f"{k.replace(':', '_')}.tif" for k in keys}
+        s = predict_scene(ds, pred, paths, block_size=512, **kw)
+        out = {}
+        for k, p in s.maps.items():
+            with rasterio.open(p) as src:
+                out[k] = src.read()
+        return out
+
+    threads = run("threads", threads=2)
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        dist = run("dist", client=client)
+    assert threads.keys() == dist.keys() and threads
+    for k in threads:
+        np.testing.assert_array_equal(dist[k], threads[k])
+    assert (threads["member:0"] != 255).sum() > 100_000
+
+
+@pytest.mark.parametrize(
+    ("size", "n", "edge"),
+    [
+        (1024, 6, 1024),
+        (1024, 16, 1024),
+        (1024, 32, 1024),
+        (1024, 33, 512),
+        (1024, 100, 512),
+        (1024, 300, 256),
+        (48, 100, 48),
+    ],
+)
+def test_many_features_make_smaller_blocks(size: int, n: int, edge: int) -> None:
+    from geoensemble.predict.blocks import BLOCK_FEATURE_BYTES, feature_block_edge
+
+    got = feature_block_edge(size, n)
+    assert got == edge
+    assert got <= 128 or got * got * n * 4 <= BLOCK_FEATURE_BYTES
+    assert 512 % got == 0 or got % 512 == 0 or got < 128
+
+
+def test_large_blocks_run_on_fewer_threads() -> None:
+    from geoensemble.predict.blocks import threads_for
+
+    assert threads_for(1024, 6, 2) == 2  # 25 MB blocks: every core
+    assert threads_for(1024, 6, 16) == 9  # at most 10 in flight
+    assert threads_for(512, 100, 2) == 1  # 105 MB blocks: one at a time
+    assert threads_for(512, 300, 4) == 1  # never below one

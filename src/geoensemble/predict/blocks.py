@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,6 +26,8 @@ from geoensemble.predict.models import env_threads, threads_held
 
 if TYPE_CHECKING:
     from geoensemble.predict.timing import Phases
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,33 @@ def block_edge(size: int) -> int:
     if size < TILE:
         return size
     return TILE * max(1, round(size / TILE))
+
+
+#: Most bytes of one block's float32 features: many layers make smaller blocks, so memory
+#: stays flat in the number of features (100 layers: 512-px blocks of 105 MB; 300: 256 px).
+#: Blocks stay whole 512-px tiles up to ~120 layers: a tile read by parts is decoded once
+#: per part.
+BLOCK_FEATURE_BYTES = 128 << 20
+#: Most bytes of float32 features of the blocks in flight on threads: with large blocks
+#: (many layers) fewer threads run, rather than memory growing with the layers.
+IN_FLIGHT_FEATURE_BYTES = 256 << 20
+
+
+def threads_for(edge: int, n_features: int, threads: int) -> int:
+    """``threads``, lowered so the ``threads + 1`` blocks in flight hold at most
+    :data:`IN_FLIGHT_FEATURE_BYTES` of features (never below 1)."""
+    per_block = edge * edge * max(1, n_features) * 4
+    return max(1, min(threads, IN_FLIGHT_FEATURE_BYTES // max(1, per_block) - 1))
+
+
+def feature_block_edge(size: int, n_features: int) -> int:
+    """:func:`block_edge` of ``size``, halved (down to 128 px) while a block's float32
+    features would exceed :data:`BLOCK_FEATURE_BYTES`; below a tile, edges divide the tile
+    so that a tile is written by whole blocks."""
+    edge = block_edge(size)
+    while edge > 128 and edge * edge * max(1, n_features) * 4 > BLOCK_FEATURE_BYTES:
+        edge = edge - TILE if edge > TILE else edge // 2
+    return edge
 
 
 def blocks(height: int, width: int, edge: int) -> list[Block]:
@@ -183,17 +213,26 @@ def run_distributed(
     the scheduler run, dozens of small read/stack tasks per block, which on a small machine
     cost more than the prediction itself.
     """
-    import dask
     from distributed import as_completed
 
     remote = client.scatter(predictor, broadcast=True, hash=False)
     run = uuid.uuid4().hex[:8]  # keys unique per scene: a cluster may serve several clients
+    warned = False
 
     def task(b: Block) -> Any:
-        rows, cols = b.slices
-        (lazy,) = dask.optimize(arr[:, rows, cols])
+        nonlocal warned
+        window = block_window(arr, b)
+        if not warned:  # the first block tells: all are built alike
+            warned = True
+            if ships_pixels(window):
+                log.warning(
+                    "predict: the scene's features are in memory, not read from their "
+                    "files: the client sends every block's pixels to the workers; open the "
+                    "scene lazily (from its files or store) so that each worker reads its "
+                    "own window",
+                )
         key = f"predict-{run}-{b.row}-{b.col}"
-        return client.submit(_read_apply, remote, _Lazy(lazy), pure=False, key=key)
+        return client.submit(_read_apply, remote, window, pure=False, key=key)
 
     it = iter(todo)
     futures = {}
@@ -211,6 +250,37 @@ def run_distributed(
             ac.add(new)
         yield b, fut.result()
         fut.release()
+
+
+#: Above this size (and half the block's pixels) a block's task is taken to carry pixels
+#: rather than the description of where to read them.
+SHIPPED_BYTES = 1 << 16
+
+
+def block_window(arr: Any, block: Block) -> _Lazy:
+    """What a worker needs to read ``block`` itself: the block's slice of the lazy feature
+    array, its graph culled to the chunks it needs. For a scene opened from files (a local
+    path or a URL) or a store, that graph holds the readers (source, window, how to turn the
+    values into features), not pixels: the task is a few kilobytes, whatever the block."""
+    import dask
+
+    rows, cols = block.slices
+    (lazy,) = dask.optimize(arr[:, rows, cols])
+    return _Lazy(lazy)
+
+
+def task_bytes(window: _Lazy) -> int:
+    """Bytes ``window`` weighs as a task's argument (pickled): a few kilobytes when the block
+    is read from its source by the task, the block's pixels and more when it is in memory."""
+    import pickle
+
+    return len(pickle.dumps(window, protocol=5))
+
+
+def ships_pixels(window: _Lazy) -> bool:
+    """Whether ``window`` carries its pixels rather than where to read them."""
+    size = task_bytes(window)
+    return size > SHIPPED_BYTES and size >= window.array.nbytes // 2
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,11 @@ from geoensemble.io.atomic import disk_full, full_error
 from geoensemble.io.memory import ensure_fits
 from geoensemble.io.stack import grid_attrs
 from geoensemble.predict.blocks import (
-    block_edge,
     blocks,
     feature_array,
+    feature_block_edge,
     predicted_blocks,
+    threads_for,
     trim_heap,
 )
 from geoensemble.predict.combine import REGRESSOR, BlockPredictor, ClassScheme
@@ -142,7 +143,9 @@ def predict_scene(
     height, width = int(features.sizes["y"]), int(features.sizes["x"])
     crs, transform = grid_attrs(features)
     arr = feature_array(features, predictor.features)
-    todo = _blocks_that_fit(predictor, height, width, block_size, client, threads, scene)
+    edge = feature_block_edge(block_size, len(predictor.features))
+    threads = threads_for(edge, len(predictor.features), threads)
+    todo = _blocks_that_fit(predictor, height, width, edge, client, threads, scene)
     step = thumbnail_step(height, width) if thumbnails else 0
     layout = _Layout(width, height, crs, transform, compress, tags, overviews, step)
     ph = phases if phases is not None else Phases()
@@ -194,19 +197,18 @@ def _blocks_that_fit(
     predictor: BlockPredictor,
     height: int,
     width: int,
-    block_size: int,
+    edge: int,
     client: Any,
     threads: int,
     scene: str,
 ) -> list[Any]:
     """The scene's blocks, once the blocks in flight at once are known to fit in memory."""
-    edge = block_edge(block_size)
     # Each block in flight holds its features (float32), their table and the outputs.
     per_block = min(edge, height) * min(edge, width) * (len(predictor.features) * 4 * 2 + 64)
     in_flight = 4 if client is not None else max(1, threads)
     ensure_fits(
         per_block * in_flight,
-        what=f"predicting scene '{scene}' in blocks of predict.block_size={block_size} pixels "
+        what=f"predicting scene '{scene}' in blocks of {edge} x {edge} pixels "
         f"({len(predictor.features)} features, {in_flight} block(s) at once)",
         fix="lower predict.block_size (e.g. 1024) or predict.threads",
     )
