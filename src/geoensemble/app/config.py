@@ -294,11 +294,20 @@ class PromoteConfig:
     reason: str | None = None  # recorded on the version (tag promotion_reason)
 
 
+class RegisterMode(StrEnum):
+    """When a training registers its kept members (it always logs them as models)."""
+
+    auto = "auto"  # only the workspace pipeline (dvc repro on the committed params.yaml)
+    always = "always"  # any training: experiments, sweeps, mlflow run, by hand
+    never = "never"
+
+
 @dataclass
 class TrackingConfig:
     uri: str | None = None
     experiment: str = "geoensemble"
-    model_name: str = "geoensemble"
+    model_name: str = ""  # "": <data.name>-<model.name>, e.g. synthetic-kmeans
+    register: RegisterMode = RegisterMode.auto
     artifact_root: str = "mlartifacts"
     timeout: float = 10.0  # seconds to wait for a tracking server before giving up
 

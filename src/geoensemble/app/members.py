@@ -234,8 +234,9 @@ def name_by_rank(members: list[LoadedMember], tracker: Tracker, alias: str) -> N
 
 
 def train_report_uris(cfg: AppConfig) -> list[str]:
-    """``models:/<name>/<version>`` of the champion ``<paths.reports>/train.json`` records,
-    then of the other members it kept, best first.
+    """The models (``models:/<name>/<version>`` when registered, else
+    ``models:/<model id>``) of the champion ``<paths.reports>/train.json`` records, then of
+    the other members it kept, best first.
 
     This is how the pipeline's predict stage (``predict.model_uri=train_report``) uses
     exactly the versions its train stage registered, wherever ``@champion`` points meanwhile:
@@ -270,11 +271,12 @@ def train_report_uris(cfg: AppConfig) -> list[str]:
         ) from None
     champion = report.get("champion") if isinstance(report, dict) else None
     name = report.get("model_name") if isinstance(report, dict) else None
-    version = champion.get("version") if isinstance(champion, dict) else None
-    if not isinstance(name, str) or not str(version or "").isdigit():
+    first = _report_uri(champion, name)
+    if not isinstance(name, str) or first is None:
         raise InputFileError(
-            f"{path} records no champion version (champion.version, model_name): it is not "
-            f"the report the train stage wrote (changed since); {rewrite}"
+            f"{path} records no champion model (champion.uri or champion.version, "
+            f"model_name): it is not the report the train stage wrote (changed since); "
+            f"{rewrite}"
         )
     if name != cfg.tracking.model_name:
         raise ConfigError(
@@ -282,10 +284,18 @@ def train_report_uris(cfg: AppConfig) -> list[str]:
             f"set tracking.model_name={name}, or rerun the train stage"
         )
     kept = report.get("kept") if isinstance(report.get("kept"), list) else []
-    others = [
-        str(k["version"])
-        for k in sorted(kept, key=lambda k: k.get("rank", 0))
-        if isinstance(k, dict) and str(k.get("version") or "").isdigit()
-    ]
-    versions = dict.fromkeys([str(version), *others])
-    return [f"models:/{name}/{v}" for v in versions]
+    others = [_report_uri(k, name) for k in sorted(kept, key=lambda k: k.get("rank", 0))]
+    return list(dict.fromkeys([first, *(u for u in others if u is not None)]))
+
+
+def _report_uri(entry: Any, name: Any) -> str | None:
+    """The model of a member entry of ``train.json``: its ``uri`` (a registered version or,
+    not registered, its logged model ``models:/<model id>``), else its ``version`` of
+    ``name``; ``None`` when it records neither."""
+    if not isinstance(entry, dict):
+        return None
+    uri = entry.get("uri")
+    if isinstance(uri, str) and uri.startswith("models:/"):
+        return uri
+    version = str(entry.get("version") or "")
+    return f"models:/{name}/{version}" if version.isdigit() else None

@@ -13,12 +13,15 @@ from geoensemble.errors import FeatureMismatchError, InputFileError, ModelNotFou
 from geoensemble.redact import redact_uri
 from geoensemble.tracking.base import TrackerBase
 from geoensemble.tracking.models import (
+    MODEL_DIGEST_TAG,
     MODEL_ID_TAG,
+    REGISTERED_BY_TAG,
     SKOPS_SHA256_TAG,
     LoadedModel,
     VersionInfo,
     _version_info,
     log_sklearn_model,
+    model_digest,
     model_id_from,
     read_model,
 )
@@ -40,19 +43,23 @@ class Registry(TrackerBase):
         tags: Mapping[str, str],
         description: str | None = None,
         experiment_id: str | None = None,
-    ) -> str:
-        """Log a fitted pipeline as the model of run ``run_id`` and register it; return the
-        version.
+        register: bool = True,
+        model_description: str | None = None,
+    ) -> Logged:
+        """Log a fitted pipeline as the model of run ``run_id`` and, with ``register``,
+        register it as a version of ``model_name``.
 
-        The run is not reopened (it stays as it is, e.g. FINISHED), and the version is
-        created in one call with its tags, the sha256 of its file and ``description``.
-        ``experiment_id`` is the run's (looked up when not given): the logged model goes
-        there. See :func:`~geoensemble.tracking.models.log_sklearn_model`.
+        The run is not reopened (it stays as it is, e.g. FINISHED). The logged model is
+        tagged with the sha256 of its file and the digest of its content
+        (:data:`~.models.MODEL_DIGEST_TAG`). A version is created in one call with
+        ``tags``, those two and ``description`` -- unless a version of ``model_name``
+        already holds the same content: that one is returned, not registered again.
+        ``model_description`` describes a registered model created here (or one without a
+        description). ``experiment_id`` is the run's (looked up when not given): the logged
+        model goes there. See :func:`~geoensemble.tracking.models.log_sklearn_model`.
         """
-        from mlflow.exceptions import MlflowException
-
         client = self.client
-        model_id, location, digest = log_sklearn_model(
+        model_id, location, sha256 = log_sklearn_model(
             client,
             self.uri,
             experiment_id=experiment_id or self.experiment_of(run_id),
@@ -61,16 +68,16 @@ class Registry(TrackerBase):
             feature_names=feature_names,
             example=example,
         )
-        try:
-            client.get_registered_model(model_name)  # a read: most trainings find it
-        except MlflowException as exc:
-            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
-                raise
-            try:
-                client.create_registered_model(model_name)
-            except MlflowException as again:  # another stage created it meanwhile
-                if again.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
-                    raise
+        content = model_digest(pipeline)
+        client.set_logged_model_tags(
+            model_id, {SKOPS_SHA256_TAG: sha256, MODEL_DIGEST_TAG: content}
+        )
+        if not register:
+            return Logged(model_id, None, False)
+        self._ensure_model(model_name, model_description)
+        same = self.versions_with_digest(model_name, content)
+        if same:
+            return Logged(model_id, same[0], False)
         # The source is where the logged model's files are: a models:/<model id> source
         # would make a SQLite registry look the model up with MLflow's process-wide URI, not
         # this client's. The logged model is named by a tag (model_id_from reads it).
@@ -78,11 +85,46 @@ class Registry(TrackerBase):
             model_name,
             location,
             run_id=run_id,
-            tags={**tags, SKOPS_SHA256_TAG: digest, MODEL_ID_TAG: model_id},
+            tags={
+                **tags,
+                SKOPS_SHA256_TAG: sha256,
+                MODEL_ID_TAG: model_id,
+                MODEL_DIGEST_TAG: content,
+                REGISTERED_BY_TAG: "geoensemble",
+            },
             description=description,
             model_id=model_id,
         )
-        return str(mv.version)
+        return Logged(model_id, str(mv.version), True)
+
+    def _ensure_model(self, name: str, description: str | None) -> None:
+        """Create registered model ``name`` if needed, with ``description`` (also given to
+        an existing one that has none)."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.client
+        try:
+            found = client.get_registered_model(name)  # a read: most trainings find it
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            try:
+                client.create_registered_model(name, description=description)
+                return
+            except MlflowException as again:  # another stage created it meanwhile
+                if again.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                    raise
+            found = client.get_registered_model(name)
+        if description and not found.description:
+            client.update_registered_model(name, description=description)
+
+    @guarded
+    def versions_with_digest(self, name: str, digest: str) -> list[str]:
+        """The versions of model ``name`` whose content digest is ``digest``, oldest first."""
+        found = self.client.search_model_versions(
+            f"name = '{_quoted(name)}' and tags.`{MODEL_DIGEST_TAG}` = '{_quoted(digest)}'"
+        )
+        return sorted((str(mv.version) for mv in found), key=int)
 
     def load_model(self, uri: str, *, trusted_types: Sequence[str] = ()) -> LoadedModel:
         """Load a logged scikit-learn model and its signature's feature names.
@@ -111,15 +153,16 @@ class Registry(TrackerBase):
 
         client = self.client
         found: _Version | None = None
+        expected: str | None = None
         try:
-            if uri.startswith("models:/"):
+            if _is_logged_model(uri):  # models:/<model id>: logged, maybe not registered
+                logged = client.get_logged_model(uri[len("models:/") :])
+                expected = (logged.tags or {}).get(SKOPS_SHA256_TAG)
+            elif uri.startswith("models:/"):
                 found = _registered_version(client, uri)
+                expected = found.tags.get(SKOPS_SHA256_TAG)
             model, info = read_model(
-                client,
-                uri,
-                self.uri,
-                trusted_types=trusted_types,
-                expected_sha256=found.tags.get(SKOPS_SHA256_TAG) if found else None,
+                client, uri, self.uri, trusted_types=trusted_types, expected_sha256=expected
             )
         except MlflowException as exc:
             if (fault := self.fault(exc)) is not None:
@@ -259,6 +302,21 @@ class Registry(TrackerBase):
 
 
 @dataclass(frozen=True)
+class Logged:
+    """A member's model as logged: its MLflow 3 logged-model id, and its registered version
+    (``None`` when not registered); ``new`` when this call registered it."""
+
+    model_id: str
+    version: str | None
+    new: bool
+
+
+def _quoted(text: str) -> str:
+    """``text`` for a single-quoted string of an MLflow search filter."""
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+@dataclass(frozen=True)
 class _Version:
     """A registered version a ``models:/`` URI names."""
 
@@ -267,6 +325,12 @@ class _Version:
     run_id: str | None
     model_id: str | None
     tags: dict[str, str]
+
+
+def _is_logged_model(uri: str) -> bool:
+    """Whether ``uri`` names an MLflow 3 logged model, ``models:/<model id>``."""
+    ref = uri[len("models:/") :] if uri.startswith("models:/") else ""
+    return bool(ref) and "/" not in ref and "@" not in ref
 
 
 def _registered_version(client: Any, uri: str) -> _Version:
