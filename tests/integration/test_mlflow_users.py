@@ -4,6 +4,7 @@ data set and family, and registration only on request, never twice for the same 
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ def test_training_experiment_runs_links_and_registered_model(
 ) -> None:
     from mlflow import MlflowClient
 
-    cfg, report = train(tiny_store, tmp_path, "tracking.register=always")
+    cfg, report = train(tiny_store, tmp_path, "tracking.register=always", "tracking.model_name=")
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri, uri)
     exp_id = report["experiment_id"]
@@ -72,16 +73,56 @@ def test_training_experiment_runs_links_and_registered_model(
     assert report["registry"]["alias"] is None
 
     # the same members trained again: nothing registered twice
-    _, again = train(tiny_store, tmp_path, "tracking.register=always")
+    _, again = train(tiny_store, tmp_path, "tracking.register=always", "tracking.model_name=")
     assert [k["version"] for k in again["kept"]] == [k["version"] for k in report["kept"]]
     assert len(client.search_model_versions(f"name = '{name}'")) == len(report["kept"])
+
+    # registry prune deletes only our versions that no alias holds
+    _, other = train(
+        tiny_store, tmp_path, "tracking.register=always", "tracking.model_name=", "seed=7"
+    )
+    kept = [k["version"] for k in report["kept"] + other["kept"]]
+    assert len(set(kept)) == len(kept) >= 2  # other members: other versions
+    client.set_registered_model_alias(name, "champion", kept[0])
+    first_run = client.search_model_versions(f"name = '{name}'")[0]
+    foreign = client.create_model_version(name, first_run.source, run_id=first_run.run_id)
+    listed = registry(uri, "list")
+    assert f"{name} version {kept[0]}: @champion" in listed.stdout
+    assert f"{name} version {foreign.version}" not in listed.stdout  # not ours: not shown
+    dry = registry(uri, "prune", "--dry-run")
+    assert dry.stdout.strip().splitlines()[-1] == (
+        f"geoensemble registry: {len(kept)} version(s) registered by geoensemble; "
+        f"would delete {len(kept) - 1} held by no alias"
+    )
+    assert len(client.search_model_versions(f"name = '{name}'")) == len(kept) + 1
+    done = registry(uri, "prune")
+    assert done.returncode == 0, done.stderr
+    left = sorted(str(v.version) for v in client.search_model_versions(f"name = '{name}'"))
+    assert left == sorted([kept[0], str(foreign.version)])
+    bad = registry(uri, "registry.action=burn")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert len([ln for ln in bad.stderr.splitlines() if "error" in ln]) == 1, bad.stderr
+
+
+def registry(uri: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``geoensemble registry args`` against the store ``uri``."""
+    from tests.conftest import tool, tool_env
+
+    return subprocess.run(
+        [tool("geoensemble"), "registry", *args, f"tracking.uri={uri}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=tool_env(GEOENSEMBLE_LOG_DIR=uri.removeprefix("sqlite:///").rsplit("/", 1)[0]),
+        check=False,
+    )
 
 
 def test_a_hand_run_logs_its_models_without_registering(tiny_store: Path, tmp_path: Path) -> None:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    cfg, report = train(tiny_store, tmp_path)  # tracking.register=auto, not the pipeline
+    cfg, report = train(tiny_store, tmp_path, "tracking.register=auto")  # not the pipeline
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri, uri)
     with pytest.raises(MlflowException):

@@ -119,6 +119,40 @@ class Registry(TrackerBase):
             client.update_registered_model(name, description=description)
 
     @guarded
+    def our_versions(self) -> list[VersionInfo]:
+        """Every version geoensemble registered (tag :data:`~.models.REGISTERED_BY_TAG`), in
+        every registered model of the store, with the aliases that hold it; by model name,
+        then version."""
+        found = self.client.search_model_versions(
+            f"tags.`{REGISTERED_BY_TAG}` = 'geoensemble'", max_results=10_000
+        )
+        held: dict[str, dict[str, list[str]]] = {}
+        for name in sorted({str(mv.name) for mv in found}):
+            aliases = self.client.get_registered_model(name).aliases or {}
+            by_version: dict[str, list[str]] = {}
+            for alias, version in aliases.items():
+                by_version.setdefault(str(version), []).append(str(alias))
+            held[name] = by_version
+        return sorted(
+            (
+                VersionInfo(
+                    name=str(mv.name),
+                    version=str(mv.version),
+                    tags=dict(mv.tags or {}),
+                    aliases=sorted(held[str(mv.name)].get(str(mv.version), [])),
+                    run_id=mv.run_id,
+                )
+                for mv in found
+            ),
+            key=lambda v: (v.name, int(v.version)),
+        )
+
+    @guarded
+    def delete_version(self, name: str, version: str) -> None:
+        """Delete one registered version (its logged model and run stay)."""
+        self.client.delete_model_version(name, str(version))
+
+    @guarded
     def versions_with_digest(self, name: str, digest: str) -> list[str]:
         """The versions of model ``name`` whose content digest is ``digest``, oldest first."""
         found = self.client.search_model_versions(
