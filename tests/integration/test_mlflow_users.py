@@ -137,4 +137,18 @@ def test_a_hand_run_logs_its_models_without_registering(tiny_store: Path, tmp_pa
     tracker.open()
     loaded = tracker.load_model(champion["uri"])
     assert loaded.feature_names == report["feature_names"]
-    assert loaded.version is None
+    assert loaded.version is None and loaded.run_id == champion["run_id"]
+    assert loaded.tags is not None and loaded.tags["member"] == champion["member"]
+
+    from geoensemble.app import stages
+
+    maps = tmp_path / "maps"
+    cfg = compose_tiny(
+        tiny_store,
+        f"tracking.uri={uri}",
+        f"paths.reports={tmp_path}/reports",
+        "predict.model_uri=train_report",
+        f"predict.output_dir={maps}",
+    )
+    stages.predict(cfg)
+    assert sorted(p.name for p in maps.glob("*_best.tif"))  # named by role, not by version

@@ -202,7 +202,7 @@ def resolve_members(cfg: AppConfig, tracker: Tracker) -> list[LoadedMember]:
         uris.insert(0, p.model_uri or f"models:/{cfg.tracking.model_name}@{p.alias}")
     trusted = cfg.trust.types
     members = [registered_member(tracker, u, trusted_types=trusted) for u in dict.fromkeys(uris)]
-    name_by_rank([m for m in members if m.uri in ranked], tracker, p.alias)
+    name_by_rank([m for m in members if m.uri in ranked], tracker, p.alias, cfg.tracking.model_name)
     if p.external.path:
         members.append(external_member(p.external, trusted))
     labels = [m.label for m in members]
@@ -219,7 +219,9 @@ def resolve_members(cfg: AppConfig, tracker: Tracker) -> list[LoadedMember]:
     return members
 
 
-def name_by_rank(members: list[LoadedMember], tracker: Tracker, alias: str) -> None:
+def name_by_rank(
+    members: list[LoadedMember], tracker: Tracker, alias: str, model_name: str = "model"
+) -> None:
     """Label an ensemble's kept members (best first) by role, not by registry version, so
     their maps keep their names from run to run: the best is ``<model>_<alias>`` only when
     ``@<alias>`` points at its version (else ``<model>_best``), the others ``<model>_rank2``,
@@ -228,9 +230,10 @@ def name_by_rank(members: list[LoadedMember], tracker: Tracker, alias: str) -> N
         return
     best = members[0]
     holder = tracker.alias_version(best.name, alias) if best.name else None
-    best.label = f"{best.name}_{alias if holder == best.version else 'best'}"
+    registered = holder is not None and holder == best.version
+    best.label = f"{best.name or model_name}_{alias if registered else 'best'}"
     for rank, m in enumerate(members[1:], start=2):
-        m.label = f"{m.name}_rank{rank}"
+        m.label = f"{m.name or model_name}_rank{rank}"
 
 
 def train_report_uris(cfg: AppConfig) -> list[str]:

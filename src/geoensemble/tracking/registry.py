@@ -69,8 +69,9 @@ class Registry(TrackerBase):
             example=example,
         )
         content = model_digest(pipeline)
+        # The version's tags on the logged model too: an unregistered member keeps them.
         client.set_logged_model_tags(
-            model_id, {SKOPS_SHA256_TAG: sha256, MODEL_DIGEST_TAG: content}
+            model_id, {**tags, SKOPS_SHA256_TAG: sha256, MODEL_DIGEST_TAG: content}
         )
         if not register:
             return Logged(model_id, None, False)
@@ -191,7 +192,9 @@ class Registry(TrackerBase):
         try:
             if _is_logged_model(uri):  # models:/<model id>: logged, maybe not registered
                 logged = client.get_logged_model(uri[len("models:/") :])
-                expected = (logged.tags or {}).get(SKOPS_SHA256_TAG)
+                tags = {str(k): str(v) for k, v in (logged.tags or {}).items()}
+                found = _Version("", "", logged.source_run_id, str(logged.model_id), tags)
+                expected = tags.get(SKOPS_SHA256_TAG)
             elif uri.startswith("models:/"):
                 found = _registered_version(client, uri)
                 expected = found.tags.get(SKOPS_SHA256_TAG)
@@ -212,8 +215,8 @@ class Registry(TrackerBase):
             uri=uri,
             model=model,
             feature_names=[str(n) for n in names],
-            name=found.name if found else None,
-            version=found.version if found else None,
+            name=(found.name or None) if found else None,
+            version=(found.version or None) if found else None,
             run_id=found.run_id if found else None,
             model_id=found.model_id if found else None,
             tags=found.tags if found else None,
