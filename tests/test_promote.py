@@ -178,7 +178,7 @@ def register(
                     example=X[:3],
                     model_name=t.model_name,
                     tags={"ensemble_run_id": parent, "member": f"member-{i}", **tags},
-                ).version
+                )
             )
     return parent, versions
 

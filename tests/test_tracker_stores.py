@@ -71,8 +71,7 @@ def test_two_trackers_log_to_their_own_stores_and_leave_the_global_uri_alone(
         model = KMeans(2, n_init=1, random_state=0).fit(X)
         version = a.log_model(
             child, model, feature_names=["x", "y"], example=X[:3], model_name="m", tags={}
-        ).version
-    assert version is not None
+        )
     a.set_alias("m", "champion", version)
 
     assert sorted(n for n, _ in runs_in(uri_a, "ex").values()) == ["ens-a", "m-a"]

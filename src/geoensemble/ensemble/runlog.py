@@ -237,7 +237,7 @@ class MemberLogger:
                     tags={"rank": str(m.rank), "kept": str(m in result.kept)},
                 )
             for m in result.kept:
-                logged = self.tracker.log_model(
+                logged = self.tracker.log_member_model(
                     self.runs[m.number],
                     m.pipeline,
                     feature_names=feature_names,

@@ -31,8 +31,36 @@ from geoensemble.tracking.store import guarded
 class Registry(TrackerBase):
     """Registry methods of :class:`~geoensemble.tracking.Tracker`."""
 
-    @guarded
     def log_model(
+        self,
+        run_id: str,
+        pipeline: Any,
+        *,
+        feature_names: list[str],
+        example: np.ndarray,
+        model_name: str,
+        tags: Mapping[str, str],
+        description: str | None = None,
+        experiment_id: str | None = None,
+    ) -> str:
+        """Log a fitted pipeline as the model of run ``run_id`` and register it; return the
+        version (an existing one when a version of ``model_name`` holds the same content).
+        See :meth:`log_member_model`."""
+        logged = self.log_member_model(
+            run_id,
+            pipeline,
+            feature_names=feature_names,
+            example=example,
+            model_name=model_name,
+            tags=tags,
+            description=description,
+            experiment_id=experiment_id,
+        )
+        assert logged.version is not None  # registered: register=True
+        return logged.version
+
+    @guarded
+    def log_member_model(
         self,
         run_id: str,
         pipeline: Any,
