@@ -102,6 +102,8 @@ TINY = [
     "predict.block_size=64",
     "compute.n_workers=1",
     "compute.processes=false",
+    # tests that are not about the naming rule (tests/integration/test_mlflow_users.py is)
+    "tracking.model_name=geoensemble",
 ]
 
 

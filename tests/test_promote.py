@@ -118,8 +118,8 @@ def test_only_the_committed_params_yaml_outside_experiments_is_the_pipeline(
     mp.setenv("MLFLOW_RUN_ID", "0" * 32)
     assert origin_with(mp, params) == MLFLOW_RUN
     mp.setenv("DVC_EXP_NAME", "bushy-fern")
-    o = training_origin()
-    assert (o.kind, o.alias("champion", "f" * 32)) == (DVC_EXP, "exp-bushy-fern")
+    o = training_origin()  # its versions say so in tags, never in an alias
+    assert (o.kind, o.detail) == (DVC_EXP, "DVC experiment bushy-fern")
     mp.setenv(tracking.SWEEP_ID_VAR, "20250101-120000-abc123")
     assert origin_with(mp, params) == SWEEP
 
@@ -138,8 +138,9 @@ def test_untracked_params_and_no_git(tmp_path: Path, clean_env: pytest.MonkeyPat
     run(["git", "init", "-q"], repo)
     (repo / "params.yaml").write_text("seed: 42\n")
     assert origin_with(clean_env, repo / "params.yaml") == UNCOMMITTED
-    o = training_origin()
-    assert o.alias("champion", "0123456789abcdef") == "uncommitted-01234567"
+    assert training_origin().detail.endswith(
+        "params.yaml is untracked in git (not the committed params.yaml)"
+    )
 
 
 # --------------------------------------------------------------------------- promote
@@ -152,14 +153,17 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TrackingC
     reset_mlflow_uris()
 
 
-def register(t: TrackingConfig, candidates: list[dict[str, str]]) -> tuple[str, list[str]]:
-    """One ensemble run whose members are registered with ``candidates`` as version tags."""
+def register(
+    t: TrackingConfig, candidates: list[dict[str, str]], seed: int = 0
+) -> tuple[str, list[str]]:
+    """One ensemble run whose members are registered with ``candidates`` as version tags
+    (fitted on data drawn with ``seed``: the same member twice is registered once)."""
     from sklearn.cluster import KMeans
 
     tracker = tracker_for(t)
     exp = tracker.open()
-    X = np.random.default_rng(0).normal(size=(60, 2)).astype(np.float32)
-    versions = []
+    X = np.random.default_rng(seed).normal(size=(60, 2)).astype(np.float32)
+    versions: list[str] = []
     with tracker.parent_run(exp, run_name="ensemble-test", params={}, tags={}) as parent:
         for i, tags in enumerate(candidates):
             run_id = tracker.log_child_run(
@@ -182,7 +186,13 @@ def register(t: TrackingConfig, candidates: list[dict[str, str]]) -> tuple[str, 
 def promote(t: TrackingConfig, *args: str) -> subprocess.CompletedProcess[str]:
     """``geoensemble promote args`` against the store ``t``."""
     return subprocess.run(
-        [tool("geoensemble"), "promote", *args, f"tracking.uri={t.uri}"],
+        [
+            tool("geoensemble"),
+            "promote",
+            *args,
+            f"tracking.uri={t.uri}",
+            f"tracking.model_name={t.model_name}",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -273,7 +283,7 @@ def test_promote_by_rule_compares_only_comparable_candidates(store: TrackingConf
     assert latest.returncode == 0 and "already is version" in latest.stdout, latest.stderr
 
     _, (v4,) = register(
-        store, [{**SPACE, "score_space": "other", "criterion_value": "1", "n_classes": "2"}]
+        store, [{**SPACE, "score_space": "other", "criterion_value": "1", "n_classes": "2"}], 1
     )
     for v in (v1, v2, v3, v4):  # one experiment holding both ensembles
         tracker_for(store).set_version_tags(store.model_name, v, {"dvc_exp_name": "mixed"})

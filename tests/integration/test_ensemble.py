@@ -140,9 +140,10 @@ def check_structure(cfg: AppConfig, train: dict, keep: int) -> list:
         assert client.get_logged_model(model_id).experiment_id == parent.info.experiment_id
         assert f"{mv.tags['member']} of ensemble ensemble-{cfg.model.name}-" in mv.description
         assert f"rank {mv.tags['rank']} of {len(children)} by {metric}" in mv.description
-    # a training outside the pipeline names its best member with its own alias only
+    # a training outside the pipeline sets no alias; its origin is a version tag
     assert train["registry"]["origin"] == "manual" and not train["registry"]["champion_moved"]
-    champ = client.get_model_version_by_alias(cfg.tracking.model_name, train["champion"]["alias"])
+    assert train["registry"]["alias"] is None
+    champ = client.get_model_version(cfg.tracking.model_name, train["champion"]["version"])
     assert champ.tags["rank"] == "1" and champ.run_id == train["champion"]["run_id"]
     assert champ.tags["origin"] == "manual" and champ.tags["criterion"] == train["metric"]
     best_child = next(c for c in children if c.info.run_id == champ.run_id)

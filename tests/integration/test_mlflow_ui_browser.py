@@ -145,7 +145,11 @@ def test_saved_view_lists_the_members_best_first_with_the_criterion(
     assert view == (
         f"#/experiments/{report['experiment_id']}/runs?viewStateShareKey=members-by-aic"
     )
-    browser.get(f"{mlflow_server.url}/{view}")
+    # the address train printed: the server's own, no command to run first
+    printed = report["mlflow_ui_url"]
+    assert printed == f"{mlflow_server.url}/{view}&workflowType=machine_learning"
+    assert report["mlflow_ui_command"] is None
+    browser.get(printed)
     # the view's filter, sort and columns land in the page's address and table
     wait.until(lambda d: "orderByKey=metrics.%60aic%60" in d.current_url)
     assert "orderByAsc=true" in browser.current_url
@@ -175,4 +179,43 @@ def test_saved_view_lists_the_members_best_first_with_the_criterion(
     assert order == sorted(members, key=lambda r: members[r]["aic"])  # best (lowest) first
     for _, run_id, value in shown:
         assert value == pytest.approx(members[run_id]["aic"], rel=1e-4)
+    # k is a column too
+    k = "metrics.`n_clusters`"
+    wait.until(lambda d: d.find_element(By.XPATH, f"//*[@role='columnheader' and @col-id='{k}']"))
+    ks = wait.until(
+        lambda d: (
+            (c := d.find_elements(By.XPATH, f"//*[@role='row' and @row-id]//*[@col-id='{k}']"))
+            and len(c) == len(members)
+            and c
+        )
+    )
+    assert {float(c.text) for c in ks} == {float(m["n_clusters"]) for m in members.values()}
     browser.save_screenshot(str(mlflow_server.store / "view.png"))
+
+
+def test_registered_model_page_shows_its_description_and_champion(
+    browser: Any, mlflow_server: Server, server_ensemble: dict[str, Any], tiny_store: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from geoensemble.app import stages
+    from tests.integration.conftest import compose_tiny
+
+    report = server_ensemble
+    version = report["champion"]["version"]
+    cfg = compose_tiny(
+        tiny_store,
+        f"tracking.uri={mlflow_server.url}",
+        "tracking.model_name=server_model",
+        f"promote.version={version}",
+    )
+    stages.STAGES["promote"](cfg)
+    wait = WebDriverWait(browser, 60)
+    browser.get(f"{mlflow_server.url}/#/models/server_model?workflowType=machine_learning")
+    body = lambda d: d.find_element(By.TAG_NAME, "body").text  # noqa: E731
+    wait.until(lambda d: "ensemble members trained on data set" in body(d))
+    text = body(browser)
+    assert "kmeans (cluster) ensemble members trained on data set" in text
+    assert "@ champion" in text or "@champion" in text or "champion" in text.split()
+    browser.save_screenshot(str(mlflow_server.store / "model.png"))

@@ -5,7 +5,9 @@ After ``dvc repro`` on the committed params, ``@champion`` is the version in
 ``reports/train.json``. A queued DVC experiment (``dvc exp run --queue`` + ``dvc queue
 start``), a Hydra sweep, ``mlflow run . -e train --env-manager local`` (without
 ``--experiment-name``, as MLproject's comments show it) and a one-cluster training by hand
-register candidates under their own aliases and leave ``@champion`` where it was;
+log their models and register only when asked (``tracking.register=always``), set no alias
+of their own and leave ``@champion`` where it was: the registry then holds the pipeline's
+kept members plus what was asked for;
 ``geoensemble promote version=N`` moves it and records why, refuses the degenerate candidate,
 and ``dvc repro`` of predict still maps the version its train recorded.
 """
@@ -50,12 +52,18 @@ def champion(repo: Path) -> str:
     return str(client(repo).get_model_version_by_alias("geoensemble", "champion").version)
 
 
+def registered(repo: Path) -> list[str]:
+    """The versions of model ``geoensemble``, oldest first."""
+    found = client(repo).search_model_versions("name = 'geoensemble'")
+    return sorted((str(v.version) for v in found), key=int)
+
+
 def by_alias(repo: Path, alias: str) -> Any:
     return client(repo).get_model_version_by_alias("geoensemble", alias)
 
 
-def map_version(repo: Path) -> tuple[str, np.ndarray]:
-    with rasterio.open(repo / MAP) as m:
+def map_version(repo: Path, path: str = MAP) -> tuple[str, np.ndarray]:
+    with rasterio.open(repo / path) as m:
         return m.tags()["model_version"], m.read(1)
 
 
@@ -77,7 +85,10 @@ def test_only_the_pipeline_and_promote_move_the_champion(repo: Path, tmp_path: P
     )
     assert tags["family"] == "kmeans" and tags["score_space"] and tags["n_classes"]
 
-    # A queued DVC experiment: its own alias, its own map, the champion stays.
+    pipeline_versions = registered(repo)
+    assert pipeline_versions == sorted(str(k["version"]) for k in train["kept"])
+
+    # A queued DVC experiment logs its models and registers nothing; the champion stays.
     run(
         [
             *(tool("dvc"), "exp", "run", "--queue", "-n", "tiny-k5"),
@@ -87,17 +98,15 @@ def test_only_the_pipeline_and_promote_move_the_champion(repo: Path, tmp_path: P
     )
     run([tool("dvc"), "queue", "start"], repo)
     assert wait_for_queue(repo).count("Success") == 1
-    exp = by_alias(repo, "exp-tiny-k5")
-    exp_version = str(exp.version)
-    assert exp.tags["origin"] == "dvc-exp" and exp.tags["dvc_exp_name"] == "tiny-k5"
+    assert registered(repo) == pipeline_versions
     assert champion(repo) == ours
 
-    # A Hydra sweep: one alias per job.
+    # A Hydra sweep of 4 jobs: logged, not registered, no alias per job.
     sweep_dir = tmp_path / "sweep"
     run(
         [
             *(tool("python"), "pipelines/train.py", "-m"),
-            *("model.n_clusters=4,6", "model.space={}"),
+            *("model.n_clusters=3,4,5,6", "model.space={}"),
             f"paths.reports={tmp_path}/reports/${{hydra:job.num}}",
             f"hydra.sweep.dir={sweep_dir}",
         ],
@@ -105,18 +114,21 @@ def test_only_the_pipeline_and_promote_move_the_champion(repo: Path, tmp_path: P
         timeout=900,
         GEOENSEMBLE_LOG_DIR=str(tmp_path / "logs"),
     )
-    sweep_id = json.loads((sweep_dir / "sweep_summary.json").read_text())["sweep_id"]
-    for job in (0, 1):
-        v = by_alias(repo, f"sweep-{sweep_id}-job{job}")
-        assert v.tags["origin"] == "sweep" and v.tags["sweep_id"] == sweep_id
+    for job in range(4):
+        job_report = json.loads((tmp_path / f"reports/{job}/train.json").read_text())
+        assert job_report["registry"]["origin"] == "sweep"
+        assert job_report["champion"]["version"] is None
+        assert job_report["champion"]["uri"].startswith("models:/m-")
+    assert registered(repo) == pipeline_versions
     assert champion(repo) == ours
 
-    # mlflow run as MLproject's comments write it: no --experiment-name.
+    # mlflow run as MLproject's comments write it (no --experiment-name), asked to register.
     mlrun = tmp_path / "mlrun"
+    overrides = f"model.n_clusters=5 model.space={{}} paths.reports={mlrun}"
     out = run(
         [
             *(tool("mlflow"), "run", ".", "-e", "train", "--env-manager", "local"),
-            *("-P", f"overrides=model.n_clusters=5 model.space={{}} paths.reports={mlrun}"),
+            *("-P", f"overrides={overrides} tracking.register=always"),
         ],
         repo,
         timeout=900,
@@ -132,9 +144,16 @@ def test_only_the_pipeline_and_promote_move_the_champion(repo: Path, tmp_path: P
     assert parent.data.tags["mlflow.project.entryPoint"] == "train"
     assert outer.data.tags["geoensemble.run_id"] == parent.info.run_id
     assert not (repo / "mlruns").exists()  # nothing logged into the Default experiment
-    assert report["registry"]["origin"] == "mlflow-run"
-    assert str(by_alias(repo, report["registry"]["alias"]).version) == report["champion"]["version"]
+    assert report["registry"]["origin"] == "mlflow-run" and report["registry"]["alias"] is None
+    asked = str(report["champion"]["version"])
+    mv = c.get_model_version("geoensemble", asked)
+    assert mv.tags["origin"] == "mlflow-run" and mv.aliases == []
+    assert mv.tags["mlflow_run_id"] == outer.info.run_id
+    # the registry holds the pipeline's kept members plus what was asked for
+    asked_versions = sorted(str(k["version"]) for k in report["kept"])
+    assert registered(repo) == sorted({*pipeline_versions, *asked_versions}, key=int)
     assert champion(repo) == ours
+    exp_version = asked
 
     # A degenerate candidate trained by hand (one cluster) is refused, in one line.
     one = tmp_path / "one"
@@ -142,6 +161,7 @@ def test_only_the_pipeline_and_promote_move_the_champion(repo: Path, tmp_path: P
         [
             *(tool("python"), "pipelines/train.py", "model.n_clusters=1", "model.space={}"),
             f"paths.reports={one}",
+            "tracking.register=always",
         ],
         repo,
         timeout=600,
@@ -176,7 +196,8 @@ def test_only_the_pipeline_and_promote_move_the_champion(repo: Path, tmp_path: P
     # ... and the pipeline's predict still maps the version its train recorded.
     before = map_version(repo)
     run([tool("dvc"), "repro", "-f", "-s", "predict"], repo, timeout=600)
-    after = map_version(repo)
+    # no longer @champion, its map is named by its role: the best of its ensemble
+    after = map_version(repo, MAP.replace("_champion.", "_best."))
     assert after[0] == ours != exp_version
     np.testing.assert_array_equal(after[1], before[1])
     assert champion(repo) == exp_version

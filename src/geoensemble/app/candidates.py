@@ -1,23 +1,25 @@
-"""The candidates a training registers: where it runs, what they carry, who gets an alias.
+"""The candidates a training registers: where it runs, whether it registers, what they carry.
 
-Training registers every kept member as a *candidate* version carrying its score and lineage
-(version tags: ``origin``, ``criterion``, ``criterion_value``, ``direction``, ``score_space``,
-``family``, ``kind``, ``n_classes``, ``ensemble_run_id``, ``member``, and ``dvc_exp_name``,
-``sweep_id``/``sweep_job``, ``git_commit`` when present). Only two things move the champion
-alias (``predict.alias``, default ``champion``):
+Every training logs its kept members as MLflow models (on their member runs). Registering
+them as versions of the registered model ``tracking.model_name`` (by default
+``<data.name>-<model.name>``, e.g. ``synthetic-kmeans``) is deliberate
+(``tracking.register``): ``auto`` (the default) registers only in the workspace pipeline,
+``always`` in any training, ``never`` in none. A registered candidate carries its score and
+lineage (version tags: ``origin``, ``criterion``, ``criterion_value``, ``direction``,
+``score_space``, ``family``, ``kind``, ``n_classes``, ``ensemble_run_id``, ``member``, and
+``dvc_exp_name``, ``sweep_id``/``sweep_job``, ``mlflow_run_id``, ``git_commit`` when
+present); a member whose content is already registered is not registered again. Only two
+things move the champion alias (``predict.alias``, default ``champion``):
 
 - the workspace pipeline: the train stage run with ``--params params.yaml`` (how ``dvc repro``
   runs it, so also that command typed by hand), outside a DVC experiment (no
   ``DVC_EXP_NAME``), a Hydra sweep and ``mlflow run``, on a ``params.yaml`` that git holds
-  unchanged since ``HEAD`` (outside a git repository: only when DVC runs it, ``DVC_STAGE``);
+  unchanged since ``HEAD`` (outside a git repository: only when DVC runs the stage,
+  ``DVC_STAGE``);
 - ``geoensemble promote version=N`` or ``geoensemble promote rule=best ensemble=...``
   (:mod:`geoensemble.app.promote`).
 
-Any other training names the best member of its ensemble with an alias of its own, shown in
-the MLflow UI beside ``@champion``: ``exp-<DVC experiment>``, ``sweep-<sweep id>-job<N>``,
-``mlflow-run-<run id[:8]>``, ``manual-<run id[:8]>`` (``python pipelines/train.py`` with
-Hydra, or the API) and ``uncommitted-<run id[:8]>`` (the pipeline on a ``params.yaml`` that
-differs from git ``HEAD``, or with overrides).
+No other alias is set: where a version came from is in its tags, not in an alias.
 
 A degenerate candidate is never promoted (:func:`geoensemble.tracking.promotion.degenerate`).
 The rules on plain values live in :mod:`geoensemble.tracking.promotion`; this module reads
@@ -104,14 +106,10 @@ def _environment_origin(env: Mapping[str, str]) -> Origin | None:
 
         sweep = tracking.sweep_tags(job_tags())
         job = sweep.get("sweep_job", "")
-        return Origin(
-            SWEEP,
-            f"Hydra sweep {sweep['sweep_id']} job {job or '?'}",
-            f"sweep-{sweep['sweep_id']}-job{job}",
-        )
+        return Origin(SWEEP, f"Hydra sweep {sweep['sweep_id']} job {job or '?'}")
     if env.get("DVC_EXP_NAME"):
         name = env["DVC_EXP_NAME"]
-        return Origin(DVC_EXP, f"DVC experiment {name}", f"exp-{name}")
+        return Origin(DVC_EXP, f"DVC experiment {name}")
     if env.get("MLFLOW_RUN_ID"):
         return Origin(MLFLOW_RUN, f"mlflow run (run {env['MLFLOW_RUN_ID']})")
     return None
@@ -172,7 +170,27 @@ def lineage_tags(cfg: AppConfig, origin: Origin, run_tags: Mapping[str, str]) ->
     for key in ("dvc_exp_name", "sweep_id", "sweep_job", "git_commit"):
         if run_tags.get(key):
             tags[key] = run_tags[key]
+    if os.environ.get("MLFLOW_RUN_ID"):
+        tags["mlflow_run_id"] = os.environ["MLFLOW_RUN_ID"]
     return tags
+
+
+def registers(cfg: AppConfig, origin: Origin) -> bool:
+    """Whether this training registers its kept members (``tracking.register``: ``auto``
+    only in the workspace pipeline, ``always``, ``never``)."""
+    mode = cfg.tracking.register.value
+    return mode == "always" or (mode == "auto" and origin.kind == PIPELINE)
+
+
+def model_description(cfg: AppConfig) -> str:
+    """The description of the registered model ``tracking.model_name`` (when created)."""
+    return (
+        f"{cfg.model.name} ({cfg.model.kind.value}) ensemble members trained on data set "
+        f"{cfg.data.name} by geoensemble. Each version is a kept member (tags: criterion, "
+        f"criterion_value, rank, origin, ensemble_run_id); @{cfg.predict.alias} is the one "
+        f"predict uses, moved only by the workspace pipeline (dvc repro) or geoensemble "
+        f"promote. See docs/mlflow-registry.md."
+    )
 
 
 def after_training(
@@ -181,13 +199,14 @@ def after_training(
     origin: Origin,
     *,
     parent_run_id: str,
-    version: str,
+    version: str | None,
     tags: Mapping[str, str],
 ) -> dict[str, Any]:
-    """Alias the ensemble's best kept member (registered as ``version`` with ``tags``).
+    """Move the champion to the ensemble's best kept member (registered as ``version``
+    with ``tags``; ``None``: not registered) when the workspace pipeline trained it.
 
     The workspace pipeline moves ``predict.alias`` to it unless it is degenerate; any other
-    training gives it its own alias and leaves the champion where it is (see
+    training leaves the champion where it is (see
     :func:`geoensemble.tracking.promotion.alias_best_member`).
 
     Returns

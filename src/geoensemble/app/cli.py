@@ -293,6 +293,8 @@ def _stage_main(stage: str, argv: list[str] | None = None) -> None:
         args = promote_shorthand(args)
     elif stage == "sample":
         args = shorthand(args, "validation_sample", SAMPLE_KEYS)
+    elif stage == "registry":
+        args = registry_shorthand(args)
     if args[:1] == ["--params"]:
         _run_on_params(stage, args)
     else:
@@ -423,6 +425,17 @@ def promote_shorthand(args: list[str]) -> list[str]:
         else:
             out.append(f"promote.{a}")
     return out
+
+
+def registry_shorthand(args: list[str]) -> list[str]:
+    """``list``, ``prune`` and ``--dry-run`` as ``registry.action=...``,
+    ``registry.dry_run=true``."""
+    words = {
+        "list": "registry.action=list",
+        "prune": "registry.action=prune",
+        "--dry-run": "registry.dry_run=true",
+    }
+    return [words.get(a, a) for a in args]
 
 
 def exit_code(exc: SystemExit) -> int:

@@ -311,11 +311,34 @@ class PromoteConfig:
     reason: str | None = None  # recorded on the version (tag promotion_reason)
 
 
+class RegistryAction(StrEnum):
+    list = "list"
+    prune = "prune"
+
+
+@dataclass
+class RegistryConfig:
+    """``geoensemble registry list|prune [--dry-run]``: the versions geoensemble registered,
+    and deleting those no alias holds."""
+
+    action: RegistryAction = RegistryAction.list
+    dry_run: bool = False  # prune: say what would be deleted, delete nothing
+
+
+class RegisterMode(StrEnum):
+    """When a training registers its kept members (it always logs them as models)."""
+
+    auto = "auto"  # only the workspace pipeline (dvc repro on the committed params.yaml)
+    always = "always"  # any training: experiments, sweeps, mlflow run, by hand
+    never = "never"
+
+
 @dataclass
 class TrackingConfig:
     uri: str | None = None
     experiment: str = "geoensemble"
-    model_name: str = "geoensemble"
+    model_name: str = ""  # "": <data.name>-<model.name>, e.g. synthetic-kmeans
+    register: RegisterMode = RegisterMode.auto
     artifact_root: str = "mlartifacts"
     timeout: float = 10.0  # seconds to wait for a tracking server before giving up
 
@@ -392,6 +415,7 @@ class AppConfig:
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
     promote: PromoteConfig = field(default_factory=PromoteConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     trust: TrustConfig = field(default_factory=TrustConfig)

@@ -231,7 +231,7 @@ def load_models(
     registry."""
     kept = [
         tracker.load_model(
-            f"models:/{rep['model_name']}/{k['version']}", trusted_types=trusted
+            k.get("uri") or f"models:/{rep['model_name']}/{k['version']}", trusted_types=trusted
         ).model
         for k in rep.get("kept", [])
     ]

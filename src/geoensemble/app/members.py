@@ -202,7 +202,7 @@ def resolve_members(cfg: AppConfig, tracker: Tracker) -> list[LoadedMember]:
         uris.insert(0, p.model_uri or f"models:/{cfg.tracking.model_name}@{p.alias}")
     trusted = cfg.trust.types
     members = [registered_member(tracker, u, trusted_types=trusted) for u in dict.fromkeys(uris)]
-    name_by_rank([m for m in members if m.uri in ranked], tracker, p.alias)
+    name_by_rank([m for m in members if m.uri in ranked], tracker, p.alias, cfg.tracking.model_name)
     if p.external.path:
         members.append(external_member(p.external, trusted))
     labels = [m.label for m in members]
@@ -219,7 +219,9 @@ def resolve_members(cfg: AppConfig, tracker: Tracker) -> list[LoadedMember]:
     return members
 
 
-def name_by_rank(members: list[LoadedMember], tracker: Tracker, alias: str) -> None:
+def name_by_rank(
+    members: list[LoadedMember], tracker: Tracker, alias: str, model_name: str = "model"
+) -> None:
     """Label an ensemble's kept members (best first) by role, not by registry version, so
     their maps keep their names from run to run: the best is ``<model>_<alias>`` only when
     ``@<alias>`` points at its version (else ``<model>_best``), the others ``<model>_rank2``,
@@ -228,14 +230,16 @@ def name_by_rank(members: list[LoadedMember], tracker: Tracker, alias: str) -> N
         return
     best = members[0]
     holder = tracker.alias_version(best.name, alias) if best.name else None
-    best.label = f"{best.name}_{alias if holder == best.version else 'best'}"
+    registered = holder is not None and holder == best.version
+    best.label = f"{best.name or model_name}_{alias if registered else 'best'}"
     for rank, m in enumerate(members[1:], start=2):
-        m.label = f"{m.name}_rank{rank}"
+        m.label = f"{m.name or model_name}_rank{rank}"
 
 
 def train_report_uris(cfg: AppConfig) -> list[str]:
-    """``models:/<name>/<version>`` of the champion ``<paths.reports>/train.json`` records,
-    then of the other members it kept, best first.
+    """The models (``models:/<name>/<version>`` when registered, else
+    ``models:/<model id>``) of the champion ``<paths.reports>/train.json`` records, then of
+    the other members it kept, best first.
 
     This is how the pipeline's predict stage (``predict.model_uri=train_report``) uses
     exactly the versions its train stage registered, wherever ``@champion`` points meanwhile:
@@ -270,11 +274,12 @@ def train_report_uris(cfg: AppConfig) -> list[str]:
         ) from None
     champion = report.get("champion") if isinstance(report, dict) else None
     name = report.get("model_name") if isinstance(report, dict) else None
-    version = champion.get("version") if isinstance(champion, dict) else None
-    if not isinstance(name, str) or not str(version or "").isdigit():
+    first = _report_uri(champion, name)
+    if not isinstance(name, str) or first is None:
         raise InputFileError(
-            f"{path} records no champion version (champion.version, model_name): it is not "
-            f"the report the train stage wrote (changed since); {rewrite}"
+            f"{path} records no champion model (champion.uri or champion.version, "
+            f"model_name): it is not the report the train stage wrote (changed since); "
+            f"{rewrite}"
         )
     if name != cfg.tracking.model_name:
         raise ConfigError(
@@ -282,10 +287,18 @@ def train_report_uris(cfg: AppConfig) -> list[str]:
             f"set tracking.model_name={name}, or rerun the train stage"
         )
     kept = report.get("kept") if isinstance(report.get("kept"), list) else []
-    others = [
-        str(k["version"])
-        for k in sorted(kept, key=lambda k: k.get("rank", 0))
-        if isinstance(k, dict) and str(k.get("version") or "").isdigit()
-    ]
-    versions = dict.fromkeys([str(version), *others])
-    return [f"models:/{name}/{v}" for v in versions]
+    others = [_report_uri(k, name) for k in sorted(kept, key=lambda k: k.get("rank", 0))]
+    return list(dict.fromkeys([first, *(u for u in others if u is not None)]))
+
+
+def _report_uri(entry: Any, name: Any) -> str | None:
+    """The model of a member entry of ``train.json``: its ``uri`` (a registered version or,
+    not registered, its logged model ``models:/<model id>``), else its ``version`` of
+    ``name``; ``None`` when it records neither."""
+    if not isinstance(entry, dict):
+        return None
+    uri = entry.get("uri")
+    if isinstance(uri, str) and uri.startswith("models:/"):
+        return uri
+    version = str(entry.get("version") or "")
+    return f"models:/{name}/{version}" if version.isdigit() else None

@@ -351,6 +351,14 @@ def run_all(cfg: AppConfig) -> dict[str, Any]:
     return {name: fn(cfg) for name, fn in PIPELINE.items()}
 
 
+# --------------------------------------------------------------------------- registry
+def registry(cfg: AppConfig) -> dict[str, Any]:
+    """List or prune the versions geoensemble registered (see :mod:`geoensemble.app.registry`)."""
+    from geoensemble.app.registry import registry as list_or_prune
+
+    return list_or_prune(cfg)
+
+
 # --------------------------------------------------------------------------- promote
 def promote(cfg: AppConfig) -> dict[str, Any]:
     """Move ``@champion`` deliberately (see :mod:`geoensemble.app.promote`)."""
@@ -405,4 +413,4 @@ PIPELINE = {
     "evaluate": evaluate,
     "predict": predict,
 }
-STAGES = {**PIPELINE, "all": run_all, "promote": promote, "sample": sample}
+STAGES = {**PIPELINE, "all": run_all, "promote": promote, "registry": registry, "sample": sample}

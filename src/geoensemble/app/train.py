@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from geoensemble.app.candidates import after_training, lineage_tags, scoring_space, training_origin
+from geoensemble.app.candidates import (
+    after_training,
+    lineage_tags,
+    model_description,
+    registers,
+    scoring_space,
+    training_origin,
+)
 from geoensemble.app.config import AppConfig, flatten, to_dict
 from geoensemble.app.estimators import pipeline_template
 from geoensemble.app.sweep import job_tags
@@ -298,8 +305,21 @@ def start_parent_run(cfg: AppConfig, logger: MemberLogger, kind: str) -> None:
             "model_kind": kind,
             # sweeps compare jobs' best scores only when this is equal
             "score_space": scoring_space(cfg),
+            "mlflow.note.content": parent_description(cfg),
         },
         config=to_dict(cfg),
+    )
+
+
+def parent_description(cfg: AppConfig) -> str:
+    """The parent run's description in the MLflow UI: what was searched, on what, by what."""
+    e = cfg.ensemble
+    return (
+        f"Ensemble of {cfg.model.name} ({cfg.model.kind.value}) members on data set "
+        f"{cfg.data.name}, searched over {', '.join(cfg.model.space) or 'fixed parameters'} "
+        f"and ranked by {e.metric} ({e.direction.value}). Its child runs are the members "
+        f"(aic, bic, generation, rank as metrics); the kept ones are logged as models and, "
+        f"when registered, versions of model '{cfg.tracking.model_name}'."
     )
 
 
@@ -312,8 +332,9 @@ def register(
     data: TrainingData,
     facts: dict[str, Any],
 ) -> Trained:
-    """Register the kept members as candidates with their lineage, save the MLflow UI's view
-    of the members, and alias the best kept member as ``origin`` allows."""
+    """Log the kept members' models and, as ``tracking.register`` and ``origin`` decide,
+    register them as candidates with their lineage; save the MLflow UI's view of the
+    members, and move the champion alias as ``origin`` allows."""
     lineage = lineage_tags(cfg, origin, logger.tags)
     versions = logger.finish(
         result,
@@ -322,6 +343,8 @@ def register(
         model_name=cfg.tracking.model_name,
         lineage=lineage,
         class_names=facts.get("classes"),
+        register=registers(cfg, origin),
+        model_description=model_description(cfg),
     )
     exp_id, parent_id = logger.experiment_id, logger.parent_id
     view = runs_view(cfg, parent_id, logger.space_keys)
@@ -334,7 +357,7 @@ def register(
         logger.tracker,
         origin,
         parent_run_id=parent_id,
-        version=versions[champion.number],
+        version=versions.get(champion.number),
         tags={**lineage, **candidate_tags(champion.scores, champion.pipeline, result.metric)},
     )
     return Trained(result, logger, versions, registry, exp_id, parent_id)
@@ -394,16 +417,33 @@ def train_report(
         "mlflow_ui_view": (
             f"#/experiments/{trained.experiment_id}/runs?viewStateShareKey={view_key(cfg)}"
         ),
+        **ui_entries(trained, view_key(cfg)),
         "champion": champion_entry(cfg, trained),
         "registry": trained.registry,
         "kept": [
-            {"member": m.name, "version": trained.versions[m.number], "rank": m.rank}
+            {
+                "member": m.name,
+                "version": trained.versions.get(m.number),
+                "model_id": trained.logger.model_ids.get(m.number),
+                "uri": member_uri(cfg, trained, m),
+                "rank": m.rank,
+            }
             for m in result.kept
         ],
         "members": [member_entry(m, trained) for m in result.members],
         "history": result.history,
         "warnings": edge_warnings(cfg, result),
     }
+
+
+def ui_entries(trained: Trained, key: str) -> dict[str, Any]:
+    """The full address of the members' view in the MLflow UI and, for a store without a
+    server, the ``mlflow ui`` command that serves it (see
+    :meth:`geoensemble.tracking.Tracker.ui_url`)."""
+    url, command = trained.logger.tracker.ui_url(
+        f"#/experiments/{trained.experiment_id}/runs?viewStateShareKey={key}"
+    )
+    return {"mlflow_ui_url": url, "mlflow_ui_command": command}
 
 
 def dropped_nan_entries(facts: dict[str, Any]) -> dict[str, Any]:
@@ -420,16 +460,25 @@ def dropped_nan_entries(facts: dict[str, Any]) -> dict[str, Any]:
 def champion_entry(cfg: AppConfig, trained: Trained) -> dict[str, Any]:
     """The report's champion: member, registered version, run, alias and scores."""
     champion = trained.champion
-    version = trained.versions[champion.number]
     return {
         "member": champion.name,
-        "version": version,
+        "version": trained.versions.get(champion.number),
+        "model_id": trained.logger.model_ids.get(champion.number),
         "run_id": trained.logger.runs[champion.number],
         "alias": trained.registry["alias"],
-        # the exact version: evaluate and the pipeline's predict use this one
-        "uri": f"models:/{cfg.tracking.model_name}/{version}",
+        # the exact model: evaluate and the pipeline's predict use this one
+        "uri": member_uri(cfg, trained, champion),
         **champion.scores,
     }
+
+
+def member_uri(cfg: AppConfig, trained: Trained, m: Member) -> str:
+    """A kept member's model: its registered version ``models:/<name>/<version>``, else
+    (not registered) its logged model ``models:/<model id>``."""
+    version = trained.versions.get(m.number)
+    if version is not None:
+        return f"models:/{cfg.tracking.model_name}/{version}"
+    return f"models:/{trained.logger.model_ids[m.number]}"
 
 
 def member_entry(m: Member, trained: Trained) -> dict[str, Any]:
@@ -449,20 +498,32 @@ def member_entry(m: Member, trained: Trained) -> dict[str, Any]:
 
 
 def log_trained(cfg: AppConfig, trained: Trained, report: dict[str, Any], wall: float) -> None:
-    """One line: the search's size, the champion, its version, and MLflow's share of time."""
+    """One line: the search's size, the champion, its model, and MLflow's share of time;
+    then where to see the members in the MLflow UI."""
     result, champion, logger = trained.result, trained.champion, trained.logger
+    version = trained.versions.get(champion.number)
+    where = (
+        f"registered as {cfg.tracking.model_name} version {version}"
+        if version is not None
+        else f"logged as {report['champion']['uri']} (not registered)"
+    )
     log.info(
-        "train: %d members in %d generation(s), champion %s (%s=%.6g) registered as %s "
-        "version %s; %.1f s, %.0f %% of it waiting on MLflow; the members, best first, in "
-        "the MLflow UI: <UI address>/%s",
+        "train: %d members in %d generation(s), champion %s (%s=%.6g) %s; %.1f s, %.0f %% "
+        "of it waiting on MLflow",
         len(result.members),
         len(result.history),
         champion.name,
         result.metric,
         champion.scores[result.metric],
-        cfg.tracking.model_name,
-        trained.versions[champion.number],
+        where,
         wall,
         100 * logger.seconds / wall,
-        report["mlflow_ui_view"],
     )
+    if report["mlflow_ui_command"]:
+        log.info(
+            "train: the members, best first, in the MLflow UI: run `%s`, then open %s",
+            report["mlflow_ui_command"],
+            report["mlflow_ui_url"],
+        )
+    else:
+        log.info("train: the members, best first, in the MLflow UI: %s", report["mlflow_ui_url"])

@@ -103,6 +103,13 @@ STAGE_HELP: dict[str, StageHelp] = {
         ("promote.version", "promote.rule", "promote.ensemble", "promote.reason", "predict.alias"),
         usage="version=N | rule=best ensemble=<run id|latest|key:value> [reason=...]",
     ),
+    "registry": StageHelp(
+        "list the versions geoensemble registered; prune those no alias holds",
+        "the registered versions tagged geoensemble.registered_by in tracking.uri's store",
+        "nothing (list); prune deletes the versions no alias holds (runs and models stay)",
+        ("registry.action", "registry.dry_run", "tracking.uri"),
+        usage="list | prune [--dry-run]",
+    ),
     "sample": StageHelp(
         "draw a stratified random sample of a class map to label, for design-based accuracy",
         "validation_sample.map (a class map, e.g. a predict output), paths.labels (excluded)",

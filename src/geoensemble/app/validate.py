@@ -247,6 +247,12 @@ def _data_checks(d: DataConfig) -> None:
     check_data_config(read_spec_of(d))
 
 
+def default_model_name(data_name: str, family: str) -> str:
+    """The registered model of one data set and model family: ``<data.name>-<model.name>``
+    (e.g. ``synthetic-kmeans``), what ``tracking.model_name`` means when it is empty."""
+    return f"{data_name}-{family}"
+
+
 def validate(cfg: DictConfig | dict[str, Any]) -> AppConfig:
     """Check a composed config against the schema and return it as typed dataclasses.
 
@@ -280,6 +286,8 @@ def validate(cfg: DictConfig | dict[str, Any]) -> AppConfig:
             f"against conf/ (python pipelines/train.py --cfg job prints the composed config)"
         ) from None
     assert isinstance(obj, AppConfig)  # to_object of a structured AppConfig
+    if not obj.tracking.model_name:
+        obj.tracking.model_name = default_model_name(obj.data.name, obj.model.name)
     _range_checks(obj)
     return obj
 

@@ -96,6 +96,7 @@ class MemberLogger:
         self.tags = tags
         self.runs: dict[int, str] = {}
         self.versions: dict[int, str] = {}
+        self.model_ids: dict[int, str] = {}  # the kept members' logged models
         self.seconds = 0.0
         self.background = tracking.Background()
         # Loads model logging's modules while the members fit; finish() waits for it.
@@ -181,9 +182,12 @@ class MemberLogger:
         """Log one member as a child run (an ``on_member`` callback: called as it finishes);
         the calls run in the background."""
         self.check()
-        self.background.submit(self._log_member, m)
+        # Called as the fit ends: the run spans the fit, whenever the background logs it.
+        ended = int(time.time() * 1000)
+        fit = m.fit_seconds if math.isfinite(m.fit_seconds) and m.fit_seconds > 0 else 0.0
+        self.background.submit(self._log_member, m, ended - math.ceil(fit * 1000), ended)
 
-    def _log_member(self, m: Member) -> None:
+    def _log_member(self, m: Member, started: int | None = None, ended: int | None = None) -> None:
         run_id = self.tracker.log_child_run(
             self.experiment_id,
             self.parent_id,
@@ -191,6 +195,8 @@ class MemberLogger:
             params=self.params_of(m),
             metrics={**m.scores, "generation": float(m.generation)},
             tags=self.tags_of(m),
+            start_time=started,
+            end_time=ended,
         )
         self.runs[m.number] = run_id
         if m.preview is not None:
@@ -206,9 +212,14 @@ class MemberLogger:
         ensemble_name: str | None = None,
         lineage: Mapping[str, str] | None = None,
         class_names: Mapping[str, str] | None = None,
+        register: bool = True,
+        model_description: str | None = None,
     ) -> dict[int, str]:
-        """Final ranks on every run; kept members logged and registered as candidates, tagged
-        with ``lineage`` and their criterion (no alias: see :mod:`geoensemble.app.promote`).
+        """Final ranks on every run; kept members logged as models and, with ``register``,
+        registered as candidates of ``model_name`` (described by ``model_description``),
+        tagged with ``lineage`` and their criterion (no alias: see
+        :mod:`geoensemble.app.promote`). A member whose content is already registered keeps
+        that version. The logged models' ids are kept in ``model_ids``.
 
         ``ensemble_name`` (a tag of the versions) defaults to the parent run's name and the
         start of its id.
@@ -216,7 +227,7 @@ class MemberLogger:
         Returns
         -------
         dict
-            Member number to registered version, for the kept members.
+            Member number to registered version, for the kept members registered.
         """
         with self.timed():
             self.background.wait()  # the parent run and every member's run exist
@@ -230,7 +241,7 @@ class MemberLogger:
                     tags={"rank": str(m.rank), "kept": str(m in result.kept)},
                 )
             for m in result.kept:
-                self.versions[m.number] = self.tracker.log_model(
+                logged = self.tracker.log_member_model(
                     self.runs[m.number],
                     m.pipeline,
                     feature_names=feature_names,
@@ -251,7 +262,12 @@ class MemberLogger:
                     },
                     description=self.version_description(m, result, ensemble_name),
                     experiment_id=self.experiment_id,
+                    register=register,
+                    model_description=model_description,
                 )
+                self.model_ids[m.number] = logged.model_id
+                if logged.version is not None:
+                    self.versions[m.number] = logged.version
             self.tracker.log_metric_steps(
                 self.parent_id, {f"best_{result.metric}": best_by_generation(result)}
             )

@@ -165,7 +165,9 @@ def registered_member(
     loaded = tracker.load_model(uri, trusted_types=trusted_types)
     model_id = None
     class_names = None
-    if loaded.name and loaded.version:
+    if loaded.tags is not None and not loaded.version:  # a logged model, not registered
+        model_id, class_names = loaded.model_id, class_names_of(loaded.tags)
+    elif loaded.name and loaded.version:
         # Read with the version when it was loaded (no further call to the store).
         if loaded.tags is not None:
             model_id = loaded.model_id

@@ -41,10 +41,12 @@ class Closing(TrackerBase):
         self._terminate(run_id, status, reason)
 
     @guarded
-    def _terminate(self, run_id: str, status: str, reason: str | None = None) -> None:
+    def _terminate(
+        self, run_id: str, status: str, reason: str | None = None, end_time: int | None = None
+    ) -> None:
         if reason is not None:
             self.client.set_tag(run_id, "failure_reason", reason[:5000])
-        self.client.set_terminated(run_id, status=status)
+        self.client.set_terminated(run_id, status=status, end_time=end_time)
         session.ended(self.uri, run_id)
 
     def close_open_runs(

@@ -13,6 +13,21 @@ from typing import Any
 import numpy as np
 
 SKOPS_SHA256_TAG = "geoensemble.skops_sha256"
+# The content of a fitted pipeline (sha1 of joblib.hash: its arrays and parameters, unlike
+# the skops file, whose bytes change from one save to the next): a member trained again
+# identically has the same digest, and is not registered twice.
+MODEL_DIGEST_TAG = "geoensemble.model_digest"
+# Versions geoensemble registered: the only ones `geoensemble registry prune` may delete.
+REGISTERED_BY_TAG = "geoensemble.registered_by"
+
+
+def model_digest(pipeline: Any) -> str:
+    """The digest of a fitted pipeline's content (see :data:`MODEL_DIGEST_TAG`)."""
+    import joblib
+
+    return str(joblib.hash(pipeline, hash_name="sha1"))
+
+
 SKOPS_FILE = "model.skops"  # where mlflow.sklearn stores a skops model in its folder
 
 

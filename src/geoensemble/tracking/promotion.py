@@ -3,9 +3,8 @@
 Training registers every kept member as a *candidate* version carrying its score and lineage
 (version tags). Only the workspace pipeline (:data:`PIPELINE`) moves the champion alias when
 it trains, and only to a candidate that is not degenerate (:func:`degenerate`); any other
-training (:class:`Origin`) names its best member with an alias of its own
-(:func:`alias_best_member`). ``geoensemble promote`` moves the alias deliberately
-(:func:`move_alias`).
+training sets no alias (:func:`alias_best_member`). ``geoensemble promote`` moves the alias
+deliberately (:func:`move_alias`).
 
 Plain values only: the application decides where a training runs and which names to use.
 """
@@ -38,22 +37,14 @@ PROMOTION_TAGS = ("promoted_by", "promoted_at", "promotion_reason", "previous_ch
 
 @dataclass(frozen=True)
 class Origin:
-    """Where a training runs, which decides the alias its best member gets.
+    """Where a training runs, which decides whether it registers and moves the champion.
 
     ``kind`` is one of ``pipeline``, ``uncommitted``, ``dvc-exp``, ``sweep``, ``mlflow-run``,
-    ``manual``; ``detail`` says it in words; ``label`` is the alias name of an experiment or
-    sweep job (others are named after their ensemble run).
+    ``manual``; ``detail`` says it in words (both become version tags, never an alias).
     """
 
     kind: str
     detail: str
-    label: str | None = None
-
-    def alias(self, champion: str, parent_run_id: str) -> str:
-        """The alias the best kept member gets: ``champion`` only for the workspace pipeline."""
-        if self.kind == PIPELINE:
-            return champion
-        return alias_name(self.label or f"{self.kind}-{parent_run_id[:8]}")
 
 
 def alias_name(text: str) -> str:
@@ -127,14 +118,16 @@ def alias_best_member(
     name: str,
     champion: str,
     parent_run_id: str,
-    version: str,
+    version: str | None,
     tags: Mapping[str, str],
 ) -> dict[str, Any]:
-    """Alias an ensemble's best kept member, registered as ``version`` of model ``name``
-    with version ``tags``.
+    """Move the champion to an ensemble's best kept member, registered as ``version`` of
+    model ``name`` with version ``tags`` (``None``: not registered), when ``origin`` is the
+    workspace pipeline.
 
-    The workspace pipeline moves the ``champion`` alias to it unless it is degenerate; any
-    other training gives it its own alias and leaves the champion where it is.
+    The workspace pipeline moves the ``champion`` alias to it unless it is degenerate (then
+    the version is tagged ``promotion_refused`` with why); any other training sets no
+    alias: its versions (when it registers) say where they came from in their tags.
 
     Parameters
     ----------
@@ -145,36 +138,47 @@ def alias_best_member(
     name, champion
         The registered model's name and its champion alias.
     parent_run_id
-        The ensemble's parent run (names the alias of a training outside the pipeline).
+        The ensemble's parent run.
     version, tags
         The best member's version and its version tags (criterion, scores, lineage).
 
     Returns
     -------
     dict
-        The ``registry`` entry of ``reports/train.json``: origin, alias set, whether the
-        champion moved, the champion's version afterwards, and why it was refused.
+        The ``registry`` entry of ``reports/train.json``: origin, whether it registered,
+        the alias set (or ``None``), whether the champion moved, the champion's version
+        afterwards, and why it was refused.
     """
     previous = tracker.alias_version(name, champion)
-    refused = degenerate(tags) if origin.kind == PIPELINE else None
-    current: str | None
-    if origin.kind == PIPELINE and refused is None:
-        alias, current = champion, version
+    refused = degenerate(tags) if origin.kind == PIPELINE and version else None
+    alias: str | None = None
+    if version is None:
+        log.info(
+            "train: kept members logged as models, not registered (%s; "
+            "tracking.register=always registers them); @%s of %s stays at version %s",
+            origin.detail,
+            champion,
+            name,
+            previous or "none",
+        )
+    elif origin.kind == PIPELINE and refused is None:
+        alias = champion
         _promote(tracker, origin, name, champion, version, previous)
     elif origin.kind == PIPELINE:
-        alias, current = alias_name(f"refused-{parent_run_id[:8]}"), previous
-        _refuse(tracker, name, champion, alias, version, str(refused), previous)
+        _refuse(tracker, name, champion, version, str(refused), previous)
     else:
-        alias, current = origin.alias(champion, parent_run_id), previous
-        _alias_candidate(tracker, origin, name, champion, alias, version, previous)
+        _candidate(origin, name, champion, version, previous)
+    current = version if alias == champion else previous
     return {
         "origin": origin.kind,
         "detail": origin.detail,
+        "registered": version is not None,
         "alias": alias,
         "champion_alias": champion,
-        "champion_moved": current == version and previous != version,
+        "champion_moved": version is not None and current == version and previous != version,
         "champion_version": current,
         "refused": refused,
+        "parent_run_id": parent_run_id,
     }
 
 
@@ -199,12 +203,11 @@ def _refuse(
     tracker: Tracker,
     name: str,
     champion: str,
-    alias: str,
     version: str,
     refused: str,
     previous: str | None,
 ) -> None:
-    """A degenerate best member of the pipeline: tagged with why, aliased ``refused-...``."""
+    """A degenerate best member of the pipeline: tagged with why, no alias."""
     tracker.set_version_tags(name, version, {"promotion_refused": refused})
     log.warning(
         "train: version %s of %s is not promoted to @%s: %s; @%s stays at version %s",
@@ -215,26 +218,17 @@ def _refuse(
         champion,
         previous or "none",
     )
-    tracker.set_alias(name, alias, version)
 
 
-def _alias_candidate(
-    tracker: Tracker,
-    origin: Origin,
-    name: str,
-    champion: str,
-    alias: str,
-    version: str,
-    previous: str | None,
+def _candidate(
+    origin: Origin, name: str, champion: str, version: str, previous: str | None
 ) -> None:
-    """The best member of a training outside the pipeline: an alias of its own."""
-    tracker.set_alias(name, alias, version)
+    """The best member of a training outside the pipeline, registered on request."""
     log.info(
-        "train: registered version %s of %s as a candidate (@%s, %s); @%s stays at "
-        "version %s: `geoensemble promote version=%s` makes it the champion",
+        "train: registered version %s of %s as a candidate (%s); @%s stays at version %s: "
+        "`geoensemble promote version=%s` makes it the champion",
         version,
         name,
-        alias,
         origin.detail,
         champion,
         previous or "none",

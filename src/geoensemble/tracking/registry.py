@@ -13,12 +13,15 @@ from geoensemble.errors import FeatureMismatchError, InputFileError, ModelNotFou
 from geoensemble.redact import redact_uri
 from geoensemble.tracking.base import TrackerBase
 from geoensemble.tracking.models import (
+    MODEL_DIGEST_TAG,
     MODEL_ID_TAG,
+    REGISTERED_BY_TAG,
     SKOPS_SHA256_TAG,
     LoadedModel,
     VersionInfo,
     _version_info,
     log_sklearn_model,
+    model_digest,
     model_id_from,
     read_model,
 )
@@ -28,7 +31,6 @@ from geoensemble.tracking.store import guarded
 class Registry(TrackerBase):
     """Registry methods of :class:`~geoensemble.tracking.Tracker`."""
 
-    @guarded
     def log_model(
         self,
         run_id: str,
@@ -42,17 +44,50 @@ class Registry(TrackerBase):
         experiment_id: str | None = None,
     ) -> str:
         """Log a fitted pipeline as the model of run ``run_id`` and register it; return the
-        version.
+        version (an existing one when a version of ``model_name`` holds the same content).
+        See :meth:`log_member_model`."""
+        logged = self.log_member_model(
+            run_id,
+            pipeline,
+            feature_names=feature_names,
+            example=example,
+            model_name=model_name,
+            tags=tags,
+            description=description,
+            experiment_id=experiment_id,
+        )
+        assert logged.version is not None  # registered: register=True
+        return logged.version
 
-        The run is not reopened (it stays as it is, e.g. FINISHED), and the version is
-        created in one call with its tags, the sha256 of its file and ``description``.
-        ``experiment_id`` is the run's (looked up when not given): the logged model goes
-        there. See :func:`~geoensemble.tracking.models.log_sklearn_model`.
+    @guarded
+    def log_member_model(
+        self,
+        run_id: str,
+        pipeline: Any,
+        *,
+        feature_names: list[str],
+        example: np.ndarray,
+        model_name: str,
+        tags: Mapping[str, str],
+        description: str | None = None,
+        experiment_id: str | None = None,
+        register: bool = True,
+        model_description: str | None = None,
+    ) -> Logged:
+        """Log a fitted pipeline as the model of run ``run_id`` and, with ``register``,
+        register it as a version of ``model_name``.
+
+        The run is not reopened (it stays as it is, e.g. FINISHED). The logged model is
+        tagged with the sha256 of its file and the digest of its content
+        (:data:`~.models.MODEL_DIGEST_TAG`). A version is created in one call with
+        ``tags``, those two and ``description`` -- unless a version of ``model_name``
+        already holds the same content: that one is returned, not registered again.
+        ``model_description`` describes a registered model created here (or one without a
+        description). ``experiment_id`` is the run's (looked up when not given): the logged
+        model goes there. See :func:`~geoensemble.tracking.models.log_sklearn_model`.
         """
-        from mlflow.exceptions import MlflowException
-
         client = self.client
-        model_id, location, digest = log_sklearn_model(
+        model_id, location, sha256 = log_sklearn_model(
             client,
             self.uri,
             experiment_id=experiment_id or self.experiment_of(run_id),
@@ -61,16 +96,17 @@ class Registry(TrackerBase):
             feature_names=feature_names,
             example=example,
         )
-        try:
-            client.get_registered_model(model_name)  # a read: most trainings find it
-        except MlflowException as exc:
-            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
-                raise
-            try:
-                client.create_registered_model(model_name)
-            except MlflowException as again:  # another stage created it meanwhile
-                if again.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
-                    raise
+        content = model_digest(pipeline)
+        # The version's tags on the logged model too: an unregistered member keeps them.
+        client.set_logged_model_tags(
+            model_id, {**tags, SKOPS_SHA256_TAG: sha256, MODEL_DIGEST_TAG: content}
+        )
+        if not register:
+            return Logged(model_id, None, False)
+        self._ensure_model(model_name, model_description)
+        same = self.versions_with_digest(model_name, content)
+        if same:
+            return Logged(model_id, same[0], False)
         # The source is where the logged model's files are: a models:/<model id> source
         # would make a SQLite registry look the model up with MLflow's process-wide URI, not
         # this client's. The logged model is named by a tag (model_id_from reads it).
@@ -78,11 +114,80 @@ class Registry(TrackerBase):
             model_name,
             location,
             run_id=run_id,
-            tags={**tags, SKOPS_SHA256_TAG: digest, MODEL_ID_TAG: model_id},
+            tags={
+                **tags,
+                SKOPS_SHA256_TAG: sha256,
+                MODEL_ID_TAG: model_id,
+                MODEL_DIGEST_TAG: content,
+                REGISTERED_BY_TAG: "geoensemble",
+            },
             description=description,
             model_id=model_id,
         )
-        return str(mv.version)
+        return Logged(model_id, str(mv.version), True)
+
+    def _ensure_model(self, name: str, description: str | None) -> None:
+        """Create registered model ``name`` if needed, with ``description`` (also given to
+        an existing one that has none)."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.client
+        try:
+            found = client.get_registered_model(name)  # a read: most trainings find it
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            try:
+                client.create_registered_model(name, description=description)
+                return
+            except MlflowException as again:  # another stage created it meanwhile
+                if again.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                    raise
+            found = client.get_registered_model(name)
+        if description and not found.description:
+            client.update_registered_model(name, description=description)
+
+    @guarded
+    def our_versions(self) -> list[VersionInfo]:
+        """Every version geoensemble registered (tag :data:`~.models.REGISTERED_BY_TAG`), in
+        every registered model of the store, with the aliases that hold it; by model name,
+        then version."""
+        found = self.client.search_model_versions(
+            f"tags.`{REGISTERED_BY_TAG}` = 'geoensemble'", max_results=10_000
+        )
+        held: dict[str, dict[str, list[str]]] = {}
+        for name in sorted({str(mv.name) for mv in found}):
+            aliases = self.client.get_registered_model(name).aliases or {}
+            by_version: dict[str, list[str]] = {}
+            for alias, version in aliases.items():
+                by_version.setdefault(str(version), []).append(str(alias))
+            held[name] = by_version
+        return sorted(
+            (
+                VersionInfo(
+                    name=str(mv.name),
+                    version=str(mv.version),
+                    tags=dict(mv.tags or {}),
+                    aliases=sorted(held[str(mv.name)].get(str(mv.version), [])),
+                    run_id=mv.run_id,
+                )
+                for mv in found
+            ),
+            key=lambda v: (v.name, int(v.version)),
+        )
+
+    @guarded
+    def delete_version(self, name: str, version: str) -> None:
+        """Delete one registered version (its logged model and run stay)."""
+        self.client.delete_model_version(name, str(version))
+
+    @guarded
+    def versions_with_digest(self, name: str, digest: str) -> list[str]:
+        """The versions of model ``name`` whose content digest is ``digest``, oldest first."""
+        found = self.client.search_model_versions(
+            f"name = '{_quoted(name)}' and tags.`{MODEL_DIGEST_TAG}` = '{_quoted(digest)}'"
+        )
+        return sorted((str(mv.version) for mv in found), key=int)
 
     def load_model(self, uri: str, *, trusted_types: Sequence[str] = ()) -> LoadedModel:
         """Load a logged scikit-learn model and its signature's feature names.
@@ -111,15 +216,18 @@ class Registry(TrackerBase):
 
         client = self.client
         found: _Version | None = None
+        expected: str | None = None
         try:
-            if uri.startswith("models:/"):
+            if _is_logged_model(uri):  # models:/<model id>: logged, maybe not registered
+                logged = client.get_logged_model(uri[len("models:/") :])
+                tags = {str(k): str(v) for k, v in (logged.tags or {}).items()}
+                found = _Version("", "", logged.source_run_id, str(logged.model_id), tags)
+                expected = tags.get(SKOPS_SHA256_TAG)
+            elif uri.startswith("models:/"):
                 found = _registered_version(client, uri)
+                expected = found.tags.get(SKOPS_SHA256_TAG)
             model, info = read_model(
-                client,
-                uri,
-                self.uri,
-                trusted_types=trusted_types,
-                expected_sha256=found.tags.get(SKOPS_SHA256_TAG) if found else None,
+                client, uri, self.uri, trusted_types=trusted_types, expected_sha256=expected
             )
         except MlflowException as exc:
             if (fault := self.fault(exc)) is not None:
@@ -135,8 +243,8 @@ class Registry(TrackerBase):
             uri=uri,
             model=model,
             feature_names=[str(n) for n in names],
-            name=found.name if found else None,
-            version=found.version if found else None,
+            name=(found.name or None) if found else None,
+            version=(found.version or None) if found else None,
             run_id=found.run_id if found else None,
             model_id=found.model_id if found else None,
             tags=found.tags if found else None,
@@ -259,6 +367,21 @@ class Registry(TrackerBase):
 
 
 @dataclass(frozen=True)
+class Logged:
+    """A member's model as logged: its MLflow 3 logged-model id, and its registered version
+    (``None`` when not registered); ``new`` when this call registered it."""
+
+    model_id: str
+    version: str | None
+    new: bool
+
+
+def _quoted(text: str) -> str:
+    """``text`` for a single-quoted string of an MLflow search filter."""
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+@dataclass(frozen=True)
 class _Version:
     """A registered version a ``models:/`` URI names."""
 
@@ -267,6 +390,12 @@ class _Version:
     run_id: str | None
     model_id: str | None
     tags: dict[str, str]
+
+
+def _is_logged_model(uri: str) -> bool:
+    """Whether ``uri`` names an MLflow 3 logged model, ``models:/<model id>``."""
+    ref = uri[len("models:/") :] if uri.startswith("models:/") else ""
+    return bool(ref) and "/" not in ref and "@" not in ref
 
 
 def _registered_version(client: Any, uri: str) -> _Version:

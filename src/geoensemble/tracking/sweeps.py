@@ -35,7 +35,13 @@ class Sweeps(TrackerBase):
 
         def _link_outer_run(self, outer: str, run_id: str) -> None: ...
 
-        def _terminate(self, run_id: str, status: str, reason: str | None = None) -> None: ...
+        def _terminate(
+            self,
+            run_id: str,
+            status: str,
+            reason: str | None = None,
+            end_time: int | None = None,
+        ) -> None: ...
 
     @guarded
     def start_sweep_run(

@@ -40,6 +40,17 @@ log = logging.getLogger("geoensemble")
 MAX_PARAM_LEN = 6000
 DEFAULT_EXPERIMENT_ID = "0"  # MLflow's "Default" experiment, where `mlflow run` puts runs
 VIEW_TAG = "mlflow.sharedViewState."  # the MLflow UI's saved views of an experiment's runs
+# The experiment kind the MLflow 3 UI reads to open an experiment on its runs table (the
+# "Machine learning" choice of its experiment-type selector writes this tag and value).
+KIND_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
+UI_ADDRESS = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
+NOTE_TAG = "mlflow.note.content"  # the description of an experiment or a run in the UI
+EXPERIMENT_NOTE = (
+    "geoensemble ensembles: one parent run per ensemble fit (its config, search history and "
+    "best score per generation), one child run per member with its aic, bic, generation, "
+    "rank and searched parameters; the kept members are logged as models, and the workspace "
+    "pipeline registers them (see docs/mlflow-registry.md)."
+)
 
 
 class Tracker(Sweeps, Closing, Registry):
@@ -165,6 +176,7 @@ class Tracker(Sweeps, Closing, Registry):
                     len(closed),
                     ", ".join(closed),
                 )
+            self._mark_training(exp)
             return str(exp.experiment_id)
         # A server chooses (and proxies) the artifact store itself; a local path would only
         # be valid on this machine.
@@ -174,13 +186,27 @@ class Tracker(Sweeps, Closing, Registry):
             else None
         )
         try:
-            return str(client.create_experiment(self.experiment, artifact_location=location))
+            return str(
+                client.create_experiment(
+                    self.experiment,
+                    artifact_location=location,
+                    tags={KIND_TAG: TRAINING_KIND, NOTE_TAG: EXPERIMENT_NOTE},
+                )
+            )
         except MlflowException:
             # Two jobs starting at once on a new store: the other one created it first.
             exp = client.get_experiment_by_name(self.experiment)
             if exp is None:
                 raise
             return str(exp.experiment_id)
+
+    def _mark_training(self, exp: Any) -> None:
+        """Give an experiment made before geoensemble set them the training kind and a
+        description; a kind or description someone chose is left as it is."""
+        tags = dict(exp.tags or {})
+        for key, value in ((KIND_TAG, TRAINING_KIND), (NOTE_TAG, EXPERIMENT_NOTE)):
+            if key not in tags:
+                self.client.set_experiment_tag(exp.experiment_id, key, value)
 
     @guarded
     def experiment_of(self, run_id: str) -> str:
@@ -190,6 +216,23 @@ class Tracker(Sweeps, Closing, Registry):
     @guarded
     def experiment_name(self, experiment_id: str) -> str:
         return str(self.client.get_experiment(experiment_id).name)
+
+    def ui_url(self, fragment: str) -> tuple[str, str | None]:
+        """The MLflow UI's address of ``fragment`` (``#/experiments/...``) and, for a store
+        without a server, the command that serves the UI there (else ``None``).
+
+        A server's own address is used (credentials redacted); a SQLite or other local store
+        is opened with ``mlflow ui --backend-store-uri <store>``, at its default address
+        ``http://127.0.0.1:5000``. ``workflowType=machine_learning`` makes the MLflow 3 UI
+        show the runs table, whatever view the browser used last.
+        """
+        fragment = fragment.lstrip("/")
+        if "workflowType=" not in fragment:
+            fragment += ("&" if "?" in fragment else "?") + "workflowType=machine_learning"
+        if self.uri.startswith(("http://", "https://")):
+            return f"{redact_uri(self.uri).rstrip('/')}/{fragment}", None
+        command = f"mlflow ui --backend-store-uri {redact_uri(self.uri)}"
+        return f"{UI_ADDRESS}/{fragment}", command
 
     # ----------------------------------------------------------------------- logging
     @guarded
@@ -372,14 +415,24 @@ class Tracker(Sweeps, Closing, Registry):
         params: Mapping[str, Any],
         metrics: Mapping[str, float],
         tags: Mapping[str, str],
+        start_time: int | None = None,
+        end_time: int | None = None,
     ) -> str:
-        """A finished child run with its params, metrics and tags in one batched call."""
+        """A finished child run with its params, metrics and tags in one batched call.
+
+        ``start_time`` and ``end_time`` (ms since the epoch) are when the work the run
+        records began and ended (a member's fit): the run's duration in the UI is then that
+        work's, not the logging's; ``None``: now.
+        """
         run = self.client.create_run(
-            experiment_id, run_name=run_name, tags={PARENT_TAG: parent_id, **owner_tags(), **tags}
+            experiment_id,
+            start_time=start_time,
+            run_name=run_name,
+            tags={PARENT_TAG: parent_id, **owner_tags(), **tags},
         )
         run_id = self._opened(str(run.info.run_id), parent_id)
         self.log_batch(run_id, params=params, metrics=metrics)
-        self._terminate(run_id, "FINISHED")
+        self._terminate(run_id, "FINISHED", end_time=end_time)
         return run_id
 
     @guarded
