@@ -1,6 +1,6 @@
 """The evaluate stage: `python pipelines/evaluate.py [overrides]` or `--params params.yaml`."""
 
-from geoensemble.app.cli import run_then_exit
+from geoensemble.app.entry import run
 
 if __name__ == "__main__":
-    run_then_exit("evaluate")
+    run("evaluate")

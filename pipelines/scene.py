@@ -1,6 +1,6 @@
 """The scene stage: `python pipelines/scene.py [overrides]` or `--params params.yaml`."""
 
-from geoensemble.app.cli import run_then_exit
+from geoensemble.app.entry import run
 
 if __name__ == "__main__":
-    run_then_exit("scene")
+    run("scene")

@@ -1,6 +1,6 @@
 """The train stage: `python pipelines/train.py [overrides]` or `--params params.yaml`."""
 
-from geoensemble.app.cli import run_then_exit
+from geoensemble.app.entry import run
 
 if __name__ == "__main__":
-    run_then_exit("train")
+    run("train")

@@ -71,3 +71,9 @@ def test_ctrl_c_is_one_line_and_exit_code_130(
     code, lines = interrupt(featurized, tmp_path, after_line=after_line, delay=delay)
     assert code == 130, lines
     assert lines == ["geoensemble train: interrupted by SIGINT (Ctrl-C)"], "\n".join(lines)
+
+
+def test_the_scripts_and_the_stages_exit_130_alike() -> None:
+    from geoensemble.app import cli, entry
+
+    assert cli.EXIT_INTERRUPTED == entry.EXIT_INTERRUPTED == 130

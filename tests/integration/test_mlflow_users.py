@@ -54,7 +54,9 @@ def test_training_experiment_runs_links_and_registered_model(
         assert info.end_time - info.start_time >= 1000 * m["fit_seconds"] - 1
 
     # real addresses: no server, so the command that serves the UI, and its page
-    assert report["mlflow_ui_command"] == f"mlflow ui --backend-store-uri {uri}"
+    assert report["mlflow_ui_command"] == (
+        f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
+    )
     assert report["mlflow_ui_url"] == (
         f"http://127.0.0.1:5000/#/experiments/{exp_id}/runs?viewStateShareKey=members-by-aic"
         f"&workflowType=machine_learning"

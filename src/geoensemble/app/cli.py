@@ -93,7 +93,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated("SIGTERM")
 
 
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C (= entry's)
 
 
 def run_stage(stage: str, cfg: AppConfig) -> Any:

@@ -222,7 +222,7 @@ class Tracker(Sweeps, Closing, Registry):
         without a server, the command that serves the UI there (else ``None``).
 
         A server's own address is used (credentials redacted); a SQLite or other local store
-        is opened with ``mlflow ui --backend-store-uri <store>``, at its default address
+        is opened with ``mlflow ui --backend-store-uri <store> --host 127.0.0.1 --port 5000``, at
         ``http://127.0.0.1:5000``. ``workflowType=machine_learning`` makes the MLflow 3 UI
         show the runs table, whatever view the browser used last.
         """
@@ -231,7 +231,10 @@ class Tracker(Sweeps, Closing, Registry):
             fragment += ("&" if "?" in fragment else "?") + "workflowType=machine_learning"
         if self.uri.startswith(("http://", "https://")):
             return f"{redact_uri(self.uri).rstrip('/')}/{fragment}", None
-        command = f"mlflow ui --backend-store-uri {redact_uri(self.uri)}"
+        # the address spelled out: the UI on loopback only, where the printed URL points
+        command = (
+            f"mlflow ui --backend-store-uri {redact_uri(self.uri)} --host 127.0.0.1 --port 5000"
+        )
         return f"{UI_ADDRESS}/{fragment}", command
 
     # ----------------------------------------------------------------------- logging

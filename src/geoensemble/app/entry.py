@@ -1,0 +1,40 @@
+"""The scripts' first import: Ctrl-C is one line from the first instant.
+
+``pipelines/<stage>.py`` and the ``geoensemble`` command import only this module before they
+run; the command line's own imports (Hydra, OmegaConf, the config schema) take a second or
+more on a busy machine, and a Ctrl-C while they load would otherwise print Python's
+traceback instead of the stage's one line (:func:`geoensemble.app.cli.stage_main` handles
+Ctrl-C once it runs).
+"""
+
+from __future__ import annotations
+
+import sys
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+
+def _interrupted(stage: str) -> SystemExit:
+    print(f"geoensemble {stage}: interrupted by SIGINT (Ctrl-C)", file=sys.stderr)
+    return SystemExit(EXIT_INTERRUPTED)
+
+
+def run(stage: str) -> None:
+    """Run ``stage`` as ``pipelines/<stage>.py`` does and exit with its code."""
+    try:
+        from geoensemble.app.cli import run_then_exit
+
+        run_then_exit(stage)
+    except KeyboardInterrupt:  # while the command line loads, before it handles Ctrl-C
+        raise _interrupted(stage) from None
+
+
+def main() -> None:
+    """The ``geoensemble`` command (:func:`geoensemble.app.cli.main`)."""
+    try:
+        from geoensemble.app.cli import main as cli_main
+
+        cli_main()
+    except KeyboardInterrupt:
+        stage = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else ""
+        raise _interrupted(stage or "command") from None
