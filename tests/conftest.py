@@ -102,8 +102,11 @@ TINY = [
     "predict.block_size=64",
     "compute.n_workers=1",
     "compute.processes=false",
-    # tests that are not about the naming rule (tests/integration/test_mlflow_users.py is)
+    # tests that are not about the naming rule or when training registers
+    # (tests/integration/test_mlflow_users.py and test_promotion.py are): every stage run by
+    # hand registers its kept members, as before the registration rule
     "tracking.model_name=geoensemble",
+    "tracking.register=always",
 ]
 
 

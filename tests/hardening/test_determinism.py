@@ -23,9 +23,11 @@ from tests.hardening.conftest import stage_cfg
 
 # Tags that name this run, not its result.
 RUN_TAGS = {"predict_run_id", "member_run_ids", "model_run_id", "config_sha256"}
-# train.json keys that are run ids (a training's own alias names its run) or wall-clock times.
+# train.json keys that are run ids (a training's own alias names its run), ids of logged
+# models, where the store is (the UI command), or wall-clock times.
 VOLATILE = {
-    *("run_id", "parent_run_id", "alias"),
+    *("run_id", "parent_run_id", "alias", "model_id", "uri"),
+    *("mlflow_ui_command", "mlflow_ui_url"),
     *("mlflow_seconds", "mlflow_share", "mlflow_background_seconds"),
     *("fit_seconds", "train_seconds"),
 }

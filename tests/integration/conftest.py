@@ -85,8 +85,6 @@ def tiny_overrides(d: Path) -> list[str]:
         f"data.labels.path={d}/raw/labels/points.geojson",
         f"predict.output_dir={d}/maps",
         f"tracking.uri=sqlite:///{d}/mlflow.db",
-        # stages run by hand in these tests register their kept members, as asked for
-        "tracking.register=always",
     ]
 
 

@@ -54,7 +54,8 @@ def test_predict_loads_the_version_of_the_train_report_not_the_champion(
         (
             {"model_name": "geoensemble"},
             InputFileError,
-            r"records no champion version .*: it is not the report the train stage wrote",
+            r"records no champion model \(champion\.uri or champion\.version, model_name\): "
+            r"it is not the report the train stage wrote",
         ),
         (
             {"model_name": "other", "champion": {"version": "1"}},

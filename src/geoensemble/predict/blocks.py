@@ -224,7 +224,7 @@ def run_distributed(
         window = block_window(arr, b)
         if not warned:  # the first block tells: all are built alike
             warned = True
-            if ships_pixels(window):
+            if ships_pixels(window) and workers_elsewhere(client):
                 log.warning(
                     "predict: the scene's features are in memory, not read from their "
                     "files: the client sends every block's pixels to the workers; open the "
@@ -275,6 +275,14 @@ def task_bytes(window: _Lazy) -> int:
     import pickle
 
     return len(pickle.dumps(window, protocol=5))
+
+
+def workers_elsewhere(client: Any) -> bool:
+    """Whether some worker runs in another process, so a task's argument is pickled and sent
+    (workers in this process, ``LocalCluster(processes=False)``, share its memory)."""
+    import os
+
+    return any(pid != os.getpid() for pid in client.run(os.getpid).values())
 
 
 def ships_pixels(window: _Lazy) -> bool:
