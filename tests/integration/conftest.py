@@ -228,26 +228,17 @@ def run_params(run: dict[str, Any]) -> dict[str, str]:
     return {p["key"]: p["value"] for p in run["data"].get("params", [])}
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A real ``mlflow server`` on 127.0.0.1 (free port) over a SQLite store in a tmp dir."""
-    d = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    log = d / "server.log"
+@contextlib.contextmanager
+def serve(backend: str, d: Path, *, serve_artifacts: bool = False) -> Iterator[Server]:
+    """``mlflow server`` over ``backend`` on a free loopback port, artifacts under ``d``
+    (served by the server itself with ``serve_artifacts``), stopped on exit."""
+    port, log = free_port(), d / "server.log"
     proc = start(
         [
-            tool("mlflow"),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-            "--backend-store-uri",
-            f"sqlite:///{d}/mlflow.db",
-            "--artifacts-destination",
-            str(d / "mlartifacts"),
+            *(tool("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port)),
+            *("--workers", "2", "--backend-store-uri", backend),
+            *("--artifacts-destination", str(d / "mlartifacts")),
+            *(["--serve-artifacts"] if serve_artifacts else []),
         ],
         d,
         log,
@@ -265,6 +256,14 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield server
     finally:
         stop(proc)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A real ``mlflow server`` on 127.0.0.1 (free port) over a SQLite store in a tmp dir."""
+    d = tmp_path_factory.mktemp("mlflow-server")
+    with serve(f"sqlite:///{d}/mlflow.db", d) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

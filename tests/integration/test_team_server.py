@@ -8,9 +8,7 @@ why, where it cannot start.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,10 +25,8 @@ from tests.integration.conftest import (
     reset_mlflow_uris,
     run_metrics,
     run_tags,
-    start,
-    stop,
+    serve,
     tiny_overrides,
-    wait_until,
 )
 from tests.integration.postgres import Cluster, PostgresUnavailable, postgres_cluster
 
@@ -51,37 +47,10 @@ def cluster() -> Iterator[Cluster]:
         cm.__exit__(None, None, None)
 
 
-@contextlib.contextmanager
-def serve(backend: str, d: Path) -> Iterator[Server]:
-    """``mlflow server`` over ``backend`` on a free loopback port, artifacts served from ``d``."""
-    port, log = free_port(), d / "server.log"
-    proc = start(
-        [
-            *(tool("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port)),
-            *("--workers", "2", "--backend-store-uri", backend),
-            *("--artifacts-destination", str(d / "mlartifacts"), "--serve-artifacts"),
-        ],
-        d,
-        log,
-        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
-    )
-    server = Server(url=f"http://127.0.0.1:{port}", store=d, log=log)
-
-    def healthy() -> bool:
-        with urllib.request.urlopen(f"{server.url}/health", timeout=5) as r:
-            return bool(r.status == 200)
-
-    try:
-        wait_until(healthy, timeout=180, proc=proc, log=log)
-        yield server
-    finally:
-        stop(proc)
-
-
 @pytest.fixture(scope="module")
 def pg_server(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``mlflow server`` over a fresh PostgreSQL database, artifacts served from a tmp dir."""
-    with serve(cluster.uri, tmp_path_factory.mktemp("pg-server")) as server:
+    with serve(cluster.uri, tmp_path_factory.mktemp("pg-server"), serve_artifacts=True) as server:
         yield server
 
 
