@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from geoensemble.api._keys import DATA, argument_names
 from geoensemble.errors import ConfigError
-from geoensemble.io.spec import LayerSpec, ReadSpec, StacSearch, layer_spec
+from geoensemble.io.spec import LayerSpec, ReadSpec, StacSearch, layer_spec, stac_search
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -68,28 +68,11 @@ def read_spec(
         product=product,
         qa=qa,
         qa_flags=tuple(qa_flags) if qa_flags is not None else None,
-        stac=_stac_search(stac),
+        stac=stac_search(stac),
     )
     with argument_names(DATA):
         check_data_config(d)
     return d
-
-
-def _stac_search(value: StacSearch | Mapping[str, Any] | None) -> StacSearch:
-    if value is None or isinstance(value, StacSearch):
-        return value or StacSearch()
-    keys = {"collections", "bbox", "datetime", "max_cloud", "limit"}
-    unknown = sorted(set(value) - keys)
-    if unknown:
-        raise ConfigError(f"stac has unknown key(s) {unknown}: use {sorted(keys)}")
-    v = dict(value)
-    return StacSearch(
-        collections=tuple(v.get("collections") or ()),
-        bbox=tuple(float(b) for b in v["bbox"]) if v.get("bbox") else None,
-        datetime=v.get("datetime"),
-        max_cloud=float(v["max_cloud"]) if v.get("max_cloud") is not None else None,
-        limit=int(v.get("limit", 1)),
-    )
 
 
 def load_array(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from geoensemble.app.config import ComputeConfig, DataConfig, FeaturesConfig
 from geoensemble.compute import Cluster
-from geoensemble.io.spec import LayerSpec, ReadSpec, StacSearch, TargetGrid
+from geoensemble.io.spec import ReadSpec, TargetGrid, layer_spec, stac_search
 
 if TYPE_CHECKING:
     from geoensemble.features.build import Recipe
@@ -45,13 +45,7 @@ def _opt_tuple(values: Sequence[Any] | None) -> tuple[Any, ...] | None:
 
 def read_spec_of(data: DataConfig) -> ReadSpec:
     """Where ``data`` reads from and how, as the readers' :class:`~geoensemble.io.spec.ReadSpec`."""
-    layers = tuple(
-        LayerSpec(
-            entry.name,
-            **{k: v for k, v in dataclasses.asdict(entry).items() if k != "name"},
-        )
-        for entry in data.layers
-    )
+    layers = tuple(layer_spec(dataclasses.asdict(e), i) for i, e in enumerate(data.layers))
     return ReadSpec(
         path=data.path,
         format=data.format,
@@ -71,11 +65,5 @@ def read_spec_of(data: DataConfig) -> ReadSpec:
         product=data.product,
         qa=data.qa,
         qa_flags=_opt_tuple(data.qa_flags),
-        stac=StacSearch(
-            collections=tuple(data.stac.collections),
-            bbox=_opt_tuple(data.stac.bbox),
-            datetime=data.stac.datetime,
-            max_cloud=data.stac.max_cloud,
-            limit=data.stac.limit,
-        ),
+        stac=stac_search(dataclasses.asdict(data.stac)),
     )

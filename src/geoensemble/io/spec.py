@@ -186,3 +186,22 @@ class ReadSpec:
     qa_flags: tuple[str, ...] | None = None
     stac: StacSearch = field(default_factory=StacSearch)
     urls: tuple[str, ...] = ()
+
+
+def stac_search(value: StacSearch | Mapping[str, Any] | None) -> StacSearch:
+    """A :class:`StacSearch` from itself, ``None`` (no search) or a dict with its keys
+    (``data.stac``)."""
+    if value is None or isinstance(value, StacSearch):
+        return value or StacSearch()
+    keys = {"collections", "bbox", "datetime", "max_cloud", "limit"}
+    unknown = sorted(set(value) - keys)
+    if unknown:
+        raise ConfigError(f"stac has unknown key(s) {unknown}: use {sorted(keys)}")
+    v = dict(value)
+    return StacSearch(
+        collections=tuple(v.get("collections") or ()),
+        bbox=tuple(float(b) for b in v["bbox"]) if v.get("bbox") else None,
+        datetime=v.get("datetime"),
+        max_cloud=float(v["max_cloud"]) if v.get("max_cloud") is not None else None,
+        limit=int(v.get("limit", 1)),
+    )
