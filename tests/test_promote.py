@@ -24,28 +24,10 @@ from geoensemble.tracking.promotion import (
     PIPELINE,
     SWEEP,
     UNCOMMITTED,
-    alias_name,
     degenerate,
 )
 from tests.conftest import run, tool
 from tests.integration.conftest import reset_mlflow_uris
-
-
-@pytest.mark.parametrize(
-    ("text", "alias"),
-    [
-        ("exp-bushy-fern", "exp-bushy-fern"),
-        ("exp-my.exp/2 x", "exp-my-exp-2-x"),
-        ("sweep-20250101-120000-abc123-job3", "sweep-20250101-120000-abc123-job3"),
-        ("latest", "a-latest"),  # MLflow reserves these
-        ("V12", "a-V12"),
-        ("...", "candidate"),
-        ("x" * 400, "x" * 200),
-    ],
-)
-def test_alias_names_follow_mlflow_rules(text: str, alias: str) -> None:
-    assert alias_name(text) == alias
-
 
 GOOD = {"criterion": "aic", "criterion_value": "1234.5", "kind": "cluster", "n_classes": "6"}
 ONE, NAN = {"n_classes": "1"}, {"kappa": "nan"}

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,15 +44,6 @@ class Origin:
 
     kind: str
     detail: str
-
-
-def alias_name(text: str) -> str:
-    """``text`` made a valid MLflow alias: letters, digits, ``_`` and ``-`` only, at most
-    255 characters, never ``latest`` nor ``v<digits>`` (MLflow reserves those)."""
-    name = re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")[:200] or "candidate"
-    if name.lower() == "latest" or re.fullmatch(r"[vV]\d+", name):
-        name = f"a-{name}"
-    return name
 
 
 def degenerate(tags: Mapping[str, str]) -> str | None:
