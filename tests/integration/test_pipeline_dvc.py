@@ -82,6 +82,37 @@ def test_repro_writes_a_map_on_the_input_grid(repo: Path) -> None:
     assert params["ensemble"]["size"] == 3
 
 
+def test_the_class_map_names_every_class_the_clusters_hold_a_majority_of(repo: Path) -> None:
+    """Counted by hand over the whole map: every truth class that at least one champion
+    cluster holds a clear majority of (> 55 %, beyond the naming sample's error) is a class
+    of the class map; the default run's speckle is in its MLflow run, before and after."""
+    maps = repo / "outputs/maps"
+    with rasterio.open(repo / "data/raw/labels/truth.tif") as src:
+        truth, nodata = src.read(1), src.nodata
+        tnames = {int(k[6:]): v for k, v in src.tags().items() if k.startswith("CLASS_")}
+    with rasterio.open(maps / "synthetic_geoensemble_champion.tif") as src:
+        clusters = src.read(1)
+    with rasterio.open(maps / "synthetic_geoensemble_champion_classes.tif") as src:
+        names = json.loads(src.tags()["class_names"])
+    valid = (truth != nodata) & (clusters != 255)
+    held = set()
+    for k in np.unique(clusters[valid]):
+        counts = np.bincount(truth[valid & (clusters == k)])
+        if counts.max() > 0.55 * counts.sum():
+            held.add(tnames[int(counts.argmax())])
+    assert held and held <= {v.split(" (")[0] for v in names.values()}, (held, names)
+    with rasterio.open(maps / "synthetic_geoensemble_champion_regularised.tif") as src:
+        assert src.tags()["geoensemble_regularisation"].startswith("majority(radius=1)")
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    (run_,) = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        "attributes.run_name LIKE 'predict-%'",
+    )
+    m = run_.data.metrics
+    assert 0 <= m["speckle_share_after"] < m["speckle_share_before"], m
+    assert m["small_patches_after"] < m["small_patches_before"], m
+
+
 def test_mlflow_holds_parent_children_and_champion(repo: Path) -> None:
     train = json.loads((repo / "reports/train.json").read_text())
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
