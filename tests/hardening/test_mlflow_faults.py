@@ -460,27 +460,13 @@ def newer_schema(db: Path) -> None:
 
 
 def older_schema(db: Path) -> None:
-    from alembic.script import ScriptDirectory
-    from mlflow.store.db.utils import _get_alembic_config
-
-    script = ScriptDirectory.from_config(_get_alembic_config(""))
-    head = script.get_revision(str(script.get_current_head()))
-    assert head is not None
-    older = head.down_revision
-    sql(db, f"UPDATE alembic_version SET version_num = '{older}'")
+    sql(db, "UPDATE alembic_version SET version_num = '451aebb31d03'")  # MLflow 1.x's first
 
 
-def no_schema_version(db: Path) -> None:
-    sql(db, "DROP TABLE alembic_version")
-
-
-def no_experiment(db: Path) -> None:
-    sql(db, "PRAGMA foreign_keys = OFF", "DELETE FROM experiment_tags", "DELETE FROM experiments")
-
-
-def not_mlflow(db: Path) -> None:
+def geopackage(db: Path) -> None:
+    """A GeoPackage given as the store by mistake: SQLite, with GeoPackage's application id."""
     db.unlink()
-    sql(db, "CREATE TABLE notes (x TEXT)", "INSERT INTO notes VALUES ('mine')")
+    sql(db, "PRAGMA application_id = 1196444487", "CREATE TABLE gpkg_contents (x TEXT)")
 
 
 BROKEN_STORES = {
@@ -488,12 +474,10 @@ BROKEN_STORES = {
     "truncated": (truncated, ["is damaged", "truncated", "mv ", ".broken"]),
     "newer schema": (
         newer_schema,
-        ["written by a newer MLflow", "ffffffffffff", "upgrade MLflow", "another store"],
+        ["has schema ffffffffffff", "if a newer MLflow", "pip install -U mlflow"],
     ),
-    "older schema": (older_schema, ["written by an older MLflow", "mlflow db upgrade"]),
-    "half-created (no version)": (no_schema_version, ["half-created", "rm "]),
-    "half-created (no experiment)": (no_experiment, ["half-created", "rm "]),
-    "not an MLflow store": (not_mlflow, ["not an MLflow store", "tracking.uri"]),
+    "older schema": (older_schema, ["has schema 451aebb31d03", "mlflow db upgrade sqlite:///"]),
+    "a GeoPackage": (geopackage, ["is a GeoPackage, not an MLflow store", "tracking.uri"]),
 }
 
 

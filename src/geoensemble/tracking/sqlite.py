@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -137,7 +138,7 @@ def _create_sqlite_store(path: Path) -> None:
         # What MLflow does on first use (tables, migrations, default experiment), in tmp.
         MlflowClient(tmp_uri, tmp_uri).search_experiments(max_results=1)
     except Exception as exc:
-        _discard(tmp, tmp_uri)
+        _discard(tmp)
         text = "; ".join(str(e) for e in chain(exc)).lower()
         if "disk is full" in text or "no space" in text:
             raise TrackingError(
@@ -149,7 +150,8 @@ def _create_sqlite_store(path: Path) -> None:
         if fault is None:
             raise
         raise fault from None
-    _dispose(tmp_uri)
+    # MLflow keeps its connection to tmp_uri for the life of the process (there is no public
+    # way to close it): idle, it holds no lock, and once linked it is a link to the store.
     try:
         if path.exists() and path.stat().st_size == 0:
             os.replace(tmp, path)  # an empty file holds nothing
@@ -166,18 +168,7 @@ def _create_sqlite_store(path: Path) -> None:
             tmp.unlink()
 
 
-def _dispose(uri: str) -> None:
-    """Close MLflow's cached connections to the SQLite file of ``uri``."""
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-    engine = SqlAlchemyStore._engine_map.pop(uri, None)
-    if engine is not None:
-        engine.dispose()
-
-
-def _discard(tmp: Path, tmp_uri: str) -> None:
-    with contextlib.suppress(Exception):
-        _dispose(tmp_uri)
+def _discard(tmp: Path) -> None:
     for f in tmp.parent.glob(f"{tmp.name}*"):  # the file and its -journal
         with contextlib.suppress(OSError):
             f.unlink()
@@ -207,29 +198,32 @@ def _connect_ro(path: Path, timeout: float) -> sqlite3.Connection:
     return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout)
 
 
+# SQLite files of other applications say so in their header (MLflow's stores leave it 0).
+APPLICATIONS = {0x47504B47: "a GeoPackage", 0x47503130: "a GeoPackage", 0x47503131: "a GeoPackage"}
+
+
 def check_sqlite_store(path: Path, *, timeout: float) -> None:
-    """Raise a one-line :class:`TrackingError` if the existing SQLite store ``path`` cannot be
-    used: damaged, locked for more than ``timeout`` s, read-only, half-created or not an
-    MLflow store. Cheap (the header and a few rows); a schema from another MLflow version
-    is diagnosed when MLflow refuses it (:func:`schema_error`)."""
+    """Raise a one-line :class:`TrackingError` if the existing SQLite file ``path`` cannot be
+    used as a store: damaged, another application's database (a GeoPackage), locked for more
+    than ``timeout`` s or read-only. Only SQLite's own header and lock are looked at, never
+    MLflow's tables; a schema from another MLflow version is diagnosed from MLflow's own
+    refusal (:func:`schema_error`)."""
     problem = _header_problem(path)
     if problem is not None:
         raise TrackingError(
             f"the MLflow store {path} is damaged: {problem}: restore it from a backup, or move "
             f"it aside (mv {path} {path}.broken) and rerun to start a new store"
         )
+    app = int.from_bytes(path.open("rb").read(72)[68:72], "big")
+    if app:
+        what = APPLICATIONS.get(app, f"another application's database (application id {app:#x})")
+        raise TrackingError(
+            f"{path} is {what}, not an MLflow store: set tracking.uri to an MLflow store, or to "
+            f"a new file such as sqlite:///{path.parent}/mlflow.db"
+        )
     try:
         with contextlib.closing(_connect_ro(path, timeout)) as con:
-            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
-            version = None
-            if "alembic_version" in tables:
-                row = con.execute("SELECT version_num FROM alembic_version").fetchone()
-                version = row[0] if row else None
-            experiments = (
-                con.execute("SELECT count(*) FROM experiments").fetchone()[0]
-                if "experiments" in tables
-                else 0
-            )
+            con.execute("PRAGMA schema_version").fetchone()  # waits out a writer's lock
     except sqlite3.Error as exc:
         fault = sqlite_fault(str(path), str(exc), timeout)
         if fault is None:
@@ -238,54 +232,38 @@ def check_sqlite_store(path: Path, *, timeout: float) -> None:
                 f"tracking.uri to another store"
             )
         raise fault from None
-    if "experiments" not in tables:
-        raise TrackingError(
-            f"{path} is an SQLite database but not an MLflow store (no 'experiments' table): "
-            f"set tracking.uri to an MLflow store, or to a new file such as "
-            f"sqlite:///{path.parent}/mlflow.db"
-        )
-    if version is None or experiments == 0:
-        raise TrackingError(
-            f"the MLflow store {path} was left half-created (its creation was interrupted, "
-            f"e.g. by a full disk: {'no schema version' if version is None else 'no experiment'}"
-            f" in it), so it holds no run: delete it (rm {path}) and rerun to create it again"
-        )
     if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
         raise read_only(path)
 
 
-def schema_error(path: Path) -> TrackingError | None:
-    """Explain a store whose schema MLflow refused: written by a newer MLflow (upgrade MLflow),
-    or by an older one (``mlflow db upgrade``). ``None`` if the schema is current."""
-    from importlib.resources import files
+# MLflow's refusal of a store whose schema is not the one it needs (public message text)
+_SCHEMA = re.compile(r"out-of-date database schema \(found version (\w+), but expected (\w+)\)")
 
+
+def schema_error(exc: BaseException, path: Path) -> TrackingError | None:
+    """The one-line error for MLflow refusing the schema of the store ``path`` (``None`` if
+    ``exc`` is not that): a store with no schema version, or whose tables MLflow finds made
+    already, was left half-created; otherwise it was written by an older MLflow (``mlflow db
+    upgrade``) or a newer one (upgrade MLflow)."""
     import mlflow
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
 
-    try:
-        with contextlib.closing(_connect_ro(path, 5.0)) as con:
-            row = con.execute("SELECT version_num FROM alembic_version").fetchone()
-    except sqlite3.Error:
+    text = " ".join(str(e) for e in chain(exc))
+    m = _SCHEMA.search(text)
+    # MLflow completing a store whose creation stopped halfway trips over the tables made
+    half = re.search(r"table \w+ already exists", text) is not None
+    if m is None and not half:
         return None
-    found = row[0] if row else None
-    # MLflow's migration scripts, as shipped in its package, read with alembic's own API.
-    config = Config()
-    config.set_main_option("script_location", str(files("mlflow.store") / "db_migrations"))
-    script = ScriptDirectory.from_config(config)
-    head = script.get_current_head()
-    if found is None or found == head:
-        return None
-    known = {r.revision for r in script.walk_revisions()}
-    if found not in known:
+    if half or m is None or m.group(1) == "None":
         return TrackingError(
-            f"the MLflow store {path} was written by a newer MLflow (schema {found}, unknown "
-            f"to MLflow {mlflow.__version__} installed here): upgrade MLflow in this "
-            f"environment (pip install -U mlflow), or set tracking.uri to another store; do "
-            f"not downgrade the store"
+            f"the MLflow store {path} was left half-created (no schema version in it: its "
+            f"creation was interrupted, e.g. by a full disk), so it holds no run: delete it "
+            f"(rm {path}) and rerun to create it again"
         )
+    found, head = m.groups()
     return TrackingError(
-        f"the MLflow store {path} was written by an older MLflow (schema {found}, this MLflow "
-        f"{mlflow.__version__} needs {head}): back it up, then run mlflow db upgrade "
-        f"sqlite:///{path}, or set tracking.uri to another store"
+        f"the MLflow store {path} has schema {found}, but MLflow {mlflow.__version__} here "
+        f"needs {head}: if an older MLflow wrote it, back it up and run mlflow db upgrade "
+        f"sqlite:///{path}; if a newer MLflow wrote it, upgrade MLflow in this environment "
+        f"(pip install -U mlflow) and do not downgrade the store; or set tracking.uri to "
+        f"another store"
     )

@@ -143,7 +143,7 @@ class Tracker(Sweeps, Closing, Registry):
             raise
         except Exception as exc:
             path = sqlite_path(uri)
-            schema = schema_error(path) if path is not None and path.is_file() else None
+            schema = schema_error(exc, path) if path is not None else None
             if schema is not None:
                 raise schema from None
             if isinstance(exc, MlflowException):
