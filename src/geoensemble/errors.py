@@ -1,15 +1,45 @@
 """Every error geoensemble raises on purpose.
 
 Each class derives from :class:`GeoEnsembleError` and from the builtin that best describes it,
-so callers can catch either. Messages say what failed, name the file, key or value, and how to
-fix it; the command-line wrapper prints them without a traceback.
+so callers can catch either. Messages say what failed, name the file, argument or value, and
+how to fix it; the command-line wrapper prints them without a traceback.
+
+The library's messages name its own arguments (``nan_threshold=2``), as a Python caller gave
+them. ``arguments`` says which: each name the message uses, mapped to the library parameter it
+stands for (``"nan_threshold": "fit_ensemble.nan_threshold"``). The application, which knows
+which config key feeds which parameter, renders those names as its keys
+(:mod:`geoensemble.app.keys`); the library never names a config key.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 
 class GeoEnsembleError(Exception):
-    """Root of all geoensemble errors."""
+    """Root of all geoensemble errors.
+
+    Parameters
+    ----------
+    *args
+        The message (and any further exception arguments).
+    arguments
+        The argument names the message uses, each mapped to the library parameter it stands
+        for as ``"<function or class>.<parameter>"`` (see the module's docstring).
+    """
+
+    def __init__(self, *args: Any, arguments: Mapping[str, str] | None = None) -> None:
+        super().__init__(*args)
+        self.arguments: dict[str, str] = dict(arguments or {})
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # keep ``arguments`` when the error travels back from a dask worker
+        return (_rebuild, (type(self), self.args, self.arguments))
+
+
+def _rebuild(cls: type[GeoEnsembleError], args: tuple[Any, ...], arguments: dict[str, str]) -> Any:
+    return cls(*args, arguments=arguments)
 
 
 class ConfigError(GeoEnsembleError, ValueError):

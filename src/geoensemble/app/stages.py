@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from geoensemble.app.config import AppConfig
+from geoensemble.app.keys import with_config_keys
 from geoensemble.io.atomic import remove_stale_partials, write_report
 from geoensemble.io.writable import check_store_target, check_writable
 
@@ -63,6 +64,7 @@ def clean_leftovers(*targets: str | Path, folders: tuple[str | Path, ...] = ()) 
 
 
 # --------------------------------------------------------------------------- scene
+@with_config_keys
 def scene(cfg: AppConfig) -> dict[str, Path]:
     """Write the embedded default scene under ``paths.raw``."""
     from geoensemble.synthetic import BANDS, write_scene
@@ -89,6 +91,7 @@ def scene(cfg: AppConfig) -> dict[str, Path]:
 
 
 # --------------------------------------------------------------------------- ingest
+@with_config_keys
 def ingest(cfg: AppConfig) -> dict[str, Any]:
     """Read the layers named by ``data`` onto one grid and store them as ``paths.stack``."""
     from geoensemble.app.settings import read_spec_of
@@ -124,6 +127,7 @@ def ingest(cfg: AppConfig) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- featurize
+@with_config_keys
 def featurize(cfg: AppConfig) -> list[str]:
     """Bands and indices from the stack, stored as ``paths.features``, plus quicklooks.
 
@@ -178,6 +182,7 @@ def featurize(cfg: AppConfig) -> list[str]:
 
 
 # --------------------------------------------------------------------------- labels
+@with_config_keys
 def labels(cfg: AppConfig) -> dict[str, Any]:
     """Training labels from ``data.labels`` rasterized onto the features' grid, or none."""
     from geoensemble.io.grid import Grid
@@ -226,6 +231,7 @@ def labels(cfg: AppConfig) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- train
+@with_config_keys
 def train(cfg: AppConfig) -> dict[str, Any]:
     """Fit the ensemble (see :mod:`geoensemble.app.train`) and write ``train.json``."""
     from geoensemble.app.train import train_ensemble
@@ -239,6 +245,7 @@ def train(cfg: AppConfig) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- evaluate
+@with_config_keys
 def evaluate(cfg: AppConfig) -> dict[str, Any]:
     """Metrics and plots of the ensemble (see :mod:`geoensemble.app.evaluate`)."""
     from geoensemble.app.evaluate import FIGURES, PLOTS, evaluate_ensemble
@@ -252,6 +259,7 @@ def evaluate(cfg: AppConfig) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- predict
+@with_config_keys
 def predict(cfg: AppConfig) -> dict[str, Any]:
     """Every selected model on every scene: COG maps, quicklooks and an MLflow predict run.
 
@@ -334,6 +342,7 @@ def _shown(cfg: AppConfig, key: str) -> str:
     return str(getattr(getattr(cfg, section), name))
 
 
+@with_config_keys
 def run_all(cfg: AppConfig) -> dict[str, Any]:
     """Every stage in order on one config (the ``main`` MLflow entry point).
 
@@ -352,6 +361,7 @@ def run_all(cfg: AppConfig) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- registry
+@with_config_keys
 def registry(cfg: AppConfig) -> dict[str, Any]:
     """List or prune the versions geoensemble registered (see :mod:`geoensemble.app.registry`)."""
     from geoensemble.app.registry import registry as list_or_prune
@@ -360,6 +370,7 @@ def registry(cfg: AppConfig) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- promote
+@with_config_keys
 def promote(cfg: AppConfig) -> dict[str, Any]:
     """Move ``@champion`` deliberately (see :mod:`geoensemble.app.promote`)."""
     from geoensemble.app.promote import promote as promote_version
@@ -368,6 +379,7 @@ def promote(cfg: AppConfig) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- sample
+@with_config_keys
 def sample(cfg: AppConfig) -> dict[str, Any]:
     """Draw the validation sample ``validation_sample`` asks for: a GeoPackage of points to
     label (see :func:`geoensemble.predict.validation.draw_validation_sample`)."""
