@@ -8,7 +8,7 @@ import dataclasses
 
 import yaml
 
-from geoensemble.app.config import PredictConfig
+from geoensemble.app.config import PredictConfig, TrackingConfig
 from tests.conftest import ROOT
 
 # predict keys that change how the maps are made, never what they hold
@@ -30,3 +30,12 @@ def test_predict_depends_on_every_key_that_changes_the_maps() -> None:
         f"dvc.yaml predict params: add {sorted(keys - PREDICT_RUNTIME_ONLY - listed)}, "
         f"remove {sorted(listed - keys | listed & PREDICT_RUNTIME_ONLY)}"
     )
+
+
+def test_train_depends_on_where_it_records_not_how_long_it_waits() -> None:
+    """tracking.timeout bounds waiting for a server: changing it retrains nothing."""
+    listed = {
+        p.removeprefix("tracking.") for p in stage_params("train") if p.startswith("tracking.")
+    }
+    assert "tracking" not in stage_params("train")
+    assert listed == {f.name for f in dataclasses.fields(TrackingConfig)} - {"timeout"}
