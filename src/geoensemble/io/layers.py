@@ -354,7 +354,7 @@ def resolve_sources(data: ReadSpec) -> list[LayerSource]:
     if product is not None and not specs:
         if fmt not in ("geotiff_dir", "stac"):
             raise LayerNotFoundError(
-                f"product={data.product} reads a product's files (a folder, URLs or a "
+                f"product={data.product} reads the files of a preset (a folder, URLs or a "
                 f"STAC item), but {data.path} is one {fmt} file: point path at the "
                 f"folder, or set product=none",
                 arguments={"product": "ReadSpec.product", "path": "ReadSpec.path"},

@@ -92,8 +92,8 @@ def open_gdal(path: str, *, where: str) -> Any:
                 f"docs/cloud-inputs.md)"
             ) from None
         raise InputFileError(
-            f"cannot read {where}: {exc}. Check that it is a complete raster file of a format "
-            f"GDAL reads (or set format)",
+            f"cannot read {where}: {exc}. Check that it is a complete raster file that GDAL "
+            f"reads (or set format)",
             arguments=outside(str(exc), {"format": "ReadSpec.format"}),
         ) from None
 
