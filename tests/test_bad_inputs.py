@@ -451,7 +451,7 @@ def labels_file_corrupt(proj: Path, tmp: Path) -> dict[str, Any]:
     return {"data.labels.path": str(tmp / "broken.geojson")}
 
 
-@case("labels", r"data\.labels\.attribute='landcover' is not an attribute .*it has \['class'")
+@case("labels", r"data\.labels\.attribute='landcover' is not a field .*it has \['class'")
 def labels_attribute_missing(proj: Path, tmp: Path) -> dict[str, Any]:
     return {"data.labels.attribute": "landcover"}
 

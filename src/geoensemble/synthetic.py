@@ -25,6 +25,7 @@ from scipy import ndimage
 
 from geoensemble.classes import SCENE_CLASSES
 from geoensemble.errors import OutputError
+from geoensemble.io.arguments import outside
 from geoensemble.io.atomic import atomic_path
 from geoensemble.io.geotiff import write_geotiff
 from geoensemble.io.owned import OUTPUT_TAG, refuse_unless_ours_tif
@@ -227,8 +228,9 @@ def _check_replaceable(tifs: list[Path], out_dir: str | os.PathLike[str]) -> Non
         why = _replaceable(p) if p.exists() or p.is_symlink() else None
         if why:
             raise OutputError(
-                f"refusing to replace {p} (paths.raw={out_dir}): {why}; set paths.raw to a "
-                f"folder of its own, or move that file away"
+                f"refusing to replace {p} (out_dir={out_dir}): {why}; set out_dir to a "
+                f"folder of its own, or move that file away",
+                arguments=outside(why, {"out_dir": "write_scene.out_dir"}),
             )
 
 

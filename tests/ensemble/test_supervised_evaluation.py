@@ -342,7 +342,7 @@ def test_a_validation_file_without_the_attribute_names_the_validation_key(
     cfg = make()
     _, crs, tr = _champion_map(cfg)
     _write_points(tmp_path / "v.geojson", np.array([1]), np.array([1]), ["water"], crs, tr)
-    with pytest.raises(ConfigError, match=r"data\.validation\.attribute='cover' is not an attr"):
+    with pytest.raises(ConfigError, match=r"data\.validation\.attribute='cover' is not a field"):
         stages.evaluate(
             make(f"data.validation.path={tmp_path}/v.geojson", "data.validation.attribute=cover")
         )

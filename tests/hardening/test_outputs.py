@@ -430,8 +430,8 @@ def test_an_unsafe_band_description_is_refused_at_ingest(
     assert code == 2, err
     line = error_line(err, "ingest")
     assert re.search(
-        rf"the layer name {re.escape(repr(bad))} taken from {re.escape(str(tif))} .*: name the "
-        r"layers yourself with data.layers",
+        rf"the layer name {re.escape(repr(bad))} taken from {re.escape(str(tif))} .*: give each "
+        r"layer a name of your own with data\.layers, e\.g\. data\.layers=\[",
         line,
     ), line
     assert not (tmp_path / "stack").exists()

@@ -125,8 +125,8 @@ def folder_given_a_file_format(tmp: Path) -> DataConfig:
 
 
 CASES: list[tuple[Case, type[Exception], str]] = [
-    (missing_path, InputFileError, r"input .*nowhere does not exist: set data\.path"),
-    (no_file_matches_pattern, LayerNotFoundError, r"no file in .* matches data\.pattern='\*\.jp2'"),
+    (missing_path, InputFileError, r"input .*nowhere does not exist: set path to"),
+    (no_file_matches_pattern, LayerNotFoundError, r"no file in .* matches pattern='\*\.jp2'"),
     (
         no_layer_matched,
         LayerNotFoundError,
@@ -139,7 +139,7 @@ CASES: list[tuple[Case, type[Exception], str]] = [
         mismatched_grid_strict,
         GridMismatchError,
         r"layer 'nir' \(.*nir\.tif\) is not on the grid of 'red'.*bounds \(440090.*"
-        r"data\.align=reproject",
+        r"Set align=reproject",
     ),
     (all_nodata_layer, EmptyLayerError, r"layer 'nir' \(.*nir\.tif\) holds no valid pixel"),
     (crs_on_some_layers_only, GridMismatchError, r"layers \['nir'\] have no CRS while \['red'\]"),
@@ -150,8 +150,12 @@ CASES: list[tuple[Case, type[Exception], str]] = [
     (band_out_of_range, LayerNotFoundError, r"band=3 was asked for.*has 1 band"),
     (window_too_large, InputFileError, r"window \[row_off=10.*does not fit.*16 x 16"),
     (bbox_outside, InputFileError, r"bbox \[0\.0, 0\.0, 10\.0, 10\.0\] does not overlap"),
-    (reference_unknown, LayerNotFoundError, r"data\.reference='blue' is not a layer: choose"),
-    (folder_given_a_file_format, InputFileError, r"is a folder, but data\.format=netcdf"),
+    (reference_unknown, LayerNotFoundError, r"^reference='blue' is not a layer: choose"),
+    (
+        folder_given_a_file_format,
+        InputFileError,
+        r"is a folder, but format=netcdf expects a file: point path at",
+    ),
 ]
 
 

@@ -47,7 +47,7 @@ def test_strict_names_the_dem_its_grid_and_the_fix(rmnp: Path) -> None:
     assert "resolution 0.00275 x 0.00211, shape 187 x 152" in msg  # the DEM's grid
     assert "'red'" in msg and "resolution 0.0015 x 0.0015, shape 373 x 485" in msg
     assert "EPSG:4326" in msg and "bounds (-105.913, 40.1591, -105.495, 40.5537)" in msg
-    assert "data.align=reproject" in msg
+    assert "Set align=reproject" in msg
 
 
 @pytest.mark.parametrize("chunk_size", [64, 1024])

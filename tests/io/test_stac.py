@@ -181,7 +181,7 @@ def test_stac_api_search(tmp_path: Path) -> None:
     ("path", "kw", "match"),
     [
         ("api.json", {"format": "stac_api"}, "path='api.json' is invalid: use the STAC API"),
-        ("https://h/api", {"format": "stac_api", "stac": {"limit": 0}}, "data.stac.limit=0"),
+        ("https://h/api", {"format": "stac_api", "stac": {"limit": 0}}, r"^stac\.limit=0 is"),
         ("https://h/api", {"format": "stac_api", "stac": {"max_cloud": 120}}, "max_cloud=120"),
         ("https://h/api", {"format": "stac_api", "stac": {"bbox": [1, 2, 0, 3]}}, "stac.bbox"),
         ("https://h/api", {"format": "stac_api", "stac": {"cloud": 3}}, "unknown key"),

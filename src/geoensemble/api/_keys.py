@@ -20,16 +20,6 @@ from geoensemble.errors import GeoEnsembleError
 _ALONE = r"(?<![\w/.-])(?:config key )?"
 Renames = Sequence[tuple[str, str]]
 
-DATA: Renames = (
-    (rf"{_ALONE}data\.layers\b", "layers"),
-    (rf"{_ALONE}data\.path\b", "path"),
-    (rf"{_ALONE}data\.format\b", "format"),
-    (rf"{_ALONE}data\.align\b", "align"),
-    (rf"{_ALONE}data\.reference\b", "reference"),
-    (rf"{_ALONE}data\.chunk_size\b", "chunks"),
-    (rf"{_ALONE}data\.pattern\b", "the file glob of path"),
-    (rf"{_ALONE}data\.resampling\b", "LayerSpec(resampling=...)"),
-)
 FEATURES: Renames = (
     (rf"{_ALONE}features\.(sensor|bands|indices|derived|custom)\b", r"\1"),
     (rf"{_ALONE}features\.nan_threshold\b", "the NaN policy (no NaN feature)"),
@@ -57,15 +47,6 @@ FIT: Renames = (
     (rf"{_ALONE}compute\.memory_limit\b", "the workers' memory_limit"),
     (rf"{_ALONE}compute\.timeout\b", "the workers' start timeout"),
     (rf"{_ALONE}compute\.retries\b", "the scheduler's allowed-failures"),
-)
-LABELS: Renames = (
-    (rf"{_ALONE}data\.labels\.(attribute|code_attribute|target|layer|buffer)\b", r"\1"),
-    (rf"{_ALONE}data\.labels\.path\b", "path"),
-    (
-        r"set path to a label raster or a vector file \(GeoPackage, Shapefile, GeoJSON\), or null "
-        r"for unsupervised models",
-        "give a label raster or a vector file (GeoPackage, Shapefile, GeoJSON)",
-    ),
 )
 PREDICT: Renames = (
     (rf"{_ALONE}predict\.block_size\b", "the block size"),

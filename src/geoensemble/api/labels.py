@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from geoensemble.api._keys import LABELS, argument_names
 from geoensemble.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -74,17 +73,16 @@ def rasterize_labels(
         )
     crs, transform = grid_attrs(like)
     grid = Grid(crs, transform, (int(like.sizes["y"]), int(like.sizes["x"])))
-    with argument_names(LABELS):
-        labels = read_labels(
-            path,
-            grid,
-            attribute=attribute,
-            code_attribute=code_attribute,
-            target=target,
-            layer=layer,
-            buffer=buffer,
-            all_touched=all_touched,
-        )
+    labels = read_labels(
+        path,
+        grid,
+        attribute=attribute,
+        code_attribute=code_attribute,
+        target=target,
+        layer=layer,
+        buffer=buffer,
+        all_touched=all_touched,
+    )
     values = np.where(labels.mask, labels.array, np.nan).astype(np.float32)
     attrs = {"source": str(path), "target": labels.target}
     if labels.target == "classes":

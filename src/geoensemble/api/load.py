@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from geoensemble.api._keys import DATA, argument_names
 from geoensemble.errors import ConfigError
 from geoensemble.io.spec import LayerSpec, ReadSpec, StacSearch, layer_spec, stac_search
 
@@ -70,8 +69,7 @@ def read_spec(
         qa_flags=tuple(qa_flags) if qa_flags is not None else None,
         stac=stac_search(stac),
     )
-    with argument_names(DATA):
-        check_data_config(d)
+    check_data_config(d)
     return d
 
 
@@ -99,7 +97,7 @@ def load_array(
         listing them one a line (read window by window, see ``docs/cloud-inputs.md``).
     layers
         Which file, variable or band becomes which named layer: :class:`LayerSpec` objects
-        or dicts with the same keys (``data.layers``). Default: every raster found, named
+        or dicts with the same keys. Default: every raster found, named
         after its file stem, band description or variable.
     format
         ``auto`` (from the path), ``geotiff_dir``, ``geotiff``, ``netcdf``, ``hdf5``,
@@ -167,5 +165,4 @@ def load_array(
         qa_flags=qa_flags,
         stac=stac,
     )
-    with argument_names(DATA):
-        return build_stack(d)
+    return build_stack(d)

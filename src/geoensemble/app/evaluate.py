@@ -32,6 +32,7 @@ import numpy as np
 import xarray as xr
 
 from geoensemble.app.config import AppConfig
+from geoensemble.app.keys import KEYS, keyed
 from geoensemble.errors import (
     ConfigError,
     EmptyLayerError,
@@ -482,6 +483,17 @@ def validation_sample(
     return ValidationSample(mapped, ref[ok], names_out, int((~ok).sum()))
 
 
+# the labels reader's parameters, fed by data.validation's keys (its target is always classes)
+VALIDATION_KEYS = {
+    **KEYS,
+    "read_labels.attribute": "data.validation.attribute",
+    "read_labels.code_attribute": "data.validation.code_attribute",
+    "read_labels.layer": "data.validation.layer",
+    "read_labels.path": "data.validation.path",
+    "read_labels.target": "target",
+}
+
+
 def read_validation(cfg: AppConfig, feats: xr.Dataset) -> Labels:
     """``data.validation`` rasterized onto the features' grid, its errors naming its keys."""
     from geoensemble.io.grid import Grid
@@ -501,8 +513,8 @@ def read_validation(cfg: AppConfig, feats: xr.Dataset) -> Labels:
             layer=v.layer,
             target="classes",
         )
-    except GeoEnsembleError as exc:  # the reader names the training labels' keys
-        raise type(exc)(str(exc).replace("data.labels.", "data.validation.")) from None
+    except GeoEnsembleError as exc:  # the reader's arguments are data.validation's keys here
+        raise keyed(exc, VALIDATION_KEYS) from None
 
 
 def check_independent(cfg: AppConfig, rows: np.ndarray, cols: np.ndarray) -> None:

@@ -20,6 +20,35 @@ from geoensemble.errors import GeoEnsembleError
 # library parameter ("<function or class>.<parameter>") -> the config key that feeds it
 KEYS: dict[str, str] = {
     # --- io: reading layers and labels
+    "ReadSpec.align": "data.align",
+    "ReadSpec.crs": "data.crs",
+    "ReadSpec.format": "data.format",
+    "ReadSpec.geotransform": "data.geotransform",
+    "ReadSpec.layers": "data.layers",
+    "ReadSpec.path": "data.path",
+    "ReadSpec.pattern": "data.pattern",
+    "ReadSpec.product": "data.product",
+    "ReadSpec.qa": "data.qa",
+    "ReadSpec.qa_flags": "data.qa_flags",
+    "ReadSpec.reference": "data.reference",
+    "ReadSpec.resampling": "data.resampling",
+    "ReadSpec.stac": "data.stac",
+    "ReadSpec.target": "data.target",
+    "StacSearch.bbox": "data.stac.bbox",
+    "StacSearch.limit": "data.stac.limit",
+    "StacSearch.max_cloud": "data.stac.max_cloud",
+    "TargetGrid.bounds": "data.target.bounds",
+    "TargetGrid.crs": "data.target.crs",
+    "TargetGrid.resolution": "data.target.resolution",
+    "atomic_path.overwrite": "predict.overwrite",
+    "build_stack.max_pixels": "limits.max_pixels",
+    "check_labels_target.folder": "paths.labels",
+    "read_labels.attribute": "data.labels.attribute",
+    "read_labels.code_attribute": "data.labels.code_attribute",
+    "read_labels.layer": "data.labels.layer",
+    "read_labels.path": "data.labels.path",
+    "read_labels.target": "data.labels.target",
+    "write_scene.out_dir": "paths.raw",
     # --- features
     # --- ensemble: the search and its criteria
     # --- predict

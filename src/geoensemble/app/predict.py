@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import xarray as xr
 
 from geoensemble.app.config import AppConfig, PredictScheduler
+from geoensemble.app.keys import KEYS, keyed
 from geoensemble.app.legend import scheme_for
 from geoensemble.app.members import nan_policy, resolve_members
 from geoensemble.app.sweep import job_tags
@@ -73,9 +74,10 @@ def scene_sources(cfg: AppConfig) -> list[tuple[str, str, Callable[[], xr.Datase
             try:
                 stack = build_stack(read_spec_of(d), max_pixels=cfg.limits.max_pixels)
             except GeoEnsembleError as exc:
-                # The readers name the training data's keys (data.path...); here the
-                # culprit is this scene's entry.
-                raise type(exc)(scene_keys(str(exc), key)) from None
+                # The readers name their arguments (path...), which the stage would render
+                # as the training data's keys (data.path...); here the culprit is this
+                # scene's entry.
+                raise keyed(exc, scene_keys(key)) from None
             try:
                 return build_features(
                     stack, recipe_of(cfg.features), trusted_modules=cfg.trust.modules
@@ -103,16 +105,14 @@ def scene_sources(cfg: AppConfig) -> list[tuple[str, str, Callable[[], xr.Datase
     return [(d.name, d.path, opener(i, d)) for i, d in enumerate(cfg.predict.scenes)]
 
 
-def scene_keys(message: str, prefix: str) -> str:
-    """``message`` with the config keys ``data.<field>`` renamed ``<prefix>.<field>``
-    (file paths that merely contain ``data.`` are left alone)."""
-    import dataclasses
-    import re
-
-    from geoensemble.app.config import DataConfig
-
-    fields = "|".join(f.name for f in dataclasses.fields(DataConfig))
-    return re.sub(rf"(?<![\w/.-])data\.(?=(?:{fields})\b)", f"{prefix}.", message)
+def scene_keys(prefix: str) -> dict[str, str]:
+    """:data:`~geoensemble.app.keys.KEYS` for a scene read with the settings of ``prefix``
+    (``predict.scenes[0]``): the readers' parameters that ``data.<field>`` feeds are fed by
+    ``<prefix>.<field>``."""
+    return {
+        p: f"{prefix}.{k.removeprefix('data.')}" if k.startswith("data.") else k
+        for p, k in KEYS.items()
+    }
 
 
 def scene_feature_names(cfg: AppConfig, ds: xr.Dataset, path: str) -> list[str]:

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from geoensemble.app.config import AppConfig, DataConfig, FeaturesConfig, ModelConfig
+from geoensemble.app.keys import keyed
 from geoensemble.errors import ConfigError
 from geoensemble.io.checks import check_name
 
@@ -180,7 +181,16 @@ def _name_checks(cfg: AppConfig) -> None:
     names += [(f"predict.scenes[{i}].name", d.name) for i, d in enumerate(cfg.predict.scenes)]
     names += [(f"features.derived.{k}", k) for k in cfg.features.derived]
     for key, value in names:
-        check_name(key, value)
+        try:
+            check_name(key, value)
+        except ConfigError as exc:
+            raise _config_key(exc) from None
+
+
+def _config_key(exc: ConfigError) -> ConfigError:
+    """A library check's error as validate's own messages read: ``config key data.x=...``
+    (the library names its arguments; :func:`~geoensemble.app.keys.keyed` renders them)."""
+    return ConfigError(f"config key {keyed(exc)}")
 
 
 def _model_checks(m: ModelConfig, max_clusters: int) -> None:
@@ -244,7 +254,10 @@ def _data_checks(d: DataConfig) -> None:
     from geoensemble.app.settings import read_spec_of
     from geoensemble.io.checks import check_data_config
 
-    check_data_config(read_spec_of(d))
+    try:
+        check_data_config(read_spec_of(d))
+    except ConfigError as exc:
+        raise _config_key(exc) from None
 
 
 def default_model_name(data_name: str, family: str) -> str:

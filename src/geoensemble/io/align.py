@@ -46,11 +46,12 @@ def align(
     ref_name = reference or names[0]
     if ref_name not in layers:
         raise LayerNotFoundError(
-            f"data.reference={ref_name!r} is not a layer: choose one of {names}"
+            f"reference={ref_name!r} is not a layer: choose one of {names}",
+            arguments={"reference": "ReadSpec.reference"},
         )
     with_crs = _with_crs(layers)
     named = _namer(labels or {})
-    ref_label = "the target grid (data.target)" if target is not None else named(ref_name)
+    ref_label = "the target grid (target)" if target is not None else named(ref_name)
     ref = target if target is not None else layers[ref_name].grid
     if not with_crs:
         _check_without_crs(layers, ref, ref_label, named)
@@ -64,8 +65,9 @@ def align(
             raise GridMismatchError(
                 f"layer {named(name)} is not on the grid of {ref_label}: it has "
                 f"{lay.grid.describe()}; {ref_label} has {ref.describe()}. Set "
-                f"data.align=reproject to resample it onto that grid, or reproject the file "
-                f"(gdalwarp) first"
+                f"align=reproject to resample it onto that grid, or reproject the file "
+                f"(gdalwarp) first",
+                arguments={"align": "ReadSpec.align", "target": "ReadSpec.target"},
             )
         method = _method(name, categorical, resampling)
         out[name] = WarpLayer(lay, ref, method)
@@ -79,8 +81,9 @@ def _with_crs(layers: Mapping[str, Layer]) -> list[str]:
         missing = [n for n in layers if n not in with_crs]
         raise GridMismatchError(
             f"layers {missing} have no CRS while {with_crs} have one: assign the CRS to those "
-            f"files (gdal_edit.py -a_srs EPSG:xxxx), or set data.crs/data.geotransform for "
-            f"HDF/NetCDF sources without geolocation"
+            f"files (gdal_edit.py -a_srs EPSG:xxxx), or set crs and geotransform for "
+            f"HDF/NetCDF sources without geolocation",
+            arguments={"crs": "ReadSpec.crs", "geotransform": "ReadSpec.geotransform"},
         )
     return with_crs
 
@@ -104,8 +107,11 @@ def _check_without_crs(
             raise GridMismatchError(
                 f"layer {named(name)} has no CRS and is not on the grid of {ref_label}: it has "
                 f"{lay.grid.describe()}; {ref_label} has {ref.describe()}. Without a CRS "
-                f"it cannot be reprojected: give the files a CRS (or data.crs and "
-                f"data.geotransform)"
+                f"it cannot be reprojected: give the files a CRS (or crs and geotransform)",
+                arguments={
+                    **{"crs": "ReadSpec.crs", "geotransform": "ReadSpec.geotransform"},
+                    "target": "ReadSpec.target",
+                },
             )
     warnings.warn(
         "no layer has a CRS: the stack and the maps will have none either (their grids "

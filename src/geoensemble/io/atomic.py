@@ -145,7 +145,7 @@ def atomic_path(
         files may be replaced and folders never: a folder is replaced only when the caller
         recognises it as its own earlier output.
     key
-        The config key naming ``target``, for the messages.
+        What the caller calls ``target`` (its argument name, say), for the messages.
 
     Raises
     ------
@@ -180,8 +180,8 @@ def _check_replaceable(
     if target.exists() or target.is_symlink():
         if not overwrite:
             raise OutputError(
-                f"output {target} already exists: delete it or allow overwriting "
-                f"(predict.overwrite=true)"
+                f"output {target} already exists: delete it or allow overwriting (overwrite=True)",
+                arguments={"overwrite": "atomic_path.overwrite"},
             )
         why = replace_if(target) if replace_if else _default_refusal(target)
         if why:

@@ -1,9 +1,9 @@
-"""Geolocation of HDF/NetCDF arrays from their metadata (or from the config when absent).
+"""Geolocation of HDF/NetCDF arrays from their metadata (or from the caller's settings when absent).
 
 Sources, in order: GDAL/CF-style attributes (``crs_wkt``, ``spatial_ref``, ``crs``, ``epsg``
 with ``GeoTransform``); the HDF-EOS ``StructMetadata.0`` grid description written by MODIS and
-other NASA products (sinusoidal, geographic and UTM grids); finally ``data.crs`` and
-``data.geotransform`` from the config.
+other NASA products (sinusoidal, geographic and UTM grids); finally the ``crs`` and
+``geotransform`` the caller gives (:class:`~geoensemble.io.spec.ReadSpec`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from rasterio.crs import CRS
 from rasterio.errors import CRSError
 
 from geoensemble.errors import InputFileError
+from geoensemble.io.arguments import outside
 
 # MODIS land grids: a sphere of radius 6371007.181 m (the "MODIS sinusoidal" projection).
 MODIS_SINUSOIDAL = "+proj=sinu +lon_0=0 +x_0=0 +y_0=0 +R=6371007.181 +units=m +no_defs"
@@ -51,8 +52,9 @@ def _numbers(v: Any) -> list[float]:
     return [float(x) for x in np.ravel(v)]
 
 
-def parse_crs(value: Any, *, where: str) -> CRS:
-    """A CRS from an EPSG code, WKT or PROJ string; errors name ``where`` it came from."""
+def parse_crs(value: Any, *, where: str, parameter: str | None = None) -> CRS:
+    """A CRS from an EPSG code, WKT or PROJ string; errors name ``where`` it came from: a
+    file, or the argument that stands for ``parameter`` (``"<function or class>.<name>"``)."""
     text = _text(value).strip()
     if re.fullmatch(r"\d{4,6}", text):
         text = f"EPSG:{text}"
@@ -61,7 +63,10 @@ def parse_crs(value: Any, *, where: str) -> CRS:
     except CRSError as exc:
         raise InputFileError(
             f"{where}: cannot understand the CRS {text[:80]!r} ({exc}); give an EPSG code, "
-            f"WKT or PROJ string (data.crs)"
+            f"WKT or PROJ string (crs)",
+            arguments=outside(
+                str(exc), {"crs": "ReadSpec.crs", **({where: parameter} if parameter else {})}
+            ),
         ) from None
 
 
@@ -123,12 +128,16 @@ def from_struct_metadata(text: str, *, shape: tuple[int, int], where: str) -> Ge
         elif proj == "GCTP_UTM":
             zone = int(_field(block, "ZoneCode") or 0)
             if zone == 0:
-                raise InputFileError(f"{where}: UTM grid without ZoneCode; set data.crs")
+                raise InputFileError(
+                    f"{where}: UTM grid without ZoneCode; set crs",
+                    arguments={"crs": "ReadSpec.crs"},
+                )
             crs = CRS.from_epsg((32600 if zone > 0 else 32700) + abs(zone))
         else:
             raise InputFileError(
-                f"{where}: HDF-EOS projection {proj} is not supported; set data.crs and "
-                f"data.geotransform explicitly"
+                f"{where}: HDF-EOS projection {proj} is not supported; set crs and "
+                f"geotransform explicitly",
+                arguments={"crs": "ReadSpec.crs", "geotransform": "ReadSpec.geotransform"},
             )
         w, h = int(xdim), int(ydim)
         return Georef(crs, Affine((x1 - x0) / w, 0, x0, 0, (y1 - y0) / h, y0), True)
@@ -143,14 +152,17 @@ def resolve(
     geotransform: Sequence[float] | None,
     where: str,
 ) -> Georef:
-    """The file's georeferencing, completed from ``data.crs`` and ``data.geotransform``."""
+    """The file's georeferencing, completed from ``crs`` and ``geotransform`` (the
+    :class:`~geoensemble.io.spec.ReadSpec` fields)."""
     if found is not None and found.found:
         if found.crs is None and crs:
-            return Georef(parse_crs(crs, where="data.crs"), found.transform, True)
+            return Georef(
+                parse_crs(crs, where="crs", parameter="ReadSpec.crs"), found.transform, True
+            )
         return found
     if geotransform:
-        c = parse_crs(crs, where="data.crs") if crs else None
+        c = parse_crs(crs, where="crs", parameter="ReadSpec.crs") if crs else None
         return Georef(c, from_gdal(geotransform), True)
-    c = parse_crs(crs, where="data.crs") if crs else None
+    c = parse_crs(crs, where="crs", parameter="ReadSpec.crs") if crs else None
     # No geolocation: pixel coordinates (identity), accepted only if every layer has none.
     return Georef(c, Affine.identity(), False)

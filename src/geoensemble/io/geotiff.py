@@ -65,7 +65,7 @@ def check_band_fits(
     """Refuse a raster that is not a GeoTiff, or whose band, as ``copies`` int64-sized
     arrays (what a caller makes of it), does not fit in the free memory.
 
-    ``key`` names the config key of ``path`` in the error.
+    ``key`` is what the caller calls ``path`` (its argument name, say), for the error.
     """
     from geoensemble.io.memory import ensure_fits
     from geoensemble.io.sources import check_geotiff

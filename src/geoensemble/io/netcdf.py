@@ -19,6 +19,7 @@ from rasterio.crs import CRS
 
 from geoensemble.errors import InputFileError
 from geoensemble.io import georef
+from geoensemble.io.arguments import outside
 from geoensemble.io.sources import NETCDF_LOCK, RasterSource, cf_nodata, meta_strings
 
 _LATLON = {"lat", "latitude", "lon", "longitude"}
@@ -67,7 +68,8 @@ def _open(path: str, label: str) -> Any:
     except (OSError, ValueError, RuntimeError) as exc:
         raise InputFileError(
             f"cannot read {label} as NetCDF: {exc}. Check that the file is complete, or set "
-            f"data.format to its real format"
+            f"format to what the file really is",
+            arguments=outside(str(exc), {"format": "ReadSpec.format"}),
         ) from None
 
 
@@ -77,7 +79,8 @@ def _axis(values: np.ndarray, name: str, where: str) -> tuple[float, float]:
     if v.size < 2:
         raise InputFileError(
             f"{where}: dimension {name!r} has {v.size} value(s); the pixel size cannot be "
-            f"derived: set data.geotransform"
+            f"derived: set geotransform",
+            arguments={"geotransform": "ReadSpec.geotransform"},
         )
     step = np.diff(v)
     if not np.allclose(step, step[0], rtol=1e-5, atol=0):
@@ -177,7 +180,7 @@ def _crs_of(da: Any, dims: set[str], crs: str | None, where: str) -> CRS | None:
     if found is not None:
         return CRS.from_wkt(found.to_wkt())
     if crs:
-        return georef.parse_crs(crs, where="data.crs")
+        return georef.parse_crs(crs, where="crs", parameter="ReadSpec.crs")
     if dims & _LATLON:
         return CRS.from_epsg(4326)
     return None

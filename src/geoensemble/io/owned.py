@@ -1,6 +1,6 @@
 """Which existing outputs geoensemble may replace: only what it recognisably wrote itself.
 
-A store (``paths.stack``, ``paths.features``) is replaced as a whole folder, so a wrong path
+A store (the stack, the features) is replaced as a whole folder, so a wrong path
 would delete whatever is there: it is replaced only when it is a finished geoensemble store of
 the same kind (its ``geoensemble.json`` sidecar names the kind; stores of earlier versions
 are recognised by their sidecar's keys) holding nothing but the store itself. A GeoTiff (a

@@ -180,7 +180,7 @@ def _s2_bands(offset: float) -> tuple[Band, ...]:
     return tuple(out)
 
 
-#: The product presets by name (``data.product``).
+#: The product presets by name (``ReadSpec.product``).
 PRODUCTS: dict[str, Product] = {
     "landsat_c2_l2": Product("landsat_c2_l2", _LANDSAT_BANDS, LANDSAT_QA),
     # processing baseline >= 04.00 (from 25 January 2022): BOA_ADD_OFFSET = -1000
@@ -188,7 +188,7 @@ PRODUCTS: dict[str, Product] = {
     # processing baselines before 04.00: no offset
     "sentinel2_l2a_pre04": Product("sentinel2_l2a_pre04", _s2_bands(0.0), SENTINEL2_QA),
 }
-#: ``data.qa``: what the quality band becomes.
+#: ``ReadSpec.qa``: what the quality band becomes.
 QA_MODES = ("mask", "features", "keep")
 
 
@@ -198,29 +198,33 @@ def get_product(name: str) -> Product | None:
     Raises
     ------
     ConfigError
-        Naming ``data.product`` and the presets there are.
+        Naming ``product`` (:attr:`ReadSpec.product <geoensemble.io.spec.ReadSpec.product>`)
+        and the presets there are.
     """
     if name == "none":
         return None
     if name not in PRODUCTS:
         raise ConfigError(
-            f"config key data.product={name!r} is invalid: use none or one of {list(PRODUCTS)}"
+            f"product={name!r} is invalid: use none or one of {list(PRODUCTS)}",
+            arguments={"product": "ReadSpec.product"},
         )
     return PRODUCTS[name]
 
 
 def check_qa(product: str, qa: str, flags: Sequence[str] | None) -> None:
-    """Refuse an unknown ``data.qa`` mode or flag name, naming the allowed ones."""
+    """Refuse an unknown ``qa`` mode or flag name, naming the allowed ones."""
     if qa not in QA_MODES:
-        raise ConfigError(f"config key data.qa={qa!r} is invalid: use one of {list(QA_MODES)}")
+        raise ConfigError(
+            f"qa={qa!r} is invalid: use one of {list(QA_MODES)}", arguments={"qa": "ReadSpec.qa"}
+        )
     prod = get_product(product)
     if prod is None or flags is None:
         return
     unknown = [f for f in flags if f not in prod.qa.flags]
     if unknown:
         raise ConfigError(
-            f"config key data.qa_flags has {unknown}, unknown for {product}: use some of "
-            f"{list(prod.qa.flags)}"
+            f"qa_flags has {unknown}, unknown for {product}: use some of {list(prod.qa.flags)}",
+            arguments={"qa_flags": "ReadSpec.qa_flags"},
         )
 
 
@@ -246,8 +250,9 @@ def pick(band: Band, keys: Sequence[str]) -> str | None:
     hits = [k for m, k in found if _rank(m) == best]
     if len(hits) > 1:
         raise LayerNotFoundError(
-            f"data.product: {len(hits)} files hold {band.name}: {hits[:6]}; keep one scene per "
-            f"folder or narrow data.pattern"
+            f"the product preset finds {len(hits)} files holding {band.name}: {hits[:6]}; keep "
+            f"one scene per folder or narrow pattern",
+            arguments={"pattern": "ReadSpec.pattern"},
         )
     return hits[0]
 
@@ -266,8 +271,9 @@ def product_specs(product: Product, keys: Sequence[str], *, qa: str) -> list[Lay
         if key is None:
             if band.name == product.qa.layer and qa != "keep":
                 raise LayerNotFoundError(
-                    f"data.product={product.name}: no {band.name} file among {list(keys)[:8]} "
-                    f"but data.qa={qa} needs it; add it, or set data.qa=keep"
+                    f"product={product.name}: no {band.name} file among {list(keys)[:8]} "
+                    f"but qa={qa} needs it; add it, or set qa=keep",
+                    arguments={"product": "ReadSpec.product", "qa": "ReadSpec.qa"},
                 )
             continue
         specs.append(
@@ -282,9 +288,13 @@ def product_specs(product: Product, keys: Sequence[str], *, qa: str) -> list[Lay
         )
     if not [s for s in specs if s.name != product.qa.layer]:
         raise LayerNotFoundError(
-            f"data.product={product.name}: none of its bands is among {list(keys)[:8]}: "
-            f"check data.path and data.pattern (names like "
-            f"{product.bands[3].pattern!r})"
+            f"product={product.name}: none of its bands is among {list(keys)[:8]}: "
+            f"check path and pattern (names like {product.bands[3].pattern!r})",
+            arguments={
+                "product": "ReadSpec.product",
+                "path": "ReadSpec.path",
+                "pattern": "ReadSpec.pattern",
+            },
         )
     return specs
 

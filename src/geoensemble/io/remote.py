@@ -86,7 +86,8 @@ def read_listing(path: Path) -> list[str]:
     urls = [ln for ln in lines if ln and not ln.startswith("#")]
     if not urls:
         raise InputFileError(
-            f"data.path {path} lists no URL: write one COG URL a line (http(s):// or s3://)"
+            f"path {path} lists no URL: write one COG URL a line (http(s):// or s3://)",
+            arguments={"path": "ReadSpec.path"},
         )
     return urls
 

@@ -25,6 +25,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from geoensemble.errors import InputFileError
+from geoensemble.io.arguments import outside
 from geoensemble.io.grid import Grid
 from geoensemble.io.remote import cloud_env
 from geoensemble.redact import redact_uri
@@ -61,11 +62,12 @@ class RasterSource:
         raise NotImplementedError
 
     def _fail(self, rows: slice, cols: slice, exc: BaseException) -> InputFileError:
+        why = redact_uri(str(exc))
         return InputFileError(
             f"cannot read {self.label} (rows {rows.start}-{rows.stop}, cols "
-            f"{cols.start}-{cols.stop}): {redact_uri(str(exc))}. The file may be truncated or "
-            f"corrupt (or, for a URL, the server unreachable): copy it again or drop it from "
-            f"data.layers"
+            f"{cols.start}-{cols.stop}): {why}. The file may be truncated or corrupt (or, for "
+            f"a URL, the server unreachable): copy it again or drop it from layers",
+            arguments=outside(why, {"layers": "ReadSpec.layers"}),
         )
 
 
@@ -90,8 +92,9 @@ def open_gdal(path: str, *, where: str) -> Any:
                 f"docs/cloud-inputs.md)"
             ) from None
         raise InputFileError(
-            f"cannot read {where}: {exc}. Check that it is a complete raster file of a format "
-            f"GDAL reads (or set data.format)"
+            f"cannot read {where}: {exc}. Check that it is a complete raster file that GDAL "
+            f"reads (or set format)",
+            arguments=outside(str(exc), {"format": "ReadSpec.format"}),
         ) from None
 
 

@@ -23,7 +23,7 @@ def _tuple(values: Sequence[Any] | None, kind: type) -> tuple[Any, ...] | None:
 
 @dataclass(frozen=True, init=False)
 class LayerSpec:
-    """How to find one layer and what to call it (the keys of ``data.layers``).
+    """How to find one layer and what to call it (one entry of :attr:`ReadSpec.layers`).
 
     Parameters
     ----------
@@ -122,7 +122,8 @@ SPEC_KEYS = [f.name for f in dataclasses.fields(LayerSpec)]
 
 
 def layer_spec(value: LayerSpec | Mapping[str, Any], i: int) -> LayerSpec:
-    """A :class:`LayerSpec` from itself or from a dict with the keys of ``data.layers``.
+    """A :class:`LayerSpec` from itself or from a dict with its fields (entry ``i`` of
+    ``layers``).
 
     Raises
     ------
@@ -134,13 +135,20 @@ def layer_spec(value: LayerSpec | Mapping[str, Any], i: int) -> LayerSpec:
     if not isinstance(value, Mapping):
         raise ConfigError(
             f"layers[{i}]={value!r} is a {type(value).__name__}: give a LayerSpec or a dict "
-            f"with the keys of data.layers ({', '.join(SPEC_KEYS)})"
+            f"with its fields ({', '.join(SPEC_KEYS)})",
+            arguments={"layers": "ReadSpec.layers"},
         )
     unknown = sorted(set(value) - set(SPEC_KEYS))
     if unknown:
-        raise ConfigError(f"layers[{i}] has unknown key(s) {unknown}: use {', '.join(SPEC_KEYS)}")
+        raise ConfigError(
+            f"layers[{i}] has unknown key(s) {unknown}: use {', '.join(SPEC_KEYS)}",
+            arguments={"layers": "ReadSpec.layers"},
+        )
     if "name" not in value:
-        raise ConfigError(f"layers[{i}]={dict(value)!r} has no name: add name='red' (say)")
+        raise ConfigError(
+            f"layers[{i}]={dict(value)!r} has no name: add name='red' (say)",
+            arguments={"layers": "ReadSpec.layers"},
+        )
     kwargs = dict(value)
     return LayerSpec(str(kwargs.pop("name")), **kwargs)
 
@@ -168,7 +176,7 @@ class StacSearch:
 
 @dataclass(frozen=True)
 class ReadSpec:
-    """Read settings built by the API (a :class:`ReadSpec`; defaults as ``data``)."""
+    """Read settings built by the API (a :class:`ReadSpec`; defaults as the ingest stage's)."""
 
     path: str
     format: str = "auto"
@@ -189,14 +197,16 @@ class ReadSpec:
 
 
 def stac_search(value: StacSearch | Mapping[str, Any] | None) -> StacSearch:
-    """A :class:`StacSearch` from itself, ``None`` (no search) or a dict with its keys
-    (``data.stac``)."""
+    """A :class:`StacSearch` from itself, ``None`` (no search) or a dict with its fields."""
     if value is None or isinstance(value, StacSearch):
         return value or StacSearch()
     keys = {"collections", "bbox", "datetime", "max_cloud", "limit"}
     unknown = sorted(set(value) - keys)
     if unknown:
-        raise ConfigError(f"stac has unknown key(s) {unknown}: use {sorted(keys)}")
+        raise ConfigError(
+            f"stac has unknown key(s) {unknown}: use {sorted(keys)}",
+            arguments={"stac": "ReadSpec.stac"},
+        )
     v = dict(value)
     return StacSearch(
         collections=tuple(v.get("collections") or ()),

@@ -1,8 +1,8 @@
 """STAC inputs: an item, an item collection (a file or a URL) or a STAC API search.
 
 Each raster asset becomes a candidate layer read lazily, window by window, through the same
-GDAL sources as a folder's files (so ``data.layers``, alignment, product presets and the QA
-mask apply unchanged). Naming rule: with a product preset (``data.product``), an asset becomes
+GDAL sources as a folder's files (so layer specs, alignment, product presets and the QA
+mask apply unchanged). Naming rule: with a product preset (``product``), an asset becomes
 the preset's band when its key is one of the band's STAC keys (``red``, ``nir08``,
 ``qa_pixel``; ``B04``, ``SCL``) or its file name matches the band's file pattern; without one,
 the asset key is the layer name. Several items give each layer the item's date as a suffix
@@ -19,6 +19,7 @@ from urllib.parse import urljoin
 from urllib.request import urlopen
 
 from geoensemble.errors import InputFileError, LayerNotFoundError
+from geoensemble.io.arguments import outside
 from geoensemble.io.products import Product, get_product
 from geoensemble.io.remote import is_url, vsi_path
 from geoensemble.io.sources import GdalBand, gdal_bands
@@ -69,8 +70,8 @@ def _self_href(d: dict[str, Any], base: str) -> str:
 
 
 def search_items(api: str, search: Any) -> list[Any]:
-    """Items of a STAC API search (``data.stac``: collections, bbox, datetime, max_cloud,
-    limit), through pystac-client with bounded requests."""
+    """Items of a STAC API search (a :class:`~geoensemble.io.spec.StacSearch`: collections,
+    bbox, datetime, max_cloud, limit), through pystac-client with bounded requests."""
     from pystac_client import Client
     from pystac_client.exceptions import APIError
 
@@ -87,13 +88,15 @@ def search_items(api: str, search: Any) -> list[Any]:
         items = list(found.items())
     except (APIError, OSError, ValueError) as exc:
         raise InputFileError(
-            f"the STAC API search at {redact_uri(api)} failed: {exc}. Check data.path (the "
-            f"API root) and data.stac"
+            f"the STAC API search at {redact_uri(api)} failed: {exc}. Check path (the "
+            f"API root) and stac",
+            arguments=outside(str(exc), {"path": "ReadSpec.path", "stac": "ReadSpec.stac"}),
         ) from None
     if not items:
         raise LayerNotFoundError(
-            f"the STAC API search at {redact_uri(api)} found no item: widen data.stac "
-            f"(collections, bbox, datetime, max_cloud)"
+            f"the STAC API search at {redact_uri(api)} found no item: widen stac "
+            f"(collections, bbox, datetime, max_cloud)",
+            arguments={"stac": "ReadSpec.stac"},
         )
     return items
 
@@ -134,9 +137,10 @@ def item_sources(items: Sequence[Any], product_name: str) -> list[tuple[str, lis
     product = get_product(product_name)
     if product is not None and len(items) > 1:
         raise LayerNotFoundError(
-            f"data.product={product_name} maps one item's assets, but the STAC input has "
+            f"product={product_name} maps one item's assets, but the STAC input has "
             f"{len(items)} items ({[i.id for i in items][:4]}): narrow the search "
-            f"(data.stac.limit=1) or give one item"
+            f"(stac.limit=1) or give one item",
+            arguments={"product": "ReadSpec.product", "stac.limit": "StacSearch.limit"},
         )
     dates = [i.datetime.strftime("%Y%m%d") if i.datetime else i.id for i in items]
     tags = dates if len(set(dates)) == len(dates) else [i.id for i in items]
@@ -153,7 +157,8 @@ def item_sources(items: Sequence[Any], product_name: str) -> list[tuple[str, lis
     if not out:
         raise LayerNotFoundError(
             "the STAC input has no raster asset"
-            + (f" that data.product={product_name} knows" if product else "")
-            + ": check the item's assets (GeoTiff/COG or JPEG2000 hrefs)"
+            + (f" that product={product_name} knows" if product else "")
+            + ": check the item's assets (GeoTiff/COG or JPEG2000 hrefs)",
+            arguments={"product": "ReadSpec.product"},
         )
     return out

@@ -152,7 +152,7 @@ def build_stack(data: ReadSpec, *, max_pixels: int = MAX_PIXELS) -> xr.Dataset:
     """
     sources = resolve_sources(data)
     for s in sources:
-        check_declared_size(s.label, s.source.shape, max_pixels, "limits.max_pixels")
+        check_declared_size(s.label, s.source.shape, max_pixels)
         check_real(s.label, s.source.dtype)
     layers = {s.name: prepare_layer(s, default_resampling=data.resampling) for s in sources}
     t = data.target
@@ -161,11 +161,12 @@ def build_stack(data: ReadSpec, *, max_pixels: int = MAX_PIXELS) -> xr.Dataset:
         ref_name = data.reference or sources[0].name
         if ref_name not in layers:
             raise LayerNotFoundError(
-                f"data.reference={ref_name!r} is not a layer: choose one of {list(layers)}"
+                f"reference={ref_name!r} is not a layer: choose one of {list(layers)}",
+                arguments={"reference": "ReadSpec.reference"},
             )
         target = target_grid(
             layers[ref_name].grid,
-            crs=parse_crs(t.crs, where="data.target.crs") if t.crs else None,
+            crs=parse_crs(t.crs, where="target.crs", parameter="TargetGrid.crs") if t.crs else None,
             resolution=t.resolution,
             bounds=t.bounds,
         )
@@ -227,8 +228,9 @@ def _report(ds: xr.Dataset, computed: dict[str, Any]) -> dict[str, dict[str, flo
             src = ds[name].attrs.get("source", "its file")
             raise EmptyLayerError(
                 f"layer '{name}' ({src}) holds no valid pixel (all no-data): check its "
-                f"no-data values (data.layers[].nodata), its window or bbox, or drop it "
-                f"from data.layers"
+                f"no-data values (layers[].nodata), its window or bbox, or drop it from "
+                f"layers",
+                arguments={"layers": "ReadSpec.layers"},
             )
         report[name] = {"valid_fraction": float(frac), "min": float(lo), "max": float(hi)}
     return report
@@ -381,7 +383,8 @@ def check_names(ds: xr.Dataset, key: str | None = None) -> None:
         if why:
             raise OutputError(
                 f"cannot write {key or 'the store'}: the layer name {str(name)!r} {why}; "
-                f"rename it (data.layers[].name, or the feature's name in features)"
+                f"rename it (layers[].name, or the feature's name)",
+                arguments={"layers": "ReadSpec.layers"},
             )
 
 

@@ -84,7 +84,7 @@ class SourceLayer:
 
 @dataclass(frozen=True)
 class CropLayer:
-    """A window of another layer (``data.layers[].window`` or ``bbox``)."""
+    """A window of another layer (a layer spec's ``window`` or ``bbox``)."""
 
     inner: Layer
     row_off: int
@@ -111,7 +111,8 @@ def crop_window(grid: Grid, window: list[int], *, where: str) -> tuple[int, int,
     if r < 0 or c < 0 or h < 1 or w < 1 or r + h > rows or c + w > cols:
         raise InputFileError(
             f"{where}: window [row_off={r}, col_off={c}, height={h}, width={w}] does not fit "
-            f"the layer's {rows} x {cols} pixels: fix data.layers[].window"
+            f"the layer's {rows} x {cols} pixels: fix layers[].window",
+            arguments={"layers": "ReadSpec.layers"},
         )
     return r, c, h, w
 
@@ -127,7 +128,8 @@ def bbox_window(grid: Grid, bbox: list[float], *, where: str) -> tuple[int, int,
         raise InputFileError(
             f"{where}: bbox {bbox} does not overlap the layer, whose bounds are "
             f"{tuple(round(b, 6) for b in grid.bounds)} in {grid.crs_name}: fix "
-            f"data.layers[].bbox (in the layer's CRS)"
+            f"layers[].bbox (in the layer's CRS)",
+            arguments={"layers": "ReadSpec.layers"},
         )
     return r0, c0, r1 - r0, c1 - c0
 

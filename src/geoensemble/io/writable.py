@@ -2,7 +2,7 @@
 
 A stage that computes for minutes and then finds its output folder unwritable wastes the work
 and may leave half of its outputs (and an MLflow run) behind; these checks fail first, naming
-the config key, and change nothing on disk.
+the output as the caller calls it, and change nothing on disk.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def check_writable(
         A folder the stage writes into (``kind="folder"``), or a store (a folder written as
         a whole: created beside it under a temporary name and moved into place).
     key
-        The config key that names ``target``, for the message.
+        What the caller calls ``target`` (its argument name, say), for the message.
 
     Raises
     ------
@@ -83,7 +83,7 @@ def check_store_target(
 
     A store is replaced as a whole folder, so a path that names anything else would delete
     it: the current folder (or one holding it), a folder holding another configured path
-    (an input such as ``data.path``, another output, the MLflow store), a project folder, or
+    (an input, another output, the MLflow store), a project folder, or
     any folder that is not a finished geoensemble store of the same kind is refused.
 
     Parameters
@@ -91,7 +91,7 @@ def check_store_target(
     kind
         The kind of store written (``stack``, ``features``).
     others
-        Every other path of the configuration, by key (``None`` or URLs are skipped).
+        Every other path the caller names, by its name (``None`` or URLs are skipped).
 
     Raises
     ------
