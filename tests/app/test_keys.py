@@ -90,7 +90,7 @@ def test_every_parameter_a_library_message_names_has_a_config_key() -> None:
 # a config key (data.path, model.space.n_clusters), not a module, a file name or a path
 CONFIG_KEY = re.compile(
     r"(?<![\w/.\-:`])(?:data|features|model|ensemble|predict|tracking|compute|paths|evaluate|"
-    r"train|labels)\.[a-z_]+(?:\.[a-z_]+)*(?!\.?(?:py|tif|gpkg)\b)"
+    r"train|labels)\.[a-z_]+(?:\.[a-z_]+)*\b(?<!\.py)(?<!\.tif)(?<!\.gpkg)"
 )
 
 

@@ -40,9 +40,7 @@ from geoensemble.io.owned import OUTPUT_TAG, refuse_unless_ours_tif
 
 NODATA = 255
 RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".img", ".nc", ".jp2"}
-# in two parts: the guard against config keys below the app (tests/app/test_keys.py) would
-# read "labels.tif" whole as a key of the labels section
-LABELS_FILE = "labels" + ".tif"
+LABELS_FILE = "labels.tif"
 CLASSES_FILE = "classes.json"
 
 
