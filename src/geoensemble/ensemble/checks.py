@@ -50,7 +50,7 @@ def candidate_params(space: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 # the argument each name of a member's parameter stands for (see geoensemble.errors)
-_ARGUMENTS = {
+ARGUMENTS = {
     "space": "Search.space",
     "estimator": "fit_ensemble.estimator",
     "steps": "ensemble_pipeline.steps",
@@ -73,7 +73,7 @@ def _key_of(
     else:
         name = step
     head = name.split(".", 1)[0]
-    return name, {head: _ARGUMENTS[head]} if head in _ARGUMENTS else {}
+    return name, {head: ARGUMENTS[head]} if head in ARGUMENTS else {}
 
 
 def _fit_rows(data: TrainingData, spec: MemberSpec) -> int:

@@ -24,7 +24,7 @@ from geoensemble.errors import ConfigError
 
 SEARCHED = "searched"
 # The argument each name of this rule's messages stands for (see geoensemble.errors).
-_ARGUMENTS = {
+ARGUMENTS = {
     "n_clusters": "check_precedence.n_clusters",
     "estimator": "check_precedence.estimator",
     "space": "check_precedence.space",
@@ -88,7 +88,7 @@ def check_precedence(
             f"{_show(value)} for every member remove it from space ('~space.{space_key}', or "
             f"space={{}} to search nothing; with dvc exp run -S '~space'), or to search it "
             f"{unset}",
-            arguments=_ARGUMENTS,
+            arguments=ARGUMENTS,
         )
     for key, value in estimator.items():
         if key in searched:
@@ -98,14 +98,14 @@ def check_precedence(
                 f"estimator.{key}={SEARCHED} but space does not search estimator.{key}: give "
                 f"it a value for every member (estimator.{key}=...) or search it "
                 f"(space.{key}=[...] or {{low: .., high: ..}})",
-                arguments=_ARGUMENTS,
+                arguments=ARGUMENTS,
             )
         if value is None and key in COUNT_KEYS and n_clusters is None:
             raise ConfigError(
                 f"n_clusters is null (the number of clusters is searched) but space does not "
                 f"search estimator.{key}: set n_clusters (e.g. n_clusters=6) or search it "
                 f"(e.g. space.{key}=[4,6,8])",
-                arguments=_ARGUMENTS,
+                arguments=ARGUMENTS,
             )
 
 
@@ -115,7 +115,7 @@ def _stale(n_clusters: int, key: str) -> None:
         f"not update estimator.{key} from n_clusters; regenerate it (python -m "
         f"geoensemble.app.params n_clusters={n_clusters} space={{}}) or use dvc exp run -S, "
         f"which recomposes conf/",
-        arguments=_ARGUMENTS,
+        arguments=ARGUMENTS,
     )
 
 

@@ -627,7 +627,7 @@ def _check_scores(res: FitResult, fitting: _Fitting) -> None:
     if missing:
         raise ConfigError(
             f"ranking metric(s) {missing} are not computed for kind={fitting.spec.kind}: "
-            f"choose among {sorted(res.scores)}",
+            f"choose the criterion (and objectives) among {sorted(res.scores)}",
             arguments=RANKING_ARGUMENTS,
         )
 
