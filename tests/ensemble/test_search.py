@@ -241,7 +241,7 @@ def test_step_params_partial_fit_and_per_member_draws(blobs: np.ndarray) -> None
     [
         (
             ["ensemble.metric=kappa", "ensemble.direction=maximize"],
-            r"ranking metric\(s\) \['kappa'\] are not computed for model\.kind=cluster",
+            r"ensemble metric\(s\) \['kappa'\] are not computed",
         ),
         (
             ["+model.space.pca__n_components=[2,3]", "ensemble.metric=member_space_aic"],

@@ -626,8 +626,8 @@ def _check_scores(res: FitResult, fitting: _Fitting) -> None:
     missing = [m for m, _ in fitting.objectives if m not in res.scores and m != AGREEMENT]
     if missing:
         raise ConfigError(
-            f"ranking metric(s) {missing} are not computed for kind={fitting.spec.kind}: "
-            f"choose the criterion (and objectives) among {sorted(res.scores)}",
+            f"ensemble metric(s) {missing} are not computed for kind={fitting.spec.kind}: "
+            f"choose among {sorted(res.scores)} (for criterion and objectives)",
             arguments=RANKING_ARGUMENTS,
         )
 
