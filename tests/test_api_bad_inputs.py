@@ -161,7 +161,7 @@ KMEANS = MiniBatchKMeans(n_init=1, random_state=0)
             KMEANS,
             {"space": {"n_clusters": [4, 9999]}, "sample": 100},
             ConfigError,
-            ["space['n_clusters']=9999 needs at least 9999 pixels", "lower space['n_clusters']"],
+            ["space.n_clusters=9999 needs at least 9999 pixels", "lower space.n_clusters"],
         ),
         (
             Pipeline([("scale", StandardScaler()), ("km", KMEANS)]),
@@ -203,7 +203,7 @@ def test_supervised_members_fit_on_labels_and_predict_probabilities(
     small = xr.DataArray(np.ones(feats["ndvi"].shape), dims=("y", "x"))
     with pytest.raises(ConfigError) as exc:  # 4 blocks of 32 px: fewer than the 5 CV folds
         ge.fit_ensemble(RandomForestClassifier(n_estimators=5), feats, y=small)
-    _one_line(exc, "fewer than the 5 spatial cross-validation folds", "larger area")
+    _one_line(exc, "block(s) of block_size=32 px, fewer than n_folds=5", "add labels")
     write_scene(tmp_path, width=160, height=128, n_points=20)
     feats = ge.featurize(ge.load_array(tmp_path / "scene"), sensor="landsat8", indices=["ndvi"])
     h, w = feats.sizes["y"], feats.sizes["x"]

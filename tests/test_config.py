@@ -96,7 +96,10 @@ def test_bad_target_names_the_key_and_class() -> None:
             ["model=random_forest", "model.estimator.max_depth=null"],
             r"model\.estimator\.max_depth=null is also searched by model\.space\.max_depth",
         ),
-        (["model.space={}"], r"model\.n_clusters is null .*does not search n_clusters"),
+        (
+            ["model.space={}"],
+            r"model\.n_clusters is null .*does not search model\.estimator\.n_clusters",
+        ),
         (
             ["model=random_forest", "model.space={}"],
             r"model\.estimator\.n_estimators=searched but model\.space does not search",

@@ -16,7 +16,7 @@ from geoensemble.ensemble.agreement import (
 )
 from geoensemble.ensemble.search import run_ensemble
 from geoensemble.errors import ConfigError
-from tests.ensemble.test_search import cfg_of
+from tests.ensemble.test_search import cfg_of, run_cfg
 
 
 def test_identical_partitions_agree_fully_whatever_their_codes() -> None:
@@ -94,7 +94,7 @@ def test_a_score_ranked_the_wrong_way_round_is_refused(
 ) -> None:
     cfg = cfg_of(*overrides)
     with pytest.raises(ConfigError, match=message):
-        run_ensemble(blobs, member_spec(cfg), search_of(cfg), client)
+        run_cfg(blobs, cfg, client)  # as the train stage: its messages name config keys
 
 
 def test_agreement_is_never_compared_across_ensembles() -> None:

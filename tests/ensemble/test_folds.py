@@ -55,12 +55,15 @@ def test_folds_are_balanced_and_seeded() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"n_folds": 1, "block_size": 4}, r"ensemble\.cv\.folds=1"),
-        ({"n_folds": 3, "block_size": 0}, r"ensemble\.cv\.block_size=0"),
-        ({"n_folds": 5, "block_size": 1000}, r"fall in only 1 spatial block"),
+        ({"n_folds": 1, "block_size": 4}, r"^n_folds=1 must be >= 2$"),
+        ({"n_folds": 3, "block_size": 0}, r"^block_size=0 must be >= 1"),
+        (
+            {"n_folds": 5, "block_size": 1000},
+            r"fall in only 1 spatial block\(s\) of block_size=1000 px, fewer than n_folds=5",
+        ),
     ],
 )
-def test_bad_fold_settings_name_the_key(kwargs: dict[str, int], match: str) -> None:
+def test_bad_fold_settings_name_the_argument(kwargs: dict[str, int], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         spatial_folds(np.arange(10), np.arange(10), **kwargs)
 
@@ -97,7 +100,9 @@ def test_buffer_leaves_out_exactly_the_training_pixels_near_a_test_pixel(
     buffer: int, left_out_a_d_e: set[str], left_out_b_c_f: set[str]
 ) -> None:
     if left_out_a_d_e == {"b", "c", "f"}:  # every training pixel of that fold: refused
-        with pytest.raises(ConfigError, match=r"ensemble\.cv\.buffer=3 leaves fold \d of 2"):
+        with pytest.raises(
+            ConfigError, match=r"^buffer=3 leaves fold \d of 2 .*lower buffer, or raise block_size$"
+        ):
             _hand_folds(buffer)
         return
     folds = _hand_folds(buffer)

@@ -8,6 +8,7 @@ import time
 import pytest
 from distributed import Client, LocalCluster
 
+from geoensemble.app.keys import keyed
 from geoensemble.ensemble.search import gather_members
 from geoensemble.errors import ComputeError
 
@@ -25,4 +26,5 @@ def test_a_cancelled_member_task_is_one_line_naming_the_member() -> None:
     line = str(err.value)
     assert "\n" not in line
     assert line.startswith("member-007 was cancelled by the dask scheduler: its workers")
-    assert "compute.memory_limit" in line
+    assert "the machine's memory (memory_limit) or the cluster's workers (address)" in line
+    assert "(compute.memory_limit)" in str(keyed(err.value))  # as a stage says it

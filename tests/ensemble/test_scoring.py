@@ -118,16 +118,23 @@ def test_members_with_different_pca_sizes_are_scored_on_the_same_points() -> Non
 @pytest.mark.parametrize(
     ("metric", "kind", "space", "per_member", "match"),
     [
-        ("aic", "classifier", {}, False, r"ensemble\.metric=aic is not defined.*log_loss.*kappa"),
-        ("bic", "regressor", {}, False, r"ensemble\.metric=bic is not defined.*rmse"),
+        (
+            "aic",
+            "classifier",
+            {},
+            False,
+            r"^criterion=aic is not defined for kind=classifier.*criterion=log_loss "
+            r"direction=minimize, or criterion=kappa",
+        ),
+        ("bic", "regressor", {}, False, r"^criterion=bic is not defined.*criterion=rmse"),
         (
             "member_space_aic",
             "cluster",
             {"pca__n_components": [2, 3]},
             False,
-            r"ensemble\.metric=member_space_aic.*pca__n_components.*ensemble\.metric=aic",
+            r"^criterion=member_space_aic.*pca__n_components.*rank by criterion=aic",
         ),
-        ("member_space_bic", "cluster", {}, True, r"ensemble\.sample=per_member"),
+        ("member_space_bic", "cluster", {}, True, r"per-member samples \(per_member_sample\)"),
     ],
 )
 def test_scores_that_are_not_comparable_are_refused(
@@ -135,25 +142,25 @@ def test_scores_that_are_not_comparable_are_refused(
 ) -> None:
     with pytest.raises(ConfigError, match=match):
         check_comparable(
-            [("ensemble.metric", metric)], kind=kind, space=space, per_member_sample=per_member
+            [("criterion", metric)], kind=kind, space=space, per_member_sample=per_member
         )
 
 
 def test_comparable_scores_are_accepted() -> None:
     check_comparable(
-        [("ensemble.metric", "aic")],
+        [("criterion", "aic")],
         kind="cluster",
         space={"pca__n_components": [2]},
         per_member_sample=True,
     )
     check_comparable(
-        [("ensemble.metric", "member_space_aic")],
+        [("criterion", "member_space_aic")],
         kind="cluster",
         space={"n_components": [2, 3], "model__tol": [0.1]},
         per_member_sample=False,
     )
     check_comparable(
-        [("ensemble.metric", "log_loss")], kind="classifier", space={}, per_member_sample=False
+        [("criterion", "log_loss")], kind="classifier", space={}, per_member_sample=False
     )
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from geoensemble.app.config import AppConfig
+from geoensemble.app.keys import config_keys
 from geoensemble.app.params import compose
 from geoensemble.app.train import member_spec, search_of
 from geoensemble.app.validate import validate
@@ -32,8 +33,9 @@ def cfg_of(*overrides: str) -> AppConfig:
 
 
 def run_cfg(data: Any, cfg: AppConfig, client: Any, **kwargs: Any) -> Any:
-    """The train stage's search for ``cfg``."""
-    return run_ensemble(data, member_spec(cfg), search_of(cfg), client, **kwargs)
+    """The train stage's search for ``cfg``, its messages naming config keys (as the stage's)."""
+    with config_keys():
+        return run_ensemble(data, member_spec(cfg), search_of(cfg), client, **kwargs)
 
 
 def member(number: int, aic: float, **scores: float) -> Member:
@@ -288,7 +290,10 @@ def test_consensus_refuses_supervised_members(client: Any, blobs: np.ndarray) ->
         "ensemble.size=2",
         "ensemble.consensus.enabled=true",
     )
-    with pytest.raises(ConfigError, match=r"ensemble\.consensus\.enabled=true needs clustering"):
+    with pytest.raises(
+        ConfigError,
+        match=r"\(ensemble\.consensus\.enabled\) needs clustering members \(model\.kind=cluster\)",
+    ):
         run_cfg(data, cfg, client)
 
 

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from geoensemble.api._keys import FIT, argument_names
 from geoensemble.ensemble import defaults
 from geoensemble.errors import ConfigError, GridMismatchError
 
@@ -38,23 +37,33 @@ class _Fit:
 
     @property
     def params(self) -> dict[str, Any]:
-        """The fit's settings as flat, train-stage-like keys (logged with the parent run)."""
+        """The fit's settings under the names the train stage logs its settings with (its
+        groups' parameters as ``<group>.<name>``), logged with the parent run so that the
+        MLflow UI compares a notebook's ensembles with the stage's."""
         s = self.search
-        return {
-            "seed": self.seed,
-            "model.name": self.rec.family,
-            "model.kind": self.rec.kind,
-            "model.estimator": self.rec.estimator,
-            "model.space": self.rec.space,
-            "features.steps": self.rec.steps,
-            "features.sample.size": self.sample,
-            "features.nan_threshold": self.nan_threshold,
-            "features.impute": self.spec.impute,
-            "ensemble.size": s.size,
-            "ensemble.generations": s.generations,
-            "ensemble.keep": s.keep,
-            "ensemble.metric": s.objectives[0][0],
-            "ensemble.direction": s.objectives[0][1],
+        groups: dict[str, dict[str, Any]] = {
+            "model": {
+                "name": self.rec.family,
+                "kind": self.rec.kind,
+                "estimator": self.rec.estimator,
+                "space": self.rec.space,
+            },
+            "features": {
+                "steps": self.rec.steps,
+                "sample.size": self.sample,
+                "nan_threshold": self.nan_threshold,
+                "impute": self.spec.impute,
+            },
+            "ensemble": {
+                "size": s.size,
+                "generations": s.generations,
+                "keep": s.keep,
+                "metric": s.objectives[0][0],
+                "direction": s.objectives[0][1],
+            },
+        }
+        return {"seed": self.seed} | {
+            _logged(group, name): v for group, kv in groups.items() for name, v in kv.items()
         }
 
     @property
@@ -65,6 +74,11 @@ class _Fit:
         from geoensemble.ensemble.scoring import space_id
 
         return space_id({"origin": "api", **self.params})
+
+
+def _logged(group: str, name: str) -> str:
+    """The name a setting of ``group`` is logged under (see :attr:`_Fit.params`)."""
+    return f"{group}.{name}"
 
 
 def _at_least(name: str, value: Any, lo: int) -> int:
@@ -88,8 +102,8 @@ def _settings(
     impute: str | None = None,
     impute_value: float = 0.0,
 ) -> _Fit:
-    """The members' recipe and the search for these arguments, checked as the stage's
-    config keys are (``ensemble.size`` ..., ``features.sample.size``)."""
+    """The members' recipe and the search for these arguments, checked as the train stage
+    checks its settings (``size`` ..., ``sample``)."""
     from geoensemble.ensemble.member import MemberSpec
     from geoensemble.ensemble.pipeline import ensemble_pipeline
     from geoensemble.ensemble.search import Search
@@ -332,7 +346,7 @@ class Ensemble:
         from geoensemble import tracking
 
         _check_log_args(uri, model_name, alias)
-        family = str(self.params.get("model.name", ""))
+        family = str(self.params.get(_logged("model", "name"), ""))
         tracker = tracking.Tracker(uri, experiment=experiment, timeout=timeout)
         exp_id = tracker.open()
         tags = {**tracking.run_tags(), "geoensemble.source": "api"}
@@ -344,7 +358,7 @@ class Ensemble:
             tags={
                 **tags,
                 "model_family": family,
-                "model_kind": str(self.params.get("model.kind", "")),
+                "model_kind": str(self.params.get(_logged("model", "kind"), "")),
                 "score_space": self.space_id,
             },
         ) as parent_id:
@@ -369,13 +383,13 @@ class Ensemble:
         from geoensemble.ensemble.runlog import MemberLogger
         from geoensemble.ensemble.search import EnsembleResult
 
-        family = str(self.params.get("model.name", ""))
+        family = str(self.params.get(_logged("model", "name"), ""))
         logger = MemberLogger(
             tracker.experiment_of(parent_id),
             parent_id,
             tracker=tracker,
             family=family,
-            space_keys=list(self.params.get("model.space") or {}),
+            space_keys=list(self.params.get(_logged("model", "space")) or {}),
             tags=tags,
         )
         for m in self.members:
@@ -413,10 +427,8 @@ def _check_log_args(uri: Any, model_name: Any, alias: Any) -> None:
 
     if not isinstance(uri, str) or not uri:
         raise ConfigError(f"uri={uri!r} is not an MLflow tracking URI: use sqlite:///... ")
-    with argument_names(((r"config key tracking\.model_name", "model_name"),)):
-        check_name("tracking.model_name", model_name)
-    with argument_names(((r"config key predict\.alias", "alias"),)):
-        check_name("predict.alias", alias)
+    check_name("model_name", model_name)
+    check_name("alias", alias)
 
 
 def fit_ensemble(
@@ -509,27 +521,26 @@ def fit_ensemble(
         raise ConfigError(
             f"ds is a {type(ds).__name__}: pass the xarray.Dataset that featurize() returned"
         )
-    with argument_names(FIT):
-        rec = recipe(estimator, space)
-        fit = _settings(
-            rec,
-            size=size,
-            generations=generations,
-            keep=keep,
-            criterion=criterion,
-            sample=sample,
-            seed=seed,
-            nan_threshold=nan_threshold,
-            impute=impute,
-            impute_value=impute_value,
-        )
-        data, names = training_data(ds, y, fit)
-        # A member that cannot be built or fitted on this sample fails here, before the
-        # cluster starts (as in the train stage).
-        check_members(fit.spec, fit.search.space, fit.search.size, data, source="ds")
-        with _cluster(client) as c:
-            wait_for_workers(c, Cluster.timeout)
-            result = run_ensemble(data, fit.spec, fit.search, c)
+    rec = recipe(estimator, space)
+    fit = _settings(
+        rec,
+        size=size,
+        generations=generations,
+        keep=keep,
+        criterion=criterion,
+        sample=sample,
+        seed=seed,
+        nan_threshold=nan_threshold,
+        impute=impute,
+        impute_value=impute_value,
+    )
+    data, names = training_data(ds, y, fit)
+    # A member that cannot be built or fitted on this sample fails here, before the
+    # cluster starts (as in the train stage).
+    check_members(fit.spec, fit.search.space, fit.search.size, data, source="ds")
+    with _cluster(client) as c:
+        wait_for_workers(c, Cluster.timeout)
+        result = run_ensemble(data, fit.spec, fit.search, c)
     ens = Ensemble(
         members=result.members,
         kept=result.kept,

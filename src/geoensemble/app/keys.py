@@ -51,6 +51,31 @@ KEYS: dict[str, str] = {
     "write_scene.out_dir": "paths.raw",
     # --- features
     # --- ensemble: the search and its criteria
+    # (the Cluster entries are the dask cluster's, which the search's worker errors name; if
+    # the "tracking and compute" section lists them too, keep one copy: ruff F601 says where)
+    "Cluster.address": "compute.address",
+    "Cluster.memory_limit": "compute.memory_limit",
+    "Cluster.retries": "compute.retries",
+    "MemberSpec.kind": "model.kind",
+    "MemberSpec.per_member_sample": "ensemble.sample",
+    "Search.consensus_top": "ensemble.consensus.enabled",
+    "Search.direction": "ensemble.direction",  # the direction of objectives[0], the criterion
+    "Search.objectives": "ensemble.objectives",  # the objectives after the criterion
+    "Search.size": "ensemble.size",
+    "Search.space": "model.space",
+    "TrainingData.y": "data.labels.path",
+    "check_precedence.estimator": "model.estimator",
+    "check_precedence.n_clusters": "model.n_clusters",
+    "check_precedence.space": "model.space",
+    "draw_training_data.nan_threshold": "features.nan_threshold",
+    "ensemble_pipeline.impute": "features.impute",
+    "ensemble_pipeline.steps": "features.steps",
+    "fit_ensemble.criterion": "ensemble.metric",
+    "fit_ensemble.estimator": "model.estimator",
+    "fit_ensemble.sample": "features.sample.size",
+    "spatial_folds.block_size": "ensemble.cv.block_size",
+    "spatial_folds.buffer": "ensemble.cv.buffer",
+    "spatial_folds.n_folds": "ensemble.cv.folds",
     # --- predict
     # --- tracking and compute
 }

@@ -149,8 +149,18 @@ def labelled_facts(drawn: Drawn, labels: Labels, settings: dict[str, Any]) -> di
             "buffered": [int(f.buffered.size) for f in folds],
             "digest": folds_digest(ls.rows, ls.cols, folds),
         },
-        "dropped_nan": ls.dropped,
+        "dropped_nan": _keyed_fix(ls.dropped),
     }
+
+
+def _keyed_fix(dropped: dict[str, Any]) -> dict[str, Any]:
+    """The dropped pixels' report, its ``fix`` naming the config keys to set."""
+    from geoensemble.app.keys import render
+    from geoensemble.ensemble.training import NAN_FIX_ARGUMENTS
+
+    if "fix" not in dropped:
+        return dropped
+    return {**dropped, "fix": render(dropped["fix"], NAN_FIX_ARGUMENTS)}
 
 
 def _add_preview(data: TrainingData, feats: xr.Dataset, names: list[str], cfg: AppConfig) -> None:

@@ -196,9 +196,13 @@ def _config_key(exc: ConfigError) -> ConfigError:
 def _model_checks(m: ModelConfig, max_clusters: int) -> None:
     # The rule lives beside the search that applies it (one value for every member, or
     # searched in model.space, never both).
+    from geoensemble.app.keys import keyed
     from geoensemble.ensemble.precedence import check_precedence
 
-    check_precedence(m.n_clusters, m.estimator, m.space)
+    try:
+        check_precedence(m.n_clusters, m.estimator, m.space)
+    except ConfigError as exc:
+        raise ConfigError(f"config key {keyed(exc)}") from None
     counts = [("model.n_clusters", m.n_clusters)]
     counts += [(f"model.estimator.{k}", m.estimator.get(k)) for k in CLUSTER_COUNTS]
     for k in CLUSTER_COUNTS:

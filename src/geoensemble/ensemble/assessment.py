@@ -19,7 +19,7 @@ totals ``n_i.``::
 ``N_i.`` is the mapped pixel count of class ``i`` and ``N_.j = sum_i N_i. n_ij / n_i.``.
 
 When the estimates are valid: the sample must be a probability sample of the map, separate
-from the training labels (``data.validation``): ``stratified`` (drawn at random within each
+from the training labels (a validation sample): ``stratified`` (drawn at random within each
 class of the assessed map: the strata are its classes and ``W_i`` their exact shares of the
 map's valid pixels) or ``random`` (simple random over the map, post-stratified by map class
 with the same formulas; Olofsson et al. 2014, section 5; Card 1982). Strata with a single

@@ -1,10 +1,11 @@
 """Checks of an ensemble's config against its training data, run before any work starts.
 
 Every member the search may propose is built (not fitted) from the model's own parameters and
-from each value at the edges of ``model.space``; each step's parameters go through
+from each value at the edges of the searched ``space``; each step's parameters go through
 scikit-learn's own validation, and the counts a fit needs (``n_clusters``, ``n_components``)
-are compared with the pixels it will fit on. A config that cannot work then fails with one
-line naming the key, before the MLflow run and the dask cluster start.
+are compared with the pixels it will fit on. Settings that cannot work then fail with one
+line naming the argument (``space.n_clusters``, ``estimator.tol``, ``steps.pca.n_components``),
+before the MLflow run and the dask cluster start.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def candidate_params(space: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """A member with every searched key at its first edge, then each key at each of its edges.
 
     A searched parameter has no value of its own (the precedence rule), so every candidate
-    gives each ``model.space`` key a value.
+    gives each key of ``space`` a value.
     """
     dists = distributions(space)
     base = {name: _edges(dist)[0] for name, dist in dists.items()}
@@ -48,20 +49,31 @@ def candidate_params(space: dict[str, Any]) -> Iterator[dict[str, Any]]:
             yield {**base, name: value}
 
 
-def _key_of(step: str, param: str, params: dict[str, Any], spec: MemberSpec) -> str:
-    """The config key a pipeline parameter comes from."""
+# the argument each name of a member's parameter stands for (see geoensemble.errors)
+ARGUMENTS = {
+    "space": "Search.space",
+    "estimator": "fit_ensemble.estimator",
+    "steps": "ensemble_pipeline.steps",
+    "impute": "ensemble_pipeline.impute",
+}
+
+
+def _key_of(
+    step: str, param: str, params: dict[str, Any], spec: MemberSpec
+) -> tuple[str, dict[str, str]]:
+    """The argument a pipeline parameter comes from (``space.n_clusters``,
+    ``estimator.tol``, ``steps.pca.n_components``, ``impute``), with its ``arguments``."""
     if step == "model":
-        for k in (param, f"model__{param}"):
-            if k in params:
-                return f"model.space.{k}"
-        return f"model.estimator.{param}"
-    if f"{step}__{param}" in params:
-        return f"model.space.{step}__{param}"
-    return (
-        f"features.steps.{step}.{param}"
-        if step in spec.step_names and step != "impute"
-        else f"features.{step}"
-    )
+        name = next((f"space.{k}" for k in (param, f"model__{param}") if k in params), None)
+        name = name or f"estimator.{param}"
+    elif f"{step}__{param}" in params:
+        name = f"space.{step}__{param}"
+    elif step in spec.step_names and step != "impute":
+        name = f"steps.{step}.{param}"
+    else:
+        name = step
+    head = name.split(".", 1)[0]
+    return name, {head: ARGUMENTS[head]} if head in ARGUMENTS else {}
 
 
 def _fit_rows(data: TrainingData, spec: MemberSpec) -> int:
@@ -89,10 +101,10 @@ def check_members(
     Raises
     ------
     ConfigError
-        Naming the key and value (``model.space.n_clusters=12``, ``features.steps.pca
-        .n_components``, ``model.estimator.tol``) and how to fix it: an argument the
-        estimator's own validation refuses, a count above the pixels a member fits on, or an
-        ``ensemble.size`` above the members ``model.space`` allows.
+        Naming the argument and value (``space.n_clusters=12``, ``steps.pca.n_components``,
+        ``estimator.tol``) and how to fix it: an argument the estimator's own validation
+        refuses, a count above the pixels a member fits on, or a ``size`` above the members
+        ``space`` allows.
     """
     check_space_size(space, size)
     n_features = data.X.shape[1]
@@ -104,11 +116,12 @@ def check_members(
             for param in _COUNTS:
                 value = est.get_params(deep=False).get(param)
                 if isinstance(value, int) and not isinstance(value, bool) and value > rows:
-                    key = _key_of(step, param, params, spec)
+                    key, arguments = _key_of(step, param, params, spec)
                     raise ConfigError(
                         f"{key}={value} needs at least {value} pixels to fit, but a member "
                         f"fits on {rows} (the valid pixels sampled from {source}): lower "
-                        f"{key}, or use a larger scene with fewer no-data pixels"
+                        f"{key}, or use a larger scene with fewer no-data pixels",
+                        arguments=arguments,
                     )
 
 
@@ -124,5 +137,7 @@ def _validate(est: Any, step: str, params: dict[str, Any], spec: MemberSpec) -> 
         # [1, inf). Got 0 instead."
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         name = text.split("'")[1] if text.count("'") >= 2 else ""
-        where = _key_of(step, name, params, spec) if name else f"the {step} step"
-        raise ConfigError(f"{where}: {text.rstrip('.')}: fix {where}") from None
+        where, arguments = _key_of(step, name, params, spec) if name else (f"the {step} step", {})
+        raise ConfigError(
+            f"{where}: {text.rstrip('.')}: fix {where}", arguments=arguments
+        ) from None

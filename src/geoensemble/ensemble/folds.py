@@ -6,11 +6,11 @@ fold and never in that fold's training set. Blocks are dealt largest
 first to the fold with the fewest pixels so far (after a seeded shuffle), which keeps the folds
 about equally large even when labels are clustered.
 
-A block edge still has pixels either side: with ``buffer`` (``ensemble.cv.buffer``, in
-pixels), every training pixel within ``buffer`` pixels (Chebyshev distance, i.e. inside the
-``(2 buffer + 1)``-pixel square around a test pixel) of any test pixel of a fold is left out
-of that fold's training set (it stays in its own fold's test set). Test pixels are the
-labelled pixels of the fold's test blocks.
+A block edge still has pixels either side: with ``buffer`` (in pixels), every training pixel
+within ``buffer`` pixels (Chebyshev distance, i.e. inside the ``(2 buffer + 1)``-pixel square
+around a test pixel) of any test pixel of a fold is left out of that fold's training set (it
+stays in its own fold's test set). Test pixels are the labelled pixels of the fold's test
+blocks.
 """
 
 from __future__ import annotations
@@ -36,7 +36,10 @@ class Fold:
 def block_ids(rows: np.ndarray, cols: np.ndarray, block_size: int) -> np.ndarray:
     """The block each pixel falls in, as one integer per pixel."""
     if block_size < 1:
-        raise ConfigError(f"ensemble.cv.block_size={block_size} must be >= 1 (pixels)")
+        raise ConfigError(
+            f"block_size={block_size} must be >= 1 (pixels)",
+            arguments={"block_size": "spatial_folds.block_size"},
+        )
     br = np.asarray(rows, dtype=np.int64) // block_size
     bc = np.asarray(cols, dtype=np.int64) // block_size
     # One integer per block: block columns fit in 2**31, plenty for any raster.
@@ -71,20 +74,28 @@ def spatial_folds(
     Raises
     ------
     ConfigError
-        If the pixels fall in fewer blocks than folds (lower ``ensemble.cv.block_size`` or
-        ``ensemble.cv.folds``), or the buffer leaves a fold without training pixels.
+        If the pixels fall in fewer blocks than folds (lower ``block_size`` or ``n_folds``),
+        or the buffer leaves a fold without training pixels.
     """
     if buffer < 0:
-        raise ConfigError(f"ensemble.cv.buffer={buffer} must be >= 0 (pixels)")
+        raise ConfigError(
+            f"buffer={buffer} must be >= 0 (pixels)", arguments={"buffer": "spatial_folds.buffer"}
+        )
     if n_folds < 2:
-        raise ConfigError(f"ensemble.cv.folds={n_folds} must be >= 2")
+        raise ConfigError(
+            f"n_folds={n_folds} must be >= 2", arguments={"n_folds": "spatial_folds.n_folds"}
+        )
     ids = block_ids(rows, cols, block_size)
     uniq, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
     if uniq.size < n_folds:
         raise ConfigError(
             f"the {ids.size} labelled pixels fall in only {uniq.size} spatial block(s) of "
-            f"{block_size} px, fewer than ensemble.cv.folds={n_folds}: lower "
-            f"ensemble.cv.block_size or ensemble.cv.folds, or add labels"
+            f"block_size={block_size} px, fewer than n_folds={n_folds}: lower block_size or "
+            f"n_folds, or add labels",
+            arguments={
+                "block_size": "spatial_folds.block_size",
+                "n_folds": "spatial_folds.n_folds",
+            },
         )
     fold_of_pixel = _fold_of_block(counts, n_folds, seed)[inverse]
     return [_fold(f, fold_of_pixel, rows, cols, n_folds, buffer) for f in range(n_folds)]
@@ -121,9 +132,10 @@ def _fold(
         near = _within(rows, cols, test, train, buffer)
     if near.all():
         raise ConfigError(
-            f"ensemble.cv.buffer={buffer} leaves fold {f + 1} of {n_folds} without "
-            f"training pixels (all {train.size} are within {buffer} px of its test "
-            f"pixels): lower ensemble.cv.buffer, or raise ensemble.cv.block_size"
+            f"buffer={buffer} leaves fold {f + 1} of {n_folds} without training pixels "
+            f"(all {train.size} are within {buffer} px of its test pixels): lower buffer, or "
+            f"raise block_size",
+            arguments={"buffer": "spatial_folds.buffer", "block_size": "spatial_folds.block_size"},
         )
     return Fold(train=train[~near], test=test, buffered=train[near])
 

@@ -83,11 +83,12 @@ class FitResult:
     preview: np.ndarray | None = None
     error: str = ""  # a deterministic failure of the fit: "ValueError: ..."
     trace: str = ""  # its traceback, shown with GEOENSEMBLE_DEBUG=1
+    arguments: dict[str, str] = field(default_factory=dict)  # the argument names ``error`` uses
 
 
 # What the estimator's own checks raise on bad parameters or data: the same on every try
 # with the same seed, so the member comes back with the error instead of raising it (dask
-# would rerun a raising task compute.retries times, each time failing the same way).
+# would rerun a raising task Search.retries times, each time failing the same way).
 DETERMINISTIC = (ValueError, TypeError, ArithmeticError)
 
 
@@ -101,6 +102,7 @@ def _failed(exc: BaseException, t0: float) -> FitResult:
         seconds=time.perf_counter() - t0,
         error=f"{type(exc).__name__}: {first}".rstrip(": "),
         trace="".join(traceback.format_exception(exc)),
+        arguments=dict(getattr(exc, "arguments", None) or {}),
     )
 
 
@@ -154,8 +156,8 @@ def _fit_member(
         else:
             if data.y is None or data.folds is None:
                 raise ConfigError(
-                    f"model.kind={spec.kind} needs labels: set data.labels.path and run "
-                    f"the labels stage"
+                    f"kind={spec.kind} needs labels: give y (the labels on the features' grid)",
+                    arguments={"kind": "MemberSpec.kind", "y": "TrainingData.y"},
                 )
             folds = data.folds
             if spec.per_member_sample:

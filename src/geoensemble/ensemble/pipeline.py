@@ -44,8 +44,9 @@ def member_pipeline(
         step = full.split("__", 1)[0]
         if step not in pipe.named_steps:
             raise ConfigError(
-                f"model.space.{key}: the member pipeline has no step {step!r} "
-                f"(steps: {list(pipe.named_steps)}); name a step of features.steps or model"
+                f"space.{key}: the member pipeline has no step {step!r} (it has "
+                f"{list(pipe.named_steps)}); name one of those",
+                arguments={"space": "Search.space"},
             )
         param = full.split("__", 1)[1]
         owner = pipe.named_steps[step]
@@ -53,15 +54,18 @@ def member_pipeline(
         if "__" not in param and param not in valid:
             hint = difflib.get_close_matches(param, list(valid), n=1)
             raise ConfigError(
-                f"model.space.{key}: {type(owner).__name__} (step {step!r}) has no parameter "
+                f"space.{key}: {type(owner).__name__} (step {step!r}) has no parameter "
                 f"{param!r}"
                 + (f"; did you mean {hint[0]!r}?" if hint else "")
-                + f" (its parameters: {sorted(valid)})"
+                + f" (its parameters: {sorted(valid)})",
+                arguments={"space": "Search.space"},
             )
         try:
             pipe.set_params(**{full: value})
         except ValueError as exc:
-            raise ConfigError(f"model.space.{key}={value!r}: {exc}") from None
+            raise ConfigError(
+                f"space.{key}={value!r}: {exc}", arguments={"space": "Search.space"}
+            ) from None
     if n_features is not None:
         _check_components(pipe, params or {}, n_features)
     return pipe
@@ -69,13 +73,19 @@ def member_pipeline(
 
 def _check_components(pipe: Pipeline, params: dict[str, Any], n_features: int) -> None:
     """A step asked for more components than there are features fails at once, naming the
-    key that asked (not deep inside a worker's fit)."""
+    argument that asked (not deep inside a worker's fit)."""
     for name, step in pipe.steps[:-1]:
         value = getattr(step, "n_components", None)
         if isinstance(value, int) and not isinstance(value, bool) and value > n_features:
             key = f"{name}__n_components"
-            where = f"model.space.{key}" if key in params else f"features.steps.{name}.n_components"
-            raise ConfigError(f"{where}={value} is more than the {n_features} features: lower it")
+            searched = key in params
+            raise ConfigError(
+                f"{f'space.{key}' if searched else f'steps.{name}.n_components'}={value} is "
+                f"more than the {n_features} features: lower it",
+                arguments=(
+                    {"space": "Search.space"} if searched else {"steps": "ensemble_pipeline.steps"}
+                ),
+            )
 
 
 def ensemble_pipeline(
@@ -110,13 +120,17 @@ def ensemble_pipeline(
     built: list[tuple[str, Any]] = []
     if impute:
         if impute not in {"median", "mean", "constant"}:
-            raise ConfigError(f"features.impute={impute!r}: use median, mean, constant or null")
+            raise ConfigError(
+                f"impute={impute!r}: use median, mean or constant (or no imputation)",
+                arguments={"impute": "ensemble_pipeline.impute"},
+            )
         built.append(("impute", SimpleImputer(strategy=impute, fill_value=impute_value)))
     for name, step in steps:
         if name in {"impute", "model"}:
             raise ConfigError(
-                f"features.steps.{name}: a step may not be named {name!r} (the member "
-                f"pipeline's own step); rename it"
+                f"steps.{name}: a step may not be named {name!r} (the member pipeline's own "
+                f"step); rename it",
+                arguments={"steps": "ensemble_pipeline.steps"},
             )
         built.append((name, step))
     built.append(("model", estimator))

@@ -1,18 +1,19 @@
 """One precedence rule for the estimator parameters of ensemble members.
 
-- A value the user sets (``model.n_clusters=6``, ``model.estimator.n_estimators=50``,
-  ``model.estimator.max_depth=null``) is used by **every** member.
-- Only the parameters listed in ``model.space`` vary between members.
-- Setting a parameter *and* listing it in ``model.space`` is an error naming both keys.
+:func:`check_precedence` takes the estimator's parameters (``estimator``), the number of
+clusters (``n_clusters``) and the searched ``space``:
 
-The model configs show this explicitly: a searched estimator parameter has the value
-``searched`` under ``model.estimator`` (and its range under ``model.space``); the number of
-clusters ``model.n_clusters`` is ``null`` when ``model.space`` searches it. To fix a searched
-parameter, set it and remove it from the space: ``model.n_clusters=6 model.space={}`` (the
-whole space) or ``'~model.space.n_clusters'`` (just that key).
+- A value that is set (``n_clusters=6``, ``estimator["n_estimators"]=50``,
+  ``estimator["max_depth"]=None``) is used by **every** member.
+- Only the parameters listed in ``space`` vary between members.
+- Setting a parameter *and* listing it in ``space`` is an error naming both arguments.
 
-The features' learned steps are not estimator parameters: ``features.steps.<step>.<param>`` is
-the value every member uses unless ``model.space.<step>__<param>`` searches it.
+A searched estimator parameter has the value ``searched`` in ``estimator`` (and its range in
+``space``); ``n_clusters`` is ``None`` when ``space`` searches the number of clusters. To fix a
+searched parameter, set it and remove it from ``space``.
+
+The learned steps' parameters are not estimator parameters: a step's value is the one every
+member uses unless ``space`` searches it as ``<step>__<param>``.
 """
 
 from __future__ import annotations
@@ -22,12 +23,18 @@ from typing import Any
 from geoensemble.errors import ConfigError
 
 SEARCHED = "searched"
-# Estimator parameters that model.n_clusters feeds (through ${model.n_clusters}).
+# The argument each name of this rule's messages stands for (see geoensemble.errors).
+ARGUMENTS = {
+    "n_clusters": "check_precedence.n_clusters",
+    "estimator": "check_precedence.estimator",
+    "space": "check_precedence.space",
+}
+# Estimator parameters that n_clusters feeds (the stage's config interpolates it).
 COUNT_KEYS = ("n_clusters", "n_components")
 
 
 def _estimator_key(space_key: str) -> str | None:
-    """The estimator parameter a ``model.space`` key varies (None for a step's parameter)."""
+    """The estimator parameter a key of ``space`` varies (None for a step's parameter)."""
     if "__" not in space_key:
         return space_key
     step, key = space_key.split("__", 1)
@@ -48,14 +55,14 @@ def _show(value: Any) -> str:
 def check_precedence(
     n_clusters: int | None, estimator: dict[str, Any], space: dict[str, Any]
 ) -> None:
-    """Check ``model.n_clusters``, ``model.estimator`` and ``model.space`` against the rule.
+    """Check ``n_clusters``, ``estimator`` and ``space`` against the rule.
 
     Raises
     ------
     ConfigError
         When a parameter is both set and searched, or marked ``searched`` (or, for the number
-        of clusters, left null) without being in the space; the message names the keys and
-        the fix.
+        of clusters, left null) without being in the space; the message names the arguments
+        and the fix.
     """
     searched = {}
     for space_key, spec in space.items():
@@ -68,47 +75,51 @@ def check_precedence(
         value = estimator[key]
         if value is None and key in COUNT_KEYS:
             if n_clusters is None:
-                continue  # the number of clusters is not set: model.n_clusters is null
+                continue  # the number of clusters is not set: n_clusters is null
             _stale(n_clusters, key)
         if key in COUNT_KEYS and n_clusters is not None and value == n_clusters:
-            set_key, unset = f"model.n_clusters={n_clusters}", "leave model.n_clusters null"
+            set_key, unset = f"n_clusters={n_clusters}", "leave n_clusters null"
         else:
-            set_key = f"model.estimator.{key}={_show(value)}"
-            unset = f"set model.estimator.{key}={SEARCHED}"
+            set_key = f"estimator.{key}={_show(value)}"
+            unset = f"set estimator.{key}={SEARCHED}"
         raise ConfigError(
-            f"config key {set_key} is also searched by model.space.{space_key}="
-            f"{_show(spec)}: a value you set is used by every member and only model.space "
-            f"varies, so choose one: to use {_show(value)} for every member remove it from "
-            f"the space ('~model.space.{space_key}', or model.space={{}} for the whole "
-            f"space; with dvc exp run -S '~model.space'), or to search it {unset}"
+            f"{set_key} is also searched by space.{space_key}={_show(spec)}: a value you set "
+            f"is used by every member and only space varies, so choose one: to use "
+            f"{_show(value)} for every member remove it from space ('~space.{space_key}', or "
+            f"space={{}} to search nothing; with dvc exp run -S '~space'), or to search it "
+            f"{unset}",
+            arguments=ARGUMENTS,
         )
     for key, value in estimator.items():
         if key in searched:
             continue
         if value == SEARCHED:
             raise ConfigError(
-                f"config key model.estimator.{key}={SEARCHED} but model.space does not "
-                f"search {key}: give it a value for every member (model.estimator.{key}=...) "
-                f"or search it (model.space.{key}=[...] or {{low: .., high: ..}})"
+                f"estimator.{key}={SEARCHED} but space does not search estimator.{key}: give "
+                f"it a value for every member (estimator.{key}=...) or search it "
+                f"(space.{key}=[...] or {{low: .., high: ..}})",
+                arguments=ARGUMENTS,
             )
         if value is None and key in COUNT_KEYS and n_clusters is None:
             raise ConfigError(
-                f"config key model.n_clusters is null (the number of clusters is searched) "
-                f"but model.space does not search {key}: set model.n_clusters (e.g. "
-                f"model.n_clusters=6) or search it (e.g. model.space.{key}=[4,6,8])"
+                f"n_clusters is null (the number of clusters is searched) but space does not "
+                f"search estimator.{key}: set n_clusters (e.g. n_clusters=6) or search it "
+                f"(e.g. space.{key}=[4,6,8])",
+                arguments=ARGUMENTS,
             )
 
 
 def _stale(n_clusters: int, key: str) -> None:
     raise ConfigError(
-        f"config key model.n_clusters={n_clusters} but model.estimator.{key} is null: in a "
-        f"composed params.yaml the estimator does not follow model.n_clusters; regenerate it "
-        f"(python -m geoensemble.app.params model.n_clusters={n_clusters} model.space={{}}) or "
-        f"use dvc exp run -S, which recomposes conf/"
+        f"n_clusters={n_clusters} but estimator.{key} is null: a composed params.yaml does "
+        f"not update estimator.{key} from n_clusters; regenerate it (python -m "
+        f"geoensemble.app.params n_clusters={n_clusters} space={{}}) or use dvc exp run -S, "
+        f"which recomposes conf/",
+        arguments=ARGUMENTS,
     )
 
 
 def member_estimator(estimator: dict[str, Any]) -> dict[str, Any]:
-    """The estimator config members are built from: the ``searched`` markers left out (each
-    member's value comes from ``model.space``)."""
+    """The estimator parameters members are built from: the ``searched`` markers left out
+    (each member's value comes from ``space``)."""
     return {k: v for k, v in estimator.items() if not (isinstance(v, str) and v == SEARCHED)}

@@ -9,7 +9,7 @@ What each run holds, so that the runs table and the compare charts show what dif
   last value is the champion's; ``search_history.json`` holds each generation's own best;
 - each member run (``member-000``, ``member-001``..., numbered in the order the search created
   them): params only for what varies between members: ``model.<key>`` for each key of
-  ``model.space`` (the same keys for every member) and ``seed`` (which sorts after them, so
+  the searched space (the same keys for every member) and ``seed`` (which sorts after them, so
   that the MLflow compare page's scatter plots the first searched key against the first
   metric, ``aic`` for clusterers); metrics: for
   clusterers the partition criterion in the common space (``aic``, ``bic``,

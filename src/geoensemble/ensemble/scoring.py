@@ -6,7 +6,7 @@ Members differ in their learned steps (``pca__n_components``, polynomial terms, 
 ``RandomBandSubset`` per member), so a likelihood computed in each member's own transformed
 space is a likelihood of different data: its size grows with the dimension and members would
 be ranked by dimension, not by fit. Every member is therefore scored in one *common space*:
-the input features after the NaN policy (NaN features filled like ``features.impute`` does:
+the input features after the NaN policy (NaN features filled as the members' ``impute`` does:
 median, mean or constant of the training sample), standardized with the training sample's
 mean and standard deviation (a constant feature keeps standard deviation 1). It is computed
 once per ensemble, before any member-specific step, by :func:`common_space`.
@@ -33,8 +33,8 @@ The same formula scores any clusterer with ``predict`` (K-Means, Gaussian mixtur
 A Gaussian mixture's own density criteria (scikit-learn's ``aic``/``bic``) are computed in its
 own transformed space; they are reported as ``member_space_aic``, ``member_space_bic`` and
 ``member_space_log_likelihood`` and may rank members only when every member has the same
-space (no ``<step>__<param>`` in ``model.space`` and ``ensemble.sample=shared``), see
-:func:`check_comparable`.
+space (no ``<step>__<param>`` in the searched ``space`` and one sample shared by every member,
+not ``per_member_sample``), see :func:`check_comparable`.
 """
 
 from __future__ import annotations
@@ -51,12 +51,19 @@ from geoensemble.errors import ConfigError
 
 # Scores of members whose value depends on the member's own transformed space.
 MEMBER_SPACE_PREFIX = "member_space_"
-# What supervised members report instead of an information criterion.
+# What supervised members report instead of an information criterion (argument names, see
+# check_comparable).
 SUPERVISED_ALTERNATIVES = {
-    "classifier": "ensemble.metric=log_loss ensemble.direction=minimize, or "
-    "ensemble.metric=kappa ensemble.direction=maximize",
-    "regressor": "ensemble.metric=rmse ensemble.direction=minimize, or "
-    "ensemble.metric=r2 ensemble.direction=maximize",
+    "classifier": "criterion=log_loss direction=minimize, or criterion=kappa direction=maximize",
+    "regressor": "criterion=rmse direction=minimize, or criterion=r2 direction=maximize",
+}
+# The argument each name of a ranking message stands for (see geoensemble.errors).
+RANKING_ARGUMENTS = {
+    "criterion": "fit_ensemble.criterion",
+    "direction": "Search.direction",
+    "objectives": "Search.objectives",
+    "kind": "MemberSpec.kind",
+    "per_member_sample": "MemberSpec.per_member_sample",
 }
 
 
@@ -70,7 +77,7 @@ def common_space(
     X
         ``(n, d)`` raw features of the training sample (NaN where a feature is missing).
     impute
-        ``features.impute``: ``median``, ``mean`` (of the column's non-NaN sample values),
+        As the members' ``impute``: ``median``, ``mean`` (of the column's non-NaN sample values),
         ``constant`` (``impute_value``) or ``None`` (no NaN expected).
     impute_value
         The fill of ``constant``.
@@ -169,9 +176,10 @@ def score_unsupervised(
     est = pipeline[-1]
     if not hasattr(est, "predict"):
         raise ConfigError(
-            f"model.estimator._target_={type(est).__module__}.{type(est).__name__} has no "
-            f"predict(): members are scored by the partition predict() gives; use a clusterer "
-            f"that predicts labels (e.g. sklearn.cluster.MiniBatchKMeans)"
+            f"estimator={type(est).__module__}.{type(est).__name__} has no predict(): "
+            f"members are scored by the partition predict() gives; use a clusterer that "
+            f"predicts labels (e.g. sklearn.cluster.MiniBatchKMeans)",
+            arguments={"estimator": "fit_ensemble.estimator"},
         )
     Z = common_space(X) if common is None else common
     out = partition_information(Z, np.asarray(pipeline.predict(X)))
@@ -193,39 +201,43 @@ def check_comparable(
     Parameters
     ----------
     metrics
-        ``[(config key, metric name), ...]``: ``ensemble.metric`` and the objectives.
+        ``[(argument, metric name), ...]``: ``criterion`` (the primary metric) and the further
+        objectives (``objectives[0].metric``...), named as :data:`RANKING_ARGUMENTS` says.
     kind
-        ``model.kind``.
+        The members' kind (``MemberSpec.kind``).
     space
-        ``model.space``.
+        The searched parameters.
     per_member_sample
-        Whether every member fits its own draw (``ensemble.sample=per_member``).
+        Whether every member fits its own draw.
 
     Raises
     ------
     ConfigError
-        Naming the config key, why the score is not comparable and what to rank by instead.
+        Naming the argument, why the score is not comparable and what to rank by instead.
     """
     steps = sorted(k for k in space if "__" in k and not k.startswith("model__"))
     for key, metric in metrics:
         if kind != "cluster" and metric in {"aic", "bic"}:
             raise ConfigError(
-                f"{key}={metric} is not defined for model.kind={kind}: supervised members have "
-                f"no information criterion (their 2p - 2 x held-out log-likelihood is "
-                f"reported as heldout_penalized_nll); rank them with "
-                f"{SUPERVISED_ALTERNATIVES.get(kind, 'a held-out score')}"
+                f"{key}={metric} is not defined for kind={kind}: supervised members have no "
+                f"AIC or BIC (their 2p - 2 x held-out log-likelihood is reported as "
+                f"heldout_penalized_nll); rank them with "
+                f"{SUPERVISED_ALTERNATIVES.get(kind, 'a held-out score')}",
+                arguments=RANKING_ARGUMENTS,
             )
         if metric.startswith(MEMBER_SPACE_PREFIX) and (steps or per_member_sample):
             why = (
-                f"model.space varies {', '.join(steps)}"
+                f"the searched step parameters {', '.join(steps)} vary between members"
                 if steps
-                else "ensemble.sample=per_member fits each member's steps on its own draw"
+                else "per-member samples (per_member_sample) fit each member's steps on its "
+                "own draw"
             )
             raise ConfigError(
                 f"{key}={metric} is computed in each member's own transformed space and "
                 f"{why}, so the members' values are not comparable: rank by {key}="
                 f"{metric.removeprefix(MEMBER_SPACE_PREFIX)} (the common standardized "
-                f"feature space) instead"
+                f"feature space) instead",
+                arguments=RANKING_ARGUMENTS,
             )
 
 

@@ -3,12 +3,12 @@
 Generation 0 holds the features steps' configured values of searched step parameters
 (enqueued, when the space admits them) plus random draws from the space;
 each later generation is a batch of proposals from Optuna's NSGA-II sampler (population =
-``ensemble.size``), which recombines and mutates the best members so far and, with its mutation
+``Search.size``), which recombines and mutates the best members so far and, with its mutation
 probability, draws fresh values (elm's evolutionary search). Members of every generation stay
 in the ranking, so the best score can only improve or stay. Identical proposals are not fitted
-twice (with an empty ``model.space`` members differ only by their seed). The search stops
-early when the best primary score has not improved for ``ensemble.patience`` generations, or
-when the space has nothing new to propose. With extra ``ensemble.objectives`` the study is
+twice (with an empty ``Search.space`` members differ only by their seed). The search stops
+early when the best primary score has not improved for ``Search.patience`` generations, or
+when the space has nothing new to propose. With further ``Search.objectives`` the study is
 multi-objective: members are ranked by Pareto front, then by the primary metric.
 
 The training data (sample, labels, folds, preview grid) is scattered to the workers once; each
@@ -45,7 +45,7 @@ from geoensemble.ensemble.member import (
     consensus_member,
     fit_member,
 )
-from geoensemble.ensemble.scoring import check_comparable, common_space
+from geoensemble.ensemble.scoring import RANKING_ARGUMENTS, check_comparable, common_space
 from geoensemble.ensemble.space import defaults_in_space, distributions, space_size
 from geoensemble.errors import ComputeError, ConfigError
 
@@ -104,7 +104,7 @@ class EnsembleResult:
 
 @dataclass(frozen=True)
 class Search:
-    """How an ensemble is searched (the train stage builds it from ``ensemble``/``model``).
+    """How an ensemble is searched (the train stage builds it from its settings).
 
     Attributes
     ----------
@@ -187,8 +187,13 @@ def as_finished(futures: list[Any]) -> Iterator[tuple[int, Any]]:
                 f.cancel()
             error = ConfigError(
                 f"{member_of_key(future.key)} failed: {result.error}. The same error comes "
-                f"on every try, so it is not retried: fix the value it names (in "
-                f"model.estimator, model.space or features.steps) or the data it refuses"
+                f"on every try, so it is not retried: fix the value it names (a parameter of "
+                f"the estimator, space or steps) or the data it refuses",
+                arguments={
+                    **result.arguments,
+                    "space": "Search.space",
+                    "steps": "ensemble_pipeline.steps",
+                },
             )
             error.add_note(f"the worker's traceback:\n{result.trace}")
             raise error
@@ -210,9 +215,14 @@ def _raise_killed(err: Exception, futures: list[Any]) -> None:
     raise ComputeError(
         f"{member_of_key(exc.task)} killed every dask worker that fitted it "
         f"({exc.allowed_failures + 1} tries): its fit crashes the worker process, most "
-        f"often for lack of memory. Lower features.sample.size or the model's size, "
-        f"give workers more memory (compute.memory_limit), or raise compute.retries if "
-        f"workers die for other reasons"
+        f"often for lack of memory. Lower the sample size (sample) or the model's size, "
+        f"give workers more memory (memory_limit), or raise retries if workers die for "
+        f"other reasons",
+        arguments={
+            "sample": "fit_ensemble.sample",
+            "memory_limit": "Cluster.memory_limit",
+            "retries": "Cluster.retries",
+        },
     ) from None
 
 
@@ -228,8 +238,9 @@ def _raise_lost(err: Exception, future: Any, futures: list[Any]) -> None:
     raise ComputeError(
         f"{member_of_key(future.key)} was cancelled by the dask scheduler: its workers were "
         f"killed or lost while it ran, and the data they held went with them. Rerun; if "
-        f"workers keep dying, check the machine's memory (compute.memory_limit) or the "
-        f"cluster's workers (compute.address)"
+        f"workers keep dying, check the machine's memory (memory_limit) or the cluster's "
+        f"workers (address)",
+        arguments={"memory_limit": "Cluster.memory_limit", "address": "Cluster.address"},
     ) from None
 
 
@@ -440,8 +451,8 @@ def _checked_data(
     metric = objectives[0][0]
     _check_directions(objectives, spec.kind)
     check_comparable(
-        [("ensemble.metric", metric)]
-        + [(f"ensemble.objectives[{i}].metric", m) for i, (m, _) in enumerate(objectives[1:])],
+        [("criterion", metric)]
+        + [(f"objectives[{i}].metric", m) for i, (m, _) in enumerate(objectives[1:])],
         kind=spec.kind,
         space=dict(search.space),
         per_member_sample=spec.per_member_sample,
@@ -457,17 +468,19 @@ def _checked_data(
 def _check_directions(objectives: list[tuple[str, str]], kind: str) -> None:
     """Refuse ranking a score the wrong way round (the best member would be the worst)."""
     for i, (metric, direction) in enumerate(objectives):
-        key = "ensemble.direction" if i == 0 else f"ensemble.objectives[{i - 1}].direction"
+        key = "direction" if i == 0 else f"objectives[{i - 1}].direction"
         wanted = defaults.direction_of(metric)
         if metric in defaults.MAXIMIZE | defaults.MINIMIZE and direction != wanted:
             raise ConfigError(
                 f"{key}={direction}: {metric} is better when "
-                f"{'larger' if wanted == 'maximize' else 'smaller'}: set {key}={wanted}"
+                f"{'larger' if wanted == 'maximize' else 'smaller'}: set {key}={wanted}",
+                arguments=RANKING_ARGUMENTS,
             )
         if metric == AGREEMENT and kind not in ("cluster", "classifier"):
             raise ConfigError(
-                f"ensemble.metric={metric} compares members' labels: model.kind={kind} has "
-                f"none; rank regressors by rmse (minimize) or r2 (maximize)"
+                f"criterion={metric} compares members' labels: kind={kind} has none; rank "
+                f"regressors by rmse (minimize) or r2 (maximize)",
+                arguments=RANKING_ARGUMENTS,
             )
 
 
@@ -535,9 +548,9 @@ def _generations(
 
 
 def _log_short(gen: int, n_new: int, size: int, n_space: int | None, n_fitted: int) -> None:
-    """Say that generation ``gen`` has fewer new members than ``ensemble.size``."""
+    """Say that generation ``gen`` has fewer new members than ``size``."""
     log.info(
-        "train: generation %d: %d new member(s) for ensemble.size=%d; model.space "
+        "train: generation %d: %d new member(s) for size=%d; space "
         "(%s distinct members, %d fitted) has none other the search can propose%s",
         gen,
         n_new,
@@ -545,6 +558,7 @@ def _log_short(gen: int, n_new: int, size: int, n_space: int | None, n_fitted: i
         n_space if n_space is not None else "unbounded",
         n_fitted,
         "; the search stops" if not n_new else "",
+        extra={"arguments": {"size": "Search.size", "space": "Search.space"}},
     )
 
 
@@ -587,7 +601,7 @@ def _submit_members(
             params["random_state"] = seed
         seeds.append(seed)
         # Build (not fit) here first: a parameter the estimator refuses is a ConfigError
-        # now, not a task failure that dask would retry compute.retries times.
+        # now, not a task failure that dask would retry Search.retries times.
         spec.build(params, n_features=fitting.n_features)
         futures.append(
             fitting.client.submit(
@@ -612,8 +626,9 @@ def _check_scores(res: FitResult, fitting: _Fitting) -> None:
     missing = [m for m, _ in fitting.objectives if m not in res.scores and m != AGREEMENT]
     if missing:
         raise ConfigError(
-            f"ensemble metric(s) {missing} are not computed for model.kind="
-            f"{fitting.spec.kind}: choose among {sorted(res.scores)}"
+            f"ensemble metric(s) {missing} are not computed for kind={fitting.spec.kind}: "
+            f"choose among {sorted(res.scores)} (for criterion and objectives)",
+            arguments=RANKING_ARGUMENTS,
         )
 
 
@@ -686,15 +701,17 @@ def _consensus(
     """The pooled-centroid member of the best ``search.consensus_top`` K-Means members."""
     if spec.kind != "cluster":
         raise ConfigError(
-            "ensemble.consensus.enabled=true needs clustering members (model.kind=cluster) "
-            "with centroids: set it to false for supervised models"
+            "a consensus member (consensus_top) needs clustering members (kind=cluster) with "
+            "centroids: turn consensus_top off for supervised models",
+            arguments={"consensus_top": "Search.consensus_top", "kind": "MemberSpec.kind"},
         )
     top = [m for m in select(members, len(members)) if hasattr(m.pipeline[-1], "cluster_centers_")]
     top = top[: search.consensus_top]
     if len(top) < 2:
         raise ConfigError(
-            "ensemble.consensus needs at least 2 members with cluster_centers_ (K-Means): "
-            "use model=kmeans or set ensemble.consensus.enabled=false"
+            "a consensus member (consensus_top) needs at least 2 members with "
+            "cluster_centers_ (K-Means): use a K-Means estimator or turn consensus_top off",
+            arguments={"consensus_top": "Search.consensus_top"},
         )
     k = search.consensus_clusters or int(top[0].pipeline[-1].cluster_centers_.shape[0])
     future = client.submit(

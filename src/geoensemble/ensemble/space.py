@@ -19,16 +19,19 @@ from geoensemble.errors import ConfigError
 def distributions(space: dict[str, Any]) -> dict[str, BaseDistribution]:
     """``{param: [choices]}`` or ``{param: {low, high, step?, log?}}`` to distributions."""
     out: dict[str, BaseDistribution] = {}
+    arguments = {"space": "Search.space"}
     for name, spec in space.items():
-        key = f"model.space.{name}"
+        key = f"space.{name}"
         if isinstance(spec, list | tuple):
             if not spec:
-                raise ConfigError(f"{key} is an empty list: give at least one choice")
+                raise ConfigError(
+                    f"{key} is an empty list: give at least one choice", arguments=arguments
+                )
             out[name] = CategoricalDistribution(list(spec))
         elif isinstance(spec, dict) and {"low", "high"} <= set(spec):
             low, high = spec["low"], spec["high"]
             if low > high:
-                raise ConfigError(f"{key}: low={low} is above high={high}")
+                raise ConfigError(f"{key}: low={low} is above high={high}", arguments=arguments)
             if isinstance(low, int) and isinstance(high, int) and not spec.get("float"):
                 out[name] = IntDistribution(
                     low, high, step=int(spec.get("step", 1)), log=bool(spec.get("log", False))
@@ -39,7 +42,9 @@ def distributions(space: dict[str, Any]) -> dict[str, BaseDistribution]:
                 )
         else:
             raise ConfigError(
-                f"{key}={spec!r}: use a list of choices or {{low: .., high: .., step: .., log: ..}}"
+                f"{key}={spec!r}: use a list of choices or "
+                f"{{low: .., high: .., step: .., log: ..}}",
+                arguments=arguments,
             )
     return out
 
@@ -69,21 +74,21 @@ def space_size(dists: dict[str, BaseDistribution]) -> int | None:
 
 
 def check_space_size(space: dict[str, Any], size: int) -> int | None:
-    """The number of distinct members ``model.space`` allows, after checking that it is at
-    least ``ensemble.size`` (else the search could not fill one generation).
+    """The number of distinct members ``space`` allows, after checking that it is at least
+    ``size`` (else the search could not fill one generation).
 
     Raises
     ------
     ConfigError
-        Naming ``ensemble.size`` and the number of members ``model.space`` allows.
+        Naming ``size`` and the number of members ``space`` allows.
     """
     n = space_size(distributions(space))
     if n is not None and size > n:
-        keys = ", ".join(f"model.space.{k}" for k in space) or "model.space (empty)"
+        keys = ", ".join(f"space.{k}" for k in space) or "space (empty)"
         raise ConfigError(
-            f"ensemble.size={size} members per generation, but model.space allows only {n} "
-            f"distinct member(s) ({keys}): lower ensemble.size to at most {n}, or widen "
-            f"model.space"
+            f"size={size} members per generation, but space allows only {n} distinct "
+            f"member(s) ({keys}): lower size to at most {n}, or widen space",
+            arguments={"size": "Search.size", "space": "Search.space"},
         )
     return n
 
@@ -120,8 +125,9 @@ def _admits(dist: BaseDistribution, value: Any) -> bool:
 
 
 def configured_values(steps: Mapping[str, Any], estimator: Mapping[str, Any]) -> dict[str, Any]:
-    """The values the config sets, under the names ``model.space`` uses: the estimator's as
-    plain names, a step's as ``<step>__<param>`` (the search starts from them)."""
+    """The values ``steps`` and ``estimator`` set, under the names a searched space uses: the
+    estimator's as plain names, a step's as ``<step>__<param>`` (the search starts from
+    them)."""
     out = {k: v for k, v in estimator.items() if k != "_target_"}
     out.update({f"model__{k}": v for k, v in list(out.items())})
     for name, spec in steps.items():
@@ -155,7 +161,7 @@ class RangeEdge:
 
     def message(self, where: str) -> str:
         """One line for the log, the run and the evaluation; ``where`` names the space's
-        entry as the user gave it (``model.space.n_clusters``, ``space['n_clusters']``)."""
+        entry as the user gave it (``space['n_clusters']``, or the stage's config key)."""
         w = self.wider
         return (
             f"the chosen member's {self.name}={self.value} is the {self.edge} of the searched "

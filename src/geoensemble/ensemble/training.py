@@ -17,6 +17,11 @@ from geoensemble.features.sample import Sample, balanced_quotas, pixels_at
 from geoensemble.io.labels import Labels
 
 log = logging.getLogger("geoensemble")
+# The arguments the dropped pixels' ``fix`` (and its warning) names (see geoensemble.errors).
+NAN_FIX_ARGUMENTS = {
+    "nan_threshold": "draw_training_data.nan_threshold",
+    "impute": "ensemble_pipeline.impute",
+}
 
 
 def labelled_sample(
@@ -32,7 +37,7 @@ def labelled_sample(
     """The features at labelled pixels (at most ``size`` of them, a seeded draw).
 
     The draw is uniform, or with ``stratify`` (class labels only) an equal share per class,
-    rare classes keeping all their pixels (``features.sample.stratify``). Labels are sparse,
+    rare classes keeping all their pixels. Labels are sparse,
     so only their pixels are read (pointwise, chunk by chunk).
     """
     rows, cols = np.nonzero(labels.mask)
@@ -80,7 +85,8 @@ def nan_dropped(
     dict
         ``pixels`` dropped of ``labelled``; per class name its ``dropped`` and ``labelled``
         counts (classes with drops only); ``classes_lost`` (every pixel dropped); ``nan_in``:
-        NaN count per feature among the dropped pixels; ``fix``. Empty when none is dropped.
+        NaN count per feature among the dropped pixels; ``fix``, naming the arguments of
+        :data:`NAN_FIX_ARGUMENTS`. Empty when none is dropped.
     """
     bad = ~ok
     if not bad.any():
@@ -95,9 +101,9 @@ def nan_dropped(
     out["all_features_nan"] = int((~partial).sum())
     if partial.any():
         out["fix"] = (
-            f"set features.nan_threshold={int(n_nan[partial].max())} with "
-            f"features.impute=median (or mean, constant) to keep them, or fill the NaN of "
-            f"layer(s) {sorted(out['nan_in'])} upstream"
+            f"set nan_threshold={int(n_nan[partial].max())} with impute=median (or mean, "
+            f"constant) to keep them, or fill the NaN of layer(s) {sorted(out['nan_in'])} "
+            f"upstream"
         )
     else:
         out["fix"] = "move the labels inside the scene's footprint (every feature is NaN there)"
@@ -107,7 +113,7 @@ def nan_dropped(
         for k, v in out.get("classes", {}).items()
     )
     log.warning(
-        "labelled pixels dropped: %d of %d (%.1f %%) have more than features.nan_threshold=%d "
+        "labelled pixels dropped: %d of %d (%.1f %%) have more than nan_threshold=%d "
         "NaN features (NaN in %s)%s. Fix: %s",
         out["pixels"],
         out["labelled"],
@@ -116,6 +122,7 @@ def nan_dropped(
         ", ".join(f"{n}: {k}" for n, k in out["nan_in"].items()),
         f"; by class: {per_class}" if per_class else "",
         out["fix"],
+        extra={"arguments": NAN_FIX_ARGUMENTS},
     )
     return out
 
