@@ -1,6 +1,6 @@
 """The settings of map regularisation, checked without loading the map code.
 
-The predict stage checks ``predict.regularise`` when its config is validated, before any
+The predict stage checks its regularisation settings when its config is validated, before any
 work, and the command line must not import NumPy, SciPy or the predict package for it.
 """
 

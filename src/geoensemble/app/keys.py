@@ -21,8 +21,23 @@ from geoensemble.errors import GeoEnsembleError
 KEYS: dict[str, str] = {
     # --- io: reading layers and labels
     # --- features
+    "Recipe.bands": "features.bands",
+    "Recipe.custom": "features.custom",
+    "Recipe.derived": "features.derived",
+    "Recipe.indices": "features.indices",
+    "Recipe.sensor": "features.sensor",
+    "check_nan_policy.impute": "features.impute",
+    "check_nan_policy.nan_threshold": "features.nan_threshold",
+    "sample_pixels.nan_threshold": "features.nan_threshold",
+    "sample_pixels.size": "features.sample.size",
+    "sample_pixels.stratify": "features.sample.stratify",
+    "scene_fill_values.strategy": "features.impute",
     # --- ensemble: the search and its criteria
     # --- predict
+    "declared_fill_values.impute_stats": "predict.external.impute_stats",
+    "map_paths.out_dir": "predict.output_dir",
+    "predict_scene.block_size": "predict.block_size",
+    "predict_scene.threads": "predict.threads",
     # --- tracking and compute
 }
 

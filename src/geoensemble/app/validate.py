@@ -211,6 +211,7 @@ CLUSTER_COUNTS = ("n_clusters", "n_components")
 
 
 def _features_checks(f: FeaturesConfig) -> None:
+    from geoensemble.app.keys import keyed
     from geoensemble.features.indices import SENSORS
     from geoensemble.features.nanpolicy import check_nan_policy
 
@@ -218,7 +219,10 @@ def _features_checks(f: FeaturesConfig) -> None:
         raise ConfigError(
             f"config key features.sensor={f.sensor!r} is unknown: use one of {list(SENSORS)}"
         )
-    check_nan_policy(f.nan_threshold, f.impute)
+    try:
+        check_nan_policy(f.nan_threshold, f.impute)
+    except ConfigError as exc:  # checked before any stage: name the config keys here
+        raise keyed(exc) from None
     if f.false_colour and len(f.false_colour) != 3:
         raise ConfigError(
             f"config key features.false_colour={f.false_colour} must name exactly three "
