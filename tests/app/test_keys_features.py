@@ -6,7 +6,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
+import rasterio
+from affine import Affine
 
 from geoensemble.api import featurize
 from geoensemble.app.keys import KEYS, config_keys, keyed
@@ -17,6 +20,8 @@ from geoensemble.features.build import build_features
 from geoensemble.features.impute import declared_fill_values
 from geoensemble.features.nanpolicy import check_nan_policy
 from geoensemble.features.sample import sample_pixels
+from geoensemble.predict.regularise_file import regularise_file
+from geoensemble.regularisation import check_settings
 from tests.features.conftest import recipe, stack_dataset
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -111,8 +116,45 @@ def test_sample_errors_and_their_warnings_render_in_a_stage(
     assert caplog.records[-1].getMessage() == "kept going: features.sample.size=0 must be >= 1"
 
 
+def test_regularisation_names_its_arguments_and_the_stage_the_regularise_keys(
+    tmp_path: Path,
+) -> None:
+    exc = _raised(check_settings, radius=0)
+    assert str(exc).startswith("radius=0 is not a whole number of pixels >= 1")
+    assert str(keyed(exc)).startswith("predict.regularise.majority_radius=0 is not a whole")
+    api = _raised(check_settings, connectivity=6, names={"connectivity": "conn"})  # renamed
+    assert str(api).startswith("conn=6 is unknown") and str(keyed(api)).startswith(
+        "predict.regularise.connectivity=6 is unknown: use 4 (edges) or 8"
+    )
+    with pytest.raises(ConfigError, match=r"^predict\.regularise\.min_pixels=0 is not a whole"):
+        validate(compose(["predict.regularise.min_pixels=0"], config_dir=CONF))
+    # a real class map in degrees: a mapping unit in hectares cannot be converted
+    src = tmp_path / "vote.tif"
+    profile = {"driver": "GTiff", "width": 8, "height": 6, "count": 1, "dtype": "uint8"}
+    transform = Affine(0.001, 0, -105.0, 0, -0.001, 40.0)
+    with rasterio.open(src, "w", crs="EPSG:4326", transform=transform, **profile) as dst:
+        dst.write(np.ones((1, 6, 8), np.uint8))
+    exc = _raised(regularise_file, src, tmp_path / "out.tif", min_hectares=0.5)
+    assert str(exc) == (
+        "min_hectares needs a projected CRS but the map is in EPSG:4326 (degrees): "
+        "reproject the map (e.g. to its UTM zone) or give min_pixels instead"
+    )
+    assert str(keyed(exc)) == (
+        "predict.regularise.min_hectares needs a projected CRS but the map is in EPSG:4326 "
+        "(degrees): reproject the map (e.g. to its UTM zone) or give "
+        "predict.regularise.min_pixels instead"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vote.tif"]
+
+
 def test_the_features_and_predict_parameters_all_have_config_keys() -> None:
     for parameter in (
+        "check_settings.connectivity",
+        "check_settings.min_pixels",
+        "check_settings.radius",
+        "regularise_file.min_hectares",
+        "regularise_file.min_pixels",
+        "regularise_file.radius",
         "Recipe.bands",
         "Recipe.custom",
         "Recipe.derived",

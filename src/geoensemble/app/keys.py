@@ -34,10 +34,16 @@ KEYS: dict[str, str] = {
     "scene_fill_values.strategy": "features.impute",
     # --- ensemble: the search and its criteria
     # --- predict
+    "check_settings.connectivity": "predict.regularise.connectivity",
+    "check_settings.min_pixels": "predict.regularise.min_pixels",
+    "check_settings.radius": "predict.regularise.majority_radius",
     "declared_fill_values.impute_stats": "predict.external.impute_stats",
     "map_paths.out_dir": "predict.output_dir",
     "predict_scene.block_size": "predict.block_size",
     "predict_scene.threads": "predict.threads",
+    "regularise_file.min_hectares": "predict.regularise.min_hectares",
+    "regularise_file.min_pixels": "predict.regularise.min_pixels",
+    "regularise_file.radius": "predict.regularise.majority_radius",
     # --- tracking and compute
 }
 
