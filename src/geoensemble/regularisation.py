@@ -1,6 +1,6 @@
 """The settings of map regularisation, checked without loading the map code.
 
-The predict stage checks ``predict.regularise`` when its config is validated, before any
+The predict stage checks its regularisation settings when its config is validated, before any
 work, and the command line must not import NumPy, SciPy or the predict package for it.
 """
 
@@ -24,6 +24,14 @@ def describe(radius: int | None, min_pixels: int | None, connectivity: int = 4) 
     return ";".join(steps) or "none"
 
 
+# the parameters the messages of check_settings name (see geoensemble.errors)
+PARAMETERS = {
+    "radius": "check_settings.radius",
+    "min_pixels": "check_settings.min_pixels",
+    "connectivity": "check_settings.connectivity",
+}
+
+
 def check_settings(
     *,
     radius: Any = None,
@@ -34,7 +42,8 @@ def check_settings(
     """Refuse a radius or mapping unit below 1, or a connectivity other than 4 or 8.
 
     ``names`` renames the arguments in the messages (e.g. ``{"radius": "majority_radius"}``
-    for the API, or the predict stage's config keys). ``None`` means the step is skipped.
+    for the API); each error says which parameter a name stands for (its ``arguments``,
+    ``check_settings.<parameter>``). ``None`` means the step is skipped.
 
     Raises
     ------
@@ -49,10 +58,12 @@ def check_settings(
         if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
             raise ConfigError(
                 f"{n[key]}={value!r} is not a whole number of pixels >= 1: use 1 or more, "
-                f"or None to skip the {'majority filter' if key == 'radius' else 'sieve'}"
+                f"or None to skip the {'majority filter' if key == 'radius' else 'sieve'}",
+                arguments={n[key]: PARAMETERS[key]},
             )
     if isinstance(connectivity, bool) or connectivity not in (4, 8):
         raise ConfigError(
             f"{n['connectivity']}={connectivity!r} is unknown: use 4 (edges) or 8 (edges and "
-            f"corners)"
+            f"corners)",
+            arguments={n["connectivity"]: PARAMETERS["connectivity"]},
         )

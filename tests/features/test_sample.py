@@ -90,7 +90,7 @@ def test_balanced_quotas() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"size": 0}, ConfigError, r"sample\.size=0"),
+        ({"size": 0}, ConfigError, r"^size=0 must be >= 1$"),
         ({"stratify": True}, ConfigError, r"stratify=true needs class labels"),
         ({"labels": np.zeros((3, 3))}, GridMismatchError, r"\(3, 3\).*\(40, 30\)"),
         ({"labels": np.full((40, 30), 255)}, EmptyLayerError, "labels overlap"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from geoensemble.api._keys import FEATURES, argument_names
 from geoensemble.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -58,7 +57,7 @@ def public_path(obj: Any, module: str, qual: str) -> str:
 def custom_specs(
     custom: Sequence[Callable[..., Any] | Mapping[str, Any]],
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """``features.custom`` entries and the modules the user vouched for by passing code.
+    """The recipe's ``custom`` entries and the modules the user vouched for by passing code.
 
     An entry is a function (called as ``fn(stack)``), or a dict ``{"_target_": fn or
     "package.module.fn", **kwargs}``. A function object was imported by the caller, so its
@@ -106,11 +105,9 @@ def recipe(
             "bands and indices are lists of names: write bands=['B4'], indices=['ndvi']"
         )
     for name in derived or {}:
-        with argument_names(FEATURES):
-            check_name(f"features.derived.{name}", name)
+        check_name(f"derived.{name}", name)
     specs, modules = custom_specs(custom)
-    with argument_names(FEATURES):
-        check_modules(modules, key="the modules of custom")
+    check_modules(modules, key="the modules of custom")
     rec = Recipe(
         sensor=sensor,
         bands=tuple(str(b) for b in bands),
@@ -168,8 +165,7 @@ def featurize(
     rec, modules = recipe(
         sensor=sensor, bands=bands, indices=indices, derived=derived, custom=custom
     )
-    with argument_names(FEATURES):
-        feats = build_features(ds, rec, trusted_modules=modules)
+    feats = build_features(ds, rec, trusted_modules=modules)
     if "geotransform" in feats.attrs:  # keep the grid for rioxarray too, as a store does
         crs, transform = grid_attrs(feats)
         feats = set_grid(feats, crs, transform)

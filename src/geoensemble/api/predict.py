@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from geoensemble.api._keys import PREDICT, argument_names
 from geoensemble.errors import ConfigError, FeatureMismatchError
 
 if TYPE_CHECKING:
@@ -20,7 +19,7 @@ if TYPE_CHECKING:
     from geoensemble.predict.models import LoadedMember
 
 OUTPUTS = ("members", "vote", "agreement", "probabilities", "max_probability", "mean")
-# The block edge of the predict stage's default (predict.block_size).
+# The block edge of the predict stage's default (predict_scene's block_size).
 BLOCK_SIZE = 1024
 
 
@@ -249,15 +248,13 @@ def predict_many(
     scheme = ClassScheme.of(members)
     if many and members[0].kind == CLUSTER:
         # cluster codes matched to the first (best) member's on the first scene, as the stage
-        with argument_names(PREDICT):
-            scheme = aligned_scheme(members, many[0], _names_in(many[0], members, "scenes[0]"))
+        scheme = aligned_scheme(members, many[0], _names_in(many[0], members, "scenes[0]"))
     results = []
     for i, ds in enumerate(many):
         where = f"scenes[{i}]"
-        with argument_names(PREDICT):
-            union = _names_in(ds, members, where)
-            predictor = BlockPredictor(members, union, scheme, keys)
-            full = _assemble(ds, predictor, client, threads=env_threads())
+        union = _names_in(ds, members, where)
+        predictor = BlockPredictor(members, union, scheme, keys)
+        full = _assemble(ds, predictor, client, threads=env_threads())
         results.append(_scene_dataset(ds, full, predictor, outputs))
     return results
 

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from geoensemble.predict.regularise_file import Regularised
 
 log = logging.getLogger("geoensemble")
-# the predict stage's block edge (predict.block_size), as write_map's
+# the predict stage's block edge (predict_scene's block_size), as write_map's
 BLOCK_SIZE = 1024
 COMPRESSIONS = ("lzw", "deflate", "zstd", "none")
 

@@ -50,6 +50,17 @@ KEYS: dict[str, str] = {
     "read_labels.target": "data.labels.target",
     "write_scene.out_dir": "paths.raw",
     # --- features
+    "Recipe.bands": "features.bands",
+    "Recipe.custom": "features.custom",
+    "Recipe.derived": "features.derived",
+    "Recipe.indices": "features.indices",
+    "Recipe.sensor": "features.sensor",
+    "check_nan_policy.impute": "features.impute",
+    "check_nan_policy.nan_threshold": "features.nan_threshold",
+    "sample_pixels.nan_threshold": "features.nan_threshold",
+    "sample_pixels.size": "features.sample.size",
+    "sample_pixels.stratify": "features.sample.stratify",
+    "scene_fill_values.strategy": "features.impute",
     # --- ensemble: the search and its criteria
     # (the Cluster entries are the dask cluster's, which the search's worker errors name; if
     # the "tracking and compute" section lists them too, keep one copy: ruff F601 says where)
@@ -77,6 +88,16 @@ KEYS: dict[str, str] = {
     "spatial_folds.buffer": "ensemble.cv.buffer",
     "spatial_folds.n_folds": "ensemble.cv.folds",
     # --- predict
+    "check_settings.connectivity": "predict.regularise.connectivity",
+    "check_settings.min_pixels": "predict.regularise.min_pixels",
+    "check_settings.radius": "predict.regularise.majority_radius",
+    "declared_fill_values.impute_stats": "predict.external.impute_stats",
+    "map_paths.out_dir": "predict.output_dir",
+    "predict_scene.block_size": "predict.block_size",
+    "predict_scene.threads": "predict.threads",
+    "regularise_file.min_hectares": "predict.regularise.min_hectares",
+    "regularise_file.min_pixels": "predict.regularise.min_pixels",
+    "regularise_file.radius": "predict.regularise.majority_radius",
     # --- tracking and compute
 }
 

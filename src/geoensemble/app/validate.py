@@ -121,24 +121,18 @@ def _range_checks(cfg: AppConfig) -> None:
 
 def _regularise_checks(r: Any) -> None:
     """predict.regularise: radius and unit of 1 or more, connectivity 4 or 8, one unit."""
+    from geoensemble.app.keys import keyed
     from geoensemble.regularisation import check_settings
 
     if not r.enabled:
         return
     key = "config key predict.regularise."
-    check_settings(
-        radius=r.majority_radius,
-        min_pixels=r.min_pixels,
-        connectivity=r.connectivity,
-        names={
-            k: key + v
-            for k, v in (
-                ("radius", "majority_radius"),
-                ("min_pixels", "min_pixels"),
-                ("connectivity", "connectivity"),
-            )
-        },
-    )
+    try:
+        check_settings(
+            radius=r.majority_radius, min_pixels=r.min_pixels, connectivity=r.connectivity
+        )
+    except ConfigError as exc:  # checked before any stage: name the config keys here
+        raise keyed(exc) from None
     if r.min_pixels is not None and r.min_hectares is not None:
         raise ConfigError(
             f"{key}min_pixels={r.min_pixels} and {key}min_hectares={r.min_hectares} both set "
@@ -225,6 +219,7 @@ CLUSTER_COUNTS = ("n_clusters", "n_components")
 
 
 def _features_checks(f: FeaturesConfig) -> None:
+    from geoensemble.app.keys import keyed
     from geoensemble.features.indices import SENSORS
     from geoensemble.features.nanpolicy import check_nan_policy
 
@@ -232,7 +227,10 @@ def _features_checks(f: FeaturesConfig) -> None:
         raise ConfigError(
             f"config key features.sensor={f.sensor!r} is unknown: use one of {list(SENSORS)}"
         )
-    check_nan_policy(f.nan_threshold, f.impute)
+    try:
+        check_nan_policy(f.nan_threshold, f.impute)
+    except ConfigError as exc:  # checked before any stage: name the config keys here
+        raise keyed(exc) from None
     if f.false_colour and len(f.false_colour) != 3:
         raise ConfigError(
             f"config key features.false_colour={f.false_colour} must name exactly three "

@@ -32,11 +32,20 @@ class Recipe:
     custom: tuple[Mapping[str, Any], ...] = ()
 
 
-def feature_names(stack_layers: list[str], fcfg: Recipe) -> list[str]:
-    """The ordered feature names a config produces from a stack with ``stack_layers``.
+# the recipe's fields its messages name, as the arguments (see geoensemble.errors)
+SELECTION = {
+    "bands": "Recipe.bands",
+    "indices": "Recipe.indices",
+    "derived": "Recipe.derived",
+    "custom": "Recipe.custom",
+}
 
-    Layers of ``features.custom`` functions are only known once the functions run, so they
-    are not included here (:func:`build_features` appends them).
+
+def feature_names(stack_layers: list[str], fcfg: Recipe) -> list[str]:
+    """The ordered feature names a recipe produces from a stack with ``stack_layers``.
+
+    Layers of the recipe's ``custom`` functions are only known once the functions run, so
+    they are not included here (:func:`build_features` appends them).
     """
     bands = stack_layers if "*" in fcfg.bands else list(fcfg.bands)
     names = [*bands, *fcfg.indices, *fcfg.derived]
@@ -48,13 +57,14 @@ def _check_names(names: list[str], *, custom: bool) -> None:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(
-            f"feature name(s) {dupes} appear twice across features.bands, "
-            f"features.indices, features.derived and features.custom: rename one"
+            f"feature name(s) {dupes} appear twice across bands, indices, derived and "
+            f"custom: rename one",
+            arguments=SELECTION,
         )
     if not names and not custom:
         raise ConfigError(
-            "the features config selects no feature: set features.bands, "
-            "features.indices, features.derived or features.custom"
+            "the recipe selects no feature: set bands, indices, derived or custom",
+            arguments=SELECTION,
         )
 
 
@@ -70,7 +80,7 @@ def build_features(
     fcfg
         Which features (the ``features`` config, or a :class:`Recipe`).
     trusted_modules
-        ``trust.modules``: modules whose functions ``features.custom`` may name besides
+        Modules whose functions the recipe's ``custom`` entries may name besides
         geoensemble's own (see :mod:`geoensemble.trust`).
 
     Returns
@@ -87,8 +97,9 @@ def build_features(
     for idx in fcfg.indices:
         if idx not in NAMED_INDICES:
             raise ConfigError(
-                f"features.indices has unknown index {idx!r}: use one of "
-                f"{sorted(NAMED_INDICES)} or define it under features.derived"
+                f"indices has unknown index {idx!r}: use one of "
+                f"{sorted(NAMED_INDICES)} or define it under derived",
+                arguments={"indices": "Recipe.indices", "derived": "Recipe.derived"},
             )
         op, a, b = NAMED_INDICES[idx]
         out[idx] = apply_op(
@@ -103,8 +114,9 @@ def build_features(
     clash = sorted(set(custom) & set(out))
     if clash:
         raise ConfigError(
-            f"features.custom returns layer(s) {clash} that already exist as bands, indices "
-            f"or derived features: rename them (most custom functions take a 'name' argument)"
+            f"custom returns layer(s) {clash} that already exist as band, index or derived "
+            f"features: rename them (most feature functions take a 'name' argument)",
+            arguments={"custom": "Recipe.custom"},
         )
     out.update(custom)
     _check_names(list(out), custom=False)

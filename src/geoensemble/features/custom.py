@@ -1,4 +1,4 @@
-"""User feature functions: ``features.custom`` entries that map the stack to new named layers.
+"""User feature functions: a recipe's ``custom`` entries, mapping the stack to new named layers.
 
 Each entry is ``{_target_: package.module.function, **kwargs}``; the function is called as
 ``function(stack, **kwargs)`` and returns a mapping (or an ``xarray.Dataset``) of new layer
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from geoensemble.errors import ConfigError, LayerNotFoundError
+from geoensemble.errors import ConfigError, GeoEnsembleError, LayerNotFoundError
 from geoensemble.features.indices import SENSORS, layer_name
 from geoensemble.trust import check_custom
 
@@ -42,11 +42,16 @@ def _function(
     if not isinstance(spec, Mapping) or not spec.get("_target_"):
         raise ConfigError(
             f"{key}={spec!r} is not a feature function: use "
-            f"{{_target_: package.module.function, <keyword>: <value>...}}"
+            f"{{_target_: package.module.function, <keyword>: <value>...}}",
+            arguments={"custom": "Recipe.custom"},
         )
     kwargs = {str(k): v for k, v in spec.items() if k != "_target_"}
-    # The trust policy: geoensemble's functions, or a module listed in trust.modules.
-    fn = check_custom(spec, key, modules=trusted_modules, resolve_targets=True)
+    # The trust policy: geoensemble's functions, or a module of the trusted modules.
+    try:
+        fn = check_custom(spec, key, modules=trusted_modules, resolve_targets=True)
+    except GeoEnsembleError as exc:  # its message names ``key``: say what it stands for
+        exc.arguments.setdefault("custom", "Recipe.custom")
+        raise
     return fn, kwargs
 
 
@@ -57,18 +62,19 @@ def apply_custom(
     sensor: str,
     trusted_modules: Sequence[str] = (),
 ) -> dict[str, xr.DataArray]:
-    """Run every ``features.custom`` function on ``stack``; new layers by name, in order.
+    """Run every feature function of ``specs`` on ``stack``; new layers by name, in order.
 
     Parameters
     ----------
     stack
         The ingested stack.
     specs
-        ``features.custom``: ``[{_target_: package.module.function, **kwargs}, ...]``.
+        The recipe's ``custom``: ``[{_target_: package.module.function, **kwargs}, ...]``;
+        messages name entry ``i`` ``custom[i]``.
     sensor
-        ``features.sensor``, whose band roles the functions may use.
+        The recipe's ``sensor``, whose band roles the functions may use.
     trusted_modules
-        ``trust.modules``: modules beyond geoensemble's own whose functions may be named.
+        Modules beyond geoensemble's own whose functions may be named.
 
     Raises
     ------
@@ -83,7 +89,7 @@ def apply_custom(
     shape = (int(stack.sizes["y"]), int(stack.sizes["x"]))
     out: dict[str, xr.DataArray] = {}
     for i, spec in enumerate(specs):
-        key = f"features.custom[{i}]"
+        key = f"custom[{i}]"
         fn, kwargs = _function(spec, key, trusted_modules)
         what = f"{key} ({spec['_target_']})"
         result = _call(fn, view, kwargs, what)
@@ -91,12 +97,16 @@ def apply_custom(
         if not isinstance(layers, Mapping) or not layers:
             raise ConfigError(
                 f"{what} returned {type(result).__name__}: a feature "
-                f"function must return a dict (or Dataset) of name -> DataArray"
+                f"function must return a dict (or Dataset) of name -> DataArray",
+                arguments={"custom": "Recipe.custom"},
             )
         for name, da in layers.items():
             _check_layer(name, da, shape, what)
             if str(name) in out:
-                raise ConfigError(f"{key} returns layer {name!r} a second time: rename one")
+                raise ConfigError(
+                    f"{key} returns layer {name!r} a second time: rename one",
+                    arguments={"custom": "Recipe.custom"},
+                )
             out[str(name)] = da.astype(np.float32, copy=False)
     return out
 
@@ -106,11 +116,14 @@ def _call(fn: Callable[..., Any], view: xr.Dataset, kwargs: dict[str, Any], what
     try:
         return fn(view, **kwargs)
     except TypeError as exc:
-        raise ConfigError(f"{what} rejected its arguments {kwargs}: {exc}") from None
+        raise ConfigError(
+            f"{what} rejected its arguments {kwargs}: {exc}", arguments={"custom": "Recipe.custom"}
+        ) from None
     except KeyError as exc:
         raise LayerNotFoundError(
             f"{what} asks for layer {exc} but the stack has "
-            f"{[str(v) for v in view.data_vars]}: fix its arguments or features.sensor"
+            f"{[str(v) for v in view.data_vars]}: fix its arguments or sensor",
+            arguments={"custom": "Recipe.custom", "sensor": "Recipe.sensor"},
         ) from None
 
 
@@ -125,7 +138,8 @@ def _check_layer(name: Any, da: Any, shape: tuple[int, int], what: str) -> None:
     )
     raise ConfigError(
         f"{what} returned layer {name!r} with {got}: "
-        f"it must be a DataArray with dims ('y', 'x') and shape {shape}"
+        f"it must be a DataArray with dims ('y', 'x') and shape {shape}",
+        arguments={"custom": "Recipe.custom"},
     )
 
 

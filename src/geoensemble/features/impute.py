@@ -1,8 +1,8 @@
 """The NaN policy for a model without an imputer of its own (an external model).
 
-Members trained here carry their imputer inside their pipeline (``features.impute``, fitted
-on the training pixels). A model trained elsewhere (``predict.external``) does not, so it
-gets the notebook's policy: pixels with more than ``features.nan_threshold`` NaN features are
+Members trained here carry their imputer inside their pipeline (their ``impute`` strategy,
+fitted on the training pixels). A model trained elsewhere (an external model) does not, so it
+gets the notebook's policy: pixels with more than ``nan_threshold`` NaN features are
 not predicted (no-data), and the NaN features of the other pixels are filled with a value
 per layer, put in front of the model as a :class:`FillNaN` step (:func:`with_fill`).
 
@@ -18,10 +18,10 @@ Fill values (:func:`scene_fill_values`), per layer, from the scene being predict
   uniform random sample of ``max_values`` of them (method ``sample``), whose quantile is off
   by about ``0.5 / sqrt(max_values)`` (0.0005 for the default million). Memory:
   ``max_values`` values and keys per layer plus one strip.
-- ``constant``: ``features.impute_value`` for every layer, no pass.
+- ``constant``: the ``constant`` value for every layer, no pass.
 
-Or from a declared sample: ``predict.external.impute_stats`` names a JSON object
-``{feature: value}`` (:func:`declared_fill_values`), used as it is.
+Or from a declared sample: ``impute_stats`` names a JSON object ``{feature: value}``
+(:func:`declared_fill_values`), used as it is.
 
 The statistic of a layer is over all of its non-NaN pixels, whatever the other layers hold.
 """
@@ -125,12 +125,15 @@ def scene_fill_values(
         If a layer has no valid pixel, so that it has no median or mean.
     """
     if strategy not in STRATEGIES:
-        raise ConfigError(f"features.impute={strategy!r}: use median, mean or constant")
+        raise ConfigError(
+            f"strategy={strategy!r} is unknown: use median, mean or constant",
+            arguments={"strategy": "scene_fill_values.strategy"},
+        )
     if strategy == "constant":
         return FillValues(
             "constant",
             {n: float(constant) for n in names},
-            "constant (features.impute_value)",
+            "constant",
             {n: "constant" for n in names},
         )
     sums, counts, kept = _scan(ds, names, strategy == "median", seed, max_values, strip_rows)
@@ -138,9 +141,12 @@ def scene_fill_values(
     if empty:
         raise EmptyLayerError(
             f"layer(s) {empty} of scene '{scene}' have no valid pixel, so they have no "
-            f"{strategy} to fill their NaN with (features.impute={strategy}): give "
-            f"predict.external.impute_stats (a JSON of fill values per feature), or "
-            f"set features.impute=constant"
+            f"{strategy} to fill their NaN with (strategy={strategy}): give "
+            f"impute_stats (a JSON of fill values per feature), or set strategy=constant",
+            arguments={
+                "strategy": "scene_fill_values.strategy",
+                "impute_stats": "declared_fill_values.impute_stats",
+            },
         )
     values: dict[str, float] = {}
     methods: dict[str, str] = {}
@@ -203,9 +209,9 @@ def _strip_keys(seed: int, strip: slice, width: int) -> np.ndarray:
     )
 
 
-def declared_fill_values(path: str | Path, names: list[str], strategy: str) -> FillValues:
-    """Fill values declared in a JSON file ``{feature: value}`` (``predict.external.
-    impute_stats``), checked to hold a finite number for each of ``names``.
+def declared_fill_values(impute_stats: str | Path, names: list[str], strategy: str) -> FillValues:
+    """Fill values declared in the JSON file ``impute_stats`` (``{feature: value}``), checked
+    to hold a finite number for each of ``names``.
 
     Raises
     ------
@@ -214,26 +220,33 @@ def declared_fill_values(path: str | Path, names: list[str], strategy: str) -> F
     ConfigError
         If it is not an object with a finite number for every feature.
     """
-    p = Path(path)
-    key = "predict.external.impute_stats"
+    p = Path(impute_stats)
+    key = "impute_stats"  # the messages name the argument (see geoensemble.errors)
+    arguments = {key: "declared_fill_values.impute_stats"}
     if not p.is_file():
         raise InputFileError(
             f"{key}={str(p)!r} does not exist: give a JSON file of fill values per feature, "
             f'e.g. {{"{names[0] if names else "B2"}": 0.12}}, or set it to null to use the '
-            f"scene's {strategy}"
+            f"scene's {strategy}",
+            arguments=arguments,
         )
     if p.stat().st_size > 1_000_000:
-        raise InputFileError(f"{key}={str(p)!r} is over 1 MB: it should hold one value per feature")
+        raise InputFileError(
+            f"{key}={str(p)!r} is over 1 MB: it should hold one value per feature",
+            arguments=arguments,
+        )
     try:
         data = json.loads(p.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputFileError(
-            f"cannot read {key}={str(p)!r}: {exc}. Write a JSON object of fill values per feature"
+            f"cannot read {key}={str(p)!r}: {exc}. Write a JSON object of fill values per feature",
+            arguments=arguments,
         ) from None
     if not isinstance(data, dict):
         raise ConfigError(
             f"{key}={str(p)!r} holds a {type(data).__name__}, not a JSON object: write "
-            f"{{feature: value, ...}}"
+            f"{{feature: value, ...}}",
+            arguments=arguments,
         )
     missing = [n for n in names if n not in data]
     bad = [
@@ -250,7 +263,8 @@ def declared_fill_values(path: str | Path, names: list[str], strategy: str) -> F
         what = f"lacks {missing}" if missing else f"has no finite number for {bad}"
         raise ConfigError(
             f"{key}={str(p)!r} {what}: give a finite fill value for every input feature "
-            f"of the external model ({names})"
+            f"of the external model ({names})",
+            arguments=arguments,
         )
     return FillValues(
         strategy,

@@ -123,7 +123,7 @@ def total(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.add(a, b)
 
 
-#: The two-layer operations ``features.derived`` can name.
+#: The two-layer operations a recipe's ``derived`` features can name.
 OPS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "normalized_difference": normalized_difference,
     "ratio": ratio,
@@ -139,7 +139,10 @@ def layer_name(ds: xr.Dataset, role: str, sensor: str) -> str:
     Collection 2 names such as ``SR_B5`` or ``LC08_..._B5`` work with the presets.
     """
     if sensor not in SENSORS:
-        raise ConfigError(f"features.sensor={sensor!r} is unknown: use one of {list(SENSORS)}")
+        raise ConfigError(
+            f"sensor={sensor!r} is unknown: use one of {list(SENSORS)}",
+            arguments={"sensor": "Recipe.sensor"},
+        )
     name = SENSORS[sensor].get(role, role)
     layers = [str(v) for v in ds.data_vars]
     for wanted in dict.fromkeys((name, role)):
@@ -153,7 +156,8 @@ def layer_name(ds: xr.Dataset, role: str, sensor: str) -> str:
         + (f" (= {name} for {sensor})" if name != role else "")
         + f" but the stack has {layers}"
         + (f" ({suffixed} are ambiguous)" if suffixed else "")
-        + ": fix features.sensor or the layer names"
+        + ": fix sensor or the layer names",
+        arguments={"sensor": "Recipe.sensor"},
     )
 
 
@@ -192,11 +196,13 @@ def derived_spec(name: str, spec: Any) -> tuple[str, str, str]:
         op = str(spec.get("op", "normalized_difference"))
         if op not in OPS:
             raise ConfigError(
-                f"features.derived.{name}.op={op!r} is unknown: use one of {list(OPS)}"
+                f"derived.{name}.op={op!r} is unknown: use one of {list(OPS)}",
+                arguments={"derived": "Recipe.derived"},
             )
         return (op, str(spec["a"]), str(spec["b"]))
     raise ConfigError(
-        f"features.derived.{name}={spec!r} is not a feature spec: use [a, b] "
+        f"derived.{name}={spec!r} is not a feature spec: use [a, b] "
         f"for a normalized difference or {{op: ratio, a: B5, b: B4}} "
-        f"(op: one of {list(OPS)})"
+        f"(op: one of {list(OPS)})",
+        arguments={"derived": "Recipe.derived"},
     )

@@ -14,15 +14,20 @@ def check_nan_policy(nan_threshold: int, impute: str | None) -> None:
     Raises
     ------
     ConfigError
-        Naming ``features.nan_threshold`` / ``features.impute`` and the fix.
+        Naming ``nan_threshold`` / ``impute`` and the fix.
     """
     if impute is not None and impute not in IMPUTES:
         raise ConfigError(
-            f"config key features.impute={impute!r} is unknown: use median, mean, constant or null"
+            f"impute={impute!r} is unknown: use median, mean, constant or None (null)",
+            arguments={"impute": "check_nan_policy.impute"},
         )
     if nan_threshold > 0 and impute is None:
         raise ConfigError(
-            f"config key features.nan_threshold={nan_threshold} lets pixels with NaN features "
-            f"reach the model but features.impute is null: set features.impute=median (or "
-            f"mean, constant), or features.nan_threshold=0"
+            f"nan_threshold={nan_threshold} lets pixels with NaN features reach the model "
+            f"but impute is None (null): set impute=median (or mean, constant), or "
+            f"nan_threshold=0",
+            arguments={
+                "nan_threshold": "check_nan_policy.nan_threshold",
+                "impute": "check_nan_policy.impute",
+            },
         )

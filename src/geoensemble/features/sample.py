@@ -149,11 +149,12 @@ def _check_sample_args(
 ) -> None:
     """Raise a ConfigError or GridMismatchError for arguments no sample can be drawn with."""
     if size < 1:
-        raise ConfigError(f"features.sample.size={size} must be >= 1")
+        raise ConfigError(f"size={size} must be >= 1", arguments={"size": "sample_pixels.size"})
     if stratify and labels is None:
         raise ConfigError(
-            "features.sample.stratify=true needs class labels (a truth raster or labelled "
-            "points): give labels or set features.sample.stratify=false"
+            "stratify=true needs class labels (a truth raster or labelled points): give "
+            "labels or set stratify=false",
+            arguments={"stratify": "sample_pixels.stratify"},
         )
     height, width = int(ds.sizes["y"]), int(ds.sizes["x"])
     if labels is not None and labels.shape != (height, width):
@@ -248,8 +249,9 @@ def _no_candidates(*, labelled: bool) -> EmptyLayerError:
     """The error for features without a single candidate pixel."""
     return EmptyLayerError(
         "the features hold no valid pixel to train on: check the "
-        "no-data values and features.nan_threshold"
-        + (" (and that the labels overlap valid pixels)" if labelled else "")
+        "no-data values and nan_threshold"
+        + (" (and that the labels overlap valid pixels)" if labelled else ""),
+        arguments={"nan_threshold": "sample_pixels.nan_threshold"},
     )
 
 

@@ -3,7 +3,7 @@
 :class:`RandomBandSubset` is elm's "choose among random combinations of bands": each ensemble
 member keeps a seeded random subset of the input features, and because the choice is just the
 ``seed`` parameter, the ensemble search can vary it like any other hyper-parameter
-(``model.space: {subset__seed: {low: 0, high: 1000}}`` with the step named ``subset``).
+(a search space ``{subset__seed: {low: 0, high: 1000}}`` with the step named ``subset``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ of completion, with a bounded number in flight so memory does not grow with the 
 
 A block is read from the lazy (dask) feature dataset with dask's synchronous scheduler inside
 a worker thread, so reading, feature building and prediction of different blocks overlap and
-GDAL, Zarr and scikit-learn release the GIL. With ``predict.scheduler=distributed`` the same
+GDAL, Zarr and scikit-learn release the GIL. With a ``client`` (a distributed scheduler) the same
 block function runs as tasks on the compute cluster instead.
 """
 

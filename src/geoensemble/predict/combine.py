@@ -384,7 +384,7 @@ class BlockPredictor:
 
 
 def output_keys(members: list[LoadedMember], outputs: Any) -> list[str]:
-    """Which outputs a run writes, from ``predict.outputs`` and the members' kinds."""
+    """Which outputs a run writes, from ``outputs`` (which maps to keep) and the members' kinds."""
     many = len(members) > 1
     keys = [f"member:{i}" for i in range(len(members)) if not many or outputs.members]
     kind = members[0].kind

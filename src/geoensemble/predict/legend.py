@@ -4,14 +4,14 @@ Classifiers
     A class is named, in this order, by the model itself (string classes such as
     ``developed``), by the names recorded with the registered model at training
     (:data:`geoensemble.classes.CLASS_NAMES_TAG`), or by the project's labels
-    (``<paths.labels>/classes.json``) when they name every class of the model; otherwise
-    ``class <code>``.
+    (the ``classes.json`` beside the rasterized labels) when they name every class of the
+    model; otherwise ``class <code>``.
 
 Clusterers
     Cluster codes of different members mean nothing to each other, so before any vote every
     member's codes are matched to the first member's (the champion's) on a seeded sample of
     valid pixels (:func:`geoensemble.predict.combine.align_clusters`). Then, when a reference
-    exists (the ``data.truth`` raster, else the training labels of ``paths.labels``), every
+    exists (a truth raster, else the rasterized training labels), every
     shared code is named after the reference class it mostly holds on a seeded sample of the
     training features (:func:`geoensemble.classes.match_clusters`: ``water (91 %)``, or
     ``cluster 3`` below the threshold), and coloured with that class's colour.
@@ -139,7 +139,9 @@ def name_clusters(
             labels=codes.astype(np.int64),
         )
     except GeoEnsembleError as exc:
-        log.warning("predict: clusters keep neutral names: %s", exc)
+        log.warning(
+            "predict: clusters keep neutral names: %s", exc, extra={"arguments": exc.arguments}
+        )
         return None
     assert sample.y is not None
     tables = member_tables(sample.X, union, members)

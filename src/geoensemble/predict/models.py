@@ -159,7 +159,7 @@ def registered_member(
     """A logged or registered model of ``tracker``'s store, loaded with its signature's
     feature names.
 
-    ``trusted_types`` (``trust.types``) are the types its file may hold beyond geoensemble's
+    ``trusted_types`` are the types its file may hold beyond geoensemble's
     allow-list.
     """
     loaded = tracker.load_model(uri, trusted_types=trusted_types)

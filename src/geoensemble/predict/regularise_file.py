@@ -31,7 +31,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from geoensemble.errors import ConfigError, InputFileError, OutputError
+from geoensemble.errors import ConfigError, GeoEnsembleError, InputFileError, OutputError
 from geoensemble.predict.blocks import Block, blocks
 from geoensemble.predict.regularise import (
     Speckle,
@@ -306,6 +306,22 @@ def speckle_file(
         )
 
 
+# the mapping unit's arguments, as regularise_file's messages name them (see geoensemble.errors)
+UNIT = {"min_pixels": "regularise_file.min_pixels", "min_hectares": "regularise_file.min_hectares"}
+
+
+def _pixels_of(min_hectares: float, src: Any) -> int:
+    """``min_hectares`` in pixels of the map ``src``; its errors say what they name."""
+    try:
+        return hectares_to_pixels(
+            min_hectares, crs=src.crs, transform=src.transform, key="min_hectares"
+        )
+    except GeoEnsembleError as exc:
+        for name, parameter in UNIT.items():
+            exc.arguments.setdefault(name, parameter)
+        raise
+
+
 def regularise_file(
     path: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -353,16 +369,18 @@ def regularise_file(
     if min_pixels is not None and min_hectares is not None:
         raise ConfigError(
             f"min_pixels={min_pixels} and min_hectares={min_hectares} are both set: give the "
-            f"mapping unit once, in pixels or in hectares"
+            f"mapping unit once, in pixels or in hectares",
+            arguments=UNIT,
         )
     if not radius and min_pixels is None and min_hectares is None:
-        raise ConfigError("nothing to apply: set radius and/or min_pixels (or min_hectares)")
+        raise ConfigError(
+            "nothing to apply: set radius and/or min_pixels (or min_hectares)",
+            arguments={"radius": "regularise_file.radius", **UNIT},
+        )
     target = _target(path, out)
     with rasterio.Env(**GDAL_ENV), _open_map(path) as src:
         if min_hectares is not None:
-            min_pixels = hectares_to_pixels(
-                min_hectares, crs=src.crs, transform=src.transform, key="min_hectares"
-            )
+            min_pixels = _pixels_of(min_hectares, src)
         s = Settings(radius, min_pixels, connectivity, halo, max_window_pixels)
         unit = min_pixels or 5
         before = speckle_of(src, min_pixels=unit, connectivity=connectivity, block_size=block_size)

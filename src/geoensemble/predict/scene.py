@@ -22,7 +22,7 @@ import rasterio
 import xarray as xr
 from tqdm import tqdm
 
-from geoensemble.errors import DiskFullError, OutputError
+from geoensemble.errors import DiskFullError, GeoEnsembleError, OutputError
 from geoensemble.io.atomic import disk_full, full_error
 from geoensemble.io.memory import ensure_fits
 from geoensemble.io.stack import grid_attrs
@@ -206,12 +206,17 @@ def _blocks_that_fit(
     # Each block in flight holds its features (float32), their table and the outputs.
     per_block = min(edge, height) * min(edge, width) * (len(predictor.features) * 4 * 2 + 64)
     in_flight = 4 if client is not None else max(1, threads)
-    ensure_fits(
-        per_block * in_flight,
-        what=f"predicting scene '{scene}' in blocks of {edge} x {edge} pixels "
-        f"({len(predictor.features)} features, {in_flight} block(s) at once)",
-        fix="lower predict.block_size (e.g. 1024) or predict.threads",
-    )
+    try:
+        ensure_fits(
+            per_block * in_flight,
+            what=f"predicting scene '{scene}' in blocks of {edge} x {edge} pixels "
+            f"({len(predictor.features)} features, {in_flight} block(s) at once)",
+            fix="lower block_size (e.g. 1024) or threads",
+        )
+    except GeoEnsembleError as exc:  # the fix names predict_scene's arguments
+        exc.arguments.setdefault("block_size", "predict_scene.block_size")
+        exc.arguments.setdefault("threads", "predict_scene.threads")
+        raise
     return blocks(height, width, edge)
 
 
@@ -304,13 +309,16 @@ def _add_late_tags(
 
 
 def _raise_if_disk_full(exc: BaseException, paths: dict[str, Path], scene: str) -> None:
-    """Raise the one-line disk-full error naming ``predict.output_dir`` if ``exc`` is one."""
+    """Raise the one-line disk-full error naming the maps' folder (``out_dir`` of
+    :func:`map_paths`) if ``exc`` is one."""
     where = next(iter(paths.values())).parent if paths else None
-    # the writers name a file; the user needs the key that places the maps
+    # the writers name a file; the user needs the argument that places the maps
     if isinstance(exc, DiskFullError) or (
         isinstance(exc, Exception) and not isinstance(exc, OutputError) and disk_full(exc, where)
     ):
-        raise full_error(f"the maps of scene '{scene}' in {where}", "predict.output_dir") from None
+        err = full_error(f"the maps of scene '{scene}' in {where}", "out_dir")
+        err.arguments.setdefault("out_dir", "map_paths.out_dir")
+        raise err from None
 
 
 def _histogram(scheme: ClassScheme, hist: np.ndarray) -> dict[int, int]:

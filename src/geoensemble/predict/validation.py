@@ -11,7 +11,7 @@ bounded whatever its size.
 
 Each point records its design: the stratum (map class code and name), the stratum's
 pixels and sample size, and its inclusion probability, so that an area-weighted accuracy
-can be computed from the labelled points alone (``evaluate``'s ``data.validation``).
+can be computed from the labelled points alone.
 """
 
 from __future__ import annotations
