@@ -24,6 +24,22 @@ KEYS: dict[str, str] = {
     # --- ensemble: the search and its criteria
     # --- predict
     # --- tracking and compute
+    "Cluster.address": "compute.address",
+    "Cluster.memory_limit": "compute.memory_limit",
+    "Cluster.n_workers": "compute.n_workers",
+    "Cluster.timeout": "compute.timeout",
+    "Tracker.artifact_root": "tracking.artifact_root",
+    "Tracker.timeout": "tracking.timeout",
+    "Tracker.uri": "tracking.uri",
+    "check_params.params": "trust.params",
+    "check_target.modules": "trust.modules",
+    "check_types.types": "trust.types",
+    "find_ensemble_run.spec": "predict.ensemble",
+    # the ensemble's parameter that compute's out-of-memory message names (also "ensemble"'s)
+    "fit_ensemble.sample": "features.sample.size",
+    "kept_member_uris.model_name": "tracking.model_name",
+    "load_skops_bytes.trusted_types": "trust.types",
+    "model_version.name": "tracking.model_name",
 }
 
 
