@@ -35,7 +35,8 @@ KEYS: dict[str, str] = {
     "check_target.modules": "trust.modules",
     "check_types.types": "trust.types",
     "find_ensemble_run.spec": "predict.ensemble",
-    # the ensemble's parameter that compute's out-of-memory message names (also "ensemble"'s)
+    # fit_ensemble's sample, named by compute.out_of_memory's advice (one entry if the
+    # ensemble section lists it too)
     "fit_ensemble.sample": "features.sample.size",
     "kept_member_uris.model_name": "tracking.model_name",
     "load_skops_bytes.trusted_types": "trust.types",
