@@ -48,12 +48,12 @@ def test_workers_start_in_the_background_with_their_imports() -> None:
         assert f["threads"] == "1"
 
 
-def test_workers_that_do_not_start_in_time_name_the_key() -> None:
+def test_workers_that_do_not_start_in_time_name_the_argument() -> None:
     cfg = Cluster(n_workers=2, processes=True)
     # A worker that cannot import its preload never joins (its traceback is printed).
     with dask_client(cfg, preload=["geoensemble.no_such_module"]) as client:
         with pytest.raises(
-            ComputeError, match=r"only 0 of 2 dask workers started within compute\.timeout=2 s"
+            ComputeError, match=r"only 0 of 2 dask workers started within timeout=2 s"
         ):
             wait_for_workers(client, timeout=2)
 

@@ -82,7 +82,7 @@ class _MemoryRestarts(logging.Handler):
 
 
 def out_of_memory(client: Any, *, wait: float = 2.0) -> ComputeError | None:
-    """The error to raise, naming ``compute.memory_limit``, when workers of ``client``'s
+    """The error to raise, naming ``memory_limit``, when workers of ``client``'s
     LocalCluster were restarted for going over their memory limit (else ``None``).
 
     Call it when a task or the cluster's start fails: a worker killed for its memory makes
@@ -102,9 +102,10 @@ def out_of_memory(client: Any, *, wait: float = 2.0) -> ComputeError | None:
         return None
     return ComputeError(
         f"dask workers were stopped {watch.count} time(s) for going over their memory limit "
-        f"compute.memory_limit={watch.memory_limit} (a worker needs ~200 MB to start, plus "
-        f"the training sample and a member's fit): raise compute.memory_limit (e.g. auto, "
-        f"or 2GB), or lower features.sample.size"
+        f"memory_limit={watch.memory_limit} (a worker needs ~200 MB to start, plus the "
+        f"training pixels and a member's fit): raise memory_limit (e.g. auto, or 2GB), or "
+        f"lower sample",
+        arguments={"memory_limit": "Cluster.memory_limit", "sample": "fit_ensemble.sample"},
     )
 
 
@@ -131,7 +132,7 @@ def dask_client(ccfg: Cluster, *, preload: Sequence[str] = ()) -> Iterator[objec
 
 @contextlib.contextmanager
 def _client(ccfg: Cluster, preload: Sequence[str]) -> Iterator[object]:
-    """A client of the cluster at ``compute.address``, else of a new local cluster."""
+    """A client of the cluster at ``address``, else of a new local cluster."""
     import dask
     from distributed import Client
 
@@ -153,18 +154,19 @@ def _client(ccfg: Cluster, preload: Sequence[str]) -> Iterator[object]:
 
 @contextlib.contextmanager
 def _remote_client(address: str, timeout: float) -> Iterator[object]:
-    """A client of the cluster at ``compute.address``, warning of slowly allocating workers."""
+    """A client of the cluster at ``address``, warning of slowly allocating workers."""
     client = connect(address, timeout=timeout)
     try:
         slow = slow_malloc_workers(client)
         if slow:
             log.warning(
-                "%d of the dask workers at compute.address=%s run with %s set (the "
+                "%d of the dask workers at address=%s run with %s set (the "
                 "nanny's default), which makes each block or member up to 1.9x slower: "
                 "start them with DASK_CONFIG=examples/dask (see docs/compute.md)",
                 len(slow),
                 address,
                 SLOW_MALLOC,
+                extra={"arguments": {"address": "Cluster.address"}},
             )
         yield client
     finally:
@@ -194,7 +196,7 @@ def _cluster_config(ccfg: Cluster) -> dict[str, Any]:
     import dask
 
     # The scheduler runs in this process: a task whose worker dies is rescheduled
-    # up to compute.retries times, then fails with KilledWorker.
+    # up to ``retries`` times, then fails with KilledWorker.
     # worker-saturation 1.0: a worker holds only the tasks it runs, so when one dies
     # the blame (and the retry count) falls on the member that killed it, not on a
     # member that merely waited in its queue.
@@ -261,9 +263,9 @@ def wait_for_workers(client: Any, timeout: float) -> None:
             raise oom from None
         raise ComputeError(
             f"only {len(client.scheduler_info()['workers'])} of {n} dask workers started "
-            f"within compute.timeout={timeout:g} s (errors printed above, if any, say why): "
-            f"the machine may be short of memory or busy; raise compute.timeout or lower "
-            f"compute.n_workers"
+            f"within timeout={timeout:g} s (errors printed above, if any, say why): the "
+            f"machine may be short of memory or busy; raise timeout or lower n_workers",
+            arguments={"timeout": "Cluster.timeout", "n_workers": "Cluster.n_workers"},
         ) from None
 
 
@@ -317,13 +319,9 @@ def _check_scheduler(address: str, timeout: float) -> None:
     try:
         reply: Any = job.result(2 * timeout + 5)
     except (TimeoutError, FutureTimeout):  # TimeoutError is an OSError: first
-        reply = f"no dask answer within compute.timeout={timeout:g} s"
+        reply = f"no dask answer within timeout={timeout:g} s"
     except OSError as exc:
-        raise ConfigError(
-            f"cannot reach the dask scheduler at compute.address={address!r} "
-            f"({type(exc).__name__}: {exc}): start it (dask scheduler), or set "
-            f"compute.address=null for a local cluster"
-        ) from None
+        raise _unreachable(address, exc) from None
     except Exception as exc:  # an unreadable answer (MemoryError on a bogus frame length)
         reply = f"an answer that is not a dask message ({type(exc).__name__})"
     finally:
@@ -333,9 +331,17 @@ def _check_scheduler(address: str, timeout: float) -> None:
     if isinstance(reply, dict):
         reply = f"the answer of a dask {reply.get('type')!r}, not of a scheduler"
     raise ConfigError(
-        f"compute.address={address!r} is not a dask scheduler (it gave {reply}): check the "
-        f"host and port of `dask scheduler` (default 8786), or set compute.address=null for "
-        f"a local cluster"
+        f"address={address!r} is not a dask scheduler (it gave {reply}): check the host and "
+        f"port of `dask scheduler` (default 8786), or leave address unset for a local cluster",
+        arguments={"address": "Cluster.address", "timeout": "Cluster.timeout"},
+    )
+
+
+def _unreachable(address: str, exc: BaseException) -> ConfigError:
+    return ConfigError(
+        f"cannot reach the dask scheduler at address={address!r} ({type(exc).__name__}: "
+        f"{exc}): start it (dask scheduler), or leave address unset for a local cluster",
+        arguments={"address": "Cluster.address"},
     )
 
 
@@ -351,25 +357,23 @@ def connect(address: str, *, timeout: float = 30.0) -> Any:
 
     if "://" not in address and ":" not in address:
         raise ConfigError(
-            f"compute.address={address!r} is not a scheduler address: use "
-            f"tcp://host:port (e.g. tcp://127.0.0.1:8786), or null for a local cluster"
+            f"address={address!r} is not a scheduler URL: use tcp://host:port (e.g. "
+            f"tcp://127.0.0.1:8786), or leave address unset for a local cluster",
+            arguments={"address": "Cluster.address"},
         )
     _check_scheduler(address, timeout)
     try:
         client = Client(address, timeout=f"{timeout}s")
     except (OSError, TimeoutError) as exc:
-        raise ConfigError(
-            f"cannot reach the dask scheduler at compute.address={address!r} "
-            f"({type(exc).__name__}: {exc}): start it (dask scheduler), or set "
-            f"compute.address=null for a local cluster"
-        ) from None
+        raise _unreachable(address, exc) from None
     try:
         # Without a worker the ensemble's tasks would wait forever.
         client.wait_for_workers(1, timeout=timeout)
     except TimeoutError:
         client.close()
         raise ConfigError(
-            f"the dask scheduler at compute.address={address!r} has no worker after "
-            f"{timeout:g} s: start one (dask worker {address}), or raise compute.timeout"
+            f"the dask scheduler at address={address!r} has no worker after {timeout:g} s: "
+            f"start one (dask worker {address}), or raise timeout",
+            arguments={"address": "Cluster.address", "timeout": "Cluster.timeout"},
         ) from None
     return client

@@ -1,21 +1,26 @@
 """What a config may make geoensemble import and run, and what a model file may hold.
 
-A params file names code: every ``_target_`` (``model.estimator``, ``features.steps``,
-``features.custom`` and anything nested in them) is imported and called. A registered model's
-``model.skops`` names the types skops builds when it is loaded. Both are decided here, by
-geoensemble's own allow-lists plus what the user lists in the ``trust`` config section; never
-by the file that is being read.
+A spec names code: every ``_target_`` (of an estimator, a pipeline step, a custom feature
+function and anything nested in them) is imported and called. A registered model's skops file
+names the types skops builds when it is loaded. Both are decided here, by geoensemble's own
+allow-lists plus the modules, types and parameters the user trusts (``modules``, ``types``,
+``params``); never by the file that is being read.
+
+Messages name the value they refuse by the ``key`` the caller gives (an argument name such as
+``estimator._target_``), and the trusted lists by this module's parameters; ``arguments``
+(:class:`geoensemble.errors.GeoEnsembleError`) says which parameter each name stands for, and
+a caller adds the parameter its ``key`` stands for with ``arguments=``.
 
 The one policy for ``_target_`` (:func:`check_target`, :func:`resolve`):
 
 - a module on :data:`BLOCKED` (``os``, ``subprocess``, ``pydoc``, ``builtins``...) can never be
-  named, not even through ``trust.modules``;
+  named, not even through ``modules``;
 - estimators, steps and every other instantiated ``_target_`` are classes from
   :data:`CLASS_MODULES` (scikit-learn, geoensemble's transformers...);
-- ``features.custom`` functions come from :data:`FUNCTION_MODULES` (geoensemble's examples);
+- custom feature functions come from :data:`FUNCTION_MODULES` (geoensemble's examples);
 - ``hydra.utils.get_method`` / ``get_class`` / ``get_object`` references (``score_func`` of
   ``SelectKBest``) name objects of :data:`REFERENCE_MODULES`;
-- anything else only from a module the user lists in ``trust.modules`` (and its submodules);
+- anything else only from a module the user lists in ``modules`` (and its submodules);
 - no written path may name a private module or object (a part starting with ``_``, such as
   ``sklearn.utils._testing``), and no object defined in a package's tests or test helpers
   (``tests``, ``testing``, ``_testing``, ``conftest`` inside a package) is ever built, whatever
@@ -31,7 +36,7 @@ truncates a file. So the arguments of every ``_target_`` are checked too
 :data:`FILE_SUFFIXES` (unless null, a number or a boolean), Hydra's positional ``_args_`` and
 ``_partial_`` (``numpy.memmap``'s file goes unnamed in ``_args_``), and a string given to a
 parameter that takes a callable (:data:`CALLABLE_SUFFIXES`) are refused unless the user lists
-the parameter's name in ``trust.params``.
+the parameter's name in ``params``.
 """
 
 from __future__ import annotations
@@ -134,7 +139,7 @@ CLASS_MODULES: tuple[str, ...] = (
     "xgboost",
     "lightgbm",
 )
-# Functions ``features.custom`` may call as ``fn(stack, **kwargs)``.
+# Custom feature functions a config may call as ``fn(stack, **kwargs)``.
 FUNCTION_MODULES: tuple[str, ...] = ("geoensemble.features.custom",)
 # Objects a config may pass as an argument through ``hydra.utils.get_method`` and friends.
 REFERENCE_MODULES: tuple[str, ...] = ("sklearn", "geoensemble.features")
@@ -203,58 +208,66 @@ def _blocked(dotted: str) -> str | None:
     return root if root in BLOCKED else None
 
 
-def _check_dotted(key: str, value: Any, example: str) -> str:
+def _check_dotted(
+    key: str, value: Any, example: str, arguments: Mapping[str, str] | None = None
+) -> str:
     text = str(value) if isinstance(value, str) else ""
     parts = text.split(".")
     if not _DOTTED.fullmatch(text) or any(p.startswith("__") for p in parts):
         raise ConfigError(
-            f"config key {key}={value!r} is not a dotted Python name: use the module "
-            f"path and name, e.g. {example}"
+            f"{key}={value!r} is not a dotted Python name: use the module path and name, "
+            f"e.g. {example}",
+            arguments=arguments,
         )
     private = [p for p in parts if p.startswith("_")]
     if private:
         raise ConfigError(
-            f"config key {key}={value!r} names the private part {private[0]!r}: no config "
-            f"may name a private module or object; use the public name, e.g. {example}"
+            f"{key}={value!r} names the private part {private[0]!r}: no config may name a "
+            f"private module or object; use the public name, e.g. {example}",
+            arguments=arguments,
         )
     return text
 
 
 def _test_code(module: str) -> bool:
     # Inside a package (sklearn.utils._testing, numpy.testing): a top-level module of the
-    # user's own, listed in trust.modules, is theirs to name.
+    # user's own, listed in ``modules``, is theirs to name.
     return any(part in TEST_PARTS for part in module.split(".")[1:])
 
 
-def check_modules(modules: Sequence[str], key: str = "trust.modules") -> None:
-    """Check ``trust.modules``: dotted module names, none of them a blocked module.
+def check_modules(modules: Sequence[str], key: str = "modules") -> None:
+    """Check ``modules`` (the modules the user trusts): dotted module names, none of them a
+    blocked module. ``key`` names the list in messages.
 
     Raises
     ------
     ConfigError
         Naming the entry and why it cannot be trusted.
     """
+    arguments = {"modules": "check_target.modules"}
     for i, m in enumerate(modules):
-        name = _check_dotted(f"{key}[{i}]", m, "my_features")
+        name = _check_dotted(f"{key}[{i}]", m, "my_features", arguments)
         bad = _blocked(name)
         if bad:
             raise ConfigError(
-                f"config key {key}[{i}]={m!r} cannot be trusted: module {bad} runs commands "
-                f"or touches files, and no config may name it; list the module of your own "
-                f"code instead"
+                f"{key}[{i}]={m!r} cannot be trusted: module {bad} runs commands or touches "
+                f"files, and no config may name it; list the module of your own code instead",
+                arguments={"modules": "check_target.modules"},
             )
 
 
-def check_types(types: Sequence[str], key: str = "trust.types") -> None:
-    """Check ``trust.types``: dotted ``module.Type`` names outside the blocked modules.
+def check_types(types: Sequence[str], key: str = "types") -> None:
+    """Check ``types`` (the types the user trusts a model to hold): dotted ``module.Type``
+    names outside the blocked modules. ``key`` names the list in messages.
 
     Raises
     ------
     ConfigError
         Naming the entry and why it cannot be trusted.
     """
+    arguments = {"types": "check_types.types"}
     for i, t in enumerate(types):
-        name = _check_dotted(f"{key}[{i}]", t, "mypackage.transformers.MyScaler")
+        name = _check_dotted(f"{key}[{i}]", t, "mypackage.transformers.MyScaler", arguments)
         bad = _blocked(name)
         if "." not in name or bad:
             why = (
@@ -262,10 +275,25 @@ def check_types(types: Sequence[str], key: str = "trust.types") -> None:
                 if bad
                 else "a type needs its module, e.g. mypackage.transformers.MyScaler"
             )
-            raise ConfigError(f"config key {key}[{i}]={t!r} cannot be trusted: {why}")
+            raise ConfigError(
+                f"{key}[{i}]={t!r} cannot be trusted: {why}",
+                arguments={"types": "check_types.types"},
+            )
 
 
-def check_target(target: Any, key: str, *, kind: str = CLASS, modules: Sequence[str] = ()) -> str:
+def _with_modules(arguments: Mapping[str, str] | None) -> dict[str, str]:
+    """``arguments`` and the parameter ``modules`` the messages of a target name."""
+    return {**(arguments or {}), "modules": "check_target.modules"}
+
+
+def check_target(
+    target: Any,
+    key: str,
+    *,
+    kind: str = CLASS,
+    modules: Sequence[str] = (),
+    arguments: Mapping[str, str] | None = None,
+) -> str:
     """Check a ``_target_`` as written, without importing anything.
 
     Parameters
@@ -273,12 +301,15 @@ def check_target(target: Any, key: str, *, kind: str = CLASS, modules: Sequence[
     target
         The dotted path of the ``_target_``.
     key
-        The config key it came from (``model.estimator._target_``), for the message.
+        The name of the value in messages (e.g. ``estimator._target_``).
     kind
-        ``class`` (instantiated), ``function`` (a ``features.custom`` function) or
+        ``class`` (instantiated), ``function`` (a custom feature function) or
         ``reference`` (the ``path`` of ``hydra.utils.get_method`` and friends).
     modules
-        ``trust.modules``: more modules the user trusts.
+        More modules the user trusts.
+    arguments
+        The argument names ``key`` uses, each mapped to the parameter it stands for
+        (``{"estimator": "fit_ensemble.estimator"}``), added to the errors' ``arguments``.
 
     Returns
     -------
@@ -291,25 +322,29 @@ def check_target(target: Any, key: str, *, kind: str = CLASS, modules: Sequence[
         If the path is not a dotted name, names a blocked module, or lies outside both the
         allow-list of ``kind`` and ``modules``.
     """
-    path = _check_dotted(key, target, "sklearn.cluster.MiniBatchKMeans")
+    args = _with_modules(arguments)
+    path = _check_dotted(key, target, "sklearn.cluster.MiniBatchKMeans", args)
     if _test_code(path):
         raise ConfigError(
-            f"config key {key}={path!r} names a package's test code: no config may build "
-            f"it; name a class or function of the package itself"
+            f"{key}={path!r} names a package's test code: no config may build it; name a "
+            f"class or function of the package itself",
+            arguments=args,
         )
     bad = _blocked(path)
     if bad:
         raise ConfigError(
-            f"config key {key}={path!r} names module {bad}, which runs commands or touches "
-            f"files: no config may name it; use a scikit-learn class, or a function of your "
-            f"own module listed in trust.modules"
+            f"{key}={path!r} names module {bad}, which runs commands or touches files: no "
+            f"config may name it; use a scikit-learn class, or a function of your own module "
+            f"listed in modules",
+            arguments=args,
         )
     if not (_within(path, _ROOTS[kind]) or _within(path, modules)):
         top = path.split(".", 1)[0]
         raise ConfigError(
-            f"config key {key}={path!r} names code outside geoensemble's allow-list "
+            f"{key}={path!r} names code outside geoensemble's allow-list "
             f"({', '.join(_ROOTS[kind])}): if you wrote or trust module {top}, add it with "
-            f"trust.modules=[{top}]"
+            f"modules=[{top}]",
+            arguments=args,
         )
     return path
 
@@ -332,7 +367,14 @@ def _import_object(path: str) -> Any:
     raise ModuleNotFoundError(f"No module named {parts[0]!r}")
 
 
-def resolve(target: Any, key: str, *, kind: str = CLASS, modules: Sequence[str] = ()) -> Any:
+def resolve(
+    target: Any,
+    key: str,
+    *,
+    kind: str = CLASS,
+    modules: Sequence[str] = (),
+    arguments: Mapping[str, str] | None = None,
+) -> Any:
     """Check ``target`` (:func:`check_target`), import it, and check what it really is.
 
     Returns
@@ -346,37 +388,41 @@ def resolve(target: Any, key: str, *, kind: str = CLASS, modules: Sequence[str] 
         If it is not allowed (as written, or by the module that defines it), cannot be
         imported, or is not ``kind``.
     """
-    path = check_target(target, key, kind=kind, modules=modules)
+    path = check_target(target, key, kind=kind, modules=modules, arguments=arguments)
+    args = _with_modules(arguments)
     try:
         obj = _import_object(path)
     except Exception as exc:  # ImportError, AttributeError, a module's own import errors
         cause = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise ConfigError(
-            f"config key {key}={path!r} cannot be imported; check the module and name, and "
-            f"that the module is installed or on PYTHONPATH ({cause})"
+            f"{key}={path!r} cannot be imported; check the module and name, and that the "
+            f"module is installed or on PYTHONPATH ({cause})",
+            arguments=arguments,
         ) from None
     home = getattr(obj, "__module__", None)
     if not isinstance(home, str):
         home = ""
     if _test_code(home):
         raise ConfigError(
-            f"config key {key}={path!r} is defined in module {home}, a package's test code: "
-            f"no config may build it; name a class or function of the package itself"
+            f"{key}={path!r} is defined in module {home}, a package's test code: no config "
+            f"may build it; name a class or function of the package itself",
+            arguments=arguments,
         )
     bad = _blocked(home)
     if bad or not (_within(home, _ROOTS[kind]) or _within(home, modules)):
         raise ConfigError(
-            f"config key {key}={path!r} is defined in module {home or '(unknown)'}, not in "
+            f"{key}={path!r} is defined in module {home or '(unknown)'}, not in "
             f"{', '.join([*_ROOTS[kind], *modules])}: name the object where it is defined"
-            + ("" if bad else ", or add that module to trust.modules")
+            + ("" if bad else ", or add that module to modules"),
+            arguments=args,
         )
     ok = isinstance(obj, type) if kind == CLASS else callable(obj)
     if kind == FUNCTION and isinstance(obj, type):
         ok = False
     if not ok:
         raise ConfigError(
-            f"config key {key}={path!r} is a {type(obj).__name__}, not {_WHAT[kind]}: "
-            f"name {_WHAT[kind]}"
+            f"{key}={path!r} is a {type(obj).__name__}, not {_WHAT[kind]}: name {_WHAT[kind]}",
+            arguments=arguments,
         )
     return obj
 
@@ -405,7 +451,13 @@ def risky_param(name: str, value: Any) -> str | None:
     return None
 
 
-def check_params(node: Mapping[str, Any], key: str, params: Sequence[str] = ()) -> None:
+def check_params(
+    node: Mapping[str, Any],
+    key: str,
+    params: Sequence[str] = (),
+    *,
+    arguments: Mapping[str, str] | None = None,
+) -> None:
     """Refuse the arguments of one ``{_target_: ..., **kwargs}`` node that touch files or code.
 
     Parameters
@@ -413,9 +465,11 @@ def check_params(node: Mapping[str, Any], key: str, params: Sequence[str] = ()) 
     node
         The mapping holding the ``_target_``.
     key
-        Its config key, for the message.
+        The name of the node in messages.
     params
-        ``trust.params``: parameter names the user allows anyway.
+        Parameter names the user allows anyway.
+    arguments
+        The argument names ``key`` uses, each mapped to the parameter it stands for.
 
     Raises
     ------
@@ -428,22 +482,31 @@ def check_params(node: Mapping[str, Any], key: str, params: Sequence[str] = ()) 
         why = risky_param(str(name), value)
         if why:
             raise ConfigError(
-                f"config key {key}.{name}={value!r} is refused: parameter {name!r} {why}, "
-                f"which a params file may not do unless you allow it by name with "
-                f"trust.params=[{name}] (only for a folder or file you own)"
+                f"{key}.{name}={value!r} is refused: parameter {name!r} {why}, which "
+                f"geoensemble refuses unless you allow it by name with params=[{name}] (only "
+                f"for a folder or file you own)",
+                arguments={**(arguments or {}), "params": "check_params.params"},
             )
 
 
-def check_space_names(space: Mapping[str, Any], key: str, params: Sequence[str] = ()) -> None:
-    """Refuse searched parameter names (``model.space``) that :func:`risky_param` refuses."""
+def check_space_names(
+    space: Mapping[str, Any],
+    key: str,
+    params: Sequence[str] = (),
+    *,
+    arguments: Mapping[str, str] | None = None,
+) -> None:
+    """Refuse searched parameter names (the keys of a search space ``key``) that
+    :func:`risky_param` refuses."""
     for name, value in space.items():
         param = str(name).rsplit("__", 1)[-1]
         choices = value if isinstance(value, list | tuple) else [value]
         why = next(filter(None, (risky_param(param, v) for v in choices)), None)
         if why and param not in params:
             raise ConfigError(
-                f"config key {key}.{name} is refused: parameter {param!r} {why}, which a "
-                f"params file may not search unless you allow it with trust.params=[{param}]"
+                f"{key}.{name} is refused: parameter {param!r} {why}, which geoensemble does "
+                f"not search unless you allow it with params=[{param}]",
+                arguments={**(arguments or {}), "params": "check_params.params"},
             )
 
 
@@ -454,6 +517,7 @@ def check_spec(
     modules: Sequence[str] = (),
     resolve_targets: bool = False,
     params: Sequence[str] | None = None,
+    arguments: Mapping[str, str] | None = None,
 ) -> None:
     """Apply the policy to every ``_target_`` in ``spec``, an instantiable config node.
 
@@ -465,15 +529,17 @@ def check_spec(
     spec
         A ``{_target_: ..., **kwargs}`` mapping (or a list or mapping of them).
     key
-        Its config key, e.g. ``features.steps.scale``.
+        Its name in messages, e.g. ``steps['scale']``.
     modules
-        ``trust.modules``.
+        More modules the user trusts.
     resolve_targets
         Also import each target and check the object (:func:`resolve`); without it only the
         written paths are checked (config validation, which imports nothing).
     params
-        ``trust.params``; when given, every node's arguments are checked too
-        (:func:`check_params`).
+        Parameter names the user allows anyway; when given, every node's arguments are
+        checked too (:func:`check_params`).
+    arguments
+        The argument names ``key`` uses, each mapped to the parameter it stands for.
 
     Raises
     ------
@@ -484,11 +550,12 @@ def check_spec(
     for where, node in _targets(spec, key):
         target = node["_target_"]
         if target in REFERENCE_TARGETS:
-            check(node.get("path"), f"{where}.path", kind=REFERENCE, modules=modules)
+            path = node.get("path")
+            check(path, f"{where}.path", kind=REFERENCE, modules=modules, arguments=arguments)
             continue
-        check(target, f"{where}._target_", kind=CLASS, modules=modules)
+        check(target, f"{where}._target_", kind=CLASS, modules=modules, arguments=arguments)
         if params is not None:
-            check_params(node, where, params)
+            check_params(node, where, params, arguments=arguments)
 
 
 def check_custom(
@@ -498,8 +565,10 @@ def check_custom(
     modules: Sequence[str] = (),
     resolve_targets: bool = False,
     params: Sequence[str] | None = None,
+    arguments: Mapping[str, str] | None = None,
 ) -> Any:
-    """Apply the policy to a ``features.custom`` entry: its function and its arguments.
+    """Apply the policy to a custom feature function's entry: its function and its arguments
+    (``key``, ``arguments``: see :func:`check_spec`).
 
     Returns
     -------
@@ -507,14 +576,24 @@ def check_custom(
         The function when ``resolve_targets`` (else its checked path).
     """
     check = resolve if resolve_targets else check_target
-    fn = check(spec["_target_"], f"{key}._target_", kind=FUNCTION, modules=modules)
+    fn = check(
+        spec["_target_"], f"{key}._target_", kind=FUNCTION, modules=modules, arguments=arguments
+    )
     args = {k: v for k, v in spec.items() if k != "_target_"}
     if params is not None:
-        check_params(spec, key, params)
-    check_spec(args, key, modules=modules, resolve_targets=resolve_targets, params=params)
+        check_params(spec, key, params, arguments=arguments)
+    check_spec(
+        args,
+        key,
+        modules=modules,
+        resolve_targets=resolve_targets,
+        params=params,
+        arguments=arguments,
+    )
     return fn
 
 
 def skops_trusted(extra: Sequence[str] = ()) -> list[str]:
-    """The types a registered model may hold: :data:`SKOPS_TYPES` plus ``trust.types``."""
+    """The types a registered model may hold: :data:`SKOPS_TYPES` plus ``extra`` (the types
+    the user trusts)."""
     return sorted({*SKOPS_TYPES, *map(str, extra)})

@@ -1,4 +1,4 @@
-"""Set-up every LocalCluster worker runs as it starts (a dask preload, see compute.py)."""
+"""Set-up each LocalCluster worker runs as it starts (a preload of :mod:`geoensemble.compute`)."""
 
 from __future__ import annotations
 

@@ -28,6 +28,7 @@ import pytest
 from geoensemble import tracking
 from geoensemble.app.cli import one_line
 from geoensemble.app.config import TrackingConfig
+from geoensemble.app.keys import keyed
 from geoensemble.app.tracker import tracker_for
 from geoensemble.errors import TrackingError
 from tests.conftest import ROOT, tool, tool_env
@@ -645,7 +646,8 @@ def test_a_read_only_store_is_one_line(
             reset_mlflow_uris()
     msg = one_line(str(e.value))
     assert f"the MLflow store {db} cannot be written" in msg
-    assert "writable" in msg and "tracking.uri" in msg
+    assert "writable" in msg and "set uri to" in msg
+    assert "set tracking.uri to" in str(keyed(e.value))  # as a stage says it
 
 
 def test_a_new_store_in_a_read_only_folder_is_one_line(

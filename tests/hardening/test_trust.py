@@ -220,7 +220,7 @@ def test_a_type_of_your_own_loads_only_when_trust_types_names_it(
     tracker = tracking.Tracker(f"sqlite:///{tmp_path}/mlflow.db")
     own = "tests.hardening.estimators.FaultyKMeans"
     with pytest.raises(
-        InputFileError, match=rf"does not trust \['{own}'\].*trust\.types=\[{own}\]"
+        InputFileError, match=rf"does not trust \['{own}'\].*trusted_types=\[{own}\]"
     ):
         tracker.load_model(uri)
     loaded = tracker.load_model(uri, trusted_types=[own])

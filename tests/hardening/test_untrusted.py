@@ -138,7 +138,7 @@ def test_a_tampered_skops_model_is_refused(trained: dict[str, Any], tmp_path: Pa
     with pytest.raises(
         InputFileError,
         match=r"holds types geoensemble does not trust \['tests\.hardening\.estimators\."
-        r"FaultyKMeans'\]: retrain, or.*trust\.types",
+        r"FaultyKMeans'\]: retrain, or.*list them in trusted_types",
     ):
         tracking.load_sklearn_flavour(str(copy), flavors)
 

@@ -145,14 +145,14 @@ def test_workers_started_with_the_nannys_malloc_setting_are_named(
         with dask_client(Cluster(address=scheduler)):
             pass
     (line,) = [r.getMessage() for r in caplog.records if "MALLOC_TRIM" in r.getMessage()]
-    assert line.startswith(f"1 of the dask workers at compute.address={scheduler} run with")
+    assert line.startswith(f"1 of the dask workers at address={scheduler} run with")
     assert "DASK_CONFIG=examples/dask" in line
 
 
 @pytest.mark.parametrize(
     ("address", "match"),
     [
-        ("127.0.0.1", r"compute\.address='127\.0\.0\.1' is not a scheduler address"),
+        ("127.0.0.1", r"^address='127\.0\.0\.1' is not a scheduler URL"),
         ("tcp://127.0.0.1:{closed}", r"cannot reach the dask scheduler.*dask scheduler"),
     ],
 )
@@ -180,7 +180,7 @@ def test_scheduler_without_workers_is_reported(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("answer", "match"),
     [
-        (None, r"not a dask scheduler \(it gave no dask answer within compute\.timeout=2 s\)"),
+        (None, r"not a dask scheduler \(it gave no dask answer within timeout=2 s\)"),
         (
             b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
             r"not a dask scheduler \(it gave an answer that is not a dask message",

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from geoensemble.app.config import TrackingConfig
+from geoensemble.app.keys import keyed
 from geoensemble.app.tracker import tracker_for
 from geoensemble.errors import TrackingError
 from tests.integration.conftest import Server, free_port, run_metrics, run_params, run_tags
@@ -58,5 +59,6 @@ def test_members_and_their_aic_are_on_the_server(
 def test_unreachable_server_names_the_uri(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail now, not after backoff
     uri = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(TrackingError, match=r"127\.0\.0\.1.*tracking\.uri"):
+    with pytest.raises(TrackingError, match=r"127\.0\.0\.1.*fix uri") as e:
         tracker_for(TrackingConfig(uri=uri, experiment="nowhere")).open()
+    assert "fix tracking.uri" in str(keyed(e.value))  # as a stage says it

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from geoensemble.app.config import AppConfig
+from geoensemble.app.keys import keyed
 from geoensemble.app.params import conf_dir, running_on
 from geoensemble.app.validate import load_params, validate
 from geoensemble.errors import ConfigError, GeoEnsembleError
@@ -72,8 +73,8 @@ def fail(stage: str, exc: BaseException) -> SystemExit:
         # it into a ConfigKeyError mid-copy): the user pressed Ctrl-C, and that is the line.
         print(f"geoensemble {stage}: interrupted by SIGINT (Ctrl-C)", file=sys.stderr)
         return SystemExit(EXIT_INTERRUPTED)
-    if isinstance(exc, GeoEnsembleError):
-        print(f"geoensemble {stage}: error: {one_line(str(exc))}", file=sys.stderr)
+    if isinstance(exc, GeoEnsembleError):  # naming config keys, if a stage did not already
+        print(f"geoensemble {stage}: error: {one_line(str(keyed(exc)))}", file=sys.stderr)
         return SystemExit(EXIT_ERROR)
     print(
         f"geoensemble {stage}: internal error: {type(exc).__name__}: {one_line(str(exc))}. "
@@ -392,7 +393,7 @@ def _sweep_job(stage: str, raw: Any) -> Any:
         with bounded_mlflow(cfg.tracking.timeout):
             return STAGES[stage](cfg)
     except GeoEnsembleError as exc:
-        print(f"geoensemble {stage}: error: {one_line(str(exc))}", file=sys.stderr)
+        print(f"geoensemble {stage}: error: {one_line(str(keyed(exc)))}", file=sys.stderr)
         raise
 
 

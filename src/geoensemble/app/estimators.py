@@ -14,6 +14,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from sklearn.pipeline import Pipeline
 
+from geoensemble.app.keys import with_config_keys
 from geoensemble.ensemble.pipeline import ensemble_pipeline
 from geoensemble.errors import ConfigError
 from geoensemble.trust import check_spec
@@ -49,6 +50,7 @@ def build(
         raise ConfigError(f"cannot build {key}: {why}; {fix}") from None
 
 
+@with_config_keys
 def pipeline_template(
     steps: Mapping[str, Any],
     estimator: Mapping[str, Any],

@@ -62,11 +62,6 @@ KEYS: dict[str, str] = {
     "sample_pixels.stratify": "features.sample.stratify",
     "scene_fill_values.strategy": "features.impute",
     # --- ensemble: the search and its criteria
-    # (the Cluster entries are the dask cluster's, which the search's worker errors name; if
-    # the "tracking and compute" section lists them too, keep one copy: ruff F601 says where)
-    "Cluster.address": "compute.address",
-    "Cluster.memory_limit": "compute.memory_limit",
-    "Cluster.retries": "compute.retries",
     "MemberSpec.kind": "model.kind",
     "MemberSpec.per_member_sample": "ensemble.sample",
     "Search.consensus_top": "ensemble.consensus.enabled",
@@ -99,6 +94,21 @@ KEYS: dict[str, str] = {
     "regularise_file.min_pixels": "predict.regularise.min_pixels",
     "regularise_file.radius": "predict.regularise.majority_radius",
     # --- tracking and compute
+    "Cluster.address": "compute.address",
+    "Cluster.memory_limit": "compute.memory_limit",
+    "Cluster.n_workers": "compute.n_workers",
+    "Cluster.retries": "compute.retries",
+    "Cluster.timeout": "compute.timeout",
+    "Tracker.artifact_root": "tracking.artifact_root",
+    "Tracker.timeout": "tracking.timeout",
+    "Tracker.uri": "tracking.uri",
+    "check_params.params": "trust.params",
+    "check_target.modules": "trust.modules",
+    "check_types.types": "trust.types",
+    "find_ensemble_run.spec": "predict.ensemble",
+    "kept_member_uris.model_name": "tracking.model_name",
+    "load_skops_bytes.trusted_types": "trust.types",
+    "model_version.name": "tracking.model_name",
 }
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from geoensemble.app.config import AppConfig, ExternalModelConfig
+from geoensemble.app.keys import with_config_keys
 from geoensemble.errors import ConfigError, FeatureMismatchError, InputFileError
 from geoensemble.io.limits import read_json
 from geoensemble.predict.models import LoadedMember, registered_member
@@ -25,6 +26,7 @@ log = logging.getLogger("geoensemble")
 TRAIN_REPORT = "train_report"
 
 
+@with_config_keys
 def external_member(ext: ExternalModelConfig, trusted_types: Sequence[str] = ()) -> LoadedMember:
     """A model trained elsewhere: a ``.skops`` file (built only from trusted types, like a
     registered model), or a pickle or joblib file, refused unless explicitly enabled.
@@ -179,6 +181,7 @@ def nan_policy(
     return out, tags
 
 
+@with_config_keys
 def resolve_members(cfg: AppConfig, tracker: Tracker) -> list[LoadedMember]:
     """Every model of this prediction, in a fixed order, without duplicates, from
     ``tracker``'s store (opened: :meth:`~geoensemble.tracking.Tracker.open`).

@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from geoensemble.app.config import EnsembleConfig, TrackingConfig
+from geoensemble.app.keys import keyed
 from geoensemble.ensemble.agreement import NAME as AGREEMENT
 from geoensemble.ensemble.agreement import RELATIVE
 from geoensemble.errors import ConfigError, GeoEnsembleError
@@ -299,7 +300,11 @@ class SweepCallback(Callback):
 def _exit(exc: Exception, what: str) -> None:
     if os.environ.get("GEOENSEMBLE_DEBUG"):
         traceback.print_exc()
-    msg = str(exc) if isinstance(exc, GeoEnsembleError) else f"{what}: {type(exc).__name__}: {exc}"
+    msg = (
+        str(keyed(exc))
+        if isinstance(exc, GeoEnsembleError)
+        else f"{what}: {type(exc).__name__}: {exc}"
+    )
     print(f"geoensemble sweep: error: {msg}", file=sys.stderr)
     raise SystemExit(2) from None
 

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from geoensemble.app.config import AppConfig, DataConfig, FeaturesConfig, ModelConfig
-from geoensemble.app.keys import keyed
+from geoensemble.app.keys import keyed, with_config_keys
 from geoensemble.errors import ConfigError
 from geoensemble.io.checks import check_name
 
@@ -147,8 +147,10 @@ def _regularise_checks(r: Any) -> None:
         )
 
 
+@with_config_keys
 def _target_checks(cfg: AppConfig) -> None:
-    """Every ``_target_`` of the config against the one trust policy (nothing imported)."""
+    """Every ``_target_`` of the config against the one trust policy (nothing imported); its
+    messages name the config keys (``trust.modules``...)."""
     from geoensemble import trust
 
     mods, params = cfg.trust.modules, cfg.trust.params

@@ -28,7 +28,8 @@ def model_digest(pipeline: Any) -> str:
     return str(joblib.hash(pipeline, hash_name="sha1"))
 
 
-SKOPS_FILE = "model.skops"  # where mlflow.sklearn stores a skops model in its folder
+# where mlflow.sklearn stores a skops model in its folder
+SKOPS_FILE = "model.skops"
 
 
 def pip_requirements() -> list[str]:
@@ -293,7 +294,7 @@ def load_sklearn_flavour(
         If the model has no ``sklearn`` flavour, or is stored as a pickle.
     InputFileError
         If its ``model.skops`` is not the file registered, is damaged or truncated, or holds
-        types that are not trusted (the message names them and ``trust.types``).
+        types that are not trusted (the message names them and ``trusted_types``).
     """
     with tempfile.TemporaryDirectory(prefix="geoensemble-model-") as tmp:
         local = _download(uri, tmp, tracking_uri)
@@ -325,8 +326,8 @@ def _load_skops(
         raise ConfigError(
             f"{uri} is stored as a {fmt} file, and loading a pickle runs code stored in the "
             f"file: log it again with serialization_format='skops' (as the train stage "
-            f"does), or, only if you trust its source, predict it as a file with "
-            f"predict.external.path and predict.external.allow_pickle=true"
+            f"does), or, only if you trust its source, predict its file as an external model "
+            f"that allows pickles"
         )
     damaged = (
         f"its {SKOPS_FILE} is damaged or truncated: retrain (python pipelines/train.py), or "
@@ -356,12 +357,12 @@ def load_skops_bytes(
 
     Trusted are skops' own defaults (scikit-learn's estimators, numpy arrays, builtin
     containers), :data:`geoensemble.trust.SKOPS_TYPES` and ``trusted_types``
-    (``trust.types``); never what the file or its ``MLmodel`` says.
+    (the types the user trusts); never what the file or its ``MLmodel`` says.
 
     Raises
     ------
     InputFileError
-        Naming ``where``, the untrusted types and ``trust.types``, or what is damaged.
+        Naming ``where``, the untrusted types and ``trusted_types``, or what is damaged.
     """
     import skops.io as sio
 
@@ -385,7 +386,8 @@ def load_skops_bytes(
         raise InputFileError(
             f"cannot load {where}: it holds types geoensemble does not trust "
             f"{untrusted}: retrain, or, only if you trust where this model comes from, "
-            f"list them in trust.types (e.g. trust.types=[{untrusted[0]}])"
+            f"list them in trusted_types (e.g. trusted_types=[{untrusted[0]}])",
+            arguments={"trusted_types": "load_skops_bytes.trusted_types"},
         )
     try:
         return sio.loads(data, trusted=allowed)

@@ -144,8 +144,8 @@ def alias_best_member(
     alias: str | None = None
     if version is None:
         log.info(
-            "train: kept members logged as models, not registered (%s; "
-            "tracking.register=always registers them); @%s of %s stays at version %s",
+            "train: kept members logged as models, not registered (%s); @%s of %s stays at "
+            "version %s",
             origin.detail,
             champion,
             name,

@@ -197,7 +197,7 @@ class Registry(TrackerBase):
         uri
             ``models:/<name>/<version>``, ``models:/<name>@<alias>``, ``runs:/<id>/model``...
         trusted_types
-            ``trust.types``: types the model file may hold besides geoensemble's allow-list.
+            Types the model file may hold besides geoensemble's allow-list.
 
         Raises
         ------
@@ -268,8 +268,8 @@ class Registry(TrackerBase):
                 raise fault from None
             raise ModelNotFoundError(
                 f"model '{name}' has no version {version} in the store {redact_uri(self.uri)}: "
-                f"list its versions in the MLflow UI (Models > {name}), or check "
-                f"tracking.model_name and tracking.uri"
+                f"list its versions in the MLflow UI (Models > {name}), or check name and uri",
+                arguments={"name": "model_version.name", "uri": "Tracker.uri"},
             ) from None
 
     @guarded
@@ -321,7 +321,8 @@ class Registry(TrackerBase):
         if not versions:
             raise ModelNotFoundError(
                 f"ensemble run {parent_run_id} registered no version of model "
-                f"'{model_name}': check tracking.model_name, or that its train run finished"
+                f"'{model_name}': check model_name, or that its train run finished",
+                arguments={"model_name": "kept_member_uris.model_name"},
             )
 
         def order(mv: Any) -> tuple[int, int]:
@@ -347,9 +348,10 @@ class Registry(TrackerBase):
                 if (fault := self.fault(exc)) is not None:
                     raise fault from None
                 raise ModelNotFoundError(
-                    f"predict.ensemble={spec!r}: no such run in the store "
+                    f"spec={spec!r}: no such run in the store "
                     f"{redact_uri(self.uri)}; give the parent run id from reports/train.json, "
-                    f"'latest', or a key:value tag of the ensemble run"
+                    f"'latest', or a key:value tag of the ensemble run",
+                    arguments={"spec": "find_ensemble_run.spec"},
                 ) from None
         query = "tags.`geoensemble.role` = 'ensemble'"
         if sep is not None:
@@ -360,8 +362,9 @@ class Registry(TrackerBase):
         )
         if not runs:
             raise ModelNotFoundError(
-                f"predict.ensemble={spec!r}: no ensemble run matches in experiment "
-                f"{experiment_id}; run the train stage first or check the tag"
+                f"spec={spec!r}: no ensemble run matches in experiment "
+                f"{experiment_id}; run the train stage first or check the tag",
+                arguments={"spec": "find_ensemble_run.spec"},
             )
         return str(runs[0].info.run_id)
 
@@ -416,8 +419,9 @@ def _not_loaded(uri: str, exc: Any, found: _Version | None) -> Exception:
         return InputFileError(
             f"cannot load {uri}: version {found.version} of '{found.name}' is registered, but "
             f"its files cannot be read ({exc.message.splitlines()[0].rstrip('.:')}): the "
-            f"artifact store was moved or deleted; restore it (tracking.artifact_root, "
-            f"beside the SQLite store by default) or retrain (dvc repro --force train)"
+            f"artifact store was moved or deleted; restore it (artifact_root, beside the "
+            f"SQLite store by default) or retrain (dvc repro --force train)",
+            arguments={"artifact_root": "Tracker.artifact_root"},
         )
     # only the workspace pipeline and `geoensemble promote` set the champion alias
     how = (
@@ -428,6 +432,5 @@ def _not_loaded(uri: str, exc: Any, found: _Version | None) -> Exception:
     )
     return ModelNotFoundError(
         f"cannot load {uri}: {exc.message.splitlines()[0].rstrip('.')}. Run the "
-        f"train stage first{how}, or check tracking.model_name and "
-        f"predict.alias"
+        f"train stage first{how}, or check the model name and the alias (or version) in the URI"
     )

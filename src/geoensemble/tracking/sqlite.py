@@ -143,8 +143,8 @@ def _create_sqlite_store(path: Path) -> None:
         if "disk is full" in text or "no space" in text:
             raise TrackingError(
                 f"could not create the MLflow store {path}: no space left on its disk (nothing "
-                f"was left behind): free space there, or set tracking.uri to a store on "
-                f"another disk"
+                f"was left behind): free space there, or set uri to a store on another disk",
+                arguments={"uri": "Tracker.uri"},
             ) from None
         fault = sqlite_fault(str(path), text, 0) or local_error(exc, f"sqlite:///{path}", 0)
         if fault is None:
@@ -218,8 +218,9 @@ def check_sqlite_store(path: Path, *, timeout: float) -> None:
     if app:
         what = APPLICATIONS.get(app, f"another application's database (application id {app:#x})")
         raise TrackingError(
-            f"{path} is {what}, not an MLflow store: set tracking.uri to an MLflow store, or to "
-            f"a new file such as sqlite:///{path.parent}/mlflow.db"
+            f"{path} is {what}, not an MLflow store: set uri to an MLflow store, or to a new "
+            f"file such as sqlite:///{path.parent}/mlflow.db",
+            arguments={"uri": "Tracker.uri"},
         )
     try:
         with contextlib.closing(_connect_ro(path, timeout)) as con:
@@ -228,8 +229,9 @@ def check_sqlite_store(path: Path, *, timeout: float) -> None:
         fault = sqlite_fault(str(path), str(exc), timeout)
         if fault is None:
             fault = TrackingError(
-                f"cannot read the MLflow store {path} ({exc}): check the file, or set "
-                f"tracking.uri to another store"
+                f"cannot read the MLflow store {path} ({exc}): check the file, or set uri to "
+                f"another store",
+                arguments={"uri": "Tracker.uri"},
             )
         raise fault from None
     if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
@@ -264,6 +266,7 @@ def schema_error(exc: BaseException, path: Path) -> TrackingError | None:
         f"the MLflow store {path} has schema {found}, but MLflow {mlflow.__version__} here "
         f"needs {head}: if an older MLflow wrote it, back it up and run mlflow db upgrade "
         f"sqlite:///{path}; if a newer MLflow wrote it, upgrade MLflow in this environment "
-        f"(pip install -U mlflow) and do not downgrade the store; or set tracking.uri to "
-        f"another store"
+        f"(pip install -U mlflow) and do not downgrade the store; or set uri to another "
+        f"store",
+        arguments={"uri": "Tracker.uri"},
     )

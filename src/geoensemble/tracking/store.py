@@ -38,7 +38,7 @@ def default_uri(uri: str | None = None) -> str:
 
 
 def artifact_base(uri: str) -> Path:
-    """The folder a relative ``tracking.artifact_root`` starts at: a SQLite store's own folder
+    """The folder a relative ``artifact_root`` starts at: a SQLite store's own folder
     (its artifacts stay beside it wherever the stage runs), else the project root."""
     if uri.startswith("sqlite:///"):
         return Path(uri.removeprefix("sqlite:///")).resolve().parent
@@ -95,9 +95,10 @@ def server_error(
         reason = f"dropped the connection{where}"
     left = "; the runs it could not close are marked KILLED by the next stage" if runs_left else ""
     return TrackingError(
-        f"the MLflow tracking server {redact_uri(uri)} {reason} (tracking.timeout="
-        f"{timeout:g} s bounds each call): check that it is running and restart it, fix "
-        f"tracking.uri, or raise tracking.timeout if it is only slow{left}"
+        f"the MLflow tracking server {redact_uri(uri)} {reason} (timeout={timeout:g} s bounds "
+        f"each call): check that it is running and restart it, fix uri, or raise timeout if "
+        f"it is only slow{left}",
+        arguments={"uri": "Tracker.uri", "timeout": "Tracker.timeout"},
     )
 
 
@@ -122,7 +123,8 @@ def local_error(
             if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
                 return TrackingError(
                     f"MLflow cannot write {name} ({e.strerror}): make it writable, or point "
-                    f"tracking.uri (and tracking.artifact_root) at a writable folder"
+                    f"uri (and artifact_root) at a writable folder",
+                    arguments={"uri": "Tracker.uri", "artifact_root": "Tracker.artifact_root"},
                 )
     return None
 
@@ -135,13 +137,15 @@ def _full(filename: str | None, uri: str, artifacts: Path | None) -> TrackingErr
         if _free_bytes(artifacts) < _free_bytes(store.parent):
             return TrackingError(
                 f"no space left on the disk of the MLflow artifact store {artifacts} while "
-                f"MLflow wrote a model there: free space there, or point "
-                f"tracking.artifact_root at another disk"
+                f"MLflow wrote a model there: free space there, or point artifact_root at "
+                f"another disk",
+                arguments={"artifact_root": "Tracker.artifact_root"},
             )
     name = filename or where_of(uri)
     return TrackingError(
         f"no space left on the disk of {name} while MLflow wrote it: free space "
-        f"there, or point tracking.uri (and tracking.artifact_root) at another disk"
+        f"there, or point uri (and artifact_root) at another disk",
+        arguments={"uri": "Tracker.uri", "artifact_root": "Tracker.artifact_root"},
     )
 
 
@@ -185,13 +189,15 @@ def sqlite_fault(path: str, message: str, timeout: float) -> TrackingError | Non
     if "locked" in low or "busy" in low:
         return TrackingError(
             f"the MLflow store {path} is locked by another process (waited "
-            f"tracking.timeout={timeout:g} s): let the other stage, `mlflow ui` or `mlflow "
-            f"server` using it finish (or stop it), or raise tracking.timeout"
+            f"timeout={timeout:g} s): let the other stage, `mlflow ui` or `mlflow "
+            f"server` using it finish (or stop it), or raise timeout",
+            arguments={"timeout": "Tracker.timeout"},
         )
     if "disk is full" in low or "no space" in low:
         return TrackingError(
             f"no space left on the disk of the MLflow store {path}: free space there, or set "
-            f"tracking.uri to a store on another disk"
+            f"uri to a store on another disk",
+            arguments={"uri": "Tracker.uri"},
         )
     if "readonly" in low or "read-only" in low or "unable to open" in low:
         return read_only(Path(path))
@@ -206,7 +212,8 @@ def sqlite_fault(path: str, message: str, timeout: float) -> TrackingError | Non
 def read_only(path: Path) -> TrackingError:
     return TrackingError(
         f"the MLflow store {path} cannot be written (read-only file, folder or disk): make "
-        f"it and its folder writable, or set tracking.uri to a store in a writable folder"
+        f"it and its folder writable, or set uri to a store in a writable folder",
+        arguments={"uri": "Tracker.uri"},
     )
 
 
@@ -242,10 +249,10 @@ def check_server(uri: str, *, timeout: float = 10.0) -> None:
         reason = getattr(exc, "reason", exc)
         raise TrackingError(
             f"the MLflow tracking server {redact_uri(uri)} does not answer "
-            f"({type(reason).__name__}: {reason}; waited at most tracking.timeout={timeout:g} "
-            f"s): start it "
-            f"(mlflow server --host 127.0.0.1 --port 5000 ...), fix tracking.uri, or use the "
-            f"local store with tracking=sqlite"
+            f"({type(reason).__name__}: {reason}; waited at most timeout={timeout:g} s): start "
+            f"it (mlflow server --host 127.0.0.1 --port 5000 ...), fix uri, or leave uri unset "
+            f"for the local SQLite store",
+            arguments={"uri": "Tracker.uri", "timeout": "Tracker.timeout"},
         ) from None
 
 

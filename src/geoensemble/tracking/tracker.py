@@ -149,13 +149,15 @@ class Tracker(Sweeps, Closing, Registry):
             if isinstance(exc, MlflowException):
                 raise TrackingError(
                     f"cannot use the MLflow store {redact_uri(uri)}: {exc.message}. Check "
-                    f"tracking.uri (is the server running?)"
+                    f"uri (is the server running?)",
+                    arguments={"uri": "Tracker.uri"},
                 ) from None
             if isinstance(exc, OSError):  # e.g. the folder of a sqlite:/// store does not exist
                 raise TrackingError(
                     f"cannot open the MLflow store {redact_uri(uri)}: {exc.strerror or exc} "
-                    f"({exc.filename or uri}). Set tracking.uri to sqlite:///<existing "
-                    f"folder>/mlflow.db or a server's http://host:port"
+                    f"({exc.filename or uri}). Set uri to sqlite:///<existing "
+                    f"folder>/mlflow.db or a server's http://host:port",
+                    arguments={"uri": "Tracker.uri"},
                 ) from None
             raise
         return self.experiment_id
@@ -489,8 +491,9 @@ class Tracker(Sweeps, Closing, Registry):
         )
         note = (
             f"geoensemble logged this entry point's work in experiment "
-            f"{self.experiment_name(self.experiment_of(run_id))}, run {run_id} "
-            f"(tracking.experiment); this run only records that `mlflow run` was called"
+            f"{self.experiment_name(self.experiment_of(run_id))}, run {run_id} (the "
+            f"experiment geoensemble is set to use); this run only records that `mlflow run` "
+            f"was called"
         )
         client.log_batch(
             outer,
