@@ -498,7 +498,7 @@ def test_a_broken_store_is_one_line_naming_the_file_and_the_fix(
     finally:
         reset_mlflow_uris()
     assert time.monotonic() - t0 < 30
-    msg = one_line(str(e.value))
+    msg = one_line(str(keyed(e.value)))  # as a stage says it (tracking.uri)
     assert str(db) in msg
     for n in needles:
         assert n in msg, msg
@@ -537,7 +537,8 @@ def test_a_locked_store_waits_tracking_timeout_then_says_so(
     assert 2 <= waited < 30
     msg = one_line(str(e.value))
     assert f"the MLflow store {db} is locked by another process" in msg
-    assert "tracking.timeout=2" in msg
+    assert "waited timeout=2 s" in msg  # the Tracker's argument; a stage names the key:
+    assert "tracking.timeout=2" in one_line(str(keyed(e.value)))
 
 
 @contextlib.contextmanager
