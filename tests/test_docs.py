@@ -50,7 +50,7 @@ def test_the_readme_is_short_and_holds_the_two_commands() -> None:
     )
     assert tests == (
         "python3.11 -m venv .venv && .venv/bin/pip install -q -e '.[test]' "
-        "&& .venv/bin/python -m pytest"
+        "&& .venv/bin/python -m pytest -n 2 --dist loadfile"
     )
     # the install page says the same
     install = (DOCS / "install.md").read_text()

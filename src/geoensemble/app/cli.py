@@ -259,12 +259,23 @@ def stage_main(stage: str, argv: list[str] | None = None) -> None:
     import signal
     import threading
 
-    old = None
+    old, old_hook = None, sys.unraisablehook
+
+    def unraisable(u: Any) -> None:
+        # Ctrl-C raised where Python can only print it (see below): no traceback on screen
+        if not (_INTERRUPTED and u.exc_type is KeyboardInterrupt):
+            old_hook(u)
+
     if threading.current_thread() is threading.main_thread():
         old = signal.signal(signal.SIGINT, on_sigint)
+        sys.unraisablehook = unraisable
     try:
         with redacted_screen():
             _stage_main(stage, argv)
+        if _INTERRUPTED:
+            # the interrupt was raised where Python only prints it (a garbage-collector
+            # callback, a __del__) and the stage went on to its end: Ctrl-C still means stop
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         # Ctrl-C before or after the stage's own handling (composing the config, exiting)
         print(f"geoensemble {stage}: interrupted by SIGINT (Ctrl-C)", file=sys.stderr)
@@ -273,6 +284,7 @@ def stage_main(stage: str, argv: list[str] | None = None) -> None:
         _INTERRUPTED.clear()
         if old is not None:
             signal.signal(signal.SIGINT, old)
+            sys.unraisablehook = old_hook
 
 
 # Ctrl-C seen by this process while a stage runs (see stage_main and fail).
