@@ -55,7 +55,13 @@ def tool(name: str) -> str:
 
 def tool_env(**extra: str) -> dict[str, str]:
     """Environment for subprocesses: this venv first on PATH, a git identity, no telemetry."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    # (a LocalCluster with dask's default config sets MALLOC_TRIM_THRESHOLD_ in the process
+    # that starts it, so a test run after one in the same process would pass it on)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MLFLOW_", "DVC_")) and k != "MALLOC_TRIM_THRESHOLD_"
+    }
     env.update(
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
         DVC_NO_ANALYTICS="1",
