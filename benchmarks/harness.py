@@ -31,9 +31,6 @@ from pathlib import Path
 from typing import Any
 
 PHASES_MARK = "seconds by phase: "
-# The predict stage's MLflow bookkeeping runs in a helper process (geoensemble.tracking.
-# runbook) whose peak RSS GNU time does not add to the stage's: the stage logs it.
-HELPER_MARK = "MLflow bookkeeping in a helper process: "
 
 
 @dataclass
@@ -56,7 +53,6 @@ class Run:
     phases: dict[str, float]
     stdout: str
     stderr: str
-    helper_rss_mb: float = 0.0
 
 
 def python() -> str:
@@ -159,15 +155,7 @@ def run_process(v: Variant, *, timeout: float = 3600.0) -> Run:
             f"{stderr[-3000:]}"
         )
     text = stdout + stderr
-    return Run(seconds, rss, parse_phases(text), stdout, stderr, parse_helper_rss(text))
-
-
-def parse_helper_rss(text: str) -> float:
-    """The peak RSS (MB) of the MLflow helper process a predict stage logged (0: none)."""
-    for line in reversed(text.splitlines()):
-        if HELPER_MARK in line and "peak RSS " in line:
-            return float(line.rsplit("peak RSS ", 1)[1].split()[0])
-    return 0.0
+    return Run(seconds, rss, parse_phases(text), stdout, stderr)
 
 
 def parse_phases(text: str) -> dict[str, float]:
@@ -208,7 +196,6 @@ class Summary:
     peak_rss_mb: float
     phases: dict[str, float]
     n: int
-    helper_rss_mb: float = 0.0
 
 
 def summarise(name: str, runs: Sequence[Run]) -> Summary:
@@ -220,7 +207,6 @@ def summarise(name: str, runs: Sequence[Run]) -> Summary:
         peak_rss_mb=statistics.median(r.peak_rss_mb for r in runs),
         phases={k: statistics.median(r.phases.get(k, 0.0) for r in runs) for k in keys},
         n=len(runs),
-        helper_rss_mb=statistics.median(r.helper_rss_mb for r in runs),
     )
 
 
@@ -238,8 +224,7 @@ def print_definitions(title: str, variants: Sequence[Variant]) -> None:
     print(f"== {title}")
     print(machine())
     print("Each variant is a separate process timed from start to exit (imports included),")
-    print("run in interleaved rounds; figures are medians [min-max], peak RSS per process")
-    print("(the predict stage's MLflow helper process is reported beside it).")
+    print("run in interleaved rounds; figures are medians [min-max], peak RSS per process.")
     for v in variants:
         print(f"  {v.name}: {v.definition}")
 
@@ -256,11 +241,6 @@ def report(
             f"  {s.name:<18} {s.seconds:7.2f} s [{s.spread[0]:.2f}-{s.spread[1]:.2f}]  "
             f"peak RSS {s.peak_rss_mb:6.0f} MB  (n={s.n})"
         )
-        if s.helper_rss_mb:
-            print(
-                f"      + its MLflow helper process: peak RSS {s.helper_rss_mb:.0f} MB "
-                f"(both at once at most {s.peak_rss_mb + s.helper_rss_mb:.0f} MB)"
-            )
         if s.phases:
             print("      phases: " + ", ".join(f"{k} {x:.2f} s" for k, x in s.phases.items()))
     for label, a, b in ratios:
