@@ -214,3 +214,37 @@ def test_task_modules_never_name_the_main_script() -> None:
 
     Local.__module__ = "__main__"
     assert "__main__" not in task_modules([Local()])
+
+
+def test_an_ensemble_that_registered_nothing_predicts_from_its_logged_models(
+    make_cfg, store: TrackingConfig
+) -> None:
+    """An experiment, a sweep or a hand run registers only on request: predict.ensemble
+    then takes the models its kept members logged (models:/<model id>), best rank first,
+    and they predict as the fitted estimators do."""
+    from geoensemble.app.tracker import tracker_for
+
+    ests = [fit_kmeans(NAMES, k) for k in (4, 3)]
+    tracker = tracker_for(store)
+    exp = tracker.open()
+    example = np.zeros((3, len(NAMES)), dtype=np.float32)
+    with tracker.parent_run(exp, run_name="hand-run", params={}, tags={"by": "hand"}) as parent:
+        for rank, est in ((2, ests[0]), (1, ests[1])):  # logged worst first
+            run = tracker.log_child_run(
+                exp, parent, run_name=f"member-{rank}", params={}, metrics={}, tags={}
+            )
+            logged = tracker.log_member_model(
+                run,
+                est,
+                feature_names=NAMES,
+                example=example,
+                model_name=store.model_name,
+                tags={"ensemble_run_id": parent, "rank": str(rank)},
+                register=False,
+            )
+            assert logged.version is None
+    ms = resolve_members(make_cfg(f"predict.ensemble={parent}"), tracker)
+    assert [m.uri.startswith("models:/m-") for m in ms] == [True, True]
+    X, _ = valid_table(make_scene(), NAMES)
+    for m, est in zip(ms, (ests[1], ests[0]), strict=True):  # best rank first
+        np.testing.assert_array_equal(m.model.predict(X[:300]), est.predict(X[:300]))

@@ -312,24 +312,30 @@ class Registry(TrackerBase):
 
     @guarded
     def kept_member_uris(self, model_name: str, parent_run_id: str) -> list[str]:
-        """``models:/<name>/<version>`` of every kept member of one ensemble, best rank first."""
+        """Every kept member of one ensemble, best rank first: ``models:/<name>/<version>``
+        of its registered versions, or, when it registered none (an experiment, a sweep or
+        a hand run register only on request), ``models:/<model id>`` of the models it
+        logged."""
         versions = [
             mv
             for mv in self.client.search_model_versions(f"name = '{model_name}'")
             if mv.tags.get("ensemble_run_id") == parent_run_id
         ]
-        if not versions:
-            raise ModelNotFoundError(
-                f"ensemble run {parent_run_id} registered no version of model "
-                f"'{model_name}': check model_name, or that its train run finished",
-                arguments={"model_name": "kept_member_uris.model_name"},
-            )
-
-        def order(mv: Any) -> tuple[int, int]:
-            rank = mv.tags.get("rank", "")
-            return (int(rank) if rank.isdigit() else 1_000_000, int(mv.version))
-
-        return [f"models:/{model_name}/{mv.version}" for mv in sorted(versions, key=order)]
+        if versions:
+            ordered = sorted(versions, key=lambda mv: (_rank(mv.tags), int(mv.version)))
+            return [f"models:/{model_name}/{mv.version}" for mv in ordered]
+        logged = self.client.search_logged_models(
+            [self.experiment_of(parent_run_id)],
+            filter_string=f"tags.ensemble_run_id = '{parent_run_id}'",
+        )
+        if logged:
+            ordered = sorted(logged, key=lambda m: (_rank(m.tags), m.creation_timestamp))
+            return [f"models:/{m.model_id}" for m in ordered]
+        raise ModelNotFoundError(
+            f"ensemble run {parent_run_id} logged no model and registered no version of "
+            f"model '{model_name}': check model_name, or that its train run finished",
+            arguments={"model_name": "kept_member_uris.model_name"},
+        )
 
     @guarded
     def find_ensemble_run(self, spec: str, experiment_id: str) -> str:
@@ -434,3 +440,9 @@ def _not_loaded(uri: str, exc: Any, found: _Version | None) -> Exception:
         f"cannot load {uri}: {exc.message.splitlines()[0].rstrip('.')}. Run the "
         f"train stage first{how}, or check the model name and the alias (or version) in the URI"
     )
+
+
+def _rank(tags: Mapping[str, str] | None) -> int:
+    """A kept member's rank from its tags (unranked last)."""
+    rank = (tags or {}).get("rank", "")
+    return int(rank) if rank.isdigit() else 1_000_000
