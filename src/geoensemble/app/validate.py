@@ -19,7 +19,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from geoensemble.app.config import AppConfig, DataConfig, FeaturesConfig, ModelConfig
-from geoensemble.app.keys import keyed, with_config_keys
+from geoensemble.app.keys import config_keys, keyed, with_config_keys
 from geoensemble.errors import ConfigError
 from geoensemble.io.checks import check_name
 
@@ -121,18 +121,15 @@ def _range_checks(cfg: AppConfig) -> None:
 
 def _regularise_checks(r: Any) -> None:
     """predict.regularise: radius and unit of 1 or more, connectivity 4 or 8, one unit."""
-    from geoensemble.app.keys import keyed
     from geoensemble.regularisation import check_settings
 
     if not r.enabled:
         return
     key = "config key predict.regularise."
-    try:
+    with config_keys():  # checked before any stage: name the config keys here
         check_settings(
             radius=r.majority_radius, min_pixels=r.min_pixels, connectivity=r.connectivity
         )
-    except ConfigError as exc:  # checked before any stage: name the config keys here
-        raise keyed(exc) from None
     if r.min_pixels is not None and r.min_hectares is not None:
         raise ConfigError(
             f"{key}min_pixels={r.min_pixels} and {key}min_hectares={r.min_hectares} both set "
@@ -192,13 +189,12 @@ def _config_key(exc: ConfigError) -> ConfigError:
 def _model_checks(m: ModelConfig, max_clusters: int) -> None:
     # The rule lives beside the search that applies it (one value for every member, or
     # searched in model.space, never both).
-    from geoensemble.app.keys import keyed
     from geoensemble.ensemble.precedence import check_precedence
 
     try:
         check_precedence(m.n_clusters, m.estimator, m.space)
     except ConfigError as exc:
-        raise ConfigError(f"config key {keyed(exc)}") from None
+        raise _config_key(exc) from None
     counts = [("model.n_clusters", m.n_clusters)]
     counts += [(f"model.estimator.{k}", m.estimator.get(k)) for k in CLUSTER_COUNTS]
     for k in CLUSTER_COUNTS:
@@ -221,7 +217,6 @@ CLUSTER_COUNTS = ("n_clusters", "n_components")
 
 
 def _features_checks(f: FeaturesConfig) -> None:
-    from geoensemble.app.keys import keyed
     from geoensemble.features.indices import SENSORS
     from geoensemble.features.nanpolicy import check_nan_policy
 
@@ -229,10 +224,8 @@ def _features_checks(f: FeaturesConfig) -> None:
         raise ConfigError(
             f"config key features.sensor={f.sensor!r} is unknown: use one of {list(SENSORS)}"
         )
-    try:
+    with config_keys():  # checked before any stage: name the config keys here
         check_nan_policy(f.nan_threshold, f.impute)
-    except ConfigError as exc:  # checked before any stage: name the config keys here
-        raise keyed(exc) from None
     if f.false_colour and len(f.false_colour) != 3:
         raise ConfigError(
             f"config key features.false_colour={f.false_colour} must name exactly three "

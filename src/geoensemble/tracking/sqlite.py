@@ -177,10 +177,9 @@ def _discard(tmp: Path) -> None:
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-def _header_problem(path: Path) -> str | None:
-    """Why ``path`` is not a whole SQLite file, from its 100-byte header (``None``: fine)."""
-    with path.open("rb") as f:
-        head = f.read(100)
+def _header_problem(path: Path, head: bytes) -> str | None:
+    """Why ``path`` is not a whole SQLite file, from its 100-byte header ``head`` (``None``:
+    fine)."""
     if len(head) < 100 or not head.startswith(SQLITE_MAGIC):
         return "it is not an SQLite database (its first bytes are not 'SQLite format 3')"
     page = int.from_bytes(head[16:18], "big")
@@ -208,13 +207,15 @@ def check_sqlite_store(path: Path, *, timeout: float) -> None:
     than ``timeout`` s or read-only. Only SQLite's own header and lock are looked at, never
     MLflow's tables; a schema from another MLflow version is diagnosed from MLflow's own
     refusal (:func:`schema_error`)."""
-    problem = _header_problem(path)
+    with path.open("rb") as f:
+        head = f.read(100)
+    problem = _header_problem(path, head)
     if problem is not None:
         raise TrackingError(
             f"the MLflow store {path} is damaged: {problem}: restore it from a backup, or move "
             f"it aside (mv {path} {path}.broken) and rerun to start a new store"
         )
-    app = int.from_bytes(path.open("rb").read(72)[68:72], "big")
+    app = int.from_bytes(head[68:72], "big")
     if app:
         what = APPLICATIONS.get(app, f"another application's database (application id {app:#x})")
         raise TrackingError(
