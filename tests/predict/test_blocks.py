@@ -203,3 +203,17 @@ def test_large_blocks_run_on_fewer_threads() -> None:
     assert threads_for(1024, 6, 16) == 9  # at most 10 in flight
     assert threads_for(512, 100, 2) == 1  # 105 MB blocks: one at a time
     assert threads_for(512, 300, 4) == 1  # never below one
+
+
+def test_blocks_are_never_smaller_than_the_features_chunks() -> None:
+    import dask.array as da
+
+    from geoensemble.predict.blocks import scene_block_edge
+
+    chunked = da.zeros((6, 4096, 4096), chunks=(1, 1024, 1024), dtype="f4")
+    assert scene_block_edge(chunked, 512) == 1024  # a 512 block would read its 1024 chunk
+    assert scene_block_edge(da.zeros((6, 4096, 4096), chunks=(1, 512, 512)), 512) == 512
+    assert scene_block_edge(da.zeros((6, 4096, 4096), chunks=(1, 512, 512)), 1024) == 1024
+    assert scene_block_edge(np.zeros((6, 64, 64), "f4"), 48) == 48  # in memory: as asked
+    # many features still make smaller blocks than the chunks (memory first)
+    assert scene_block_edge(da.zeros((100, 2048, 2048), chunks=(1, 1024, 1024)), 512) == 512

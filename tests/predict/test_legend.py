@@ -301,3 +301,40 @@ def test_each_map_names_its_clusters_by_its_own_shares(truth_project, make_cfg, 
         assert abs(int(m.group(2)) - share) <= 3, (code, name, share)
         differs |= name != tags["member:0"][1][code]
     assert differs  # the member's shares are not the champion's
+
+
+def test_alignment_windows_are_whole_chunks_spread_over_the_scene() -> None:
+    import dask.array as da
+    import xarray as xr
+
+    from geoensemble.predict.legend import spread_windows
+
+    ds = xr.Dataset({"a": (("y", "x"), da.zeros((1000, 1000), chunks=100))})
+    # 100 chunks, 4 fit in 40,000 px: the middle chunk of each quarter, in row-major order
+    got = spread_windows(ds, ["a"], 40_000)
+    cells = [(12 // 10, 12 % 10), (37 // 10, 37 % 10), (62 // 10, 62 % 10), (87 // 10, 87 % 10)]
+    assert got == [(slice(r * 100, r * 100 + 100), slice(c * 100, c * 100 + 100)) for r, c in cells]
+    assert spread_windows(ds, ["a"], 1_000_000) == []  # the whole scene fits: no windows
+    edge = xr.Dataset({"a": (("y", "x"), da.zeros((250, 250), chunks=100))})
+    assert spread_windows(edge, ["a"], 20_000)[-1] == (slice(200, 250), slice(0, 100))
+
+
+def test_alignment_sample_is_drawn_from_the_windows_only(monkeypatch) -> None:
+    import dask.array as da
+    import xarray as xr
+
+    from geoensemble.predict import legend
+
+    # each pixel's value is its row * 1000 + col: the sample tells where it was drawn
+    rows, cols = np.mgrid[0:400, 0:400]
+    where = (rows * 1000 + cols).astype("f4")
+    where[:100, :] = np.nan  # the first row of chunks holds no data
+    ds = xr.Dataset({"p": (("y", "x"), da.from_array(where, chunks=100))})
+    monkeypatch.setattr(legend, "ALIGN_READ_PIXELS", 40_000)
+    monkeypatch.setattr(legend, "ALIGN_SAMPLE", 900)
+    X = legend.alignment_sample(ds, ["p"])
+    r, c = X[:, 0] // 1000, X[:, 0] % 1000
+    # windows: chunks 2, 6, 10, 14 = (0, 2) empty, (1, 2), (2, 2), (3, 2): 225 pixels each
+    assert len(X) == 3 * 225 and np.all((c >= 200) & (c < 300)) and np.all(r >= 100)
+    assert len(np.unique(X[:, 0])) == len(X)
+    np.testing.assert_array_equal(X, legend.alignment_sample(ds, ["p"]))  # seeded

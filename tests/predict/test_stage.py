@@ -140,6 +140,23 @@ def test_another_scene_is_ingested_and_featurized_in_memory(
     assert phases["read"] > 0 and phases["predict"] > 0
 
 
+def test_other_scenes_are_read_in_chunks_of_the_block_edge(make_cfg, tmp_path: Path) -> None:
+    from geoensemble.app.predict import scene_sources
+    from geoensemble.synthetic import write_scene
+
+    write_scene(tmp_path / "big", width=1100, height=700, seed=3)
+    scene = DataConfig(name="big", format="geotiff_dir", path=str(tmp_path / "big/scene"))
+    scene.pattern, scene.chunk_size = "B*.TIF", 1024  # the scene's own setting is not used
+    cfg = make_cfg("predict.block_size=512")
+    cfg.predict.scenes = [scene]
+    [(_, _, open_scene)] = scene_sources(cfg)
+    ds = open_scene()
+    # a 512-px block reads whole 512-px chunks, each once (dask reads a whole chunk for any
+    # part of it)
+    for name in ds.data_vars:
+        assert ds[name].chunksizes["y"][0] == 512 and ds[name].chunksizes["x"][0] == 512
+
+
 def test_the_main_map_gets_a_regularised_copy_with_its_speckle_before_and_after(
     project: Path, make_cfg, store: TrackingConfig, caplog: pytest.LogCaptureFixture
 ) -> None:

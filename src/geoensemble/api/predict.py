@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 OUTPUTS = ("members", "vote", "agreement", "probabilities", "max_probability", "mean")
 # The block edge of the predict stage's default (predict_scene's block_size).
-BLOCK_SIZE = 1024
+BLOCK_SIZE = 512
 
 
 def _is_ensemble(item: Any) -> bool:
@@ -125,11 +125,16 @@ def _assemble(
     ds: xr.Dataset, predictor: BlockPredictor, client: Any, *, threads: int
 ) -> dict[str, np.ndarray]:
     """Every output of one scene, predicted block by block into whole arrays."""
-    from geoensemble.predict.blocks import block_edge, blocks, feature_array, predicted_blocks
+    from geoensemble.predict.blocks import (
+        blocks,
+        feature_array,
+        predicted_blocks,
+        scene_block_edge,
+    )
 
     height, width = int(ds.sizes["y"]), int(ds.sizes["x"])
     arr = feature_array(ds, predictor.features)
-    todo = blocks(height, width, block_edge(BLOCK_SIZE))
+    todo = blocks(height, width, scene_block_edge(arr, BLOCK_SIZE))
     full: dict[str, np.ndarray] = {}
     for key in predictor.outputs:
         dtype, nodata, bands = predictor.layout(key)

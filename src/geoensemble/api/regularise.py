@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("geoensemble")
 # the predict stage's block edge (predict_scene's block_size), as write_map's
-BLOCK_SIZE = 1024
+BLOCK_SIZE = 512
 COMPRESSIONS = ("lzw", "deflate", "zstd", "none")
 
 

@@ -284,7 +284,7 @@ class PredictConfig:
     regularise: RegulariseConfig = field(default_factory=RegulariseConfig)
     class_map: bool = True  # clusters named after a reference: also <main map>_classes.tif
     output_dir: str = "outputs/maps"
-    block_size: int = 1024  # block edge in pixels; a multiple of the 512-px tiles
+    block_size: int = 512  # block edge in pixels; a multiple of the 512-px tiles
     scheduler: PredictScheduler = PredictScheduler.threads
     threads: int = 0  # 0 = one per core
     compress: str = "lzw"

@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,8 +71,10 @@ def scene_sources(cfg: AppConfig) -> list[tuple[str, str, Callable[[], xr.Datase
             from geoensemble.io.stack import build_stack
 
             key = f"predict.scenes[{i}]"
+            # chunks of the block edge: a block reads whole chunks, each once
+            spec = replace(read_spec_of(d), chunk_size=block_edge(cfg.predict.block_size))
             try:
-                stack = build_stack(read_spec_of(d), max_pixels=cfg.limits.max_pixels)
+                stack = build_stack(spec, max_pixels=cfg.limits.max_pixels)
             except GeoEnsembleError as exc:
                 # The readers name their arguments (path...), which the stage would render
                 # as the training data's keys (data.path...); here the culprit is this

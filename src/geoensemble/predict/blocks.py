@@ -82,6 +82,18 @@ def feature_block_edge(size: int, n_features: int) -> int:
     return edge
 
 
+def scene_block_edge(arr: Any, block_size: int) -> int:
+    """The block edge for the lazy ``(features, y, x)`` array ``arr``:
+    :func:`feature_block_edge` of ``block_size``, raised to the array's chunk edge when its
+    chunks are larger (dask reads a whole chunk for any part of it: a block smaller than its
+    chunks would read each chunk several times and hold it whole anyway)."""
+    chunks = getattr(arr, "chunks", None)
+    size = block_size
+    if chunks is not None and len(chunks) == 3 and chunks[1] and chunks[2]:
+        size = max(size, int(chunks[1][0]), int(chunks[2][0]))
+    return feature_block_edge(size, int(arr.shape[0]))
+
+
 def blocks(height: int, width: int, edge: int) -> list[Block]:
     """Square blocks of ``edge`` pixels covering the scene, row by row."""
     return [

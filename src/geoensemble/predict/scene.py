@@ -29,8 +29,8 @@ from geoensemble.io.stack import grid_attrs
 from geoensemble.predict.blocks import (
     blocks,
     feature_array,
-    feature_block_edge,
     predicted_blocks,
+    scene_block_edge,
     threads_for,
     trim_heap,
 )
@@ -100,7 +100,7 @@ def predict_scene(
     predictor: BlockPredictor,
     paths: dict[str, Path],
     *,
-    block_size: int = 1024,
+    block_size: int = 512,
     threads: int = 1,
     client: Any = None,
     compress: str = "lzw",
@@ -123,7 +123,8 @@ def predict_scene(
     paths
         Target path of each output key.
     block_size
-        Block edge in pixels; rounded to whole 512-px tiles from 512 up.
+        Block edge in pixels; rounded to whole 512-px tiles from 512 up, and up to the
+        features' chunks when these are larger (:func:`scene_block_edge`).
     threads
         Blocks predicted in parallel (ignored with ``client``).
     client
@@ -143,7 +144,7 @@ def predict_scene(
     height, width = int(features.sizes["y"]), int(features.sizes["x"])
     crs, transform = grid_attrs(features)
     arr = feature_array(features, predictor.features)
-    edge = feature_block_edge(block_size, len(predictor.features))
+    edge = scene_block_edge(arr, block_size)
     threads = threads_for(edge, len(predictor.features), threads)
     todo = _blocks_that_fit(predictor, height, width, edge, client, threads, scene)
     step = thumbnail_step(height, width) if thumbnails else 0
@@ -415,9 +416,9 @@ def quicklooks(
         png = path.with_suffix(".png")
         if key == "agreement":  # uint8 percent, no-data 255: a fixed 0-100 % scale
             pct = np.where(arr == 255, np.nan, arr.astype(np.float32))
-            plots.layer_png(png, pct, title=f"{title} (%)", cmap="magma", limits=(0, 100))
+            plots.ramp_png(png, pct, title=f"{title} (%)", ramp="magma", limits=(0, 100))
         elif scheme.kind == REGRESSOR:
-            plots.layer_png(png, arr.astype(np.float32), title=title, cmap="viridis")
+            plots.ramp_png(png, arr.astype(np.float32), title=title, ramp="viridis")
         else:
             plots.class_map_png(
                 png,
