@@ -203,7 +203,10 @@ def test_supervised_members_fit_on_labels_and_predict_probabilities(
     small = xr.DataArray(np.ones(feats["ndvi"].shape), dims=("y", "x"))
     with pytest.raises(ConfigError) as exc:  # 4 blocks of 32 px: fewer than the 5 CV folds
         ge.fit_ensemble(RandomForestClassifier(n_estimators=5), feats, y=small)
-    _one_line(exc, "block(s) of block_size=32 px, fewer than n_folds=5", "add labels")
+    _one_line(exc, "block(s) of block_size=32 px, fewer than n_folds=5", "pass cv=SpatialBlockCV(")
+    with pytest.raises(ConfigError) as exc:
+        ge.fit_ensemble(RandomForestClassifier(n_estimators=5), feats, y=small, cv=5)
+    _one_line(exc, "cv=5 is not a splitter", "SpatialBlockCV(5, block_size=32)")
     write_scene(tmp_path, width=160, height=128, n_points=20)
     feats = ge.featurize(ge.load_array(tmp_path / "scene"), sensor="landsat8", indices=["ndvi"])
     h, w = feats.sizes["y"], feats.sizes["x"]
@@ -220,6 +223,20 @@ def test_supervised_members_fit_on_labels_and_predict_probabilities(
         criterion="log_loss",
     )
     assert set(ens.scores.columns) >= {"log_loss", "kappa", "max_depth"}
+    # the folds of a splitter of one's own (here smaller blocks) score the same members
+    # differently
+    own = ge.fit_ensemble(
+        RandomForestClassifier(n_estimators=5),
+        feats,
+        y=y,
+        space={"max_depth": [2, 3]},
+        size=2,
+        keep=2,
+        criterion="log_loss",
+        cv=ge.SpatialBlockCV(3, block_size=8, random_state=0),
+    )
+    assert list(own.scores["max_depth"]) == list(ens.scores["max_depth"])
+    assert not np.allclose(own.scores["log_loss"], ens.scores["log_loss"])
     (out,) = ge.predict_many(ens, feats, outputs=("vote", "probabilities"))
     assert out["vote"].shape == (h, w) and out["probabilities"].sizes["class"] == 2
     assert set(np.unique(out["vote"].values)) <= {1, 2, 255}

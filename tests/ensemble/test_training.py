@@ -38,3 +38,27 @@ def test_uniform_draw_follows_the_label_frequencies(scene) -> None:
     assert len(s.y) == 60 and counts[0] > 40 and counts.get(2, 0) <= 4
     again = labelled_sample(ds, ["a", "b"], labels, size=60, seed=1)
     np.testing.assert_array_equal(s.rows, again.rows)
+
+
+def test_a_given_splitter_makes_the_folds(scene) -> None:
+    from sklearn.model_selection import KFold
+
+    from geoensemble.ensemble.spatialcv import SpatialBlockCV
+    from geoensemble.ensemble.training import draw_training_data
+
+    ds, labels = scene
+    kw = {"kind": "classifier", "size": 300, "seed": 1}
+    cv = SpatialBlockCV(3, block_size=8, buffer=1, random_state=4)
+    drawn = draw_training_data(ds, ["a", "b"], labels, cv=cv, **kw)
+    ls = drawn.labelled
+    assert ls is not None
+    where = np.column_stack([ls.rows, ls.cols])
+    want = list(cv.split(ls.X, ls.y, where))  # the splitter's own folds, on the same pixels
+    assert len(drawn.folds) == 3
+    for got, (train, test) in zip(drawn.folds, want, strict=True):
+        np.testing.assert_array_equal(got.train, train)
+        np.testing.assert_array_equal(got.test, test)
+    # any scikit-learn splitter: KFold ignores the positions
+    plain = draw_training_data(ds, ["a", "b"], labels, cv=KFold(4), **kw)
+    assert [len(f.test) for f in plain.folds] == [75, 75, 75, 75]
+    np.testing.assert_array_equal(plain.folds[0].test, np.arange(75))

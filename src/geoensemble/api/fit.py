@@ -175,9 +175,10 @@ def _labels(y: xr.DataArray, ds: xr.Dataset, kind: str) -> Any:
 
 
 def training_data(
-    ds: xr.Dataset, y: xr.DataArray | None, fit: _Fit
+    ds: xr.Dataset, y: xr.DataArray | None, fit: _Fit, *, cv: Any = None
 ) -> tuple[TrainingData, list[str]]:
-    """The members' training data, drawn as the train stage draws it from the stores."""
+    """The members' training data, drawn as the train stage draws it from the stores (its
+    folds from ``cv`` when given)."""
     from geoensemble.ensemble.training import draw_training_data
 
     names = [str(v) for v in ds.data_vars]
@@ -194,16 +195,39 @@ def training_data(
             f"the estimator ({family}) is a {kind}, which needs labels: pass y, a "
             f"DataArray of {'class codes' if kind == 'classifier' else 'values'} on ds's grid"
         )
-    drawn = draw_training_data(
-        ds,
-        names,
-        _labels(y, ds, kind) if y is not None else None,
-        kind=kind,
-        size=fit.sample,
-        seed=fit.seed,
-        nan_threshold=fit.nan_threshold,
-    )
+    try:
+        drawn = draw_training_data(
+            ds,
+            names,
+            _labels(y, ds, kind) if y is not None else None,
+            kind=kind,
+            size=fit.sample,
+            seed=fit.seed,
+            nan_threshold=fit.nan_threshold,
+            cv=_splitter(cv),
+        )
+    except ConfigError as exc:
+        if "spatial_folds.n_folds" not in exc.arguments.values():
+            raise
+        # the default folds' settings are not fit_ensemble's arguments: its fix is cv
+        what = str(exc).split(": lower block_size", 1)[0]
+        raise ConfigError(
+            f"{what}: pass cv=SpatialBlockCV(n_splits, block_size=...) with fewer folds or "
+            f"smaller blocks, or add labels",
+            arguments={"cv": "fit_ensemble.cv"},
+        ) from None
     return drawn.data, names
+
+
+def _splitter(cv: Any) -> Any:
+    """``cv`` when it is a scikit-learn splitter (or ``None``); a ConfigError otherwise."""
+    if cv is not None and not (hasattr(cv, "split") and hasattr(cv, "get_n_splits")):
+        raise ConfigError(
+            f"cv={cv!r} is not a splitter: pass e.g. SpatialBlockCV(5, block_size=32) or "
+            f"sklearn.model_selection.KFold(5), or None",
+            arguments={"cv": "fit_ensemble.cv"},
+        )
+    return cv
 
 
 @contextlib.contextmanager
@@ -446,6 +470,7 @@ def fit_ensemble(
     nan_threshold: int = 0,
     impute: str | None = None,
     impute_value: float = 0.0,
+    cv: Any = None,
     client: Any = None,
     tracking: str | None = None,
 ) -> Ensemble:
@@ -495,6 +520,11 @@ def fit_ensemble(
         pipeline fills the NaN features it keeps, learned on its training pixels.
     impute_value
         The fill of ``impute="constant"``.
+    cv
+        The folds that score classifiers and regressors: a scikit-learn splitter such as
+        :class:`~geoensemble.SpatialBlockCV` (its ``split`` gets each labelled pixel's
+        ``(row, col)`` as ``groups``), or ``KFold``; ``None``: the train stage's spatial
+        blocks (5 folds of 32-px blocks). Not used by clusterers.
     client
         A ``dask.distributed.Client`` whose workers fit the members; ``None``: an
         in-process cluster of one worker thread, closed afterwards.
@@ -534,7 +564,7 @@ def fit_ensemble(
         impute=impute,
         impute_value=impute_value,
     )
-    data, names = training_data(ds, y, fit)
+    data, names = training_data(ds, y, fit, cv=cv)
     # A member that cannot be built or fitted on this sample fails here, before the
     # cluster starts (as in the train stage).
     check_members(fit.spec, fit.search.space, fit.search.size, data, source="ds")

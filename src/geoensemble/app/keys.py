@@ -76,6 +76,7 @@ KEYS: dict[str, str] = {
     "draw_training_data.nan_threshold": "features.nan_threshold",
     "ensemble_pipeline.impute": "features.impute",
     "ensemble_pipeline.steps": "features.steps",
+    "fit_ensemble.cv": "ensemble.cv",
     "fit_ensemble.criterion": "ensemble.metric",
     "fit_ensemble.estimator": "model.estimator",
     "fit_ensemble.sample": "features.sample.size",

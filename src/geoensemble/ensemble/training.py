@@ -165,12 +165,16 @@ def draw_training_data(
     n_folds: int = defaults.CV_FOLDS,
     block_size: int = defaults.CV_BLOCK,
     buffer: int = 0,
+    cv: Any = None,
 ) -> Drawn:
     """The members' training data: a seeded sample of valid pixels for clusterers; the
     labelled pixels with their spatial block folds for classifiers and regressors.
 
     The train stage and :func:`geoensemble.fit_ensemble` both draw through here, so that
-    the same settings give the same sample.
+    the same settings give the same sample. ``cv`` (a scikit-learn splitter, e.g.
+    :class:`~geoensemble.ensemble.spatialcv.SpatialBlockCV`) replaces the spatial folds of
+    ``n_folds``, ``block_size`` and ``buffer``: its ``split`` gets the samples' ``(row,
+    col)`` grid positions as ``groups``.
     """
     from geoensemble.ensemble.folds import spatial_folds
     from geoensemble.features.sample import sample_pixels
@@ -182,10 +186,14 @@ def draw_training_data(
     ls = labelled_sample(
         ds, names, labels, size=size, seed=seed, nan_threshold=nan_threshold, stratify=stratify
     )
-    folds = spatial_folds(
-        ls.rows, ls.cols, n_folds=n_folds, block_size=block_size, seed=seed, buffer=buffer
-    )
     assert ls.y is not None  # drawn where labels are
+    if cv is None:
+        folds = spatial_folds(
+            ls.rows, ls.cols, n_folds=n_folds, block_size=block_size, seed=seed, buffer=buffer
+        )
+    else:
+        where = np.column_stack([ls.rows, ls.cols])
+        folds = [Fold(np.asarray(tr), np.asarray(te)) for tr, te in cv.split(ls.X, ls.y, where)]
     classes = np.unique(ls.y) if kind == "classifier" else None
     data = TrainingData(X=ls.X, y=ls.y, folds=folds, classes=classes)
     return Drawn(data, len(ls), ls, folds)

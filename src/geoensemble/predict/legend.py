@@ -10,7 +10,8 @@ Classifiers
 Clusterers
     Cluster codes of different members mean nothing to each other, so before any vote every
     member's codes are matched to the first member's (the champion's) on a seeded sample of
-    valid pixels (:func:`geoensemble.predict.combine.align_clusters`). Then, when a reference
+    valid pixels (:func:`alignment_sample`: of whole chunks spread over a large scene) by
+    :func:`geoensemble.predict.combine.align_clusters`. Then, when a reference
     exists (a truth raster, else the rasterized training labels), every
     shared code is named after the reference class it mostly holds on a seeded sample of the
     training features (:func:`geoensemble.classes.match_clusters`: ``water (91 %)``, or
