@@ -217,3 +217,40 @@ def test_blocks_are_never_smaller_than_the_features_chunks() -> None:
     assert scene_block_edge(np.zeros((6, 64, 64), "f4"), 48) == 48  # in memory: as asked
     # many features still make smaller blocks than the chunks (memory first)
     assert scene_block_edge(da.zeros((100, 2048, 2048), chunks=(1, 1024, 1024)), 512) == 512
+
+
+#: Threads that read a layer window of :class:`_Layers` (module level: dask copies what it
+#: is given by pickle, so a reader defined in the test would note into a copy).
+_READ_THREADS: set[int] = set()
+_CUBE = np.arange(6 * 96 * 80, dtype=np.float32).reshape(6, 96, 80)
+
+
+class _Layers:
+    """A lazy reader that notes the thread each layer window is read on."""
+
+    shape, dtype, ndim = _CUBE.shape, _CUBE.dtype, 3
+
+    def __getitem__(self, key):
+        import threading
+
+        _READ_THREADS.add(threading.get_ident())
+        return _CUBE[key]
+
+
+def test_a_block_read_on_spare_cores_equals_the_single_thread_read() -> None:
+    import threading
+
+    import dask.array as da
+
+    from geoensemble.predict.blocks import Block, read_block
+
+    arr = da.from_array(_Layers(), chunks=(1, 96, 80), lock=False)
+    block = Block(16, 8, 64, 40)
+    _READ_THREADS.clear()
+    one = read_block(arr, block)
+    assert _READ_THREADS == {threading.get_ident()}  # in the calling thread
+    _READ_THREADS.clear()
+    two = read_block(arr, block, workers=2)
+    assert _READ_THREADS and threading.get_ident() not in _READ_THREADS  # on reading threads
+    np.testing.assert_array_equal(one, _CUBE[:, 16:80, 8:48])
+    np.testing.assert_array_equal(two, one)

@@ -114,14 +114,20 @@ def feature_array(ds: xr.Dataset, names: list[str]) -> Any:
     return da.stack(layers).astype(np.float32, copy=False)
 
 
-def read_block(arr: Any, block: Block) -> np.ndarray:
-    """One block of the lazy feature array as numpy (computed in the calling thread)."""
+def read_block(arr: Any, block: Block, *, workers: int = 1) -> np.ndarray:
+    """One block of the lazy feature array as numpy: computed in the calling thread, or its
+    layers read on ``workers`` threads (when fewer blocks than cores are in flight, as with
+    many layers, the spare cores read a block's layers side by side; GDAL releases the GIL)."""
+    import dask.threaded
     from dask.local import get_sync
 
     rows, cols = block.slices
-    # The scheduler function itself, not its name: naming it makes dask import
+    part = arr[:, rows, cols]
+    # The scheduler functions themselves, not their names: naming one makes dask import
     # dask.distributed (about 0.1 s) only to look for a client.
-    return np.asarray(arr[:, rows, cols].compute(scheduler=get_sync))
+    if workers > 1:
+        return np.asarray(part.compute(scheduler=dask.threaded.get, num_workers=workers))
+    return np.asarray(part.compute(scheduler=get_sync))
 
 
 def timed_block(predictor: Any, read: Callable[[], np.ndarray]) -> Any:
@@ -192,7 +198,9 @@ def predicted_blocks(
             results = run_distributed(client, predictor, arr, todo, in_flight=4)
         else:
             results = run_threads(
-                lambda b: timed_block(predictor, lambda: read_block(arr, b)), todo, threads=threads
+                lambda b: timed_block(predictor, lambda: read_block(arr, b, workers=per_block)),
+                todo,
+                threads=threads,
             )
         yield _timed(results, phases)
 
