@@ -132,3 +132,12 @@ def test_the_count_limits_can_be_raised() -> None:
         "limits.max_clusters=1200",
     )
     assert cfg.ensemble.size == 600 and cfg.model.n_clusters == 1200  # type: ignore[attr-defined]
+
+
+def test_load_array_takes_the_pixel_limit_its_message_names(tmp_path: Path) -> None:
+    from geoensemble import load_array
+
+    write_tif(tmp_path / "a.tif", ramp(24, 20))
+    with pytest.raises(InputFileError, match=r"declares 20 x 24 px .*raise max_pixels"):
+        load_array(tmp_path / "a.tif", max_pixels=479)
+    assert load_array(tmp_path / "a.tif", max_pixels=480)["band_1"].shape == (24, 20)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geoensemble.errors import ConfigError
+from geoensemble.io.limits import MAX_PIXELS
 from geoensemble.io.spec import LayerSpec, ReadSpec, StacSearch, layer_spec, stac_search
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ def load_array(
     qa: str = "mask",
     qa_flags: Sequence[str] | None = None,
     stac: StacSearch | Mapping[str, Any] | None = None,
+    max_pixels: int = MAX_PIXELS,
 ) -> xr.Dataset:
     """Read raster layers onto one grid, lazily: every reader and rule of the ingest stage.
 
@@ -124,6 +126,10 @@ def load_array(
         :class:`~geoensemble.io.spec.StacSearch` or a dict with its keys (``collections``,
         ``bbox``, ``datetime``, ``max_cloud``, ``limit``). A STAC item or item collection
         JSON (file or URL) needs no search: give it as ``path``.
+    max_pixels
+        Most pixels a file's header may declare per layer (a guard against broken or
+        hostile headers; default :data:`~geoensemble.io.limits.MAX_PIXELS`): raise it for a
+        real scene that is larger.
 
     Returns
     -------
@@ -165,4 +171,4 @@ def load_array(
         qa_flags=qa_flags,
         stac=stac,
     )
-    return build_stack(d)
+    return build_stack(d, max_pixels=max_pixels)
