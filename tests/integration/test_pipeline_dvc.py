@@ -30,8 +30,16 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run([py, "-m", "geoensemble.app.params", *TINY], d)
     run(["git", "add", "-A"], d)
     run(["git", "commit", "-qm", "project"], d)
-    run([tool("dvc"), "repro"], d, timeout=900)
+    out = run([tool("dvc"), "repro"], d, timeout=900)
+    (d.parent / "repro.log").write_text(out.stdout + out.stderr)  # beside the repo, not in it
     return d
+
+
+def test_repro_prints_no_download_progress_bars(repo: Path) -> None:
+    """MLflow's "Downloading artifacts" bars (five lines a model) are off in the stages'
+    own processes; the stage's log lines stay."""
+    log = (repo.parent / "repro.log").read_text()
+    assert "predict: " in log and "Downloading artifacts" not in log
 
 
 def test_repro_writes_a_map_on_the_input_grid(repo: Path) -> None:

@@ -9,9 +9,18 @@ Ctrl-C once it runs).
 
 from __future__ import annotations
 
+import os
 import sys
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+
+def _quiet_downloads() -> None:
+    """No MLflow progress bar per model loaded ("Downloading artifacts: 100%|...", five
+    lines a member): the stage's own log says what it loads. Only in a stage's own process
+    (these entry points), through MLflow's public switch, and only if the user has not set
+    it (``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=true`` brings the bars back)."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def _interrupted(stage: str) -> SystemExit:
@@ -21,6 +30,7 @@ def _interrupted(stage: str) -> SystemExit:
 
 def run(stage: str) -> None:
     """Run ``stage`` as ``pipelines/<stage>.py`` does and exit with its code."""
+    _quiet_downloads()
     try:
         from geoensemble.app.cli import run_then_exit
 
@@ -31,6 +41,7 @@ def run(stage: str) -> None:
 
 def main() -> None:
     """The ``geoensemble`` command (:func:`geoensemble.app.cli.main`)."""
+    _quiet_downloads()
     try:
         from geoensemble.app.cli import main as cli_main
 
