@@ -213,28 +213,13 @@ def test_supervised_members_fit_on_labels_and_predict_probabilities(
     codes = (feats["ndvi"].fillna(0).values > 0.3).astype(float) + 1.0
     codes[::2, :] = np.nan  # half the rows unlabelled
     y = xr.DataArray(codes, dims=("y", "x"))
-    ens = ge.fit_ensemble(
-        RandomForestClassifier(n_estimators=5),
-        feats,
-        y=y,
-        space={"max_depth": [2, 3]},
-        size=2,
-        keep=2,
-        criterion="log_loss",
-    )
+    search = {"space": {"max_depth": [2, 3]}, "size": 2, "keep": 2, "criterion": "log_loss"}
+    ens = ge.fit_ensemble(RandomForestClassifier(n_estimators=5), feats, y=y, **search)
     assert set(ens.scores.columns) >= {"log_loss", "kappa", "max_depth"}
     # the folds of a splitter of one's own (here smaller blocks) score the same members
     # differently
-    own = ge.fit_ensemble(
-        RandomForestClassifier(n_estimators=5),
-        feats,
-        y=y,
-        space={"max_depth": [2, 3]},
-        size=2,
-        keep=2,
-        criterion="log_loss",
-        cv=ge.SpatialBlockCV(3, block_size=8, random_state=0),
-    )
+    cv = ge.SpatialBlockCV(3, block_size=8, random_state=0)
+    own = ge.fit_ensemble(RandomForestClassifier(n_estimators=5), feats, y=y, cv=cv, **search)
     assert list(own.scores["max_depth"]) == list(ens.scores["max_depth"])
     assert not np.allclose(own.scores["log_loss"], ens.scores["log_loss"])
     (out,) = ge.predict_many(ens, feats, outputs=("vote", "probabilities"))
