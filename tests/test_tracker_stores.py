@@ -155,6 +155,36 @@ def test_a_failed_run_closes_its_open_children_in_its_own_store(
     assert session.open_runs(uri_b) == []
 
 
+def test_an_interrupted_run_the_locked_store_kept_open_is_ended_at_exit_as_interrupted(
+    stores: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C inside a registry write: ending the runs then meets the store's lock; the exit
+    handler ends them later, still KILLED *interrupted by SIGINT*, not as runs the process
+    forgot."""
+    from mlflow import MlflowClient
+
+    uri, _ = stores
+    tracker = Tracker(uri, experiment="ex")
+    exp = tracker.open()
+    parent, _ = tracker.start_parent(exp, run_name="ens", params={}, tags={})
+    real = tracker.client.set_terminated
+    calls = []
+
+    def locked_once(run_id: str, **kw: object) -> None:
+        calls.append(run_id)
+        if len(calls) == 1:
+            raise RuntimeError("(sqlite3.OperationalError) database is locked")
+        real(run_id, **kw)
+
+    monkeypatch.setattr(tracker.client, "set_terminated", locked_once)
+    tracker.end_run(parent, failed=KeyboardInterrupt())
+    assert runs_in(uri, "ex") == {parent: ("ens", "RUNNING")}  # the lock won
+    session.close_at_exit()  # what the exit handler does
+    run = MlflowClient(uri, uri).get_run(parent)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["failure_reason"] == "interrupted by SIGINT (Ctrl-C)"
+
+
 def test_a_view_saved_by_two_trainings_at_once_is_written_not_a_failure(
     stores: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

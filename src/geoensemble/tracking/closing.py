@@ -74,11 +74,13 @@ class Closing(TrackerBase):
             with contextlib.suppress(Exception):
                 ids += [r for r in self._running_children(parent_id) if r not in ids]
             ids.append(parent_id)
-        for run_id in ids:
+        for i, run_id in enumerate(ids):
             try:
-                self._terminate(run_id, status, reason)
+                self._terminate(run_id, *session.ending_of(self.uri, run_id, (status, reason)))
             except Exception as err:
                 log.debug("MLflow: could not close run %s: %s", run_id, err)
+                if exc is not None:  # the exit handler ends them, with this reason
+                    session.remember(self.uri, ids[i:], (status, reason))
                 if self.down is not None or "locked" in str(err):
                     return  # not worth a wait per run: the exit handler tries again
 

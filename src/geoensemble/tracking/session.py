@@ -23,6 +23,9 @@ class Session:
     parents: list[tuple[str, str]] = field(default_factory=list)  # parent runs it started
     closers: dict[str, Closer] = field(default_factory=dict)  # store uri -> its closer
     failed: bool = False  # a run was ended by an error or interruption
+    # (status, failure_reason) of runs an error or interruption could not end then (the
+    # store was locked by the interrupted write): the exit handler ends them with it
+    reasons: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
 
 
 SESSION = Session()
@@ -59,6 +62,17 @@ def open_runs(uri: str, parent_id: str | None = None, *, children_only: bool = F
     ]
 
 
+def remember(uri: str, run_ids: list[str], ending: tuple[str, str]) -> None:
+    """Keep the ``(status, failure_reason)`` that ``run_ids`` could not be ended with yet."""
+    for run_id in run_ids:
+        SESSION.reasons.setdefault((uri, run_id), ending)
+
+
+def ending_of(uri: str, run_id: str, default: tuple[str, str]) -> tuple[str, str]:
+    """The ``(status, failure_reason)`` remembered for ``run_id``, else ``default``."""
+    return SESSION.reasons.get((uri, run_id), default)
+
+
 def parents(uri: str) -> list[str]:
     return [r for u, r in SESSION.parents if u == uri]
 
@@ -76,4 +90,5 @@ def forget() -> None:
     SESSION.open_runs.clear()
     SESSION.parents.clear()
     SESSION.closers.clear()
+    SESSION.reasons.clear()
     SESSION.failed = False
