@@ -4,6 +4,7 @@ are closed at exit each in its own store (real SQLite stores, a real process exi
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -156,7 +157,7 @@ def test_a_failed_run_closes_its_open_children_in_its_own_store(
 
 
 def test_an_interrupted_run_the_locked_store_kept_open_is_ended_at_exit_as_interrupted(
-    stores: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+    stores: tuple[str, str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Ctrl-C inside a registry write: ending the runs then meets the store's lock; the exit
     handler ends them later, still KILLED *interrupted by SIGINT*, not as runs the process
@@ -173,12 +174,20 @@ def test_an_interrupted_run_the_locked_store_kept_open_is_ended_at_exit_as_inter
     def locked_once(run_id: str, **kw: object) -> None:
         calls.append(run_id)
         if len(calls) == 1:
+            # as MLflow's SQL store does: it logs the error, traceback and all, then raises
+            logging.getLogger("mlflow.store.db.utils").error("database is locked", exc_info=True)
             raise RuntimeError("(sqlite3.OperationalError) database is locked")
         real(run_id, **kw)
 
     monkeypatch.setattr(tracker.client, "set_terminated", locked_once)
+    caplog.set_level(logging.DEBUG)
+    caplog.clear()  # the store's creation logs its own lines
     tracker.end_run(parent, failed=KeyboardInterrupt())
     assert runs_in(uri, "ex") == {parent: ("ens", "RUNNING")}  # the lock won
+    # MLflow's report of the error we handle is held back (no traceback under the stage's
+    # one line), and only for that while: the logger is as it was
+    assert not [r for r in caplog.records if r.name == "mlflow.store.db.utils"]
+    assert logging.getLogger("mlflow.store.db.utils").filters == []
     session.close_at_exit()  # what the exit handler does
     run = MlflowClient(uri, uri).get_run(parent)
     assert run.info.status == "KILLED"

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Iterator
 
 from geoensemble.tracking import session
 from geoensemble.tracking.base import TrackerBase
@@ -74,15 +75,16 @@ class Closing(TrackerBase):
             with contextlib.suppress(Exception):
                 ids += [r for r in self._running_children(parent_id) if r not in ids]
             ids.append(parent_id)
-        for i, run_id in enumerate(ids):
-            try:
-                self._terminate(run_id, *session.ending_of(self.uri, run_id, (status, reason)))
-            except Exception as err:
-                log.debug("MLflow: could not close run %s: %s", run_id, err)
-                if exc is not None:  # the exit handler ends them, with this reason
-                    session.remember(self.uri, ids[i:], (status, reason))
-                if self.down is not None or "locked" in str(err):
-                    return  # not worth a wait per run: the exit handler tries again
+        with _store_errors_reported_here():
+            for i, run_id in enumerate(ids):
+                try:
+                    self._terminate(run_id, *session.ending_of(self.uri, run_id, (status, reason)))
+                except Exception as err:
+                    log.debug("MLflow: could not close run %s: %s", run_id, err)
+                    if exc is not None:  # the exit handler ends them, with this reason
+                        session.remember(self.uri, ids[i:], (status, reason))
+                    if self.down is not None or "locked" in str(err):
+                        return  # not worth a wait per run: the exit handler tries again
 
     @guarded
     def _running_children(self, parent_id: str) -> list[str]:
@@ -127,6 +129,29 @@ class Closing(TrackerBase):
                     self._terminate(child, "KILLED", reason)
                     closed.append(child)
         return closed
+
+
+#: MLflow's logger that prints a store error, traceback and all, before raising it.
+STORE_ERRORS_LOGGER = "mlflow.store.db.utils"
+
+
+class _DropAll(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+@contextlib.contextmanager
+def _store_errors_reported_here() -> Iterator[None]:
+    """While ending runs after a failure, MLflow's own report of a store error it raises
+    (a locked SQLite store: the interrupted write's) is held back: the error is caught and
+    handled here (best effort, the exit handler retries), and a traceback would bury the
+    stage's one line. A filter on that one logger, removed afterwards."""
+    logger, drop = logging.getLogger(STORE_ERRORS_LOGGER), _DropAll()
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
 
 
 def failure(exc: BaseException | None) -> tuple[str, str]:
