@@ -86,11 +86,7 @@ def class_map_png(
     code_list = list(range(len(names))) if codes is None else [int(c) for c in codes]
     pixels = _class_pixels(_thin(classes), code_list, nodata, colours)
     img = _with_legend(pixels, names, colours, title)
-    info = _legend_info(title, code_list, names, colours)
-    target = Path(path)
-    with atomic_path(target) as tmp:
-        img.save(tmp, format="PNG", pnginfo=info)
-    return target
+    return _save_image(img, path, _legend_info(title, code_list, names, colours))
 
 
 def _class_pixels(
@@ -109,11 +105,24 @@ def _class_pixels(
     if n:
         rgba[:n, :3] = np.asarray(colours, dtype=np.uint8).reshape(n, 3)
         rgba[:n, 3] = 255
-    pixels = rgba[np.where((arr == nodata) | (pos < 0), n, pos)]
-    zoom = max(1, min(8, MIN_SIDE // max(1, *arr.shape)))  # small maps: whole-pixel zoom
+    return _zoomed(rgba[np.where((arr == nodata) | (pos < 0), n, pos)])
+
+
+def _zoomed(pixels: np.ndarray) -> np.ndarray:
+    """``(rows, cols, 4)`` pixels of a map smaller than :data:`MIN_SIDE`, zoomed by a whole
+    factor (at most 8)."""
+    zoom = max(1, min(8, MIN_SIDE // max(1, *pixels.shape[:2])))
     if zoom > 1:
         pixels = pixels.repeat(zoom, axis=0).repeat(zoom, axis=1)
     return pixels
+
+
+def _save_image(img: Any, path: str | os.PathLike[str], info: Any = None) -> Path:
+    """A Pillow image as a PNG at ``path``, written under a temporary name and moved."""
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        img.save(tmp, format="PNG", pnginfo=info)
+    return target
 
 
 def _with_legend(
@@ -294,9 +303,7 @@ def ramp_png(
     pixels = np.zeros((*arr.shape, 4), dtype=np.uint8)
     pixels[ok, :3] = lut[idx[ok].astype(np.int64)]
     pixels[ok, 3] = 255
-    zoom = max(1, min(8, MIN_SIDE // max(1, *arr.shape)))
-    if zoom > 1:
-        pixels = pixels.repeat(zoom, axis=0).repeat(zoom, axis=1)
+    pixels = _zoomed(pixels)
     font = _font()
     pad, line, bar_w = 16, 20, 18
     map_h, map_w = pixels.shape[:2]
@@ -319,10 +326,7 @@ def ramp_png(
     for i, t in enumerate(ticks):
         y = title_h + i * (map_h - line) // 2
         draw.text((x0 + bar_w + 8, y), t, fill=(0, 0, 0, 255), font=font)
-    target = Path(path)
-    with atomic_path(target) as tmp:
-        img.save(tmp, format="PNG")
-    return target
+    return _save_image(img, path)
 
 
 def false_colour_rgba(rgb: np.ndarray) -> np.ndarray:

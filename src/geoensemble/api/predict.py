@@ -19,8 +19,6 @@ if TYPE_CHECKING:
     from geoensemble.predict.models import LoadedMember
 
 OUTPUTS = ("members", "vote", "agreement", "probabilities", "max_probability", "mean")
-# The block edge of the predict stage's default (predict_scene's block_size).
-BLOCK_SIZE = 512
 
 
 def _is_ensemble(item: Any) -> bool:
@@ -125,6 +123,7 @@ def _assemble(
     ds: xr.Dataset, predictor: BlockPredictor, client: Any, *, threads: int
 ) -> dict[str, np.ndarray]:
     """Every output of one scene, predicted block by block into whole arrays."""
+    from geoensemble.io.profiles import BLOCK_SIZE
     from geoensemble.predict.blocks import (
         blocks,
         feature_array,

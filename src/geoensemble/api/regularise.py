@@ -7,13 +7,12 @@ import os
 from typing import TYPE_CHECKING
 
 from geoensemble.errors import ConfigError
+from geoensemble.io.profiles import BLOCK_SIZE
 
 if TYPE_CHECKING:
     from geoensemble.predict.regularise_file import Regularised
 
 log = logging.getLogger("geoensemble")
-# the predict stage's block edge (predict_scene's block_size), as write_map's
-BLOCK_SIZE = 512
 COMPRESSIONS = ("lzw", "deflate", "zstd", "none")
 
 

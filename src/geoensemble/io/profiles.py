@@ -10,6 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 TILE = 512
+#: The default block edge of prediction and of regularising a map (``predict_scene``,
+#: ``predict_many``, ``regularise_map``): one tile.
+BLOCK_SIZE = TILE
 CLASS_NODATA_U8 = 255
 CLASS_NODATA_U16 = 65535
 

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from geoensemble.errors import DiskFullError, GeoEnsembleError, OutputError
 from geoensemble.io.atomic import disk_full, full_error
 from geoensemble.io.memory import ensure_fits
+from geoensemble.io.profiles import BLOCK_SIZE
 from geoensemble.io.stack import grid_attrs
 from geoensemble.predict.blocks import (
     blocks,
@@ -100,7 +101,7 @@ def predict_scene(
     predictor: BlockPredictor,
     paths: dict[str, Path],
     *,
-    block_size: int = 512,
+    block_size: int = BLOCK_SIZE,
     threads: int = 1,
     client: Any = None,
     compress: str = "lzw",

@@ -50,6 +50,7 @@ def started_parent(uri: str, run_id: str) -> None:
 
 def ended(uri: str, run_id: str) -> None:
     SESSION.open_runs.pop((uri, run_id), None)
+    SESSION.reasons.pop((uri, run_id), None)
 
 
 def open_runs(uri: str, parent_id: str | None = None, *, children_only: bool = False) -> list[str]:
