@@ -23,6 +23,22 @@ def _quiet_downloads() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
+def _settle_for_exit() -> None:
+    """Let the interpreter's exit skip walking what the stage leaves alive.
+
+    Python's exit ends with full collections over every object still alive: with MLflow,
+    SQLAlchemy, skops and scikit-learn loaded, 0.8-0.9 s of a stage's whole time (a script
+    that only imports them and opens the store exits as slowly; no ``atexit`` handler takes
+    any of it). :func:`gc.freeze` (public, documented) moves those objects out of every later
+    collection. Only in a stage's own process, once its work is done: the exit stays normal
+    (``atexit`` handlers, ``weakref.finalize`` callbacks, logging's flush and module
+    teardown all run), and every file the stage wrote was closed and moved into place before.
+    """
+    import gc
+
+    gc.freeze()
+
+
 def _interrupted(stage: str) -> SystemExit:
     print(f"geoensemble {stage}: interrupted by SIGINT (Ctrl-C)", file=sys.stderr)
     return SystemExit(EXIT_INTERRUPTED)
@@ -37,6 +53,8 @@ def run(stage: str) -> None:
         run_then_exit(stage)
     except KeyboardInterrupt:  # while the command line loads, before it handles Ctrl-C
         raise _interrupted(stage) from None
+    finally:
+        _settle_for_exit()
 
 
 def main() -> None:
@@ -49,3 +67,5 @@ def main() -> None:
     except KeyboardInterrupt:
         stage = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else ""
         raise _interrupted(stage or "command") from None
+    finally:
+        _settle_for_exit()
