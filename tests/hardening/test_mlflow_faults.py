@@ -135,7 +135,8 @@ def interrupt(
     proc = subprocess.Popen(
         cmd,
         cwd=ROOT,
-        env=stage_env(tmp),
+        # a stage that hangs is sent SIGABRT: faulthandler prints where each thread waits
+        env={**stage_env(tmp), "PYTHONFAULTHANDLER": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -147,7 +148,14 @@ def interrupt(
             os.killpg(proc.pid, sig)
         else:
             proc.send_signal(sig)
-        _, err = proc.communicate(timeout=120)
+        try:
+            _, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            _, err = proc.communicate(timeout=30)
+            pytest.fail(
+                f"{what}: the stage did not exit within 120 s of {sig.name}:\n{err[-6000:]}"
+            )
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -30,9 +30,12 @@ def _settle_for_exit() -> None:
     SQLAlchemy, skops and scikit-learn loaded, 0.8-0.9 s of a stage's whole time (a script
     that only imports them and opens the store exits as slowly; no ``atexit`` handler takes
     any of it). :func:`gc.freeze` (public, documented) moves those objects out of every later
-    collection. Only in a stage's own process, once its work is done: the exit stays normal
-    (``atexit`` handlers, ``weakref.finalize`` callbacks, logging's flush and module
-    teardown all run), and every file the stage wrote was closed and moved into place before.
+    collection. Only in a stage's own process, once its work is done and only when it
+    succeeded (then every file, run and connection it used was closed explicitly): an
+    interrupted or failed stage may leave garbage whose collection releases something (an
+    abandoned store session's lock) that its exit still waits for. The exit stays normal:
+    ``atexit`` handlers, ``weakref.finalize`` callbacks, logging's flush and module teardown
+    all run.
     """
     import gc
 
@@ -53,8 +56,10 @@ def run(stage: str) -> None:
         run_then_exit(stage)
     except KeyboardInterrupt:  # while the command line loads, before it handles Ctrl-C
         raise _interrupted(stage) from None
-    finally:
-        _settle_for_exit()
+    except SystemExit as exc:
+        if not exc.code:
+            _settle_for_exit()
+        raise
 
 
 def main() -> None:
@@ -67,5 +72,9 @@ def main() -> None:
     except KeyboardInterrupt:
         stage = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else ""
         raise _interrupted(stage or "command") from None
-    finally:
+    except SystemExit as exc:
+        if not exc.code:
+            _settle_for_exit()
+        raise
+    else:
         _settle_for_exit()
