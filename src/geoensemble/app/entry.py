@@ -9,8 +9,10 @@ Ctrl-C once it runs).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
@@ -42,6 +44,19 @@ def _settle_for_exit() -> None:
     gc.freeze()
 
 
+@contextlib.contextmanager
+def _settled_if_it_succeeds() -> Iterator[None]:
+    """:func:`_settle_for_exit` after the body returns or exits with code 0; any other
+    exit (an error, an interruption) leaves the heap to the collector."""
+    try:
+        yield
+    except SystemExit as exc:
+        if not exc.code:
+            _settle_for_exit()
+        raise
+    _settle_for_exit()
+
+
 def _interrupted(stage: str) -> SystemExit:
     print(f"geoensemble {stage}: interrupted by SIGINT (Ctrl-C)", file=sys.stderr)
     return SystemExit(EXIT_INTERRUPTED)
@@ -50,31 +65,23 @@ def _interrupted(stage: str) -> SystemExit:
 def run(stage: str) -> None:
     """Run ``stage`` as ``pipelines/<stage>.py`` does and exit with its code."""
     _quiet_downloads()
-    try:
-        from geoensemble.app.cli import run_then_exit
+    with _settled_if_it_succeeds():
+        try:
+            from geoensemble.app.cli import run_then_exit
 
-        run_then_exit(stage)
-    except KeyboardInterrupt:  # while the command line loads, before it handles Ctrl-C
-        raise _interrupted(stage) from None
-    except SystemExit as exc:
-        if not exc.code:
-            _settle_for_exit()
-        raise
+            run_then_exit(stage)
+        except KeyboardInterrupt:  # while the command line loads, before it handles Ctrl-C
+            raise _interrupted(stage) from None
 
 
 def main() -> None:
     """The ``geoensemble`` command (:func:`geoensemble.app.cli.main`)."""
     _quiet_downloads()
-    try:
-        from geoensemble.app.cli import main as cli_main
+    with _settled_if_it_succeeds():
+        try:
+            from geoensemble.app.cli import main as cli_main
 
-        cli_main()
-    except KeyboardInterrupt:
-        stage = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else ""
-        raise _interrupted(stage or "command") from None
-    except SystemExit as exc:
-        if not exc.code:
-            _settle_for_exit()
-        raise
-    else:
-        _settle_for_exit()
+            cli_main()
+        except KeyboardInterrupt:
+            stage = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else ""
+            raise _interrupted(stage or "command") from None
