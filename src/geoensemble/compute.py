@@ -377,3 +377,25 @@ def connect(address: str, *, timeout: float = 30.0) -> Any:
             arguments={"address": "Cluster.address", "timeout": "Cluster.timeout"},
         ) from None
     return client
+
+
+@contextlib.contextmanager
+def joined_pool(workers: int, name: str) -> Iterator[Any]:
+    """A thread pool of ``workers`` threads for dask's threaded computations in the block
+    (pass it as ``pool=``, or set it with ``dask.config.set(pool=...)``), shut down and
+    joined when the block ends, also on an error or an interruption.
+
+    Dask's own pools live until the interpreter's ``atexit`` handlers, which run only after
+    it has joined every thread: a Ctrl-C or SIGTERM that lands while such a pool starts a
+    thread leaves that thread unknown to the pool, idle forever, and the process never
+    exits (seen: an interrupted predict stage). A pool of our own that is shut down before
+    the exit wakes every thread it started. Its threads also never outlive the block, so a
+    failed chunk write cannot recreate a temporary store after it was removed.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix=name)
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -1,10 +1,12 @@
-"""The stage scripts' entry point: a normal exit, with the heap frozen for it."""
+"""The stage scripts' entry point: a normal exit, with the heap frozen for it, and an
+interrupted exit bounded in time."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 SCRIPT = textwrap.dedent(
@@ -62,3 +64,43 @@ def test_a_command_that_fails_exits_2_and_leaves_the_heap_to_the_collector(
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "no stage 'nostage'" in proc.stderr
     assert sorted(out.read_text().splitlines()) == ["atexit frozen=False", "finalize"]
+
+
+STUCK = textwrap.dedent(
+    """
+    import signal, sys, threading, time
+
+    from geoensemble.app import entry
+
+    entry.EXIT_BOUND = float(sys.argv[1])
+    stuck = threading.Event()
+    # a thread nobody will wake, as one a pool started and lost track of when interrupted
+    threading.Thread(target=stuck.wait, name="lost-worker").start()
+
+    def interrupted_stage():
+        raise SystemExit(143)  # what run_stage raises after SIGTERM, its runs closed
+
+    with entry._settled_exit():
+        interrupted_stage()
+    """
+)
+
+
+def test_an_interrupted_exit_that_would_wait_forever_ends_within_the_bound() -> None:
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", STUCK, "1"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 143
+    assert time.monotonic() - t0 < 30
+    [line] = proc.stderr.splitlines()
+    assert "exit still waited after 1 s for thread(s) lost-worker" in line
+
+
+def test_an_interrupted_exit_is_not_cut_short_while_it_is_under_the_bound() -> None:
+    """A stage whose exit is quick exits normally: the bound's thread is a daemon."""
+    script = STUCK.replace('threading.Thread(target=stuck.wait, name="lost-worker").start()', "")
+    proc = subprocess.run(
+        [sys.executable, "-c", script, "30"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 143 and proc.stderr == ""

@@ -153,8 +153,10 @@ def interrupt(
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGABRT)
             _, err = proc.communicate(timeout=30)
+            # faulthandler's thread stacks, without its long list of extension modules
+            stacks = err[err.rfind("Fatal Python error") :].split("\nExtension modules")[0]
             pytest.fail(
-                f"{what}: the stage did not exit within 120 s of {sig.name}:\n{err[-6000:]}"
+                f"{what}: the stage did not exit within 120 s of {sig.name}:\n{stacks[-6000:]}"
             )
     finally:
         if proc.poll() is None:
@@ -163,6 +165,7 @@ def interrupt(
     if proc.returncode == 0 or not seen:
         pytest.skip(f"{what} ended before it could be interrupted")
     assert proc.returncode == (130 if sig == signal.SIGINT else 143), err[-3000:]
+    assert "exit still waited" not in err, err[-3000:]  # a thread the exit could not join
     return err
 
 

@@ -114,6 +114,43 @@ def test_blocks_on_threads_hold_each_model_to_its_share_of_the_cores() -> None:
     assert km._n_threads == 8
 
 
+def test_an_interruption_between_blocks_leaves_no_read_thread_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One block thread on a 4-core share: each block's layers are read on a pool of ours,
+    joined when the blocks end, also on Ctrl-C (dask's own pools would outlive the stage and
+    can keep an interrupted process from exiting)."""
+    import threading
+
+    import dask.array as da
+    from sklearn.cluster import KMeans
+
+    from geoensemble.predict import BlockPredictor, ClassScheme, LoadedMember
+    from geoensemble.predict import blocks as blocks_mod
+
+    monkeypatch.setattr(blocks_mod, "env_threads", lambda: 4)
+    rng = np.random.default_rng(1)
+    cube = rng.normal(size=(2, 300, 300)).astype(np.float32)
+    km = KMeans(2, n_init=1, random_state=0).fit(cube.reshape(2, -1).T[:500])
+    m = LoadedMember("km", km, ["a", "b"], "test:km")
+    predictor = BlockPredictor([m], ["a", "b"], ClassScheme.of([m]), ["member:0"])
+    arr = da.from_array(cube, chunks=(1, 100, 100))
+    before = set(threading.enumerate())
+    readers: set[str] = set()
+    with pytest.raises(KeyboardInterrupt):
+        with blocks_mod.predicted_blocks(predictor, arr, blocks(300, 300, 100), threads=1) as it:
+            for n, (b, res) in enumerate(it):
+                readers |= {t.name for t in set(threading.enumerate()) - before}
+                rows, cols = b.slices
+                expected = km.predict(cube[:, rows, cols].reshape(2, -1).T)
+                np.testing.assert_array_equal(res.arrays["member:0"].ravel(), expected)
+                if n == 2:
+                    raise KeyboardInterrupt
+    # (a pool's threads are named <prefix>_<n>; dask's own are ThreadPoolExecutor-<k>_<n>)
+    assert readers and all(r.startswith("geoensemble-read_") for r in readers), readers
+    assert set(threading.enumerate()) <= before
+
+
 def _scene_from_files(tmp_path: Path):
     """A synthetic scene written as GeoTiffs and opened lazily, as the stage opens one."""
     from geoensemble.app.config import DataConfig, FeaturesConfig
@@ -242,6 +279,7 @@ def test_a_block_read_on_spare_cores_equals_the_single_thread_read() -> None:
 
     import dask.array as da
 
+    from geoensemble.compute import joined_pool
     from geoensemble.predict.blocks import Block, read_block
 
     arr = da.from_array(_Layers(), chunks=(1, 96, 80), lock=False)
@@ -250,7 +288,8 @@ def test_a_block_read_on_spare_cores_equals_the_single_thread_read() -> None:
     one = read_block(arr, block)
     assert _READ_THREADS == {threading.get_ident()}  # in the calling thread
     _READ_THREADS.clear()
-    two = read_block(arr, block, workers=2)
+    with joined_pool(2, "test-read") as pool:
+        two = read_block(arr, block, pool=pool)
     assert _READ_THREADS and threading.get_ident() not in _READ_THREADS  # on reading threads
     np.testing.assert_array_equal(one, _CUBE[:, 16:80, 8:48])
     np.testing.assert_array_equal(two, one)

@@ -44,15 +44,55 @@ def _settle_for_exit() -> None:
     gc.freeze()
 
 
+EXIT_BOUND = 30.0  # seconds an interrupted stage's exit may take once its runs are closed
+_INTERRUPTED_CODES = (EXIT_INTERRUPTED, 143)  # SIGINT, SIGTERM
+
+
+def _bound_exit(code: int) -> None:
+    """End the process with ``code`` if the interpreter's exit takes over
+    :data:`EXIT_BOUND` s.
+
+    Called once an interrupted stage has closed its runs and removed its partial outputs:
+    all that is left is the interpreter's exit, which joins every thread that is not a
+    daemon. An interruption that landed while a library started a thread (a thread pool
+    growing) can leave that thread idle and unknown to its pool, and the exit would then
+    wait forever (seen: dask's thread pools, since replaced by pools of ours in the
+    stages). The user asked the stage to stop, so it stops within the bound and says which
+    threads it left.
+    """
+    import threading
+    import time
+
+    def watch() -> None:
+        time.sleep(EXIT_BOUND)
+        main = threading.main_thread()
+        left = [t.name for t in threading.enumerate() if not t.daemon and t is not main]
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        print(
+            f"geoensemble: the interrupted stage's exit still waited after {EXIT_BOUND:g} s "
+            f"for thread(s) {', '.join(left) or '?'}; exiting without them (a bug in "
+            f"geoensemble: please report it)",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(code)
+
+    threading.Thread(target=watch, name="geoensemble-exit-bound", daemon=True).start()
+
+
 @contextlib.contextmanager
-def _settled_if_it_succeeds() -> Iterator[None]:
+def _settled_exit() -> Iterator[None]:
     """:func:`_settle_for_exit` after the body returns or exits with code 0; any other
-    exit (an error, an interruption) leaves the heap to the collector."""
+    exit (an error, an interruption) leaves the heap to the collector, and an interrupted
+    exit is bounded (:func:`_bound_exit`)."""
     try:
         yield
     except SystemExit as exc:
         if not exc.code:
             _settle_for_exit()
+        elif exc.code in _INTERRUPTED_CODES:
+            _bound_exit(int(exc.code))
         raise
     _settle_for_exit()
 
@@ -65,7 +105,7 @@ def _interrupted(stage: str) -> SystemExit:
 def run(stage: str) -> None:
     """Run ``stage`` as ``pipelines/<stage>.py`` does and exit with its code."""
     _quiet_downloads()
-    with _settled_if_it_succeeds():
+    with _settled_exit():
         try:
             from geoensemble.app.cli import run_then_exit
 
@@ -77,7 +117,7 @@ def run(stage: str) -> None:
 def main() -> None:
     """The ``geoensemble`` command (:func:`geoensemble.app.cli.main`)."""
     _quiet_downloads()
-    with _settled_if_it_succeeds():
+    with _settled_exit():
         try:
             from geoensemble.app.cli import main as cli_main
 

@@ -246,7 +246,7 @@ def layer_report(ds: xr.Dataset) -> dict[str, dict[str, float]]:
     """
     import dask
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _joined_pool():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN chunks
         (computed,) = dask.compute(_stats(ds))
     return _report(ds, computed)
@@ -353,20 +353,17 @@ def write_stack(
 @contextlib.contextmanager
 def _joined_pool() -> Iterator[None]:
     """Dask's threaded computations in the block on a pool of their own, joined when the
-    block ends. When one chunk write fails (a full disk), dask raises at once while other
-    threads may still be writing chunks: joined, none of them recreates the temporary
-    store after :func:`~geoensemble.io.atomic.atomic_path` removed it. (A distributed
-    client, if one is the default scheduler, ignores the pool.)"""
-    from concurrent.futures import ThreadPoolExecutor
-
+    block ends (:func:`~geoensemble.compute.joined_pool`): when one chunk write fails (a
+    full disk), dask raises at once while other threads may still be writing chunks;
+    joined, none of them recreates the temporary store after
+    :func:`~geoensemble.io.atomic.atomic_path` removed it. (A distributed client, if one is
+    the default scheduler, ignores the pool.)"""
     import dask
 
-    pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="geoensemble-write")
-    try:
-        with dask.config.set(pool=pool):
-            yield
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    from geoensemble.compute import joined_pool
+
+    with joined_pool(os.cpu_count() or 1, "geoensemble-write") as pool, dask.config.set(pool=pool):
+        yield
 
 
 def check_names(ds: xr.Dataset, key: str | None = None) -> None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
+from geoensemble.compute import joined_pool
 from geoensemble.io.profiles import TILE
 from geoensemble.predict.models import env_threads, threads_held
 
@@ -114,10 +115,11 @@ def feature_array(ds: xr.Dataset, names: list[str]) -> Any:
     return da.stack(layers).astype(np.float32, copy=False)
 
 
-def read_block(arr: Any, block: Block, *, workers: int = 1) -> np.ndarray:
+def read_block(arr: Any, block: Block, *, pool: Any = None) -> np.ndarray:
     """One block of the lazy feature array as numpy: computed in the calling thread, or its
-    layers read on ``workers`` threads (when fewer blocks than cores are in flight, as with
-    many layers, the spare cores read a block's layers side by side; GDAL releases the GIL)."""
+    layers read on the threads of ``pool`` (a ``concurrent.futures`` executor; when fewer
+    blocks than cores are in flight, as with many layers, the spare cores read a block's
+    layers side by side; GDAL releases the GIL)."""
     import dask.threaded
     from dask.local import get_sync
 
@@ -125,8 +127,8 @@ def read_block(arr: Any, block: Block, *, workers: int = 1) -> np.ndarray:
     part = arr[:, rows, cols]
     # The scheduler functions themselves, not their names: naming one makes dask import
     # dask.distributed (about 0.1 s) only to look for a client.
-    if workers > 1:
-        return np.asarray(part.compute(scheduler=dask.threaded.get, num_workers=workers))
+    if pool is not None:
+        return np.asarray(part.compute(scheduler=dask.threaded.get, pool=pool))
     return np.asarray(part.compute(scheduler=get_sync))
 
 
@@ -193,12 +195,18 @@ def predicted_blocks(
     cores (:func:`~geoensemble.predict.models.threads_held`): one thread on a worker, the
     cores over the threads here; restored when the block ends."""
     per_block = 1 if client is not None else max(1, env_threads() // max(1, threads))
-    with threads_held([m.model for m in predictor.members], per_block):
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(threads_held([m.model for m in predictor.members], per_block))
         if client is not None:
             results = run_distributed(client, predictor, arr, todo, in_flight=4)
         else:
+            # The layer reads' threads are ours and joined when the blocks end (an
+            # interruption included; joined_pool says why dask's own pools are not used).
+            pool = None
+            if per_block > 1:
+                pool = stack.enter_context(joined_pool(per_block * threads, "geoensemble-read"))
             results = run_threads(
-                lambda b: timed_block(predictor, lambda: read_block(arr, b, workers=per_block)),
+                lambda b: timed_block(predictor, lambda: read_block(arr, b, pool=pool)),
                 todo,
                 threads=threads,
             )
