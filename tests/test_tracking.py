@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,36 @@ def test_closing_the_background_drops_the_calls_not_started() -> None:
     threading.Timer(0.2, release.set).start()
     bg.close()  # waits for the running call, drops the next one
     assert done == []
+
+
+def test_a_call_run_in_the_background_returns_its_value_and_an_interruption_lands_in_the_wait() -> (
+    None
+):
+    """Background.run: the call runs on the thread (never where the main thread's Ctrl-C
+    lands); closing asks a long call to stop at its next step and waits for it."""
+    import signal
+
+    bg = tracking.Background()
+    assert bg.run(lambda a, b=0: (threading.current_thread().name, a + b), 1, b=2) == (
+        "geoensemble-mlflow_0",
+        3,
+    )
+    steps: list[int] = []
+
+    def registering() -> None:  # a step per kept member, as MemberLogger._finish
+        for i in range(200):
+            if bg.stopping.is_set():
+                return
+            steps.append(i)
+            if i == 2:
+                # Ctrl-C while the members register (delivered to the main thread, waiting)
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+            time.sleep(0.02)
+
+    with pytest.raises(KeyboardInterrupt):
+        bg.run(registering)
+    bg.close()  # as MemberLogger.__exit__ does: the running call stops at its next step
+    assert 3 <= len(steps) < 200 and steps == list(range(len(steps)))
 
 
 def test_a_dvc_experiment_logs_the_params_it_changed(

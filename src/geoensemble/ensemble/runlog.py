@@ -230,49 +230,79 @@ class MemberLogger:
             Member number to registered version, for the kept members registered.
         """
         with self.timed():
-            self.background.wait()  # the parent run and every member's run exist
             self._warm.join()
-            ensemble_name = ensemble_name or f"{self.run_name}-{self.parent_id[:8]}"
-            for m in result.members:
-                self.tracker.log_batch(
-                    self.runs[m.number],
-                    # mean_agreement: final only once every member is in (ensemble.agreement)
-                    metrics={"rank": m.rank, "front": m.front, **_agreement_of(m)},
-                    tags={"rank": str(m.rank), "kept": str(m in result.kept)},
-                )
-            for m in result.kept:
-                logged = self.tracker.log_member_model(
-                    self.runs[m.number],
-                    m.pipeline,
-                    feature_names=feature_names,
-                    example=example,
-                    model_name=model_name,
-                    tags={
-                        "ensemble_run_id": self.parent_id,
-                        "ensemble": ensemble_name,
-                        "member": m.name,
-                        "rank": str(m.rank),
-                        "generation": str(m.generation),
-                        "consensus": str(m.consensus),
-                        **self.version_tags(m, result),
-                        # What the codes mean, for every map predicted from it.
-                        **({CLASS_NAMES_TAG: json.dumps(dict(class_names))} if class_names else {}),
-                        **(lineage or {}),
-                        **candidate_tags(m.scores, m.pipeline, result.metric),
-                    },
-                    description=self.version_description(m, result, ensemble_name),
-                    experiment_id=self.experiment_id,
-                    register=register,
-                    model_description=model_description,
-                )
-                self.model_ids[m.number] = logged.model_id
-                if logged.version is not None:
-                    self.versions[m.number] = logged.version
-            self.tracker.log_metric_steps(
-                self.parent_id, {f"best_{result.metric}": best_by_generation(result)}
+            # on the background thread, after the parent and every member's run: see
+            # Background.run (an interruption stops it between two kept members)
+            self.background.run(
+                self._finish,
+                result,
+                feature_names=feature_names,
+                example=example,
+                model_name=model_name,
+                ensemble_name=ensemble_name,
+                lineage=lineage,
+                class_names=class_names,
+                register=register,
+                model_description=model_description,
             )
-            self.tracker.log_dict(self.parent_id, result.history, "search_history.json")
         return self.versions
+
+    def _finish(
+        self,
+        result: EnsembleResult,
+        *,
+        feature_names: list[str],
+        example: np.ndarray,
+        model_name: str,
+        ensemble_name: str | None,
+        lineage: Mapping[str, str] | None,
+        class_names: Mapping[str, str] | None,
+        register: bool,
+        model_description: str | None,
+    ) -> None:
+        """:meth:`finish`'s calls, on the background thread."""
+        ensemble_name = ensemble_name or f"{self.run_name}-{self.parent_id[:8]}"
+        for m in result.members:
+            self.tracker.log_batch(
+                self.runs[m.number],
+                # mean_agreement: final only once every member is in (ensemble.agreement)
+                metrics={"rank": m.rank, "front": m.front, **_agreement_of(m)},
+                tags={"rank": str(m.rank), "kept": str(m in result.kept)},
+            )
+        for m in result.kept:
+            if self.background.stopping.is_set():
+                return
+            logged = self.tracker.log_member_model(
+                self.runs[m.number],
+                m.pipeline,
+                feature_names=feature_names,
+                example=example,
+                model_name=model_name,
+                tags={
+                    "ensemble_run_id": self.parent_id,
+                    "ensemble": ensemble_name,
+                    "member": m.name,
+                    "rank": str(m.rank),
+                    "generation": str(m.generation),
+                    "consensus": str(m.consensus),
+                    **self.version_tags(m, result),
+                    # What the codes mean, for every map predicted from it.
+                    **({CLASS_NAMES_TAG: json.dumps(dict(class_names))} if class_names else {}),
+                    **(lineage or {}),
+                    **candidate_tags(m.scores, m.pipeline, result.metric),
+                },
+                description=self.version_description(m, result, ensemble_name),
+                experiment_id=self.experiment_id,
+                register=register,
+                model_description=model_description,
+            )
+            self.model_ids[m.number] = logged.model_id
+            if logged.version is not None:
+                self.versions[m.number] = logged.version
+        self.tracker.log_metric_steps(
+            self.parent_id, {f"best_{result.metric}": best_by_generation(result)}
+        )
+        self.tracker.log_dict(self.parent_id, result.history, "search_history.json")
 
     def hyperparameters(self, m: Member) -> dict[str, Any]:
         """The member's searched values (a consensus member: its number of clusters)."""
@@ -332,9 +362,10 @@ def best_by_generation(result: EnsembleResult) -> list[tuple[int, float]]:
 
 
 def timed_call(logger: MemberLogger, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call ``fn`` and count its time as MLflow time."""
+    """Call ``fn`` on the logger's background thread (:meth:`Background.run
+    <geoensemble.tracking.background.Background.run>`) and count its time as MLflow time."""
     with logger.timed():
-        return fn(*args, **kwargs)
+        return logger.background.run(fn, *args, **kwargs)
 
 
 def tag_number(value: float | None) -> str:

@@ -75,6 +75,8 @@ class Background:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geoensemble-mlflow")
         self.error: BaseException | None = None
         self.seconds = 0.0
+        # set by close(): a long call (registering the kept members) stops at its next step
+        self.stopping = threading.Event()
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         def call() -> None:
@@ -96,6 +98,19 @@ class Background:
         if self.error is not None:
             raise self.error
 
+    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` on the thread, after the calls submitted so far; its value.
+
+        Only the thread writes to the store: a Ctrl-C or SIGTERM (delivered to the main
+        thread) lands in this wait, never inside a store write that would leave the store
+        locked while the stage closes its runs."""
+        out: list[Any] = []
+        self.submit(lambda: out.append(fn(*args, **kwargs)))
+        self.wait()
+        return out[0]
+
     def close(self) -> None:
-        """Drop the calls not started, wait for the one running, end the thread."""
+        """Drop the calls not started, ask the one running to stop at its next step
+        (:attr:`stopping`), wait for it, end the thread."""
+        self.stopping.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
