@@ -77,6 +77,7 @@ def test_the_scripts_and_the_stages_exit_130_alike() -> None:
     from geoensemble.app import cli, entry
 
     assert cli.EXIT_INTERRUPTED == entry.EXIT_INTERRUPTED == 130
+    assert cli.EXIT_TERMINATED == entry.EXIT_TERMINATED == 143
 
 
 SWALLOWED = """

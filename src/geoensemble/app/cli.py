@@ -94,7 +94,9 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated("SIGTERM")
 
 
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C (= entry's)
+# entry's codes, restated (entry, the scripts' first import, imports this module lazily)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 def run_stage(stage: str, cfg: AppConfig) -> Any:
@@ -122,7 +124,9 @@ def run_stage(stage: str, cfg: AppConfig) -> Any:
     except KeyboardInterrupt as exc:
         how = str(exc) or "SIGINT (Ctrl-C)"
         print(f"geoensemble {stage}: interrupted by {how}", file=sys.stderr)
-        raise SystemExit(143 if isinstance(exc, Terminated) else EXIT_INTERRUPTED) from None
+        raise SystemExit(
+            EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+        ) from None
     except Exception as exc:
         raise fail(stage, exc) from None
     finally:

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 def _quiet_downloads() -> None:
@@ -45,7 +46,7 @@ def _settle_for_exit() -> None:
 
 
 EXIT_BOUND = 30.0  # seconds an interrupted stage's exit may take once its runs are closed
-_INTERRUPTED_CODES = (EXIT_INTERRUPTED, 143)  # SIGINT, SIGTERM
+_INTERRUPTED_CODES = (EXIT_INTERRUPTED, EXIT_TERMINATED)
 
 
 def _bound_exit(code: int) -> None:
