@@ -137,6 +137,12 @@ def test_a_call_run_in_the_background_returns_its_value_and_an_interruption_land
         "geoensemble-mlflow_0",
         3,
     )
+    # seconds: the calls the stage did not wait for (mlflow_background_seconds), not run's
+    bg.run(time.sleep, 0.05)
+    assert bg.seconds == 0.0
+    bg.submit(time.sleep, 0.05)
+    bg.wait()
+    assert 0.05 <= bg.seconds < 1
     steps: list[int] = []
 
     def registering() -> None:  # a step per kept member, as MemberLogger._finish

@@ -66,7 +66,7 @@ class Background:
     failure; once a call failed, the later ones are skipped. :meth:`close` (on an error or
     an interruption of the stage) drops the calls not started and waits for the one running,
     so that the runs can then be closed without racing it. ``seconds`` is the time the
-    thread spent in the calls.
+    thread spent in the calls submitted (those the stage did not wait for).
     """
 
     def __init__(self) -> None:
@@ -79,18 +79,20 @@ class Background:
         self.stopping = threading.Event()
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        def call() -> None:
-            if self.error is not None:
-                return  # the stage fails with the first error: later calls would only add noise
-            t0 = time.perf_counter()
-            try:
-                fn(*args, **kwargs)
-            except BaseException as exc:
-                self.error = exc
-            finally:
-                self.seconds += time.perf_counter() - t0
+        self._pool.submit(self._call, fn, args, kwargs, waited=False)
 
-        self._pool.submit(call)
+    def _call(self, fn: Callable[..., Any], args: Any, kwargs: Any, *, waited: bool) -> Any:
+        if self.error is not None:
+            return None  # the stage fails with the first error: later calls would only add noise
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        except BaseException as exc:
+            self.error = exc
+            return None
+        finally:
+            if not waited:  # a call run() waits for is the caller's time, not background time
+                self.seconds += time.perf_counter() - t0
 
     def wait(self) -> None:
         """Wait for every call submitted; raise the first failure."""
@@ -103,11 +105,12 @@ class Background:
 
         Only the thread writes to the store: a Ctrl-C or SIGTERM (delivered to the main
         thread) lands in this wait, never inside a store write that would leave the store
-        locked while the stage closes its runs."""
-        out: list[Any] = []
-        self.submit(lambda: out.append(fn(*args, **kwargs)))
-        self.wait()
-        return out[0]
+        locked while the stage closes its runs. The caller waits for it, so its time is not
+        added to :attr:`seconds`."""
+        value = self._pool.submit(self._call, fn, args, kwargs, waited=True).result()
+        if self.error is not None:
+            raise self.error
+        return value
 
     def close(self) -> None:
         """Drop the calls not started, ask the one running to stop at its next step
