@@ -236,22 +236,6 @@ def _report(ds: xr.Dataset, computed: dict[str, Any]) -> dict[str, dict[str, flo
     return report
 
 
-def layer_report(ds: xr.Dataset) -> dict[str, dict[str, float]]:
-    """Per layer: valid fraction, min and max (the notebook's sanity check), computed once.
-
-    Raises
-    ------
-    EmptyLayerError
-        If a layer holds no valid pixel, naming it and its source.
-    """
-    import dask
-
-    with warnings.catch_warnings(), _joined_pool():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN chunks
-        (computed,) = dask.compute(_stats(ds))
-    return _report(ds, computed)
-
-
 def _storable(ds: xr.Dataset) -> xr.Dataset:
     ds = ds.drop_vars("spatial_ref", errors="ignore")
     for v in ds.data_vars.values():
