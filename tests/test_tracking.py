@@ -125,9 +125,7 @@ def test_closing_the_background_drops_the_calls_not_started() -> None:
     assert done == []
 
 
-def test_a_call_run_in_the_background_returns_its_value_and_an_interruption_lands_in_the_wait() -> (
-    None
-):
+def test_background_run_returns_the_value_and_an_interruption_lands_in_the_wait() -> None:
     """Background.run: the call runs on the thread (never where the main thread's Ctrl-C
     lands); closing asks a long call to stop at its next step and waits for it."""
     import signal

@@ -68,7 +68,7 @@ def test_a_command_that_fails_exits_2_and_leaves_the_heap_to_the_collector(
 
 STUCK = textwrap.dedent(
     """
-    import signal, sys, threading, time
+    import sys, threading
 
     from geoensemble.app import entry
 
